@@ -1,0 +1,194 @@
+/* gossip-inspect: show messages to a person (or JSON lines to a script) with a verdict. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(int code)
+{
+	fprintf(code ? stderr : stdout, "usage: gossip-inspect [-j | --diag] [-d dir] [file ...]\n");
+	exit(code);
+}
+
+enum { HUMAN, JSON, DIAG };
+static int mode = HUMAN;
+static struct gossip_trust trust;
+
+static void put_value(FILE *f, const struct gossip_msg *m)
+{
+	enum { SHOW = 256 };
+	size_t n = m->valuelen > SHOW ? SHOW : m->valuelen;
+	if (m->value_text) {
+		/* Cut at a character boundary. */
+		while (n < m->valuelen && n > 0 && (m->value[n] & 0xc0) == 0x80)
+			n--;
+		gossip_put_string(f, m->value, n, 0);
+	} else {
+		fputs("h'", f);
+		for (size_t i = 0; i < n; i++)
+			fprintf(f, "%02x", m->value[i]);
+		fputc('\'', f);
+	}
+	if (n < m->valuelen)
+		fprintf(f, " ... (%zu bytes; -j shows all)", m->valuelen);
+	else if (!m->value_text)
+		fprintf(f, " (%zu bytes)", m->valuelen);
+}
+
+static void human(const struct gossip_msg *m, const struct gossip_signer *sg, int sig_ok,
+                  enum gossip_verdict v, uint64_t off, size_t len)
+{
+	char id[9], when[32];
+	printf("message at offset %llu (%zu bytes)\n", (unsigned long long)off, len);
+	if (v == GOSSIP_V_MALFORMED) {
+		printf("  verdict  REJECTED: %s\n\n", gossip_error());
+		return;
+	}
+	gossip_short_id(id, m->origin);
+	printf("  origin   %s", id);
+	if (sg && sg->name)
+		printf(" (%s)", sg->name);
+	printf("\n  type     %s\n  key      ", gossip_type_name(m->type));
+	gossip_put_string(stdout, m->key, m->keylen, 0);
+	if (m->has_value) {
+		printf("\n  value    ");
+		put_value(stdout, m);
+	}
+	gossip_fmt_time(when, m->time);
+	printf("\n  version  %llu\n  time     %s\n", (unsigned long long)m->version, when);
+	if (v == GOSSIP_V_OK)
+		printf("  verdict  ok: good signature, trusted signer\n\n");
+	else
+		printf("  verdict  REJECTED: %s (signature %s)\n\n", gossip_error(),
+		       sig_ok ? "good" : "bad");
+}
+
+static void json(const struct gossip_msg *m, const struct gossip_signer *sg, int sig_ok,
+                 enum gossip_verdict v, uint64_t off)
+{
+	char b64[45], *vb = NULL;
+	printf("{\"offset\":%llu", (unsigned long long)off);
+	if (v != GOSSIP_V_MALFORMED) {
+		gossip_b64(b64, m->origin, 32);
+		printf(",\"origin\":\"%s\"", b64);
+		if (sg && sg->name) {
+			printf(",\"name\":");
+			gossip_put_string(stdout, (const uint8_t *)sg->name, strlen(sg->name), 0);
+		}
+		printf(",\"type\":\"%s\",\"key\":", gossip_type_name(m->type));
+		gossip_put_string(stdout, m->key, m->keylen, 0);
+		if (m->has_value && m->value_text) {
+			printf(",\"value\":");
+			gossip_put_string(stdout, m->value, m->valuelen, 0);
+			printf(",\"encoding\":\"text\"");
+		} else if (m->has_value && (vb = malloc(m->valuelen / 3 * 4 + 5))) {
+			gossip_b64(vb, m->value, m->valuelen);
+			printf(",\"value\":\"%s\",\"encoding\":\"base64\"", vb);
+			free(vb);
+		}
+		printf(",\"version\":%llu,\"time\":%llu,\"signature\":\"%s\",\"trusted\":%s",
+		       (unsigned long long)m->version, (unsigned long long)m->time,
+		       sig_ok ? "good" : "bad", sg ? "true" : "false");
+	}
+	printf(",\"verified\":%s", v == GOSSIP_V_OK ? "true" : "false");
+	if (v != GOSSIP_V_OK) {
+		printf(",\"error\":");
+		gossip_put_string(stdout, (const uint8_t *)gossip_error(), strlen(gossip_error()), 0);
+	}
+	printf("}\n");
+}
+
+/* 0 when every item verified (or, with --diag, was well-formed), 1 when one did not,
+ * 2 when the input could not be read as a CBOR sequence. */
+static int inspect(int fd, const char *name)
+{
+	struct gossip_reader r;
+	const uint8_t *item;
+	size_t len;
+	uint64_t off;
+	int got, status = GOSSIP_EXIT_OK;
+
+	gossip_reader_init(&r, fd, name, &gossip_any_limits);
+	while ((got = gossip_reader_next(&r, &item, &len, &off)) == 1) {
+		if (mode == DIAG) {
+			gossip_diag(stdout, item, len, 1);
+			putchar('\n');
+			continue;
+		}
+		struct gossip_msg m;
+		const struct gossip_signer *sg;
+		enum gossip_verdict v = gossip_check(item, len, &trust, &m, &sg);
+		int sig_ok = v == GOSSIP_V_OK;
+		if (v != GOSSIP_V_OK) {
+			char why[512];
+			snprintf(why, sizeof why, "%s", gossip_error());
+			if (v != GOSSIP_V_MALFORMED && v != GOSSIP_V_BADSIG)
+				sig_ok = gossip_msg_verify(&m) == 0;
+			gossip_seterr("%s", why);
+			gossip_warn("%s: offset %llu: %s", name, (unsigned long long)off, why);
+			status = GOSSIP_EXIT_NO;
+		}
+		if (mode == JSON)
+			json(&m, sg, sig_ok, v, off);
+		else
+			human(&m, sg, sig_ok, v, off, len);
+		fflush(stdout);
+	}
+	fflush(stdout);
+	if (got < 0) {
+		gossip_warn("%s", gossip_error());
+		status = GOSSIP_EXIT_ERR;
+	}
+	gossip_reader_free(&r);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+		{"diag", no_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {0}};
+	const char *dir = NULL;
+	int c, status = GOSSIP_EXIT_OK;
+
+	gossip_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "d:jh", longopts, NULL)) != -1) {
+		gossip_opt_once(c);
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'j': mode = mode == HUMAN ? JSON : -1; break;
+		case 'D': mode = mode == HUMAN ? DIAG : -1; break;
+		case 'h': usage(GOSSIP_EXIT_OK); break;
+		case 'V': gossip_print_version(); break;
+		default: usage(GOSSIP_EXIT_ERR);
+		}
+	}
+	if (mode < 0) {
+		gossip_warn("-j and --diag exclude each other");
+		usage(GOSSIP_EXIT_ERR);
+	}
+	if (mode != DIAG && gossip_trust_load(&trust, gossip_state_dir(dir)) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
+	if (optind == argc)
+		status = inspect(0, "stdin");
+	for (int i = optind; i < argc; i++) {
+		int s, fd = strcmp(argv[i], "-") == 0 ? 0 : open(argv[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			gossip_warn("%s: cannot open: %s", argv[i], strerror(errno));
+			s = GOSSIP_EXIT_ERR;
+		} else {
+			s = inspect(fd, fd == 0 ? "stdin" : argv[i]);
+			if (fd != 0)
+				close(fd);
+		}
+		if (s > status)
+			status = s;
+	}
+	gossip_trust_free(&trust);
+	return status;
+}

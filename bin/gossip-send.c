@@ -1,0 +1,245 @@
+/* gossip-send: make and sign messages and write them, as a CBOR sequence, to stdout. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(int code)
+{
+	fprintf(code ? stderr : stdout,
+	        "usage: gossip-send [-b] [-d dir] set key value\n"
+	        "       gossip-send [-b] [-d dir] -f file set key\n"
+	        "       gossip-send [-d dir] del key\n"
+	        "       gossip-send [-b] [-d dir] event name [data]\n"
+	        "       gossip-send [-b] [-d dir] -f file event name\n"
+	        "       gossip-send [-d dir] batch [file]\n");
+	exit(code);
+}
+
+struct sender {
+	struct gossip_identity id;
+	struct gossip_clock clock;
+	struct gossip_buf out;
+	int bytes;  /* -b: values are byte strings even when they are valid UTF-8 */
+};
+
+/* Sign one message into s->out; 0, or -1 with the reason in gossip_error(). */
+static int make(struct sender *s, int type, const char *key, size_t keylen, const uint8_t *value,
+                size_t valuelen, int has_value)
+{
+	struct gossip_msg m = {0};
+	m.type = (unsigned)type;
+	m.key = (const uint8_t *)key;
+	m.keylen = keylen;
+	m.value = value;
+	m.valuelen = valuelen;
+	m.has_value = has_value;
+	m.value_text = has_value && !s->bytes && gossip_utf8_valid(value, valuelen);
+	m.time = gossip_now_ms();
+	memcpy(m.origin, s->id.pk, 32);
+	/* Check what can be checked before a version is spent on it. */
+	if (keylen == 0 || keylen > GOSSIP_KEY_MAX || !gossip_utf8_valid(m.key, keylen)) {
+		gossip_seterr("key must be 1 to %d bytes of UTF-8", GOSSIP_KEY_MAX);
+		return -1;
+	}
+	if (has_value && valuelen > GOSSIP_VALUE_MAX) {
+		gossip_seterr("value is %zu bytes, at most %d", valuelen, GOSSIP_VALUE_MAX);
+		return -1;
+	}
+	if (gossip_clock_take(&s->clock, &m.version) < 0)
+		return -1;
+	return gossip_msg_sign(&s->out, &m, &s->id);
+}
+
+static void flush_out(struct sender *s)
+{
+	if (gossip_write_all(1, s->out.p, s->out.len) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
+	s->out.len = 0;
+}
+
+/* One batch line: "set KEY VALUE", "set64 KEY BASE64", "del KEY", "event NAME [DATA]",
+ * "event64 NAME BASE64"; blank lines and # comments are skipped. */
+static int batch_line(struct sender *s, char *line, size_t n)
+{
+	int r;
+	if (n && line[n - 1] == '\r')
+		line[--n] = 0;
+	if (n == 0 || line[0] == '#')
+		return 0;
+	char *verb = line, *key, *rest = NULL;
+	char *sp = memchr(line, ' ', n);
+	if (!sp) {
+		gossip_seterr("want a verb and a key");
+		return -1;
+	}
+	*sp = 0;
+	key = sp + 1;
+	if ((sp = strchr(key, ' '))) {
+		*sp = 0;
+		rest = sp + 1;
+	}
+	size_t restlen = rest ? n - (size_t)(rest - line) : 0;
+	int b64 = 0, type;
+	if (strcmp(verb, "set64") == 0 || strcmp(verb, "event64") == 0) {
+		b64 = 1;
+		verb[strlen(verb) - 2] = 0;
+	}
+	if ((type = gossip_type_parse(verb)) < 0) {
+		gossip_seterr("unknown verb \"%s\" (set, set64, del, event, event64)", verb);
+		return -1;
+	}
+	if (type == GOSSIP_T_SET && !rest) {
+		gossip_seterr("set wants a key and a value");
+		return -1;
+	}
+	if (type == GOSSIP_T_DEL && rest) {
+		gossip_seterr("del takes a key only");
+		return -1;
+	}
+	if (b64 && type == GOSSIP_T_EVENT && !rest) {
+		gossip_seterr("event64 wants a name and base64 data");
+		return -1;
+	}
+	if (b64) {
+		size_t cap = restlen / 4 * 3 + 3, got;
+		const char *end;
+		uint8_t *bin = malloc(cap);
+		if (!bin) {
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		if (sodium_base642bin(bin, cap, rest, restlen, NULL, &got, &end,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 || end != rest + restlen) {
+			free(bin);
+			gossip_seterr("the value is not base64");
+			return -1;
+		}
+		int saved = s->bytes;
+		s->bytes = 1;
+		r = make(s, type, key, strlen(key), bin, got, 1);
+		s->bytes = saved;
+		free(bin);
+		return r;
+	}
+	return make(s, type, key, strlen(key), (const uint8_t *)rest, restlen, rest != NULL);
+}
+
+static int batch(struct sender *s, const char *path)
+{
+	int fd = !path || strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	const char *name = fd == 0 ? "stdin" : path;
+	static char buf[1 << 17];
+	size_t have = 0;
+	unsigned long lineno = 0;
+	if (fd < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: cannot open: %s", path, strerror(errno));
+	for (;;) {
+		ssize_t k = read(fd, buf + have, sizeof buf - 1 - have);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s: cannot read: %s", name, strerror(errno));
+		have += (size_t)k;
+		if (k == 0 && have && buf[have - 1] != '\n')
+			buf[have++] = '\n';  /* a last line without its newline */
+		/* Sign every complete line read so far, then write them in one go, so that a
+		 * slow producer's lines go out as they come and a fast one's in large writes. */
+		char *p = buf, *nl;
+		while ((nl = memchr(p, '\n', have - (size_t)(p - buf)))) {
+			*nl = 0;
+			lineno++;
+			if (batch_line(s, p, (size_t)(nl - p)) < 0) {
+				flush_out(s);
+				gossip_die(GOSSIP_EXIT_ERR, "%s line %lu: %s", name, lineno, gossip_error());
+			}
+			p = nl + 1;
+		}
+		have -= (size_t)(p - buf);
+		memmove(buf, p, have);
+		flush_out(s);
+		if (k == 0)
+			break;
+		if (have == sizeof buf - 1)
+			gossip_die(GOSSIP_EXIT_ERR, "%s line %lu: line longer than %zu bytes", name,
+			           lineno + 1, sizeof buf - 2);
+	}
+	if (fd != 0)
+		close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'}, {"file", required_argument, NULL, 'f'},
+		{"bytes", no_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {0}};
+	const char *dir = NULL, *file = NULL;
+	struct sender s = {0};
+	struct gossip_buf value = {0};
+	int c, type;
+
+	gossip_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "+bd:f:h", longopts, NULL)) != -1) {
+		gossip_opt_once(c);
+		switch (c) {
+		case 'b': s.bytes = 1; break;
+		case 'd': dir = optarg; break;
+		case 'f': file = optarg; break;
+		case 'h': usage(GOSSIP_EXIT_OK); break;
+		case 'V': gossip_print_version(); break;
+		default: usage(GOSSIP_EXIT_ERR);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		gossip_warn("no verb: give set, del, event or batch");
+		usage(GOSSIP_EXIT_ERR);
+	}
+	const char *verb = argv[0];
+	int is_batch = strcmp(verb, "batch") == 0;
+	type = gossip_type_parse(verb);
+	if (!is_batch && type < 0) {
+		gossip_warn("unknown verb \"%s\": give set, del, event or batch", verb);
+		usage(GOSSIP_EXIT_ERR);
+	}
+	if (is_batch ? argc > 2 || file
+	             : type == GOSSIP_T_SET ? argc != (file ? 2 : 3)
+	             : type == GOSSIP_T_DEL ? argc != 2 || file
+	                                    : argc < 2 || argc > (file ? 2 : 3))
+		usage(GOSSIP_EXIT_ERR);
+	if (isatty(1))
+		gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the messages into gossip-inspect, "
+		                            "gossip-merge, or a file");
+	dir = gossip_state_dir(dir);
+	if (file && gossip_read_file(file, GOSSIP_VALUE_MAX, &value) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "value: %s", gossip_error());
+	if (gossip_identity_load(dir, &s.id, 0) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "key: %s", gossip_error());
+	if (gossip_clock_open(&s.clock, dir, is_batch ? 1024 : 1) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+
+	if (is_batch) {
+		batch(&s, argc > 1 ? argv[1] : NULL);
+	} else {
+		const uint8_t *v = file ? value.p : argc > 2 ? (const uint8_t *)argv[2] : NULL;
+		size_t vlen = file ? value.len : argc > 2 ? strlen(argv[2]) : 0;
+		if (make(&s, type, argv[1], strlen(argv[1]), v ? v : (const uint8_t *)"", vlen,
+		         file || argc > 2) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s: %s", verb, gossip_error());
+		flush_out(&s);
+	}
+	if (gossip_clock_close(&s.clock) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	gossip_identity_free(&s.id);
+	gossip_buf_free(&s.out);
+	gossip_buf_free(&value);
+	return GOSSIP_EXIT_OK;
+}

@@ -1,0 +1,115 @@
+/* clock.c: per-origin versions that only go up, across crashes, restarts and clock steps. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+/* DIR/clock holds the last version reserved, as 20 decimal digits and a newline: one
+ * write within a sector, so it is never seen half-written. */
+enum { CLOCK_REC = 21 };
+
+static int read_last(int fd, uint64_t *last)
+{
+	char b[CLOCK_REC + 1];
+	ssize_t k = pread(fd, b, CLOCK_REC, 0);
+	if (k < 0) {
+		gossip_seterr("clock: cannot read: %s", strerror(errno));
+		return -1;
+	}
+	if (k == 0) {
+		*last = 0;
+		return 0;
+	}
+	b[k] = 0;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(b, &end, 10);
+	if (errno || end == b || (*end && *end != '\n')) {
+		gossip_seterr("clock: the file does not hold a version; remove it only if the wall "
+		              "clock is past every version this node has sent");
+		return -1;
+	}
+	*last = v;
+	return 0;
+}
+
+static int write_last(int fd, uint64_t v)
+{
+	char b[CLOCK_REC + 1];
+	snprintf(b, sizeof b, "%020" PRIu64 "\n", v);
+	if (pwrite(fd, b, CLOCK_REC, 0) != CLOCK_REC || fdatasync(fd) < 0) {
+		gossip_seterr("clock: cannot write: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block)
+{
+	const char *path = gossip_path(dir, "clock");
+	memset(c, 0, sizeof *c);
+	c->block = block ? block : 1;
+	c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (c->fd < 0) {
+		gossip_seterr("clock: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int reserve(struct gossip_clock *c)
+{
+	uint64_t last, now = gossip_now_ms(), start;
+	int r = -1;
+	if (flock(c->fd, LOCK_EX) < 0) {
+		gossip_seterr("clock: cannot lock: %s", strerror(errno));
+		return -1;
+	}
+	if (read_last(c->fd, &last) < 0)
+		goto out;
+	if (last >= UINT64_MAX - c->block) {
+		gossip_seterr("clock: versions are used up");
+		goto out;
+	}
+	start = now > last ? now : last + 1;
+	if (write_last(c->fd, start + c->block - 1) < 0)
+		goto out;
+	c->next = start;
+	c->limit = start + c->block - 1;
+	r = 0;
+out:
+	flock(c->fd, LOCK_UN);
+	return r;
+}
+
+int gossip_clock_take(struct gossip_clock *c, uint64_t *version)
+{
+	if (c->next == 0 || c->next > c->limit) {
+		if (reserve(c) < 0)
+			return -1;
+	}
+	*version = c->next++;
+	return 0;
+}
+
+int gossip_clock_close(struct gossip_clock *c)
+{
+	uint64_t last;
+	int r = 0;
+	if (c->fd < 0)
+		return 0;
+	/* Give back the unused part of the block, unless another process reserved after us. */
+	if (c->next && c->next <= c->limit && flock(c->fd, LOCK_EX) == 0) {
+		if (read_last(c->fd, &last) == 0 && last == c->limit)
+			r = write_last(c->fd, c->next - 1);
+		flock(c->fd, LOCK_UN);
+	}
+	close(c->fd);
+	c->fd = -1;
+	return r;
+}

@@ -1,0 +1,277 @@
+/* gossip.h: the one library every gossip program links, one section per module. */
+#ifndef GOSSIP_H
+#define GOSSIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- util.c: errors, state dir, files, encodings -------------------------------- */
+
+/* Every library function that can fail returns -1 (or a negative code) and leaves a
+ * one-line reason, without the program name, for gossip_error(). */
+const char *gossip_error(void);
+void gossip_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The program name for messages ("gossip-send"), set once by gossip_init(). */
+extern const char *gossip_progname;
+/* sodium_init() and the program name; exits 2 when libsodium cannot start. */
+void gossip_init(const char *argv0);
+/* "prog: msg" on stderr. gossip_die() then exits with code. */
+void gossip_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gossip_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* Exit codes, the same in every program (grep's scheme). */
+enum { GOSSIP_EXIT_OK = 0, GOSSIP_EXIT_NO = 1, GOSSIP_EXIT_ERR = 2 };
+
+/* Options: a repeated option is an error (exit 2); --version prints this line. */
+void gossip_opt_once(int opt);
+void gossip_print_version(void);
+
+/* The state dir: -d DIR, else $GOSSIP_DIR, else $HOME/.gossip. The result is static. */
+const char *gossip_state_dir(const char *opt);
+/* DIR/NAME into a static buffer (one of a few rotating ones). */
+const char *gossip_path(const char *dir, const char *name);
+
+/* A growable byte buffer. */
+struct gossip_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n);
+void gossip_buf_free(struct gossip_buf *b);
+
+/* Read a whole file (or "-" for stdin) of at most max bytes. */
+int gossip_read_file(const char *path, size_t max, struct gossip_buf *out);
+/* Write all of p, retrying short writes. */
+int gossip_write_all(int fd, const void *p, size_t n);
+/* Create path atomically (temp file, fsync, rename, fsync dir) with mode. With
+ * excl, fail when path exists. */
+int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int excl);
+
+/* Standard base64 with padding, as keys are printed. out must hold 4*((n+2)/3)+1. */
+void gossip_b64(char *out, const uint8_t *p, size_t n);
+/* Decode exactly outlen bytes from base64 text; -1 otherwise. */
+int gossip_unb64(uint8_t *out, size_t outlen, const char *s, size_t slen);
+/* Lower-case hex. out must hold 2n+1. */
+void gossip_hex(char *out, const uint8_t *p, size_t n);
+
+int gossip_utf8_valid(const uint8_t *p, size_t n);
+/* Milliseconds since the epoch, wall clock. */
+uint64_t gossip_now_ms(void);
+/* "2026-11-21T19:04:21.123Z" into out[32]. */
+void gossip_fmt_time(char *out, uint64_t ms);
+/* A quoted string, escaped so that no control byte reaches a terminal. With ascii,
+ * every non-ASCII character is written as \uXXXX (RFC 8949 diagnostic style);
+ * otherwise valid UTF-8 is kept (and the output is also a valid JSON string). */
+void gossip_put_string(FILE *f, const uint8_t *p, size_t n, int ascii);
+
+/* ---- cbor.c: CBOR events, sequence reading with limits, encoding ------------------ */
+
+/* One decoded CBOR head, as libcbor's streaming decoder reports it. */
+enum gossip_ev_type {
+	GOSSIP_EV_UINT, GOSSIP_EV_NEGINT, /* u holds n; the value is -1-n */
+	GOSSIP_EV_BSTR, GOSSIP_EV_TSTR,   /* definite: data, len */
+	GOSSIP_EV_BSTR_INDEF, GOSSIP_EV_TSTR_INDEF,
+	GOSSIP_EV_ARRAY, GOSSIP_EV_MAP,   /* definite: u elements (pairs for a map) */
+	GOSSIP_EV_ARRAY_INDEF, GOSSIP_EV_MAP_INDEF,
+	GOSSIP_EV_TAG, GOSSIP_EV_FLOAT, GOSSIP_EV_BOOL, GOSSIP_EV_NULL, GOSSIP_EV_UNDEF,
+	GOSSIP_EV_SIMPLE, GOSSIP_EV_BREAK,
+};
+struct gossip_ev {
+	enum gossip_ev_type type;
+	uint64_t u;
+	double f;
+	int width; /* bytes of the argument: 0 (in the head), 1, 2, 4, 8 */
+	const uint8_t *data;
+	size_t len;
+};
+/* Decode one head at p. Returns the bytes it takes (>0), 0 when more input is needed,
+ * -1 when the bytes are not well-formed CBOR. */
+long gossip_cbor_event(const uint8_t *p, size_t n, struct gossip_ev *ev);
+
+struct gossip_limits {
+	size_t max_size;  /* bytes of one top-level item */
+	unsigned max_depth;  /* nesting of arrays, maps, tags, indefinite strings */
+	uint64_t max_items;  /* data items (every element, key, value, tag, chunk) in one item */
+};
+extern const struct gossip_limits gossip_msg_limits;  /* for message streams */
+extern const struct gossip_limits gossip_any_limits;  /* for inspecting any CBOR */
+
+/* Called for every data item of a walked item, parents before children. depth 0 is the
+ * top-level item; parent is the event that opened the enclosing container (NULL at the
+ * top), index the item's position in it (for a map, keys even and values odd). */
+struct gossip_visitor {
+	void (*item)(void *ctx, const struct gossip_ev *ev, unsigned depth,
+	             const struct gossip_ev *parent, uint64_t index);
+	/* A container (array, map, tag, indefinite string) at depth ends. */
+	void (*close)(void *ctx, const struct gossip_ev *opener, unsigned depth);
+	void *ctx;
+};
+
+enum { GOSSIP_SCAN_OK = 1, GOSSIP_SCAN_MORE = 0, GOSSIP_SCAN_BAD = -1 };
+/* Walk one complete, well-formed data item at the start of p within the limits,
+ * calling v (may be NULL). GOSSIP_SCAN_OK sets *len to its size; GOSSIP_SCAN_MORE
+ * means p holds a prefix of an item; GOSSIP_SCAN_BAD sets the error and *len to the
+ * offset of the offending byte. */
+int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim,
+                     const struct gossip_visitor *v, size_t *len);
+
+/* Reads a CBOR sequence (RFC 8742) from a file descriptor, one whole item at a time,
+ * as soon as its last byte has arrived. */
+struct gossip_reader {
+	int fd;
+	const char *name;
+	struct gossip_limits lim;
+	uint8_t *buf;
+	size_t cap, start, end;
+	uint64_t base;  /* stream offset of buf[0] */
+	int eof;
+};
+void gossip_reader_init(struct gossip_reader *r, int fd, const char *name,
+                        const struct gossip_limits *lim);
+/* 1: *item and *len hold the next item, found at stream offset *off (valid until the next
+ * call); 0: clean end of input; -1: error (message names the input and the offset). */
+int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *len,
+                       uint64_t *off);
+void gossip_reader_free(struct gossip_reader *r);
+
+/* Encoding: every head is written by libcbor's encoders. */
+enum { GOSSIP_MT_UINT, GOSSIP_MT_NEGINT, GOSSIP_MT_BSTR, GOSSIP_MT_TSTR, GOSSIP_MT_ARRAY,
+       GOSSIP_MT_MAP, GOSSIP_MT_TAG };
+int gossip_cbor_head(struct gossip_buf *b, int major, uint64_t arg);
+/* A definite byte or text string: head and content. */
+int gossip_cbor_str(struct gossip_buf *b, int major, const void *p, size_t n);
+
+/* ---- diag.c: RFC 8949 diagnostic notation ----------------------------------------- */
+
+/* Print one well-formed item (as gossip_cbor_scan accepted it) in diagnostic notation.
+ * With embed, the protected header and payload of a COSE_Sign1 (tag 18) are shown as
+ * embedded CBOR <<...>>. */
+int gossip_diag(FILE *f, const uint8_t *p, size_t n, int embed);
+/* A number as RFC 8949 Appendix A writes it: shortest round trip, JavaScript's layout,
+ * ".0" on integral values; NaN, Infinity, -Infinity. out must hold 40 bytes. */
+void gossip_fmt_double(char *out, double d);
+
+/* ---- msg.c: COSE_Sign1 and the gossip message ------------------------------------- */
+
+/* COSE_Sign1 (RFC 9052 §4.2), structure only. */
+struct gossip_cose {
+	const uint8_t *prot;
+	size_t protlen;
+	const uint8_t *kid;
+	size_t kidlen;
+	const uint8_t *payload;
+	size_t paylen;
+	const uint8_t *sig;
+	size_t siglen;
+};
+/* Sig_structure ["Signature1", protected, h'', payload] (RFC 9052 §4.4). */
+int gossip_cose_tbs(struct gossip_buf *b, const struct gossip_cose *c);
+/* Tagged COSE_Sign1 with unprotected {4: kid}, signed with Ed25519 secret key sk. */
+int gossip_cose_sign(struct gossip_buf *b, struct gossip_cose *c, const uint8_t sk[64]);
+/* Parse 18([bstr, {4: bstr}, bstr, bstr]); anything else is rejected with a reason. */
+int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c);
+/* 0 when c->sig is a valid Ed25519 signature by pk. */
+int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32]);
+
+/* Message types (payload field 1). gossip(7) is the authority. */
+enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3 };
+/* Payload fields. */
+enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
+       GOSSIP_F_VALUE = 5 };
+enum { GOSSIP_KEY_MAX = 1024, GOSSIP_MSG_MAX = 65536, GOSSIP_VALUE_MAX = 64000 };
+
+struct gossip_msg {
+	unsigned type;
+	uint64_t version;
+	uint64_t time;  /* origin wall time, ms since the epoch */
+	const uint8_t *key;
+	size_t keylen;
+	const uint8_t *value;
+	size_t valuelen;
+	int has_value;
+	int value_text;  /* value is a CBOR text string (else bytes) */
+	uint8_t origin[32];  /* the kid: the signer's public key */
+	struct gossip_cose cose;
+};
+const char *gossip_type_name(unsigned type);
+int gossip_type_parse(const char *s);  /* -1 when unknown */
+/* The deterministic payload of m. */
+int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m);
+/* Append the signed message for m (origin and time filled in from id and the clock
+ * by the caller) to b. */
+struct gossip_identity;
+int gossip_msg_sign(struct gossip_buf *b, const struct gossip_msg *m,
+                    const struct gossip_identity *id);
+/* Parse and check a message's structure and payload, no crypto. Pointers refer into p. */
+int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m);
+/* 0 when m's signature verifies for its origin. */
+int gossip_msg_verify(const struct gossip_msg *m);
+
+/* ---- keys.c: identity and trust ----------------------------------------------------- */
+
+struct gossip_identity {
+	uint8_t pk[32];
+	uint8_t *sk;  /* 64 bytes in sodium_malloc memory */
+	char name[64];
+};
+/* Make DIR (0700) and DIR/key (0600), DIR/key.pub; refuse to overwrite without force. */
+int gossip_identity_create(const char *dir, const char *name, int force,
+                           struct gossip_identity *id);
+/* Load DIR/key; fails when it is open to group or others, or (unless ignore_pub) when
+ * DIR/key.pub holds another key. */
+int gossip_identity_load(const char *dir, struct gossip_identity *id, int ignore_pub);
+void gossip_identity_free(struct gossip_identity *id);
+/* "BASE64KEY NAME" as key.pub holds and trusted takes. out must hold 128. */
+void gossip_pub_line(char *out, size_t outlen, const uint8_t pk[32], const char *name);
+/* Read DIR/key.pub: the public key and the name. */
+int gossip_pub_load(const char *dir, uint8_t pk[32], char *name, size_t namelen);
+
+struct gossip_signer {
+	uint8_t pk[32];
+	char *name;  /* may be NULL */
+	char **prefixes;  /* NULL: any key; else the key prefixes it may write */
+	size_t nprefixes;
+	int self;
+};
+struct gossip_trust {
+	struct gossip_signer *v;
+	size_t n;
+};
+/* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. */
+int gossip_trust_load(struct gossip_trust *t, const char *dir);
+/* Parse trusted text (for tests and for gossip_trust_load). */
+int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t n, const char *name);
+const struct gossip_signer *gossip_trust_find(const struct gossip_trust *t,
+                                              const uint8_t pk[32]);
+/* 1 when the signer may write key (its prefixes allow it). */
+int gossip_trust_allows(const struct gossip_signer *s, const uint8_t *key, size_t keylen);
+void gossip_trust_free(struct gossip_trust *t);
+
+/* The verdict on one message, in the order checks are made. */
+enum gossip_verdict { GOSSIP_V_OK, GOSSIP_V_MALFORMED, GOSSIP_V_BADSIG, GOSSIP_V_UNTRUSTED,
+                      GOSSIP_V_FORBIDDEN };
+const char *gossip_verdict_name(enum gossip_verdict v);
+/* Decode, verify and authorize one item; the reason for anything but OK is in
+ * gossip_error(). *signer is set when the origin is trusted. */
+enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
+                                 struct gossip_msg *m, const struct gossip_signer **signer);
+/* Short id: the first 8 characters of the base64 key. out must hold 9. */
+void gossip_short_id(char *out, const uint8_t pk[32]);
+
+/* ---- clock.c: per-origin versions ---------------------------------------------------- */
+
+/* Versions are max(last + 1, now in ms), persisted in DIR/clock before use, so they
+ * strictly increase across restarts and clock steps. A clock reserves blocks of
+ * versions under a file lock and gives back what it did not use on close. */
+struct gossip_clock {
+	int fd;
+	uint64_t next, limit;  /* next to hand out; last reserved */
+	unsigned block;
+};
+int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block);
+int gossip_clock_take(struct gossip_clock *c, uint64_t *version);
+int gossip_clock_close(struct gossip_clock *c);
+
+#endif

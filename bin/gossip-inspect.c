@@ -168,10 +168,8 @@ int main(int argc, char **argv)
 		default: usage(GOSSIP_EXIT_ERR);
 		}
 	}
-	if (mode < 0) {
-		gossip_warn("-j and --diag exclude each other");
-		usage(GOSSIP_EXIT_ERR);
-	}
+	if (mode < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "-j and --diag exclude each other");
 	if (mode != DIAG && gossip_trust_load(&trust, gossip_state_dir(dir)) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 	if (optind == argc)

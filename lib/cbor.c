@@ -197,12 +197,12 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 				v->item(v->ctx, &ev, depth, top ? &top->opener : NULL,
 				        top ? top->index : 0);
 		}
+		if (ev.type != GOSSIP_EV_BREAK && is_container(&ev) && depth >= lim->max_depth) {
+			gossip_seterr("item is nested deeper than %u levels", lim->max_depth);
+			break;
+		}
 		pos += (size_t)k;
 		if (ev.type != GOSSIP_EV_BREAK && is_container(&ev)) {
-			if (depth >= lim->max_depth) {
-				gossip_seterr("item is nested deeper than %u levels", lim->max_depth);
-				break;
-			}
 			struct frame *f = &st[depth++];
 			f->opener = ev;
 			f->index = 0;

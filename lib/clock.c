@@ -51,14 +51,10 @@ static int write_last(int fd, uint64_t v)
 
 int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block)
 {
-	const char *path = gossip_path(dir, "clock");
 	memset(c, 0, sizeof *c);
 	c->block = block ? block : 1;
-	c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->fd < 0) {
-		gossip_seterr("clock: cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
+	c->fd = -1;
+	snprintf(c->path, sizeof c->path, "%s", gossip_path(dir, "clock"));
 	return 0;
 }
 
@@ -66,6 +62,11 @@ static int reserve(struct gossip_clock *c)
 {
 	uint64_t last, now = gossip_now_ms(), start;
 	int r = -1;
+	/* Opened on first use, so that a command that fails early leaves no clock file. */
+	if (c->fd < 0 && (c->fd = open(c->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		gossip_seterr("clock: cannot open %s: %s", c->path, strerror(errno));
+		return -1;
+	}
 	if (flock(c->fd, LOCK_EX) < 0) {
 		gossip_seterr("clock: cannot lock: %s", strerror(errno));
 		return -1;

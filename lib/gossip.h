@@ -266,6 +266,7 @@ void gossip_short_id(char *out, const uint8_t pk[32]);
  * strictly increase across restarts and clock steps. A clock reserves blocks of
  * versions under a file lock and gives back what it did not use on close. */
 struct gossip_clock {
+	char path[4096];
 	int fd;
 	uint64_t next, limit;  /* next to hand out; last reserved */
 	unsigned block;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bats
+# The man pages: they lint clean, each program's --help is its SYNOPSIS, and every
+# command in an EXAMPLES section runs (so the documentation cannot lie).
+load helper
+
+MAN="${GOSSIP_SRCDIR:-$BATS_TEST_DIRNAME/..}/man"
+
+@test "every man page lints clean with mandoc" {
+	command -v mandoc >/dev/null || fail "mandoc is not installed: run ./bootstrap"
+	for page in "$MAN"/*.[157]; do
+		run mandoc -T lint -W warning "$page"
+		assert_success
+	done
+}
+
+@test "each program's --help prints its man page SYNOPSIS" {
+	for prog in gossip-keygen gossip-send gossip-inspect; do
+		synopsis=$(mandoc -T ascii "$MAN/$prog.1" | col -b |
+			sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \n' '  ')
+		while IFS= read -r line; do
+			usage=$(echo "${line#usage: }" | sed 's/^ *//' | tr -s ' ')
+			[[ " $synopsis " == *" $usage "* ]] ||
+				fail "$prog: '$usage' is not in the SYNOPSIS: $synopsis"
+		done < <("$prog" --help)
+	done
+}
+
+@test "every EXAMPLES command in the man pages runs" {
+	for page in "$MAN"/*.[17]; do
+		sed -n '/^\.Sh EXAMPLES/,/^\.Sh /p' "$page" | sed -n 's/^\$ //p' |
+			sed 's/\\e/\\/g' >"cmds"
+		[ -s cmds ] || continue
+		mkdir -p "run.$(basename "$page")"
+		(cd "run.$(basename "$page")" && bash -e -o pipefail ../cmds >out 2>&1) ||
+			fail "$(basename "$page"): an example failed: $(cat "run.$(basename "$page")/out")"
+	done
+}

@@ -62,6 +62,8 @@ static void human(const struct gossip_msg *m, const struct gossip_signer *sg, in
 	printf("\n  version  %llu\n  time     %s\n", (unsigned long long)m->version, when);
 	if (v == GOSSIP_V_OK)
 		printf("  verdict  ok: good signature, trusted signer\n\n");
+	else if (v == GOSSIP_V_BADSIG)
+		printf("  verdict  REJECTED: %s\n\n", gossip_error());
 	else
 		printf("  verdict  REJECTED: %s (signature %s)\n\n", gossip_error(),
 		       sig_ok ? "good" : "bad");

@@ -72,29 +72,12 @@ static void human(const struct gossip_msg *m, const struct gossip_signer *sg, in
 static void json(const struct gossip_msg *m, const struct gossip_signer *sg, int sig_ok,
                  enum gossip_verdict v, uint64_t off)
 {
-	char b64[45], *vb = NULL;
 	printf("{\"offset\":%llu", (unsigned long long)off);
 	if (v != GOSSIP_V_MALFORMED) {
-		gossip_b64(b64, m->origin, 32);
-		printf(",\"origin\":\"%s\"", b64);
-		if (sg && sg->name) {
-			printf(",\"name\":");
-			gossip_put_string(stdout, (const uint8_t *)sg->name, strlen(sg->name), 0);
-		}
-		printf(",\"type\":\"%s\",\"key\":", gossip_type_name(m->type));
-		gossip_put_string(stdout, m->key, m->keylen, 0);
-		if (m->has_value && m->value_text) {
-			printf(",\"value\":");
-			gossip_put_string(stdout, m->value, m->valuelen, 0);
-			printf(",\"encoding\":\"text\"");
-		} else if (m->has_value && (vb = malloc(m->valuelen / 3 * 4 + 5))) {
-			gossip_b64(vb, m->value, m->valuelen);
-			printf(",\"value\":\"%s\",\"encoding\":\"base64\"", vb);
-			free(vb);
-		}
-		printf(",\"version\":%llu,\"time\":%llu,\"signature\":\"%s\",\"trusted\":%s",
-		       (unsigned long long)m->version, (unsigned long long)m->time,
-		       sig_ok ? "good" : "bad", sg ? "true" : "false");
+		putchar(',');
+		gossip_json_fields(stdout, m, sg ? sg->name : NULL);
+		printf(",\"signature\":\"%s\",\"trusted\":%s", sig_ok ? "good" : "bad",
+		       sg ? "true" : "false");
 	}
 	printf(",\"verified\":%s", v == GOSSIP_V_OK ? "true" : "false");
 	if (v != GOSSIP_V_OK) {

@@ -4,6 +4,7 @@
 
 #include <cbor.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -299,6 +300,17 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 			r->buf = b;
 			r->cap = cap;
 		}
+		if (r->timeout_ms > 0) {
+			struct pollfd pfd = {r->fd, POLLIN, 0};
+			int pr = poll(&pfd, 1, r->timeout_ms);
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr == 0) {
+				gossip_seterr("%s: timed out after %d s with nothing to read", r->name,
+				              r->timeout_ms / 1000);
+				return -1;
+			}
+		}
 		ssize_t got = read(r->fd, r->buf + r->end, r->cap - r->end);
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -309,13 +321,72 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 		if (got == 0)
 			r->eof = 1;
 		r->end += (size_t)got;
+		r->bytes += (uint64_t)got;
 	}
+}
+
+int gossip_reader_ready(struct gossip_reader *r)
+{
+	size_t k;
+	return r->end > r->start &&
+	       gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k) ==
+	               GOSSIP_SCAN_OK;
 }
 
 void gossip_reader_free(struct gossip_reader *r)
 {
 	free(r->buf);
 	r->buf = NULL;
+}
+
+/* ---- strict cursors ---- */
+
+static size_t head_size(uint64_t u)
+{
+	return u < 24 ? 1 : u <= 0xff ? 2 : u <= 0xffff ? 3 : u <= 0xffffffff ? 5 : 9;
+}
+
+int gossip_cur_next(struct gossip_cur *c, struct gossip_ev *ev, const char *what)
+{
+	long k = gossip_cbor_event(c->p + c->pos, c->n - c->pos, ev);
+	if (k == 0) {
+		gossip_seterr("truncated %s", what);
+		return -1;
+	}
+	if (k < 0) {
+		gossip_seterr("not well-formed CBOR in %s", what);
+		return -1;
+	}
+	size_t want;
+	switch (ev->type) {
+	case GOSSIP_EV_UINT: case GOSSIP_EV_NEGINT: case GOSSIP_EV_ARRAY: case GOSSIP_EV_MAP:
+	case GOSSIP_EV_TAG:
+		want = head_size(ev->u);
+		break;
+	case GOSSIP_EV_BSTR: case GOSSIP_EV_TSTR:
+		want = head_size(ev->len) + ev->len;
+		break;
+	default:
+		want = (size_t)k;
+	}
+	if ((size_t)k != want) {
+		gossip_seterr("%s is not deterministically encoded (a longer head than needed)", what);
+		return -1;
+	}
+	c->pos += (size_t)k;
+	return 0;
+}
+
+int gossip_cur_expect(struct gossip_cur *c, enum gossip_ev_type type, struct gossip_ev *ev,
+                      const char *what)
+{
+	if (gossip_cur_next(c, ev, what) < 0)
+		return -1;
+	if (ev->type != type) {
+		gossip_seterr("%s has the wrong type", what);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- encoding ---- */

@@ -127,7 +127,11 @@ struct gossip_reader {
 	size_t cap, start, end;
 	uint64_t base;  /* stream offset of buf[0] */
 	int eof;
+	int timeout_ms;  /* > 0: a read that waits longer fails */
+	uint64_t bytes;  /* read so far */
 };
+/* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
+int gossip_reader_ready(struct gossip_reader *r);
 void gossip_reader_init(struct gossip_reader *r, int fd, const char *name,
                         const struct gossip_limits *lim);
 /* 1: *item and *len hold the next item, found at stream offset *off (valid until the next
@@ -135,6 +139,18 @@ void gossip_reader_init(struct gossip_reader *r, int fd, const char *name,
 int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *len,
                        uint64_t *off);
 void gossip_reader_free(struct gossip_reader *r);
+
+/* A strict cursor over the heads of one item: every head in its shortest form
+ * (RFC 8949 §4.2.1), so that a message has exactly one encoding. */
+struct gossip_cur {
+	const uint8_t *p;
+	size_t n, pos;
+};
+/* 0 and the next head; -1 with a reason naming what. */
+int gossip_cur_next(struct gossip_cur *c, struct gossip_ev *ev, const char *what);
+/* The same, and the head must be of type. */
+int gossip_cur_expect(struct gossip_cur *c, enum gossip_ev_type type, struct gossip_ev *ev,
+                      const char *what);
 
 /* Encoding: every head is written by libcbor's encoders. */
 enum { GOSSIP_MT_UINT, GOSSIP_MT_NEGINT, GOSSIP_MT_BSTR, GOSSIP_MT_TSTR, GOSSIP_MT_ARRAY,
@@ -257,6 +273,9 @@ const char *gossip_verdict_name(enum gossip_verdict v);
  * gossip_error(). *signer is set when the origin is trusted. */
 enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
                                  struct gossip_msg *m, const struct gossip_signer **signer);
+/* A message's fields as JSON members (no braces): origin, name (when known), type, key,
+ * value and encoding (when it has one), version, time. */
+void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name);
 /* Short id: the first 8 characters of the base64 key. out must hold 9. */
 void gossip_short_id(char *out, const uint8_t pk[32]);
 
@@ -274,5 +293,112 @@ struct gossip_clock {
 int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block);
 int gossip_clock_take(struct gossip_clock *c, uint64_t *version);
 int gossip_clock_close(struct gossip_clock *c);
+
+/* ---- store.c: the durable store and merging ------------------------------------ */
+
+/* One current message in the index. The slot names what a message replaces: for set
+ * and del BLAKE2b-128(origin, key), for an event BLAKE2b-128(origin, version). */
+struct gossip_entry {
+	uint8_t slot[16];
+	uint8_t hash[16];  /* BLAKE2b-128 of the message's bytes */
+	uint64_t off;  /* where the message starts in the store file */
+	uint64_t version, time;
+	uint32_t len;
+	uint32_t origin;  /* index into the store's origin table */
+	uint8_t type;
+	uint8_t used;
+};
+struct gossip_origin_wm {
+	uint8_t pk[32];
+	uint64_t watermark;  /* versions at or below it are stale unless already stored */
+};
+struct gossip_store_opts {
+	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */
+	uint64_t event_ttl_ms;  /* events likewise */
+};
+extern const struct gossip_store_opts gossip_store_defaults;
+
+struct gossip_store {
+	char dir[4096];
+	int fd, lockfd, locked;
+	uint64_t ino, end;  /* the store file we indexed, and how far */
+	struct gossip_entry *tab;  /* open addressing by slot */
+	size_t cap, n;
+	struct gossip_origin_wm *origins;
+	uint32_t *otab;  /* open addressing into origins */
+	size_t norigins, ocap;
+	uint64_t live_bytes, dead_bytes;
+	struct gossip_store_opts opts;
+	struct gossip_trust trust;
+};
+/* Open DIR/store (made when missing), index it and recover a torn tail. */
+int gossip_store_open(struct gossip_store *st, const char *dir, const struct gossip_store_opts *o);
+void gossip_store_close(struct gossip_store *st);
+/* Take the store's lock and index what other processes appended or compacted since. */
+int gossip_store_lock(struct gossip_store *st);
+void gossip_store_unlock(struct gossip_store *st);
+/* The slot of a decoded message. */
+void gossip_slot(uint8_t slot[16], const struct gossip_msg *m);
+const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16]);
+enum gossip_class { GOSSIP_NEW, GOSSIP_DUP, GOSSIP_STALE };
+/* What a decoded message would be to the store, without any crypto. */
+enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
+                                        const uint8_t slot[16]);
+/* Rewrite the store with only current messages, collecting expired deletes and events
+ * (raising their origins' watermarks). Takes the lock itself. */
+int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after);
+/* Call fn for every current message, in store order; the bytes are valid during the call. */
+int gossip_store_each(struct gossip_store *st,
+                      int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
+                      void *ctx);
+
+/* Merging: messages are decoded and classified against the index, new ones verified
+ * (outside the lock), then written together under the lock with one fsync, and only
+ * then reported as new. */
+struct gossip_merger {
+	struct gossip_store *st;
+	struct gossip_buf pending;  /* verified candidates, back to back */
+	size_t npending;
+	/* Called for each message once it is on disk. */
+	void (*on_new)(void *ctx, const uint8_t *p, size_t n);
+	void *ctx;
+	uint64_t seen, added, dups, stale, rejected;
+};
+/* Take one item from src at offset off. A rejected item costs one stderr line; the
+ * return is 0 unless something failed that should stop the caller (-1). */
+int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, const char *src,
+                      uint64_t off);
+/* Store what is pending; then compact when waste has grown. */
+int gossip_merge_flush(struct gossip_merger *mg);
+void gossip_merger_free(struct gossip_merger *mg);
+
+/* The Merkle summary: 65536 buckets by the first two bytes of the slot, each the
+ * BLAKE2b-128 of its (slot, hash) pairs in slot order (zeros when empty); 256 level-one
+ * hashes over 256 buckets each; the root over those and the count. */
+struct gossip_digest {
+	uint8_t root[16];
+	uint64_t count;
+	uint8_t l1[256][16];
+	uint8_t (*l2)[16];  /* 65536 */
+	struct gossip_entry **sorted;  /* the entries in slot order */
+	size_t *start;  /* 65537: where each bucket starts in sorted */
+};
+int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st);
+void gossip_digest_free(struct gossip_digest *d);
+
+/* ---- sync.c: anti-entropy between two stores ------------------------------------ */
+
+enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };
+struct gossip_sync_stats {
+	uint64_t sent_msgs, recv_msgs, sent_bytes, recv_bytes;
+	int equal;  /* the summaries matched: nothing else was exchanged */
+};
+/* Sync with PEER: tcp://HOST:PORT, unix:/PATH, or a shell command whose stdin and stdout
+ * reach a serving peer. Received messages go through mg (and its on_new). */
+int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
+                       struct gossip_sync_stats *s);
+/* The other end, on rfd and wfd (stdin and stdout under inetd). */
+int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
+                      struct gossip_sync_stats *s);
 
 #endif

@@ -2,59 +2,16 @@
 #include "gossip.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The protected header: the deterministic encoding of {1: -8} (alg: EdDSA). */
 static const uint8_t prot_eddsa[] = {0xa1, 0x01, 0x27};
 
-/* A cursor over one item's heads. Every head must be in its shortest form
- * (RFC 8949 §4.2.1), so that one message has exactly one encoding. */
-struct cur {
-	const uint8_t *p;
-	size_t n, pos;
-};
-
-static size_t head_size(uint64_t u)
-{
-	return u < 24 ? 1 : u <= 0xff ? 2 : u <= 0xffff ? 3 : u <= 0xffffffff ? 5 : 9;
-}
-
-/* 0 and the next event; -1 with a reason. */
-static int next(struct cur *c, struct gossip_ev *ev, const char *what)
-{
-	long k = gossip_cbor_event(c->p + c->pos, c->n - c->pos, ev);
-	if (k == 0) {
-		gossip_seterr("truncated %s", what);
-		return -1;
-	}
-	if (k < 0) {
-		gossip_seterr("not well-formed CBOR in %s", what);
-		return -1;
-	}
-	size_t want;
-	switch (ev->type) {
-	case GOSSIP_EV_UINT: case GOSSIP_EV_NEGINT: case GOSSIP_EV_ARRAY: case GOSSIP_EV_MAP:
-	case GOSSIP_EV_TAG:
-		want = head_size(ev->u);
-		break;
-	case GOSSIP_EV_BSTR: case GOSSIP_EV_TSTR:
-		want = head_size(ev->len) + ev->len;
-		break;
-	default:
-		want = (size_t)k;
-	}
-	if ((size_t)k != want) {
-		gossip_seterr("%s is not deterministically encoded (a longer head than needed)", what);
-		return -1;
-	}
-	c->pos += (size_t)k;
-	return 0;
-}
-
-static int expect_bstr(struct cur *c, const char *what, const uint8_t **p, size_t *n)
+static int expect_bstr(struct gossip_cur *c, const char *what, const uint8_t **p, size_t *n)
 {
 	struct gossip_ev ev;
-	if (next(c, &ev, what) < 0)
+	if (gossip_cur_next(c, &ev, what) < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_BSTR) {
 		gossip_seterr("%s is not a definite-length byte string", what);
@@ -102,9 +59,9 @@ out:
 
 int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c)
 {
-	struct cur cu = {p, n, 0};
+	struct gossip_cur cu = {p, n, 0};
 	struct gossip_ev ev;
-	if (next(&cu, &ev, "message") < 0)
+	if (gossip_cur_next(&cu, &ev, "message") < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_TAG || ev.u != 18) {
 		if (ev.type == GOSSIP_EV_ARRAY)
@@ -116,7 +73,7 @@ int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c)
 			gossip_seterr("not a COSE_Sign1 (tag 18)");
 		return -1;
 	}
-	if (next(&cu, &ev, "COSE_Sign1") < 0)
+	if (gossip_cur_next(&cu, &ev, "COSE_Sign1") < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_ARRAY || ev.u != 4) {
 		if (ev.type == GOSSIP_EV_ARRAY)
@@ -127,13 +84,13 @@ int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c)
 	}
 	if (expect_bstr(&cu, "protected header", &c->prot, &c->protlen) < 0)
 		return -1;
-	if (next(&cu, &ev, "unprotected header") < 0)
+	if (gossip_cur_next(&cu, &ev, "unprotected header") < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_MAP || ev.u != 1) {
 		gossip_seterr("unprotected header must be exactly {4: kid}");
 		return -1;
 	}
-	if (next(&cu, &ev, "unprotected header") < 0)
+	if (gossip_cur_next(&cu, &ev, "unprotected header") < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_UINT || ev.u != 4) {
 		gossip_seterr("unprotected header must be exactly {4: kid}");
@@ -294,8 +251,8 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 	}
 	memcpy(m->origin, m->cose.kid, 32);
 
-	struct cur c = {m->cose.payload, m->cose.paylen, 0};
-	if (next(&c, &ev, "payload") < 0)
+	struct gossip_cur c = {m->cose.payload, m->cose.paylen, 0};
+	if (gossip_cur_next(&c, &ev, "payload") < 0)
 		return -1;
 	if (ev.type != GOSSIP_EV_MAP || ev.u < 4 || ev.u > 5) {
 		gossip_seterr("payload is not a map of 4 or 5 fields");
@@ -303,7 +260,7 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 	}
 	uint64_t fields = ev.u, last = 0, seen = 0;
 	for (uint64_t i = 0; i < fields; i++) {
-		if (next(&c, &ev, "payload") < 0)
+		if (gossip_cur_next(&c, &ev, "payload") < 0)
 			return -1;
 		if (ev.type != GOSSIP_EV_UINT || ev.u < GOSSIP_F_TYPE || ev.u > GOSSIP_F_VALUE) {
 			gossip_seterr("unknown payload field");
@@ -316,7 +273,7 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 		}
 		uint64_t field = last = ev.u;
 		seen |= 1u << field;
-		if (next(&c, &ev, "payload") < 0)
+		if (gossip_cur_next(&c, &ev, "payload") < 0)
 			return -1;
 		int want_uint = field <= GOSSIP_F_TIME;
 		if (want_uint ? ev.type != GOSSIP_EV_UINT
@@ -388,4 +345,31 @@ enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip
 	if (gossip_msg_verify(m) < 0)
 		return GOSSIP_V_BADSIG;
 	return GOSSIP_V_OK;
+}
+
+void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name)
+{
+	char b64[45];
+	gossip_b64(b64, m->origin, 32);
+	fprintf(f, "\"origin\":\"%s\"", b64);
+	if (name) {
+		fputs(",\"name\":", f);
+		gossip_put_string(f, (const uint8_t *)name, strlen(name), 0);
+	}
+	fprintf(f, ",\"type\":\"%s\",\"key\":", gossip_type_name(m->type));
+	gossip_put_string(f, m->key, m->keylen, 0);
+	if (m->has_value && m->value_text) {
+		fputs(",\"value\":", f);
+		gossip_put_string(f, m->value, m->valuelen, 0);
+		fputs(",\"encoding\":\"text\"", f);
+	} else if (m->has_value) {
+		char *vb = malloc(sodium_base64_ENCODED_LEN(m->valuelen, sodium_base64_VARIANT_ORIGINAL));
+		if (vb) {
+			gossip_b64(vb, m->value, m->valuelen);
+			fprintf(f, ",\"value\":\"%s\",\"encoding\":\"base64\"", vb);
+			free(vb);
+		}
+	}
+	fprintf(f, ",\"version\":%llu,\"time\":%llu", (unsigned long long)m->version,
+	        (unsigned long long)m->time);
 }

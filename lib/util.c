@@ -63,9 +63,12 @@ void gossip_die(int code, const char *fmt, ...)
 
 void gossip_opt_once(int opt)
 {
-	static unsigned char seen[256];
-	if (opt > 0 && opt < 256 && seen[opt]++)
-		gossip_die(GOSSIP_EXIT_ERR, "option -%c given twice", opt);
+	static unsigned char seen[512];
+	if (opt > 0 && opt < 512 && seen[opt]++) {
+		if (opt < 256)
+			gossip_die(GOSSIP_EXIT_ERR, "option -%c given twice", opt);
+		gossip_die(GOSSIP_EXIT_ERR, "an option was given twice");
+	}
 }
 
 void gossip_print_version(void)

@@ -6,6 +6,7 @@ written with Debian's python3-cbor2 and python3-nacl (run by /usr/bin/python3).
                    options: --type N --key K --value V --version N --alg N --kid HEX
                    --extra (a fifth COSE element) --untagged
   pub SEED         print the base64 public key for the hex SEED (a trusted line)
+  fakepeer SEED N K   act as a sync server that promises N messages, sends K, and quits
   nest N           write an array nested N deep
   big N            write a byte string of N bytes
 """
@@ -59,7 +60,7 @@ def verify():
 def make(argv):
     seed = bytes.fromhex(argv[0])
     opts = {"--type": "1", "--key": "k", "--value": "v", "--version": None, "--alg": "-8",
-            "--kid": None}
+            "--kid": None, "--time": None}
     flags = set()
     i = 1
     while i < len(argv):
@@ -71,7 +72,8 @@ def make(argv):
             i += 2
     sk = nacl.signing.SigningKey(seed)
     now = int(time.time() * 1000)
-    fields = {1: int(opts["--type"]), 2: int(opts["--version"] or now), 3: now,
+    fields = {1: int(opts["--type"]), 2: int(opts["--version"] or now),
+              3: int(opts["--time"] or now),
               4: opts["--key"]}
     if opts["--value"] != "-":
         fields[5] = opts["--value"]
@@ -87,6 +89,37 @@ def make(argv):
     return 0
 
 
+def sign_msg(sk, fields):
+    payload = cbor2.dumps(fields, canonical=True)
+    protected = cbor2.dumps({1: -8})
+    signature = sk.sign(sig_structure(protected, payload)).signature
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, {4: bytes(sk.verify_key)}, payload, signature]))
+
+
+def fakepeer(argv):
+    """A sync server that answers as gossip(7) says, then promises N messages, sends K
+    of them and quits: the client must keep the K whole ones."""
+    sk = nacl.signing.SigningKey(bytes.fromhex(argv[0]))
+    n, k = int(argv[1]), int(argv[2])
+    dec = cbor2.CBORDecoder(sys.stdin.buffer)
+    out = sys.stdout.buffer
+    dec.decode()  # ["gossip-sync", 1, mode, root, count]
+    out.write(cbor2.dumps(["l1", b"\xff" * 4096]))
+    out.flush()
+    l2 = dec.decode()  # ["l2", [[i, hashes]...]]
+    for _ in l2[1]:
+        out.write(cbor2.dumps(["leaves", [], []]))
+    out.flush()
+    dec.decode()  # ["msgs", 0]
+    dec.decode()  # ["want", []]
+    out.write(cbor2.dumps(["msgs", n]))
+    now = int(time.time() * 1000)
+    for i in range(k):
+        out.write(sign_msg(sk, {1: 1, 2: now + i, 3: now, 4: "fake%d" % i, 5: "v"}))
+    out.flush()
+    return 0
+
+
 def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
     if cmd == "verify":
@@ -97,6 +130,8 @@ def main():
         pk = bytes(nacl.signing.SigningKey(bytes.fromhex(argv[0])).verify_key)
         print(base64.b64encode(pk).decode() + " " + (argv[1] if len(argv) > 1 else "py"))
         return 0
+    if cmd == "fakepeer":
+        return fakepeer(argv)
     if cmd == "nest":
         n = int(argv[0])
         sys.stdout.buffer.write(b"\x81" * n + b"\x00")

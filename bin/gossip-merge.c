@@ -1,0 +1,422 @@
+/* gossip-merge: merge messages into the store and print the new ones; answer queries;
+ * compact; serve and run anti-entropy syncs. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(int code)
+{
+	fprintf(code ? stderr : stdout,
+	        "usage: gossip-merge [-v] [-d dir] [file ...]\n"
+	        "       gossip-merge [-ja] [-d dir] [-o origin] get key\n"
+	        "       gossip-merge [-j] [-d dir] keys [prefix]\n"
+	        "       gossip-merge [-j] [-d dir] dump\n"
+	        "       gossip-merge [-d dir] export\n"
+	        "       gossip-merge [-j] [-d dir] digest\n"
+	        "       gossip-merge [-d dir] compact\n"
+	        "       gossip-merge [-d dir] [-t seconds] serve\n"
+	        "       gossip-merge [-v] [-d dir] [-t seconds] [--push | --pull | --push-pull] sync peer\n");
+	exit(code);
+}
+
+static struct gossip_store st;
+static int json, all, verbose, quiet_out;
+static const char *want_origin;
+
+static void print_new(void *ctx, const uint8_t *p, size_t n)
+{
+	(void)ctx;
+	if (quiet_out)
+		return;
+	if (fwrite(p, 1, n, stdout) != n || fflush(stdout) != 0)
+		gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
+}
+
+static const char *name_of(const uint8_t pk[32])
+{
+	const struct gossip_signer *s = gossip_trust_find(&st.trust, pk);
+	return s ? s->name : NULL;
+}
+
+/* ---- merging ---- */
+
+static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
+{
+	struct gossip_reader r;
+	const uint8_t *p;
+	size_t n;
+	uint64_t off;
+	int got, status = GOSSIP_EXIT_OK;
+	gossip_reader_init(&r, fd, name, &gossip_msg_limits);
+	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+		if (gossip_merge_item(mg, p, n, name, off) < 0)
+			break;
+		/* Store and print what has arrived before waiting for more. */
+		if (!gossip_reader_ready(&r) && gossip_merge_flush(mg) < 0)
+			break;
+	}
+	if (got == 1 || gossip_merge_flush(mg) < 0) {
+		gossip_warn("%s", gossip_error());
+		status = GOSSIP_EXIT_ERR;
+	} else if (got < 0) {
+		gossip_warn("%s", gossip_error());
+		status = GOSSIP_EXIT_ERR;
+	}
+	gossip_reader_free(&r);
+	return status;
+}
+
+static int do_merge(int argc, char **argv)
+{
+	struct gossip_merger mg = {&st, {0}, 0, print_new, NULL, 0, 0, 0, 0, 0};
+	int status = GOSSIP_EXIT_OK;
+	if (argc == 0)
+		status = merge_fd(&mg, 0, "stdin");
+	for (int i = 0; i < argc; i++) {
+		int s, fd = strcmp(argv[i], "-") == 0 ? 0 : open(argv[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			gossip_warn("%s: cannot open: %s", argv[i], strerror(errno));
+			s = GOSSIP_EXIT_ERR;
+		} else {
+			s = merge_fd(&mg, fd, fd == 0 ? "stdin" : argv[i]);
+			if (fd)
+				close(fd);
+		}
+		if (s > status)
+			status = s;
+	}
+	if (verbose || quiet_out)
+		gossip_warn("%llu messages: %llu new, %llu duplicate, %llu stale, %llu rejected",
+		            (unsigned long long)mg.seen, (unsigned long long)mg.added,
+		            (unsigned long long)mg.dups, (unsigned long long)mg.stale,
+		            (unsigned long long)mg.rejected);
+	gossip_merger_free(&mg);
+	if (status == GOSSIP_EXIT_OK && mg.rejected)
+		status = GOSSIP_EXIT_NO;
+	return status;
+}
+
+/* ---- queries ---- */
+
+struct query {
+	const char *key, *prefix;
+	size_t keylen;
+	int found;
+	/* get: the best row so far */
+	struct gossip_buf best;
+	uint64_t best_version;
+	uint8_t best_origin[32];
+	/* keys */
+	char **keys;
+	size_t nkeys, cap;
+	const uint8_t *origin;
+};
+
+static void print_row(const struct gossip_msg *m)
+{
+	const char *name = name_of(m->origin);
+	char id[9], when[32];
+	if (json) {
+		putchar('{');
+		gossip_json_fields(stdout, m, name);
+		puts("}");
+		return;
+	}
+	gossip_short_id(id, m->origin);
+	gossip_fmt_time(when, m->time);
+	printf("%-8s %-5s ", name ? name : id, gossip_type_name(m->type));
+	gossip_put_string(stdout, m->key, m->keylen, 0);
+	if (m->has_value) {
+		putchar(' ');
+		if (m->value_text)
+			gossip_put_string(stdout, m->value, m->valuelen, 0);
+		else {
+			fputs("h'", stdout);
+			for (size_t i = 0; i < m->valuelen && i < 64; i++)
+				printf("%02x", m->value[i]);
+			printf(m->valuelen > 64 ? "...' (%zu bytes)" : "'", m->valuelen);
+		}
+	}
+	printf("  v%llu %s\n", (unsigned long long)m->version, when);
+}
+
+static int q_get(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct query *q = ctx;
+	struct gossip_msg m;
+	if (e->type != GOSSIP_T_SET || gossip_msg_decode(p, e->len, &m) < 0 || m.keylen != q->keylen ||
+	    memcmp(m.key, q->key, q->keylen) != 0 || (q->origin && memcmp(m.origin, q->origin, 32)))
+		return 0;
+	q->found++;
+	if (all) {
+		if (json) {
+			print_row(&m);
+		} else {
+			const char *name = name_of(m.origin);
+			char id[9];
+			gossip_short_id(id, m.origin);
+			printf("%s\t", name ? name : id);
+			fwrite(m.value, 1, m.valuelen, stdout);
+			putchar('\n');
+		}
+		return 0;
+	}
+	/* The newest write wins; equal versions (two origins in one millisecond) go to the
+	 * greater origin key, so every node answers alike. */
+	if (q->best.len == 0 || m.version > q->best_version ||
+	    (m.version == q->best_version && memcmp(m.origin, q->best_origin, 32) > 0)) {
+		q->best.len = 0;
+		if (gossip_buf_put(&q->best, p, e->len) < 0)
+			return -1;
+		q->best_version = m.version;
+		memcpy(q->best_origin, m.origin, 32);
+	}
+	return 0;
+}
+
+static int parse_origin(const char *s, uint8_t pk[32])
+{
+	if (strlen(s) == 44 && gossip_unb64(pk, 32, s, 44) == 0)
+		return 0;
+	for (size_t i = 0; i < st.trust.n; i++)
+		if (st.trust.v[i].name && strcmp(st.trust.v[i].name, s) == 0) {
+			memcpy(pk, st.trust.v[i].pk, 32);
+			return 0;
+		}
+	return -1;
+}
+
+static int do_get(const char *key)
+{
+	struct query q = {0};
+	uint8_t pk[32];
+	q.key = key;
+	q.keylen = strlen(key);
+	if (want_origin) {
+		if (parse_origin(want_origin, pk) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "-o %s: not a public key, nor a name in trusted",
+			           want_origin);
+		q.origin = pk;
+	}
+	if (gossip_store_each(&st, q_get, &q) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (!all && q.best.len) {
+		struct gossip_msg m;
+		gossip_msg_decode(q.best.p, q.best.len, &m);
+		if (json)
+			print_row(&m);
+		else {
+			fwrite(m.value, 1, m.valuelen, stdout);
+			if (isatty(1))
+				putchar('\n');
+		}
+	}
+	gossip_buf_free(&q.best);
+	return q.found ? GOSSIP_EXIT_OK : GOSSIP_EXIT_NO;
+}
+
+static int q_keys(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct query *q = ctx;
+	struct gossip_msg m;
+	if (e->type != GOSSIP_T_SET || gossip_msg_decode(p, e->len, &m) < 0)
+		return 0;
+	if (q->prefix && (m.keylen < strlen(q->prefix) || memcmp(m.key, q->prefix, strlen(q->prefix))))
+		return 0;
+	if (q->nkeys == q->cap) {
+		q->cap = q->cap ? 2 * q->cap : 256;
+		char **k = realloc(q->keys, q->cap * sizeof *k);
+		if (!k)
+			return -1;
+		q->keys = k;
+	}
+	if (!(q->keys[q->nkeys] = strndup((const char *)m.key, m.keylen)))
+		return -1;
+	q->nkeys++;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int do_keys(const char *prefix)
+{
+	struct query q = {0};
+	size_t shown = 0;
+	q.prefix = prefix;
+	if (gossip_store_each(&st, q_keys, &q) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	qsort(q.keys, q.nkeys, sizeof *q.keys, cmp_str);
+	for (size_t i = 0; i < q.nkeys; i++) {
+		if (i && strcmp(q.keys[i], q.keys[i - 1]) == 0)
+			continue;  /* written by several origins */
+		shown++;
+		if (json) {
+			fputs("{\"key\":", stdout);
+			gossip_put_string(stdout, (const uint8_t *)q.keys[i], strlen(q.keys[i]), 0);
+			puts("}");
+		} else if (strpbrk(q.keys[i], "\n\r\t\"\\") || !gossip_utf8_valid((const uint8_t *)q.keys[i], strlen(q.keys[i]))) {
+			gossip_put_string(stdout, (const uint8_t *)q.keys[i], strlen(q.keys[i]), 0);
+			putchar('\n');
+		} else
+			puts(q.keys[i]);
+	}
+	for (size_t i = 0; i < q.nkeys; i++)
+		free(q.keys[i]);
+	free(q.keys);
+	return shown ? GOSSIP_EXIT_OK : GOSSIP_EXIT_NO;
+}
+
+static int q_dump(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct gossip_msg m;
+	(*(int *)ctx)++;
+	if (gossip_msg_decode(p, e->len, &m) == 0)
+		print_row(&m);
+	return 0;
+}
+
+static int q_export(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	(*(int *)ctx)++;
+	return fwrite(p, 1, e->len, stdout) == e->len ? 0 : -1;
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL };
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+		{"all", no_argument, NULL, 'a'}, {"origin", required_argument, NULL, 'o'},
+		{"verbose", no_argument, NULL, 'v'}, {"timeout", required_argument, NULL, 't'},
+		{"push", no_argument, NULL, O_PUSH}, {"pull", no_argument, NULL, O_PULL},
+		{"push-pull", no_argument, NULL, O_PUSHPULL},
+		{"tombstone-ttl", required_argument, NULL, O_TTL},
+		{"event-ttl", required_argument, NULL, O_ETTL},
+		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
+	struct gossip_store_opts opts = gossip_store_defaults;
+	const char *dir = NULL;
+	int c, mode = 0, timeout = 30;
+	char *end;
+
+	gossip_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "+d:jao:vt:h", longopts, NULL)) != -1) {
+		gossip_opt_once(c);
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'j': json = 1; break;
+		case 'a': all = 1; break;
+		case 'o': want_origin = optarg; break;
+		case 'v': verbose = 1; break;
+		case 't':
+			timeout = (int)strtol(optarg, &end, 10);
+			if (*end || timeout <= 0 || timeout > 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "-t %s: want seconds, 1 to 86400", optarg);
+			break;
+		case O_PUSH: case O_PULL: case O_PUSHPULL:
+			if (mode)
+				gossip_die(GOSSIP_EXIT_ERR, "give one of --push, --pull, --push-pull");
+			mode = c == O_PUSH ? GOSSIP_PUSH : c == O_PULL ? GOSSIP_PULL : GOSSIP_PUSH_PULL;
+			break;
+		case O_TTL: case O_ETTL: {
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v == 0 || v > 10ULL * 365 * 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "--%s %s: want seconds, at least 1",
+				           c == O_TTL ? "tombstone-ttl" : "event-ttl", optarg);
+			*(c == O_TTL ? &opts.tombstone_ttl_ms : &opts.event_ttl_ms) = v * 1000;
+			break;
+		}
+		case 'h': usage(GOSSIP_EXIT_OK); break;
+		case 'V': gossip_print_version(); break;
+		default: usage(GOSSIP_EXIT_ERR);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	const char *verb = argc ? argv[0] : "";
+	static const char *const verbs[] = {"get", "keys", "dump", "export", "digest", "compact",
+	                                    "serve", "sync", NULL};
+	int v = -1;
+	for (int i = 0; verbs[i]; i++)
+		if (strcmp(verb, verbs[i]) == 0)
+			v = i;
+	if ((v == 0 && argc != 2) || (v == 1 && argc > 2) || (v >= 2 && v <= 6 && argc != 1) ||
+	    (v == 7 && argc != 2) || (mode && v != 7) || ((all || want_origin) && v != 0))
+		usage(GOSSIP_EXIT_ERR);
+	dir = gossip_state_dir(dir);
+	signal(SIGPIPE, SIG_IGN);
+	if (gossip_store_open(&st, dir, &opts) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+
+	int status = GOSSIP_EXIT_OK;
+	if (v < 0) {
+		quiet_out = isatty(1);  /* messages are for pipes; people get a count */
+		status = do_merge(argc, argv);
+	} else if (v <= 4 && gossip_store_lock(&st) < 0) {
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	} else if (v == 0) {
+		status = do_get(argv[1]);
+	} else if (v == 1) {
+		status = do_keys(argc > 1 ? argv[1] : NULL);
+	} else if (v == 2 || v == 3) {
+		int n = 0;
+		if (v == 3 && isatty(1))
+			gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the export into "
+			                            "gossip-inspect or a file");
+		if (gossip_store_each(&st, v == 2 ? q_dump : q_export, &n) < 0 || fflush(stdout) != 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", *gossip_error() ? gossip_error() : strerror(errno));
+		status = n ? GOSSIP_EXIT_OK : GOSSIP_EXIT_NO;
+	} else if (v == 4) {
+		struct gossip_digest d;
+		char hex[33];
+		if (gossip_digest_make(&d, &st) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		gossip_hex(hex, d.root, 16);
+		printf(json ? "{\"root\":\"%s\",\"count\":%llu}\n" : "%s %llu\n", hex,
+		       (unsigned long long)d.count);
+		gossip_digest_free(&d);
+	} else if (v == 5) {
+		uint64_t before, after;
+		if (gossip_store_compact(&st, &before, &after) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		printf("compacted %s/store: %llu bytes, now %llu\n", dir, (unsigned long long)before,
+		       (unsigned long long)after);
+	} else {
+		struct gossip_merger mg = {&st, {0}, 0, print_new, NULL, 0, 0, 0, 0, 0};
+		struct gossip_sync_stats s;
+		int r;
+		if (v == 6) {
+			mg.on_new = NULL;  /* stdout is the protocol */
+			r = gossip_sync_serve(&mg, 0, 1, timeout * 1000, &s);
+		} else {
+			quiet_out = isatty(1);
+			r = gossip_sync_client(&mg, argv[1], mode ? mode : GOSSIP_PUSH_PULL, timeout * 1000, &s);
+		}
+		if (r < 0) {
+			gossip_warn("%s: %s", v == 6 ? "serve" : argv[1], gossip_error());
+			status = GOSSIP_EXIT_ERR;
+		}
+		if (verbose)
+			gossip_warn("%s: %s; sent %llu messages, %llu bytes; received %llu messages, %llu "
+			            "bytes, %llu new",
+			            v == 6 ? "serve" : argv[1], s.equal ? "stores equal" : "stores differed",
+			            (unsigned long long)s.sent_msgs, (unsigned long long)s.sent_bytes,
+			            (unsigned long long)s.recv_msgs, (unsigned long long)s.recv_bytes,
+			            (unsigned long long)mg.added);
+		if (mg.rejected && status == GOSSIP_EXIT_OK)
+			status = GOSSIP_EXIT_NO;
+		gossip_merger_free(&mg);
+	}
+	gossip_store_close(&st);
+	return status;
+}

@@ -1,0 +1,714 @@
+/* store.c: the durable store (an append-only CBOR sequence of signed messages), its
+ * in-memory index, merging under a file lock, compaction, and the Merkle summary. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL};
+
+enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20, PENDING_MAX = 4 << 20 };
+
+void gossip_slot(uint8_t slot[16], const struct gossip_msg *m)
+{
+	crypto_generichash_state h;
+	uint8_t tag = m->type == GOSSIP_T_EVENT ? 'e' : 'k', v[8];
+	crypto_generichash_init(&h, NULL, 0, 16);
+	crypto_generichash_update(&h, m->origin, 32);
+	crypto_generichash_update(&h, &tag, 1);
+	if (m->type == GOSSIP_T_EVENT) {
+		for (int i = 0; i < 8; i++)
+			v[i] = (uint8_t)(m->version >> (56 - 8 * i));
+		crypto_generichash_update(&h, v, 8);
+	} else
+		crypto_generichash_update(&h, m->key, m->keylen);
+	crypto_generichash_final(&h, slot, 16);
+}
+
+/* ---- the index: open addressing on the slot, which is already a hash ---- */
+
+static size_t slot_hash(const uint8_t *p)
+{
+	uint64_t h;
+	memcpy(&h, p, 8);
+	return (size_t)h;
+}
+
+static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t slot[16])
+{
+	size_t i = slot_hash(slot) & (st->cap - 1);
+	while (st->tab[i].used && memcmp(st->tab[i].slot, slot, 16) != 0)
+		i = (i + 1) & (st->cap - 1);
+	return &st->tab[i];
+}
+
+const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16])
+{
+	if (!st->cap)
+		return NULL;
+	const struct gossip_entry *e = probe(st, slot);
+	return e->used ? e : NULL;
+}
+
+static int grow(struct gossip_store *st)
+{
+	size_t cap = st->cap ? st->cap * 2 : 1024;
+	struct gossip_entry *old = st->tab, *tab = calloc(cap, sizeof *tab);
+	size_t oldcap = st->cap;
+	if (!tab) {
+		gossip_seterr("store: out of memory");
+		return -1;
+	}
+	st->tab = tab;
+	st->cap = cap;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].used)
+			*probe(st, old[i].slot) = old[i];
+	free(old);
+	return 0;
+}
+
+static uint32_t origin_find(const struct gossip_store *st, const uint8_t pk[32], size_t *pos)
+{
+	size_t i = 0;
+	if (st->ocap) {
+		i = slot_hash(pk) & (st->ocap - 1);
+		for (; st->otab[i]; i = (i + 1) & (st->ocap - 1))
+			if (memcmp(st->origins[st->otab[i] - 1].pk, pk, 32) == 0)
+				return st->otab[i] - 1;
+	}
+	if (pos)
+		*pos = i;
+	return UINT32_MAX;
+}
+
+static uint32_t origin_id(struct gossip_store *st, const uint8_t pk[32])
+{
+	size_t pos;
+	uint32_t id = origin_find(st, pk, &pos);
+	if (id != UINT32_MAX)
+		return id;
+	if ((st->norigins + 1) * 2 > st->ocap) {
+		size_t cap = st->ocap ? st->ocap * 2 : 64;
+		uint32_t *t = calloc(cap, sizeof *t);
+		struct gossip_origin_wm *o = realloc(st->origins, cap / 2 * sizeof *o);
+		if (!t || !o) {
+			free(t);
+			if (o)
+				st->origins = o;
+			return UINT32_MAX;
+		}
+		st->origins = o;
+		free(st->otab);
+		st->otab = t;
+		st->ocap = cap;
+		for (size_t k = 0; k < st->norigins; k++) {
+			size_t i = slot_hash(o[k].pk) & (cap - 1);
+			while (t[i])
+				i = (i + 1) & (cap - 1);
+			t[i] = (uint32_t)k + 1;
+		}
+		origin_find(st, pk, &pos);
+	}
+	memcpy(st->origins[st->norigins].pk, pk, 32);
+	st->origins[st->norigins].watermark = 0;
+	st->otab[pos] = (uint32_t)++st->norigins;
+	return (uint32_t)st->norigins - 1;
+}
+
+/* Index one message stored at off. A message that does not decode (the store was
+ * changed by hand) is skipped as waste: it never reaches a query or a peer. */
+static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64_t off)
+{
+	struct gossip_msg m;
+	uint8_t slot[16];
+	if (gossip_msg_decode(p, n, &m) < 0) {
+		st->dead_bytes += n;
+		return 0;
+	}
+	if ((st->n + 1) * 10 > st->cap * 7 && grow(st) < 0)
+		return -1;
+	gossip_slot(slot, &m);
+	struct gossip_entry *e = probe(st, slot);
+	if (e->used) {
+		if (e->version >= m.version) {
+			st->dead_bytes += n;
+			return 0;
+		}
+		st->dead_bytes += e->len;
+		st->live_bytes -= e->len;
+	} else
+		st->n++;
+	uint32_t oid = origin_id(st, m.origin);
+	if (oid == UINT32_MAX) {
+		gossip_seterr("store: out of memory");
+		return -1;
+	}
+	memcpy(e->slot, slot, 16);
+	crypto_generichash(e->hash, 16, p, n, NULL, 0);
+	e->off = off;
+	e->len = (uint32_t)n;
+	e->version = m.version;
+	e->time = m.time;
+	e->type = (uint8_t)m.type;
+	e->origin = oid;
+	e->used = 1;
+	st->live_bytes += n;
+	return 0;
+}
+
+static void reset_index(struct gossip_store *st)
+{
+	free(st->tab);
+	st->tab = NULL;
+	st->cap = st->n = 0;
+	st->live_bytes = st->dead_bytes = 0;
+	st->end = 0;
+}
+
+/* Index what lies between st->end and the end of the file. A torn tail (a writer that
+ * died mid-write) is cut off; we hold the lock, so nobody is writing now. */
+static int catch_up(struct gossip_store *st)
+{
+	struct stat sb;
+	uint8_t *buf = NULL;
+	size_t have = 0;
+	uint64_t pos;
+	int r = -1;
+	if (fstat(st->fd, &sb) < 0) {
+		gossip_seterr("store: %s", strerror(errno));
+		return -1;
+	}
+	if ((uint64_t)sb.st_size <= st->end)
+		return 0;
+	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
+		gossip_seterr("store: out of memory");
+		return -1;
+	}
+	pos = st->end;  /* file offset of buf[0] */
+	for (;;) {
+		ssize_t k = pread(st->fd, buf + have, CHUNK, (off_t)(pos + have));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			gossip_seterr("store: cannot read: %s", strerror(errno));
+			goto out;
+		}
+		have += (size_t)k;
+		size_t at = 0, len;
+		int s = GOSSIP_SCAN_OK;
+		while (at < have &&
+		       (s = gossip_cbor_scan(buf + at, have - at, &gossip_msg_limits, NULL, &len)) ==
+		               GOSSIP_SCAN_OK) {
+			if (index_msg(st, buf + at, len, pos + at) < 0)
+				goto out;
+			at += len;
+		}
+		st->end = pos + at;
+		if (s == GOSSIP_SCAN_BAD || (k == 0 && at < have)) {
+			gossip_warn("store: %s/store: cut a torn tail of %llu bytes at offset %llu",
+			            st->dir, (unsigned long long)(pos + have - st->end),
+			            (unsigned long long)st->end);
+			if (ftruncate(st->fd, (off_t)st->end) < 0 || fsync(st->fd) < 0) {
+				gossip_seterr("store: cannot truncate: %s", strerror(errno));
+				goto out;
+			}
+			break;
+		}
+		if (k == 0)
+			break;
+		memmove(buf, buf + at, have - at);
+		pos += at;
+		have -= at;
+	}
+	r = 0;
+out:
+	free(buf);
+	return r;
+}
+
+static int load_watermarks(struct gossip_store *st)
+{
+	struct gossip_buf b = {0};
+	const char *path = gossip_path(st->dir, "watermarks");
+	if (access(path, F_OK) != 0)
+		return 0;
+	if (gossip_read_file(path, 64u << 20, &b) < 0 || gossip_buf_put(&b, "", 1) < 0)
+		return -1;
+	char *line = (char *)b.p, *next;
+	for (unsigned no = 1; *line; line = next, no++) {
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = 0;
+		uint8_t pk[32];
+		char *sp = strchr(line, ' ');
+		if (!*line)
+			continue;
+		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0) {
+			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\"", path, no);
+			gossip_buf_free(&b);
+			return -1;
+		}
+		uint32_t id = origin_id(st, pk);
+		uint64_t v = strtoull(sp + 1, NULL, 10);
+		if (id != UINT32_MAX && v > st->origins[id].watermark)
+			st->origins[id].watermark = v;
+	}
+	gossip_buf_free(&b);
+	return 0;
+}
+
+int gossip_store_lock(struct gossip_store *st)
+{
+	const char *path = gossip_path(st->dir, "store");
+	struct stat sb;
+	if (flock(st->lockfd, LOCK_EX) < 0) {
+		gossip_seterr("store: cannot lock %s/store.lock: %s", st->dir, strerror(errno));
+		return -1;
+	}
+	st->locked = 1;
+	/* A new inode means another process compacted the store: index it afresh. */
+	if (st->fd < 0 || stat(path, &sb) < 0 || (uint64_t)sb.st_ino != st->ino) {
+		if (st->fd >= 0)
+			close(st->fd);
+		reset_index(st);
+		st->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (st->fd < 0 || fstat(st->fd, &sb) < 0) {
+			gossip_seterr("store: cannot open %s: %s", path, strerror(errno));
+			gossip_store_unlock(st);
+			return -1;
+		}
+		st->ino = (uint64_t)sb.st_ino;
+		if (load_watermarks(st) < 0) {
+			gossip_store_unlock(st);
+			return -1;
+		}
+	}
+	if (catch_up(st) < 0) {
+		gossip_store_unlock(st);
+		return -1;
+	}
+	return 0;
+}
+
+void gossip_store_unlock(struct gossip_store *st)
+{
+	if (st->locked)
+		flock(st->lockfd, LOCK_UN);
+	st->locked = 0;
+}
+
+int gossip_store_open(struct gossip_store *st, const char *dir, const struct gossip_store_opts *o)
+{
+	memset(st, 0, sizeof *st);
+	st->fd = st->lockfd = -1;
+	st->opts = o ? *o : gossip_store_defaults;
+	snprintf(st->dir, sizeof st->dir, "%s", dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		gossip_seterr("store: cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	st->lockfd = open(gossip_path(dir, "store.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lockfd < 0) {
+		gossip_seterr("store: cannot open %s: %s", gossip_path(dir, "store.lock"), strerror(errno));
+		return -1;
+	}
+	if (gossip_trust_load(&st->trust, dir) < 0) {
+		char why[512];
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("trusted: %s", why);
+		return -1;
+	}
+	if (gossip_store_lock(st) < 0)
+		return -1;
+	gossip_store_unlock(st);
+	return 0;
+}
+
+void gossip_store_close(struct gossip_store *st)
+{
+	gossip_store_unlock(st);
+	if (st->fd >= 0)
+		close(st->fd);
+	if (st->lockfd >= 0)
+		close(st->lockfd);
+	free(st->tab);
+	free(st->origins);
+	free(st->otab);
+	gossip_trust_free(&st->trust);
+	memset(st, 0, sizeof *st);
+	st->fd = st->lockfd = -1;
+}
+
+/* A delete or an event older than its time to live is gone from the state. */
+static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, uint64_t now)
+{
+	if (type == GOSSIP_T_DEL)
+		return time + st->opts.tombstone_ttl_ms <= now;
+	if (type == GOSSIP_T_EVENT)
+		return time + st->opts.event_ttl_ms <= now;
+	return 0;
+}
+
+enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
+                                        const uint8_t slot[16])
+{
+	const struct gossip_entry *e = gossip_store_find(st, slot);
+	if (e)
+		return e->version > m->version ? GOSSIP_STALE : e->version == m->version ? GOSSIP_DUP
+		                                                                         : GOSSIP_NEW;
+	uint32_t id = origin_find(st, m->origin, NULL);
+	if (id != UINT32_MAX && m->version <= st->origins[id].watermark)
+		return GOSSIP_STALE;
+	if (expired(st, (uint8_t)m->type, m->time, gossip_now_ms()))
+		return GOSSIP_STALE;
+	return GOSSIP_NEW;
+}
+
+/* ---- merging ---- */
+
+int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, const char *src,
+                      uint64_t off)
+{
+	struct gossip_msg m;
+	uint8_t slot[16];
+	const struct gossip_signer *sg;
+	mg->seen++;
+	if (gossip_msg_decode(p, n, &m) < 0)
+		goto reject;
+	gossip_slot(slot, &m);
+	switch (gossip_store_classify(mg->st, &m, slot)) {
+	case GOSSIP_DUP:
+		mg->dups++;
+		return 0;
+	case GOSSIP_STALE:
+		mg->stale++;
+		return 0;
+	case GOSSIP_NEW:
+		break;
+	}
+	/* Only a message new to this store costs a signature check. */
+	if (gossip_check(p, n, &mg->st->trust, &m, &sg) != GOSSIP_V_OK)
+		goto reject;
+	if (gossip_buf_put(&mg->pending, p, n) < 0)
+		return -1;
+	mg->npending++;
+	if (mg->pending.len >= PENDING_MAX)
+		return gossip_merge_flush(mg);
+	return 0;
+reject:
+	mg->rejected++;
+	gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
+	return 0;
+}
+
+int gossip_merge_flush(struct gossip_merger *mg)
+{
+	struct gossip_store *st = mg->st;
+	struct gossip_buf out = {0};
+	size_t *lens = NULL, nout = 0, at = 0;
+	int r = -1;
+	if (!mg->npending)
+		return 0;
+	if (!(lens = malloc(mg->npending * sizeof *lens))) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	if (gossip_store_lock(st) < 0)
+		goto out;
+	/* Check again against the index as it is now: another process may have stored
+	 * some of these since they were verified. */
+	for (size_t i = 0; i < mg->npending; i++) {
+		struct gossip_msg m;
+		uint8_t slot[16];
+		size_t len;
+		gossip_cbor_scan(mg->pending.p + at, mg->pending.len - at, &gossip_msg_limits, NULL, &len);
+		const uint8_t *p = mg->pending.p + at;
+		at += len;
+		gossip_msg_decode(p, len, &m);
+		gossip_slot(slot, &m);
+		enum gossip_class c = gossip_store_classify(st, &m, slot);
+		if (c != GOSSIP_NEW) {
+			if (c == GOSSIP_DUP)
+				mg->dups++;
+			else
+				mg->stale++;
+			continue;
+		}
+		if (index_msg(st, p, len, st->end + out.len) < 0 || gossip_buf_put(&out, p, len) < 0)
+			goto fail;
+		lens[nout++] = len;
+	}
+	if (out.len && (gossip_write_all(st->fd, out.p, out.len) < 0 || fdatasync(st->fd) < 0)) {
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
+		goto fail;
+	}
+	st->end += out.len;
+	gossip_store_unlock(st);
+	mg->pending.len = 0;
+	mg->npending = 0;
+	/* On disk now: report them. */
+	for (size_t i = 0, o = 0; i < nout; o += lens[i++]) {
+		mg->added++;
+		if (mg->on_new)
+			mg->on_new(mg->ctx, out.p + o, lens[i]);
+	}
+	r = 0;
+	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
+		r = gossip_store_compact(st, NULL, NULL);
+	goto out;
+fail:
+	/* Nothing of this batch counts: cut what may have been written and index afresh. */
+	if (ftruncate(st->fd, (off_t)st->end) == 0) {
+		reset_index(st);
+		catch_up(st);
+	}
+	gossip_store_unlock(st);
+out:
+	free(lens);
+	gossip_buf_free(&out);
+	return r;
+}
+
+void gossip_merger_free(struct gossip_merger *mg)
+{
+	gossip_buf_free(&mg->pending);
+}
+
+/* ---- compaction and reading ---- */
+
+static int by_offset(const void *a, const void *b)
+{
+	const struct gossip_entry *x = *(struct gossip_entry *const *)a;
+	const struct gossip_entry *y = *(struct gossip_entry *const *)b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The current entries (expired ones left out) in store order. */
+static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slot_order);
+
+static int by_slot(const void *a, const void *b)
+{
+	return memcmp((*(struct gossip_entry *const *)a)->slot, (*(struct gossip_entry *const *)b)->slot,
+	              16);
+}
+
+static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slot_order)
+{
+	uint64_t now = gossip_now_ms();
+	struct gossip_entry **v = malloc((st->n ? st->n : 1) * sizeof *v);
+	*n = 0;
+	if (!v) {
+		gossip_seterr("out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < st->cap; i++)
+		if (st->tab[i].used && !expired(st, st->tab[i].type, st->tab[i].time, now))
+			v[(*n)++] = &st->tab[i];
+	qsort(v, *n, sizeof *v, slot_order ? by_slot : by_offset);
+	return v;
+}
+
+static int write_watermarks(struct gossip_store *st)
+{
+	struct gossip_buf b = {0};
+	char line[128], b64[45];
+	int r;
+	for (size_t i = 0; i < st->norigins; i++) {
+		if (!st->origins[i].watermark)
+			continue;
+		gossip_b64(b64, st->origins[i].pk, 32);
+		snprintf(line, sizeof line, "%s %" PRIu64 "\n", b64, st->origins[i].watermark);
+		if (gossip_buf_put(&b, line, strlen(line)) < 0) {
+			gossip_buf_free(&b);
+			return -1;
+		}
+	}
+	r = gossip_write_atomic(gossip_path(st->dir, "watermarks"), b.p ? (char *)b.p : "", b.len,
+	                        0600, 0);
+	gossip_buf_free(&b);
+	return r;
+}
+
+int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after)
+{
+	char tmp[4200];
+	uint8_t *buf = NULL;
+	struct gossip_entry **v = NULL, *tab = NULL;
+	size_t n, cap = st->cap;
+	int fd = -1, r = -1;
+	uint64_t now = gossip_now_ms(), off = 0;
+
+	if (gossip_store_lock(st) < 0)
+		return -1;
+	if (before)
+		*before = st->end;
+	/* Expired deletes and events go; their versions become the origins' watermarks, so
+	 * no late copy of what they deleted can come back. */
+	for (size_t i = 0; i < st->cap; i++) {
+		struct gossip_entry *e = &st->tab[i];
+		if (e->used && expired(st, e->type, e->time, now) &&
+		    e->version > st->origins[e->origin].watermark)
+			st->origins[e->origin].watermark = e->version;
+	}
+	if (!(v = current(st, &n, 0)) || !(buf = malloc(GOSSIP_MSG_MAX)) ||
+	    !(tab = calloc(cap, sizeof *tab)))
+		goto out;
+	snprintf(tmp, sizeof tmp, "%s/store.new", st->dir);
+	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+		gossip_seterr("store: cannot create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	struct gossip_buf w = {0};
+	for (size_t i = 0; i < n; i++) {
+		struct gossip_entry *e = v[i];
+		if (pread(st->fd, buf, e->len, (off_t)e->off) != (ssize_t)e->len ||
+		    gossip_buf_put(&w, buf, e->len) < 0) {
+			gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
+			gossip_buf_free(&w);
+			goto out;
+		}
+		if (w.len >= CHUNK || i + 1 == n) {
+			if (gossip_write_all(fd, w.p, w.len) < 0) {
+				gossip_seterr("store: cannot write %s: %s", tmp, strerror(errno));
+				gossip_buf_free(&w);
+				goto out;
+			}
+			w.len = 0;
+		}
+		e->off = off;
+		off += e->len;
+	}
+	gossip_buf_free(&w);
+	if (fsync(fd) < 0 || write_watermarks(st) < 0 ||
+	    rename(tmp, gossip_path(st->dir, "store")) < 0) {
+		gossip_seterr("store: cannot replace %s/store: %s", st->dir, strerror(errno));
+		goto out;
+	}
+	int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	/* The new file is ours: index = the kept entries at their new offsets. */
+	for (size_t i = 0; i < n; i++) {
+		size_t j = slot_hash(v[i]->slot) & (cap - 1);
+		while (tab[j].used)
+			j = (j + 1) & (cap - 1);
+		tab[j] = *v[i];
+	}
+	free(st->tab);
+	st->tab = tab;
+	tab = NULL;
+	st->n = n;
+	close(st->fd);
+	st->fd = fd;
+	fd = -1;
+	struct stat sb;
+	fstat(st->fd, &sb);
+	st->ino = (uint64_t)sb.st_ino;
+	st->end = st->live_bytes = off;
+	st->dead_bytes = 0;
+	if (after)
+		*after = off;
+	r = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	if (r < 0) {
+		/* Offsets may be half rewritten: index the unchanged file afresh. */
+		reset_index(st);
+		catch_up(st);
+	}
+	free(tab);
+	free(v);
+	free(buf);
+	gossip_store_unlock(st);
+	return r;
+}
+
+int gossip_store_each(struct gossip_store *st,
+                      int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
+                      void *ctx)
+{
+	size_t n;
+	int r = 0;
+	uint8_t *buf;
+	struct gossip_entry **v = current(st, &n, 0);
+	if (!v || !(buf = malloc(GOSSIP_MSG_MAX))) {
+		free(v);
+		return -1;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (pread(st->fd, buf, v[i]->len, (off_t)v[i]->off) != (ssize_t)v[i]->len) {
+			gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
+			r = -1;
+			break;
+		}
+		r = fn(ctx, v[i], buf);
+	}
+	free(buf);
+	free(v);
+	return r;
+}
+
+/* ---- the Merkle summary ---- */
+
+int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st)
+{
+	size_t n;
+	uint8_t cnt[8];
+	memset(d, 0, sizeof *d);
+	d->l2 = calloc(65536, 16);
+	d->start = calloc(65537, sizeof *d->start);
+	if (!d->l2 || !d->start || !(d->sorted = current(st, &n, 1))) {
+		gossip_digest_free(d);
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	d->count = n;
+	for (size_t i = 0, b = 0; b <= 65536; b++) {
+		while (i < n && (size_t)(d->sorted[i]->slot[0] << 8 | d->sorted[i]->slot[1]) < b)
+			i++;
+		d->start[b] = i;
+	}
+	for (size_t b = 0; b < 65536; b++) {
+		if (d->start[b] == d->start[b + 1])
+			continue;
+		crypto_generichash_state h;
+		crypto_generichash_init(&h, NULL, 0, 16);
+		for (size_t i = d->start[b]; i < d->start[b + 1]; i++) {
+			crypto_generichash_update(&h, d->sorted[i]->slot, 16);
+			crypto_generichash_update(&h, d->sorted[i]->hash, 16);
+		}
+		crypto_generichash_final(&h, d->l2[b], 16);
+	}
+	for (size_t a = 0; a < 256; a++)
+		if (d->start[a * 256] != d->start[a * 256 + 256])
+			crypto_generichash(d->l1[a], 16, d->l2[a * 256], 256 * 16, NULL, 0);
+	for (int i = 0; i < 8; i++)
+		cnt[i] = (uint8_t)(d->count >> (56 - 8 * i));
+	crypto_generichash_state h;
+	crypto_generichash_init(&h, NULL, 0, 16);
+	crypto_generichash_update(&h, &d->l1[0][0], sizeof d->l1);
+	crypto_generichash_update(&h, cnt, 8);
+	crypto_generichash_final(&h, d->root, 16);
+	return 0;
+}
+
+void gossip_digest_free(struct gossip_digest *d)
+{
+	free(d->l2);
+	free(d->start);
+	free(d->sorted);
+	memset(d, 0, sizeof *d);
+}

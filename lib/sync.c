@@ -59,11 +59,7 @@ static int recv_item(struct conn *c, const uint8_t **p, size_t *n)
 	c->s->recv_bytes = c->rd.bytes;
 	if (r == 0)
 		gossip_seterr("peer: closed the connection mid-sync");
-	if (r < 0) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", gossip_error());
-		gossip_seterr("peer: %s", why);
-	}
+	/* On an error the reader's message already starts with "peer: ". */
 	return r == 1 ? 0 : -1;
 }
 
@@ -196,6 +192,25 @@ static int put_op(struct gossip_buf *b, const char *op, unsigned nmore)
 	       gossip_cbor_str(b, GOSSIP_MT_TSTR, op, strlen(op)) < 0 ? -1 : 0;
 }
 
+/* 1 (and the error set to what the peer said) when p is ["error", text]. */
+static int peer_error(const uint8_t *p, size_t n)
+{
+	struct gossip_cur e = {p, n, 0};
+	struct gossip_ev ev;
+	char saved[512];
+	int r = 0;
+	snprintf(saved, sizeof saved, "%s", gossip_error());
+	if (gossip_cur_expect(&e, GOSSIP_EV_ARRAY, &ev, "") == 0 && ev.u == 2 &&
+	    gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "") == 0 && ev.len == 5 &&
+	    memcmp(ev.data, "error", 5) == 0 && gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "") == 0) {
+		snprintf(saved, sizeof saved, "peer says: %.*s", (int)(ev.len > 200 ? 200 : ev.len),
+		         ev.data);
+		r = 1;
+	}
+	gossip_seterr("%s", saved);
+	return r;
+}
+
 /* Read an item, check it is [op, ...] with nmore more elements, leave the cursor after
  * the op. An ["error", text] from the peer becomes our error. */
 static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigned nmore)
@@ -206,16 +221,13 @@ static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigne
 	if (recv_item(c, &p, &n) < 0)
 		return -1;
 	*cu = (struct gossip_cur){p, n, 0};
+	if (peer_error(p, n))
+		return -1;
 	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u < 1)
 		goto bad;
 	uint64_t len = ev.u;
 	if (gossip_cur_expect(cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0)
 		goto bad;
-	if (ev.len == 5 && memcmp(ev.data, "error", 5) == 0 && len == 2 &&
-	    gossip_cur_expect(cu, GOSSIP_EV_TSTR, &ev, "error") == 0) {
-		gossip_seterr("peer says: %.*s", (int)(ev.len > 200 ? 200 : ev.len), ev.data);
-		return -1;
-	}
 	if (ev.len != strlen(op) || memcmp(ev.data, op, ev.len) != 0 || len != 1 + nmore)
 		goto bad;
 	return 0;
@@ -383,14 +395,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u != 2 ||
 	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0 || ev.len != 2 ||
 	    memcmp(ev.data, "l1", 2) != 0 || get_bstr(&cu, 4096, &l1) < 0) {
-		if (!strstr(gossip_error(), "peer"))
+		if (!peer_error(p, n))
 			gossip_seterr("peer: not the sync protocol (wanted \"l1\")");
-		/* Show the peer's own error when it sent one. */
-		struct gossip_cur e = {p, n, 0};
-		if (gossip_cur_expect(&e, GOSSIP_EV_ARRAY, &ev, "x") == 0 && ev.u == 2 &&
-		    gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "x") == 0 && ev.len == 5 &&
-		    memcmp(ev.data, "error", 5) == 0 && gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "x") == 0)
-			gossip_seterr("peer says: %.*s", (int)(ev.len > 200 ? 200 : ev.len), ev.data);
 		goto out;
 	}
 	unsigned ndiff1 = 0;

@@ -1,0 +1,165 @@
+#!/usr/bin/env bats
+# Anti-entropy: gossip-merge sync and serve, in each mode, through a command, TCP and a
+# unix socket; equal stores in one small exchange; bad, stopping and stalling peers.
+load helper
+
+SEED=0404040404040404040404040404040404040404040404040404040404040404
+I="$BATS_TEST_DIRNAME/interop.py"
+
+setup() {
+	T="$BATS_TEST_TMPDIR"
+	cd "$T" || return 1
+	unset GOSSIP_DIR
+	mknode a
+	mknode b
+	for n in a b; do trust $n a; trust $n b; done
+	$PY "$I" pub $SEED py >>a/trusted
+}
+
+teardown() {
+	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
+}
+
+digest() { gossip-merge -d "$1" digest; }
+
+# Random divergent stores: a shared history, then each side's own writes, overwrites
+# and deletes, in random order.
+diverge() {
+	for i in $(seq 1 300); do echo "set shared$i v$i"; done | gossip-send -d a batch >shared
+	gossip-merge -d a shared >/dev/null
+	gossip-merge -d b shared >/dev/null
+	for n in a b; do
+		for i in $(seq 1 200); do
+			case $((RANDOM % 4)) in
+			0) echo "set shared$((RANDOM % 300 + 1)) $n-$i" ;;
+			1) echo "del shared$((RANDOM % 300 + 1))" ;;
+			2) echo "event ev$n$i" ;;
+			*) echo "set own$n$i $i" ;;
+			esac
+		done | gossip-send -d $n batch | gossip-merge -d $n >/dev/null
+	done
+	# The expected union, merged into a third store.
+	mkdir u && cp a/trusted u/
+	gossip-merge -d a export | gossip-merge -d u >/dev/null
+	gossip-merge -d b export | gossip-merge -d u >/dev/null
+}
+
+@test "push-pull: both stores end with the union" {
+	diverge
+	[ "$(digest a)" != "$(digest b)" ]
+	run --separate-stderr gossip-merge -v -d a sync "gossip-merge -d $T/b serve"
+	assert_success
+	[[ $stderr == *"stores differed; sent "* ]]
+	[ "$(digest a)" = "$(digest u)" ]
+	[ "$(digest b)" = "$(digest u)" ]
+}
+
+@test "push moves state to the peer only; pull to us only" {
+	diverge
+	cp -r a a0
+	cp -r b b0
+	gossip-merge -d a --push sync "gossip-merge -d $T/b serve" >/dev/null
+	[ "$(digest a)" = "$(digest a0)" ]
+	[ "$(digest b)" = "$(digest u)" ]
+	rm -rf a b && mv a0 a && mv b0 b
+	gossip-merge -d a --pull sync "gossip-merge -d $T/b serve" >/dev/null
+	[ "$(digest a)" = "$(digest u)" ]
+	run gossip-merge -d b digest
+	[ "$output" != "$(digest u)" ]
+}
+
+@test "sync prints the messages that were new here, ready to forward" {
+	gossip-send -d b set from-b 1 | gossip-merge -d b >/dev/null
+	gossip-merge -d a sync "gossip-merge -d $T/b serve" >new
+	[ "$(gossip-inspect -d a -j new | jq -r .key)" = from-b ]
+}
+
+@test "equal stores agree in one round trip of a few hundred bytes, whatever their size" {
+	for i in $(seq 1 2000); do echo "set k$i $i"; done | gossip-send -d a batch >m
+	gossip-merge -d a m >/dev/null
+	gossip-merge -d b m >/dev/null
+	run --separate-stderr gossip-merge -v -d a sync "gossip-merge -d $T/b serve"
+	assert_success
+	[[ $stderr =~ stores\ equal\;\ sent\ 0\ messages,\ ([0-9]+)\ bytes\;\ received\ 0\ messages,\ ([0-9]+)\ bytes ]]
+	[ $((BASH_REMATCH[1] + BASH_REMATCH[2])) -lt 300 ] || fail "$stderr"
+}
+
+@test "when a few messages differ, the bytes grow with them, not with the store" {
+	for i in $(seq 1 5000); do echo "set k$i $i"; done | gossip-send -d a batch >m
+	gossip-merge -d a m >/dev/null
+	gossip-merge -d b m >/dev/null
+	gossip-send -d a set extra 1 | gossip-merge -d a >/dev/null
+	run --separate-stderr gossip-merge -v -d a sync "gossip-merge -d $T/b serve"
+	assert_success
+	[[ $stderr =~ sent\ 1\ messages,\ ([0-9]+)\ bytes\;\ received\ 0\ messages,\ ([0-9]+)\ bytes ]]
+	total=$((BASH_REMATCH[1] + BASH_REMATCH[2]))
+	[ "$total" -lt 10000 ] || fail "one message cost $total bytes: $stderr"
+	[ "$(gossip-merge -d b get extra)" = 1 ]
+}
+
+@test "sync over TCP (inetd-style serve under socat) and a unix socket" {
+	gossip-send -d b set over tcp | gossip-merge -d b >/dev/null
+	port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork EXEC:"gossip-merge -d $T/b serve" & BG=$!
+	for _ in $(seq 1 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.05; done
+	gossip-merge -d a sync tcp://127.0.0.1:$port >/dev/null
+	[ "$(gossip-merge -d a get over)" = tcp ]
+	kill $BG; wait $BG 2>/dev/null || true
+	socat UNIX-LISTEN:$T/sock,fork EXEC:"gossip-merge -d $T/b serve" & BG=$!
+	for _ in $(seq 1 100); do [ -S sock ] && break; sleep 0.05; done
+	gossip-send -d b set over unix | gossip-merge -d b >/dev/null
+	gossip-merge -d a sync unix:$T/sock >/dev/null
+	[ "$(gossip-merge -d a get over)" = unix ]
+}
+
+@test "a peer that sends garbage: exit 2, the store unchanged" {
+	gossip-send -d a set k v | gossip-merge -d a >/dev/null
+	before=$(snapshot a)
+	run --separate-stderr gossip-merge -d a sync "cat >/dev/null & printf '\\203\\001\\002\\003'"
+	assert_failure 2
+	assert_error gossip-merge "peer: not the sync protocol"
+	[ "$(snapshot a)" = "$before" ]
+	for i in 1 2 3 4 5; do
+		head -c 300 /dev/urandom >rnd
+		run --separate-stderr gossip-merge -d a sync "cat >/dev/null & cat $T/rnd"
+		assert_failure 2
+		assert_error gossip-merge "peer: "
+		[ "$(snapshot a)" = "$before" ]
+	done
+}
+
+@test "a peer that stalls times out with a clear error" {
+	gossip-send -d a set k v | gossip-merge -d a >/dev/null
+	before=$(snapshot a)
+	run --separate-stderr gossip-merge -d a -t 1 sync "sleep 20"
+	assert_failure 2
+	assert_error gossip-merge "peer: timed out after 1 s"
+	[ "$(snapshot a)" = "$before" ]
+}
+
+@test "a peer that stops mid-way: the whole messages it sent are kept" {
+	run --separate-stderr gossip-merge -d a sync "$PY $I fakepeer $SEED 5 2"
+	assert_failure 2
+	assert_error gossip-merge "peer: closed the connection after 2 of 5 messages"
+	[ "$(gossip-merge -d a keys | tr '\n' ' ')" = "fake0 fake1 " ]
+}
+
+@test "serve refuses a client that is not speaking the protocol, and changes nothing" {
+	gossip-send -d b set k v | gossip-merge -d b >/dev/null
+	before=$(snapshot b)
+	run --separate-stderr sh -c "printf '\\203\\001\\002\\003' | gossip-merge -d b serve"
+	assert_failure 2
+	assert_error gossip-merge "serve: peer: not the sync protocol"
+	[ "$(snapshot b)" = "$before" ]
+}
+
+@test "a message the peer sends from an untrusted signer is rejected with a line" {
+	mknode c
+	trust b c
+	gossip-send -d c set sneaky 1 | gossip-merge -d b >/dev/null
+	run --separate-stderr sh -c "gossip-merge -d a sync 'gossip-merge -d $T/b serve' >/dev/null"
+	assert_failure 1
+	assert_error gossip-merge "untrusted signer $(cut -c1-8 c.pub)"
+	run gossip-merge -d a get sneaky
+	assert_failure 1
+}

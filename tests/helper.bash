@@ -37,3 +37,11 @@ assert_error() {
 	[[ ${stderr_lines[0]} == "$prog: "* ]] || fail "stderr does not start with '$prog: ': $stderr"
 	[[ ${stderr_lines[0]} == *"$text"* ]] || fail "stderr lacks '$text': $stderr"
 }
+
+# flipbit FILE OFFSET: flip the low bit of one byte (always a change, unlike writing a
+# fixed byte that may already be there). A negative OFFSET counts from the end.
+flipbit() {
+	$PY -c 'import sys
+p, o = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, "rb").read()); b[o] ^= 1; open(p, "wb").write(b)' "$1" "$2"
+}

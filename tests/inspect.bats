@@ -60,7 +60,7 @@ teardown() {
 @test "a bit-flipped signature: exit 1, bad signature" {
 	size=$(stat -c %s good)
 	cp good bad
-	printf '\x55' | dd of=bad bs=1 seek=$((size - 5)) conv=notrunc status=none
+	flipbit bad -5
 	run --separate-stderr gossip-inspect -d b -j bad
 	assert_failure 1
 	assert_error gossip-inspect "bad: offset 0: bad signature"

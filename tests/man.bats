@@ -14,9 +14,9 @@ MAN="${GOSSIP_SRCDIR:-$BATS_TEST_DIRNAME/..}/man"
 }
 
 @test "each program's --help prints its man page SYNOPSIS" {
-	for prog in gossip-keygen gossip-send gossip-inspect; do
+	for prog in gossip-keygen gossip-send gossip-inspect gossip-merge; do
 		synopsis=$(mandoc -T ascii "$MAN/$prog.1" | col -b |
-			sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \n' '  ')
+			sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \t\n' '   ')
 		while IFS= read -r line; do
 			usage=$(echo "${line#usage: }" | sed 's/^ *//' | tr -s ' ')
 			[[ " $synopsis " == *" $usage "* ]] ||

@@ -94,7 +94,7 @@ keyset() { gossip-merge -d "$1" -j dump | jq -r '[.type, .key, (.value // "-"), 
 	gossip-send -d c set k2 v2 >stranger
 	gossip-send -d a set k3 v3 >good3
 	cp good3 bad; size=$(stat -c %s bad)
-	printf '\x00' | dd of=bad bs=1 seek=$((size - 3)) conv=notrunc status=none
+	flipbit bad -3
 	gossip-send -d a set k4 v4 >good4
 	cat good1 stranger bad good4 >in
 	run --separate-stderr sh -c 'gossip-merge -d b in >out'

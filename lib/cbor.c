@@ -257,6 +257,15 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 {
 	for (;;) {
 		size_t k;
+		if (r->ready) {
+			/* gossip_reader_ready has scanned this item already. */
+			*item = r->buf + r->start;
+			*len = r->ready;
+			*off = r->base + r->start;
+			r->start += r->ready;
+			r->ready = 0;
+			return 1;
+		}
 		if (r->end > r->start) {
 			int s = gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k);
 			if (s == GOSSIP_SCAN_OK) {
@@ -328,9 +337,10 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 int gossip_reader_ready(struct gossip_reader *r)
 {
 	size_t k;
-	return r->end > r->start &&
-	       gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k) ==
-	               GOSSIP_SCAN_OK;
+	if (!r->ready && r->end > r->start &&
+	    gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k) == GOSSIP_SCAN_OK)
+		r->ready = k;
+	return r->ready > 0;
 }
 
 void gossip_reader_free(struct gossip_reader *r)

@@ -129,6 +129,7 @@ struct gossip_reader {
 	int eof;
 	int timeout_ms;  /* > 0: a read that waits longer fails */
 	uint64_t bytes;  /* read so far */
+	size_t ready;  /* length of the buffered item gossip_reader_ready found, or 0 */
 };
 /* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
 int gossip_reader_ready(struct gossip_reader *r);

@@ -254,7 +254,8 @@ static int do_keys(const char *prefix)
 	q.prefix = prefix;
 	if (gossip_store_each(&st, q_keys, &q) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	qsort(q.keys, q.nkeys, sizeof *q.keys, cmp_str);
+	if (q.nkeys)
+		qsort(q.keys, q.nkeys, sizeof *q.keys, cmp_str);
 	for (size_t i = 0; i < q.nkeys; i++) {
 		if (i && strcmp(q.keys[i], q.keys[i - 1]) == 0)
 			continue;  /* written by several origins */

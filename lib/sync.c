@@ -450,7 +450,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			leaves[nleaves++].version = v;
 		}
 	}
-	qsort(leaves, nleaves, sizeof *leaves, by_leaf);
+	if (nleaves)
+		qsort(leaves, nleaves, sizeof *leaves, by_leaf);
 	/* 5. Compare: push what the peer lacks or has older; want what it has newer. */
 	if (!(push = malloc((d.count ? d.count : 1) * sizeof *push)))
 		goto out2;
@@ -463,7 +464,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		for (size_t i = 0; i < nv; i++) {
 			struct leaf key, *l;
 			memcpy(key.slot, v[i]->slot, 16);
-			l = bsearch(&key, leaves, nleaves, sizeof *leaves, by_leaf);
+			l = nleaves ? bsearch(&key, leaves, nleaves, sizeof *leaves, by_leaf) : NULL;
 			if ((!l || l->version < v[i]->version) && (mode & GOSSIP_PUSH))
 				push[npush++] = v[i];
 		}

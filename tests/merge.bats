@@ -193,6 +193,10 @@ keyset() { gossip-merge -d "$1" -j dump | jq -r '[.type, .key, (.value // "-"), 
 	mknode empty
 	run gossip-merge -d empty dump
 	assert_failure 1
+	run gossip-merge -d empty keys
+	assert_failure 1
+	run gossip-merge -d empty get k
+	assert_failure 1
 }
 
 @test "binary values come back byte for byte" {

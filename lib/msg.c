@@ -342,8 +342,11 @@ enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip
 		              (*signer)->name ? (*signer)->name : id);
 		return GOSSIP_V_FORBIDDEN;
 	}
-	if (gossip_msg_verify(m) < 0)
+	if (gossip_msg_verify(m) < 0) {
+		gossip_seterr("bad signature: it does not verify with the kid's key (%s)",
+		              (*signer)->name ? (*signer)->name : id);
 		return GOSSIP_V_BADSIG;
+	}
 	return GOSSIP_V_OK;
 }
 

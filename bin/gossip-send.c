@@ -1,9 +1,11 @@
-/* gossip-send: make and sign messages and write them, as a CBOR sequence, to stdout. */
+/* gossip-send: make and sign messages, or forward the messages on stdin, and send them
+ * to stdout or to peers: every destination, or K random ones. */
 #include "gossip.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,9 @@ static void usage(int code)
 	        "       gossip-send [-d dir] del key\n"
 	        "       gossip-send [-b] [-d dir] event name [data]\n"
 	        "       gossip-send [-b] [-d dir] -f file event name\n"
-	        "       gossip-send [-d dir] batch [file]\n");
+	        "       gossip-send [-d dir] batch [file]\n"
+	        "       gossip-send [-d dir] [-k fanout] [-p peers] [-m mtu] [-w seconds] destination ...\n"
+	        "       gossip-send [options] [-t destination] [-p peers] verb ...\n");
 	exit(code);
 }
 
@@ -26,6 +30,8 @@ struct sender {
 	struct gossip_clock clock;
 	struct gossip_buf out;
 	int bytes;  /* -b: values are byte strings even when they are valid UTF-8 */
+	struct gossip_out peers;  /* where messages go; none: stdout */
+	struct gossip_keyring keys;
 };
 
 /* Sign one message into s->out; 0, or -1 with the reason in gossip_error(). */
@@ -58,9 +64,50 @@ static int make(struct sender *s, int type, const char *key, size_t keylen, cons
 
 static void flush_out(struct sender *s)
 {
-	if (gossip_write_all(1, s->out.p, s->out.len) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
+	if (!s->peers.n) {
+		if (gossip_write_all(1, s->out.p, s->out.len) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
+	} else {
+		size_t at = 0, k;
+		while (at < s->out.len &&
+		       gossip_cbor_scan(s->out.p + at, s->out.len - at, &gossip_msg_limits, NULL, &k) ==
+		               GOSSIP_SCAN_OK) {
+			if (gossip_out_queue(&s->peers, s->out.p + at, k) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+			at += k;
+		}
+		gossip_out_flush(&s->peers);
+	}
 	s->out.len = 0;
+}
+
+/* No verb: forward every message on stdin to the peers, each batch as it arrives. */
+static int forward(struct sender *s)
+{
+	struct gossip_reader r;
+	const uint8_t *p;
+	size_t n;
+	uint64_t off;
+	int got, status = GOSSIP_EXIT_OK;
+	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
+	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+		struct gossip_msg m;
+		if (gossip_msg_decode(p, n, &m) < 0) {
+			gossip_warn("stdin: offset %llu: %s", (unsigned long long)off, gossip_error());
+			status = GOSSIP_EXIT_NO;
+		} else if (gossip_out_queue(&s->peers, p, n) < 0) {
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		}
+		if (!gossip_reader_ready(&r))
+			gossip_out_flush(&s->peers);
+	}
+	gossip_out_flush(&s->peers);
+	if (got < 0) {
+		gossip_warn("%s", gossip_error());
+		status = GOSSIP_EXIT_ERR;
+	}
+	gossip_reader_free(&r);
+	return status;
 }
 
 /* One batch line: "set KEY VALUE", "set64 KEY BASE64", "del KEY", "event NAME [DATA]",
@@ -176,22 +223,46 @@ static int batch(struct sender *s, const char *path)
 
 int main(int argc, char **argv)
 {
+	enum { O_MTU = 256 };
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"file", required_argument, NULL, 'f'},
-		{"bytes", no_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'}, {0}};
-	const char *dir = NULL, *file = NULL;
+		{"bytes", no_argument, NULL, 'b'}, {"to", required_argument, NULL, 't'},
+		{"peers", required_argument, NULL, 'p'}, {"fanout", required_argument, NULL, 'k'},
+		{"mtu", required_argument, NULL, 'm'}, {"timeout", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
+	const char *dir = NULL, *file = NULL, *peerfile = NULL;
 	struct sender s = {0};
 	struct gossip_buf value = {0};
-	int c, type;
+	int c, type, fanout = 0, mtu = 1200, timeout = 5;
+	char *end;
+	const char **to = calloc((size_t)argc, sizeof *to);
+	int nto = 0;
 
 	gossip_init(argv[0]);
-	while ((c = getopt_long(argc, argv, "+bd:f:h", longopts, NULL)) != -1) {
-		gossip_opt_once(c);
+	while ((c = getopt_long(argc, argv, "+bd:f:t:p:k:m:w:h", longopts, NULL)) != -1) {
+		if (c != 't')
+			gossip_opt_once(c);
 		switch (c) {
 		case 'b': s.bytes = 1; break;
 		case 'd': dir = optarg; break;
 		case 'f': file = optarg; break;
+		case 't': to[nto++] = optarg; break;
+		case 'p': peerfile = optarg; break;
+		case 'k':
+			fanout = (int)strtol(optarg, &end, 10);
+			if (*end || fanout < 1 || fanout > 65536)
+				gossip_die(GOSSIP_EXIT_ERR, "-k %s: want a fanout of 1 or more", optarg);
+			break;
+		case 'm':
+			mtu = (int)strtol(optarg, &end, 10);
+			if (*end || mtu < 256 || mtu > 65507)
+				gossip_die(GOSSIP_EXIT_ERR, "-m %s: want a datagram size of 256 to 65507", optarg);
+			break;
+		case 'w':
+			timeout = (int)strtol(optarg, &end, 10);
+			if (*end || timeout < 1 || timeout > 3600)
+				gossip_die(GOSSIP_EXIT_ERR, "-w %s: want seconds, 1 to 3600", optarg);
+			break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -199,47 +270,73 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc < 1) {
-		gossip_warn("no verb: give set, del, event or batch");
-		usage(GOSSIP_EXIT_ERR);
-	}
-	const char *verb = argv[0];
-	int is_batch = strcmp(verb, "batch") == 0;
-	type = gossip_type_parse(verb);
-	if (!is_batch && type < 0) {
+	s.peers = (struct gossip_out){NULL, 0, -1, -1, (size_t)mtu, timeout * 1000, fanout, &s.keys, 0, 0, 0};
+	dir = gossip_state_dir(dir);
+	const char *verb = argc ? argv[0] : NULL;
+	int is_batch = verb && strcmp(verb, "batch") == 0;
+	type = verb ? gossip_type_parse(verb) : -1;
+	int forwarding = !is_batch && type < 0 && (!verb || strstr(verb, "://") || strncmp(verb, "unix:", 5) == 0);
+	if (forwarding) {
+		for (int i = 0; i < argc; i++)
+			to[nto++] = argv[i];
+		if (!nto && !peerfile) {
+			gossip_warn("no verb and no destination: give set, del, event or batch, or peers");
+			usage(GOSSIP_EXIT_ERR);
+		}
+		if (file || s.bytes)
+			usage(GOSSIP_EXIT_ERR);
+	} else if (!is_batch && type < 0) {
 		gossip_warn("unknown verb \"%s\": give set, del, event or batch", verb);
 		usage(GOSSIP_EXIT_ERR);
-	}
-	if (is_batch ? argc > 2 || file
-	             : type == GOSSIP_T_SET ? argc != (file ? 2 : 3)
-	             : type == GOSSIP_T_DEL ? argc != 2 || file
-	                                    : argc < 2 || argc > (file ? 2 : 3))
+	} else if (is_batch ? argc > 2 || file
+	                    : type == GOSSIP_T_SET ? argc != (file ? 2 : 3)
+	                    : type == GOSSIP_T_DEL ? argc != 2 || file
+	                                           : argc < 2 || argc > (file ? 2 : 3))
 		usage(GOSSIP_EXIT_ERR);
-	if (isatty(1))
+	for (int i = 0; i < nto; i++)
+		if (gossip_out_add(&s.peers, to[i]) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (peerfile && gossip_out_add_file(&s.peers, peerfile) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "peers: %s", gossip_error());
+	if ((forwarding || fanout || peerfile || nto) && !s.peers.n)
+		gossip_die(GOSSIP_EXIT_ERR, "peers: %s lists no destination", peerfile ? peerfile : "-p");
+	if (!s.peers.n && isatty(1))
 		gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the messages into gossip-inspect, "
 		                            "gossip-merge, or a file");
-	dir = gossip_state_dir(dir);
-	if (file && gossip_read_file(file, GOSSIP_VALUE_MAX, &value) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "value: %s", gossip_error());
-	if (gossip_identity_load(dir, &s.id, 0) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "key: %s", gossip_error());
-	if (gossip_clock_open(&s.clock, dir, is_batch ? 1024 : 1) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (s.peers.n && gossip_keyring_load(&s.keys, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+	signal(SIGPIPE, SIG_IGN);
 
-	if (is_batch) {
-		batch(&s, argc > 1 ? argv[1] : NULL);
+	int status = GOSSIP_EXIT_OK;
+	if (forwarding) {
+		status = forward(&s);
 	} else {
-		const uint8_t *v = file ? value.p : argc > 2 ? (const uint8_t *)argv[2] : NULL;
-		size_t vlen = file ? value.len : argc > 2 ? strlen(argv[2]) : 0;
-		if (make(&s, type, argv[1], strlen(argv[1]), v ? v : (const uint8_t *)"", vlen,
-		         file || argc > 2) < 0)
-			gossip_die(GOSSIP_EXIT_ERR, "%s: %s", verb, gossip_error());
-		flush_out(&s);
+		if (file && gossip_read_file(file, GOSSIP_VALUE_MAX, &value) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "value: %s", gossip_error());
+		if (gossip_identity_load(dir, &s.id, 0) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "key: %s", gossip_error());
+		if (gossip_clock_open(&s.clock, dir, is_batch ? 1024 : 1) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		if (is_batch) {
+			batch(&s, argc > 1 ? argv[1] : NULL);
+		} else {
+			const uint8_t *v = file ? value.p : argc > 2 ? (const uint8_t *)argv[2] : NULL;
+			size_t vlen = file ? value.len : argc > 2 ? strlen(argv[2]) : 0;
+			if (make(&s, type, argv[1], strlen(argv[1]), v ? v : (const uint8_t *)"", vlen,
+			         file || argc > 2) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "%s: %s", verb, gossip_error());
+			flush_out(&s);
+		}
+		if (gossip_clock_close(&s.clock) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		gossip_identity_free(&s.id);
 	}
-	if (gossip_clock_close(&s.clock) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	gossip_identity_free(&s.id);
+	if (s.peers.failures && status == GOSSIP_EXIT_OK)
+		status = GOSSIP_EXIT_NO;
+	gossip_out_close(&s.peers);
+	gossip_keyring_free(&s.keys);
 	gossip_buf_free(&s.out);
 	gossip_buf_free(&value);
-	return GOSSIP_EXIT_OK;
+	free(to);
+	return status;
 }

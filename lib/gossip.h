@@ -39,6 +39,8 @@ struct gossip_buf {
 	size_t len, cap;
 };
 int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n);
+/* Room for n more bytes after len. */
+int gossip_buf_reserve(struct gossip_buf *b, size_t n);
 void gossip_buf_free(struct gossip_buf *b);
 
 /* Read a whole file (or "-" for stdin) of at most max bytes. */
@@ -386,6 +388,71 @@ struct gossip_digest {
 };
 int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st);
 void gossip_digest_free(struct gossip_digest *d);
+
+/* ---- net.c: addresses, sockets, the keyring ------------------------------------- */
+
+enum { GOSSIP_UDP = 1, GOSSIP_TCP, GOSSIP_UNIX };
+#include <sys/socket.h>
+struct gossip_addr {
+	int kind;
+	struct sockaddr_storage sa;
+	socklen_t len;
+	char text[300];  /* as the user writes it, with the port the kernel chose */
+};
+/* udp://HOST:PORT, tcp://HOST:PORT (IPv6 in brackets), unix:/PATH. */
+int gossip_addr_parse(struct gossip_addr *a, const char *s);
+void gossip_addr_text(struct gossip_addr *a);
+/* The same host and port under another kind (a UDP peer's TCP side). */
+int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind);
+/* A bound, non-blocking socket (listening, for streams); port 0 is resolved in a->text. */
+int gossip_listen_on(struct gossip_addr *a);
+/* A connected stream socket, or -1 after timeout_ms. */
+int gossip_connect(const struct gossip_addr *a, int timeout_ms);
+/* Send all of p, waiting at most timeout_ms for each bit of progress. */
+int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms);
+
+/* DIR/keyring: cluster keys, one base64 line each; the first seals, all open. */
+struct gossip_keyring {
+	uint8_t (*keys)[32];  /* sodium_malloc */
+	size_t n;
+};
+/* A missing keyring is empty (n == 0): traffic is not sealed. */
+int gossip_keyring_load(struct gossip_keyring *k, const char *dir);
+void gossip_keyring_free(struct gossip_keyring *k);
+/* Append one sealed item, a CBOR byte string: 24-byte nonce, then XChaCha20-Poly1305
+ * ciphertext of p under the first key. */
+int gossip_seal(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *p, size_t n);
+/* Open one sealed item (trying every key) into out. */
+int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *item,
+                       size_t n);
+
+/* ---- out.c: sending to peers ------------------------------------------------------ */
+
+struct gossip_dest {
+	struct gossip_addr a;
+	int fd, tcpfd;  /* a stream destination's connection; a UDP one's TCP side */
+	struct gossip_buf pend, big;  /* queued messages; big: too large for a datagram */
+	uint64_t down_until;  /* unreachable: reported once, retried after this (ms) */
+};
+struct gossip_out {
+	struct gossip_dest *d;
+	size_t n;
+	int udp4, udp6;  /* -1 until used */
+	size_t mtu;  /* the largest datagram, sealing included */
+	int timeout_ms;  /* to connect, and for each bit of progress sending */
+	int fanout;  /* 0: every destination; K: K random ones per message */
+	const struct gossip_keyring *keys;  /* seal when it holds keys */
+	uint64_t datagrams, sent_bytes, failures;
+};
+int gossip_out_add(struct gossip_out *o, const char *dest);
+/* Destinations from a file, one per line; blank lines and # comments skipped. */
+int gossip_out_add_file(struct gossip_out *o, const char *path);
+/* Queue one whole message for its destinations. */
+int gossip_out_queue(struct gossip_out *o, const uint8_t *p, size_t n);
+/* Send everything queued; the number of destinations that failed (each reported once
+ * until it is reachable again). */
+int gossip_out_flush(struct gossip_out *o);
+void gossip_out_close(struct gossip_out *o);
 
 /* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 

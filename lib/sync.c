@@ -3,13 +3,11 @@
 #include "gossip.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,71 +61,6 @@ static int recv_item(struct conn *c, const uint8_t **p, size_t *n)
 	return r == 1 ? 0 : -1;
 }
 
-static int connect_tcp(const char *hostport, int timeout_ms)
-{
-	char host[256], *port;
-	const char *h = hostport;
-	struct addrinfo hints = {0}, *res, *ai;
-	int fd = -1, e;
-	if (*h == '[') {
-		const char *close = strchr(h, ']');
-		if (!close || close[1] != ':') {
-			gossip_seterr("want tcp://[ADDRESS]:PORT, not tcp://%s", hostport);
-			return -1;
-		}
-		snprintf(host, sizeof host, "%.*s", (int)(close - h - 1), h + 1);
-		port = (char *)close + 2;
-	} else {
-		const char *colon = strrchr(h, ':');
-		if (!colon) {
-			gossip_seterr("want tcp://HOST:PORT, not tcp://%s", hostport);
-			return -1;
-		}
-		snprintf(host, sizeof host, "%.*s", (int)(colon - h), h);
-		port = (char *)colon + 1;
-	}
-	hints.ai_socktype = SOCK_STREAM;
-	if ((e = getaddrinfo(host, port, &hints, &res)) != 0) {
-		gossip_seterr("%s: %s", hostport, gai_strerror(e));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol)) < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  /* bounds connect() */
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-		errno = e;
-	}
-	if (fd < 0)
-		gossip_seterr("cannot connect to %s: %s", hostport, strerror(errno));
-	freeaddrinfo(res);
-	return fd;
-}
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-	if (strlen(path) >= sizeof sa.sun_path) {
-		gossip_seterr("unix socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		gossip_seterr("cannot connect to unix:%s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* A command peer: sh -c CMD with its stdin and stdout on one end of a socket pair. */
 static int spawn(const char *cmd, pid_t *pid)
 {
@@ -155,11 +88,10 @@ static int spawn(const char *cmd, pid_t *pid)
 static int conn_open(struct conn *c, const char *peer)
 {
 	int fd;
+	struct gossip_addr a;
 	c->pid = 0;
-	if (strncmp(peer, "tcp://", 6) == 0)
-		fd = connect_tcp(peer + 6, c->timeout_ms);
-	else if (strncmp(peer, "unix:", 5) == 0)
-		fd = connect_unix(peer + 5);
+	if (strncmp(peer, "tcp://", 6) == 0 || strncmp(peer, "unix:", 5) == 0)
+		fd = gossip_addr_parse(&a, peer) < 0 ? -1 : gossip_connect(&a, c->timeout_ms);
 	else
 		fd = spawn(peer, &c->pid);
 	if (fd < 0)

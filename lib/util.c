@@ -99,7 +99,7 @@ const char *gossip_path(const char *dir, const char *name)
 	return b;
 }
 
-int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n)
+int gossip_buf_reserve(struct gossip_buf *b, size_t n)
 {
 	if (n > SIZE_MAX / 2 - b->len) {
 		gossip_seterr("out of memory");
@@ -117,6 +117,13 @@ int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n)
 		b->p = q;
 		b->cap = cap;
 	}
+	return 0;
+}
+
+int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n)
+{
+	if (gossip_buf_reserve(b, n) < 0)
+		return -1;
 	if (n)
 		memcpy(b->p + b->len, p, n);
 	b->len += n;

@@ -1,0 +1,446 @@
+/* gossip-listen: receive on sockets (or inetd's stdin), open sealed traffic, verify and
+ * authorize every message, and print the ones that pass, at once. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void usage(int code)
+{
+	fprintf(code ? stderr : stdout,
+	        "usage: gossip-listen [-q] [-d dir] [-a file] [-c connections] [-t seconds] address ...\n"
+	        "       gossip-listen [-q] [-d dir] -\n");
+	exit(code);
+}
+
+enum { R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN, R_UNSEALED, R_WRONGKEY, R_TOOBIG, R_N };
+static const char *const reason_names[R_N] = {"malformed", "bad signature", "untrusted",
+                                              "key not allowed", "not sealed", "wrong key",
+                                              "too large"};
+static struct {
+	uint64_t datagrams, streams, bytes, accepted, dups, rejected[R_N];
+} count;
+
+static struct gossip_trust trust;
+static struct gossip_keyring keys;
+static struct gossip_buf out, plain;
+static int quiet;
+static volatile sig_atomic_t want_stats, want_exit, want_reload;
+static const char *statedir;
+
+/* ---- what passes ---- */
+
+/* Recently accepted messages, by hash: a duplicate (the common case in gossip) costs no
+ * signature check and is not printed again. Direct-mapped, so memory stays fixed. */
+enum { SEEN = 1 << 16 };
+static uint8_t (*seen)[16];
+
+static int seen_before(const uint8_t h[16])
+{
+	uint32_t i;
+	memcpy(&i, h, 4);
+	return memcmp(seen[i % SEEN], h, 16) == 0;
+}
+
+static void remember(const uint8_t h[16])
+{
+	uint32_t i;
+	memcpy(&i, h, 4);
+	memcpy(seen[i % SEEN], h, 16);
+}
+
+/* One line per rejection, at most 20 a second: a flood must not drown the log. */
+static void reject(int reason, const char *src, uint64_t off, const char *why)
+{
+	static uint64_t second, lines, hidden;
+	uint64_t now = gossip_now_ms() / 1000;
+	count.rejected[reason]++;
+	if (quiet)
+		return;
+	if (now != second) {
+		if (hidden)
+			gossip_warn("%llu more rejections not shown", (unsigned long long)hidden);
+		second = now;
+		lines = hidden = 0;
+	}
+	if (lines++ < 20)
+		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, why);
+	else
+		hidden++;
+}
+
+/* The messages of one datagram or chunk: a CBOR sequence. A bad item ends it. */
+static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t base)
+{
+	size_t at = 0, len;
+	while (at < n) {
+		int s = gossip_cbor_scan(p + at, n - at, &gossip_msg_limits, NULL, &len);
+		if (s != GOSSIP_SCAN_OK) {
+			if (s == GOSSIP_SCAN_MORE)
+				gossip_seterr("truncated item (%zu bytes)", n - at);
+			reject(strstr(gossip_error(), "larger") ? R_TOOBIG : R_MALFORMED, src, base + at,
+			       gossip_error());
+			return;
+		}
+		uint8_t h[16];
+		crypto_generichash(h, 16, p + at, len, NULL, 0);
+		if (seen_before(h)) {
+			count.dups++;
+		} else {
+			struct gossip_msg m;
+			const struct gossip_signer *sg;
+			enum gossip_verdict v = gossip_check(p + at, len, &trust, &m, &sg);
+			static const int map[] = {0, R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN};
+			if (v != GOSSIP_V_OK) {
+				reject(map[v], src, base + at, gossip_error());
+			} else {
+				remember(h);
+				count.accepted++;
+				gossip_buf_put(&out, p + at, len);
+			}
+		}
+		at += len;
+	}
+}
+
+/* One unit as it arrived: sealed (with a keyring) or plain. */
+static void take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
+{
+	if (!keys.n) {
+		take_messages(p, n, src, base);
+		return;
+	}
+	if (gossip_open_sealed(&plain, &keys, p, n) < 0) {
+		struct gossip_msg m;
+		size_t k;
+		/* Say "not sealed" when it is a plain message, "wrong key" otherwise. */
+		int plainmsg = gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, &k) == GOSSIP_SCAN_OK &&
+		               gossip_msg_decode(p, k, &m) == 0;
+		reject(plainmsg ? R_UNSEALED : R_WRONGKEY, src, base,
+		       plainmsg ? "not sealed: a node with a keyring takes only sealed traffic"
+		                : gossip_error());
+		return;
+	}
+	take_messages(plain.p, plain.len, src, 0);
+}
+
+static void flush_out(void)
+{
+	if (out.len && gossip_write_all(1, out.p, out.len) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
+	out.len = 0;
+}
+
+static void stats(void)
+{
+	char r[512];
+	size_t k = 0;
+	for (int i = 0; i < R_N; i++)
+		k += (size_t)snprintf(r + k, sizeof r - k, "%s%llu %s", i ? ", " : "",
+		                      (unsigned long long)count.rejected[i], reason_names[i]);
+	gossip_warn("received %llu datagrams, %llu streams, %llu bytes; accepted %llu, duplicates "
+	            "%llu; rejected: %s",
+	            (unsigned long long)count.datagrams, (unsigned long long)count.streams,
+	            (unsigned long long)count.bytes, (unsigned long long)count.accepted,
+	            (unsigned long long)count.dups, r);
+}
+
+static void reload(void);
+
+/* ---- streams ---- */
+
+struct conn {
+	int fd;
+	struct gossip_buf in;
+	uint64_t base, last;  /* stream offset of in.p[0]; last activity (ms) */
+	char peer[320];
+};
+
+/* Take every whole unit buffered on c; -1 when the stream is bad and must be closed. */
+static int take_stream(struct conn *c)
+{
+	static const struct gossip_limits sealed_lim = {2 * GOSSIP_MSG_MAX, 1, 1};
+	const struct gossip_limits *lim = keys.n ? &sealed_lim : &gossip_msg_limits;
+	size_t at = 0, len;
+	int s = GOSSIP_SCAN_OK;
+	while (at < c->in.len &&
+	       (s = gossip_cbor_scan(c->in.p + at, c->in.len - at, lim, NULL, &len)) == GOSSIP_SCAN_OK) {
+		take_unit(c->in.p + at, len, c->peer, c->base + at);
+		at += len;
+	}
+	memmove(c->in.p, c->in.p + at, c->in.len - at);
+	c->in.len -= at;
+	c->base += at;
+	flush_out();
+	if (s == GOSSIP_SCAN_BAD) {
+		reject(strstr(gossip_error(), "larger") ? R_TOOBIG : R_MALFORMED, c->peer, c->base,
+		       gossip_error());
+		return -1;
+	}
+	return 0;
+}
+
+/* Read what is there; 1 at end of stream, -1 to close on error. */
+static int read_conn(struct conn *c)
+{
+	if (gossip_buf_reserve(&c->in, 65536) < 0)
+		return -1;
+	ssize_t k = read(c->fd, c->in.p + c->in.len, 65536);
+	if (k < 0)
+		return errno == EINTR || errno == EAGAIN ? 0 : -1;
+	if (k == 0) {
+		if (c->in.len)
+			reject(R_MALFORMED, c->peer, c->base, "stream ended inside an item");
+		return 1;
+	}
+	count.bytes += (uint64_t)k;
+	c->in.len += (size_t)k;
+	c->last = gossip_now_ms();
+	return take_stream(c);
+}
+
+static void peer_name(struct conn *c, int fd, int kind)
+{
+	struct gossip_addr a = {0};
+	a.kind = kind == GOSSIP_UNIX ? GOSSIP_UNIX : GOSSIP_TCP;
+	a.len = sizeof a.sa;
+	if (kind != GOSSIP_UNIX && getpeername(fd, (struct sockaddr *)&a.sa, &a.len) == 0) {
+		gossip_addr_text(&a);
+		snprintf(c->peer, sizeof c->peer, "%s", a.text);
+	} else
+		snprintf(c->peer, sizeof c->peer, "unix peer");
+}
+
+/* inetd, tcpserver, systemd Accept=yes: one connection on stdin. */
+static int serve_stdin(void)
+{
+	struct conn c = {0};
+	const char *ip = getenv("TCPREMOTEIP"), *port = getenv("TCPREMOTEPORT");
+	if (!ip)
+		ip = getenv("REMOTE_ADDR"), port = getenv("REMOTE_PORT");
+	if (ip)
+		snprintf(c.peer, sizeof c.peer, "%s%s%s", ip, port ? ":" : "", port ? port : "");
+	else
+		peer_name(&c, 0, GOSSIP_TCP);
+	if (strcmp(c.peer, "unix peer") == 0)
+		snprintf(c.peer, sizeof c.peer, "stdin");
+	c.fd = 0;
+	count.streams++;
+	for (;;) {
+		if (want_stats) {
+			want_stats = 0;
+			stats();
+		}
+		if (want_reload)
+			reload();
+		int r = read_conn(&c);
+		if (r != 0 || want_exit)
+			break;
+	}
+	gossip_buf_free(&c.in);
+	return GOSSIP_EXIT_OK;
+}
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		want_stats = 1;
+	else if (sig == SIGHUP)
+		want_reload = 1;
+	else
+		want_exit = 1;
+}
+
+/* SIGHUP: read trusted and keyring again, so keys rotate without a restart. A file
+ * that does not load leaves the old one in force. */
+static void reload(void)
+{
+	struct gossip_trust t;
+	struct gossip_keyring k;
+	want_reload = 0;
+	if (gossip_trust_load(&t, statedir) < 0) {
+		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
+		return;
+	}
+	if (gossip_keyring_load(&k, statedir) < 0) {
+		gossip_warn("reload: keyring: %s; keeping the old one", gossip_error());
+		gossip_trust_free(&t);
+		return;
+	}
+	gossip_trust_free(&trust);
+	gossip_keyring_free(&keys);
+	trust = t;
+	keys = k;
+	gossip_warn("reloaded: %zu trusted signers, %zu cluster keys", trust.n, keys.n);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'}, {"addresses", required_argument, NULL, 'a'},
+		{"connections", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {0}};
+	const char *dir = NULL, *addrfile = NULL;
+	int c, maxconn = 128, idle = 60;
+	char *end;
+
+	gossip_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "d:a:c:t:qh", longopts, NULL)) != -1) {
+		gossip_opt_once(c);
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'a': addrfile = optarg; break;
+		case 'c':
+			maxconn = (int)strtol(optarg, &end, 10);
+			if (*end || maxconn < 1 || maxconn > 65536)
+				gossip_die(GOSSIP_EXIT_ERR, "-c %s: want 1 to 65536 connections", optarg);
+			break;
+		case 't':
+			idle = (int)strtol(optarg, &end, 10);
+			if (*end || idle < 1 || idle > 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "-t %s: want seconds, 1 to 86400", optarg);
+			break;
+		case 'q': quiet = 1; break;
+		case 'h': usage(GOSSIP_EXIT_OK); break;
+		case 'V': gossip_print_version(); break;
+		default: usage(GOSSIP_EXIT_ERR);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage(GOSSIP_EXIT_ERR);
+	dir = gossip_state_dir(dir);
+	if (gossip_trust_load(&trust, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
+	if (gossip_keyring_load(&keys, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+	if (!(seen = calloc(SEEN, 16)))
+		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	statedir = dir;
+
+	if (argc == 1 && strcmp(argv[0], "-") == 0) {
+		int r = serve_stdin();
+		stats();
+		return r;
+	}
+
+	/* Listeners first, then connections, in one poll set. */
+	int nl = argc;
+	struct gossip_addr *addrs = calloc((size_t)nl, sizeof *addrs);
+	struct pollfd *pfd = calloc((size_t)(nl + maxconn), sizeof *pfd);
+	struct conn *conns = calloc((size_t)maxconn, sizeof *conns);
+	uint8_t *dgram = malloc(65536);
+	struct gossip_buf list = {0};
+	if (!addrs || !pfd || !conns || !dgram)
+		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	for (int i = 0; i < nl; i++) {
+		if (gossip_addr_parse(&addrs[i], argv[i]) < 0 || (pfd[i].fd = gossip_listen_on(&addrs[i])) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		pfd[i].events = POLLIN;
+		gossip_warn("listening on %s", addrs[i].text);
+		gossip_buf_put(&list, addrs[i].text, strlen(addrs[i].text));
+		gossip_buf_put(&list, "\n", 1);
+	}
+	if (addrfile && gossip_write_atomic(addrfile, list.p, list.len, 0644, 0) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	gossip_buf_free(&list);
+	for (int i = 0; i < maxconn; i++)
+		pfd[nl + i].fd = -1, conns[i].fd = -1;
+
+	while (!want_exit) {
+		if (want_stats) {
+			want_stats = 0;
+			stats();
+		}
+		if (want_reload)
+			reload();
+		int r = poll(pfd, (nfds_t)(nl + maxconn), 1000);
+		if (r < 0 && errno != EINTR)
+			gossip_die(GOSSIP_EXIT_ERR, "poll: %s", strerror(errno));
+		uint64_t now = gossip_now_ms();
+		for (int i = 0; r > 0 && i < nl; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			if (addrs[i].kind == GOSSIP_UDP) {
+				/* Drain what is queued, a bounded number at a time. */
+				for (int k = 0; k < 64; k++) {
+					struct gossip_addr from = {.kind = GOSSIP_UDP};
+					from.len = sizeof from.sa;
+					ssize_t n = recvfrom(pfd[i].fd, dgram, 65536, MSG_TRUNC,
+					                     (struct sockaddr *)&from.sa, &from.len);
+					if (n < 0)
+						break;
+					gossip_addr_text(&from);
+					count.datagrams++;
+					count.bytes += (uint64_t)n;
+					if (n > 65536)
+						reject(R_TOOBIG, from.text, 0, "datagram larger than 65536 bytes");
+					else
+						take_unit(dgram, (size_t)n, from.text, 0);
+					flush_out();
+				}
+				continue;
+			}
+			int fd = accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+			if (fd < 0)
+				continue;
+			/* A free slot, or the connection idle longest makes room. */
+			int slot = -1;
+			for (int k = 0; k < maxconn && slot < 0; k++)
+				if (conns[k].fd < 0)
+					slot = k;
+			if (slot < 0) {
+				slot = 0;
+				for (int k = 1; k < maxconn; k++)
+					if (conns[k].last < conns[slot].last)
+						slot = k;
+				close(conns[slot].fd);
+			}
+			conns[slot].fd = fd;
+			conns[slot].in.len = 0;
+			conns[slot].base = 0;
+			conns[slot].last = now;
+			peer_name(&conns[slot], fd, addrs[i].kind);
+			pfd[nl + slot].fd = fd;
+			pfd[nl + slot].events = POLLIN;
+			count.streams++;
+		}
+		for (int k = 0; k < maxconn; k++) {
+			struct conn *cn = &conns[k];
+			if (cn->fd < 0)
+				continue;
+			int done = 0;
+			if (pfd[nl + k].revents & (POLLIN | POLLHUP | POLLERR))
+				done = read_conn(cn);
+			/* A connection that sends nothing for the idle time (half-open) is closed. */
+			if (!done && cn->last + (uint64_t)idle * 1000 < now)
+				done = 1;
+			if (done) {
+				close(cn->fd);
+				cn->fd = -1;
+				pfd[nl + k].fd = -1;
+				if (cn->in.cap > 1 << 20)
+					gossip_buf_free(&cn->in);  /* keep memory bounded */
+			}
+		}
+	}
+	stats();
+	return GOSSIP_EXIT_OK;
+}

@@ -1,0 +1,315 @@
+/* net.c: addresses (udp://, tcp://, unix:), sockets, and the cluster keyring that seals
+ * datagrams and streams with an AEAD. */
+#include "gossip.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- addresses ---- */
+
+static int split_hostport(const char *s, char *host, size_t hostlen, const char **port)
+{
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -1;
+		snprintf(host, hostlen, "%.*s", (int)(close - s - 1), s + 1);
+		*port = close + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		snprintf(host, hostlen, "%.*s", (int)(colon - s), s);
+		*port = colon + 1;
+	}
+	return **port ? 0 : -1;
+}
+
+int gossip_addr_parse(struct gossip_addr *a, const char *s)
+{
+	char host[256];
+	const char *port;
+	struct addrinfo hints = {0}, *res;
+	int e;
+	memset(a, 0, sizeof *a);
+	if (strncmp(s, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&a->sa;
+		if (!s[5] || strlen(s + 5) >= sizeof un->sun_path) {
+			gossip_seterr("%s: want unix:/PATH (at most %zu bytes)", s, sizeof un->sun_path - 1);
+			return -1;
+		}
+		a->kind = GOSSIP_UNIX;
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, s + 5);
+		a->len = sizeof *un;
+		snprintf(a->text, sizeof a->text, "%s", s);
+		return 0;
+	}
+	if (strncmp(s, "udp://", 6) == 0)
+		a->kind = GOSSIP_UDP;
+	else if (strncmp(s, "tcp://", 6) == 0)
+		a->kind = GOSSIP_TCP;
+	else {
+		gossip_seterr("%s: want udp://HOST:PORT, tcp://HOST:PORT or unix:/PATH", s);
+		return -1;
+	}
+	if (split_hostport(s + 6, host, sizeof host, &port) < 0) {
+		gossip_seterr("%s: want %.6sHOST:PORT (an IPv6 address in brackets)", s, s);
+		return -1;
+	}
+	hints.ai_socktype = a->kind == GOSSIP_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((e = getaddrinfo(*host ? host : NULL, port, &hints, &res)) != 0) {
+		gossip_seterr("%s: %s", s, gai_strerror(e));
+		return -1;
+	}
+	memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
+	a->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	gossip_addr_text(a);
+	return 0;
+}
+
+void gossip_addr_text(struct gossip_addr *a)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *scheme = a->kind == GOSSIP_UDP ? "udp://" : "tcp://";
+	if (a->kind == GOSSIP_UNIX)
+		return;
+	if (a->sa.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		snprintf(a->text, sizeof a->text, "%s[%s]:%u", scheme, host, ntohs(in6->sin6_port));
+	} else {
+		struct sockaddr_in *in = (struct sockaddr_in *)&a->sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		snprintf(a->text, sizeof a->text, "%s%s:%u", scheme, host, ntohs(in->sin_port));
+	}
+}
+
+int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind)
+{
+	*to = *from;
+	to->kind = kind;
+	gossip_addr_text(to);
+	return 0;
+}
+
+int gossip_listen_on(struct gossip_addr *a)
+{
+	int one = 1, type = a->kind == GOSSIP_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	int fd = socket(a->sa.ss_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		gossip_seterr("%s: socket: %s", a->text, strerror(errno));
+		return -1;
+	}
+	if (a->kind == GOSSIP_UNIX) {
+		/* A stale socket file from a process that died is replaced; anything else is not. */
+		struct stat st;
+		const char *path = ((struct sockaddr_un *)&a->sa)->sun_path;
+		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(path);
+	} else
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (type == SOCK_DGRAM) {
+		/* Room for bursts (and floods) while a batch is being verified. */
+		int size = 4 << 20;
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	}
+	if (a->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&a->sa, a->len) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
+		gossip_seterr("%s: cannot listen: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (a->kind != GOSSIP_UNIX) {
+		/* Port 0: the kernel chose; say which. */
+		a->len = sizeof a->sa;
+		getsockname(fd, (struct sockaddr *)&a->sa, &a->len);
+		gossip_addr_text(a);
+	}
+	return fd;
+}
+
+int gossip_connect(const struct gossip_addr *a, int timeout_ms)
+{
+	int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err = 0;
+	socklen_t elen = sizeof err;
+	if (fd < 0) {
+		gossip_seterr("cannot connect to %s: %s", a->text, strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+		struct pollfd p = {fd, POLLOUT, 0};
+		int r;
+		if (errno != EINPROGRESS) {
+			err = errno;
+		} else if ((r = poll(&p, 1, timeout_ms)) <= 0) {
+			err = r == 0 ? ETIMEDOUT : errno;
+		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			err = errno;
+		if (err) {
+			gossip_seterr("cannot connect to %s: %s", a->text, strerror(err));
+			close(fd);
+			return -1;
+		}
+	}
+	/* Callers wait with poll(); back to blocking writes bounded by it. */
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms)
+{
+	const uint8_t *q = p;
+	while (n) {
+		struct pollfd pfd = {fd, POLLOUT, 0};
+		int pr = poll(&pfd, 1, timeout_ms);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0) {
+			gossip_seterr("timed out after %d s waiting to send", timeout_ms / 1000);
+			return -1;
+		}
+		ssize_t k = send(fd, q, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && errno == ENOTSOCK)
+			k = write(fd, q, n);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k < 0) {
+			gossip_seterr("cannot send: %s", strerror(errno));
+			return -1;
+		}
+		q += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* ---- the keyring ---- */
+
+int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
+{
+	const char *path = gossip_path(dir, "keyring");
+	struct gossip_buf b = {0};
+	struct stat st;
+	memset(k, 0, sizeof *k);
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? 0 : (gossip_seterr("%s: %s", path, strerror(errno)), -1);
+	if (st.st_mode & 077) {
+		gossip_seterr("%s is open to group or others (mode %04o): run chmod 600 %s", path,
+		              (unsigned)(st.st_mode & 07777), path);
+		return -1;
+	}
+	if (gossip_read_file(path, 1 << 16, &b) < 0)
+		return -1;
+	size_t lines = 1;
+	for (size_t i = 0; i < b.len; i++)
+		lines += b.p[i] == '\n';
+	k->keys = sodium_malloc(lines * 32);
+	if (!k->keys) {
+		gossip_seterr("out of memory");
+		goto fail;
+	}
+	unsigned no = 0;
+	for (size_t i = 0; i < b.len;) {
+		size_t e = i;
+		while (e < b.len && b.p[e] != '\n')
+			e++;
+		no++;
+		char *s = (char *)b.p + i;
+		size_t n = e - i;
+		while (n && (*s == ' ' || *s == '\t'))
+			s++, n--;
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+			n--;
+		i = e + 1;
+		if (!n || *s == '#')
+			continue;
+		if (gossip_unb64(k->keys[k->n], 32, s, n) < 0) {
+			gossip_seterr("%s line %u: not a key (base64 of 32 bytes, as gossip-keygen -c prints)",
+			              path, no);
+			goto fail;
+		}
+		k->n++;
+	}
+	sodium_memzero(b.p, b.len);
+	gossip_buf_free(&b);
+	if (k->n == 0) {
+		gossip_seterr("%s holds no key: add one (gossip-keygen -c) or remove the file", path);
+		gossip_keyring_free(k);
+		return -1;
+	}
+	return 0;
+fail:
+	if (b.p)
+		sodium_memzero(b.p, b.len);
+	gossip_buf_free(&b);
+	gossip_keyring_free(k);
+	return -1;
+}
+
+void gossip_keyring_free(struct gossip_keyring *k)
+{
+	sodium_free(k->keys);
+	k->keys = NULL;
+	k->n = 0;
+}
+
+static const uint8_t seal_ad[] = "gossip seal v1";
+
+int gossip_seal(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *p, size_t n)
+{
+	enum { NB = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES };
+	size_t len = NB + n + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+	unsigned long long clen;
+	if (gossip_cbor_head(out, GOSSIP_MT_BSTR, len) < 0 || gossip_buf_reserve(out, len) < 0)
+		return -1;
+	size_t at = out->len;
+	uint8_t *dst = out->p + at;
+	randombytes_buf(dst, NB);  /* 192-bit random nonces: no reuse in practice */
+	crypto_aead_xchacha20poly1305_ietf_encrypt(dst + NB, &clen, p, n, seal_ad, sizeof seal_ad - 1,
+	                                           NULL, dst, k->keys[0]);
+	out->len = at + len;
+	return 0;
+}
+
+int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *item,
+                       size_t n)
+{
+	enum { NB = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+	       AB = crypto_aead_xchacha20poly1305_ietf_ABYTES };
+	struct gossip_cur cu = {item, n, 0};
+	struct gossip_ev ev;
+	unsigned long long mlen;
+	if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "sealed item") < 0 || cu.pos != n ||
+	    ev.len < NB + AB) {
+		gossip_seterr("not sealed (a node with a keyring takes only sealed traffic)");
+		return -1;
+	}
+	out->len = 0;
+	if (gossip_buf_reserve(out, ev.len) < 0)
+		return -1;
+	for (size_t i = 0; i < k->n; i++)
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(out->p, &mlen, NULL, ev.data + NB,
+		                                               ev.len - NB, seal_ad, sizeof seal_ad - 1,
+		                                               ev.data, k->keys[i]) == 0) {
+			out->len = (size_t)mlen;
+			return 0;
+		}
+	gossip_seterr("cannot open: sealed with a key that is not in the keyring");
+	return -1;
+}

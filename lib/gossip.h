@@ -272,6 +272,9 @@ void gossip_trust_free(struct gossip_trust *t);
 enum gossip_verdict { GOSSIP_V_OK, GOSSIP_V_MALFORMED, GOSSIP_V_BADSIG, GOSSIP_V_UNTRUSTED,
                       GOSSIP_V_FORBIDDEN };
 const char *gossip_verdict_name(enum gossip_verdict v);
+/* Is a decoded message's signer trusted, and may it write the key? No crypto. */
+enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
+                                     const struct gossip_signer **signer);
 /* Decode, verify and authorize one item; the reason for anything but OK is in
  * gossip_error(). *signer is set when the origin is trusted. */
 enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
@@ -366,6 +369,7 @@ struct gossip_merger {
 	void (*on_new)(void *ctx, const uint8_t *p, size_t n);
 	void *ctx;
 	uint64_t seen, added, dups, stale, rejected;
+	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 };
 /* Take one item from src at offset off. A rejected item costs one stderr line; the
  * return is 0 unless something failed that should stop the caller (-1). */

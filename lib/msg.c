@@ -323,16 +323,12 @@ const char *gossip_verdict_name(enum gossip_verdict v)
 	return names[v];
 }
 
-enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
-                                 struct gossip_msg *m, const struct gossip_signer **signer)
+enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
+                                     const struct gossip_signer **signer)
 {
 	char id[9];
-	*signer = NULL;
-	if (gossip_msg_decode(p, n, m) < 0)
-		return GOSSIP_V_MALFORMED;
-	/* Trust is a lookup, a signature check is not: strangers cost no crypto. */
-	*signer = gossip_trust_find(t, m->origin);
 	gossip_short_id(id, m->origin);
+	*signer = gossip_trust_find(t, m->origin);
 	if (!*signer) {
 		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
 		return GOSSIP_V_UNTRUSTED;
@@ -342,7 +338,22 @@ enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip
 		              (*signer)->name ? (*signer)->name : id);
 		return GOSSIP_V_FORBIDDEN;
 	}
+	return GOSSIP_V_OK;
+}
+
+enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
+                                 struct gossip_msg *m, const struct gossip_signer **signer)
+{
+	enum gossip_verdict v;
+	*signer = NULL;
+	if (gossip_msg_decode(p, n, m) < 0)
+		return GOSSIP_V_MALFORMED;
+	/* Trust is a lookup, a signature check is not: strangers cost no crypto. */
+	if ((v = gossip_authorize(m, t, signer)) != GOSSIP_V_OK)
+		return v;
 	if (gossip_msg_verify(m) < 0) {
+		char id[9];
+		gossip_short_id(id, m->origin);
 		gossip_seterr("bad signature: it does not verify with the kid's key (%s)",
 		              (*signer)->name ? (*signer)->name : id);
 		return GOSSIP_V_BADSIG;

@@ -394,8 +394,10 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 	case GOSSIP_NEW:
 		break;
 	}
-	/* Only a message new to this store costs a signature check. */
-	if (gossip_check(p, n, &mg->st->trust, &m, &sg) != GOSSIP_V_OK)
+	/* Only a message new to this store costs a signature check, and none when
+	 * gossip-listen has checked it already. */
+	if ((mg->verified ? gossip_authorize(&m, &mg->st->trust, &sg)
+	                  : gossip_check(p, n, &mg->st->trust, &m, &sg)) != GOSSIP_V_OK)
 		goto reject;
 	if (gossip_buf_put(&mg->pending, p, n) < 0)
 		return -1;

@@ -14,7 +14,7 @@ MAN="${GOSSIP_SRCDIR:-$BATS_TEST_DIRNAME/..}/man"
 }
 
 @test "each program's --help prints its man page SYNOPSIS" {
-	for prog in gossip-keygen gossip-send gossip-inspect gossip-merge; do
+	for prog in gossip-keygen gossip-send gossip-inspect gossip-merge gossip-listen; do
 		synopsis=$(mandoc -T ascii "$MAN/$prog.1" | col -b |
 			sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \t\n' '   ')
 		while IFS= read -r line; do
@@ -26,7 +26,7 @@ MAN="${GOSSIP_SRCDIR:-$BATS_TEST_DIRNAME/..}/man"
 }
 
 @test "every EXAMPLES command in the man pages runs" {
-	for page in "$MAN"/*.[17]; do
+	for page in "$MAN"/*.[157]; do
 		sed -n '/^\.Sh EXAMPLES/,/^\.Sh /p' "$page" | sed -n 's/^\$ //p' |
 			sed 's/\\e/\\/g' >"cmds"
 		[ -s cmds ] || continue

@@ -280,3 +280,29 @@ PY
 	run gossip-listen --help
 	assert_success
 }
+
+@test "one signature check per unique message: listen checks, merge --verified does not again" {
+	listen b got udp://127.0.0.1:0
+	gossip-send -d a set k v >good
+	cp good forged && flipbit forged -2
+	# Fed from a file, merge checks signatures; told the input is verified, it does not.
+	run --separate-stderr gossip-merge -d b forged
+	assert_failure 1
+	assert_error gossip-merge "bad signature"
+	mknode n && trust n a
+	run gossip-merge --verified -d n forged
+	assert_success
+	# So the node pipeline is safe only behind gossip-listen, which refuses the forgery.
+	gossip-send -d a "$(cat got.addrs)" <forged || true
+	gossip-send -d a "$(cat got.addrs)" <good
+	wait_for got 1
+	gossip-merge --verified -d b got >/dev/null
+	[ "$(gossip-merge -d b get k)" = v ]
+	# --verified still checks trust.
+	mknode c
+	run --separate-stderr sh -c "gossip-send -d c set x 1 | gossip-merge --verified -d b"
+	assert_failure 1
+	assert_error gossip-merge "untrusted signer"
+	run --separate-stderr gossip-merge --verified -d b keys
+	assert_failure 2
+}

@@ -148,7 +148,7 @@ setup_file() { :; }
 	mknode a
 	run --separate-stderr gossip-send -d a
 	assert_failure 2
-	[[ $stderr == *"no verb: give set, del, event or batch"* ]]
+	[[ $stderr == *"no verb and no destination: give set, del, event or batch, or peers"* ]]
 	run --separate-stderr gossip-send -d a frob k
 	assert_failure 2
 	run --separate-stderr gossip-send -d a set k

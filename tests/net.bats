@@ -174,8 +174,12 @@ uh, up = sys.argv[1].rsplit(":", 1); th, tp = sys.argv[2].rsplit(":", 1)
 idle = [socket.create_connection((th, int(tp))) for _ in range(40)]  # more than -c 16
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 end = time.time() + 2
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+i = 0
 while time.time() < end:
-    s.sendto(os.urandom(1 + os.urandom(1)[0] * 4), (uh, int(up)))
+    i += 1
+    size = 65000 if i % 100 == 0 else 1 + os.urandom(1)[0] * 4  # now and then an oversize one
+    s.sendto(os.urandom(size), (uh, int(up)))
 time.sleep(3)
 PY
 	flood=$!

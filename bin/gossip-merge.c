@@ -204,7 +204,7 @@ static int do_get(const char *key)
 			           want_origin);
 		q.origin = pk;
 	}
-	if (gossip_store_each(&st, q_get, &q) < 0)
+	if (gossip_store_each(&st, 0, q_get, &q) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (!all && q.best.len) {
 		struct gossip_msg m;
@@ -252,7 +252,7 @@ static int do_keys(const char *prefix)
 	struct query q = {0};
 	size_t shown = 0;
 	q.prefix = prefix;
-	if (gossip_store_each(&st, q_keys, &q) < 0)
+	if (gossip_store_each(&st, 0, q_keys, &q) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (q.nkeys)
 		qsort(q.keys, q.nkeys, sizeof *q.keys, cmp_str);
@@ -377,7 +377,7 @@ int main(int argc, char **argv)
 		if (v == 3 && isatty(1))
 			gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the export into "
 			                            "gossip-inspect or a file");
-		if (gossip_store_each(&st, v == 2 ? q_dump : q_export, &n) < 0 || fflush(stdout) != 0)
+		if (gossip_store_each(&st, 0, v == 2 ? q_dump : q_export, &n) < 0 || fflush(stdout) != 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", *gossip_error() ? gossip_error() : strerror(errno));
 		status = n ? GOSSIP_EXIT_OK : GOSSIP_EXIT_NO;
 	} else if (v == 4) {

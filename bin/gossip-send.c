@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static void usage(int code)
 	        "       gossip-send [-b] [-d dir] -f file event name\n"
 	        "       gossip-send [-d dir] batch [file]\n"
 	        "       gossip-send [-d dir] [-k fanout] [-p peers] [-m mtu] [-w seconds] destination ...\n"
+	        "       gossip-send [-d dir] [-k fanout] [-m mtu] [-w seconds] -M\n"
 	        "       gossip-send [options] [-t destination] [-p peers] verb ...\n");
 	exit(code);
 }
@@ -32,7 +34,57 @@ struct sender {
 	int bytes;  /* -b: values are byte strings even when they are valid UTF-8 */
 	struct gossip_out peers;  /* where messages go; none: stdout */
 	struct gossip_keyring keys;
+	int members;  /* -M: the live members in the peer table are the destinations */
+	const char *dir;
+	struct gossip_peers table;
+	struct timespec table_mtime;
+	int fanout;
 };
+
+/* -M: read the peer table again when gossip-peers observe has rewritten it. */
+static void refresh_members(struct sender *s)
+{
+	struct stat st;
+	if (stat(gossip_path(s->dir, "peers"), &st) < 0 ||
+	    (st.st_mtim.tv_sec == s->table_mtime.tv_sec && st.st_mtim.tv_nsec == s->table_mtime.tv_nsec))
+		return;
+	struct gossip_peers t;
+	if (gossip_peers_load(&t, s->dir) < 0) {
+		gossip_warn("%s", gossip_error());
+		return;
+	}
+	char name[64];
+	uint8_t self[32];
+	int have_self = gossip_pub_load(s->dir, self, name, sizeof name) == 0;
+	for (size_t i = 0; i < t.n; i++)
+		t.v[i].self = have_self && !memcmp(t.v[i].pk, self, 32);
+	gossip_peers_free(&s->table);
+	s->table = t;
+	s->table_mtime = st.st_mtim;
+}
+
+/* Queue one message: to the chosen members (-M), or to the fixed destinations. */
+static int queue(struct sender *s, const uint8_t *p, size_t n)
+{
+	if (!s->members)
+		return gossip_out_queue(&s->peers, p, n);
+	struct gossip_peers_cfg cfg = gossip_peers_defaults;
+	size_t k = s->fanout ? (size_t)s->fanout : s->table.n;
+	struct gossip_peer **pick = calloc(k + 1, sizeof *pick);
+	if (!pick)
+		return -1;
+	size_t got = gossip_peers_pick(&s->table, &cfg, k, pick);
+	for (size_t i = 0; i < got; i++) {
+		const char *a = gossip_member_addr(&pick[i]->info, GOSSIP_UDP);
+		long idx = a ? gossip_out_index(&s->peers, a) : -1;
+		if (idx >= 0 && gossip_out_queue_to(&s->peers, (size_t)idx, p, n) < 0) {
+			free(pick);
+			return -1;
+		}
+	}
+	free(pick);
+	return 0;
+}
 
 /* Sign one message into s->out; 0, or -1 with the reason in gossip_error(). */
 static int make(struct sender *s, int type, const char *key, size_t keylen, const uint8_t *value,
@@ -64,7 +116,7 @@ static int make(struct sender *s, int type, const char *key, size_t keylen, cons
 
 static void flush_out(struct sender *s)
 {
-	if (!s->peers.n) {
+	if (!s->peers.n && !s->members) {
 		if (gossip_write_all(1, s->out.p, s->out.len) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
 	} else {
@@ -72,7 +124,7 @@ static void flush_out(struct sender *s)
 		while (at < s->out.len &&
 		       gossip_cbor_scan(s->out.p + at, s->out.len - at, &gossip_msg_limits, NULL, &k) ==
 		               GOSSIP_SCAN_OK) {
-			if (gossip_out_queue(&s->peers, s->out.p + at, k) < 0)
+			if (queue(s, s->out.p + at, k) < 0)
 				gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 			at += k;
 		}
@@ -95,8 +147,11 @@ static int forward(struct sender *s)
 		if (gossip_msg_decode(p, n, &m) < 0) {
 			gossip_warn("stdin: offset %llu: %s", (unsigned long long)off, gossip_error());
 			status = GOSSIP_EXIT_NO;
-		} else if (gossip_out_queue(&s->peers, p, n) < 0) {
-			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		} else {
+			if (s->members)
+				refresh_members(s);
+			if (queue(s, p, n) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 		}
 		if (!gossip_reader_ready(&r))
 			gossip_out_flush(&s->peers);
@@ -229,6 +284,7 @@ int main(int argc, char **argv)
 		{"bytes", no_argument, NULL, 'b'}, {"to", required_argument, NULL, 't'},
 		{"peers", required_argument, NULL, 'p'}, {"fanout", required_argument, NULL, 'k'},
 		{"mtu", required_argument, NULL, 'm'}, {"timeout", required_argument, NULL, 'w'},
+		{"members", no_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	const char *dir = NULL, *file = NULL, *peerfile = NULL;
 	struct sender s = {0};
@@ -239,7 +295,7 @@ int main(int argc, char **argv)
 	int nto = 0;
 
 	gossip_init(argv[0]);
-	while ((c = getopt_long(argc, argv, "+bd:f:t:p:k:m:w:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+bd:f:t:p:k:m:w:Mh", longopts, NULL)) != -1) {
 		if (c != 't')
 			gossip_opt_once(c);
 		switch (c) {
@@ -263,6 +319,7 @@ int main(int argc, char **argv)
 			if (*end || timeout < 1 || timeout > 3600)
 				gossip_die(GOSSIP_EXIT_ERR, "-w %s: want seconds, 1 to 3600", optarg);
 			break;
+		case 'M': s.members = 1; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -270,8 +327,10 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	s.fanout = fanout;
 	s.peers = (struct gossip_out){NULL, 0, -1, -1, (size_t)mtu, timeout * 1000, fanout, &s.keys, 0, 0, 0};
 	dir = gossip_state_dir(dir);
+	s.dir = dir;
 	const char *verb = argc ? argv[0] : NULL;
 	int is_batch = verb && strcmp(verb, "batch") == 0;
 	type = verb ? gossip_type_parse(verb) : -1;
@@ -279,7 +338,7 @@ int main(int argc, char **argv)
 	if (forwarding) {
 		for (int i = 0; i < argc; i++)
 			to[nto++] = argv[i];
-		if (!nto && !peerfile) {
+		if (!nto && !peerfile && !s.members) {
 			gossip_warn("no verb and no destination: give set, del, event or batch, or peers");
 			usage(GOSSIP_EXIT_ERR);
 		}
@@ -298,12 +357,16 @@ int main(int argc, char **argv)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (peerfile && gossip_out_add_file(&s.peers, peerfile) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "peers: %s", gossip_error());
-	if ((forwarding || fanout || peerfile || nto) && !s.peers.n)
+	if (s.members && (nto || peerfile))
+		gossip_die(GOSSIP_EXIT_ERR, "-M takes the destinations from the peer table: no -t or -p");
+	if (s.members)
+		refresh_members(&s);
+	else if ((forwarding || fanout || peerfile || nto) && !s.peers.n)
 		gossip_die(GOSSIP_EXIT_ERR, "peers: %s lists no destination", peerfile ? peerfile : "-p");
-	if (!s.peers.n && isatty(1))
+	if (!s.peers.n && !s.members && isatty(1))
 		gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the messages into gossip-inspect, "
 		                            "gossip-merge, or a file");
-	if (s.peers.n && gossip_keyring_load(&s.keys, dir) < 0)
+	if ((s.peers.n || s.members) && gossip_keyring_load(&s.keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 	signal(SIGPIPE, SIG_IGN);
 
@@ -334,6 +397,7 @@ int main(int argc, char **argv)
 	if (s.peers.failures && status == GOSSIP_EXIT_OK)
 		status = GOSSIP_EXIT_NO;
 	gossip_out_close(&s.peers);
+	gossip_peers_free(&s.table);
 	gossip_keyring_free(&s.keys);
 	gossip_buf_free(&s.out);
 	gossip_buf_free(&value);

@@ -353,8 +353,9 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 /* Rewrite the store with only current messages, collecting expired deletes and events
  * (raising their origins' watermarks). Takes the lock itself. */
 int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after);
-/* Call fn for every current message, in store order; the bytes are valid during the call. */
-int gossip_store_each(struct gossip_store *st,
+/* Call fn for every current message stored at or after offset since, in store order; the
+ * bytes are valid during the call. */
+int gossip_store_each(struct gossip_store *st, uint64_t since,
                       int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
                       void *ctx);
 
@@ -453,10 +454,79 @@ int gossip_out_add(struct gossip_out *o, const char *dest);
 int gossip_out_add_file(struct gossip_out *o, const char *path);
 /* Queue one whole message for its destinations. */
 int gossip_out_queue(struct gossip_out *o, const uint8_t *p, size_t n);
+/* The index of a destination, added when new; -1 when it does not parse. */
+long gossip_out_index(struct gossip_out *o, const char *dest);
+int gossip_out_queue_to(struct gossip_out *o, size_t i, const uint8_t *p, size_t n);
 /* Send everything queued; the number of destinations that failed (each reported once
  * until it is reachable again). */
 int gossip_out_flush(struct gossip_out *o);
 void gossip_out_close(struct gossip_out *o);
+
+/* ---- peers.c: membership ------------------------------------------------------------ */
+
+/* A node's membership is ordinary signed state under its own origin: a member record
+ * under this key (a delete of it is a graceful leave), heartbeats under the other. */
+#define GOSSIP_KEY_MEMBER "_member"
+#define GOSSIP_KEY_HB "_hb"
+enum { GOSSIP_MAX_ADDRS = 4, GOSSIP_MAX_TAGS = 16, GOSSIP_PHI_WINDOW = 100 };
+struct gossip_member {
+	uint64_t incarnation;
+	char name[64];
+	char addrs[GOSSIP_MAX_ADDRS][128];  /* udp:// for datagrams, tcp:// for syncs */
+	int naddrs;
+	char tags[GOSSIP_MAX_TAGS][192];  /* "key=value" */
+	int ntags;
+};
+int gossip_member_encode(struct gossip_buf *b, const struct gossip_member *m);
+int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m);
+const char *gossip_member_addr(const struct gossip_member *m, int kind);
+const char *gossip_member_tag(const struct gossip_member *m, const char *key);
+
+enum { GOSSIP_P_ALIVE, GOSSIP_P_SUSPECT, GOSSIP_P_DEAD, GOSSIP_P_LEFT };
+const char *gossip_pstate_name(int s);
+struct gossip_peer {
+	uint8_t pk[32];
+	int state, self;
+	uint64_t since;  /* when it entered its state (ms) */
+	uint64_t member_version, hb_version;
+	struct gossip_member info;
+	uint64_t last_hb;  /* local arrival of its newest heartbeat (ms) */
+	double intervals[GOSSIP_PHI_WINDOW];
+	int nint, pos;
+	double score;  /* reputation, 0 to 100 */
+	uint64_t rejected;
+	char why[128];
+};
+struct gossip_peers {
+	struct gossip_peer *v;
+	size_t n;
+	uint64_t partition_since, saved_at;
+	double interval_ms, min_std_ms;  /* as the observer saw them, for phi when reading */
+};
+struct gossip_peers_cfg {
+	double interval_ms;  /* the heartbeat interval peers use */
+	double phi_suspect;  /* phi at which a peer turns suspect */
+	double suspicion_mult;  /* suspect to dead after mult * max(1, log10(N+1)) intervals */
+	double min_std_ms;  /* floor for the standard deviation of arrivals */
+	double reap_ms;  /* dead and left members are forgotten after this */
+	double partition_share;  /* this share of alive members turning suspect at once */
+	double score_min;  /* below this a peer is not picked */
+	double dead_chance;  /* chance that pick adds one unreachable peer */
+};
+extern const struct gossip_peers_cfg gossip_peers_defaults;
+double gossip_phi(const struct gossip_peer *p, uint64_t now, const struct gossip_peers_cfg *cfg);
+/* A new heartbeat arrived now. */
+void gossip_peer_heard(struct gossip_peer *p, uint64_t now);
+uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members);
+struct gossip_peer *gossip_peers_find(struct gossip_peers *t, const uint8_t pk[32], int create);
+int gossip_peers_load(struct gossip_peers *t, const char *dir);
+int gossip_peers_save(const struct gossip_peers *t, const char *dir);
+void gossip_peers_free(struct gossip_peers *t);
+/* Up to k distinct live peers (never self), now and then one unreachable one. */
+size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *cfg, size_t k,
+                         struct gossip_peer **out);
+/* The lowest key among alive members tagged leader=eligible, else among all alive. */
+const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
 
 /* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 

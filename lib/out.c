@@ -56,23 +56,41 @@ int gossip_out_add_file(struct gossip_out *o, const char *path)
 	return r;
 }
 
+int gossip_out_queue_to(struct gossip_out *o, size_t i, const uint8_t *p, size_t n)
+{
+	struct gossip_dest *d = &o->d[i];
+	/* A message too large for one datagram goes over TCP to the same host and port. */
+	struct gossip_buf *q = d->a.kind == GOSSIP_UDP && n + (o->keys && o->keys->n ? 43 : 0) > o->mtu
+	                               ? &d->big : &d->pend;
+	return gossip_buf_put(q, p, n);
+}
+
+long gossip_out_index(struct gossip_out *o, const char *dest)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (strcmp(o->d[i].a.text, dest) == 0)
+			return (long)i;
+	struct gossip_addr a;
+	if (gossip_addr_parse(&a, dest) < 0)
+		return -1;
+	for (size_t i = 0; i < o->n; i++)
+		if (strcmp(o->d[i].a.text, a.text) == 0)
+			return (long)i;
+	return gossip_out_add(o, dest) < 0 ? -1 : (long)o->n - 1;
+}
+
 int gossip_out_queue(struct gossip_out *o, const uint8_t *p, size_t n)
 {
 	size_t k = o->fanout && (size_t)o->fanout < o->n ? (size_t)o->fanout : o->n;
 	/* K distinct random destinations: the first K of a partial Fisher-Yates shuffle. */
 	for (size_t i = 0; i < k; i++) {
-		size_t j = i;
 		if (k < o->n) {
-			j = i + randombytes_uniform((uint32_t)(o->n - i));
+			size_t j = i + randombytes_uniform((uint32_t)(o->n - i));
 			struct gossip_dest t = o->d[i];
 			o->d[i] = o->d[j];
 			o->d[j] = t;
 		}
-		struct gossip_dest *d = &o->d[i];
-		/* A message too large for one datagram goes over TCP to the same host and port. */
-		struct gossip_buf *q = d->a.kind == GOSSIP_UDP && n + (o->keys && o->keys->n ? 43 : 0) > o->mtu
-		                               ? &d->big : &d->pend;
-		if (gossip_buf_put(q, p, n) < 0)
+		if (gossip_out_queue_to(o, i, p, n) < 0)
 			return -1;
 	}
 	return 0;

@@ -638,7 +638,7 @@ out:
 	return r;
 }
 
-int gossip_store_each(struct gossip_store *st,
+int gossip_store_each(struct gossip_store *st, uint64_t since,
                       int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
                       void *ctx)
 {
@@ -651,6 +651,8 @@ int gossip_store_each(struct gossip_store *st,
 		return -1;
 	}
 	for (size_t i = 0; i < n && r == 0; i++) {
+		if (v[i]->off < since)
+			continue;
 		if (pread(st->fd, buf, v[i]->len, (off_t)v[i]->off) != (ssize_t)v[i]->len) {
 			gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
 			r = -1;

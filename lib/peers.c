@@ -1,0 +1,394 @@
+/* peers.c: membership: member records, the peer table, phi accrual failure detection,
+ * state changes and their events, random choice of live peers, the leader. */
+#include "gossip.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const struct gossip_peers_cfg gossip_peers_defaults = {
+	.interval_ms = 1000, .phi_suspect = 8, .suspicion_mult = 4, .min_std_ms = 100,
+	.reap_ms = 3600 * 1000, .partition_share = 0.3, .score_min = 50, .dead_chance = 0.1,
+};
+
+const char *gossip_pstate_name(int s)
+{
+	static const char *const n[] = {"alive", "suspect", "dead", "left"};
+	return s >= 0 && s <= GOSSIP_P_LEFT ? n[s] : "unknown";
+}
+
+/* ---- member records: {1: incarnation, 2: name, 3: [addresses], 4: {tag: value}} ---- */
+
+static int cmp_tag(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	size_t kx = strcspn(x, "="), ky = strcspn(y, "=");
+	/* Deterministic map order: shorter keys first, then bytewise (RFC 8949 §4.2.1). */
+	return kx != ky ? (kx < ky ? -1 : 1) : strncmp(x, y, kx);
+}
+
+int gossip_member_encode(struct gossip_buf *b, const struct gossip_member *m)
+{
+	char *tags[GOSSIP_MAX_TAGS];
+	for (int i = 0; i < m->ntags; i++)
+		tags[i] = (char *)m->tags[i];
+	qsort(tags, (size_t)m->ntags, sizeof *tags, cmp_tag);
+	if (gossip_cbor_head(b, GOSSIP_MT_MAP, 4) < 0 || gossip_cbor_head(b, GOSSIP_MT_UINT, 1) < 0 ||
+	    gossip_cbor_head(b, GOSSIP_MT_UINT, m->incarnation) < 0 ||
+	    gossip_cbor_head(b, GOSSIP_MT_UINT, 2) < 0 ||
+	    gossip_cbor_str(b, GOSSIP_MT_TSTR, m->name, strlen(m->name)) < 0 ||
+	    gossip_cbor_head(b, GOSSIP_MT_UINT, 3) < 0 ||
+	    gossip_cbor_head(b, GOSSIP_MT_ARRAY, (uint64_t)m->naddrs) < 0)
+		return -1;
+	for (int i = 0; i < m->naddrs; i++)
+		if (gossip_cbor_str(b, GOSSIP_MT_TSTR, m->addrs[i], strlen(m->addrs[i])) < 0)
+			return -1;
+	if (gossip_cbor_head(b, GOSSIP_MT_UINT, 4) < 0 ||
+	    gossip_cbor_head(b, GOSSIP_MT_MAP, (uint64_t)m->ntags) < 0)
+		return -1;
+	for (int i = 0; i < m->ntags; i++) {
+		size_t k = strcspn(tags[i], "=");
+		if (gossip_cbor_str(b, GOSSIP_MT_TSTR, tags[i], k) < 0 ||
+		    gossip_cbor_str(b, GOSSIP_MT_TSTR, tags[i] + k + 1, strlen(tags[i] + k + 1)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int get_text(struct gossip_cur *c, char *out, size_t outlen, const char *what)
+{
+	struct gossip_ev ev;
+	if (gossip_cur_expect(c, GOSSIP_EV_TSTR, &ev, what) < 0)
+		return -1;
+	if (ev.len >= outlen || memchr(ev.data, 0, ev.len) || !gossip_utf8_valid(ev.data, ev.len)) {
+		gossip_seterr("%s: too long or not text", what);
+		return -1;
+	}
+	memcpy(out, ev.data, ev.len);
+	out[ev.len] = 0;
+	return 0;
+}
+
+int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m)
+{
+	struct gossip_cur c = {p, n, 0};
+	struct gossip_ev ev;
+	memset(m, 0, sizeof *m);
+	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "member record") < 0 || ev.u != 4)
+		goto bad;
+	for (uint64_t f = 1; f <= 4; f++) {
+		if (gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "member record") < 0 || ev.u != f)
+			goto bad;
+		if (f == 1) {
+			if (gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "incarnation") < 0)
+				goto bad;
+			m->incarnation = ev.u;
+		} else if (f == 2) {
+			if (get_text(&c, m->name, sizeof m->name, "name") < 0)
+				goto bad;
+		} else if (f == 3) {
+			if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "addresses") < 0 || ev.u > GOSSIP_MAX_ADDRS)
+				goto bad;
+			m->naddrs = (int)ev.u;
+			for (int i = 0; i < m->naddrs; i++)
+				if (get_text(&c, m->addrs[i], sizeof m->addrs[i], "address") < 0)
+					goto bad;
+		} else {
+			if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "tags") < 0 || ev.u > GOSSIP_MAX_TAGS)
+				goto bad;
+			m->ntags = (int)ev.u;
+			for (int i = 0; i < m->ntags; i++) {
+				char k[64], v[128];
+				if (get_text(&c, k, sizeof k, "tag") < 0 || get_text(&c, v, sizeof v, "tag value") < 0)
+					goto bad;
+				snprintf(m->tags[i], sizeof m->tags[i], "%s=%s", k, v);
+			}
+		}
+	}
+	if (c.pos != n)
+		goto bad;
+	return 0;
+bad:
+	gossip_seterr("not a member record");
+	return -1;
+}
+
+/* The address of a kind (GOSSIP_UDP: datagrams, GOSSIP_TCP: syncs), or NULL. */
+const char *gossip_member_addr(const struct gossip_member *m, int kind)
+{
+	const char *want = kind == GOSSIP_UDP ? "udp://" : "tcp://";
+	for (int i = 0; i < m->naddrs; i++)
+		if (strncmp(m->addrs[i], want, 6) == 0)
+			return m->addrs[i];
+	return NULL;
+}
+
+const char *gossip_member_tag(const struct gossip_member *m, const char *key)
+{
+	size_t k = strlen(key);
+	for (int i = 0; i < m->ntags; i++)
+		if (strncmp(m->tags[i], key, k) == 0 && m->tags[i][k] == '=')
+			return m->tags[i] + k + 1;
+	return NULL;
+}
+
+/* ---- phi accrual (Hayashibara et al. 2004) ---- */
+
+double gossip_phi(const struct gossip_peer *p, uint64_t now, const struct gossip_peers_cfg *cfg)
+{
+	double mean = cfg->interval_ms, var = 0, sd;
+	if (!p->last_hb)
+		return 0;
+	if (p->nint > 0) {
+		double sum = 0;
+		for (int i = 0; i < p->nint; i++)
+			sum += p->intervals[i];
+		mean = sum / p->nint;
+		for (int i = 0; i < p->nint; i++)
+			var += (p->intervals[i] - mean) * (p->intervals[i] - mean);
+		var /= p->nint;
+	}
+	sd = sqrt(var);
+	if (sd < cfg->min_std_ms)
+		sd = cfg->min_std_ms;
+	double t = now > p->last_hb ? (double)(now - p->last_hb) : 0;
+	/* P(the next heartbeat comes later than t), arrivals ~ Normal(mean, sd). */
+	double tail = 0.5 * erfc((t - mean) / (sd * M_SQRT2));
+	if (tail < 1e-300)
+		return 300;
+	return -log10(tail);
+}
+
+void gossip_peer_heard(struct gossip_peer *p, uint64_t now)
+{
+	if (p->last_hb && now > p->last_hb) {
+		p->intervals[p->pos] = (double)(now - p->last_hb);
+		p->pos = (p->pos + 1) % GOSSIP_PHI_WINDOW;
+		if (p->nint < GOSSIP_PHI_WINDOW)
+			p->nint++;
+	}
+	p->last_hb = now;
+}
+
+/* memberlist's suspicion timeout: it grows with log N, so that in a large cluster the
+ * word gets around before a suspect is declared dead. */
+uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members)
+{
+	double scale = log10((double)members + 1);
+	if (scale < 1)
+		scale = 1;
+	return (uint64_t)(cfg->suspicion_mult * scale * cfg->interval_ms);
+}
+
+/* ---- the table ---- */
+
+struct gossip_peer *gossip_peers_find(struct gossip_peers *t, const uint8_t pk[32], int create)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (memcmp(t->v[i].pk, pk, 32) == 0)
+			return &t->v[i];
+	if (!create)
+		return NULL;
+	struct gossip_peer *v = realloc(t->v, (t->n + 1) * sizeof *v);
+	if (!v)
+		return NULL;
+	t->v = v;
+	memset(&v[t->n], 0, sizeof *v);
+	memcpy(v[t->n].pk, pk, 32);
+	v[t->n].score = 100;
+	return &v[t->n++];
+}
+
+void gossip_peers_free(struct gossip_peers *t)
+{
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+/* The file: a CBOR sequence, one array per peer:
+ * [pk, state, since, member version, member record, heartbeat version, last heartbeat,
+ *  [intervals...], score, rejected, why]. */
+int gossip_peers_save(const struct gossip_peers *t, const char *dir)
+{
+	struct gossip_buf b = {0}, rec = {0};
+	int r = -1;
+	if (gossip_cbor_head(&b, GOSSIP_MT_MAP, 4) < 0 || gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->partition_since) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 2) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->saved_at) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 3) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->interval_ms) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 4) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->min_std_ms) < 0)
+		goto out;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct gossip_peer *p = &t->v[i];
+		rec.len = 0;
+		if (gossip_member_encode(&rec, &p->info) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_ARRAY, 11) < 0 ||
+		    gossip_cbor_str(&b, GOSSIP_MT_BSTR, p->pk, 32) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)p->state) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, p->since) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, p->member_version) < 0 ||
+		    gossip_cbor_str(&b, GOSSIP_MT_BSTR, rec.p, rec.len) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, p->hb_version) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, p->last_hb) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_ARRAY, (uint64_t)p->nint) < 0)
+			goto out;
+		for (int k = 0; k < p->nint; k++)
+			if (gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)p->intervals[(p->pos - p->nint + k + GOSSIP_PHI_WINDOW) % GOSSIP_PHI_WINDOW]) < 0)
+				goto out;
+		if (gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)p->score) < 0 ||
+		    gossip_cbor_head(&b, GOSSIP_MT_UINT, p->rejected) < 0 ||
+		    gossip_cbor_str(&b, GOSSIP_MT_TSTR, p->why, strlen(p->why)) < 0)
+			goto out;
+	}
+	r = gossip_write_atomic(gossip_path(dir, "peers"), b.p, b.len, 0644, 0);
+out:
+	gossip_buf_free(&b);
+	gossip_buf_free(&rec);
+	return r;
+}
+
+static int uint_at(struct gossip_cur *c, uint64_t *v)
+{
+	struct gossip_ev ev;
+	if (gossip_cur_expect(c, GOSSIP_EV_UINT, &ev, "peer table") < 0)
+		return -1;
+	*v = ev.u;
+	return 0;
+}
+
+int gossip_peers_load(struct gossip_peers *t, const char *dir)
+{
+	struct gossip_buf b = {0};
+	const char *path = gossip_path(dir, "peers");
+	memset(t, 0, sizeof *t);
+	if (access(path, F_OK) != 0)
+		return 0;
+	if (gossip_read_file(path, 64u << 20, &b) < 0)
+		return -1;
+	struct gossip_cur c = {b.p, b.len, 0};
+	struct gossip_ev ev;
+	uint64_t k, v, iv, sd;
+	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || ev.u != 4 ||
+	    uint_at(&c, &k) < 0 || uint_at(&c, &t->partition_since) < 0 || uint_at(&c, &k) < 0 ||
+	    uint_at(&c, &t->saved_at) < 0 || uint_at(&c, &k) < 0 || uint_at(&c, &iv) < 0 ||
+	    uint_at(&c, &k) < 0 || uint_at(&c, &sd) < 0)
+		goto bad;
+	t->interval_ms = (double)iv;
+	t->min_std_ms = (double)sd;
+	while (c.pos < c.n) {
+		uint8_t pk[32];
+		const uint8_t *rec;
+		size_t reclen;
+		if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "peer") < 0 || ev.u != 11 ||
+		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "peer") < 0 || ev.len != 32)
+			goto bad;
+		memcpy(pk, ev.data, 32);
+		struct gossip_peer *p = gossip_peers_find(t, pk, 1);
+		if (!p)
+			goto bad;
+		if (uint_at(&c, &v) < 0 || v > GOSSIP_P_LEFT)
+			goto bad;
+		p->state = (int)v;
+		if (uint_at(&c, &p->since) < 0 || uint_at(&c, &p->member_version) < 0 ||
+		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "peer") < 0)
+			goto bad;
+		rec = ev.data;
+		reclen = ev.len;
+		if (gossip_member_decode(rec, reclen, &p->info) < 0 || uint_at(&c, &p->hb_version) < 0 ||
+		    uint_at(&c, &p->last_hb) < 0 || gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "peer") < 0 ||
+		    ev.u > GOSSIP_PHI_WINDOW)
+			goto bad;
+		p->nint = (int)ev.u;
+		for (int i = 0; i < p->nint; i++) {
+			if (uint_at(&c, &v) < 0)
+				goto bad;
+			p->intervals[i] = (double)v;
+		}
+		p->pos = p->nint % GOSSIP_PHI_WINDOW;
+		if (uint_at(&c, &v) < 0 || uint_at(&c, &p->rejected) < 0 ||
+		    get_text(&c, p->why, sizeof p->why, "why") < 0)
+			goto bad;
+		p->score = (double)v;
+	}
+	gossip_buf_free(&b);
+	return 0;
+bad:
+	gossip_buf_free(&b);
+	gossip_peers_free(t);
+	gossip_seterr("%s is not a peer table (gossip-peers observe writes it)", path);
+	return -1;
+}
+
+/* ---- choosing ---- */
+
+/* Live peers that may be picked: alive and in good standing. */
+static int pickable(const struct gossip_peer *p, const struct gossip_peers_cfg *cfg)
+{
+	return p->state == GOSSIP_P_ALIVE && p->score >= cfg->score_min && !p->self;
+}
+
+size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *cfg, size_t k,
+                         struct gossip_peer **out)
+{
+	size_t n = 0, nd = 0;
+	struct gossip_peer **live = malloc((t->n + 1) * sizeof *live);
+	struct gossip_peer **dead = malloc((t->n + 1) * sizeof *dead);
+	if (!live || !dead) {
+		free(live);
+		free(dead);
+		return 0;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		if (pickable(&t->v[i], cfg))
+			live[n++] = &t->v[i];
+		else if (!t->v[i].self && (t->v[i].state == GOSSIP_P_DEAD || t->v[i].state == GOSSIP_P_SUSPECT))
+			dead[nd++] = &t->v[i];
+	}
+	/* K distinct live peers at random. */
+	size_t got = 0;
+	for (; got < k && got < n; got++) {
+		size_t j = got + randombytes_uniform((uint32_t)(n - got));
+		struct gossip_peer *x = live[got];
+		live[got] = live[j];
+		live[j] = x;
+		out[got] = live[got];
+	}
+	/* Now and then one unreachable peer instead, so a healed partition reconnects; during
+	 * a suspected partition, every other time. */
+	double chance = t->partition_since ? 0.5 : cfg->dead_chance;
+	if (nd && k > 0 && randombytes_uniform(1000000) < (uint32_t)(chance * 1000000)) {
+		struct gossip_peer *d = dead[randombytes_uniform((uint32_t)nd)];
+		if (got < k)
+			out[got++] = d;
+		else
+			out[randombytes_uniform((uint32_t)got)] = d;
+	}
+	free(live);
+	free(dead);
+	return got;
+}
+
+const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t)
+{
+	const struct gossip_peer *best = NULL;
+	/* Among the alive members (self included) tagged leader=eligible, else among all alive
+	 * members: the lowest key. Everyone who sees the same membership agrees. */
+	for (int pass = 0; pass < 2 && !best; pass++)
+		for (size_t i = 0; i < t->n; i++) {
+			const struct gossip_peer *p = &t->v[i];
+			const char *tag = gossip_member_tag(&p->info, "leader");
+			int eligible = tag && strcmp(tag, "eligible") == 0;
+			if (p->state != GOSSIP_P_ALIVE || (pass == 0 && !eligible))
+				continue;
+			if (!best || memcmp(p->pk, best->pk, 32) < 0)
+				best = p;
+		}
+	return best;
+}

@@ -100,6 +100,8 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 			enum gossip_verdict v = gossip_check(p + at, len, &trust, &m, &sg);
 			static const int map[] = {0, R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN};
 			if (v != GOSSIP_V_OK) {
+				if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
+					gossip_note_reject(statedir, m.origin, gossip_verdict_name(v));
 				reject(map[v], src, base + at, gossip_error());
 			} else {
 				remember(h);
@@ -320,6 +322,7 @@ int main(int argc, char **argv)
 	if (argc < 1)
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
+	statedir = dir;
 	if (gossip_trust_load(&trust, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 	if (gossip_keyring_load(&keys, dir) < 0)
@@ -333,7 +336,6 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	statedir = dir;
 
 	if (argc == 1 && strcmp(argv[0], "-") == 0) {
 		int r = serve_stdin();

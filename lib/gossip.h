@@ -528,6 +528,11 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
 
+/* Note a rejection that is the signer's doing (a bad signature under its key, a key it
+ * may not write, a replay under its watermark) in DIR/rejects, for reputation: lines of
+ * "TIME ORIGIN REASON". At most 20 a second; rotated to rejects.1 at 1 MiB. */
+void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason);
+
 /* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 
 enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };

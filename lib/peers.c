@@ -3,6 +3,8 @@
 #include "gossip.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -391,4 +393,33 @@ const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t)
 				best = p;
 		}
 	return best;
+}
+
+void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason)
+{
+	static uint64_t second, lines;
+	uint64_t now = gossip_now_ms();
+	char line[160], b64[45];
+	struct stat st;
+	if (now / 1000 != second) {
+		second = now / 1000;
+		lines = 0;
+	}
+	if (lines++ >= 20)
+		return;
+	const char *path = gossip_path(dir, "rejects");
+	if (stat(path, &st) == 0 && st.st_size > (1 << 20)) {
+		char old[4200];
+		snprintf(old, sizeof old, "%s.1", path);
+		rename(path, old);
+	}
+	gossip_b64(b64, origin, 32);
+	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)now, b64, reason);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		if (gossip_write_all(fd, line, (size_t)n) < 0) {
+			/* Reputation is advisory: a full disk must not stop the node. */
+		}
+		close(fd);
+	}
 }

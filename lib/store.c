@@ -390,14 +390,20 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 		return 0;
 	case GOSSIP_STALE:
 		mg->stale++;
+		/* A replay under the watermark (no older copy here) is worth a note. */
+		if (!gossip_store_find(mg->st, slot) && gossip_trust_find(&mg->st->trust, m.origin))
+			gossip_note_reject(mg->st->dir, m.origin, "stale replay");
 		return 0;
 	case GOSSIP_NEW:
 		break;
 	}
 	/* Only a message new to this store costs a signature check, and none when
 	 * gossip-listen has checked it already. */
-	if ((mg->verified ? gossip_authorize(&m, &mg->st->trust, &sg)
-	                  : gossip_check(p, n, &mg->st->trust, &m, &sg)) != GOSSIP_V_OK)
+	enum gossip_verdict v = mg->verified ? gossip_authorize(&m, &mg->st->trust, &sg)
+	                                     : gossip_check(p, n, &mg->st->trust, &m, &sg);
+	if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
+		gossip_note_reject(mg->st->dir, m.origin, gossip_verdict_name(v));
+	if (v != GOSSIP_V_OK)
 		goto reject;
 	if (gossip_buf_put(&mg->pending, p, n) < 0)
 		return -1;

@@ -1,0 +1,169 @@
+/* t-peers: phi accrual on fixed arrival series, suspicion timeouts, member records, the
+ * peer table on disk, pick and leader. */
+#include "gossip.h"
+#include "tap.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+
+static struct gossip_peer with_arrivals(const double *gaps, int n, uint64_t start)
+{
+	struct gossip_peer p = {0};
+	uint64_t t = start;
+	gossip_peer_heard(&p, t);
+	for (int i = 0; i < n; i++) {
+		t += (uint64_t)gaps[i];
+		gossip_peer_heard(&p, t);
+	}
+	return p;
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	struct gossip_peers_cfg cfg = gossip_peers_defaults;
+	cfg.interval_ms = 1000;
+	cfg.min_std_ms = 100;
+
+	/* Steady heartbeats every 1000 ms (spread 100 ms). */
+	double steady[20];
+	for (int i = 0; i < 20; i++)
+		steady[i] = i % 2 ? 1100 : 900;
+	struct gossip_peer p = with_arrivals(steady, 20, 1000000);
+	uint64_t last = p.last_hb;
+	ok(p.nint == 20, "20 intervals recorded");
+	ok(gossip_phi(&p, last, &cfg) < 0.5, "phi is low right after a heartbeat (%.3f)", gossip_phi(&p, last, &cfg));
+	ok(fabs(gossip_phi(&p, last + 1000, &cfg) - log10(2)) < 0.01,
+	   "at the mean interval phi is -log10(0.5) (%.3f)", gossip_phi(&p, last + 1000, &cfg));
+	double phi15 = gossip_phi(&p, last + 1500, &cfg), phi20 = gossip_phi(&p, last + 2000, &cfg);
+	ok(phi15 > 5 && phi15 < 7, "5 standard deviations late: phi about 6.5 (%.2f)", phi15);
+	ok(phi20 > 20, "10 deviations late: phi far above 8 (%.1f)", phi20);
+	ok(phi15 < cfg.phi_suspect && phi20 >= cfg.phi_suspect, "the threshold falls between");
+	double mono = 0;
+	int increasing = 1;
+	for (uint64_t t = last; t < last + 5000; t += 50) {
+		double f = gossip_phi(&p, t, &cfg);
+		if (f < mono)
+			increasing = 0;
+		mono = f;
+	}
+	ok(increasing, "phi only grows while no heartbeat comes");
+	ok(gossip_phi(&p, last + 100000, &cfg) >= 300 - 1e-9, "phi is capped, never infinite or NaN");
+
+	/* Jittery arrivals widen the distribution: the same delay is less suspicious. */
+	double jitter[20];
+	for (int i = 0; i < 20; i++)
+		jitter[i] = i % 2 ? 1500 : 500;
+	struct gossip_peer q = with_arrivals(jitter, 20, 1000000);
+	ok(gossip_phi(&q, q.last_hb + 1800, &cfg) < gossip_phi(&p, p.last_hb + 1800, &cfg),
+	   "jitter lowers phi for the same delay (%.2f < %.2f)", gossip_phi(&q, q.last_hb + 1800, &cfg),
+	   gossip_phi(&p, p.last_hb + 1800, &cfg));
+	/* Before any interval: the configured one is assumed. */
+	struct gossip_peer fresh = with_arrivals(NULL, 0, 5000);
+	ok(gossip_phi(&fresh, 5000 + 1000, &cfg) < 1 && gossip_phi(&fresh, 5000 + 3000, &cfg) > 8,
+	   "a new peer is judged by the configured interval");
+	struct gossip_peer never = {0};
+	ok(gossip_phi(&never, 123456, &cfg) == 0, "no heartbeat yet: phi 0");
+	/* The window keeps the last 100 intervals. */
+	double many[150];
+	for (int i = 0; i < 150; i++)
+		many[i] = i < 50 ? 5000 : 1000;
+	struct gossip_peer w = with_arrivals(many, 150, 0);
+	ok(w.nint == GOSSIP_PHI_WINDOW && gossip_phi(&w, w.last_hb + 1000, &cfg) < 1,
+	   "old intervals leave the window");
+
+	/* Suspicion timeouts grow with log N, as in memberlist. */
+	ok(gossip_suspicion_ms(&cfg, 3) == 4000, "3 members: 4 intervals (%llu)",
+	   (unsigned long long)gossip_suspicion_ms(&cfg, 3));
+	ok(gossip_suspicion_ms(&cfg, 99) == 8000, "99 members: 8 intervals (%llu)",
+	   (unsigned long long)gossip_suspicion_ms(&cfg, 99));
+
+	/* Member records. */
+	struct gossip_member m = {0}, back;
+	struct gossip_buf b = {0};
+	m.incarnation = 7;
+	strcpy(m.name, "n1");
+	strcpy(m.addrs[0], "udp://127.0.0.1:7946");
+	strcpy(m.addrs[1], "tcp://127.0.0.1:7946");
+	m.naddrs = 2;
+	strcpy(m.tags[0], "role=web");
+	strcpy(m.tags[1], "dc=east");
+	strcpy(m.tags[2], "leader=eligible");
+	m.ntags = 3;
+	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) == 0,
+	   "a member record round-trips");
+	ok(back.incarnation == 7 && !strcmp(back.name, "n1") && back.naddrs == 2 && back.ntags == 3 &&
+	   !strcmp(gossip_member_addr(&back, GOSSIP_TCP), "tcp://127.0.0.1:7946") &&
+	   !strcmp(gossip_member_tag(&back, "role"), "web") && !gossip_member_tag(&back, "rol"),
+	   "fields, addresses by kind and tags by key");
+	ok(!strcmp(back.tags[0], "dc=east") && !strcmp(back.tags[2], "leader=eligible"),
+	   "tags in deterministic order (shorter keys first)");
+	b.p[0] = 0xa3;
+	ok(gossip_member_decode(b.p, b.len, &back) < 0, "a broken record is refused");
+	gossip_buf_free(&b);
+
+	/* The table: on disk and back; pick; leader. */
+	char dir[] = "/tmp/gossip-t-peers.XXXXXX";
+	if (!mkdtemp(dir))
+		return 1;
+	struct gossip_peers t = {0}, t2;
+	uint8_t pk[6][32];
+	for (int i = 0; i < 6; i++) {
+		memset(pk[i], 0x10 * (6 - i), 32);
+		struct gossip_peer *x = gossip_peers_find(&t, pk[i], 1);
+		x->info = m;
+		snprintf(x->info.addrs[0], sizeof x->info.addrs[0], "udp://127.0.0.1:%d", 7000 + i);
+		x->info.ntags = i == 3 || i == 4 ? 3 : 0;  /* 3 and 4 are leader=eligible */
+		x->state = i == 4 ? GOSSIP_P_DEAD : i == 5 ? GOSSIP_P_LEFT : GOSSIP_P_ALIVE;
+		snprintf(x->info.name, sizeof x->info.name, "n%d", i);
+	}
+	t.v[0].self = 1;
+	t.v[1].score = 10;  /* bad reputation */
+	strcpy(t.v[1].why, "3 rejected");
+	gossip_peer_heard(&t.v[2], 1000);
+	gossip_peer_heard(&t.v[2], 2000);
+	t.interval_ms = 250;
+	ok(gossip_peers_save(&t, dir) == 0 && gossip_peers_load(&t2, dir) == 0 && t2.n == 6 &&
+	   t2.v[4].state == GOSSIP_P_DEAD && t2.v[2].nint == 1 && t2.v[2].intervals[0] == 1000 &&
+	   t2.v[1].score == 10 && !strcmp(t2.v[1].why, "3 rejected") && t2.interval_ms == 250 &&
+	   !strcmp(t2.v[3].info.name, "n3"), "the table survives the disk");
+	gossip_peers_free(&t2);
+
+	struct gossip_peer *out[8];
+	cfg.dead_chance = 0;
+	int only_good = 1, saw[6] = {0};
+	for (int round = 0; round < 200; round++) {
+		size_t got = gossip_peers_pick(&t, &cfg, 5, out);
+		if (got != 2)
+			only_good = 0;
+		for (size_t i = 0; i < got; i++) {
+			int idx = (int)(out[i] - t.v);
+			saw[idx]++;
+			if (idx != 2 && idx != 3)
+				only_good = 0;
+		}
+	}
+	ok(only_good && saw[2] && saw[3], "pick: never self, never a bad score, dead or left");
+	cfg.dead_chance = 1;
+	size_t got = gossip_peers_pick(&t, &cfg, 1, out);
+	ok(got == 1 && (out[0] - t.v) == 4, "with the reconnect chance, an unreachable peer comes up");
+	size_t one = 0;
+	cfg.dead_chance = 0;
+	for (int round = 0; round < 100; round++)
+		one += gossip_peers_pick(&t, &cfg, 1, out) == 1;
+	ok(one == 100, "pick -n 1 gives one");
+
+	const struct gossip_peer *l = gossip_peers_leader(&t);
+	ok(l && l == &t.v[3], "leader: the lowest key among alive eligible members");
+	t.v[3].state = GOSSIP_P_SUSPECT;
+	l = gossip_peers_leader(&t);
+	ok(l && l == &t.v[2], "no eligible member alive: the lowest alive key (self included)");
+	gossip_peers_free(&t);
+
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	system(cmd);
+	return tap_done();
+}

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,7 +20,7 @@ static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	        "usage: gossip-peers [-d dir] announce [-a address] ... [-t tag=value] ...\n"
-	        "       gossip-peers [-d dir] beat [-e seconds]\n"
+	        "       gossip-peers [-d dir] beat [-e seconds] [-J fraction]\n"
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-T] [-i ms] [-P phi] [-S mult] [-R seconds] observe\n"
@@ -119,7 +120,7 @@ static int do_announce(char **addrs, int naddrs, char **tags, int ntags)
 	return GOSSIP_EXIT_OK;
 }
 
-static int do_beat(double every)
+static int do_beat(double every, double jitter)
 {
 	struct signer s;
 	struct gossip_buf out = {0};
@@ -132,7 +133,9 @@ static int do_beat(double every)
 		sign(&s, &out, GOSSIP_T_SET, GOSSIP_KEY_HB, (const uint8_t *)"", 0, 1);
 		write_out(&out);
 		if (every > 0) {
-			struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
+			/* -J: each interval off by up to that fraction, at random. */
+			double d = every * (1 + jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
+			struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
 			nanosleep(&ts, NULL);
 		}
 	} while (every > 0 && !stop);
@@ -271,6 +274,7 @@ static int tick(uint64_t now)
 			p->state = GOSSIP_P_SUSPECT;
 			p->since = now;
 			changed = 1;
+			log_event("member-suspect", p);
 		} else if (p->state == GOSSIP_P_SUSPECT && phi < cfg.phi_suspect) {
 			p->state = GOSSIP_P_ALIVE;
 			p->since = now;
@@ -413,6 +417,7 @@ static int do_observe(void)
 	table.saved_at = gossip_now_ms();
 	table.interval_ms = cfg.interval_ms;
 	table.min_std_ms = cfg.min_std_ms;
+	table.pause_ms = cfg.pause_ms;
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
@@ -465,6 +470,7 @@ static void load_table(void)
 	if (table.interval_ms > 0) {
 		cfg.interval_ms = table.interval_ms;
 		cfg.min_std_ms = table.min_std_ms;
+		cfg.pause_ms = table.pause_ms;
 	}
 }
 
@@ -670,7 +676,8 @@ static void run_handler(const char *handler, const struct event *e)
 
 static int do_watch(const char *handler, int from_start)
 {
-	const char *path = gossip_path(dir, "events");
+	char path[4200];  /* our own copy: gossip_path's buffers are reused */
+	snprintf(path, sizeof path, "%s", gossip_path(dir, "events"));
 	struct stat st;
 	off_t off = 0;
 	struct gossip_buf b = {0};
@@ -790,18 +797,19 @@ int main(int argc, char **argv)
 		{"reap", required_argument, NULL, 'R'}, {"count", required_argument, NULL, 'n'},
 		{"sync", no_argument, NULL, 's'}, {"exec", required_argument, NULL, 'x'},
 		{"all", no_argument, NULL, 'A'}, {"tee", no_argument, NULL, 'T'},
+		{"jitter", required_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {0}};
 	char **addrs = calloc((size_t)argc, sizeof *addrs), **tags = calloc((size_t)argc, sizeof *tags);
 	int naddrs = 0, ntags = 0, c, from_start = 0;
-	double every = 0;
+	double every = 0, jitter = 0;
 	long count = 1;
 	const char *handler = NULL, *d = NULL;
 	char *end;
 
 	gossip_init(argv[0]);
 	cfg = gossip_peers_defaults;
-	while ((c = getopt_long(argc, argv, "d:ja:t:e:i:P:S:R:n:sx:ATh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:ATh", longopts, NULL)) != -1) {
 		if (c != 'a' && c != 't')
 			gossip_opt_once(c);
 		switch (c) {
@@ -814,11 +822,17 @@ int main(int argc, char **argv)
 			if (*end || !(every > 0) || every > 3600)
 				gossip_die(GOSSIP_EXIT_ERR, "-e %s: want seconds, more than 0", optarg);
 			break;
+		case 'J':
+			jitter = strtod(optarg, &end);
+			if (*end || jitter < 0 || jitter >= 1)
+				gossip_die(GOSSIP_EXIT_ERR, "-J %s: want a fraction from 0 to below 1", optarg);
+			break;
 		case 'i':
 			cfg.interval_ms = strtod(optarg, &end);
 			if (*end || !(cfg.interval_ms >= 1))
 				gossip_die(GOSSIP_EXIT_ERR, "-i %s: want the heartbeat interval in ms", optarg);
 			cfg.min_std_ms = cfg.interval_ms / 10;
+			cfg.pause_ms = cfg.interval_ms * 2;
 			break;
 		case 'P':
 			cfg.phi_suspect = strtod(optarg, &end);
@@ -865,7 +879,7 @@ int main(int argc, char **argv)
 	else if (naddrs || ntags || (tee_out && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
-		r = do_beat(every);
+		r = do_beat(every, jitter);
 	else if (!strcmp(verb, "join") && argc > 1)
 		r = do_join(argc - 1, argv + 1);
 	else if (!strcmp(verb, "leave") && argc == 1)

@@ -30,7 +30,7 @@ void gossip_print_version(void);
 
 /* The state dir: -d DIR, else $GOSSIP_DIR, else $HOME/.gossip. The result is static. */
 const char *gossip_state_dir(const char *opt);
-/* DIR/NAME into a static buffer (one of a few rotating ones). */
+/* DIR/NAME into a static buffer, one of four used in turn: use it at once, or copy it. */
 const char *gossip_path(const char *dir, const char *name);
 
 /* A growable byte buffer. */
@@ -501,13 +501,14 @@ struct gossip_peers {
 	struct gossip_peer *v;
 	size_t n;
 	uint64_t partition_since, saved_at;
-	double interval_ms, min_std_ms;  /* as the observer saw them, for phi when reading */
+	double interval_ms, min_std_ms, pause_ms;  /* the observer's, for phi when reading */
 };
 struct gossip_peers_cfg {
 	double interval_ms;  /* the heartbeat interval peers use */
 	double phi_suspect;  /* phi at which a peer turns suspect */
 	double suspicion_mult;  /* suspect to dead after mult * max(1, log10(N+1)) intervals */
 	double min_std_ms;  /* floor for the standard deviation of arrivals */
+	double pause_ms;  /* an acceptable pause, added to the mean interval */
 	double reap_ms;  /* dead and left members are forgotten after this */
 	double partition_share;  /* this share of alive members turning suspect at once */
 	double score_min;  /* below this a peer is not picked */

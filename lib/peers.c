@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 const struct gossip_peers_cfg gossip_peers_defaults = {
-	.interval_ms = 1000, .phi_suspect = 8, .suspicion_mult = 4, .min_std_ms = 100,
+	.interval_ms = 1000, .phi_suspect = 8, .suspicion_mult = 4, .min_std_ms = 100, .pause_ms = 2000,
 	.reap_ms = 3600 * 1000, .partition_share = 0.3, .score_min = 50, .dead_chance = 0.1,
 };
 
@@ -156,6 +156,9 @@ double gossip_phi(const struct gossip_peer *p, uint64_t now, const struct gossip
 	sd = sqrt(var);
 	if (sd < cfg->min_std_ms)
 		sd = cfg->min_std_ms;
+	/* A pause this long is no sign of failure (Akka's acceptable heartbeat pause): relayed
+	 * heartbeats, scheduling and GC-like stalls must not make suspects. */
+	mean += cfg->pause_ms;
 	double t = now > p->last_hb ? (double)(now - p->last_hb) : 0;
 	/* P(the next heartbeat comes later than t), arrivals ~ Normal(mean, sd). */
 	double tail = 0.5 * erfc((t - mean) / (sd * M_SQRT2));
@@ -218,14 +221,16 @@ int gossip_peers_save(const struct gossip_peers *t, const char *dir)
 {
 	struct gossip_buf b = {0}, rec = {0};
 	int r = -1;
-	if (gossip_cbor_head(&b, GOSSIP_MT_MAP, 4) < 0 || gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0 ||
+	if (gossip_cbor_head(&b, GOSSIP_MT_MAP, 5) < 0 || gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->partition_since) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 2) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->saved_at) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 3) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->interval_ms) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 4) < 0 ||
-	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->min_std_ms) < 0)
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->min_std_ms) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 5) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->pause_ms) < 0)
 		goto out;
 	for (size_t i = 0; i < t->n; i++) {
 		const struct gossip_peer *p = &t->v[i];
@@ -276,14 +281,16 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		return -1;
 	struct gossip_cur c = {b.p, b.len, 0};
 	struct gossip_ev ev;
-	uint64_t k, v, iv, sd;
-	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || ev.u != 4 ||
+	uint64_t k, v, iv, sd, pz;
+	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || ev.u != 5 ||
 	    uint_at(&c, &k) < 0 || uint_at(&c, &t->partition_since) < 0 || uint_at(&c, &k) < 0 ||
 	    uint_at(&c, &t->saved_at) < 0 || uint_at(&c, &k) < 0 || uint_at(&c, &iv) < 0 ||
-	    uint_at(&c, &k) < 0 || uint_at(&c, &sd) < 0)
+	    uint_at(&c, &k) < 0 || uint_at(&c, &sd) < 0 || uint_at(&c, &k) < 0 ||
+	    uint_at(&c, &pz) < 0)
 		goto bad;
 	t->interval_ms = (double)iv;
 	t->min_std_ms = (double)sd;
+	t->pause_ms = (double)pz;
 	while (c.pos < c.n) {
 		uint8_t pk[32];
 		const uint8_t *rec;

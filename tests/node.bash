@@ -3,8 +3,9 @@
 # K random live members; heartbeats on a timer; a sync server; anti-entropy on a timer.
 # Every process a node starts is in its own process group, so node_kill stops them all.
 
-HB=${HB:-0.1}          # heartbeat interval, seconds
-HB_MS=${HB_MS:-100}    # the same in ms, for phi
+HB=${HB:-0.2}          # heartbeat interval, seconds
+HB_MS=${HB_MS:-200}    # the same in ms, for phi
+JITTER=${JITTER:-0}    # heartbeat jitter, a fraction of the interval
 FANOUT=${FANOUT:-3}
 
 # node_start NAME UDPPORT SYNCPORT [SEED_SYNCPORT] [extra announce args...]
@@ -20,7 +21,7 @@ node_start() {
 			gossip-merge --verified -d $T/$n 2>>$T/$n.log |
 			gossip-peers -d $T/$n -T -i $HB_MS observe 2>>$T/$n.log |
 			gossip-send -d $T/$n -k $FANOUT -M 2>>$T/$n.log &
-		gossip-peers -d $T/$n beat -e $HB | gossip-send -d $T/$n -k $FANOUT -M 2>>$T/$n.log &
+		gossip-peers -d $T/$n beat -e $HB -J $JITTER | gossip-send -d $T/$n -k $FANOUT -M 2>>$T/$n.log &
 		while sleep 1; do
 			peer=\$(gossip-peers -d $T/$n -s pick 2>/dev/null) &&
 				gossip-merge -d $T/$n -t 2 sync \"\$peer\" 2>/dev/null | gossip-send -d $T/$n -k $FANOUT -M 2>/dev/null
@@ -36,17 +37,18 @@ node_start() {
 	fi
 }
 
-# node_kill NAME [SIGNAL]: stop every process of the node (default: kill -9).
+# node_kill NAME [SIGNAL]: signal every process of the node (default: kill -9, after
+# which the node is gone; STOP and CONT pause and resume it).
 node_kill() {
-	local pg
+	local pg sig=${2:-9}
 	eval "pg=\${PGID_$1:-}"
-	[ -n "$pg" ] && kill -"${2:-9}" -- "-$pg" 2>/dev/null
-	eval "PGID_$1="
+	[ -n "$pg" ] && kill -"$sig" -- "-$pg" 2>/dev/null
+	[ "$sig" = 9 ] && eval "PGID_$1="
 	return 0
 }
 
 nodes_stop() {
-	for n in ${NODES:-}; do node_kill "$n" 9; done
+	for n in ${NODES:-}; do node_kill "$n" CONT; node_kill "$n" 9; done
 	NODES=
 }
 

@@ -26,6 +26,7 @@ int main(void)
 	struct gossip_peers_cfg cfg = gossip_peers_defaults;
 	cfg.interval_ms = 1000;
 	cfg.min_std_ms = 100;
+	cfg.pause_ms = 0;  /* the pure model first */
 
 	/* Steady heartbeats every 1000 ms (spread 100 ms). */
 	double steady[20];
@@ -73,6 +74,13 @@ int main(void)
 	struct gossip_peer w = with_arrivals(many, 150, 0);
 	ok(w.nint == GOSSIP_PHI_WINDOW && gossip_phi(&w, w.last_hb + 1000, &cfg) < 1,
 	   "old intervals leave the window");
+
+	/* An acceptable pause shifts the curve: the same silence is less suspicious. */
+	struct gossip_peers_cfg paused = cfg;
+	paused.pause_ms = 2000;
+	ok(gossip_phi(&p, last + 2000, &paused) < 1 && gossip_phi(&p, last + 4000, &paused) > 20,
+	   "with a 2 s acceptable pause: calm at 2 s (%.2f), suspect at 4 s (%.1f)",
+	   gossip_phi(&p, last + 2000, &paused), gossip_phi(&p, last + 4000, &paused));
 
 	/* Suspicion timeouts grow with log N, as in memberlist. */
 	ok(gossip_suspicion_ms(&cfg, 3) == 4000, "3 members: 4 intervals (%llu)",

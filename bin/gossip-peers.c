@@ -27,7 +27,7 @@ static void usage(int code)
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
-	        "       gossip-peers [-j] [-d dir] [-x handler] watch\n");
+	        "       gossip-peers [-jA] [-d dir] [-x handler] watch\n");
 	exit(code);
 }
 
@@ -244,8 +244,10 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	int back = !fresh && peer->state != GOSSIP_P_ALIVE;
 	peer->info = info;
 	peer->member_version = m.version;
-	if (!from_store || fresh)
-		gossip_peer_heard(peer, now);  /* an announcement is a sign of life too */
+	/* An announcement that arrives is a sign of life; one found in the store is not: such
+	 * a member has a grace period to be heard from (see tick). */
+	if (!from_store)
+		gossip_peer_heard(peer, now);
 	if (fresh || back) {
 		peer->state = GOSSIP_P_ALIVE;
 		peer->since = now;
@@ -253,6 +255,12 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	} else if (changed)
 		log_event("member-update", peer);
 	return 1;
+}
+
+/* Milliseconds from then to now; 0 when then is later (stamped after now was taken). */
+static uint64_t age(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
 }
 
 /* State changes over time; 1 when the table changed. */
@@ -270,6 +278,9 @@ static int tick(uint64_t now)
 			continue;
 		}
 		double phi = gossip_phi(p, now, &cfg);
+		/* Known from the store but never heard: suspect once the grace period is over. */
+		if (!p->last_hb && age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms))
+			phi = cfg.phi_suspect;
 		if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
 			p->state = GOSSIP_P_SUSPECT;
 			p->since = now;
@@ -279,7 +290,7 @@ static int tick(uint64_t now)
 			p->state = GOSSIP_P_ALIVE;
 			p->since = now;
 			changed = 1;
-		} else if (p->state == GOSSIP_P_SUSPECT && now - p->since >= suspicion) {
+		} else if (p->state == GOSSIP_P_SUSPECT && age(now, p->since) >= suspicion) {
 			p->state = GOSSIP_P_DEAD;
 			p->since = now;
 			changed = 1;
@@ -291,7 +302,7 @@ static int tick(uint64_t now)
 			if (p->score > 100)
 				p->score = 100;
 		}
-		if (p->state == GOSSIP_P_SUSPECT && now - p->since < suspicion)
+		if (p->state == GOSSIP_P_SUSPECT && age(now, p->since) < suspicion)
 			suspects_recent++;
 		if (p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD)
 			unreachable++;
@@ -301,7 +312,7 @@ static int tick(uint64_t now)
 	/* Forget the long dead and the long gone. */
 	for (size_t i = 0; i < table.n;) {
 		struct gossip_peer *p = &table.v[i];
-		if ((p->state == GOSSIP_P_DEAD || p->state == GOSSIP_P_LEFT) && now - p->since >= cfg.reap_ms) {
+		if ((p->state == GOSSIP_P_DEAD || p->state == GOSSIP_P_LEFT) && age(now, p->since) >= cfg.reap_ms) {
 			log_event("member-reap", p);
 			table.v[i] = table.v[--table.n];
 			changed = 1;
@@ -440,6 +451,7 @@ static int do_observe(void)
 			dirty |= scan_store();
 			last_scan = now;
 		}
+		now = gossip_now_ms();  /* after the scan, which stamps what it finds */
 		dirty |= tick(now);
 		if (dirty || now - last_save >= 1000) {
 			if (gossip_peers_save(&table, dir) < 0)
@@ -503,8 +515,8 @@ static void put_json_peer(const struct gossip_peer *p, uint64_t now)
 
 static int do_list(void)
 {
-	uint64_t now = gossip_now_ms();
 	load_table();
+	uint64_t now = gossip_now_ms();  /* after reading: nothing in the table is later */
 	if (json) {
 		for (size_t i = 0; i < table.n; i++) {
 			put_json_peer(&table.v[i], now);
@@ -726,6 +738,31 @@ static int do_watch(const char *handler, int from_start)
 
 /* ---- join and leave ---- */
 
+struct joinctx {
+	uint8_t self[32];
+	struct gossip_out out;
+	struct gossip_buf mine;  /* our own member record */
+};
+
+static int join_scan(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct joinctx *j = ctx;
+	struct gossip_msg m;
+	struct gossip_member info;
+	if (e->type != GOSSIP_T_SET || gossip_msg_decode(p, e->len, &m) < 0 ||
+	    m.keylen != strlen(GOSSIP_KEY_MEMBER) || memcmp(m.key, GOSSIP_KEY_MEMBER, m.keylen))
+		return 0;
+	if (!memcmp(m.origin, j->self, 32)) {
+		j->mine.len = 0;
+		return gossip_buf_put(&j->mine, p, e->len);
+	}
+	const char *a;
+	if (gossip_member_decode(m.value, m.valuelen, &info) == 0 &&
+	    (a = gossip_member_addr(&info, GOSSIP_UDP)))
+		gossip_out_index(&j->out, a);
+	return 0;
+}
+
 static int do_join(int argc, char **argv)
 {
 	struct gossip_store st;
@@ -741,6 +778,26 @@ static int do_join(int argc, char **argv)
 		else
 			ok++;
 		gossip_merger_free(&mg);
+	}
+	/* Tell every member we now know about us at once (eager), rather than waiting for
+	 * anti-entropy to carry our record around. */
+	if (ok && gossip_store_lock(&st) == 0) {
+		struct joinctx j = {{0}, {NULL, 0, -1, -1, 1200, 2000, 0, NULL, 0, 0, 0}, {0}};
+		struct gossip_keyring keys;
+		char name[64];
+		if (gossip_pub_load(dir, j.self, name, sizeof name) == 0 &&
+		    gossip_keyring_load(&keys, dir) == 0) {
+			j.out.keys = &keys;
+			gossip_store_each(&st, 0, join_scan, &j);
+			if (j.mine.len)
+				for (size_t i = 0; i < j.out.n; i++)
+					gossip_out_queue_to(&j.out, i, j.mine.p, j.mine.len);
+			gossip_out_flush(&j.out);
+			gossip_out_close(&j.out);
+			gossip_keyring_free(&keys);
+		}
+		gossip_buf_free(&j.mine);
+		gossip_store_unlock(&st);
 	}
 	gossip_store_close(&st);
 	if (!ok)

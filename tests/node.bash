@@ -15,7 +15,11 @@ node_start() {
 	[ -f "$T/$n/key" ] || gossip-keygen -d "$T/$n" -n "$n" >/dev/null
 	gossip-peers -d "$T/$n" announce -a "udp://127.0.0.1:$port" -a "tcp://127.0.0.1:$sport" "$@" |
 		gossip-merge -d "$T/$n" >/dev/null
-	setsid sh -c "
+	# Detached (no job-control noise when it is killed); its process group id comes back
+	# through a file: the session leader's pid.
+	rm -f "$T/$n.pgid"
+	(setsid sh -c "echo \$\$ >$T/$n.pgid
+
 		socat TCP-LISTEN:$sport,bind=127.0.0.1,reuseaddr,fork EXEC:'gossip-merge -d $T/$n serve' 2>/dev/null &
 		gossip-listen -q -d $T/$n udp://127.0.0.1:$port 2>>$T/$n.log |
 			gossip-merge --verified -d $T/$n 2>>$T/$n.log |
@@ -26,8 +30,9 @@ node_start() {
 			peer=\$(gossip-peers -d $T/$n -s pick 2>/dev/null) &&
 				gossip-merge -d $T/$n -t 2 sync \"\$peer\" 2>/dev/null | gossip-send -d $T/$n -k $FANOUT -M 2>/dev/null
 		done &
-		wait" </dev/null >/dev/null 2>&1 &
-	eval "PGID_$n=$!"
+		wait" </dev/null >/dev/null 2>&1 3>&- &)
+	for _ in $(seq 1 100); do [ -s "$T/$n.pgid" ] && break; sleep 0.01; done
+	eval "PGID_$n=$(cat "$T/$n.pgid")"
 	NODES="${NODES:-} $n"
 	if [ -n "$seed" ]; then
 		for _ in $(seq 1 50); do

@@ -244,11 +244,11 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	int back = !fresh && peer->state != GOSSIP_P_ALIVE;
 	peer->info = info;
 	peer->member_version = m.version;
-	/* An announcement that arrives is a sign of life; one found in the store is not: such
-	 * a member has a grace period to be heard from (see tick). */
-	if (!from_store)
-		gossip_peer_heard(peer, now);
 	if (fresh || back) {
+		/* Phi starts with its first heartbeat; until then it has a grace period (see
+		 * tick), also after a restart, when its old arrival times say nothing. */
+		peer->last_hb = 0;
+		peer->nint = peer->pos = 0;
 		peer->state = GOSSIP_P_ALIVE;
 		peer->since = now;
 		log_event("member-join", peer);
@@ -278,7 +278,7 @@ static int tick(uint64_t now)
 			continue;
 		}
 		double phi = gossip_phi(p, now, &cfg);
-		/* Known from the store but never heard: suspect once the grace period is over. */
+		/* Not heard since it joined or came back: suspect once the grace period is over. */
 		if (!p->last_hb && age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms))
 			phi = cfg.phi_suspect;
 		if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
@@ -419,9 +419,12 @@ static int do_observe(void)
 	have_self = gossip_pub_load(dir, self_pk, name, sizeof name) == 0;
 	if (gossip_peers_load(&table, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	/* The arrival times in an old table say nothing about now: start afresh. */
-	for (size_t i = 0; i < table.n; i++)
-		table.v[i].last_hb = table.v[i].last_hb ? gossip_now_ms() : 0;
+	/* The arrival times in an old table say nothing about now: every member starts with
+	 * a grace period again. */
+	for (size_t i = 0; i < table.n; i++) {
+		table.v[i].last_hb = 0;
+		table.v[i].since = gossip_now_ms();
+	}
 	struct stat st;
 	if (stat(gossip_path(dir, "rejects"), &st) == 0)
 		rejects_off = st.st_size;
@@ -727,8 +730,10 @@ static int do_watch(const char *handler, int from_start)
 			}
 			at += len;
 		}
-		memmove(b.p, b.p + at, b.len - at);
-		b.len -= at;
+		if (at) {
+			memmove(b.p, b.p + at, b.len - at);
+			b.len -= at;
+		}
 		struct timespec ts = {0, 100000000};
 		nanosleep(&ts, NULL);
 	}

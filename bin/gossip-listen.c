@@ -102,6 +102,10 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 			if (v != GOSSIP_V_OK) {
 				if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
 					gossip_note_reject(statedir, m.origin, gossip_verdict_name(v));
+				/* Malformed under a trusted kid: that signer's doing, or someone's posing. */
+				else if (v == GOSSIP_V_MALFORMED && m.cose.kidlen == 32 &&
+				         gossip_trust_find(&trust, m.cose.kid))
+					gossip_note_reject(statedir, m.cose.kid, "malformed");
 				reject(map[v], src, base + at, gossip_error());
 			} else {
 				remember(h);

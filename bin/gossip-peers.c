@@ -860,6 +860,8 @@ int main(int argc, char **argv)
 		{"sync", no_argument, NULL, 's'}, {"exec", required_argument, NULL, 'x'},
 		{"all", no_argument, NULL, 'A'}, {"tee", no_argument, NULL, 'T'},
 		{"jitter", required_argument, NULL, 'J'},
+		{"partition-share", required_argument, NULL, 256},
+		{"score-min", required_argument, NULL, 257},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {0}};
 	char **addrs = calloc((size_t)argc, sizeof *addrs), **tags = calloc((size_t)argc, sizeof *tags);
@@ -888,6 +890,16 @@ int main(int argc, char **argv)
 			jitter = strtod(optarg, &end);
 			if (*end || jitter < 0 || jitter >= 1)
 				gossip_die(GOSSIP_EXIT_ERR, "-J %s: want a fraction from 0 to below 1", optarg);
+			break;
+		case 256:
+			cfg.partition_share = strtod(optarg, &end);
+			if (*end || !(cfg.partition_share > 0) || cfg.partition_share > 1)
+				gossip_die(GOSSIP_EXIT_ERR, "--partition-share %s: want a fraction above 0, at most 1", optarg);
+			break;
+		case 257:
+			cfg.score_min = strtod(optarg, &end);
+			if (*end || cfg.score_min < 0 || cfg.score_min > 100)
+				gossip_die(GOSSIP_EXIT_ERR, "--score-min %s: want 0 to 100", optarg);
 			break;
 		case 'i':
 			cfg.interval_ms = strtod(optarg, &end);

@@ -283,7 +283,7 @@ static int tick(uint64_t now)
 			phi = cfg.phi_suspect;
 		if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
 			p->state = GOSSIP_P_SUSPECT;
-			p->since = now;
+			p->since = p->suspected_at = now;
 			changed = 1;
 			log_event("member-suspect", p);
 		} else if (p->state == GOSSIP_P_SUSPECT && phi < cfg.phi_suspect) {
@@ -302,12 +302,15 @@ static int tick(uint64_t now)
 			if (p->score > 100)
 				p->score = 100;
 		}
-		if (p->state == GOSSIP_P_SUSPECT && age(now, p->since) < suspicion)
+		/* Turned suspect within the detection window (suspicion timeout, twice), and
+		 * not heard from since: whether it is suspect or dead by now. */
+		if ((p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD) && p->suspected_at &&
+		    age(now, p->suspected_at) < 2 * suspicion)
 			suspects_recent++;
 		if (p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD)
 			unreachable++;
-		if (p->state != GOSSIP_P_LEFT && p->state != GOSSIP_P_DEAD)
-			alive++;
+		if (p->state != GOSSIP_P_LEFT && (p->state != GOSSIP_P_DEAD || age(now, p->suspected_at) < 2 * suspicion))
+			alive++;  /* alive until lately: the members a partition is measured against */
 	}
 	/* Forget the long dead and the long gone. */
 	for (size_t i = 0; i < table.n;) {

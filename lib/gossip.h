@@ -493,6 +493,7 @@ struct gossip_peer {
 	uint64_t last_hb;  /* local arrival of its newest heartbeat (ms) */
 	double intervals[GOSSIP_PHI_WINDOW];
 	int nint, pos;
+	uint64_t suspected_at;  /* when it last turned suspect (ms), for partition detection */
 	double score;  /* reputation, 0 to 100 */
 	uint64_t rejected;
 	char why[128];

@@ -159,7 +159,7 @@ PY
 	# Two of n1's four peers fall silent at once (stopped, not killed): 50% >= 30%.
 	node_kill n4 STOP
 	node_kill n5 STOP
-	wait_until 10 sh -c "gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
+	wait_until 15 sh -c "gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
 	gossip-peers -d "$T/n1" -j list | jq -se 'map(select(.partition_suspected_since)) | length == 1'
 	events n1 | jq -r .event | grep -q partition-suspected
 	grep -q "partition-suspected" n1.log

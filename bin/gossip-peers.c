@@ -714,8 +714,20 @@ static int do_watch(const char *handler, int from_start)
 			close(fd);
 		}
 		size_t at = 0, len;
-		while (at < b.len && gossip_cbor_scan(b.p + at, b.len - at, &gossip_any_limits, NULL, &len) ==
-		                             GOSSIP_SCAN_OK) {
+		int warned = 0;
+		while (at < b.len) {
+			int sc = gossip_cbor_scan(b.p + at, b.len - at, &gossip_any_limits, NULL, &len);
+			if (sc == GOSSIP_SCAN_MORE)
+				break;
+			if (sc == GOSSIP_SCAN_BAD) {
+				/* Not written by gossip-peers observe: say so, and find the next event
+				 * after it, a byte at a time. */
+				if (!warned++)
+					gossip_warn("events: %s is corrupt before offset %lld: skipping it", path,
+					            (long long)off);
+				at++;
+				continue;
+			}
 			struct event e;
 			if (parse_event(b.p + at, len, &e) == 0) {
 				char when[32];

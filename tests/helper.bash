@@ -8,9 +8,22 @@ PY=${PYTHON3:-/usr/bin/python3}
 DATA="$BATS_TEST_DIRNAME/data"
 
 setup() {
+	base_setup
+}
+
+# The start of every test: a fresh temp dir as $T and the working directory, and no
+# state dir from the environment. Files that define their own setup call it first.
+base_setup() {
 	T="$BATS_TEST_TMPDIR"
 	cd "$T" || return 1
 	unset GOSSIP_DIR
+}
+
+# Two nodes, a and b, where b trusts a.
+two_nodes() {
+	mknode a
+	mknode b
+	trust b a
 }
 
 # mknode NAME: a state dir $T/NAME with a key named NAME.

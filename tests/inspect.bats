@@ -5,12 +5,8 @@ load helper
 SEED=0101010101010101010101010101010101010101010101010101010101010101
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
-	mknode a
-	mknode b
-	trust b a
+	base_setup
+	two_nodes
 	gossip-send -d a set color blue >good
 	before=$(snapshot b)
 }

@@ -6,12 +6,8 @@ SEED=0303030303030303030303030303030303030303030303030303030303030303
 I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
-	mknode a
-	mknode b
-	trust b a
+	base_setup
+	two_nodes
 	$PY "$I" pub $SEED py >>b/trusted
 }
 

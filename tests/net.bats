@@ -7,13 +7,9 @@ load helper
 I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
+	base_setup
 	BG=
-	mknode a
-	mknode b
-	trust b a
+	two_nodes
 }
 
 teardown() {

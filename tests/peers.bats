@@ -8,9 +8,7 @@ load node
 I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
+	base_setup
 	NODES=
 	for n in n1 n2 n3 n4 n5 n6; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
 	for n in n1 n2 n3 n4 n5 n6; do cat n?.pub >"$n/trusted"; done
@@ -169,4 +167,21 @@ PY
 	wait_until 15 all_see alive n5
 	wait_until 10 sh -c "! gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
 	events n1 | jq -r .event | grep -q partition-healed
+}
+
+@test "bad peer files: a corrupt table is one clear error; a corrupt event log is skipped" {
+	echo garbage >n1/peers
+	run --separate-stderr gossip-peers -d "$T/n1" list
+	assert_failure 2
+	assert_error gossip-peers "n1/peers is not a peer table (gossip-peers observe writes it)"
+	run --separate-stderr gossip-peers -d "$T/n1" pick
+	assert_failure 2
+	rm n1/peers
+	printf '\377\377\034\377' >n1/events   # breaks and a reserved head: not CBOR at all
+	gossip-peers -d "$T/n1" -A watch >watched 2>watch.err & WATCH=$!
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-peers -d "$T/n1" observe
+	wait_until 5 grep -q "member-join n1" watched
+	grep -q "events: .*n1/events is corrupt before offset" watch.err
+	# And the table that observe wrote reads back.
+	gossip-peers -d "$T/n1" -j list | jq -e '.name == "n1" and .self and .state == "alive"'
 }

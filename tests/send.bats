@@ -2,8 +2,6 @@
 # gossip-send: making and signing messages; values, versions, batches and refusals.
 load helper
 
-setup_file() { :; }
-
 @test "set, del and event each make one verified message" {
 	mknode a
 	gossip-send -d a set color blue >m1

@@ -4,12 +4,8 @@
 load helper
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
-	mknode a
-	mknode b
-	trust b a
+	base_setup
+	two_nodes
 }
 
 teardown() {

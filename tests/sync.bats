@@ -7,9 +7,7 @@ SEED=0404040404040404040404040404040404040404040404040404040404040404
 I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
-	T="$BATS_TEST_TMPDIR"
-	cd "$T" || return 1
-	unset GOSSIP_DIR
+	base_setup
 	mknode a
 	mknode b
 	for n in a b; do trust $n a; trust $n b; done

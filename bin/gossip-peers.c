@@ -502,12 +502,16 @@ static void put_json_peer(const struct gossip_peer *p, uint64_t now)
 	       gossip_pstate_name(p->state), p->self ? "true" : "false",
 	       p->self ? 0.0 : gossip_phi(p, now, &cfg),
 	       p->last_hb ? (long long)(now - p->last_hb) : -1LL);
-	for (int i = 0; i < p->info.naddrs; i++)
-		printf("%s\"%s\"", i ? "," : "", p->info.addrs[i]);
+	for (int i = 0; i < p->info.naddrs; i++) {
+		printf("%s", i ? "," : "");
+		gossip_put_string(stdout, (const uint8_t *)p->info.addrs[i], strlen(p->info.addrs[i]), 0);
+	}
 	printf("],\"tags\":{");
 	for (int i = 0; i < p->info.ntags; i++) {
 		size_t k = strcspn(p->info.tags[i], "=");
-		printf("%s\"%.*s\":", i ? "," : "", (int)k, p->info.tags[i]);
+		printf("%s", i ? "," : "");
+		gossip_put_string(stdout, (const uint8_t *)p->info.tags[i], k, 0);
+		putchar(':');
 		gossip_put_string(stdout, (const uint8_t *)p->info.tags[i] + k + 1,
 		                  strlen(p->info.tags[i] + k + 1), 0);
 	}
@@ -732,10 +736,17 @@ static int do_watch(const char *handler, int from_start)
 			if (parse_event(b.p + at, len, &e) == 0) {
 				char when[32];
 				gossip_fmt_time(when, e.time);
-				if (json)
-					printf("{\"time\":%llu,\"event\":\"%s\",\"id\":\"%s\",\"name\":\"%s\",\"state\":\"%s\",\"addrs\":\"%s\",\"tags\":\"%s\"}\n",
-					       (unsigned long long)e.time, e.event, e.id, e.name, e.state, e.addrs, e.tags);
-				else
+				if (json) {
+					/* Every string escaped: names and tags come from other nodes. */
+					const char *f[][2] = {{"event", e.event}, {"id", e.id}, {"name", e.name},
+					                      {"state", e.state}, {"addrs", e.addrs}, {"tags", e.tags}};
+					printf("{\"time\":%llu", (unsigned long long)e.time);
+					for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+						printf(",\"%s\":", f[i][0]);
+						gossip_put_string(stdout, (const uint8_t *)f[i][1], strlen(f[i][1]), 0);
+					}
+					puts("}");
+				} else
 					printf("%s %s %s %s %s %s\n", when, e.event, *e.name ? e.name : "-",
 					       *e.state ? e.state : "-", *e.addrs ? e.addrs : "-", *e.tags ? e.tags : "-");
 				if (fflush(stdout) != 0)

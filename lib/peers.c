@@ -65,10 +65,16 @@ static int get_text(struct gossip_cur *c, char *out, size_t outlen, const char *
 	struct gossip_ev ev;
 	if (gossip_cur_expect(c, GOSSIP_EV_TSTR, &ev, what) < 0)
 		return -1;
-	if (ev.len >= outlen || memchr(ev.data, 0, ev.len) || !gossip_utf8_valid(ev.data, ev.len)) {
+	if (ev.len >= outlen || !gossip_utf8_valid(ev.data, ev.len)) {
 		gossip_seterr("%s: too long or not text", what);
 		return -1;
 	}
+	/* Names, addresses and tags are printed as they are for people: no control bytes. */
+	for (size_t i = 0; i < ev.len; i++)
+		if (ev.data[i] < 0x20 || ev.data[i] == 0x7f) {
+			gossip_seterr("%s: a control character", what);
+			return -1;
+		}
 	memcpy(out, ev.data, ev.len);
 	out[ev.len] = 0;
 	return 0;

@@ -185,3 +185,12 @@ PY
 	# And the table that observe wrote reads back.
 	gossip-peers -d "$T/n1" -j list | jq -e '.name == "n1" and .self and .state == "alive"'
 }
+
+@test "JSON from list and watch stays valid whatever names, addresses and tags hold" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 -t 'note=say"hi\' |
+		gossip-peers -d "$T/n1" observe
+	gossip-peers -d "$T/n1" -j list | jq -e '.tags.note == "say\"hi\\" and .addrs == ["udp://127.0.0.1:9"]'
+	gossip-peers -d "$T/n1" -j -A watch >watched & WATCH=$!
+	wait_until 5 grep -q member-join watched
+	jq -e '.event == "member-join" and .name == "n1" and .tags == "note=say\"hi\\"' watched
+}

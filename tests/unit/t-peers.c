@@ -110,6 +110,11 @@ int main(void)
 	   "tags in deterministic order (shorter keys first)");
 	b.p[0] = 0xa3;
 	ok(gossip_member_decode(b.p, b.len, &back) < 0, "a broken record is refused");
+	b.len = 0;
+	strcpy(m.name, "evil\033[2J");
+	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) < 0,
+	   "a name with an escape sequence is refused");
+	strcpy(m.name, "n1");
 	gossip_buf_free(&b);
 
 	/* The table: on disk and back; pick; leader. */

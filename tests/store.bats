@@ -40,7 +40,8 @@ PY
 		BG=
 		run gossip-merge -d b digest
 		assert_success
-		gossip-merge -d b keys >stored
+		# Exit 1 is an empty store (killed before the first message was stored); 2 fails.
+		gossip-merge -d b keys >stored || [ $? = 1 ]
 		printed_keys "out$round" | sort >printed
 		# Everything printed is stored.
 		[ -z "$(comm -23 printed <(sort stored))" ] || fail "round $round lost printed messages"

@@ -278,8 +278,10 @@ static int tick(uint64_t now)
 			continue;
 		}
 		double phi = gossip_phi(p, now, &cfg);
-		/* Not heard since it joined or came back: suspect once the grace period is over. */
-		if (!p->last_hb && age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms))
+		/* Not heard since it joined or came back: suspect once the grace period is over,
+		 * and no way back but a heartbeat (since restarts with each state). */
+		if (!p->last_hb && (p->state != GOSSIP_P_ALIVE ||
+		                    age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms)))
 			phi = cfg.phi_suspect;
 		if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
 			p->state = GOSSIP_P_SUSPECT;
@@ -416,7 +418,7 @@ static int do_observe(void)
 	struct gossip_reader r;
 	const uint8_t *p;
 	size_t n;
-	uint64_t off, last_save = 0, last_scan = 0;
+	uint64_t off, last_save = 0, last_scan = 0, last_tick = 0;
 	char name[64];
 	int got, dirty = 1;
 	have_self = gossip_pub_load(dir, self_pk, name, sizeof name) == 0;
@@ -443,9 +445,15 @@ static int do_observe(void)
 		uint64_t now = gossip_now_ms();
 		if (got == 1) {
 			dirty |= observe_msg(p, n, now, 0);
-			if (tee_out && gossip_write_all(1, p, n) < 0)
-				gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
-			if (gossip_reader_ready(&r))
+			/* Membership matters more than the copy: a reader that went away stops the
+			 * copy, not the observer. */
+			if (tee_out && gossip_write_all(1, p, n) < 0) {
+				gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
+				tee_out = 0;
+			}
+			/* More is buffered: take it first, but never let a busy stream starve the
+			 * clock that turns silent peers suspect. */
+			if (gossip_reader_ready(&r) && now - last_tick < 100)
 				continue;
 		} else if (got == 0 || stop) {
 			break;
@@ -459,6 +467,7 @@ static int do_observe(void)
 		}
 		now = gossip_now_ms();  /* after the scan, which stamps what it finds */
 		dirty |= tick(now);
+		last_tick = now;
 		if (dirty || now - last_save >= 1000) {
 			if (gossip_peers_save(&table, dir) < 0)
 				gossip_warn("%s", gossip_error());

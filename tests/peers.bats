@@ -72,7 +72,9 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	t0=$(date +%s%N)
 	node_kill n3
 	# The bound: phi 8 on 200 ms heartbeats, then 4 * max(1, log10 N) intervals.
-	wait_until 8 all_see dead n3 || fail "not dead everywhere: $(for n in n1 n2 n4 n5; do state_of $n n3; done)"
+	wait_until 8 all_see dead n3 ||
+		fail "not dead everywhere: $(for n in n1 n2 n4 n5; do echo "$n: $(state_of $n n3)"; tail -3 $n.log
+			[ "$(state_of $n n3)" = dead ] || { gossip-inspect --diag $T/$n/peers; events $n | jq -c '[.time, .event, .name]'; }; done)"
 	elapsed=$(( ($(date +%s%N) - t0) / 1000000 ))
 	echo "# detected in $elapsed ms" >&3
 	for n in n1 n2 n4 n5; do
@@ -193,4 +195,16 @@ PY
 	gossip-peers -d "$T/n1" -j -A watch >watched & WATCH=$!
 	wait_until 5 grep -q member-join watched
 	jq -e '.event == "member-join" and .name == "n1" and .tags == "note=say\"hi\\"' watched
+}
+
+@test "a member that announces itself but never beats is declared dead after its grace period" {
+	start_cluster 2
+	# n3 joins (its record reaches the others) but runs nothing: no heartbeat, ever.
+	gossip-peers -d "$T/n3" announce -a "udp://127.0.0.1:${PORTS[4]}" -a "tcp://127.0.0.1:${PORTS[5]}" |
+		gossip-merge -d "$T/n3" >/dev/null
+	gossip-peers -d "$T/n3" join "tcp://127.0.0.1:${PORTS[1]}"
+	# Grace 10 intervals + pause (2.4 s), suspicion 0.8 s, a store scan a second.
+	wait_until 10 sh -c "[ \"\$(gossip-peers -d $T/n1 -j list | jq -r 'select(.name == \"n3\") | .state')\" = dead ]"
+	events n1 | jq -r 'select(.name == "n3") | .event' | tr '\n' ' ' >ev
+	[ "$(cat ev)" = "member-join member-suspect member-failed " ] || fail "$(cat ev)"
 }

@@ -11,13 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	        "usage: gossip-listen [-q] [-d dir] [-a file] [-c connections] [-t seconds] address ...\n"
-	        "       gossip-listen [-q] [-d dir] -\n");
+	        "usage: gossip-listen [-q] [-d dir] [-a file] [-c connections] [-t seconds] [-s command]\n"
+	        "                     address ...\n"
+	        "       gossip-listen [-q] [-d dir] [-s command] -\n");
 	exit(code);
 }
 
@@ -34,7 +36,9 @@ static struct gossip_keyring keys;
 static struct gossip_buf out, plain;
 static int quiet;
 static volatile sig_atomic_t want_stats, want_exit, want_reload;
-static const char *statedir;
+static const char *statedir, *sync_cmd;
+static int syncs_running;
+enum { SYNCS_MAX = 16 };
 
 /* ---- what passes ---- */
 
@@ -167,6 +171,7 @@ struct conn {
 	int fd;
 	struct gossip_buf in;
 	uint64_t base, last;  /* stream offset of in.p[0]; last activity (ms) */
+	int fresh;  /* nothing read yet: may still be a sync */
 	char peer[320];
 };
 
@@ -225,6 +230,61 @@ static void peer_name(struct conn *c, int fd, int kind)
 		snprintf(c->peer, sizeof c->peer, "unix peer");
 }
 
+/* ---- syncs on the same port ---- */
+
+/* A stream that starts with a sync request (an array of five whose first element is
+ * "gossip-sync"; messages start with tag 18, sealed items with a byte string) belongs to
+ * the sync command. 1: it does; 0: it does not; -1: too early to tell. */
+static int is_sync(int fd)
+{
+	static const uint8_t hello[] = "\x85\x6bgossip-sync";
+	uint8_t b[sizeof hello - 1];
+	ssize_t k = recv(fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+	if (k <= 0)
+		return k < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
+	if (memcmp(b, hello, (size_t)k) != 0)
+		return 0;
+	return (size_t)k == sizeof b ? 1 : -1;
+}
+
+/* Run sh -c sync_cmd with the connection as its stdin and stdout. */
+static void hand_off(int fd, const char *peer)
+{
+	if (syncs_running >= SYNCS_MAX) {
+		gossip_warn("%s: %d syncs already running; refused this one", peer, SYNCS_MAX);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		gossip_warn("%s: cannot start the sync command: %s", peer, strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
+			_exit(127);
+		setenv("GOSSIP_PEER", peer, 1);
+		execl("/bin/sh", "sh", "-c", sync_cmd, (char *)NULL);
+		_exit(127);
+	}
+	syncs_running++;
+}
+
+static uint64_t age(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
+static void reap_syncs(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		syncs_running--;
+}
+
 /* inetd, tcpserver, systemd Accept=yes: one connection on stdin. */
 static int serve_stdin(void)
 {
@@ -239,6 +299,22 @@ static int serve_stdin(void)
 	if (strcmp(c.peer, "unix peer") == 0)
 		snprintf(c.peer, sizeof c.peer, "stdin");
 	c.fd = 0;
+	/* A socket can be looked at without taking the bytes: a sync becomes the command. */
+	if (sync_cmd) {
+		struct pollfd pfd = {0, POLLIN, 0};
+		int s;
+		while ((s = is_sync(0)) < 0 && poll(&pfd, 1, 60000) > 0)
+			;
+		if (s == 1) {
+			signal(SIGPIPE, SIG_DFL);
+			fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
+			if (dup2(0, 1) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "dup2: %s", strerror(errno));
+			setenv("GOSSIP_PEER", c.peer, 1);
+			execl("/bin/sh", "sh", "-c", sync_cmd, (char *)NULL);
+			gossip_die(GOSSIP_EXIT_ERR, "/bin/sh: %s", strerror(errno));
+		}
+	}
 	count.streams++;
 	for (;;) {
 		if (want_stats) {
@@ -257,6 +333,8 @@ static int serve_stdin(void)
 
 static void on_signal(int sig)
 {
+	if (sig == SIGCHLD)
+		return;  /* only to wake poll: the loop reaps */
 	if (sig == SIGUSR1)
 		want_stats = 1;
 	else if (sig == SIGHUP)
@@ -293,14 +371,14 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"addresses", required_argument, NULL, 'a'},
 		{"connections", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+		{"quiet", no_argument, NULL, 'q'}, {"sync", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {0}};
 	const char *dir = NULL, *addrfile = NULL;
 	int c, maxconn = 128, idle = 60;
 	char *end;
 
 	gossip_init(argv[0]);
-	while ((c = getopt_long(argc, argv, "d:a:c:t:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:a:c:t:s:qh", longopts, NULL)) != -1) {
 		gossip_opt_once(c);
 		switch (c) {
 		case 'd': dir = optarg; break;
@@ -316,6 +394,7 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "-t %s: want seconds, 1 to 86400", optarg);
 			break;
 		case 'q': quiet = 1; break;
+		case 's': sync_cmd = optarg; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -339,6 +418,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (argc == 1 && strcmp(argv[0], "-") == 0) {
@@ -377,7 +457,12 @@ int main(int argc, char **argv)
 		}
 		if (want_reload)
 			reload();
-		int r = poll(pfd, (nfds_t)(nl + maxconn), 1000);
+		reap_syncs();
+		int wait = 1000;
+		for (int k = 0; k < maxconn; k++)
+			if (conns[k].fd >= 0 && conns[k].fresh == 2)
+				wait = 10;
+		int r = poll(pfd, (nfds_t)(nl + maxconn), wait);
 		if (r < 0 && errno != EINTR)
 			gossip_die(GOSSIP_EXIT_ERR, "poll: %s", strerror(errno));
 		uint64_t now = gossip_now_ms();
@@ -423,6 +508,7 @@ int main(int argc, char **argv)
 			conns[slot].in.len = 0;
 			conns[slot].base = 0;
 			conns[slot].last = now;
+			conns[slot].fresh = 1;
 			peer_name(&conns[slot], fd, addrs[i].kind);
 			pfd[nl + slot].fd = fd;
 			pfd[nl + slot].events = POLLIN;
@@ -433,8 +519,24 @@ int main(int argc, char **argv)
 			if (cn->fd < 0)
 				continue;
 			int done = 0;
-			if (pfd[nl + k].revents & (POLLIN | POLLHUP | POLLERR))
-				done = read_conn(cn);
+			int ready = pfd[nl + k].revents & (POLLIN | POLLHUP | POLLERR);
+			if (ready || cn->fresh == 2) {
+				int s = sync_cmd && cn->fresh ? is_sync(cn->fd) : 0;
+				if (s < 0 && cn->fresh == 2 && age(now, cn->last) > 1000)
+					s = 0;  /* a second and still no whole request: not a sync */
+				if (s == 1) {
+					hand_off(cn->fd, cn->peer);
+					done = 1;
+				} else if (s == 0) {
+					cn->fresh = 0;
+					pfd[nl + k].events = POLLIN;
+					done = read_conn(cn);
+				} else if (ready) {
+					/* Part of a sync request: look again shortly, not at every poll. */
+					cn->fresh = 2;
+					pfd[nl + k].events = 0;
+				}
+			}
 			/* A connection that sends nothing for the idle time (half-open) is closed. */
 			if (!done && cn->last + (uint64_t)idle * 1000 < now)
 				done = 1;
@@ -448,5 +550,19 @@ int main(int argc, char **argv)
 		}
 	}
 	stats();
+	for (int k = 0; k < maxconn; k++) {
+		if (conns[k].fd >= 0)
+			close(conns[k].fd);
+		gossip_buf_free(&conns[k].in);
+	}
+	free(conns);
+	free(pfd);
+	free(addrs);
+	free(dgram);
+	free(seen);
+	gossip_buf_free(&out);
+	gossip_buf_free(&plain);
+	gossip_trust_free(&trust);
+	gossip_keyring_free(&keys);
 	return GOSSIP_EXIT_OK;
 }

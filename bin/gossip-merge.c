@@ -13,7 +13,7 @@
 static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	        "usage: gossip-merge [-v] [--verified] [-d dir] [file ...]\n"
+	        "usage: gossip-merge [-v] [--verified] [--lazy] [-d dir] [file ...]\n"
 	        "       gossip-merge [-ja] [-d dir] [-o origin] get key\n"
 	        "       gossip-merge [-j] [-d dir] keys [prefix]\n"
 	        "       gossip-merge [-j] [-d dir] dump\n"
@@ -26,7 +26,7 @@ static void usage(int code)
 }
 
 static struct gossip_store st;
-static int json, all, verbose, quiet_out, verified;
+static int json, all, verbose, quiet_out, verified, lazy;
 static const char *want_origin;
 
 static void print_new(void *ctx, const uint8_t *p, size_t n)
@@ -74,7 +74,7 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 
 static int do_merge(int argc, char **argv)
 {
-	struct gossip_merger mg = {&st, {0}, 0, print_new, NULL, 0, 0, 0, 0, 0, verified};
+	struct gossip_merger mg = {.st = &st, .on_new = print_new, .verified = verified, .lazy = lazy};
 	int status = GOSSIP_EXIT_OK;
 	if (argc == 0)
 		status = merge_fd(&mg, 0, "stdin");
@@ -295,7 +295,7 @@ static int q_export(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 
 int main(int argc, char **argv)
 {
-	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED };
+	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED, O_LAZY };
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
 		{"all", no_argument, NULL, 'a'}, {"origin", required_argument, NULL, 'o'},
@@ -304,7 +304,7 @@ int main(int argc, char **argv)
 		{"push-pull", no_argument, NULL, O_PUSHPULL},
 		{"tombstone-ttl", required_argument, NULL, O_TTL},
 		{"event-ttl", required_argument, NULL, O_ETTL},
-		{"verified", no_argument, NULL, O_VERIFIED},
+		{"verified", no_argument, NULL, O_VERIFIED}, {"lazy", no_argument, NULL, O_LAZY},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	struct gossip_store_opts opts = gossip_store_defaults;
 	const char *dir = NULL;
@@ -339,6 +339,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case O_VERIFIED: verified = 1; break;
+		case O_LAZY: lazy = 1; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -355,7 +356,7 @@ int main(int argc, char **argv)
 			v = i;
 	if ((v == 0 && argc != 2) || (v == 1 && argc > 2) || (v >= 2 && v <= 6 && argc != 1) ||
 	    (v == 7 && argc != 2) || (mode && v != 7) || ((all || want_origin) && v != 0) ||
-	    (verified && v >= 0))
+	    ((verified || lazy) && v >= 0))
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
 	signal(SIGPIPE, SIG_IGN);
@@ -396,7 +397,7 @@ int main(int argc, char **argv)
 		printf("compacted %s/store: %llu bytes, now %llu\n", dir, (unsigned long long)before,
 		       (unsigned long long)after);
 	} else {
-		struct gossip_merger mg = {&st, {0}, 0, print_new, NULL, 0, 0, 0, 0, 0, 0};
+		struct gossip_merger mg = {.st = &st, .on_new = print_new};
 		struct gossip_sync_stats s;
 		int r;
 		if (v == 6) {

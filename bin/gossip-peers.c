@@ -271,6 +271,9 @@ static int tick(uint64_t now)
 	for (size_t i = 0; i < table.n; i++)
 		members += table.v[i].state != GOSSIP_P_LEFT;
 	uint64_t suspicion = gossip_suspicion_ms(&cfg, members);
+	/* Members that turn suspect within this of each other went at once: twice the
+	 * suspicion timeout, and never under 10 intervals, as their phis cross apart. */
+	uint64_t window = 2 * suspicion > 10 * cfg.interval_ms ? 2 * suspicion : (uint64_t)(10 * cfg.interval_ms);
 	for (size_t i = 0; i < table.n; i++) {
 		struct gossip_peer *p = &table.v[i];
 		if (p->self) {
@@ -304,14 +307,14 @@ static int tick(uint64_t now)
 			if (p->score > 100)
 				p->score = 100;
 		}
-		/* Turned suspect within the detection window (suspicion timeout, twice), and
-		 * not heard from since: whether it is suspect or dead by now. */
+		/* Turned suspect within the window, and not heard from since: whether it is
+		 * suspect or dead by now. */
 		if ((p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD) && p->suspected_at &&
-		    age(now, p->suspected_at) < 2 * suspicion)
+		    age(now, p->suspected_at) < window)
 			suspects_recent++;
 		if (p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD)
 			unreachable++;
-		if (p->state != GOSSIP_P_LEFT && (p->state != GOSSIP_P_DEAD || age(now, p->suspected_at) < 2 * suspicion))
+		if (p->state != GOSSIP_P_LEFT && (p->state != GOSSIP_P_DEAD || age(now, p->suspected_at) < window))
 			alive++;  /* alive until lately: the members a partition is measured against */
 	}
 	/* Forget the long dead and the long gone. */
@@ -810,7 +813,7 @@ static int do_join(int argc, char **argv)
 	if (gossip_store_open(&st, dir, NULL) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	for (int i = 0; i < argc; i++) {
-		struct gossip_merger mg = {&st, {0}, 0, NULL, NULL, 0, 0, 0, 0, 0, 0};
+		struct gossip_merger mg = {.st = &st};
 		struct gossip_sync_stats s;
 		/* A push-pull sync: the seed learns about us, we about everyone it knows. */
 		if (gossip_sync_client(&mg, argv[i], GOSSIP_PUSH_PULL, 10000, &s) < 0)
@@ -857,7 +860,7 @@ static int do_leave(void)
 	/* Into our own store, then to every live peer at once (eager). */
 	if (gossip_store_open(&st, dir, NULL) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	struct gossip_merger mg = {&st, {0}, 0, NULL, NULL, 0, 0, 0, 0, 0, 0};
+	struct gossip_merger mg = {.st = &st};
 	if (gossip_merge_item(&mg, out.p, out.len, "leave", 0) < 0 || gossip_merge_flush(&mg) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	gossip_merger_free(&mg);

@@ -371,6 +371,11 @@ struct gossip_merger {
 	void *ctx;
 	uint64_t seen, added, dups, stale, rejected;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
+	int lazy;  /* report new messages once written, fdatasync just after (not before) */
+	/* Heartbeats are news, not state: the newest version per origin is kept here, in
+	 * memory, and never stored, digested or synced. */
+	struct gossip_beat { uint8_t origin[32]; uint64_t version; } *beats;
+	size_t nbeats, capbeats;
 };
 /* Take one item from src at offset off. A rejected item costs one stderr line; the
  * return is 0 unless something failed that should stop the caller (-1). */

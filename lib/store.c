@@ -374,6 +374,57 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 
 /* ---- merging ---- */
 
+/* A heartbeat: passed on when it is the newest from its origin, and forgotten. */
+static int merge_beat(struct gossip_merger *mg, const struct gossip_msg *m, const uint8_t *p,
+                      size_t n, const char *src, uint64_t off)
+{
+	struct gossip_beat *b = NULL;
+	const struct gossip_signer *sg;
+	struct gossip_msg mm;
+	for (size_t i = 0; i < mg->nbeats && !b; i++)
+		if (!memcmp(mg->beats[i].origin, m->origin, 32))
+			b = &mg->beats[i];
+	if (b && m->version <= b->version) {
+		mg->dups++;
+		return 0;
+	}
+	enum gossip_verdict v = mg->verified ? gossip_authorize(m, &mg->st->trust, &sg)
+	                                     : gossip_check(p, n, &mg->st->trust, &mm, &sg);
+	if (v == GOSSIP_V_OK && m->type != GOSSIP_T_SET) {
+		gossip_seterr("%s must be a set", GOSSIP_KEY_HB);
+		v = GOSSIP_V_MALFORMED;
+	}
+	if (v != GOSSIP_V_OK) {
+		if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
+			gossip_note_reject(mg->st->dir, m->origin, gossip_verdict_name(v));
+		mg->rejected++;
+		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
+		return 0;
+	}
+	if (!b) {
+		if (mg->nbeats == mg->capbeats) {
+			size_t cap = mg->capbeats ? 2 * mg->capbeats : 64;
+			struct gossip_beat *v2 = realloc(mg->beats, cap * sizeof *v2);
+			if (!v2) {
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			mg->beats = v2;
+			mg->capbeats = cap;
+		}
+		b = &mg->beats[mg->nbeats++];
+		memcpy(b->origin, m->origin, 32);
+	}
+	b->version = m->version;
+	/* After what came before it, so a member record still precedes its first beat. */
+	if (gossip_merge_flush(mg) < 0)
+		return -1;
+	mg->added++;
+	if (mg->on_new)
+		mg->on_new(mg->ctx, p, n);
+	return 0;
+}
+
 int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, const char *src,
                       uint64_t off)
 {
@@ -383,6 +434,8 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 	mg->seen++;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		goto reject;
+	if (m.keylen == strlen(GOSSIP_KEY_HB) && !memcmp(m.key, GOSSIP_KEY_HB, m.keylen))
+		return merge_beat(mg, &m, p, n, src, off);
 	gossip_slot(slot, &m);
 	switch (gossip_store_classify(mg->st, &m, slot)) {
 	case GOSSIP_DUP:
@@ -454,7 +507,7 @@ int gossip_merge_flush(struct gossip_merger *mg)
 			goto fail;
 		lens[nout++] = len;
 	}
-	if (out.len && (gossip_write_all(st->fd, out.p, out.len) < 0 || fdatasync(st->fd) < 0)) {
+	if (out.len && (gossip_write_all(st->fd, out.p, out.len) < 0 || (!mg->lazy && fdatasync(st->fd) < 0))) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
 	}
@@ -462,11 +515,15 @@ int gossip_merge_flush(struct gossip_merger *mg)
 	gossip_store_unlock(st);
 	mg->pending.len = 0;
 	mg->npending = 0;
-	/* On disk now: report them. */
+	/* On disk now (lazy: written, and durable just below): report them. */
 	for (size_t i = 0, o = 0; i < nout; o += lens[i++]) {
 		mg->added++;
 		if (mg->on_new)
 			mg->on_new(mg->ctx, out.p + o, lens[i]);
+	}
+	if (mg->lazy && nout && fdatasync(st->fd) < 0) {
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
+		goto out;
 	}
 	r = 0;
 	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
@@ -488,6 +545,9 @@ out:
 void gossip_merger_free(struct gossip_merger *mg)
 {
 	gossip_buf_free(&mg->pending);
+	free(mg->beats);
+	mg->beats = NULL;
+	mg->nbeats = mg->capbeats = 0;
 }
 
 /* ---- compaction and reading ---- */

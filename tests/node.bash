@@ -1,54 +1,44 @@
-# node.bash: a whole node composed from the programs, for the multi-node tests (the
-# composition gossip-node makes): receive, store, observe membership, pass rumors on to
-# K random live members; heartbeats on a timer; a sync server; anti-entropy on a timer.
-# Every process a node starts is in its own process group, so node_kill stops them all.
+# node.bash: whole nodes for the multi-node tests, each a gossip-node (which leads its
+# own process group, so node_kill reaches every process of a node and nothing else).
 
 HB=${HB:-0.2}          # heartbeat interval, seconds
-HB_MS=${HB_MS:-200}    # the same in ms, for phi
-JITTER=${JITTER:-0}    # heartbeat jitter, a fraction of the interval
+JITTER=${JITTER:-0.1}  # heartbeat jitter, a fraction of the interval
 FANOUT=${FANOUT:-3}
+SYNC=${SYNC:-1}        # anti-entropy interval, seconds
 
-# node_start NAME UDPPORT SYNCPORT [SEED_SYNCPORT] [extra announce args...]
+# node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
+# 127.0.0.1:PORT (UDP and TCP), joining the node at SEED_PORT; return once it listens.
 node_start() {
-	local n=$1 port=$2 sport=$3 seed=${4:-}
-	shift 4 2>/dev/null || shift $#
-	[ -f "$T/$n/key" ] || gossip-keygen -d "$T/$n" -n "$n" >/dev/null
-	gossip-peers -d "$T/$n" announce -a "udp://127.0.0.1:$port" -a "tcp://127.0.0.1:$sport" "$@" |
-		gossip-merge -d "$T/$n" >/dev/null
-	# Detached (no job-control noise when it is killed); its process group id comes back
-	# through a file: the session leader's pid.
-	rm -f "$T/$n.pgid"
-	(setsid sh -c "echo \$\$ >$T/$n.pgid
-
-		socat TCP-LISTEN:$sport,bind=127.0.0.1,reuseaddr,fork EXEC:'gossip-merge -d $T/$n serve' 2>/dev/null &
-		gossip-listen -q -d $T/$n udp://127.0.0.1:$port 2>>$T/$n.log |
-			gossip-merge --verified -d $T/$n 2>>$T/$n.log |
-			gossip-peers -d $T/$n -T -i $HB_MS observe 2>>$T/$n.log |
-			gossip-send -d $T/$n -k $FANOUT -M 2>>$T/$n.log &
-		gossip-peers -d $T/$n beat -e $HB -J $JITTER | gossip-send -d $T/$n -k $FANOUT -M 2>>$T/$n.log &
-		while sleep 1; do
-			peer=\$(gossip-peers -d $T/$n -s pick 2>/dev/null) &&
-				gossip-merge -d $T/$n -t 2 sync \"\$peer\" 2>/dev/null | gossip-send -d $T/$n -k $FANOUT -M 2>/dev/null
-		done &
-		wait" </dev/null >/dev/null 2>&1 3>&- &)
-	for _ in $(seq 1 100); do [ -s "$T/$n.pgid" ] && break; sleep 0.01; done
-	eval "PGID_$n=$(cat "$T/$n.pgid")"
+	local n=$1 port=$2 seed=${3:-} pid
+	shift 3 2>/dev/null || shift $#
+	rm -f "$T/$n/listening"
+	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-j "127.0.0.1:$seed"} \
+		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
+	pid=$!
+	for _ in $(seq 1 200); do
+		[ -s "$T/$n/listening" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -s "$T/$n/listening" ] || { cat "$T/$n.log" >&2; return 1; }
+	eval "PGID_$n=$pid"
 	NODES="${NODES:-} $n"
-	if [ -n "$seed" ]; then
-		for _ in $(seq 1 50); do
-			gossip-peers -d "$T/$n" join "tcp://127.0.0.1:$seed" 2>/dev/null && break
-			sleep 0.1
-		done
-	fi
 }
 
 # node_kill NAME [SIGNAL]: signal every process of the node (default: kill -9, after
-# which the node is gone; STOP and CONT pause and resume it).
+# which the node is gone; STOP and CONT pause and resume it; TERM makes it leave).
 node_kill() {
 	local pg sig=${2:-9}
 	eval "pg=\${PGID_$1:-}"
-	[ -n "$pg" ] && kill -"$sig" -- "-$pg" 2>/dev/null
-	[ "$sig" = 9 ] && eval "PGID_$1="
+	[ -n "$pg" ] || return 0
+	if [ "$sig" = TERM ]; then
+		kill -TERM "$pg" 2>/dev/null
+		for _ in $(seq 1 100); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.05; done
+		kill -9 -- "-$pg" 2>/dev/null || true
+	else
+		kill -"$sig" -- "-$pg" 2>/dev/null || true
+	fi
+	case $sig in 9 | TERM) eval "PGID_$1=" ;; esac
 	return 0
 }
 
@@ -74,6 +64,7 @@ wait_until() {
 	return 1
 }
 
+# freeports N: N ports free for both UDP and TCP on 127.0.0.1.
 freeports() {
 	/usr/bin/python3 - "$1" <<'PY'
 import socket, sys

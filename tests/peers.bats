@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# gossip-peers on real nodes on loopback (tests/node.bash composes them): joining,
+# gossip-peers on real nodes on loopback (gossip-node, through tests/node.bash): joining,
 # failure detection, restart, leave, false positives, pick, leader, handlers, reputation
 # and partitions.
 load helper
@@ -24,11 +24,11 @@ teardown() {
 # start_cluster N [tags for n2 and n4...]: nodes n1..nN, each joining n1.
 start_cluster() {
 	local count=$1 i
-	node_start n1 "${PORTS[0]}" "${PORTS[1]}" ""
+	node_start n1 "${PORTS[0]}" ""
 	for i in $(seq 2 "$count"); do
 		local extra=()
 		[ "$i" = 2 ] || [ "$i" = 4 ] && extra=(-t leader=eligible)
-		node_start "n$i" "${PORTS[$((2 * i - 2))]}" "${PORTS[$((2 * i - 1))]}" "${PORTS[1]}" "${extra[@]}"
+		node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" "${extra[@]}"
 	done
 	wait_until 20 all_alive "$count" || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }
@@ -71,7 +71,7 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	start_cluster 5
 	t0=$(date +%s%N)
 	node_kill n3
-	# The bound: phi 8 on 200 ms heartbeats, then 4 * max(1, log10 N) intervals.
+	# The bound: phi 8 on 200 ms heartbeats, then max(1, log10 N) intervals (gossip-node -S 1).
 	wait_until 8 all_see dead n3 ||
 		fail "not dead everywhere: $(for n in n1 n2 n4 n5; do echo "$n: $(state_of $n n3)"; tail -3 $n.log
 			[ "$(state_of $n n3)" = dead ] || { gossip-inspect --diag $T/$n/peers; events $n | jq -c '[.time, .event, .name]'; }; done)"
@@ -86,7 +86,7 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	dead=$(gossip-peers -d "$T/n1" -j list | jq -r 'select(.name == "n3") | .addrs[0]')
 	for _ in $(seq 1 100); do gossip-peers -d "$T/n1" pick; done >picked
 	[ "$(grep -cx "$dead" picked)" -lt 30 ]
-	node_start n3 "${PORTS[4]}" "${PORTS[5]}" "${PORTS[1]}"
+	node_start n3 "${PORTS[2]}" "${PORTS[0]}"
 	wait_until 10 all_see alive n3
 }
 
@@ -122,9 +122,9 @@ SH
 	chmod +x handler
 	gossip-peers -d "$T/n1" -x "$T/handler" watch >/dev/null & WATCH=$!
 	sleep 0.3
-	node_start n4 "${PORTS[6]}" "${PORTS[7]}" "${PORTS[1]}"
+	node_start n4 "${PORTS[3]}" "${PORTS[0]}"
 	wait_until 10 grep -q "^member-join n4 alive" handled
-	gossip-peers -d "$T/n4" announce -a "udp://127.0.0.1:${PORTS[6]}" -a "tcp://127.0.0.1:${PORTS[7]}" -t role=db |
+	gossip-peers -d "$T/n4" announce -a "udp://127.0.0.1:${PORTS[3]}" -a "tcp://127.0.0.1:${PORTS[3]}" -t role=db |
 		gossip-merge -d "$T/n4" | gossip-send -d "$T/n4" -M
 	wait_until 10 grep -q "^member-update n4 alive role=db" handled
 	gossip-peers -d "$T/n4" leave >/dev/null
@@ -200,10 +200,10 @@ PY
 @test "a member that announces itself but never beats is declared dead after its grace period" {
 	start_cluster 2
 	# n3 joins (its record reaches the others) but runs nothing: no heartbeat, ever.
-	gossip-peers -d "$T/n3" announce -a "udp://127.0.0.1:${PORTS[4]}" -a "tcp://127.0.0.1:${PORTS[5]}" |
+	gossip-peers -d "$T/n3" announce -a "udp://127.0.0.1:${PORTS[2]}" -a "tcp://127.0.0.1:${PORTS[2]}" |
 		gossip-merge -d "$T/n3" >/dev/null
-	gossip-peers -d "$T/n3" join "tcp://127.0.0.1:${PORTS[1]}"
-	# Grace 10 intervals + pause (2.4 s), suspicion 0.8 s, a store scan a second.
+	gossip-peers -d "$T/n3" join "tcp://127.0.0.1:${PORTS[0]}"
+	# Grace 10 intervals + pause (2.4 s), suspicion 0.2 s, a store scan a second.
 	wait_until 10 sh -c "[ \"\$(gossip-peers -d $T/n1 -j list | jq -r 'select(.name == \"n3\") | .state')\" = dead ]"
 	events n1 | jq -r 'select(.name == "n3") | .event' | tr '\n' ' ' >ev
 	[ "$(cat ev)" = "member-join member-suspect member-failed " ] || fail "$(cat ev)"

@@ -1,0 +1,175 @@
+#!/usr/bin/env bats
+# gossip-node end to end: ten real nodes on loopback. Rumor reaches every store, kill -9
+# is detected by all, a restarted node and a late joiner catch up, forgeries reach no
+# store, a graceful stop leaves, and bad usage changes nothing.
+load helper
+load node
+
+setup() {
+	base_setup
+	NODES=
+	set -- $(freeports 12)
+	PORTS=("$@")
+	# Eleven identities (n11 joins late) and a stranger; the members trust each other.
+	for i in $(seq 1 11); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
+	for i in $(seq 1 11); do cat n*.pub >"n$i/trusted"; done
+	gossip-keygen -d "$T/mallory" -n mallory >/dev/null
+}
+
+teardown() {
+	nodes_stop
+}
+
+# cluster N: nodes n1..nN, n2 on joining n1; wait until everyone sees N alive.
+cluster() {
+	node_start n1 "${PORTS[0]}" ""
+	for i in $(seq 2 "$1"); do node_start "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
+	wait_until 30 all_alive "$1" ||
+		fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+}
+
+all_alive() {
+	for n in $NODES; do
+		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c '^alive$')" = "$1" ] || return 1
+	done
+}
+
+# publish NODE KEY VALUE: sign at NODE, store there, and pass it on as the node does.
+publish() {
+	gossip-send -d "$T/$1" set "$2" "$3" | gossip-merge -d "$T/$1" | gossip-send -d "$T/$1" -k "$FANOUT" -M
+}
+
+# everyone_has KEY VALUE [NODES...]: every (given) node's store holds KEY = VALUE.
+everyone_has() {
+	local k=$1 v=$2 n
+	shift 2
+	for n in ${*:-$NODES}; do
+		[ "$(gossip-merge -d "$T/$n" get "$k" 2>/dev/null)" = "$v" ] || return 1
+	done
+}
+
+# converged [NODES...]: every (given) store has the same Merkle digest.
+converged() {
+	local n
+	for n in ${*:-$NODES}; do gossip-merge -d "$T/$n" digest; done | sort -u >digests
+	[ "$(wc -l <digests)" = 1 ]
+}
+
+all_see() {
+	for n in $NODES; do
+		[ "$n" = "$2" ] && continue
+		[ "$(state_of "$n" "$2")" = "$1" ] || return 1
+	done
+}
+
+ms() { echo $(($(date +%s%N) / 1000000)); }
+
+@test "ten nodes: a value published at any node reaches every store" {
+	cluster 10
+	for from in n1 n7 n10; do
+		t0=$(ms)
+		publish "$from" "greeting-$from" "hello from $from"
+		wait_until 10 everyone_has "greeting-$from" "hello from $from" ||
+			fail "not everywhere: $(for n in $NODES; do echo "$n: $(gossip-merge -d $T/$n get greeting-$from)"; done)"
+		echo "# from $from: every store in $(($(ms) - t0)) ms" >&3
+	done
+	# Sent to the node's own port instead, by any program: the node takes it from there.
+	gossip-send -d "$T/n4" -t "udp://127.0.0.1:${PORTS[3]}" set via-port yes
+	wait_until 10 everyone_has via-port yes
+	wait_until 10 converged
+}
+
+@test "kill -9: marked dead by every other node within the bound; restarted, it catches up" {
+	cluster 10
+	t0=$(ms)
+	node_kill n5
+	# phi crosses 8 about 3 intervals after the last beat, then 1 * log10(11) intervals:
+	# about a second at 0.2 s; the bound leaves room for a loaded machine.
+	wait_until 10 all_see dead n5 ||
+		fail "$(for n in $NODES; do echo "$n: $(state_of $n n5)"; done)"
+	echo "# dead at all nine others in $(($(ms) - t0)) ms" >&3
+	NODES=$(printf '%s\n' $NODES | grep -vx n5 | tr '\n' ' ')
+	# Published while it was down: it gets them from anti-entropy once back.
+	for i in $(seq 1 20); do publish "n$((i % 4 + 1))" "while-down-$i" "$i"; done
+	wait_until 10 everyone_has while-down-20 20
+	node_start n5 "${PORTS[4]}" "${PORTS[0]}"
+	wait_until 15 everyone_has while-down-1 1 n5
+	for i in $(seq 1 20); do wait_until 10 everyone_has "while-down-$i" "$i" n5; done
+	wait_until 15 all_see alive n5
+	wait_until 10 converged
+}
+
+@test "a node joining late receives the whole state" {
+	cluster 10
+	for i in $(seq 1 50); do publish "n$((i % 10 + 1))" "k$i" "v$i"; done
+	wait_until 10 converged
+	node_start n11 "${PORTS[10]}" "${PORTS[2]}"
+	wait_until 20 converged || fail "$(for n in $NODES; do echo "$n $(gossip-merge -d $T/$n digest)"; done)"
+	for i in $(seq 1 50); do [ "$(gossip-merge -d "$T/n11" get "k$i")" = "v$i" ]; done
+	wait_until 15 all_alive 11
+}
+
+@test "a forged message (an untrusted signer) sent by UDP reaches no store" {
+	cluster 10
+	for i in 1 4 8; do
+		gossip-send -d "$T/mallory" -t "udp://127.0.0.1:${PORTS[$((i - 1))]}" set evil "from mallory"
+	done
+	# A signature broken in transit too: a real member's message, one bit flipped.
+	gossip-send -d "$T/n2" set tampered no >good
+	cp good bad
+	flipbit bad 60
+	/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "${PORTS[5]}"
+	publish n3 marker after
+	wait_until 10 everyone_has marker after
+	sleep 2  # two more anti-entropy rounds, in case anything got in somewhere
+	for n in $NODES; do
+		run gossip-merge -d "$T/$n" get evil
+		assert_failure 1
+		run gossip-merge -d "$T/$n" get tampered
+		assert_failure 1
+	done
+	grep -q "untrusted signer" n1.log
+	grep -q "bad signature\|malformed" n6.log
+}
+
+@test "SIGTERM: the node leaves (seen as left, not failed) and no process stays behind" {
+	cluster 4
+	pg=$PGID_n3
+	node_kill n3 TERM
+	NODES=" n1 n2 n4"
+	wait_until 10 all_see left n3
+	sleep 1.5  # longer than failure detection takes
+	all_see left n3
+	run pgrep -g "$pg"
+	assert_failure
+	grep -q "member-leave n3 left" n1.log || fail "$(cat n1.log)"
+	! grep -q "member-failed n3" n1.log
+}
+
+@test "a port in use: the node says so and exits 1, leaving nothing running" {
+	node_start n1 "${PORTS[0]}" ""
+	run --separate-stderr gossip-node -d "$T/n2" -n n2 -l "127.0.0.1:${PORTS[0]}"
+	[ "$status" = 1 ]
+	[[ "$stderr" == *"cannot listen on 127.0.0.1:${PORTS[0]}"* ]]
+	[[ "$stderr" == *"Address already in use"* ]]
+	run pgrep -f "gossip-listen -d $T/n2 "
+	assert_failure
+}
+
+@test "bad usage: exit 2, one line saying what to do, no state directory made" {
+	for args in "-l 7946" "-l 127.0.0.1:99999" "-l 127.0.0.1:x" "-i 0" "-i abc" "-k 0" \
+		"-J 1.5" "-s -1" "-j 10.0.0.1" "extra"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr gossip-node -d "$T/fresh" $args
+		[ "$status" = 2 ] || fail "$args: exit $status"
+		[ -n "$stderr" ] && [ "$(printf '%s\n' "$stderr" | wc -l)" -le 2 ] || fail "$args: $stderr"
+		[[ "$stderr" == gossip-node:* || "$stderr" == usage:* ]] || fail "$args: $stderr"
+		[ ! -e "$T/fresh" ] || fail "$args made the state directory"
+	done
+	run gossip-node --help
+	assert_success
+	assert_output --partial "usage: gossip-node"
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bats
+# Faults: ten gossip-node hosts, each in its own network namespace on one bridge
+# (tests/netns.bash), with nftables dropping packets: 20% loss everywhere, then a
+# partition into two halves and its healing. Every node must end converged.
+load helper
+load node
+load netns
+
+setup() {
+	base_setup
+	why=$(net_ok) || skip "$why"
+	NS=gf$$
+	NODES=
+	net_up "$NS" 10 || fail "cannot set up the namespaces"
+	for i in $(seq 1 10); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
+	for i in $(seq 1 10); do cat n*.pub >"n$i/trusted"; done
+}
+
+teardown() {
+	nodes_stop
+	net_down "${NS:-none}"
+}
+
+# ns_start I [SEED]: node nI in host I, joining host SEED.
+ns_start() {
+	local i=$1 pid
+	ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
+		${2:+-j "10.222.0.$2:7946"} -i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" \
+		</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
+	pid=$!
+	for _ in $(seq 1 200); do [ -s "$T/n$i/listening" ] && break; sleep 0.05; done
+	[ -s "$T/n$i/listening" ] || fail "n$i did not start: $(cat "$T/n$i.log")"
+	eval "PGID_n$i=$pid"
+	NODES="$NODES n$i"
+}
+
+cluster() {
+	ns_start 1
+	for i in $(seq 2 10); do ns_start "$i" 1; done
+}
+
+publish() {
+	gossip-send -d "$T/$1" set "$2" "$3" | gossip-merge -d "$T/$1" | gossip-send -d "$T/$1" -k "$FANOUT" -M
+}
+
+# converged KEY...: every store holds every KEY, and all stores have one digest.
+converged() {
+	local n k
+	for n in $NODES; do
+		for k in "$@"; do gossip-merge -d "$T/$n" get "$k" >/dev/null 2>&1 || return 1; done
+	done
+	for n in $NODES; do gossip-merge -d "$T/$n" digest; done | sort -u >digests
+	[ "$(wc -l <digests)" = 1 ]
+}
+
+# sees COUNT STATE NODES...: each of NODES has COUNT members in STATE.
+sees() {
+	local count=$1 state=$2 n
+	shift 2
+	for n in "$@"; do
+		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c "^$state\$")" = "$count" ] || return 1
+	done
+}
+
+report() {
+	for n in $NODES; do
+		echo "== $n $(gossip-merge -d "$T/$n" digest) $(gossip-merge -d "$T/$n" keys | tr '\n' ' ')"
+		gossip-peers -d "$T/$n" list | sed 1d | awk '{print "   " $1, $3}' | tr '\n' ' '
+		echo
+	done
+}
+
+@test "20% packet loss on every host: every node still converges" {
+	for i in $(seq 1 10); do
+		net_nft "$NS" "$i" 'table inet loss {
+			chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 100 < 20 drop; }
+		}'
+	done
+	# Loss is real: a thousand datagrams from host 1 to host 2 lose about a fifth.
+	ip netns exec "$NS-2" socat -u UDP-RECV:9999,bind=10.222.0.2 OPEN:got,creat,append & sink=$!
+	sleep 0.2
+	for _ in $(seq 1 1000); do echo x; done | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
+	sleep 0.3
+	kill $sink 2>/dev/null || true
+	got=$(wc -l <got)
+	echo "# 1000 datagrams sent, $got arrived" >&3
+	[ "$got" -gt 700 ] && [ "$got" -lt 880 ]
+
+	cluster
+	t0=$(date +%s)
+	for i in $(seq 1 30); do publish "n$((i % 10 + 1))" "lossy$i" "$i"; done
+	keys=$(seq 1 30 | sed 's/^/lossy/')
+	# shellcheck disable=SC2086
+	wait_until 60 converged $keys || fail "$(report)"
+	echo "# converged under 20% loss $(($(date +%s) - t0)) s after the first publish" >&3
+}
+
+@test "a partition into two halves, then healed: every node converged" {
+	cluster
+	wait_until 30 sees 10 alive $NODES || fail "$(report)"
+	# Hosts 1-5 and 6-10 no longer hear each other, in both directions.
+	for i in $(seq 1 10); do
+		if [ "$i" -le 5 ]; then other=10.222.0.6-10.222.0.10; else other=10.222.0.1-10.222.0.5; fi
+		net_nft "$NS" "$i" "table inet part {
+			chain in { type filter hook input priority 0; ip saddr $other drop; }
+			chain out { type filter hook output priority 0; ip daddr $other drop; }
+		}"
+	done
+	publish n2 left-side 1
+	publish n8 right-side 1
+	# Each half declares the other dead, and says it looks like a partition.
+	wait_until 30 sees 5 dead n1 n2 n3 n4 n5 n6 n7 n8 n9 n10 || fail "$(report)"
+	grep -q partition-suspected n1.log
+	run gossip-merge -d "$T/n1" get right-side
+	assert_failure 1
+	run gossip-merge -d "$T/n9" get left-side
+	assert_failure 1
+
+	for i in $(seq 1 10); do ip netns exec "$NS-$i" nft delete table inet part; done
+	t0=$(date +%s)
+	wait_until 60 converged left-side right-side || fail "$(report)"
+	wait_until 60 sees 10 alive $NODES || fail "$(report)"
+	echo "# healed: converged and all alive $(($(date +%s) - t0)) s after the partition ended" >&3
+}

@@ -251,3 +251,41 @@ PY
 	[ "$(gossip-merge -d b keys | wc -l)" = 4000 ]
 	[ "$(gossip-inspect -d b -j b/store | jq -s length)" = 4000 ]
 }
+
+@test "heartbeats are news, not state: passed on once, newest only, never stored" {
+	gossip-send -d a set color blue | gossip-merge -d b >/dev/null
+	before=$(gossip-merge -d b digest)
+	gossip-peers -d a beat >hb1
+	gossip-peers -d a beat >hb2
+	cat hb1 hb2 hb1 hb2 | gossip-merge -d b >out
+	cat hb1 hb2 >want
+	cmp want out
+	cat hb2 hb1 | gossip-merge -d b >newest   # older than one already passed: not again
+	cmp hb2 newest
+	# Not in the store: digest, keys and the file are as before.
+	[ "$(gossip-merge -d b digest)" = "$before" ]
+	run gossip-merge -d b keys _hb
+	assert_failure 1
+	# Checked like any message: a broken signature, a del of _hb.
+	gossip-peers -d a beat >bad
+	flipbit bad $(($(stat -c %s bad) - 10))   # in the signature
+	run --separate-stderr gossip-merge -d b bad
+	assert_failure 1
+	[[ "$stderr" == *"bad: offset 0:"* ]]
+	gossip-send -d a del _hb >del
+	run --separate-stderr gossip-merge -d b del
+	assert_failure 1
+	[[ "$stderr" == *"_hb must be a set"* ]]
+	[ "$(gossip-merge -d b digest)" = "$before" ]
+}
+
+@test "--lazy: the same messages printed and stored; only with merging" {
+	for i in 1 2 3; do gossip-send -d a set "k$i" "$i"; done >m
+	gossip-merge --lazy -d b m >out
+	cmp m out
+	[ "$(gossip-merge -d b get k3)" = 3 ]
+	gossip-merge --lazy -d b m >again
+	[ ! -s again ]
+	run gossip-merge --lazy -d b get k1
+	assert_failure 2
+}

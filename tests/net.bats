@@ -306,3 +306,43 @@ PY
 	run --separate-stderr gossip-merge --verified -d b keys
 	assert_failure 2
 }
+
+@test "-s: syncs and messages share one TCP port; the sync goes to the command, unread" {
+	gossip-send -d b set on-b 1 | gossip-merge -d b >/dev/null
+	gossip-send -d a set on-a 1 | gossip-merge -d a >/dev/null
+	cat b.pub >>a/trusted
+	listen b got -s "exec gossip-merge -d '$T/b' serve" udp://127.0.0.1:0 tcp://127.0.0.1:0
+	tcp=$(sed -n 2p got.addrs)
+	run gossip-merge -d a sync "$tcp"
+	assert_success
+	[ "$(gossip-merge -d b get on-a)" = 1 ]
+	[ "$(gossip-merge -d a get on-b)" = 1 ]
+	# Streams of messages on the same port still go to standard output, and datagrams.
+	gossip-send -d a -t "$tcp" set streamed yes
+	gossip-send -d a -t "$(sed -n 1p got.addrs)" set datagram yes
+	wait_for got 2
+	[ "$(gossip-inspect -d b -j got | jq -r .key | sort | tr '\n' ' ')" = "datagram streamed " ]
+	# Half a sync request that never completes is, after a second, an ordinary bad stream.
+	printf '\x85\x6bgoss' | socat -t 3 - "TCP:${tcp#tcp://}"
+	for _ in $(seq 1 60); do grep -q "stream ended inside an item\|offset 0" got.err && break; sleep 0.05; done
+	grep -q "offset 0" got.err
+	# The listener is still serving.
+	gossip-send -d a set later 1 | gossip-merge -d a >/dev/null
+	run gossip-merge -d a sync "$tcp"
+	assert_success
+	[ "$(gossip-merge -d b get later)" = 1 ]
+}
+
+@test "-s in inetd mode: a sync on stdin becomes the command, messages are merged" {
+	port=$(freeport)
+	gossip-send -d a set on-a 1 | gossip-merge -d a >/dev/null
+	cat b.pub >>a/trusted
+	tcpserver -q 127.0.0.1 "$port" sh -c "gossip-listen -d $T/b -s 'exec gossip-merge -d $T/b serve' - 2>>$T/got.err | gossip-merge --verified -d $T/b >/dev/null" & BG=$!
+	for _ in $(seq 1 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.05; done
+	run gossip-merge -d a sync "tcp://127.0.0.1:$port"
+	assert_success
+	[ "$(gossip-merge -d b get on-a)" = 1 ]
+	gossip-send -d a -t "tcp://127.0.0.1:$port" set streamed yes
+	for _ in $(seq 1 100); do gossip-merge -d b get streamed >/dev/null 2>&1 && break; sleep 0.05; done
+	[ "$(gossip-merge -d b get streamed)" = yes ]
+}

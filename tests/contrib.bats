@@ -74,6 +74,7 @@ serves_both() {
 	grep -q '^KillMode=mixed' "$C/systemd/gossip-node.service"
 	# systemd starts the service as a session leader.
 	setsid sh -c "exec $cmd" </dev/null >/dev/null 2>node.log 3>&- & pid=$!
+	PGID_n1=$pid NODES=" n1"   # teardown stops it, whatever happens
 	wait_until 5 test -s "$T/n1/listening"
 	wait_until 5 sh -c "gossip-peers -d $T/n1 list | grep -q '^n1 .* alive .*127.0.0.1:${PORTS[3]}'"
 	kill -TERM "$pid"   # KillMode=mixed: the main process only

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(int code)
@@ -38,7 +39,9 @@ static int quiet;
 static volatile sig_atomic_t want_stats, want_exit, want_reload;
 static const char *statedir, *sync_cmd;
 static int syncs_running;
-enum { SYNCS_MAX = 16 };
+/* At most this many syncs at once; a stream that is no whole sync request after
+ * SYNC_WAIT_MS is taken as messages. */
+enum { SYNCS_MAX = 16, SYNC_WAIT_MS = 1000 };
 
 /* ---- what passes ---- */
 
@@ -302,9 +305,13 @@ static int serve_stdin(void)
 	/* A socket can be looked at without taking the bytes: a sync becomes the command. */
 	if (sync_cmd) {
 		struct pollfd pfd = {0, POLLIN, 0};
-		int s;
-		while ((s = is_sync(0)) < 0 && poll(&pfd, 1, 60000) > 0)
-			;
+		int s = poll(&pfd, 1, 60000) > 0 ? is_sync(0) : 0;
+		/* Part of a request: look again every 10 ms (the bytes stay readable, so poll
+		 * would not wait), for SYNC_WAIT_MS at most. */
+		for (int i = 0; s < 0 && i < SYNC_WAIT_MS / 10; i++) {
+			nanosleep(&(struct timespec){0, 10000000}, NULL);
+			s = is_sync(0);
+		}
 		if (s == 1) {
 			signal(SIGPIPE, SIG_DFL);
 			fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
@@ -371,8 +378,8 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"addresses", required_argument, NULL, 'a'},
 		{"connections", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-		{"quiet", no_argument, NULL, 'q'}, {"sync", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'}, {0}};
+		{"quiet", no_argument, NULL, 'q'}, {"sync", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	const char *dir = NULL, *addrfile = NULL;
 	int c, maxconn = 128, idle = 60;
 	char *end;
@@ -522,8 +529,8 @@ int main(int argc, char **argv)
 			int ready = pfd[nl + k].revents & (POLLIN | POLLHUP | POLLERR);
 			if (ready || cn->fresh == 2) {
 				int s = sync_cmd && cn->fresh ? is_sync(cn->fd) : 0;
-				if (s < 0 && cn->fresh == 2 && age(now, cn->last) > 1000)
-					s = 0;  /* a second and still no whole request: not a sync */
+				if (s < 0 && cn->fresh == 2 && age(now, cn->last) > SYNC_WAIT_MS)
+					s = 0;  /* still no whole request: not a sync */
 				if (s == 1) {
 					hand_off(cn->fd, cn->peer);
 					done = 1;

@@ -199,8 +199,7 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	struct gossip_msg m;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return 0;
-	int hb = m.keylen == strlen(GOSSIP_KEY_HB) && !memcmp(m.key, GOSSIP_KEY_HB, m.keylen);
-	int mem = m.keylen == strlen(GOSSIP_KEY_MEMBER) && !memcmp(m.key, GOSSIP_KEY_MEMBER, m.keylen);
+	int hb = gossip_msg_key_is(&m, GOSSIP_KEY_HB), mem = gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER);
 	if (!hb && !mem)
 		return 0;
 	struct gossip_peer *peer = gossip_peers_find(&table, m.origin, 0);
@@ -793,7 +792,7 @@ static int join_scan(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 	struct gossip_msg m;
 	struct gossip_member info;
 	if (e->type != GOSSIP_T_SET || gossip_msg_decode(p, e->len, &m) < 0 ||
-	    m.keylen != strlen(GOSSIP_KEY_MEMBER) || memcmp(m.key, GOSSIP_KEY_MEMBER, m.keylen))
+	    !gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
 		return 0;
 	if (!memcmp(m.origin, j->self, 32)) {
 		j->mine.len = 0;

@@ -225,6 +225,8 @@ int gossip_msg_sign(struct gossip_buf *b, const struct gossip_msg *m,
                     const struct gossip_identity *id);
 /* Parse and check a message's structure and payload, no crypto. Pointers refer into p. */
 int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m);
+/* Whether m's key is exactly key (a text string, such as GOSSIP_KEY_HB). */
+int gossip_msg_key_is(const struct gossip_msg *m, const char *key);
 /* 0 when m's signature verifies for its origin. */
 int gossip_msg_verify(const struct gossip_msg *m);
 

@@ -235,6 +235,12 @@ static int check_protected(const uint8_t *p, size_t n)
 	return -1;
 }
 
+int gossip_msg_key_is(const struct gossip_msg *m, const char *key)
+{
+	size_t k = strlen(key);
+	return m->keylen == k && memcmp(m->key, key, k) == 0;
+}
+
 int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 {
 	struct gossip_ev ev;

@@ -28,10 +28,10 @@ ns_start() {
 		${2:+-j "10.222.0.$2:7946"} -i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" \
 		</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
 	pid=$!
+	eval "PGID_n$i=$pid"   # teardown stops it, whatever happens
+	NODES="$NODES n$i"
 	for _ in $(seq 1 200); do [ -s "$T/n$i/listening" ] && break; sleep 0.05; done
 	[ -s "$T/n$i/listening" ] || fail "n$i did not start: $(cat "$T/n$i.log")"
-	eval "PGID_n$i=$pid"
-	NODES="$NODES n$i"
 }
 
 cluster() {

@@ -345,4 +345,12 @@ PY
 	gossip-send -d a -t "tcp://127.0.0.1:$port" set streamed yes
 	for _ in $(seq 1 100); do gossip-merge -d b get streamed >/dev/null 2>&1 && break; sleep 0.05; done
 	[ "$(gossip-merge -d b get streamed)" = yes ]
+	# Half a sync request, then silence: after a second an ordinary bad stream, not a
+	# process spinning on it.
+	printf '\x85\x6bgoss' | socat -t 3 - "TCP:127.0.0.1:$port"
+	for _ in $(seq 1 60); do grep -q "offset 0" got.err 2>/dev/null && break; sleep 0.05; done
+	grep -q "offset 0" got.err
+	for _ in $(seq 1 40); do pgrep -f "^gossip-listen -d $T/b -s" >/dev/null || break; sleep 0.05; done
+	run pgrep -f "^gossip-listen -d $T/b -s"
+	assert_failure
 }

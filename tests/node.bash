@@ -15,14 +15,15 @@ node_start() {
 	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-j "127.0.0.1:$seed"} \
 		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
 	pid=$!
+	# Known before it is waited for, so that nodes_stop stops it whatever happens.
+	eval "PGID_$n=$pid"
+	NODES="${NODES:-} $n"
 	for _ in $(seq 1 200); do
 		[ -s "$T/$n/listening" ] && break
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
 	[ -s "$T/$n/listening" ] || { cat "$T/$n.log" >&2; return 1; }
-	eval "PGID_$n=$pid"
-	NODES="${NODES:-} $n"
 }
 
 # node_kill NAME [SIGNAL]: signal every process of the node (default: kill -9, after
@@ -64,16 +65,21 @@ wait_until() {
 	return 1
 }
 
-# freeports N: N ports free for both UDP and TCP on 127.0.0.1.
+# freeports N: N ports free for both UDP and TCP on 127.0.0.1, chosen at random below
+# the kernel's ephemeral range, so that no outgoing socket takes one before its node
+# binds it.
 freeports() {
 	/usr/bin/python3 - "$1" <<'PY'
-import socket, sys
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 got, socks = [], []
 while len(got) < int(sys.argv[1]):
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    p = random.randrange(10000, max(low, 10001))
+    if p in got:
+        continue
+    t = socket.socket(); u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        u.bind(("127.0.0.1", p))
+        t.bind(("127.0.0.1", p)); u.bind(("127.0.0.1", p))
     except OSError:
         continue
     socks += [t, u]; got.append(p)

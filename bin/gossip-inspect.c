@@ -52,14 +52,20 @@ static void human(const struct gossip_msg *m, const struct gossip_signer *sg, in
 	printf("  origin   %s", id);
 	if (sg && sg->name)
 		printf(" (%s)", sg->name);
-	printf("\n  type     %s\n  key      ", gossip_type_name(m->type));
-	gossip_put_string(stdout, m->key, m->keylen, 0);
+	printf("\n  type     %s", gossip_type_name(m->type));
+	if (!gossip_msg_is_probe(m)) {
+		printf("\n  key      ");
+		gossip_put_string(stdout, m->key, m->keylen, 0);
+	}
 	if (m->has_value) {
 		printf("\n  value    ");
 		put_value(stdout, m);
 	}
 	gossip_fmt_time(when, m->time);
-	printf("\n  version  %llu\n  time     %s\n", (unsigned long long)m->version, when);
+	if (gossip_msg_is_probe(m))
+		printf("\n");
+	else
+		printf("\n  version  %llu\n  time     %s\n", (unsigned long long)m->version, when);
 	if (v == GOSSIP_V_OK)
 		printf("  verdict  ok: good signature, trusted signer\n\n");
 	else if (v == GOSSIP_V_BADSIG)

@@ -23,7 +23,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] beat [-e seconds] [-J fraction]\n"
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
-	        "       gossip-peers [-d dir] [-T] [-i ms] [-P phi] [-S mult] [-R seconds] observe\n"
+	        "       gossip-peers [-d dir] [-Tp] [-i ms] [-J fraction] [-P phi] [-S mult] [-R seconds] observe\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
@@ -33,7 +33,8 @@ static void usage(int code)
 
 static const char *dir;
 static struct gossip_peers_cfg cfg;
-static int json, tee_out, sync_addr;
+static int json, tee_out, sync_addr, probing;
+static double jitter;
 static volatile sig_atomic_t stop;
 
 static void on_stop(int sig)
@@ -120,7 +121,7 @@ static int do_announce(char **addrs, int naddrs, char **tags, int ntags)
 	return GOSSIP_EXIT_OK;
 }
 
-static int do_beat(double every, double jitter)
+static int do_beat(double every)
 {
 	struct signer s;
 	struct gossip_buf out = {0};
@@ -181,15 +182,411 @@ static struct gossip_peers table;
 static uint8_t self_pk[32];
 static int have_self;
 
+/* Whether a member's addresses, name or tags changed (a new incarnation alone is not). */
 static int member_changed(const struct gossip_member *a, const struct gossip_member *b)
 {
 	struct gossip_buf x = {0}, y = {0};
+	struct gossip_member b2 = *b;
+	b2.incarnation = a->incarnation;
 	gossip_member_encode(&x, a);
-	gossip_member_encode(&y, b);
+	gossip_member_encode(&y, &b2);
 	int r = x.len != y.len || memcmp(x.p, y.p, x.len) != 0;
 	gossip_buf_free(&x);
 	gossip_buf_free(&y);
 	return r;
+}
+
+
+/* Milliseconds from then to now; 0 when then is later (stamped after now was taken). */
+static uint64_t age(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
+/* ---- probing (observe -p): SWIM's failure detector ----
+ * Every interval this node pings one member, going round the members in a shuffled
+ * order. No ack within a fifth of the interval: it asks INDIRECT other members to ping
+ * the target for it, and they pass the target's ack back. No ack within three fifths:
+ * the target is suspect, and a signed claim says so, to the target itself and to the
+ * cluster. A member that hears it is suspected refutes the claim with a new incarnation
+ * of its member record. Every member that hears the claim probes the target too, and
+ * tells the claimer when it gets no ack either (Lifeguard's independent suspicions):
+ * with such a confirmation the claimer declares the target dead after the suspicion
+ * timeout, without one only after SLOW times that; so do the others, from when they
+ * heard the claim, unless a dead claim comes first. */
+
+enum { INDIRECT = 3, RELAYS = 64, SLOW = 4 };
+static struct signer me;
+static struct gossip_keyring keyring;
+static struct gossip_out pout = {NULL, 0, -1, -1, 1200, 500, 0, NULL, 0, 0, 0};
+static uint64_t self_inc;  /* this node's incarnation, raised by each refutation */
+/* The probes under way: the round's (slot 0), and confirmations of others' claims. */
+enum { PROBES = 16 };
+static struct probe {
+	int active, indirect;
+	uint8_t target[32], nonce[GOSSIP_NONCE_LEN];
+	uint8_t claimer[32];  /* a confirmation: who claimed the target suspect */
+	uint64_t start;
+} probes[PROBES];
+static int forward = 1;  /* whether the message just observed goes on (is news here) */
+static uint64_t next_probe;
+static uint8_t (*order)[32];  /* the round: members in a shuffled order */
+static size_t norder, order_pos;
+static struct relay {
+	uint8_t nonce[GOSSIP_NONCE_LEN], asker[32];
+	uint64_t until;
+} relays[RELAYS];
+
+static uint64_t ack_ms(void)
+{
+	return cfg.interval_ms >= 5 ? (uint64_t)(cfg.interval_ms / 5) : 1;
+}
+
+static void send_to(const struct gossip_peer *p, const uint8_t *m, size_t n)
+{
+	const char *a = gossip_member_addr(&p->info, GOSSIP_UDP);
+	long i;
+	if (a && (i = gossip_out_index(&pout, a)) >= 0)
+		gossip_out_queue_to(&pout, (size_t)i, m, n);
+}
+
+static void send_probe(const struct gossip_peer *to, int type, const uint8_t *v, size_t n)
+{
+	struct gossip_msg m = {0};
+	struct gossip_buf b = {0};
+	m.type = (unsigned)type;
+	m.value = v;
+	m.valuelen = n;
+	m.has_value = 1;
+	if (gossip_msg_sign(&b, &m, &me.id) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	send_to(to, b.p, b.len);
+	gossip_buf_free(&b);
+}
+
+/* A claim that p is suspect or dead at its incarnation: to p itself (to must be p) or
+ * to another member, and with rumor, to the cluster (through stdout and gossip-send). */
+static void claim_rumor(const char *key, const struct gossip_peer *p, const struct gossip_peer *to,
+                        int rumor)
+{
+	struct gossip_buf v = {0}, out = {0};
+	if (gossip_cbor_head(&v, GOSSIP_MT_ARRAY, 2) < 0 || gossip_cbor_str(&v, GOSSIP_MT_BSTR, p->pk, 32) < 0 ||
+	    gossip_cbor_head(&v, GOSSIP_MT_UINT, p->info.incarnation) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	sign(&me, &out, GOSSIP_T_SET, key, v.p, v.len, 1);
+	send_to(to, out.p, out.len);
+	if (rumor && tee_out && gossip_write_all(1, out.p, out.len) < 0) {
+		gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
+		tee_out = 0;
+	}
+	gossip_buf_free(&v);
+	gossip_buf_free(&out);
+}
+
+static void claim(const char *key, const struct gossip_peer *p, int rumor)
+{
+	claim_rumor(key, p, p, rumor);
+}
+
+static void claim_to(const char *key, const struct gossip_peer *p, const struct gossip_peer *to)
+{
+	claim_rumor(key, p, to, 0);
+}
+
+static void set_state(struct gossip_peer *p, int state, uint64_t now)
+{
+	p->state = state;
+	p->since = now;
+	if (state == GOSSIP_P_SUSPECT || !p->suspected_at)
+		p->suspected_at = now;
+	log_event(state == GOSSIP_P_SUSPECT ? "member-suspect" : "member-failed", p);
+}
+
+/* Our newest member record, as signed. */
+static struct gossip_buf self_rec;
+
+/* Claimed suspect or dead by claimer (or by a claim it passed on): a new incarnation of
+ * our member record says otherwise, unless we said so already. Either way the claimer
+ * gets our newest record, and so does the cluster, by rumor. */
+static void refute(uint64_t claimed, const struct gossip_peer *claimer)
+{
+	struct gossip_peer *s = have_self ? gossip_peers_find(&table, self_pk, 0) : NULL;
+	struct gossip_buf rec = {0};
+	if (!s)
+		return;
+	if (claimed >= self_inc) {
+		struct gossip_member m = s->info;
+		uint64_t now = gossip_now_ms();
+		m.incarnation = self_inc = now > claimed ? now : claimed + 1;
+		if (gossip_member_encode(&rec, &m) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		self_rec.len = 0;
+		sign(&me, &self_rec, GOSSIP_T_SET, GOSSIP_KEY_MEMBER, rec.p, rec.len, 1);
+		gossip_buf_free(&rec);
+		gossip_warn("refuting a claim that this node is down: incarnation %llu",
+		            (unsigned long long)self_inc);
+		/* To every member we know (eager), so that no suspicion timer runs out on it. */
+		for (size_t i = 0; i < table.n; i++)
+			if (!table.v[i].self && table.v[i].state != GOSSIP_P_LEFT)
+				send_to(&table.v[i], self_rec.p, self_rec.len);
+	} else if (claimer && self_rec.len)
+		send_to(claimer, self_rec.p, self_rec.len);
+	if (self_rec.len && tee_out && gossip_write_all(1, self_rec.p, self_rec.len) < 0) {
+		gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
+		tee_out = 0;
+	}
+}
+
+static int scan_store(void);
+
+/* A probe or a claim from a signer not in the table: its member record may be in the
+ * store already (a join brought it); look, at most every 100 ms. */
+static struct gossip_peer *find_origin(const uint8_t pk[32], uint64_t now)
+{
+	static uint64_t last;
+	struct gossip_peer *p = gossip_peers_find(&table, pk, 0);
+	if (!p && age(now, last) >= 100) {
+		last = now;
+		scan_store();
+		p = gossip_peers_find(&table, pk, 0);
+	}
+	return p;
+}
+
+/* Heard directly from p: a member we think suspect or dead is told so, so that it can
+ * refute it (at most once an interval). */
+static void heard_from(struct gossip_peer *p, uint64_t now)
+{
+	p->last_hb = now;
+	if ((p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD) &&
+	    age(now, p->told) >= (uint64_t)cfg.interval_ms) {
+		p->told = now;
+		claim(p->state == GOSSIP_P_SUSPECT ? GOSSIP_KEY_SUSPECT : GOSSIP_KEY_DEAD, p, 0);
+	}
+}
+
+static int on_probe(const struct gossip_msg *m, const uint8_t *p, size_t n, uint64_t now)
+{
+	struct gossip_peer *from = find_origin(m->origin, now);
+	if (!from || from->self || from->state == GOSSIP_P_LEFT)
+		return 0;
+	heard_from(from, now);
+	if (m->type == GOSSIP_T_PING) {
+		if (m->valuelen == GOSSIP_NONCE_LEN || !memcmp(m->value + GOSSIP_NONCE_LEN, self_pk, 32)) {
+			send_probe(from, GOSSIP_T_ACK, m->value, GOSSIP_NONCE_LEN);
+			return 0;
+		}
+		/* Asked to ping a member for the asker: with the asker's nonce, so that the
+		 * member's ack, passed back unchanged, answers the asker's own probe. */
+		struct gossip_peer *t = gossip_peers_find(&table, m->value + GOSSIP_NONCE_LEN, 0);
+		if (!t || t->self || t->state == GOSSIP_P_LEFT)
+			return 0;
+		struct relay *r = &relays[0];
+		for (size_t i = 0; i < RELAYS; i++)
+			if (relays[i].until < r->until)
+				r = &relays[i];
+		memcpy(r->nonce, m->value, GOSSIP_NONCE_LEN);
+		memcpy(r->asker, from->pk, 32);
+		r->until = now + 3 * ack_ms();
+		send_probe(t, GOSSIP_T_PING, m->value, GOSSIP_NONCE_LEN);
+		return 0;
+	}
+	for (size_t i = 0; i < PROBES; i++)
+		if (probes[i].active && !memcmp(m->value, probes[i].nonce, GOSSIP_NONCE_LEN) &&
+		    !memcmp(m->origin, probes[i].target, 32)) {
+			probes[i].active = 0;
+			return 0;
+		}
+	for (size_t i = 0; i < RELAYS; i++) {
+		struct relay *r = &relays[i];
+		struct gossip_peer *asker;
+		if (r->until >= now && !memcmp(r->nonce, m->value, GOSSIP_NONCE_LEN) &&
+		    (asker = gossip_peers_find(&table, r->asker, 0))) {
+			send_to(asker, p, n);
+			r->until = 0;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void start_probe(const struct gossip_peer *t, const uint8_t *claimer, uint64_t now);
+static int claim_news(const struct gossip_msg *m, uint64_t now);
+
+/* A claim about a member; 1 when it changed the table. A claim that is no news here is
+ * not passed on. */
+static int on_claim(const struct gossip_msg *m, uint64_t now)
+{
+	int r = claim_news(m, now);
+	forward = r;
+	return r;
+}
+
+static int claim_news(const struct gossip_msg *m, uint64_t now)
+{
+	struct gossip_cur c = {m->value, m->valuelen, 0};
+	struct gossip_ev ev;
+	int dead = gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
+	if (!m->has_value || m->value_text || gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "claim") < 0 ||
+	    ev.u != 2 || gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "claim") < 0 || ev.len != 32)
+		return 0;
+	struct gossip_peer *t = gossip_peers_find(&table, ev.data, 0);
+	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
+		return 0;
+	if (t->self) {
+		refute(ev.u, find_origin(m->origin, now));
+		return 0;
+	}
+	/* About an incarnation it has since refuted, or a member that left: old news. */
+	if (ev.u < t->info.incarnation || t->state == GOSSIP_P_LEFT || t->state == GOSSIP_P_DEAD)
+		return 0;
+	if (!dead && t->state == GOSSIP_P_SUSPECT) {
+		/* Another member's own probe failed too: a confirmation of ours. */
+		if (t->suspector && memcmp(m->origin, self_pk, 32))
+			t->confirmations++;
+		return 0;
+	}
+	set_state(t, dead ? GOSSIP_P_DEAD : GOSSIP_P_SUSPECT, now);
+	if (!dead)
+		start_probe(t, m->origin, now);
+	return 1;
+}
+
+/* The next member to probe: round the alive and suspect members in a shuffled order,
+ * now and then a dead one instead, so that one that is back hears about it. */
+static struct gossip_peer *next_target(void)
+{
+	size_t dead = 0;
+	struct gossip_peer *t;
+	for (size_t i = 0; i < table.n; i++)
+		dead += table.v[i].state == GOSSIP_P_DEAD;
+	if (dead && randombytes_uniform(1000) < (uint32_t)(cfg.dead_chance * 1000)) {
+		uint32_t k = randombytes_uniform((uint32_t)dead);
+		for (size_t i = 0; i < table.n; i++)
+			if (table.v[i].state == GOSSIP_P_DEAD && !k--)
+				return &table.v[i];
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		while (order_pos < norder) {
+			t = gossip_peers_find(&table, order[order_pos++], 0);
+			if (t && !t->self && (t->state == GOSSIP_P_ALIVE || t->state == GOSSIP_P_SUSPECT))
+				return t;
+		}
+		uint8_t(*o)[32] = realloc(order, (table.n + 1) * sizeof *order);
+		if (!o)
+			return NULL;
+		order = o;
+		norder = order_pos = 0;
+		for (size_t i = 0; i < table.n; i++) {
+			if (table.v[i].self || (table.v[i].state != GOSSIP_P_ALIVE && table.v[i].state != GOSSIP_P_SUSPECT))
+				continue;
+			size_t j = randombytes_uniform((uint32_t)norder + 1);
+			memcpy(order[norder], order[j], 32);
+			memcpy(order[j], table.v[i].pk, 32);
+			norder++;
+		}
+	}
+	return NULL;
+}
+
+/* Ping t: for the round (slot 0, claimer NULL), or to confirm claimer's claim. */
+static void start_probe(const struct gossip_peer *t, const uint8_t *claimer, uint64_t now)
+{
+	struct probe *pr = &probes[0];
+	for (size_t i = 1; claimer && i < PROBES; i++)
+		if (!probes[i].active || i == PROBES - 1) {
+			pr = &probes[i];
+			break;
+		}
+	if (!claimer && pr->active)
+		return;
+	memcpy(pr->target, t->pk, 32);
+	if (claimer)
+		memcpy(pr->claimer, claimer, 32);
+	randombytes_buf(pr->nonce, sizeof pr->nonce);
+	pr->start = now;
+	pr->indirect = 0;
+	pr->active = 1;
+	send_probe(t, GOSSIP_T_PING, pr->nonce, sizeof pr->nonce);
+}
+
+/* No ack from pr's target in time. */
+static int probe_failed(struct probe *pr, struct gossip_peer *t, uint64_t now)
+{
+	pr->active = 0;
+	if (pr != &probes[0]) {
+		/* A confirmation: tell the claimer (only), while the target is still suspect. */
+		struct gossip_peer *c = gossip_peers_find(&table, pr->claimer, 0);
+		if (c && !c->self && t->state == GOSSIP_P_SUSPECT)
+			claim_to(GOSSIP_KEY_SUSPECT, t, c);
+		return 0;
+	}
+	if (t->state != GOSSIP_P_ALIVE)
+		return 0;
+	set_state(t, GOSSIP_P_SUSPECT, now);
+	t->suspector = 1;
+	t->confirmations = 0;
+	claim(GOSSIP_KEY_SUSPECT, t, 1);
+	return 1;
+}
+
+/* The probes' clock; 1 when the table changed. */
+static int probe_tick(uint64_t now)
+{
+	int changed = 0;
+	uint64_t a = ack_ms();
+	for (size_t i = 0; i < PROBES; i++) {
+		struct probe *pr = &probes[i];
+		struct gossip_peer *t = pr->active ? gossip_peers_find(&table, pr->target, 0) : NULL;
+		if (!t) {
+			pr->active = 0;
+			continue;
+		}
+		if (!pr->indirect && now >= pr->start + a) {
+			/* Again directly (one datagram may have been lost), and through INDIRECT
+			 * other alive members, chosen at random. */
+			uint8_t v[GOSSIP_NONCE_LEN + 32];
+			size_t cand = 0;
+			memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
+			memcpy(v + GOSSIP_NONCE_LEN, pr->target, 32);
+			send_probe(t, GOSSIP_T_PING, pr->nonce, GOSSIP_NONCE_LEN);
+			for (size_t k = 0; k < table.n; k++)
+				cand += !table.v[k].self && table.v[k].state == GOSSIP_P_ALIVE && &table.v[k] != t;
+			for (size_t k = 0, left = cand, want = INDIRECT; k < table.n && want; k++) {
+				struct gossip_peer *h = &table.v[k];
+				if (h->self || h->state != GOSSIP_P_ALIVE || h == t)
+					continue;
+				if (randombytes_uniform((uint32_t)left--) < want) {
+					send_probe(h, GOSSIP_T_PING, v, sizeof v);
+					want--;
+				}
+			}
+			pr->indirect = 1;
+		}
+		if (now >= pr->start + 3 * a)
+			changed |= probe_failed(pr, t, now);
+	}
+	if (now >= next_probe) {
+		double d = cfg.interval_ms * (1 + jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
+		struct gossip_peer *t;
+		next_probe = now + (uint64_t)d;
+		if (!probes[0].active && (t = next_target()))
+			start_probe(t, NULL, now);
+	}
+	gossip_out_flush(&pout);
+	return changed;
+}
+
+/* How long the reader may wait before the probes' clock needs it (ms). */
+static int probe_wait(uint64_t now)
+{
+	uint64_t due = next_probe;
+	for (size_t i = 0; i < PROBES; i++)
+		if (probes[i].active) {
+			uint64_t d = probes[i].start + (probes[i].indirect ? 3 : 1) * ack_ms();
+			due = d < due ? d : due;
+		}
+	return due <= now ? 1 : due - now > 100 ? 100 : (int)(due - now);
 }
 
 /* One message from the stream (from_store: found in the store, not just arrived); 1 when
@@ -199,6 +596,11 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	struct gossip_msg m;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return 0;
+	if (probing && !from_store && gossip_msg_is_probe(&m))
+		return on_probe(&m, p, n, now);
+	if (probing && !from_store && m.type == GOSSIP_T_SET &&
+	    (gossip_msg_key_is(&m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(&m, GOSSIP_KEY_DEAD)))
+		return on_claim(&m, now);
 	int hb = gossip_msg_key_is(&m, GOSSIP_KEY_HB), mem = gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER);
 	if (!hb && !mem)
 		return 0;
@@ -241,9 +643,22 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	peer->self = have_self && !memcmp(m.origin, self_pk, 32);
 	int changed = !fresh && member_changed(&peer->info, &info);
 	int back = !fresh && peer->state != GOSSIP_P_ALIVE;
+	/* A suspect that answers with a new incarnation was never gone. */
+	int refuted = back && peer->state == GOSSIP_P_SUSPECT && info.incarnation > peer->info.incarnation;
 	peer->info = info;
 	peer->member_version = m.version;
-	if (fresh || back) {
+	if (peer->self && info.incarnation >= self_inc) {
+		self_inc = info.incarnation;
+		self_rec.len = 0;
+		gossip_buf_put(&self_rec, p, n);
+	}
+	if (refuted) {
+		peer->state = GOSSIP_P_ALIVE;
+		peer->since = now;
+		peer->suspector = 0;
+		if (changed)
+			log_event("member-update", peer);
+	} else if (fresh || back) {
 		/* Phi starts with its first heartbeat; until then it has a grace period (see
 		 * tick), also after a restart, when its old arrival times say nothing. */
 		peer->last_hb = 0;
@@ -254,12 +669,6 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	} else if (changed)
 		log_event("member-update", peer);
 	return 1;
-}
-
-/* Milliseconds from then to now; 0 when then is later (stamped after now was taken). */
-static uint64_t age(uint64_t now, uint64_t then)
-{
-	return now > then ? now - then : 0;
 }
 
 /* State changes over time; 1 when the table changed. */
@@ -279,13 +688,22 @@ static int tick(uint64_t now)
 			p->state = GOSSIP_P_ALIVE;
 			continue;
 		}
-		double phi = gossip_phi(p, now, &cfg);
+		double phi = probing ? 0 : gossip_phi(p, now, &cfg);
 		/* Not heard since it joined or came back: suspect once the grace period is over,
 		 * and no way back but a heartbeat (since restarts with each state). */
-		if (!p->last_hb && (p->state != GOSSIP_P_ALIVE ||
-		                    age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms)))
+		if (!probing && !p->last_hb &&
+		    (p->state != GOSSIP_P_ALIVE || age(now, p->since) > (uint64_t)(10 * cfg.interval_ms + cfg.pause_ms)))
 			phi = cfg.phi_suspect;
-		if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
+		if (probing) {
+			/* Probes make members suspect; the suspicion timeout makes them dead. */
+			uint64_t limit = p->suspector && p->confirmations ? suspicion : SLOW * suspicion;
+			if (p->state == GOSSIP_P_SUSPECT && age(now, p->since) >= limit) {
+				set_state(p, GOSSIP_P_DEAD, now);
+				if (p->suspector)
+					claim(GOSSIP_KEY_DEAD, p, 1);
+				changed = 1;
+			}
+		} else if (p->state == GOSSIP_P_ALIVE && phi >= cfg.phi_suspect) {
 			p->state = GOSSIP_P_SUSPECT;
 			p->since = p->suspected_at = now;
 			changed = 1;
@@ -432,6 +850,21 @@ static int do_observe(void)
 		table.v[i].last_hb = 0;
 		table.v[i].since = gossip_now_ms();
 	}
+	if (probing) {
+		/* A suspicion from before a restart is not ours to time any more. */
+		for (size_t i = 0; i < table.n; i++) {
+			if (table.v[i].state == GOSSIP_P_SUSPECT)
+				table.v[i].state = GOSSIP_P_ALIVE;
+			if (have_self && !memcmp(table.v[i].pk, self_pk, 32))
+				self_inc = table.v[i].info.incarnation;
+		}
+		signer_open(&me);
+		if (gossip_keyring_load(&keyring, dir) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+		pout.keys = &keyring;
+		next_probe = gossip_now_ms() + (uint64_t)randombytes_uniform((uint32_t)cfg.interval_ms + 1);
+	}
+	table.probing = probing;
 	struct stat st;
 	if (stat(gossip_path(dir, "rejects"), &st) == 0)
 		rejects_off = st.st_size;
@@ -443,13 +876,20 @@ static int do_observe(void)
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
+		if (probing)
+			r.timeout_ms = probe_wait(gossip_now_ms());
 		got = gossip_reader_next(&r, &p, &n, &off);
 		uint64_t now = gossip_now_ms();
 		if (got == 1) {
+			struct gossip_msg m;
+			forward = 1;
 			dirty |= observe_msg(p, n, now, 0);
+			if (probing)
+				dirty |= probe_tick(now);
 			/* Membership matters more than the copy: a reader that went away stops the
-			 * copy, not the observer. */
-			if (tee_out && gossip_write_all(1, p, n) < 0) {
+			 * copy, not the observer. Probes are between two nodes: never copied. */
+			if (tee_out && forward && !(gossip_msg_decode(p, n, &m) == 0 && gossip_msg_is_probe(&m)) &&
+			    gossip_write_all(1, p, n) < 0) {
 				gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
 				tee_out = 0;
 			}
@@ -468,6 +908,8 @@ static int do_observe(void)
 			last_scan = now;
 		}
 		now = gossip_now_ms();  /* after the scan, which stamps what it finds */
+		if (probing)
+			dirty |= probe_tick(now);
 		dirty |= tick(now);
 		last_tick = now;
 		if (dirty || now - last_save >= 1000) {
@@ -480,6 +922,15 @@ static int do_observe(void)
 	tick(gossip_now_ms());
 	gossip_peers_save(&table, dir);
 	gossip_reader_free(&r);
+	if (probing) {
+		gossip_out_flush(&pout);
+		gossip_out_close(&pout);
+		gossip_keyring_free(&keyring);
+		gossip_clock_close(&me.clock);
+		gossip_identity_free(&me.id);
+		gossip_buf_free(&self_rec);
+		free(order);
+	}
 	if (store_open)
 		gossip_store_close(&store);
 	return got < 0 ? GOSSIP_EXIT_ERR : GOSSIP_EXIT_OK;
@@ -511,7 +962,7 @@ static void put_json_peer(const struct gossip_peer *p, uint64_t now)
 	gossip_put_string(stdout, (const uint8_t *)p->info.name, strlen(p->info.name), 0);
 	printf(",\"state\":\"%s\",\"self\":%s,\"phi\":%.2f,\"last_heard_ms\":%lld,\"addrs\":[",
 	       gossip_pstate_name(p->state), p->self ? "true" : "false",
-	       p->self ? 0.0 : gossip_phi(p, now, &cfg),
+	       p->self || table.probing ? 0.0 : gossip_phi(p, now, &cfg),
 	       p->last_hb ? (long long)(now - p->last_hb) : -1LL);
 	for (int i = 0; i < p->info.naddrs; i++) {
 		printf("%s", i ? "," : "");
@@ -568,7 +1019,7 @@ static int do_list(void)
 		else
 			snprintf(heard, sizeof heard, "never");
 		printf("%-16s %-8s %-8s %7.2f %10s  %-40s %s", p->info.name, id, gossip_pstate_name(p->state),
-		       p->self ? 0.0 : gossip_phi(p, now, &cfg), heard, addrs, tags);
+		       p->self || table.probing ? 0.0 : gossip_phi(p, now, &cfg), heard, addrs, tags);
 		if (p->score < cfg.score_min)
 			printf("  [not picked: score %.0f, %s]", p->score, p->why);
 		putchar('\n');
@@ -896,6 +1347,7 @@ int main(int argc, char **argv)
 		{"reap", required_argument, NULL, 'R'}, {"count", required_argument, NULL, 'n'},
 		{"sync", no_argument, NULL, 's'}, {"exec", required_argument, NULL, 'x'},
 		{"all", no_argument, NULL, 'A'}, {"tee", no_argument, NULL, 'T'},
+		{"probe", no_argument, NULL, 'p'},
 		{"jitter", required_argument, NULL, 'J'},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
@@ -903,14 +1355,14 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'}, {0}};
 	char **addrs = calloc((size_t)argc, sizeof *addrs), **tags = calloc((size_t)argc, sizeof *tags);
 	int naddrs = 0, ntags = 0, c, from_start = 0;
-	double every = 0, jitter = 0;
+	double every = 0;
 	long count = 1;
 	const char *handler = NULL, *d = NULL;
 	char *end;
 
 	gossip_init(argv[0]);
 	cfg = gossip_peers_defaults;
-	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:ATh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:ATph", longopts, NULL)) != -1) {
 		if (c != 'a' && c != 't')
 			gossip_opt_once(c);
 		switch (c) {
@@ -969,6 +1421,7 @@ int main(int argc, char **argv)
 		case 'x': handler = optarg; break;
 		case 'A': from_start = 1; break;
 		case 'T': tee_out = 1; break;
+		case 'p': probing = 1; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -987,10 +1440,10 @@ int main(int argc, char **argv)
 	int r;
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(addrs, naddrs, tags, ntags);
-	else if (naddrs || ntags || (tee_out && strcmp(verb, "observe")))
+	else if (naddrs || ntags || ((tee_out || probing) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
-		r = do_beat(every, jitter);
+		r = do_beat(every);
 	else if (!strcmp(verb, "join") && argc > 1)
 		r = do_join(argc - 1, argv + 1);
 	else if (!strcmp(verb, "leave") && argc == 1)

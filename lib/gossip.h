@@ -50,6 +50,9 @@ int gossip_write_all(int fd, const void *p, size_t n);
 /* Create path atomically (temp file, fsync, rename, fsync dir) with mode. With
  * excl, fail when path exists. */
 int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int excl);
+/* The same (readers see the old file or the new one), without waiting for the disk: for
+ * files that are a cache of what can be rebuilt, rewritten often. */
+int gossip_write_replace(const char *path, const void *p, size_t n, int mode);
 
 /* Standard base64 with padding, as keys are printed. out must hold 4*((n+2)/3)+1. */
 void gossip_b64(char *out, const uint8_t *p, size_t n);
@@ -195,7 +198,10 @@ int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c);
 int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32]);
 
 /* Message types (payload field 1). gossip(7) is the authority. */
-enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3 };
+enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4, GOSSIP_T_ACK = 5 };
+/* Pings and acks (probes) carry only a type and a value, the nonce (and a ping asking
+ * for an indirect probe, the target's key after it); they are never stored. */
+enum { GOSSIP_NONCE_LEN = 8 };
 /* Payload fields. */
 enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
        GOSSIP_F_VALUE = 5 };
@@ -215,7 +221,9 @@ struct gossip_msg {
 	struct gossip_cose cose;
 };
 const char *gossip_type_name(unsigned type);
-int gossip_type_parse(const char *s);  /* -1 when unknown */
+int gossip_type_parse(const char *s);  /* set, del, event; -1 otherwise */
+/* A ping or an ack. */
+int gossip_msg_is_probe(const struct gossip_msg *m);
 /* The deterministic payload of m. */
 int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m);
 /* Append the signed message for m (origin and time filled in from id and the clock
@@ -374,8 +382,8 @@ struct gossip_merger {
 	uint64_t seen, added, dups, stale, rejected;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 	int lazy;  /* report new messages once written, fdatasync just after (not before) */
-	/* Heartbeats are news, not state: the newest version per origin is kept here, in
-	 * memory, and never stored, digested or synced. */
+	/* News is not state (gossip_msg_is_news): the newest heartbeat version per origin is
+	 * kept here, in memory; news is never stored, digested or synced. */
 	struct gossip_beat { uint8_t origin[32]; uint64_t version; } *beats;
 	size_t nbeats, capbeats;
 };
@@ -475,6 +483,12 @@ void gossip_out_close(struct gossip_out *o);
  * under this key (a delete of it is a graceful leave), heartbeats under the other. */
 #define GOSSIP_KEY_MEMBER "_member"
 #define GOSSIP_KEY_HB "_hb"
+/* Claims one member makes about another (gossip-peers observe -p): the value is the CBOR
+ * array [member's key, its incarnation]. */
+#define GOSSIP_KEY_SUSPECT "_suspect"
+#define GOSSIP_KEY_DEAD "_dead"
+/* News, not state: heartbeats, probes and claims are passed on, never stored. */
+int gossip_msg_is_news(const struct gossip_msg *m);
 enum { GOSSIP_MAX_ADDRS = 4, GOSSIP_MAX_TAGS = 16, GOSSIP_PHI_WINDOW = 100 };
 struct gossip_member {
 	uint64_t incarnation;
@@ -501,6 +515,9 @@ struct gossip_peer {
 	double intervals[GOSSIP_PHI_WINDOW];
 	int nint, pos;
 	uint64_t suspected_at;  /* when it last turned suspect (ms), for partition detection */
+	int suspector;  /* this node's own probe made it suspect (not saved) */
+	int confirmations;  /* members whose probes failed too, as they told us (not saved) */
+	uint64_t told;  /* when this node last told it how it stands (not saved) */
 	double score;  /* reputation, 0 to 100 */
 	uint64_t rejected;
 	char why[128];
@@ -510,6 +527,7 @@ struct gossip_peers {
 	size_t n;
 	uint64_t partition_since, saved_at;
 	double interval_ms, min_std_ms, pause_ms;  /* the observer's, for phi when reading */
+	int probing;  /* the observer probes (SWIM): there is no phi */
 };
 struct gossip_peers_cfg {
 	double interval_ms;  /* the heartbeat interval peers use */

@@ -123,7 +123,7 @@ int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32])
 	return 0;
 }
 
-static const char *const type_names[] = {NULL, "set", "del", "event"};
+static const char *const type_names[] = {NULL, "set", "del", "event", "ping", "ack"};
 
 const char *gossip_type_name(unsigned type)
 {
@@ -133,14 +133,29 @@ const char *gossip_type_name(unsigned type)
 
 int gossip_type_parse(const char *s)
 {
-	for (unsigned i = 1; i < sizeof type_names / sizeof *type_names; i++)
+	/* The types a person writes; probes are made by gossip-peers observe -p. */
+	for (unsigned i = 1; i <= GOSSIP_T_EVENT; i++)
 		if (strcmp(s, type_names[i]) == 0)
 			return (int)i;
 	return -1;
 }
 
+int gossip_msg_is_probe(const struct gossip_msg *m)
+{
+	return m->type == GOSSIP_T_PING || m->type == GOSSIP_T_ACK;
+}
+
 int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m)
 {
+	/* A probe is only its type and its value: {1: type, 5: value}. */
+	if (gossip_msg_is_probe(m))
+		return gossip_cbor_head(b, GOSSIP_MT_MAP, 2) < 0 ||
+		               gossip_cbor_head(b, GOSSIP_MT_UINT, GOSSIP_F_TYPE) < 0 ||
+		               gossip_cbor_head(b, GOSSIP_MT_UINT, m->type) < 0 ||
+		               gossip_cbor_head(b, GOSSIP_MT_UINT, GOSSIP_F_VALUE) < 0 ||
+		               gossip_cbor_str(b, GOSSIP_MT_BSTR, m->value, m->valuelen) < 0
+		           ? -1
+		           : 0;
 	if (gossip_cbor_head(b, GOSSIP_MT_MAP, m->has_value ? 5 : 4) < 0 ||
 	    gossip_cbor_head(b, GOSSIP_MT_UINT, GOSSIP_F_TYPE) < 0 ||
 	    gossip_cbor_head(b, GOSSIP_MT_UINT, m->type) < 0 ||
@@ -162,9 +177,24 @@ int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m)
 /* The checks a message's fields must pass, shared by making and reading one. */
 static int check_fields(const struct gossip_msg *m)
 {
-	if (m->type < GOSSIP_T_SET || m->type > GOSSIP_T_EVENT) {
+	if (m->type < GOSSIP_T_SET || m->type > GOSSIP_T_ACK) {
 		gossip_seterr("unknown message type %u", m->type);
 		return -1;
+	}
+	if (gossip_msg_is_probe(m)) {
+		if (m->version || m->time || m->keylen) {
+			gossip_seterr("a %s has only a type and a value", gossip_type_name(m->type));
+			return -1;
+		}
+		if (!m->has_value || m->value_text ||
+		    !(m->valuelen == GOSSIP_NONCE_LEN ||
+		      (m->type == GOSSIP_T_PING && m->valuelen == GOSSIP_NONCE_LEN + 32))) {
+			gossip_seterr("a %s's value must be an %d-byte nonce%s", gossip_type_name(m->type),
+			              GOSSIP_NONCE_LEN,
+			              m->type == GOSSIP_T_PING ? ", then a 32-byte target for an indirect ping" : "");
+			return -1;
+		}
+		return 0;
 	}
 	if (m->version == 0) {
 		gossip_seterr("version 0: versions start at 1");
@@ -260,8 +290,8 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 	struct gossip_cur c = {m->cose.payload, m->cose.paylen, 0};
 	if (gossip_cur_next(&c, &ev, "payload") < 0)
 		return -1;
-	if (ev.type != GOSSIP_EV_MAP || ev.u < 4 || ev.u > 5) {
-		gossip_seterr("payload is not a map of 4 or 5 fields");
+	if (ev.type != GOSSIP_EV_MAP || (ev.u != 2 && ev.u != 4 && ev.u != 5)) {
+		gossip_seterr("payload is not a map of 4 or 5 fields (2 for a probe)");
 		return -1;
 	}
 	uint64_t fields = ev.u, last = 0, seen = 0;
@@ -310,8 +340,9 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 		gossip_seterr("%zu bytes after the payload map", c.n - c.pos);
 		return -1;
 	}
-	if ((seen & 0x1e) != 0x1e) {
-		gossip_seterr("payload lacks one of type, version, time, key");
+	if (gossip_msg_is_probe(m) ? seen != 0x22 : (seen & 0x1e) != 0x1e) {
+		gossip_seterr(gossip_msg_is_probe(m) ? "a probe is exactly {1: type, 5: value}"
+		                                     : "payload lacks one of type, version, time, key");
 		return -1;
 	}
 	return check_fields(m);
@@ -339,7 +370,8 @@ enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct go
 		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
 		return GOSSIP_V_UNTRUSTED;
 	}
-	if (!gossip_trust_allows(*signer, m->key, m->keylen)) {
+	/* A probe writes nothing: any trusted signer may send one. */
+	if (!gossip_msg_is_probe(m) && !gossip_trust_allows(*signer, m->key, m->keylen)) {
 		gossip_seterr("signer %s may not write this key: it is outside its prefix= in trusted",
 		              (*signer)->name ? (*signer)->name : id);
 		return GOSSIP_V_FORBIDDEN;
@@ -376,8 +408,11 @@ void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name)
 		fputs(",\"name\":", f);
 		gossip_put_string(f, (const uint8_t *)name, strlen(name), 0);
 	}
-	fprintf(f, ",\"type\":\"%s\",\"key\":", gossip_type_name(m->type));
-	gossip_put_string(f, m->key, m->keylen, 0);
+	fprintf(f, ",\"type\":\"%s\"", gossip_type_name(m->type));
+	if (!gossip_msg_is_probe(m)) {
+		fputs(",\"key\":", f);
+		gossip_put_string(f, m->key, m->keylen, 0);
+	}
 	if (m->has_value && m->value_text) {
 		fputs(",\"value\":", f);
 		gossip_put_string(f, m->value, m->valuelen, 0);
@@ -390,6 +425,7 @@ void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name)
 			free(vb);
 		}
 	}
-	fprintf(f, ",\"version\":%llu,\"time\":%llu", (unsigned long long)m->version,
-	        (unsigned long long)m->time);
+	if (!gossip_msg_is_probe(m))
+		fprintf(f, ",\"version\":%llu,\"time\":%llu", (unsigned long long)m->version,
+		        (unsigned long long)m->time);
 }

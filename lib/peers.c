@@ -16,6 +16,12 @@ const struct gossip_peers_cfg gossip_peers_defaults = {
 	.reap_ms = 3600 * 1000, .partition_share = 0.3, .score_min = 50, .dead_chance = 0.1,
 };
 
+int gossip_msg_is_news(const struct gossip_msg *m)
+{
+	return gossip_msg_is_probe(m) || gossip_msg_key_is(m, GOSSIP_KEY_HB) ||
+	       gossip_msg_key_is(m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
+}
+
 const char *gossip_pstate_name(int s)
 {
 	static const char *const n[] = {"alive", "suspect", "dead", "left"};
@@ -227,7 +233,8 @@ int gossip_peers_save(const struct gossip_peers *t, const char *dir)
 {
 	struct gossip_buf b = {0}, rec = {0};
 	int r = -1;
-	if (gossip_cbor_head(&b, GOSSIP_MT_MAP, 5) < 0 || gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0 ||
+	if (gossip_cbor_head(&b, GOSSIP_MT_MAP, t->probing ? 6 : 5) < 0 ||
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->partition_since) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 2) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, t->saved_at) < 0 ||
@@ -236,7 +243,9 @@ int gossip_peers_save(const struct gossip_peers *t, const char *dir)
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 4) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->min_std_ms) < 0 ||
 	    gossip_cbor_head(&b, GOSSIP_MT_UINT, 5) < 0 ||
-	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->pause_ms) < 0)
+	    gossip_cbor_head(&b, GOSSIP_MT_UINT, (uint64_t)t->pause_ms) < 0 ||
+	    (t->probing && (gossip_cbor_head(&b, GOSSIP_MT_UINT, 6) < 0 ||
+	                    gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) < 0)))
 		goto out;
 	for (size_t i = 0; i < t->n; i++) {
 		const struct gossip_peer *p = &t->v[i];
@@ -260,7 +269,8 @@ int gossip_peers_save(const struct gossip_peers *t, const char *dir)
 		    gossip_cbor_str(&b, GOSSIP_MT_TSTR, p->why, strlen(p->why)) < 0)
 			goto out;
 	}
-	r = gossip_write_atomic(gossip_path(dir, "peers"), b.p, b.len, 0644, 0);
+	/* The table is rebuilt from the store and the stream: no need to wait for the disk. */
+	r = gossip_write_replace(gossip_path(dir, "peers"), b.p, b.len, 0644);
 out:
 	gossip_buf_free(&b);
 	gossip_buf_free(&rec);
@@ -287,13 +297,14 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		return -1;
 	struct gossip_cur c = {b.p, b.len, 0};
 	struct gossip_ev ev;
-	uint64_t k, v, iv, sd, pz;
-	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || ev.u != 5 ||
+	uint64_t k, v, iv, sd, pz, pr = 0;
+	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || (ev.u != 5 && ev.u != 6) ||
 	    uint_at(&c, &k) < 0 || uint_at(&c, &t->partition_since) < 0 || uint_at(&c, &k) < 0 ||
 	    uint_at(&c, &t->saved_at) < 0 || uint_at(&c, &k) < 0 || uint_at(&c, &iv) < 0 ||
 	    uint_at(&c, &k) < 0 || uint_at(&c, &sd) < 0 || uint_at(&c, &k) < 0 ||
-	    uint_at(&c, &pz) < 0)
+	    uint_at(&c, &pz) < 0 || (ev.u == 6 && (uint_at(&c, &k) < 0 || uint_at(&c, &pr) < 0)))
 		goto bad;
+	t->probing = pr != 0;
 	t->interval_ms = (double)iv;
 	t->min_std_ms = (double)sd;
 	t->pause_ms = (double)pz;

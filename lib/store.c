@@ -129,9 +129,9 @@ static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64
 {
 	struct gossip_msg m;
 	uint8_t slot[16];
-	/* Heartbeats are not state: one in a store (written by an older gossip-merge) is
+	/* News is not state: a heartbeat in a store (written by an older gossip-merge) is
 	 * not indexed, so it is in no digest or sync, and compaction drops it. */
-	if (gossip_msg_decode(p, n, &m) < 0 || gossip_msg_key_is(&m, GOSSIP_KEY_HB)) {
+	if (gossip_msg_decode(p, n, &m) < 0 || gossip_msg_is_news(&m)) {
 		st->dead_bytes += n;
 		return 0;
 	}
@@ -376,14 +376,17 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 
 /* ---- merging ---- */
 
-/* A heartbeat: passed on when it is the newest from its origin, and forgotten. */
-static int merge_beat(struct gossip_merger *mg, const struct gossip_msg *m, const uint8_t *p,
+/* News, not state (a heartbeat, a probe, a claim about a member): checked like any
+ * message, passed on, and forgotten. A heartbeat only when it is the newest from its
+ * origin. */
+static int merge_news(struct gossip_merger *mg, const struct gossip_msg *m, const uint8_t *p,
                       size_t n, const char *src, uint64_t off)
 {
 	struct gossip_beat *b = NULL;
 	const struct gossip_signer *sg;
 	struct gossip_msg mm;
-	for (size_t i = 0; i < mg->nbeats && !b; i++)
+	int hb = gossip_msg_key_is(m, GOSSIP_KEY_HB);
+	for (size_t i = 0; hb && i < mg->nbeats && !b; i++)
 		if (!memcmp(mg->beats[i].origin, m->origin, 32))
 			b = &mg->beats[i];
 	if (b && m->version <= b->version) {
@@ -392,8 +395,8 @@ static int merge_beat(struct gossip_merger *mg, const struct gossip_msg *m, cons
 	}
 	enum gossip_verdict v = mg->verified ? gossip_authorize(m, &mg->st->trust, &sg)
 	                                     : gossip_check(p, n, &mg->st->trust, &mm, &sg);
-	if (v == GOSSIP_V_OK && m->type != GOSSIP_T_SET) {
-		gossip_seterr("%s must be a set", GOSSIP_KEY_HB);
+	if (v == GOSSIP_V_OK && !gossip_msg_is_probe(m) && m->type != GOSSIP_T_SET) {
+		gossip_seterr("%.*s must be a set", (int)m->keylen, (const char *)m->key);
 		v = GOSSIP_V_MALFORMED;
 	}
 	if (v != GOSSIP_V_OK) {
@@ -403,7 +406,7 @@ static int merge_beat(struct gossip_merger *mg, const struct gossip_msg *m, cons
 		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
 		return 0;
 	}
-	if (!b) {
+	if (hb && !b) {
 		if (mg->nbeats == mg->capbeats) {
 			size_t cap = mg->capbeats ? 2 * mg->capbeats : 64;
 			struct gossip_beat *v2 = realloc(mg->beats, cap * sizeof *v2);
@@ -417,7 +420,8 @@ static int merge_beat(struct gossip_merger *mg, const struct gossip_msg *m, cons
 		b = &mg->beats[mg->nbeats++];
 		memcpy(b->origin, m->origin, 32);
 	}
-	b->version = m->version;
+	if (b)
+		b->version = m->version;
 	/* After what came before it, so a member record still precedes its first beat. */
 	if (gossip_merge_flush(mg) < 0)
 		return -1;
@@ -436,8 +440,8 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 	mg->seen++;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		goto reject;
-	if (gossip_msg_key_is(&m, GOSSIP_KEY_HB))
-		return merge_beat(mg, &m, p, n, src, off);
+	if (gossip_msg_is_news(&m))
+		return merge_news(mg, &m, p, n, src, off);
 	gossip_slot(slot, &m);
 	switch (gossip_store_classify(mg->st, &m, slot)) {
 	case GOSSIP_DUP:

@@ -199,7 +199,19 @@ static int fsync_dir_of(const char *path)
 	return r;
 }
 
+static int write_file(const char *path, const void *p, size_t n, int mode, int excl, int durable);
+
 int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int excl)
+{
+	return write_file(path, p, n, mode, excl, 1);
+}
+
+int gossip_write_replace(const char *path, const void *p, size_t n, int mode)
+{
+	return write_file(path, p, n, mode, 0, 0);
+}
+
+static int write_file(const char *path, const void *p, size_t n, int mode, int excl, int durable)
 {
 	char tmp[4200];
 	struct stat st;
@@ -214,7 +226,7 @@ int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int
 		gossip_seterr("cannot create %s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	if (fchmod(fd, (mode_t)mode) < 0 || gossip_write_all(fd, p, n) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, (mode_t)mode) < 0 || gossip_write_all(fd, p, n) < 0 || (durable && fsync(fd) < 0)) {
 		gossip_seterr("cannot write %s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -230,7 +242,8 @@ int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int
 	}
 	if (excl)
 		unlink(tmp);
-	fsync_dir_of(path);
+	if (durable)
+		fsync_dir_of(path);
 	return 0;
 }
 

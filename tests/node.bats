@@ -99,6 +99,27 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 	wait_until 10 converged
 }
 
+@test "a paused node is suspected, refutes the claim when it resumes, and is never failed" {
+	# A suspicion timeout of 40 * log10(7) * 0.2 s, about 7 s: long enough to refute in.
+	for i in $(seq 1 6); do
+		node_start "n$i" "${PORTS[$((i - 1))]}" "$([ "$i" = 1 ] || echo "${PORTS[0]}")" -S 40
+	done
+	wait_until 30 all_alive 6 || fail "not all alive"
+	node_kill n3 STOP
+	wait_until 10 all_see suspect n3 ||
+		fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
+	node_kill n3 CONT
+	wait_until 10 all_see alive n3 ||
+		fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
+	grep -q "refuting a claim that this node is down" n3.log
+	# Suspected, then alive again by refutation, never failed (each node's log has its
+	# membership events).
+	for n in n1 n2 n4 n5 n6; do
+		grep -q " member-suspect n3 " "$n.log"
+		! grep -q " member-failed n3 " "$n.log"
+	done
+}
+
 @test "a node joining late receives the whole state" {
 	cluster 10
 	for i in $(seq 1 50); do publish "n$((i % 10 + 1))" "k$i" "v$i"; done

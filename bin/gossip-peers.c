@@ -264,21 +264,23 @@ static void send_probe(const struct gossip_peer *to, int type, const uint8_t *v,
 	gossip_buf_free(&b);
 }
 
-/* A claim that p is suspect or dead at its incarnation: to p itself (to must be p) or
- * to another member, and with rumor, to the cluster (through stdout and gossip-send). */
+/* A claim that p is suspect or dead at its incarnation: to one member (p itself, or the
+ * claimer of a claim this confirms), or with all, to every member we know (eager: a
+ * claim is rare, and each member that finds it news passes it on as rumor). */
 static void claim_rumor(const char *key, const struct gossip_peer *p, const struct gossip_peer *to,
-                        int rumor)
+                        int all)
 {
 	struct gossip_buf v = {0}, out = {0};
 	if (gossip_cbor_head(&v, GOSSIP_MT_ARRAY, 2) < 0 || gossip_cbor_str(&v, GOSSIP_MT_BSTR, p->pk, 32) < 0 ||
 	    gossip_cbor_head(&v, GOSSIP_MT_UINT, p->info.incarnation) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	sign(&me, &out, GOSSIP_T_SET, key, v.p, v.len, 1);
-	send_to(to, out.p, out.len);
-	if (rumor && tee_out && gossip_write_all(1, out.p, out.len) < 0) {
-		gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
-		tee_out = 0;
+	for (size_t i = 0; all && i < table.n; i++) {
+		const struct gossip_peer *q = &table.v[i];
+		if (!q->self && q != to && (q->state == GOSSIP_P_ALIVE || q->state == GOSSIP_P_SUSPECT))
+			send_to(q, out.p, out.len);
 	}
+	send_to(to, out.p, out.len);
 	gossip_buf_free(&v);
 	gossip_buf_free(&out);
 }

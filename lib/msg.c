@@ -183,14 +183,15 @@ static int check_fields(const struct gossip_msg *m)
 	}
 	if (gossip_msg_is_probe(m)) {
 		if (m->version || m->time || m->keylen) {
-			gossip_seterr("a %s has only a type and a value", gossip_type_name(m->type));
+			gossip_seterr("%s has only a type and a value",
+			              m->type == GOSSIP_T_PING ? "a ping" : "an ack");
 			return -1;
 		}
 		if (!m->has_value || m->value_text ||
 		    !(m->valuelen == GOSSIP_NONCE_LEN ||
 		      (m->type == GOSSIP_T_PING && m->valuelen == GOSSIP_NONCE_LEN + 32))) {
-			gossip_seterr("a %s's value must be an %d-byte nonce%s", gossip_type_name(m->type),
-			              GOSSIP_NONCE_LEN,
+			gossip_seterr("the value of %s must be an %d-byte nonce%s",
+			              m->type == GOSSIP_T_PING ? "a ping" : "an ack", GOSSIP_NONCE_LEN,
 			              m->type == GOSSIP_T_PING ? ", then a 32-byte target for an indirect ping" : "");
 			return -1;
 		}

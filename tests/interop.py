@@ -5,6 +5,7 @@ written with Debian's python3-cbor2 and python3-nacl (run by /usr/bin/python3).
   make SEED ...    write a message signed with the 32-byte hex SEED to stdout;
                    options: --type N --key K --value V --version N --alg N --kid HEX
                    --extra (a fifth COSE element) --untagged
+  probe SEED TYPE HEX  write a probe (4 ping, 5 ack): {1: TYPE, 5: the bytes HEX}, signed
   pub SEED         print the base64 public key for the hex SEED (a trusted line)
   fakepeer SEED N K   act as a sync server that promises N messages, sends K, and quits
   nest N           write an array nested N deep
@@ -96,6 +97,12 @@ def sign_msg(sk, fields):
     return cbor2.dumps(cbor2.CBORTag(18, [protected, {4: bytes(sk.verify_key)}, payload, signature]))
 
 
+def probe(argv):
+    sk = nacl.signing.SigningKey(bytes.fromhex(argv[0]))
+    sys.stdout.buffer.write(sign_msg(sk, {1: int(argv[1]), 5: bytes.fromhex(argv[2])}))
+    return 0
+
+
 def fakepeer(argv):
     """A sync server that answers as gossip(7) says, then promises N messages, sends K
     of them and quits: the client must keep the K whole ones."""
@@ -132,6 +139,8 @@ def main():
         return 0
     if cmd == "fakepeer":
         return fakepeer(argv)
+    if cmd == "probe":
+        return probe(argv)
     if cmd == "nest":
         n = int(argv[0])
         sys.stdout.buffer.write(b"\x81" * n + b"\x00")

@@ -36,6 +36,29 @@ keyset() { gossip-merge -d "$1" -j dump | jq -r '[.type, .key, (.value // "-"), 
 	[ ! -s again ]
 }
 
+@test "probes and claims are news: checked, passed on, never stored" {
+	py 1 kept yes 5 >in
+	$PY "$I" probe $SEED 4 0102030405060708 >>in
+	$PY "$I" probe $SEED 5 0102030405060708 >>in
+	$PY "$I" make $SEED --key _suspect --value x --version 6 >>in
+	gossip-merge -d b <in >out
+	gossip-inspect -d b -j <out | jq -r '[.type, (.key // "-"), .value] | @tsv' >got
+	printf '%s\n' "set	kept	yes" "ping	-	AQIDBAUGBwg=" "ack	-	AQIDBAUGBwg=" "set	_suspect	x" >want
+	diff want got
+	[ "$(gossip-merge -d b keys)" = kept ]
+	# A probe from an unknown signer goes nowhere; a bad nonce is malformed.
+	$PY "$I" probe 0404040404040404040404040404040404040404040404040404040404040404 4 0102030405060708 >odd
+	$PY "$I" probe $SEED 5 01020304 >>odd
+	st=0
+	gossip-merge -d b <odd >out 2>err || st=$?
+	[ "$st" = 1 ]  # nothing new
+	[ ! -s out ]
+	grep -q "untrusted signer" err
+	grep -q "8-byte nonce" err
+	[ "$(wc -l <err)" = 2 ]
+	[ "$(gossip-merge -d b keys)" = kept ]
+}
+
 @test "the highest version wins, whatever the order; a delete beats older sets" {
 	py 1 k v3 300 >s3; py 1 k v1 100 >s1; py 2 k - 200 >d2; py 1 k v5 500 >s5
 	cat s3 s1 d2 | gossip-merge -d b >/dev/null

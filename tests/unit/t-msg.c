@@ -181,6 +181,55 @@ int main(void)
 	b.p[30] ^= 0x01;  /* inside the kid: now another (untrusted) key */
 	ok(gossip_check(b.p, b.len, &tr, &m, &sg) == GOSSIP_V_UNTRUSTED, "changed kid is untrusted");
 
+	/* Probes: {1: type, 5: nonce}, signed; any trusted signer may send one. */
+	struct gossip_msg pm = {0};
+	unsigned char nonce[40] = {1, 2, 3, 4, 5, 6, 7, 8};
+	pm.type = GOSSIP_T_PING;
+	pm.value = nonce;
+	pm.valuelen = GOSSIP_NONCE_LEN;
+	pm.has_value = 1;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) == 0 && b.len == 122, "a ping is 122 bytes (%zu)", b.len);
+	ok(gossip_check(b.p, b.len, &tr, &m, &sg) == GOSSIP_V_OK && m.type == GOSSIP_T_PING &&
+	   gossip_msg_is_probe(&m) && gossip_msg_is_news(&m) && m.valuelen == 8 &&
+	   !memcmp(m.value, nonce, 8) && !m.version && !m.keylen,
+	   "a ping from a restricted signer passes: %s", gossip_error());
+	pm.type = GOSSIP_T_ACK;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) == 0 && gossip_msg_decode(b.p, b.len, &m) == 0 &&
+	   gossip_msg_verify(&m) == 0 && m.type == GOSSIP_T_ACK && !strcmp(gossip_type_name(m.type), "ack"),
+	   "an ack signs and verifies");
+	pm.valuelen = 40;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) < 0 && strstr(gossip_error(), "8-byte nonce"),
+	   "an ack carries no target: %s", gossip_error());
+	pm.type = GOSSIP_T_PING;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) == 0 && gossip_msg_decode(b.p, b.len, &m) == 0 && m.valuelen == 40,
+	   "an indirect ping carries the target's key");
+	pm.valuelen = 7;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) < 0 && strstr(gossip_error(), "8-byte nonce"),
+	   "a short nonce: %s", gossip_error());
+	pm.valuelen = 8;
+	pm.version = 5;
+	b.len = 0;
+	ok(gossip_msg_sign(&b, &pm, &a) < 0 && strstr(gossip_error(), "only a type and a value"),
+	   "a ping with a version: %s", gossip_error());
+	resign(&t, &a, "a10127", kidhex, "a301040203054801020304050607" "08");
+	ok(gossip_msg_decode(t.p, t.len, &m) < 0, "a ping with a version field: %s", gossip_error());
+	resign(&t, &a, "a10127", kidhex, "a2010405470102030405060" "7");
+	ok(gossip_msg_decode(t.p, t.len, &m) < 0 && strstr(gossip_error(), "8-byte nonce"),
+	   "a hand-built 7-byte nonce: %s", gossip_error());
+	resign(&t, &a, "a10127", kidhex, "a2010405680102030405060708");
+	ok(gossip_msg_decode(t.p, t.len, &m) < 0 && strstr(gossip_error(), "8-byte nonce"),
+	   "a text nonce: %s", gossip_error());
+	resign(&t, &a, "a10127", kidhex, "a2010105480102030405060708");
+	ok(gossip_msg_decode(t.p, t.len, &m) < 0 && strstr(gossip_error(), "lacks one of type"),
+	   "a two-field set: %s", gossip_error());
+	ok(gossip_type_parse("ping") < 0 && gossip_type_parse("event") == GOSSIP_T_EVENT,
+	   "probes are not a type a person sends");
+
 	gossip_trust_free(&tr);
 	gossip_buf_free(&b);
 	gossip_buf_free(&t);

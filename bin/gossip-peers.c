@@ -598,8 +598,10 @@ static int observe_msg(const uint8_t *p, size_t n, uint64_t now, int from_store)
 	struct gossip_msg m;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return 0;
-	if (probing && !from_store && gossip_msg_is_probe(&m))
-		return on_probe(&m, p, n, now);
+	if (gossip_msg_is_probe(&m)) {
+		forward = 0;  /* between two nodes: never copied on */
+		return probing && !from_store ? on_probe(&m, p, n, now) : 0;
+	}
 	if (probing && !from_store && m.type == GOSSIP_T_SET &&
 	    (gossip_msg_key_is(&m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(&m, GOSSIP_KEY_DEAD)))
 		return on_claim(&m, now);
@@ -883,15 +885,13 @@ static int do_observe(void)
 		got = gossip_reader_next(&r, &p, &n, &off);
 		uint64_t now = gossip_now_ms();
 		if (got == 1) {
-			struct gossip_msg m;
 			forward = 1;
 			dirty |= observe_msg(p, n, now, 0);
 			if (probing)
 				dirty |= probe_tick(now);
 			/* Membership matters more than the copy: a reader that went away stops the
 			 * copy, not the observer. Probes are between two nodes: never copied. */
-			if (tee_out && forward && !(gossip_msg_decode(p, n, &m) == 0 && gossip_msg_is_probe(&m)) &&
-			    gossip_write_all(1, p, n) < 0) {
+			if (tee_out && forward && gossip_write_all(1, p, n) < 0) {
 				gossip_warn("stdout: %s; no longer copying the stream", strerror(errno));
 				tee_out = 0;
 			}

@@ -67,21 +67,16 @@ static void remember(const uint8_t h[16])
 /* One line per rejection, at most 20 a second: a flood must not drown the log. */
 static void reject(int reason, const char *src, uint64_t off, const char *why)
 {
-	static uint64_t second, lines, hidden;
-	uint64_t now = gossip_now_ms() / 1000;
+	static struct gossip_rate rate;
+	uint64_t hidden;
 	count.rejected[reason]++;
 	if (quiet)
 		return;
-	if (now != second) {
-		if (hidden)
-			gossip_warn("%llu more rejections not shown", (unsigned long long)hidden);
-		second = now;
-		lines = hidden = 0;
-	}
-	if (lines++ < 20)
+	int shown = gossip_rate_allow(&rate, 20, gossip_now_ms(), &hidden);
+	if (hidden)
+		gossip_warn("%llu more rejections not shown", (unsigned long long)hidden);
+	if (shown)
 		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, why);
-	else
-		hidden++;
 }
 
 /* The messages of one datagram or chunk: a CBOR sequence. A bad item ends it. */
@@ -273,11 +268,6 @@ static void hand_off(int fd, const char *peer)
 		_exit(127);
 	}
 	syncs_running++;
-}
-
-static uint64_t age(uint64_t now, uint64_t then)
-{
-	return now > then ? now - then : 0;
 }
 
 static void reap_syncs(void)
@@ -529,7 +519,7 @@ int main(int argc, char **argv)
 			int ready = pfd[nl + k].revents & (POLLIN | POLLHUP | POLLERR);
 			if (ready || cn->fresh == 2) {
 				int s = sync_cmd && cn->fresh ? is_sync(cn->fd) : 0;
-				if (s < 0 && cn->fresh == 2 && age(now, cn->last) > SYNC_WAIT_MS)
+				if (s < 0 && cn->fresh == 2 && gossip_age_ms(now, cn->last) > SYNC_WAIT_MS)
 					s = 0;  /* still no whole request: not a sync */
 				if (s == 1) {
 					hand_off(cn->fd, cn->peer);

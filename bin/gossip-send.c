@@ -28,8 +28,7 @@ static void usage(int code)
 }
 
 struct sender {
-	struct gossip_identity id;
-	struct gossip_clock clock;
+	struct gossip_author me;
 	struct gossip_buf out;
 	int bytes;  /* -b: values are byte strings even when they are valid UTF-8 */
 	struct gossip_out peers;  /* where messages go; none: stdout */
@@ -98,8 +97,6 @@ static int make(struct sender *s, int type, const char *key, size_t keylen, cons
 	m.valuelen = valuelen;
 	m.has_value = has_value;
 	m.value_text = has_value && !s->bytes && gossip_utf8_valid(value, valuelen);
-	m.time = gossip_now_ms();
-	memcpy(m.origin, s->id.pk, 32);
 	/* Check what can be checked before a version is spent on it. */
 	if (keylen == 0 || keylen > GOSSIP_KEY_MAX || !gossip_utf8_valid(m.key, keylen)) {
 		gossip_seterr("key must be 1 to %d bytes of UTF-8", GOSSIP_KEY_MAX);
@@ -109,9 +106,7 @@ static int make(struct sender *s, int type, const char *key, size_t keylen, cons
 		gossip_seterr("value is %zu bytes, at most %d", valuelen, GOSSIP_VALUE_MAX);
 		return -1;
 	}
-	if (gossip_clock_take(&s->clock, &m.version) < 0)
-		return -1;
-	return gossip_msg_sign(&s->out, &m, &s->id);
+	return gossip_author_sign(&s->me, &s->out, &m);
 }
 
 static void flush_out(struct sender *s)
@@ -328,7 +323,7 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	s.fanout = fanout;
-	s.peers = (struct gossip_out){NULL, 0, -1, -1, (size_t)mtu, timeout * 1000, fanout, &s.keys, 0, 0, 0};
+	gossip_out_init(&s.peers, (size_t)mtu, timeout * 1000, fanout, &s.keys);
 	dir = gossip_state_dir(dir);
 	s.dir = dir;
 	const char *verb = argc ? argv[0] : NULL;
@@ -376,9 +371,7 @@ int main(int argc, char **argv)
 	} else {
 		if (file && gossip_read_file(file, GOSSIP_VALUE_MAX, &value) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "value: %s", gossip_error());
-		if (gossip_identity_load(dir, &s.id, 0) < 0)
-			gossip_die(GOSSIP_EXIT_ERR, "key: %s", gossip_error());
-		if (gossip_clock_open(&s.clock, dir, is_batch ? 1024 : 1) < 0)
+		if (gossip_author_open(&s.me, dir, is_batch ? 1024 : 1) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 		if (is_batch) {
 			batch(&s, argc > 1 ? argv[1] : NULL);
@@ -390,9 +383,8 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "%s: %s", verb, gossip_error());
 			flush_out(&s);
 		}
-		if (gossip_clock_close(&s.clock) < 0)
+		if (gossip_author_close(&s.me) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-		gossip_identity_free(&s.id);
 	}
 	if (s.peers.failures && status == GOSSIP_EXIT_OK)
 		status = GOSSIP_EXIT_NO;

@@ -54,6 +54,14 @@ int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int
  * files that are a cache of what can be rebuilt, rewritten often. */
 int gossip_write_replace(const char *path, const void *p, size_t n, int mode);
 
+/* At most limit events a second (a flood must not drown a log). */
+struct gossip_rate {
+	uint64_t second, taken, refused;
+};
+/* 1 when one more event fits in this second. When a new second starts, *refused (may
+ * be NULL) gets how many the one before refused. */
+int gossip_rate_allow(struct gossip_rate *r, unsigned limit, uint64_t now_ms, uint64_t *refused);
+
 /* Standard base64 with padding, as keys are printed. out must hold 4*((n+2)/3)+1. */
 void gossip_b64(char *out, const uint8_t *p, size_t n);
 /* Decode exactly outlen bytes from base64 text; -1 otherwise. */
@@ -64,6 +72,8 @@ void gossip_hex(char *out, const uint8_t *p, size_t n);
 int gossip_utf8_valid(const uint8_t *p, size_t n);
 /* Milliseconds since the epoch, wall clock. */
 uint64_t gossip_now_ms(void);
+/* Milliseconds from then to now; 0 when then is later (stamped after now was taken). */
+uint64_t gossip_age_ms(uint64_t now, uint64_t then);
 /* "2026-11-21T19:04:21.123Z" into out[32]. */
 void gossip_fmt_time(char *out, uint64_t ms);
 /* A quoted string, escaped so that no control byte reaches a terminal. With ascii,
@@ -175,7 +185,43 @@ int gossip_diag(FILE *f, const uint8_t *p, size_t n, int embed);
  * ".0" on integral values; NaN, Infinity, -Infinity. out must hold 40 bytes. */
 void gossip_fmt_double(char *out, double d);
 
-/* ---- msg.c: COSE_Sign1 and the gossip message ------------------------------------- */
+/* ---- clock.c: per-origin versions ---------------------------------------------------- */
+
+/* Versions are max(last + 1, now in ms), persisted in DIR/clock before use, so they
+ * strictly increase across restarts and clock steps. A clock reserves blocks of
+ * versions under a file lock and gives back what it did not use on close. */
+struct gossip_clock {
+	char path[4096];
+	int fd;
+	uint64_t next, limit;  /* next to hand out; last reserved */
+	unsigned block;
+};
+int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block);
+int gossip_clock_take(struct gossip_clock *c, uint64_t *version);
+int gossip_clock_close(struct gossip_clock *c);
+
+/* ---- keys.c: a node's identity ------------------------------------------------------- */
+
+struct gossip_identity {
+	uint8_t pk[32];
+	uint8_t *sk;  /* 64 bytes in sodium_malloc memory */
+	char name[64];
+};
+/* Make DIR (0700) and DIR/key (0600), DIR/key.pub; refuse to overwrite without force. */
+int gossip_identity_create(const char *dir, const char *name, int force,
+                           struct gossip_identity *id);
+/* Load DIR/key; fails when it is open to group or others, or (unless ignore_pub) when
+ * DIR/key.pub holds another key. */
+int gossip_identity_load(const char *dir, struct gossip_identity *id, int ignore_pub);
+void gossip_identity_free(struct gossip_identity *id);
+/* "BASE64KEY NAME" as key.pub holds and trusted takes. out must hold 128. */
+void gossip_pub_line(char *out, size_t outlen, const uint8_t pk[32], const char *name);
+/* Read DIR/key.pub: the public key and the name. */
+int gossip_pub_load(const char *dir, uint8_t pk[32], char *name, size_t namelen);
+/* Short id: the first 8 characters of the base64 key. out must hold 9. */
+void gossip_short_id(char *out, const uint8_t pk[32]);
+
+/* ---- msg.c: COSE_Sign1, the gossip message, making and signing one ------------------ */
 
 /* COSE_Sign1 (RFC 9052 §4.2), structure only. */
 struct gossip_cose {
@@ -226,11 +272,23 @@ int gossip_type_parse(const char *s);  /* set, del, event; -1 otherwise */
 int gossip_msg_is_probe(const struct gossip_msg *m);
 /* The deterministic payload of m. */
 int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m);
-/* Append the signed message for m (origin and time filled in from id and the clock
- * by the caller) to b. */
-struct gossip_identity;
+/* Append m, signed by id, to b (a probe as it is; a versioned message by its author,
+ * gossip_author_sign). */
 int gossip_msg_sign(struct gossip_buf *b, const struct gossip_msg *m,
                     const struct gossip_identity *id);
+/* A node writing messages: its identity and its clock. Opening loads DIR/key (an error
+ * starts "key: ") and reserves versions block at a time. */
+struct gossip_author {
+	struct gossip_identity id;
+	struct gossip_clock clock;
+};
+int gossip_author_open(struct gossip_author *a, const char *dir, unsigned block);
+/* Close the clock (giving back unused versions) and free the key; -1 when the clock
+ * could not be written. */
+int gossip_author_close(struct gossip_author *a);
+/* Fill in m's origin, time (now) and next version, and append it, signed, to b. */
+int gossip_author_sign(struct gossip_author *a, struct gossip_buf *b, struct gossip_msg *m);
+
 /* Parse and check a message's structure and payload, no crypto. Pointers refer into p. */
 int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m);
 /* Whether m's key is exactly key (a text string, such as GOSSIP_KEY_HB). */
@@ -238,24 +296,21 @@ int gossip_msg_key_is(const struct gossip_msg *m, const char *key);
 /* 0 when m's signature verifies for its origin. */
 int gossip_msg_verify(const struct gossip_msg *m);
 
-/* ---- keys.c: identity and trust ----------------------------------------------------- */
+/* A node's membership is ordinary signed state under its own origin: a member record
+ * under this key (a delete of it is a graceful leave), heartbeats under the other. */
+#define GOSSIP_KEY_MEMBER "_member"
+#define GOSSIP_KEY_HB "_hb"
+/* Claims one member makes about another (gossip-peers observe -p): the value is the CBOR
+ * array [member's key, its incarnation]. */
+#define GOSSIP_KEY_SUSPECT "_suspect"
+#define GOSSIP_KEY_DEAD "_dead"
+/* News, not state: heartbeats, probes and claims are passed on, never stored. */
+int gossip_msg_is_news(const struct gossip_msg *m);
+/* A message's fields as JSON members (no braces): origin, name (when known), type, key,
+ * value and encoding (when it has one), version, time. */
+void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name);
 
-struct gossip_identity {
-	uint8_t pk[32];
-	uint8_t *sk;  /* 64 bytes in sodium_malloc memory */
-	char name[64];
-};
-/* Make DIR (0700) and DIR/key (0600), DIR/key.pub; refuse to overwrite without force. */
-int gossip_identity_create(const char *dir, const char *name, int force,
-                           struct gossip_identity *id);
-/* Load DIR/key; fails when it is open to group or others, or (unless ignore_pub) when
- * DIR/key.pub holds another key. */
-int gossip_identity_load(const char *dir, struct gossip_identity *id, int ignore_pub);
-void gossip_identity_free(struct gossip_identity *id);
-/* "BASE64KEY NAME" as key.pub holds and trusted takes. out must hold 128. */
-void gossip_pub_line(char *out, size_t outlen, const uint8_t pk[32], const char *name);
-/* Read DIR/key.pub: the public key and the name. */
-int gossip_pub_load(const char *dir, uint8_t pk[32], char *name, size_t namelen);
+/* ---- trust.c: who may write what; the verdict on a message; rejections ------------- */
 
 struct gossip_signer {
 	uint8_t pk[32];
@@ -268,12 +323,15 @@ struct gossip_trust {
 	struct gossip_signer *v;
 	size_t n;
 };
-/* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. */
+/* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. An error
+ * starts "trusted: ". */
 int gossip_trust_load(struct gossip_trust *t, const char *dir);
 /* Parse trusted text (for tests and for gossip_trust_load). */
 int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t n, const char *name);
 const struct gossip_signer *gossip_trust_find(const struct gossip_trust *t,
                                               const uint8_t pk[32]);
+/* The signer named name (a trusted line's comment), or NULL. */
+const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, const char *name);
 /* 1 when the signer may write key (its prefixes allow it). */
 int gossip_trust_allows(const struct gossip_signer *s, const uint8_t *key, size_t keylen);
 void gossip_trust_free(struct gossip_trust *t);
@@ -285,30 +343,90 @@ const char *gossip_verdict_name(enum gossip_verdict v);
 /* Is a decoded message's signer trusted, and may it write the key? No crypto. */
 enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
                                      const struct gossip_signer **signer);
-/* Decode, verify and authorize one item; the reason for anything but OK is in
- * gossip_error(). *signer is set when the origin is trusted. */
+/* Authorize a decoded message, then verify its signature (strangers cost no crypto). */
+enum gossip_verdict gossip_check_msg(const struct gossip_msg *m, const struct gossip_trust *t,
+                                     const struct gossip_signer **signer);
+/* Decode, then gossip_check_msg; the reason for anything but OK is in gossip_error().
+ * *signer is set when the origin is trusted. */
 enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
                                  struct gossip_msg *m, const struct gossip_signer **signer);
-/* A message's fields as JSON members (no braces): origin, name (when known), type, key,
- * value and encoding (when it has one), version, time. */
-void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name);
-/* Short id: the first 8 characters of the base64 key. out must hold 9. */
-void gossip_short_id(char *out, const uint8_t pk[32]);
 
-/* ---- clock.c: per-origin versions ---------------------------------------------------- */
+/* Note a rejection that is the signer's doing (a bad signature under its key, a key it
+ * may not write, a replay under its watermark) in DIR/rejects, for reputation: lines of
+ * "TIME ORIGIN REASON". At most 20 a second; rotated to rejects.1 at 1 MiB. */
+void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason);
 
-/* Versions are max(last + 1, now in ms), persisted in DIR/clock before use, so they
- * strictly increase across restarts and clock steps. A clock reserves blocks of
- * versions under a file lock and gives back what it did not use on close. */
-struct gossip_clock {
-	char path[4096];
-	int fd;
-	uint64_t next, limit;  /* next to hand out; last reserved */
-	unsigned block;
+/* ---- net.c: addresses, sockets, the keyring ------------------------------------- */
+
+enum { GOSSIP_UDP = 1, GOSSIP_TCP, GOSSIP_UNIX };
+#include <sys/socket.h>
+struct gossip_addr {
+	int kind;
+	struct sockaddr_storage sa;
+	socklen_t len;
+	char text[300];  /* as the user writes it, with the port the kernel chose */
 };
-int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block);
-int gossip_clock_take(struct gossip_clock *c, uint64_t *version);
-int gossip_clock_close(struct gossip_clock *c);
+/* udp://HOST:PORT, tcp://HOST:PORT (IPv6 in brackets), unix:/PATH. */
+int gossip_addr_parse(struct gossip_addr *a, const char *s);
+void gossip_addr_text(struct gossip_addr *a);
+/* The same host and port under another kind (a UDP peer's TCP side). */
+int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind);
+/* A bound, non-blocking socket (listening, for streams); port 0 is resolved in a->text. */
+int gossip_listen_on(struct gossip_addr *a);
+/* A connected stream socket, or -1 after timeout_ms. */
+int gossip_connect(const struct gossip_addr *a, int timeout_ms);
+/* Send all of p, waiting at most timeout_ms for each bit of progress. */
+int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms);
+
+/* DIR/keyring: cluster keys, one base64 line each; the first seals, all open. */
+struct gossip_keyring {
+	uint8_t (*keys)[32];  /* sodium_malloc */
+	size_t n;
+};
+/* A missing keyring is empty (n == 0): traffic is not sealed. */
+int gossip_keyring_load(struct gossip_keyring *k, const char *dir);
+void gossip_keyring_free(struct gossip_keyring *k);
+/* Append one sealed item, a CBOR byte string: 24-byte nonce, then XChaCha20-Poly1305
+ * ciphertext of p under the first key. */
+int gossip_seal(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *p, size_t n);
+/* Open one sealed item (trying every key) into out. */
+int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *item,
+                       size_t n);
+
+/* ---- out.c: sending to peers ------------------------------------------------------ */
+
+struct gossip_dest {
+	struct gossip_addr a;
+	int fd, tcpfd;  /* a stream destination's connection; a UDP one's TCP side */
+	struct gossip_buf pend, big;  /* queued messages; big: too large for a datagram */
+	uint64_t down_until;  /* unreachable: reported once, retried after this (ms) */
+};
+struct gossip_out {
+	struct gossip_dest *d;
+	size_t n;
+	int udp4, udp6;  /* -1 until used */
+	size_t mtu;  /* the largest datagram, sealing included */
+	int timeout_ms;  /* to connect, and for each bit of progress sending */
+	int fanout;  /* 0: every destination; K: K random ones per message */
+	const struct gossip_keyring *keys;  /* seal when it holds keys */
+	uint64_t datagrams, sent_bytes, failures;
+};
+/* An empty set of destinations: datagrams of at most mtu bytes, timeout_ms to connect
+ * and for each bit of progress, fanout (0: all), sealed with keys when it has any. */
+void gossip_out_init(struct gossip_out *o, size_t mtu, int timeout_ms, int fanout,
+                     const struct gossip_keyring *keys);
+int gossip_out_add(struct gossip_out *o, const char *dest);
+/* Destinations from a file, one per line; blank lines and # comments skipped. */
+int gossip_out_add_file(struct gossip_out *o, const char *path);
+/* Queue one whole message for its destinations. */
+int gossip_out_queue(struct gossip_out *o, const uint8_t *p, size_t n);
+/* The index of a destination, added when new; -1 when it does not parse. */
+long gossip_out_index(struct gossip_out *o, const char *dest);
+int gossip_out_queue_to(struct gossip_out *o, size_t i, const uint8_t *p, size_t n);
+/* Send everything queued; the number of destinations that failed (each reported once
+ * until it is reachable again). */
+int gossip_out_flush(struct gossip_out *o);
+void gossip_out_close(struct gossip_out *o);
 
 /* ---- store.c: the durable store and merging ------------------------------------ */
 
@@ -409,86 +527,23 @@ struct gossip_digest {
 int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st);
 void gossip_digest_free(struct gossip_digest *d);
 
-/* ---- net.c: addresses, sockets, the keyring ------------------------------------- */
+/* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 
-enum { GOSSIP_UDP = 1, GOSSIP_TCP, GOSSIP_UNIX };
-#include <sys/socket.h>
-struct gossip_addr {
-	int kind;
-	struct sockaddr_storage sa;
-	socklen_t len;
-	char text[300];  /* as the user writes it, with the port the kernel chose */
+enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };
+struct gossip_sync_stats {
+	uint64_t sent_msgs, recv_msgs, sent_bytes, recv_bytes;
+	int equal;  /* the summaries matched: nothing else was exchanged */
 };
-/* udp://HOST:PORT, tcp://HOST:PORT (IPv6 in brackets), unix:/PATH. */
-int gossip_addr_parse(struct gossip_addr *a, const char *s);
-void gossip_addr_text(struct gossip_addr *a);
-/* The same host and port under another kind (a UDP peer's TCP side). */
-int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind);
-/* A bound, non-blocking socket (listening, for streams); port 0 is resolved in a->text. */
-int gossip_listen_on(struct gossip_addr *a);
-/* A connected stream socket, or -1 after timeout_ms. */
-int gossip_connect(const struct gossip_addr *a, int timeout_ms);
-/* Send all of p, waiting at most timeout_ms for each bit of progress. */
-int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms);
-
-/* DIR/keyring: cluster keys, one base64 line each; the first seals, all open. */
-struct gossip_keyring {
-	uint8_t (*keys)[32];  /* sodium_malloc */
-	size_t n;
-};
-/* A missing keyring is empty (n == 0): traffic is not sealed. */
-int gossip_keyring_load(struct gossip_keyring *k, const char *dir);
-void gossip_keyring_free(struct gossip_keyring *k);
-/* Append one sealed item, a CBOR byte string: 24-byte nonce, then XChaCha20-Poly1305
- * ciphertext of p under the first key. */
-int gossip_seal(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *p, size_t n);
-/* Open one sealed item (trying every key) into out. */
-int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *item,
-                       size_t n);
-
-/* ---- out.c: sending to peers ------------------------------------------------------ */
-
-struct gossip_dest {
-	struct gossip_addr a;
-	int fd, tcpfd;  /* a stream destination's connection; a UDP one's TCP side */
-	struct gossip_buf pend, big;  /* queued messages; big: too large for a datagram */
-	uint64_t down_until;  /* unreachable: reported once, retried after this (ms) */
-};
-struct gossip_out {
-	struct gossip_dest *d;
-	size_t n;
-	int udp4, udp6;  /* -1 until used */
-	size_t mtu;  /* the largest datagram, sealing included */
-	int timeout_ms;  /* to connect, and for each bit of progress sending */
-	int fanout;  /* 0: every destination; K: K random ones per message */
-	const struct gossip_keyring *keys;  /* seal when it holds keys */
-	uint64_t datagrams, sent_bytes, failures;
-};
-int gossip_out_add(struct gossip_out *o, const char *dest);
-/* Destinations from a file, one per line; blank lines and # comments skipped. */
-int gossip_out_add_file(struct gossip_out *o, const char *path);
-/* Queue one whole message for its destinations. */
-int gossip_out_queue(struct gossip_out *o, const uint8_t *p, size_t n);
-/* The index of a destination, added when new; -1 when it does not parse. */
-long gossip_out_index(struct gossip_out *o, const char *dest);
-int gossip_out_queue_to(struct gossip_out *o, size_t i, const uint8_t *p, size_t n);
-/* Send everything queued; the number of destinations that failed (each reported once
- * until it is reachable again). */
-int gossip_out_flush(struct gossip_out *o);
-void gossip_out_close(struct gossip_out *o);
+/* Sync with PEER: tcp://HOST:PORT, unix:/PATH, or a shell command whose stdin and stdout
+ * reach a serving peer. Received messages go through mg (and its on_new). */
+int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
+                       struct gossip_sync_stats *s);
+/* The other end, on rfd and wfd (stdin and stdout under inetd). */
+int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
+                      struct gossip_sync_stats *s);
 
 /* ---- peers.c: membership ------------------------------------------------------------ */
 
-/* A node's membership is ordinary signed state under its own origin: a member record
- * under this key (a delete of it is a graceful leave), heartbeats under the other. */
-#define GOSSIP_KEY_MEMBER "_member"
-#define GOSSIP_KEY_HB "_hb"
-/* Claims one member makes about another (gossip-peers observe -p): the value is the CBOR
- * array [member's key, its incarnation]. */
-#define GOSSIP_KEY_SUSPECT "_suspect"
-#define GOSSIP_KEY_DEAD "_dead"
-/* News, not state: heartbeats, probes and claims are passed on, never stored. */
-int gossip_msg_is_news(const struct gossip_msg *m);
 enum { GOSSIP_MAX_ADDRS = 4, GOSSIP_MAX_TAGS = 16, GOSSIP_PHI_WINDOW = 100 };
 struct gossip_member {
 	uint64_t incarnation;
@@ -554,25 +609,5 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
                          struct gossip_peer **out);
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
-
-/* Note a rejection that is the signer's doing (a bad signature under its key, a key it
- * may not write, a replay under its watermark) in DIR/rejects, for reputation: lines of
- * "TIME ORIGIN REASON". At most 20 a second; rotated to rejects.1 at 1 MiB. */
-void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason);
-
-/* ---- sync.c: anti-entropy between two stores ------------------------------------ */
-
-enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };
-struct gossip_sync_stats {
-	uint64_t sent_msgs, recv_msgs, sent_bytes, recv_bytes;
-	int equal;  /* the summaries matched: nothing else was exchanged */
-};
-/* Sync with PEER: tcp://HOST:PORT, unix:/PATH, or a shell command whose stdin and stdout
- * reach a serving peer. Received messages go through mg (and its on_new). */
-int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
-                       struct gossip_sync_stats *s);
-/* The other end, on rfd and wfd (stdin and stdout under inetd). */
-int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
-                      struct gossip_sync_stats *s);
 
 #endif

@@ -244,6 +244,39 @@ out:
 	return r;
 }
 
+int gossip_author_open(struct gossip_author *a, const char *dir, unsigned block)
+{
+	memset(a, 0, sizeof *a);
+	a->clock.fd = -1;
+	if (gossip_identity_load(dir, &a->id, 0) < 0) {
+		char why[512];
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("key: %s", why);
+		return -1;
+	}
+	if (gossip_clock_open(&a->clock, dir, block) < 0) {
+		gossip_identity_free(&a->id);
+		return -1;
+	}
+	return 0;
+}
+
+int gossip_author_close(struct gossip_author *a)
+{
+	int r = gossip_clock_close(&a->clock);
+	gossip_identity_free(&a->id);
+	return r;
+}
+
+int gossip_author_sign(struct gossip_author *a, struct gossip_buf *b, struct gossip_msg *m)
+{
+	memcpy(m->origin, a->id.pk, 32);
+	m->time = gossip_now_ms();
+	if (gossip_clock_take(&a->clock, &m->version) < 0)
+		return -1;
+	return gossip_msg_sign(b, m, &a->id);
+}
+
 static int check_protected(const uint8_t *p, size_t n)
 {
 	struct gossip_ev ev;
@@ -264,6 +297,12 @@ static int check_protected(const uint8_t *p, size_t n)
 	}
 	gossip_seterr("protected header must be exactly {1: -8} (EdDSA)");
 	return -1;
+}
+
+int gossip_msg_is_news(const struct gossip_msg *m)
+{
+	return gossip_msg_is_probe(m) || gossip_msg_key_is(m, GOSSIP_KEY_HB) ||
+	       gossip_msg_key_is(m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
 }
 
 int gossip_msg_key_is(const struct gossip_msg *m, const char *key)
@@ -352,52 +391,6 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 int gossip_msg_verify(const struct gossip_msg *m)
 {
 	return gossip_cose_verify(&m->cose, m->origin);
-}
-
-const char *gossip_verdict_name(enum gossip_verdict v)
-{
-	static const char *const names[] = {"ok", "malformed", "bad signature", "untrusted signer",
-	                                    "key not allowed"};
-	return names[v];
-}
-
-enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
-                                     const struct gossip_signer **signer)
-{
-	char id[9];
-	gossip_short_id(id, m->origin);
-	*signer = gossip_trust_find(t, m->origin);
-	if (!*signer) {
-		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
-		return GOSSIP_V_UNTRUSTED;
-	}
-	/* A probe writes nothing: any trusted signer may send one. */
-	if (!gossip_msg_is_probe(m) && !gossip_trust_allows(*signer, m->key, m->keylen)) {
-		gossip_seterr("signer %s may not write this key: it is outside its prefix= in trusted",
-		              (*signer)->name ? (*signer)->name : id);
-		return GOSSIP_V_FORBIDDEN;
-	}
-	return GOSSIP_V_OK;
-}
-
-enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
-                                 struct gossip_msg *m, const struct gossip_signer **signer)
-{
-	enum gossip_verdict v;
-	*signer = NULL;
-	if (gossip_msg_decode(p, n, m) < 0)
-		return GOSSIP_V_MALFORMED;
-	/* Trust is a lookup, a signature check is not: strangers cost no crypto. */
-	if ((v = gossip_authorize(m, t, signer)) != GOSSIP_V_OK)
-		return v;
-	if (gossip_msg_verify(m) < 0) {
-		char id[9];
-		gossip_short_id(id, m->origin);
-		gossip_seterr("bad signature: it does not verify with the kid's key (%s)",
-		              (*signer)->name ? (*signer)->name : id);
-		return GOSSIP_V_BADSIG;
-	}
-	return GOSSIP_V_OK;
 }
 
 void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name)

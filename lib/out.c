@@ -11,6 +11,17 @@
 
 enum { DOWN_MS = 5000, CHUNK = 60000 };  /* retry a dead peer after; stream chunk size */
 
+void gossip_out_init(struct gossip_out *o, size_t mtu, int timeout_ms, int fanout,
+                     const struct gossip_keyring *keys)
+{
+	memset(o, 0, sizeof *o);
+	o->udp4 = o->udp6 = -1;
+	o->mtu = mtu;
+	o->timeout_ms = timeout_ms;
+	o->fanout = fanout;
+	o->keys = keys;
+}
+
 int gossip_out_add(struct gossip_out *o, const char *dest)
 {
 	struct gossip_dest *d = realloc(o->d, (o->n + 1) * sizeof *d);

@@ -16,12 +16,6 @@ const struct gossip_peers_cfg gossip_peers_defaults = {
 	.reap_ms = 3600 * 1000, .partition_share = 0.3, .score_min = 50, .dead_chance = 0.1,
 };
 
-int gossip_msg_is_news(const struct gossip_msg *m)
-{
-	return gossip_msg_is_probe(m) || gossip_msg_key_is(m, GOSSIP_KEY_HB) ||
-	       gossip_msg_key_is(m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
-}
-
 const char *gossip_pstate_name(int s)
 {
 	static const char *const n[] = {"alive", "suspect", "dead", "left"};
@@ -417,33 +411,4 @@ const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t)
 				best = p;
 		}
 	return best;
-}
-
-void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason)
-{
-	static uint64_t second, lines;
-	uint64_t now = gossip_now_ms();
-	char line[160], b64[45];
-	struct stat st;
-	if (now / 1000 != second) {
-		second = now / 1000;
-		lines = 0;
-	}
-	if (lines++ >= 20)
-		return;
-	const char *path = gossip_path(dir, "rejects");
-	if (stat(path, &st) == 0 && st.st_size > (1 << 20)) {
-		char old[4200];
-		snprintf(old, sizeof old, "%s.1", path);
-		rename(path, old);
-	}
-	gossip_b64(b64, origin, 32);
-	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)now, b64, reason);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		if (gossip_write_all(fd, line, (size_t)n) < 0) {
-			/* Reputation is advisory: a full disk must not stop the node. */
-		}
-		close(fd);
-	}
 }

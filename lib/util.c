@@ -306,6 +306,28 @@ int gossip_utf8_valid(const uint8_t *p, size_t n)
 	return 1;
 }
 
+int gossip_rate_allow(struct gossip_rate *r, unsigned limit, uint64_t now_ms, uint64_t *refused)
+{
+	if (now_ms / 1000 != r->second) {
+		if (refused)
+			*refused = r->refused;
+		r->second = now_ms / 1000;
+		r->taken = r->refused = 0;
+	} else if (refused)
+		*refused = 0;
+	if (r->taken < limit) {
+		r->taken++;
+		return 1;
+	}
+	r->refused++;
+	return 0;
+}
+
+uint64_t gossip_age_ms(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
 uint64_t gossip_now_ms(void)
 {
 	struct timespec ts;

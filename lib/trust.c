@@ -1,0 +1,292 @@
+/* trust.c: whom a node trusts (DIR/trusted) and to write what; the verdict on one
+ * message (decoded, authorized, verified); rejections noted for reputation. */
+#include "gossip.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { KEY_B64_LEN = 44 };  /* base64 of 32 bytes */
+
+static int cmp_signer(const void *a, const void *b)
+{
+	return memcmp(((const struct gossip_signer *)a)->pk, ((const struct gossip_signer *)b)->pk, 32);
+}
+
+static void free_signer(struct gossip_signer *s)
+{
+	free(s->name);
+	for (size_t i = 0; i < s->nprefixes; i++)
+		free(s->prefixes[i]);
+	free(s->prefixes);
+}
+
+/* Options are comma-separated, like authorized_keys: prefix=P may be repeated. */
+static int parse_options(struct gossip_signer *s, char *opt)
+{
+	for (char *o = strtok(opt, ","); o; o = strtok(NULL, ",")) {
+		if (strncmp(o, "prefix=", 7) != 0 || !o[7]) {
+			gossip_seterr("unknown option \"%s\" (known: prefix=KEYPREFIX)", o);
+			return -1;
+		}
+		char **v = realloc(s->prefixes, (s->nprefixes + 1) * sizeof *v);
+		if (!v || !(v[s->nprefixes] = strdup(o + 7))) {
+			if (v)
+				s->prefixes = v;
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		s->prefixes = v;
+		s->nprefixes++;
+	}
+	return 0;
+}
+
+static int parse_line(struct gossip_signer *s, char *line)
+{
+	char *tok[4] = {NULL};
+	int n = 0;
+	for (char *t = strtok(line, " \t"); t; t = strtok(NULL, " \t"))
+		if (n < 4)
+			tok[n++] = t;
+		else
+			n++;
+	int k = 0;
+	if (n == 0) {
+		gossip_seterr("empty line");
+		return -1;
+	}
+	if (strlen(tok[0]) != KEY_B64_LEN || gossip_unb64(s->pk, 32, tok[0], KEY_B64_LEN) < 0)
+		k = 1;  /* options first */
+	if (k && (n < 2 || strlen(tok[1]) != KEY_B64_LEN ||
+	          gossip_unb64(s->pk, 32, tok[1], KEY_B64_LEN) < 0)) {
+		gossip_seterr("no public key (44 characters of base64, as gossip-keygen prints it)");
+		return -1;
+	}
+	if (n > k + 2) {
+		gossip_seterr("unexpected text after the name");
+		return -1;
+	}
+	if (k) {
+		/* strtok is done with the line; parse_options may use it again. */
+		char *opt = strdup(tok[0]);
+		int r = opt ? parse_options(s, opt) : -1;
+		free(opt);
+		if (r < 0)
+			return -1;
+	}
+	if (n > k + 1 && !(s->name = strdup(tok[k + 1]))) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t len, const char *name)
+{
+	unsigned lineno = 0;
+	size_t i = 0;
+	while (i < len) {
+		size_t e = i;
+		while (e < len && text[e] != '\n')
+			e++;
+		char line[1024];
+		lineno++;
+		if (e - i >= sizeof line) {
+			gossip_seterr("%s line %u: line too long", name, lineno);
+			return -1;
+		}
+		memcpy(line, text + i, e - i);
+		line[e - i] = 0;
+		i = e + 1;
+		char *s = line + strspn(line, " \t\r");
+		s[strcspn(s, "\r")] = 0;
+		if (!*s || *s == '#')
+			continue;
+		struct gossip_signer sg = {0};
+		if (parse_line(&sg, s) < 0) {
+			char why[512];
+			snprintf(why, sizeof why, "%s", gossip_error());
+			gossip_seterr("%s line %u: %s", name, lineno, why);
+			free_signer(&sg);
+			return -1;
+		}
+		if (gossip_trust_find(t, sg.pk)) {
+			gossip_seterr("%s line %u: the key is listed twice", name, lineno);
+			free_signer(&sg);
+			return -1;
+		}
+		struct gossip_signer *v = realloc(t->v, (t->n + 1) * sizeof *v);
+		if (!v) {
+			gossip_seterr("out of memory");
+			free_signer(&sg);
+			return -1;
+		}
+		t->v = v;
+		t->v[t->n++] = sg;
+		/* Keep it sorted for gossip_trust_find; lists are small and load once. */
+		qsort(t->v, t->n, sizeof *t->v, cmp_signer);
+	}
+	return 0;
+}
+
+int gossip_trust_load(struct gossip_trust *t, const char *dir)
+{
+	struct gossip_buf b = {0};
+	const char *path = gossip_path(dir, "trusted");
+	uint8_t pk[32];
+	char name[64];
+	memset(t, 0, sizeof *t);
+	if (access(path, F_OK) == 0) {
+		if (gossip_read_file(path, 16u << 20, &b) < 0 ||
+		    gossip_trust_parse(t, (char *)b.p, b.len, path) < 0) {
+			gossip_buf_free(&b);
+			gossip_trust_free(t);
+			return -1;
+		}
+		gossip_buf_free(&b);
+	}
+	if (access(gossip_path(dir, "key.pub"), F_OK) != 0)
+		return 0;
+	if (gossip_pub_load(dir, pk, name, sizeof name) < 0) {
+		gossip_trust_free(t);
+		return -1;
+	}
+	struct gossip_signer *self = (struct gossip_signer *)gossip_trust_find(t, pk);
+	if (self) {
+		self->self = 1;
+		return 0;
+	}
+	struct gossip_signer *v = realloc(t->v, (t->n + 1) * sizeof *v);
+	if (!v) {
+		gossip_seterr("out of memory");
+		gossip_trust_free(t);
+		return -1;
+	}
+	t->v = v;
+	memset(&t->v[t->n], 0, sizeof *t->v);
+	memcpy(t->v[t->n].pk, pk, 32);
+	t->v[t->n].self = 1;
+	t->v[t->n].name = *name ? strdup(name) : NULL;
+	t->n++;
+	qsort(t->v, t->n, sizeof *t->v, cmp_signer);
+	return 0;
+}
+
+const struct gossip_signer *gossip_trust_find(const struct gossip_trust *t, const uint8_t pk[32])
+{
+	struct gossip_signer key;
+	if (!t->n)
+		return NULL;
+	memcpy(key.pk, pk, 32);
+	return bsearch(&key, t->v, t->n, sizeof *t->v, cmp_signer);
+}
+
+const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i].name && strcmp(t->v[i].name, name) == 0)
+			return &t->v[i];
+	return NULL;
+}
+
+int gossip_trust_allows(const struct gossip_signer *s, const uint8_t *key, size_t keylen)
+{
+	if (!s->prefixes)
+		return 1;
+	for (size_t i = 0; i < s->nprefixes; i++) {
+		size_t n = strlen(s->prefixes[i]);
+		if (n <= keylen && memcmp(key, s->prefixes[i], n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void gossip_trust_free(struct gossip_trust *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free_signer(&t->v[i]);
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+const char *gossip_verdict_name(enum gossip_verdict v)
+{
+	static const char *const names[] = {"ok", "malformed", "bad signature", "untrusted signer",
+	                                    "key not allowed"};
+	return names[v];
+}
+
+enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
+                                     const struct gossip_signer **signer)
+{
+	char id[9];
+	gossip_short_id(id, m->origin);
+	*signer = gossip_trust_find(t, m->origin);
+	if (!*signer) {
+		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
+		return GOSSIP_V_UNTRUSTED;
+	}
+	/* A probe writes nothing: any trusted signer may send one. */
+	if (!gossip_msg_is_probe(m) && !gossip_trust_allows(*signer, m->key, m->keylen)) {
+		gossip_seterr("signer %s may not write this key: it is outside its prefix= in trusted",
+		              (*signer)->name ? (*signer)->name : id);
+		return GOSSIP_V_FORBIDDEN;
+	}
+	return GOSSIP_V_OK;
+}
+
+enum gossip_verdict gossip_check_msg(const struct gossip_msg *m, const struct gossip_trust *t,
+                                     const struct gossip_signer **signer)
+{
+	enum gossip_verdict v;
+	/* Trust is a lookup, a signature check is not: strangers cost no crypto. */
+	if ((v = gossip_authorize(m, t, signer)) != GOSSIP_V_OK)
+		return v;
+	if (gossip_msg_verify(m) < 0) {
+		char id[9];
+		gossip_short_id(id, m->origin);
+		gossip_seterr("bad signature: it does not verify with the kid's key (%s)",
+		              (*signer)->name ? (*signer)->name : id);
+		return GOSSIP_V_BADSIG;
+	}
+	return GOSSIP_V_OK;
+}
+
+enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
+                                 struct gossip_msg *m, const struct gossip_signer **signer)
+{
+	*signer = NULL;
+	if (gossip_msg_decode(p, n, m) < 0)
+		return GOSSIP_V_MALFORMED;
+	return gossip_check_msg(m, t, signer);
+}
+
+void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason)
+{
+	static struct gossip_rate rate;
+	uint64_t now = gossip_now_ms();
+	char line[160], b64[45];
+	struct stat st;
+	if (!gossip_rate_allow(&rate, 20, now, NULL))
+		return;
+	const char *path = gossip_path(dir, "rejects");
+	if (stat(path, &st) == 0 && st.st_size > (1 << 20)) {
+		char old[4200];
+		snprintf(old, sizeof old, "%s.1", path);
+		rename(path, old);
+	}
+	gossip_b64(b64, origin, 32);
+	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)now, b64, reason);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		if (gossip_write_all(fd, line, (size_t)n) < 0) {
+			/* Reputation is advisory: a full disk must not stop the node. */
+		}
+		close(fd);
+	}
+}

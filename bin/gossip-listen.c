@@ -235,14 +235,11 @@ static void peer_name(struct conn *c, int fd, int kind)
  * the sync command. 1: it does; 0: it does not; -1: too early to tell. */
 static int is_sync(int fd)
 {
-	static const uint8_t hello[] = "\x85\x6bgossip-sync";
-	uint8_t b[sizeof hello - 1];
+	uint8_t b[16];
 	ssize_t k = recv(fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
 	if (k <= 0)
 		return k < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
-	if (memcmp(b, hello, (size_t)k) != 0)
-		return 0;
-	return (size_t)k == sizeof b ? 1 : -1;
+	return gossip_sync_starts(b, (size_t)k);
 }
 
 /* Run sh -c sync_cmd with the connection as its stdin and stdout. */

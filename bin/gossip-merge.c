@@ -25,7 +25,8 @@ static void usage(int code)
 	exit(code);
 }
 
-static struct gossip_store st;
+static struct gossip_store *st;
+static struct gossip_trust trust;
 static int json, all, verbose, quiet_out, verified, lazy;
 static const char *want_origin;
 
@@ -40,7 +41,7 @@ static void print_new(void *ctx, const uint8_t *p, size_t n)
 
 static const char *name_of(const uint8_t pk[32])
 {
-	const struct gossip_signer *s = gossip_trust_find(&st.trust, pk);
+	const struct gossip_signer *s = gossip_trust_find(&trust, pk);
 	return s ? s->name : NULL;
 }
 
@@ -74,7 +75,7 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 
 static int do_merge(int argc, char **argv)
 {
-	struct gossip_merger mg = {.st = &st, .on_new = print_new, .verified = verified, .lazy = lazy};
+	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
 	int status = GOSSIP_EXIT_OK;
 	if (argc == 0)
 		status = merge_fd(&mg, 0, "stdin");
@@ -184,12 +185,10 @@ static int parse_origin(const char *s, uint8_t pk[32])
 {
 	if (strlen(s) == 44 && gossip_unb64(pk, 32, s, 44) == 0)
 		return 0;
-	for (size_t i = 0; i < st.trust.n; i++)
-		if (st.trust.v[i].name && strcmp(st.trust.v[i].name, s) == 0) {
-			memcpy(pk, st.trust.v[i].pk, 32);
-			return 0;
-		}
-	return -1;
+	const struct gossip_signer *sg = gossip_trust_named(&trust, s);
+	if (sg)
+		memcpy(pk, sg->pk, 32);
+	return sg ? 0 : -1;
 }
 
 static int do_get(const char *key)
@@ -204,7 +203,7 @@ static int do_get(const char *key)
 			           want_origin);
 		q.origin = pk;
 	}
-	if (gossip_store_each(&st, 0, q_get, &q) < 0)
+	if (gossip_store_each(st, 0, q_get, &q) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (!all && q.best.len) {
 		struct gossip_msg m;
@@ -252,7 +251,7 @@ static int do_keys(const char *prefix)
 	struct query q = {0};
 	size_t shown = 0;
 	q.prefix = prefix;
-	if (gossip_store_each(&st, 0, q_keys, &q) < 0)
+	if (gossip_store_each(st, 0, q_keys, &q) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (q.nkeys)
 		qsort(q.keys, q.nkeys, sizeof *q.keys, cmp_str);
@@ -360,14 +359,16 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
 	signal(SIGPIPE, SIG_IGN);
-	if (gossip_store_open(&st, dir, &opts) < 0)
+	if (!(st = gossip_store_open(dir, &opts)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (gossip_trust_load(&trust, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 
 	int status = GOSSIP_EXIT_OK;
 	if (v < 0) {
 		quiet_out = isatty(1);  /* messages are for pipes; people get a count */
 		status = do_merge(argc, argv);
-	} else if (v <= 4 && gossip_store_lock(&st) < 0) {
+	} else if (v <= 4 && gossip_store_lock(st) < 0) {
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	} else if (v == 0) {
 		status = do_get(argv[1]);
@@ -378,26 +379,26 @@ int main(int argc, char **argv)
 		if (v == 3 && isatty(1))
 			gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the export into "
 			                            "gossip-inspect or a file");
-		if (gossip_store_each(&st, 0, v == 2 ? q_dump : q_export, &n) < 0 || fflush(stdout) != 0)
+		if (gossip_store_each(st, 0, v == 2 ? q_dump : q_export, &n) < 0 || fflush(stdout) != 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", *gossip_error() ? gossip_error() : strerror(errno));
 		status = n ? GOSSIP_EXIT_OK : GOSSIP_EXIT_NO;
 	} else if (v == 4) {
-		struct gossip_digest d;
+		uint8_t root[16];
+		uint64_t count;
 		char hex[33];
-		if (gossip_digest_make(&d, &st) < 0)
+		if (gossip_store_summary(st, root, &count) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-		gossip_hex(hex, d.root, 16);
+		gossip_hex(hex, root, 16);
 		printf(json ? "{\"root\":\"%s\",\"count\":%llu}\n" : "%s %llu\n", hex,
-		       (unsigned long long)d.count);
-		gossip_digest_free(&d);
+		       (unsigned long long)count);
 	} else if (v == 5) {
 		uint64_t before, after;
-		if (gossip_store_compact(&st, &before, &after) < 0)
+		if (gossip_store_compact(st, &before, &after) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 		printf("compacted %s/store: %llu bytes, now %llu\n", dir, (unsigned long long)before,
 		       (unsigned long long)after);
 	} else {
-		struct gossip_merger mg = {.st = &st, .on_new = print_new};
+		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new};
 		struct gossip_sync_stats s;
 		int r;
 		if (v == 6) {
@@ -422,6 +423,7 @@ int main(int argc, char **argv)
 			status = GOSSIP_EXIT_NO;
 		gossip_merger_free(&mg);
 	}
-	gossip_store_close(&st);
+	gossip_store_close(st);
+	gossip_trust_free(&trust);
 	return status;
 }

@@ -802,9 +802,8 @@ static void read_rejects(void)
 }
 
 /* Members that reached the store some other way (a join, an anti-entropy sync). */
-static struct gossip_store store;
-static int store_open;
-static uint64_t store_seen, store_ino;
+static struct gossip_store *store;
+static struct gossip_store_cursor store_seen;
 
 static int scan_one(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 {
@@ -817,23 +816,16 @@ static int scan_one(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 static int scan_store(void)
 {
 	int dirty = 0;
-	if (!store_open) {
-		if (gossip_store_open(&store, dir, NULL) < 0) {
-			gossip_warn("%s", gossip_error());
-			return 0;
-		}
-		store_open = 1;
-	}
-	if (gossip_store_lock(&store) < 0) {
+	if (!store && !(store = gossip_store_open(dir, NULL))) {
 		gossip_warn("%s", gossip_error());
 		return 0;
 	}
-	if (store.ino != store_ino)
-		store_seen = 0;  /* compacted: offsets changed, look at everything again */
-	gossip_store_each(&store, store_seen, scan_one, &dirty);
-	store_seen = store.end;
-	store_ino = store.ino;
-	gossip_store_unlock(&store);
+	if (gossip_store_lock(store) < 0) {
+		gossip_warn("%s", gossip_error());
+		return 0;
+	}
+	gossip_store_each_new(store, &store_seen, scan_one, &dirty);
+	gossip_store_unlock(store);
 	return dirty;
 }
 
@@ -933,8 +925,7 @@ static int do_observe(void)
 		gossip_buf_free(&self_rec);
 		free(order);
 	}
-	if (store_open)
-		gossip_store_close(&store);
+	gossip_store_close(store);
 	return got < 0 ? GOSSIP_EXIT_ERR : GOSSIP_EXIT_OK;
 }
 
@@ -1260,12 +1251,15 @@ static int join_scan(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 
 static int do_join(int argc, char **argv)
 {
-	struct gossip_store st;
+	struct gossip_store *st;
+	struct gossip_trust trust;
 	int ok = 0;
-	if (gossip_store_open(&st, dir, NULL) < 0)
+	if (!(st = gossip_store_open(dir, NULL)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (gossip_trust_load(&trust, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 	for (int i = 0; i < argc; i++) {
-		struct gossip_merger mg = {.st = &st};
+		struct gossip_merger mg = {.st = st, .trust = &trust};
 		struct gossip_sync_stats s;
 		/* A push-pull sync: the seed learns about us, we about everyone it knows. */
 		if (gossip_sync_client(&mg, argv[i], GOSSIP_PUSH_PULL, 10000, &s) < 0)
@@ -1276,14 +1270,14 @@ static int do_join(int argc, char **argv)
 	}
 	/* Tell every member we now know about us at once (eager), rather than waiting for
 	 * anti-entropy to carry our record around. */
-	if (ok && gossip_store_lock(&st) == 0) {
+	if (ok && gossip_store_lock(st) == 0) {
 		struct joinctx j = {{0}, {NULL, 0, -1, -1, 1200, 2000, 0, NULL, 0, 0, 0}, {0}};
 		struct gossip_keyring keys;
 		char name[64];
 		if (gossip_pub_load(dir, j.self, name, sizeof name) == 0 &&
 		    gossip_keyring_load(&keys, dir) == 0) {
 			j.out.keys = &keys;
-			gossip_store_each(&st, 0, join_scan, &j);
+			gossip_store_each(st, 0, join_scan, &j);
 			if (j.mine.len)
 				for (size_t i = 0; i < j.out.n; i++)
 					gossip_out_queue_to(&j.out, i, j.mine.p, j.mine.len);
@@ -1292,9 +1286,10 @@ static int do_join(int argc, char **argv)
 			gossip_keyring_free(&keys);
 		}
 		gossip_buf_free(&j.mine);
-		gossip_store_unlock(&st);
+		gossip_store_unlock(st);
 	}
-	gossip_store_close(&st);
+	gossip_store_close(st);
+	gossip_trust_free(&trust);
 	if (!ok)
 		return argc ? GOSSIP_EXIT_NO : GOSSIP_EXIT_ERR;
 	return GOSSIP_EXIT_OK;
@@ -1304,19 +1299,23 @@ static int do_leave(void)
 {
 	struct signer s;
 	struct gossip_buf out = {0};
-	struct gossip_store st;
+	struct gossip_store *st;
+	struct gossip_trust trust;
 	struct gossip_keyring keys;
 	signer_open(&s);
 	sign(&s, &out, GOSSIP_T_DEL, GOSSIP_KEY_MEMBER, NULL, 0, 0);
 	gossip_clock_close(&s.clock);
 	/* Into our own store, then to every live peer at once (eager). */
-	if (gossip_store_open(&st, dir, NULL) < 0)
+	if (!(st = gossip_store_open(dir, NULL)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	struct gossip_merger mg = {.st = &st};
+	if (gossip_trust_load(&trust, dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
+	struct gossip_merger mg = {.st = st, .trust = &trust};
 	if (gossip_merge_item(&mg, out.p, out.len, "leave", 0) < 0 || gossip_merge_flush(&mg) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	gossip_merger_free(&mg);
-	gossip_store_close(&st);
+	gossip_store_close(st);
+	gossip_trust_free(&trust);
 	if (gossip_keyring_load(&keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 	struct gossip_out o = {NULL, 0, -1, -1, 1200, 2000, 0, &keys, 0, 0, 0};

@@ -323,8 +323,7 @@ struct gossip_trust {
 	struct gossip_signer *v;
 	size_t n;
 };
-/* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. An error
- * starts "trusted: ". */
+/* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. */
 int gossip_trust_load(struct gossip_trust *t, const char *dir);
 /* Parse trusted text (for tests and for gossip_trust_load). */
 int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t n, const char *name);
@@ -395,12 +394,7 @@ int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, c
 
 /* ---- out.c: sending to peers ------------------------------------------------------ */
 
-struct gossip_dest {
-	struct gossip_addr a;
-	int fd, tcpfd;  /* a stream destination's connection; a UDP one's TCP side */
-	struct gossip_buf pend, big;  /* queued messages; big: too large for a datagram */
-	uint64_t down_until;  /* unreachable: reported once, retried after this (ms) */
-};
+struct gossip_dest;  /* one destination and its queue: private to out.c */
 struct gossip_out {
 	struct gossip_dest *d;
 	size_t n;
@@ -428,7 +422,12 @@ int gossip_out_queue_to(struct gossip_out *o, size_t i, const uint8_t *p, size_t
 int gossip_out_flush(struct gossip_out *o);
 void gossip_out_close(struct gossip_out *o);
 
-/* ---- store.c: the durable store and merging ------------------------------------ */
+/* ---- store.c: the durable store: file, index, lock, compaction, summary ----------- */
+
+/* The store knows messages, not trust or membership: DIR/store is an append-only CBOR
+ * sequence of signed messages (gossip-inspect reads it), indexed in memory when opened.
+ * Its internals are in store.h, private to the library. */
+struct gossip_store;
 
 /* One current message in the index. The slot names what a message replaces: for set
  * and del BLAKE2b-128(origin, key), for an event BLAKE2b-128(origin, version). */
@@ -442,32 +441,16 @@ struct gossip_entry {
 	uint8_t type;
 	uint8_t used;
 };
-struct gossip_origin_wm {
-	uint8_t pk[32];
-	uint64_t watermark;  /* versions at or below it are stale unless already stored */
-};
 struct gossip_store_opts {
 	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */
 	uint64_t event_ttl_ms;  /* events likewise */
 };
 extern const struct gossip_store_opts gossip_store_defaults;
 
-struct gossip_store {
-	char dir[4096];
-	int fd, lockfd, locked;
-	uint64_t ino, end;  /* the store file we indexed, and how far */
-	struct gossip_entry *tab;  /* open addressing by slot */
-	size_t cap, n;
-	struct gossip_origin_wm *origins;
-	uint32_t *otab;  /* open addressing into origins */
-	size_t norigins, ocap;
-	uint64_t live_bytes, dead_bytes;
-	struct gossip_store_opts opts;
-	struct gossip_trust trust;
-};
-/* Open DIR/store (made when missing), index it and recover a torn tail. */
-int gossip_store_open(struct gossip_store *st, const char *dir, const struct gossip_store_opts *o);
+/* Open DIR/store (made when missing), index it and recover a torn tail; NULL on error. */
+struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o);
 void gossip_store_close(struct gossip_store *st);
+const char *gossip_store_dir(const struct gossip_store *st);
 /* Take the store's lock and index what other processes appended or compacted since. */
 int gossip_store_lock(struct gossip_store *st);
 void gossip_store_unlock(struct gossip_store *st);
@@ -482,28 +465,36 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
  * (raising their origins' watermarks). Takes the lock itself. */
 int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after);
 /* Call fn for every current message stored at or after offset since, in store order; the
- * bytes are valid during the call. */
-int gossip_store_each(struct gossip_store *st, uint64_t since,
-                      int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
-                      void *ctx);
+ * bytes are valid during the call. fn returning non-zero stops the walk (returned). */
+typedef int gossip_each_fn(void *ctx, const struct gossip_entry *e, const uint8_t *p);
+int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *fn, void *ctx);
+/* The same for what was stored since the cursor last saw (all of it after a compaction,
+ * which moves every message), moving the cursor on. Start with a zeroed cursor. */
+struct gossip_store_cursor {
+	uint64_t ino, off;
+};
+int gossip_store_each_new(struct gossip_store *st, struct gossip_store_cursor *cur,
+                          gossip_each_fn *fn, void *ctx);
+/* The store's Merkle root and message count (as gossip-merge digest prints them). */
+int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
 
-/* Merging: messages are decoded and classified against the index, new ones verified
- * (outside the lock), then written together under the lock with one fsync, and only
- * then reported as new. */
+/* ---- merge.c: the merger: messages in, new ones stored and reported ---------------- */
+
+/* Each message is decoded once, classified against the index, and, when new, checked
+ * against trust (its signature verified unless verified is set: gossip-listen did), then
+ * written with the others of its batch under the lock with one fsync, and only then
+ * reported as new. News (gossip_msg_is_news) is checked and reported, never stored. */
+struct gossip_merge_cache;
 struct gossip_merger {
 	struct gossip_store *st;
-	struct gossip_buf pending;  /* verified candidates, back to back */
-	size_t npending;
+	const struct gossip_trust *trust;
 	/* Called for each message once it is on disk. */
 	void (*on_new)(void *ctx, const uint8_t *p, size_t n);
 	void *ctx;
-	uint64_t seen, added, dups, stale, rejected;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 	int lazy;  /* report new messages once written, fdatasync just after (not before) */
-	/* News is not state (gossip_msg_is_news): the newest heartbeat version per origin is
-	 * kept here, in memory; news is never stored, digested or synced. */
-	struct gossip_beat { uint8_t origin[32]; uint64_t version; } *beats;
-	size_t nbeats, capbeats;
+	uint64_t seen, added, dups, stale, rejected;
+	struct gossip_merge_cache *cache;  /* private: pending messages, newest heartbeats */
 };
 /* Take one item from src at offset off. A rejected item costs one stderr line; the
  * return is 0 unless something failed that should stop the caller (-1). */
@@ -512,20 +503,6 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 /* Store what is pending; then compact when waste has grown. */
 int gossip_merge_flush(struct gossip_merger *mg);
 void gossip_merger_free(struct gossip_merger *mg);
-
-/* The Merkle summary: 65536 buckets by the first two bytes of the slot, each the
- * BLAKE2b-128 of its (slot, hash) pairs in slot order (zeros when empty); 256 level-one
- * hashes over 256 buckets each; the root over those and the count. */
-struct gossip_digest {
-	uint8_t root[16];
-	uint64_t count;
-	uint8_t l1[256][16];
-	uint8_t (*l2)[16];  /* 65536 */
-	struct gossip_entry **sorted;  /* the entries in slot order */
-	size_t *start;  /* 65537: where each bucket starts in sorted */
-};
-int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st);
-void gossip_digest_free(struct gossip_digest *d);
 
 /* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 
@@ -538,6 +515,9 @@ struct gossip_sync_stats {
  * reach a serving peer. Received messages go through mg (and its on_new). */
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
                        struct gossip_sync_stats *s);
+/* Whether the first n bytes of a stream are those of a sync request: 1 they are, 0 they
+ * are not, -1 too few to tell (gossip-listen hands such streams to the sync command). */
+int gossip_sync_starts(const uint8_t *p, size_t n);
 /* The other end, on rfd and wfd (stdin and stdout under inetd). */
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s);

@@ -11,6 +11,13 @@
 
 enum { DOWN_MS = 5000, CHUNK = 60000 };  /* retry a dead peer after; stream chunk size */
 
+struct gossip_dest {
+	struct gossip_addr a;
+	int fd, tcpfd;  /* a stream destination's connection; a UDP one's TCP side */
+	struct gossip_buf pend, big;  /* queued messages; big: too large for a datagram */
+	uint64_t down_until;  /* unreachable: reported once, retried after this (ms) */
+};
+
 void gossip_out_init(struct gossip_out *o, size_t mtu, int timeout_ms, int fanout,
                      const struct gossip_keyring *keys)
 {

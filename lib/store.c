@@ -1,6 +1,6 @@
 /* store.c: the durable store (an append-only CBOR sequence of signed messages), its
- * in-memory index, merging under a file lock, compaction, and the Merkle summary. */
-#include "gossip.h"
+ * in-memory index, appending under a file lock, compaction, and the Merkle summary. */
+#include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 
 const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL};
 
-enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20, PENDING_MAX = 4 << 20 };
+enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
 
 void gossip_slot(uint8_t slot[16], const struct gossip_msg *m)
 {
@@ -123,47 +123,64 @@ static uint32_t origin_id(struct gossip_store *st, const uint8_t pk[32])
 	return (uint32_t)st->norigins - 1;
 }
 
-/* Index one message stored at off. A message that does not decode (the store was
- * changed by hand) is skipped as waste: it never reaches a query or a peer. */
-static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64_t off)
+void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len)
 {
-	struct gossip_msg m;
-	uint8_t slot[16];
-	/* News is not state: a heartbeat in a store (written by an older gossip-merge) is
-	 * not indexed, so it is in no digest or sync, and compaction drops it. */
-	if (gossip_msg_decode(p, n, &m) < 0 || gossip_msg_is_news(&m)) {
-		st->dead_bytes += n;
-		return 0;
-	}
+	gossip_slot(it->slot, m);
+	memcpy(it->origin, m->origin, 32);
+	it->version = m->version;
+	it->time = m->time;
+	it->len = (uint32_t)len;
+	it->type = (uint8_t)m->type;
+}
+
+static int store_index_item(struct gossip_store *st, const struct store_item *it, const uint8_t *p,
+                     uint64_t off)
+{
 	if ((st->n + 1) * 10 > st->cap * 7 && grow(st) < 0)
 		return -1;
-	gossip_slot(slot, &m);
-	struct gossip_entry *e = probe(st, slot);
+	struct gossip_entry *e = probe(st, it->slot);
 	if (e->used) {
-		if (e->version >= m.version) {
-			st->dead_bytes += n;
+		if (e->version >= it->version) {
+			st->dead_bytes += it->len;
 			return 0;
 		}
 		st->dead_bytes += e->len;
 		st->live_bytes -= e->len;
 	} else
 		st->n++;
-	uint32_t oid = origin_id(st, m.origin);
+	uint32_t oid = origin_id(st, it->origin);
 	if (oid == UINT32_MAX) {
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
-	memcpy(e->slot, slot, 16);
-	crypto_generichash(e->hash, 16, p, n, NULL, 0);
+	memcpy(e->slot, it->slot, 16);
+	crypto_generichash(e->hash, 16, p, it->len, NULL, 0);
 	e->off = off;
-	e->len = (uint32_t)n;
-	e->version = m.version;
-	e->time = m.time;
-	e->type = (uint8_t)m.type;
+	e->len = it->len;
+	e->version = it->version;
+	e->time = it->time;
+	e->type = it->type;
 	e->origin = oid;
 	e->used = 1;
-	st->live_bytes += n;
+	st->live_bytes += it->len;
 	return 0;
+}
+
+/* Index one message found in the file at off (another process stored it, or this one
+ * before). One that does not decode (the store was changed by hand) is skipped as waste:
+ * it never reaches a query or a peer. News is not state: a heartbeat in a store (written
+ * by an older gossip-merge) is not indexed, so it is in no digest or sync, and compaction
+ * drops it. */
+static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64_t off)
+{
+	struct gossip_msg m;
+	struct store_item it;
+	if (gossip_msg_decode(p, n, &m) < 0 || gossip_msg_is_news(&m)) {
+		st->dead_bytes += n;
+		return 0;
+	}
+	store_item_of(&it, &m, n);
+	return store_index_item(st, &it, p, off);
 }
 
 static void reset_index(struct gossip_store *st)
@@ -307,35 +324,38 @@ void gossip_store_unlock(struct gossip_store *st)
 	st->locked = 0;
 }
 
-int gossip_store_open(struct gossip_store *st, const char *dir, const struct gossip_store_opts *o)
+struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
 {
-	memset(st, 0, sizeof *st);
+	struct gossip_store *st = calloc(1, sizeof *st);
+	if (!st) {
+		gossip_seterr("store: out of memory");
+		return NULL;
+	}
 	st->fd = st->lockfd = -1;
 	st->opts = o ? *o : gossip_store_defaults;
 	snprintf(st->dir, sizeof st->dir, "%s", dir);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		gossip_seterr("store: cannot create %s: %s", dir, strerror(errno));
-		return -1;
+		goto fail;
 	}
 	st->lockfd = open(gossip_path(dir, "store.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (st->lockfd < 0) {
 		gossip_seterr("store: cannot open %s: %s", gossip_path(dir, "store.lock"), strerror(errno));
-		return -1;
-	}
-	if (gossip_trust_load(&st->trust, dir) < 0) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", gossip_error());
-		gossip_seterr("trusted: %s", why);
-		return -1;
+		goto fail;
 	}
 	if (gossip_store_lock(st) < 0)
-		return -1;
+		goto fail;
 	gossip_store_unlock(st);
-	return 0;
+	return st;
+fail:
+	gossip_store_close(st);
+	return NULL;
 }
 
 void gossip_store_close(struct gossip_store *st)
 {
+	if (!st)
+		return;
 	gossip_store_unlock(st);
 	if (st->fd >= 0)
 		close(st->fd);
@@ -344,9 +364,12 @@ void gossip_store_close(struct gossip_store *st)
 	free(st->tab);
 	free(st->origins);
 	free(st->otab);
-	gossip_trust_free(&st->trust);
-	memset(st, 0, sizeof *st);
-	st->fd = st->lockfd = -1;
+	free(st);
+}
+
+const char *gossip_store_dir(const struct gossip_store *st)
+{
+	return st->dir;
 }
 
 /* A delete or an event older than its time to live is gone from the state. */
@@ -359,201 +382,88 @@ static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, u
 	return 0;
 }
 
-enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
-                                        const uint8_t slot[16])
+enum gossip_class store_classify_item(const struct gossip_store *st, const struct store_item *it)
 {
-	const struct gossip_entry *e = gossip_store_find(st, slot);
+	const struct gossip_entry *e = gossip_store_find(st, it->slot);
 	if (e)
-		return e->version > m->version ? GOSSIP_STALE : e->version == m->version ? GOSSIP_DUP
-		                                                                         : GOSSIP_NEW;
-	uint32_t id = origin_find(st, m->origin, NULL);
-	if (id != UINT32_MAX && m->version <= st->origins[id].watermark)
-		return GOSSIP_STALE;
-	if (expired(st, (uint8_t)m->type, m->time, gossip_now_ms()))
+		return e->version > it->version ? GOSSIP_STALE : e->version == it->version ? GOSSIP_DUP
+		                                                                           : GOSSIP_NEW;
+	if (store_below_watermark(st, it) || expired(st, it->type, it->time, gossip_now_ms()))
 		return GOSSIP_STALE;
 	return GOSSIP_NEW;
 }
 
-/* ---- merging ---- */
-
-/* News, not state (a heartbeat, a probe, a claim about a member): checked like any
- * message, passed on, and forgotten. A heartbeat only when it is the newest from its
- * origin. */
-static int merge_news(struct gossip_merger *mg, const struct gossip_msg *m, const uint8_t *p,
-                      size_t n, const char *src, uint64_t off)
+int store_below_watermark(const struct gossip_store *st, const struct store_item *it)
 {
-	struct gossip_beat *b = NULL;
-	const struct gossip_signer *sg;
-	struct gossip_msg mm;
-	int hb = gossip_msg_key_is(m, GOSSIP_KEY_HB);
-	for (size_t i = 0; hb && i < mg->nbeats && !b; i++)
-		if (!memcmp(mg->beats[i].origin, m->origin, 32))
-			b = &mg->beats[i];
-	if (b && m->version <= b->version) {
-		mg->dups++;
-		return 0;
-	}
-	enum gossip_verdict v = mg->verified ? gossip_authorize(m, &mg->st->trust, &sg)
-	                                     : gossip_check(p, n, &mg->st->trust, &mm, &sg);
-	if (v == GOSSIP_V_OK && !gossip_msg_is_probe(m) && m->type != GOSSIP_T_SET) {
-		gossip_seterr("%.*s must be a set", (int)m->keylen, (const char *)m->key);
-		v = GOSSIP_V_MALFORMED;
-	}
-	if (v != GOSSIP_V_OK) {
-		if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
-			gossip_note_reject(mg->st->dir, m->origin, gossip_verdict_name(v));
-		mg->rejected++;
-		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
-		return 0;
-	}
-	if (hb && !b) {
-		if (mg->nbeats == mg->capbeats) {
-			size_t cap = mg->capbeats ? 2 * mg->capbeats : 64;
-			struct gossip_beat *v2 = realloc(mg->beats, cap * sizeof *v2);
-			if (!v2) {
-				gossip_seterr("out of memory");
-				return -1;
-			}
-			mg->beats = v2;
-			mg->capbeats = cap;
-		}
-		b = &mg->beats[mg->nbeats++];
-		memcpy(b->origin, m->origin, 32);
-	}
-	if (b)
-		b->version = m->version;
-	/* After what came before it, so a member record still precedes its first beat. */
-	if (gossip_merge_flush(mg) < 0)
-		return -1;
-	mg->added++;
-	if (mg->on_new)
-		mg->on_new(mg->ctx, p, n);
-	return 0;
+	uint32_t id = origin_find(st, it->origin, NULL);
+	return id != UINT32_MAX && it->version <= st->origins[id].watermark;
 }
 
-int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, const char *src,
-                      uint64_t off)
+enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
+                                        const uint8_t slot[16])
 {
-	struct gossip_msg m;
-	uint8_t slot[16];
-	const struct gossip_signer *sg;
-	mg->seen++;
-	if (gossip_msg_decode(p, n, &m) < 0)
-		goto reject;
-	if (gossip_msg_is_news(&m))
-		return merge_news(mg, &m, p, n, src, off);
-	gossip_slot(slot, &m);
-	switch (gossip_store_classify(mg->st, &m, slot)) {
-	case GOSSIP_DUP:
-		mg->dups++;
-		return 0;
-	case GOSSIP_STALE:
-		mg->stale++;
-		/* A replay under the watermark (no older copy here) is worth a note. */
-		if (!gossip_store_find(mg->st, slot) && gossip_trust_find(&mg->st->trust, m.origin))
-			gossip_note_reject(mg->st->dir, m.origin, "stale replay");
-		return 0;
-	case GOSSIP_NEW:
-		break;
-	}
-	/* Only a message new to this store costs a signature check, and none when
-	 * gossip-listen has checked it already. */
-	enum gossip_verdict v = mg->verified ? gossip_authorize(&m, &mg->st->trust, &sg)
-	                                     : gossip_check(p, n, &mg->st->trust, &m, &sg);
-	if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
-		gossip_note_reject(mg->st->dir, m.origin, gossip_verdict_name(v));
-	if (v != GOSSIP_V_OK)
-		goto reject;
-	if (gossip_buf_put(&mg->pending, p, n) < 0)
-		return -1;
-	mg->npending++;
-	if (mg->pending.len >= PENDING_MAX)
-		return gossip_merge_flush(mg);
-	return 0;
-reject:
-	mg->rejected++;
-	gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
-	return 0;
+	struct store_item it;
+	store_item_of(&it, m, 0);
+	memcpy(it.slot, slot, 16);
+	return store_classify_item(st, &it);
 }
 
-int gossip_merge_flush(struct gossip_merger *mg)
+int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
+                 size_t n, int durable, enum gossip_class *cls)
 {
-	struct gossip_store *st = mg->st;
-	struct gossip_buf out = {0};
-	size_t *lens = NULL, nout = 0, at = 0;
-	int r = -1;
-	if (!mg->npending)
-		return 0;
-	if (!(lens = malloc(mg->npending * sizeof *lens))) {
-		gossip_seterr("out of memory");
-		return -1;
-	}
+	size_t at = 0, out = 0;
 	if (gossip_store_lock(st) < 0)
-		goto out;
-	/* Check again against the index as it is now: another process may have stored
-	 * some of these since they were verified. */
-	for (size_t i = 0; i < mg->npending; i++) {
-		struct gossip_msg m;
-		uint8_t slot[16];
-		size_t len;
-		gossip_cbor_scan(mg->pending.p + at, mg->pending.len - at, &gossip_msg_limits, NULL, &len);
-		const uint8_t *p = mg->pending.p + at;
-		at += len;
-		gossip_msg_decode(p, len, &m);
-		gossip_slot(slot, &m);
-		enum gossip_class c = gossip_store_classify(st, &m, slot);
-		if (c != GOSSIP_NEW) {
-			if (c == GOSSIP_DUP)
-				mg->dups++;
-			else
-				mg->stale++;
+		return -1;
+	uint64_t start = st->end;
+	for (size_t i = 0; i < n; at += it[i++].len) {
+		cls[i] = store_classify_item(st, &it[i]);
+		if (cls[i] != GOSSIP_NEW)
 			continue;
-		}
-		if (index_msg(st, p, len, st->end + out.len) < 0 || gossip_buf_put(&out, p, len) < 0)
+		if (store_index_item(st, &it[i], bytes + at, start + out) < 0)
 			goto fail;
-		lens[nout++] = len;
+		memmove(bytes + out, bytes + at, it[i].len);
+		out += it[i].len;
 	}
-	if (out.len && (gossip_write_all(st->fd, out.p, out.len) < 0 || (!mg->lazy && fdatasync(st->fd) < 0))) {
+	if (out && (gossip_write_all(st->fd, bytes, out) < 0 || (durable && fdatasync(st->fd) < 0))) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
 	}
-	st->end += out.len;
+	st->end += out;
 	gossip_store_unlock(st);
-	mg->pending.len = 0;
-	mg->npending = 0;
-	/* On disk now (lazy: written, and durable just below): report them. */
-	for (size_t i = 0, o = 0; i < nout; o += lens[i++]) {
-		mg->added++;
-		if (mg->on_new)
-			mg->on_new(mg->ctx, out.p + o, lens[i]);
-	}
-	if (mg->lazy && nout && fdatasync(st->fd) < 0) {
-		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
-		goto out;
-	}
-	r = 0;
-	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
-		r = gossip_store_compact(st, NULL, NULL);
-	goto out;
+	return 0;
 fail:
 	/* Nothing of this batch counts: cut what may have been written and index afresh. */
-	if (ftruncate(st->fd, (off_t)st->end) == 0) {
+	if (ftruncate(st->fd, (off_t)start) == 0) {
 		reset_index(st);
 		catch_up(st);
 	}
 	gossip_store_unlock(st);
-out:
-	free(lens);
-	gossip_buf_free(&out);
-	return r;
+	return -1;
 }
 
-void gossip_merger_free(struct gossip_merger *mg)
+int store_sync(struct gossip_store *st)
 {
-	gossip_buf_free(&mg->pending);
-	free(mg->beats);
-	mg->beats = NULL;
-	mg->nbeats = mg->capbeats = 0;
+	if (fdatasync(st->fd) < 0) {
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int store_compact_if_wasteful(struct gossip_store *st)
+{
+	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
+		return gossip_store_compact(st, NULL, NULL);
+	return 0;
+}
+
+int store_read(const struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf)
+{
+	if (pread(st->fd, buf, e->len, (off_t)e->off) != (ssize_t)e->len) {
+		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- compaction and reading ---- */
@@ -710,9 +620,7 @@ out:
 	return r;
 }
 
-int gossip_store_each(struct gossip_store *st, uint64_t since,
-                      int (*fn)(void *ctx, const struct gossip_entry *e, const uint8_t *p),
-                      void *ctx)
+int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *fn, void *ctx)
 {
 	size_t n;
 	int r = 0;
@@ -722,24 +630,39 @@ int gossip_store_each(struct gossip_store *st, uint64_t since,
 		free(v);
 		return -1;
 	}
-	for (size_t i = 0; i < n && r == 0; i++) {
-		if (v[i]->off < since)
-			continue;
-		if (pread(st->fd, buf, v[i]->len, (off_t)v[i]->off) != (ssize_t)v[i]->len) {
-			gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
-			r = -1;
-			break;
-		}
-		r = fn(ctx, v[i], buf);
-	}
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (v[i]->off >= since)
+			r = store_read(st, v[i], buf) < 0 ? -1 : fn(ctx, v[i], buf);
 	free(buf);
 	free(v);
 	return r;
 }
 
+int gossip_store_each_new(struct gossip_store *st, struct gossip_store_cursor *cur,
+                          gossip_each_fn *fn, void *ctx)
+{
+	if (cur->ino != st->ino)
+		cur->off = 0;  /* compacted: offsets changed, look at everything again */
+	int r = gossip_store_each(st, cur->off, fn, ctx);
+	cur->off = st->end;
+	cur->ino = st->ino;
+	return r;
+}
+
+int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count)
+{
+	struct store_digest d;
+	if (store_digest_make(&d, st) < 0)
+		return -1;
+	memcpy(root, d.root, 16);
+	*count = d.count;
+	store_digest_free(&d);
+	return 0;
+}
+
 /* ---- the Merkle summary ---- */
 
-int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st)
+int store_digest_make(struct store_digest *d, struct gossip_store *st)
 {
 	size_t n;
 	uint8_t cnt[8];
@@ -747,7 +670,7 @@ int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st)
 	d->l2 = calloc(65536, 16);
 	d->start = calloc(65537, sizeof *d->start);
 	if (!d->l2 || !d->start || !(d->sorted = current(st, &n, 1))) {
-		gossip_digest_free(d);
+		store_digest_free(d);
 		gossip_seterr("out of memory");
 		return -1;
 	}
@@ -781,7 +704,7 @@ int gossip_digest_make(struct gossip_digest *d, struct gossip_store *st)
 	return 0;
 }
 
-void gossip_digest_free(struct gossip_digest *d)
+void store_digest_free(struct store_digest *d)
 {
 	free(d->l2);
 	free(d->start);

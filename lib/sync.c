@@ -1,6 +1,6 @@
 /* sync.c: anti-entropy: two stores compare Merkle summaries over any byte stream and
  * send each other only what the other lacks. gossip(7) documents the protocol. */
-#include "gossip.h"
+#include "store.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -26,24 +26,11 @@ struct conn {
 
 static int send_out(struct conn *c)
 {
-	size_t at = 0;
-	while (at < c->out.len) {
-		struct pollfd pfd = {c->wfd, POLLOUT, 0};
-		int pr = poll(&pfd, 1, c->timeout_ms);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0) {
-			gossip_seterr("peer: timed out after %d s waiting to send", c->timeout_ms / 1000);
-			return -1;
-		}
-		ssize_t k = write(c->wfd, c->out.p + at, c->out.len - at);
-		if (k < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (k < 0) {
-			gossip_seterr("peer: cannot send: %s", strerror(errno));
-			return -1;
-		}
-		at += (size_t)k;
+	if (gossip_send_timed(c->wfd, c->out.p, c->out.len, c->timeout_ms) < 0) {
+		char why[512];
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("peer: %s", why);
+		return -1;
 	}
 	c->s->sent_bytes += c->out.len;
 	c->out.len = 0;
@@ -117,6 +104,26 @@ static void conn_close(struct conn *c, int failed)
 }
 
 /* ---- protocol items ---- */
+
+static int put_op(struct gossip_buf *b, const char *op, unsigned nmore);
+
+/* The hello: ["gossip-sync", version, mode, root, count]. */
+static int put_hello(struct gossip_buf *b)
+{
+	return put_op(b, "gossip-sync", 4) < 0 || gossip_cbor_head(b, GOSSIP_MT_UINT, PROTO_VERSION) < 0 ? -1 : 0;
+}
+
+int gossip_sync_starts(const uint8_t *p, size_t n)
+{
+	struct gossip_buf b = {0};
+	int r = 0;
+	if (put_op(&b, "gossip-sync", 4) == 0) {  /* what starts a hello, in any version */
+		size_t k = n < b.len ? n : b.len;
+		r = memcmp(p, b.p, k) != 0 ? 0 : k == b.len ? 1 : -1;
+	}
+	gossip_buf_free(&b);
+	return r;
+}
 
 static int put_op(struct gossip_buf *b, const char *op, unsigned nmore)
 {
@@ -202,11 +209,6 @@ static int get_array(struct gossip_cur *cu, uint64_t *n, uint64_t max)
 }
 
 /* Send messages: ["msgs", n] and then n messages, straight from the store file. */
-struct sendctx {
-	struct conn *c;
-	struct gossip_store *st;
-};
-
 static int send_entries(struct conn *c, struct gossip_store *st, struct gossip_entry **v, size_t n)
 {
 	uint8_t *buf = malloc(GOSSIP_MSG_MAX);
@@ -214,11 +216,7 @@ static int send_entries(struct conn *c, struct gossip_store *st, struct gossip_e
 	if (!buf || put_op(&c->out, "msgs", 1) < 0 || gossip_cbor_head(&c->out, GOSSIP_MT_UINT, n) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (pread(st->fd, buf, v[i]->len, (off_t)v[i]->off) != (ssize_t)v[i]->len) {
-			gossip_seterr("store: cannot read: %s", strerror(errno));
-			goto out;
-		}
-		if (gossip_buf_put(&c->out, buf, v[i]->len) < 0)
+		if (store_read(st, v[i], buf) < 0 || gossip_buf_put(&c->out, buf, v[i]->len) < 0)
 			goto out;
 		if (c->out.len >= 1 << 20 && send_out(c) < 0)
 			goto out;
@@ -260,7 +258,7 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src)
 }
 
 /* The entries of one level-two bucket. */
-static void bucket(const struct gossip_digest *d, size_t b, struct gossip_entry ***v, size_t *n)
+static void bucket(const struct store_digest *d, size_t b, struct gossip_entry ***v, size_t *n)
 {
 	*v = d->sorted + d->start[b];
 	*n = d->start[b + 1] - d->start[b];
@@ -282,7 +280,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
                        struct gossip_sync_stats *s)
 {
 	struct conn c = {-1, -1, 0, timeout_ms, {0}, {0}, s};
-	struct gossip_digest d;
+	struct store_digest d;
 	struct gossip_cur cu;
 	struct gossip_entry **push = NULL;
 	struct leaf *leaves = NULL;
@@ -295,7 +293,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	memset(s, 0, sizeof *s);
 	if (gossip_store_lock(mg->st) < 0)
 		return -1;
-	int dr = gossip_digest_make(&d, mg->st);
+	int dr = store_digest_make(&d, mg->st);
 	gossip_store_unlock(mg->st);
 	if (dr < 0)
 		return -1;
@@ -305,8 +303,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	c.rd.timeout_ms = timeout_ms;
 
 	/* 1. Our summary; an equal store ends it here. */
-	if (put_op(&c.out, "gossip-sync", 4) < 0 ||
-	    gossip_cbor_head(&c.out, GOSSIP_MT_UINT, PROTO_VERSION) < 0 ||
+	if (put_hello(&c.out) < 0 ||
 	    gossip_cbor_str(&c.out, GOSSIP_MT_TSTR, modes[mode], strlen(modes[mode])) < 0 ||
 	    gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, d.root, 16) < 0 ||
 	    gossip_cbor_head(&c.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
@@ -429,7 +426,7 @@ out:
 	free(push);
 	free(leaves);
 	gossip_buf_free(&want);
-	gossip_digest_free(&d);
+	store_digest_free(&d);
 	return r;
 }
 
@@ -446,7 +443,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
                       struct gossip_sync_stats *s)
 {
 	struct conn c = {rfd, wfd, 0, timeout_ms, {0}, {0}, s};
-	struct gossip_digest d = {0};
+	struct store_digest d = {0};
 	struct gossip_cur cu;
 	struct gossip_ev ev;
 	const uint8_t *root;
@@ -469,7 +466,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		goto out;
 	if (gossip_store_lock(mg->st) < 0)
 		goto fail;
-	int dr = gossip_digest_make(&d, mg->st);
+	int dr = store_digest_make(&d, mg->st);
 	gossip_store_unlock(mg->st);
 	if (dr < 0)
 		goto fail;
@@ -552,7 +549,7 @@ fail:
 	send_error(&c, gossip_error());
 out:
 	if (have_digest)
-		gossip_digest_free(&d);
+		store_digest_free(&d);
 	gossip_reader_free(&c.rd);
 	gossip_buf_free(&c.out);
 	return r;

@@ -1,0 +1,66 @@
+/* store.h: the store's insides, private to the library: store.c keeps them, merge.c
+ * appends through them and sync.c reads the summary. Programs use gossip.h only. */
+#ifndef GOSSIP_STORE_H
+#define GOSSIP_STORE_H
+
+#include "gossip.h"
+
+struct gossip_origin_wm {
+	uint8_t pk[32];
+	uint64_t watermark;  /* versions at or below it are stale unless already stored */
+};
+
+struct gossip_store {
+	char dir[4096];
+	int fd, lockfd, locked;
+	uint64_t ino, end;  /* the store file we indexed, and how far */
+	struct gossip_entry *tab;  /* open addressing by slot */
+	size_t cap, n;
+	struct gossip_origin_wm *origins;
+	uint32_t *otab;  /* open addressing into origins */
+	size_t norigins, ocap;
+	uint64_t live_bytes, dead_bytes;
+	struct gossip_store_opts opts;
+};
+
+/* What the store needs of a message to classify and index it, taken from its one
+ * decode, so that nothing is decoded again on the way to the disk. */
+struct store_item {
+	uint8_t slot[16], origin[32];
+	uint64_t version, time;
+	uint32_t len;
+	uint8_t type;
+};
+void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len);
+enum gossip_class store_classify_item(const struct gossip_store *st, const struct store_item *it);
+/* A replay under its origin's watermark (no older copy here). */
+int store_below_watermark(const struct gossip_store *st, const struct store_item *it);
+/* Under the store's lock (taken and released here): classify n messages again, as
+ * another process may have stored some since, then index and append the new ones in
+ * one write (bytes holds the n messages back to back; the new ones are moved to its
+ * front, in order), with fdatasync when durable. cls[i] says what each was. On failure nothing of the batch stays in the store. */
+int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
+                 size_t n, int durable, enum gossip_class *cls);
+/* fdatasync the store file (after a store_append that was not durable). */
+int store_sync(struct gossip_store *st);
+/* Compact when waste outgrows what is live. */
+int store_compact_if_wasteful(struct gossip_store *st);
+/* Read one stored message into buf (GOSSIP_MSG_MAX bytes). */
+int store_read(const struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf);
+
+/* The Merkle summary: 65536 buckets by the first two bytes of the slot, each the
+ * BLAKE2b-128 of its (slot, hash) pairs in slot order (zeros when empty); 256 level-one
+ * hashes over 256 buckets each; the root over those and the count. */
+struct store_digest {
+	uint8_t root[16];
+	uint64_t count;
+	uint8_t l1[256][16];
+	uint8_t (*l2)[16];  /* 65536 */
+	struct gossip_entry **sorted;  /* the entries in slot order */
+	size_t *start;  /* 65537: where each bucket starts in sorted */
+};
+/* Under the lock. */
+int store_digest_make(struct store_digest *d, struct gossip_store *st);
+void store_digest_free(struct store_digest *d);
+
+#endif

@@ -1,10 +1,30 @@
-/* gossip.h: the one library every gossip program links, one section per module. */
+/* gossip.h: the one library every gossip program links, one section per module, in
+ * layer order: a module uses only the modules above it, never one below, so there are no
+ * circles, and each can be tested with what lies above it.
+ *
+ *   util      errors, files, encodings, time, rate limits
+ *   cbor      CBOR heads, sequences read with limits, encoding (libcbor underneath)
+ *   diag      diagnostic notation, for people
+ *   clock     per-origin versions that never go back (DIR/clock)
+ *   keys      the node's identity (DIR/key, DIR/key.pub)
+ *   msg       COSE_Sign1, the message codec, news vs state, signing by an author
+ *   trust     DIR/trusted, the verdict on a message, rejections noted for reputation
+ *   net, out  addresses, sockets, the cluster keyring; sending to destinations
+ *   store     DIR/store: file, index, lock, compaction, summary (no trust, no membership)
+ *   merge     the merger: decode once, classify, check with the trust it is given, store
+ *   sync      anti-entropy between two stores over any byte stream
+ *   peers     member records, the peer table, phi, pick, leader
+ *
+ * trust comes after msg because its verdicts are on decoded messages. Structures whose
+ * insides only the library needs are declared here by name only; lib/store.h (private)
+ * holds the store's. */
 #ifndef GOSSIP_H
 #define GOSSIP_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* ---- util.c: errors, state dir, files, encodings -------------------------------- */
 
@@ -358,7 +378,6 @@ void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *r
 /* ---- net.c: addresses, sockets, the keyring ------------------------------------- */
 
 enum { GOSSIP_UDP = 1, GOSSIP_TCP, GOSSIP_UNIX };
-#include <sys/socket.h>
 struct gossip_addr {
 	int kind;
 	struct sockaddr_storage sa;

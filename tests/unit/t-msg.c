@@ -1,6 +1,7 @@
 /* t-msg: COSE_Sign1 against the public Ed25519 vector, and the gossip message rules. */
 #include "gossip.h"
 #include "tap.h"
+#include "fixture.h"
 
 #include <sodium.h>
 
@@ -13,17 +14,6 @@ static const char *vec_out =
 	"f013bf08f4a44d6fef0d";
 static const char *vec_tbs =
 	"846a5369676e61747572653145a2012703004054546869732069732074686520636f6e74656e742e";
-
-static struct gossip_identity ident(unsigned char fill)
-{
-	struct gossip_identity id = {0};
-	unsigned char seed[32];
-	memset(seed, fill, 32);
-	id.sk = sodium_malloc(64);
-	crypto_sign_seed_keypair(id.pk, id.sk, seed);
-	strcpy(id.name, "t");
-	return id;
-}
 
 static size_t make(struct gossip_buf *b, const struct gossip_identity *id, unsigned type,
                    const char *key, const char *value)

@@ -84,7 +84,8 @@ report() {
 	kill $sink 2>/dev/null || true
 	got=$(wc -l <got)
 	echo "# 1000 datagrams sent, $got arrived" >&3
-	[ "$got" -gt 700 ] && [ "$got" -lt 880 ]
+	[ "$got" -gt 700 ] || fail "$got of 1000 arrived: want about 800"
+	[ "$got" -lt 880 ] || fail "$got of 1000 arrived: want about 800"
 
 	cluster
 	t0=$(date +%s)

@@ -115,8 +115,8 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 	# Suspected, then alive again by refutation, never failed (each node's log has its
 	# membership events).
 	for n in n1 n2 n4 n5 n6; do
-		grep -q " member-suspect n3 " "$n.log"
-		! grep -q " member-failed n3 " "$n.log"
+		grep -q " member-suspect n3 " "$n.log" || fail "$n did not suspect n3: $(cat "$n.log")"
+		! grep -q " member-failed n3 " "$n.log" || fail "$n failed n3: $(cat "$n.log")"
 	done
 }
 
@@ -204,7 +204,8 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	PGID_odd=$! NODES=" odd"
 	wait_until 10 test -s "$d/listening"
 	wait_until 5 sh -c "gossip-peers -d \"\$1\" -j list | jq -e '.tags.note == \"it'\\''s\\\"fine\\\"\"' >/dev/null" sh "$d"
-	mkdir -m 700 client && cp odd.pub client/trusted
+	mkdir -m 700 client
+	cp odd.pub client/trusted
 	run gossip-merge -d client sync "tcp://127.0.0.1:${PORTS[0]}"
 	assert_success
 	gossip-merge -d client get _member >/dev/null

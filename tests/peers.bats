@@ -100,7 +100,8 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	all_see left n4
 	for n in n1 n2 n3; do
 		events $n | jq -r 'select(.name == "n4") | .event' >ev
-		grep -q member-leave ev && ! grep -q member-failed ev
+		grep -q member-leave ev || fail "$n: no member-leave: $(cat ev)"
+		! grep -q member-failed ev || fail "$n: n4 failed: $(cat ev)"
 	done
 }
 

@@ -37,7 +37,8 @@ diverge() {
 		done | gossip-send -d $n batch | gossip-merge -d $n >/dev/null
 	done
 	# The expected union, merged into a third store.
-	mkdir u && cp a/trusted u/
+	mkdir u
+	cp a/trusted u/
 	gossip-merge -d a export | gossip-merge -d u >/dev/null
 	gossip-merge -d b export | gossip-merge -d u >/dev/null
 }
@@ -59,7 +60,9 @@ diverge() {
 	gossip-merge -d a --push sync "gossip-merge -d $T/b serve" >/dev/null
 	[ "$(digest a)" = "$(digest a0)" ]
 	[ "$(digest b)" = "$(digest u)" ]
-	rm -rf a b && mv a0 a && mv b0 b
+	rm -rf a b
+	mv a0 a
+	mv b0 b
 	gossip-merge -d a --pull sync "gossip-merge -d $T/b serve" >/dev/null
 	[ "$(digest a)" = "$(digest u)" ]
 	run gossip-merge -d b digest

@@ -165,10 +165,10 @@ keyset() { gossip-merge -d "$1" -j dump | jq -r '[.type, .key, (.value // "-"), 
 	gossip-merge -d b <in >out & BG=$!
 	exec 5>in  # bats keeps fd 3 for itself
 	cat m1 >&5
-	for _ in $(seq 1 200); do [ -s out ] && break; sleep 0.05; done
+	wait_for 10 test -s out
 	[ "$(gossip-inspect -d b -j out | jq -r .key)" = first ]
 	cat m2 >&5
-	for _ in $(seq 1 200); do [ "$(stat -c %s out)" -gt "$(stat -c %s m1)" ] && break; sleep 0.05; done
+	wait_for 10 eval '[ "$(stat -c %s out)" -gt "$(stat -c %s m1)" ]'
 	[ "$(gossip-inspect -d b -j out | jq -r .key | tail -1)" = second ]
 	exec 5>&-
 	wait $BG

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # gossip-peers on real nodes on loopback (gossip-node, through tests/node.bash): joining,
 # failure detection by probes, restart, leave, false positives, pick, leader, handlers,
-# reputation and partitions.
+# reputation and partitions; and nodes composed by hand that send heartbeats and judge
+# them by phi accrual (observe without -p).
 load helper
 load node
 
@@ -9,7 +10,7 @@ I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
 	base_setup
-	NODES=
+	NODES= BEATS=
 	for n in n1 n2 n3 n4 n5 n6; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
 	for n in n1 n2 n3 n4 n5 n6; do cat n?.pub >"$n/trusted"; done
 	set -- $(freeports 12)
@@ -17,6 +18,7 @@ setup() {
 }
 
 teardown() {
+	for b in ${BEATS:-}; do node_kill "$b"; done
 	nodes_stop
 	[ -z "${WATCH:-}" ] || kill $WATCH 2>/dev/null || true
 }
@@ -250,3 +252,80 @@ PY
 	esac
 }
 
+# hb_node NAME PORT [SEED_PORT...]: a node that sends heartbeats and judges its peers by
+# theirs, with phi accrual: gossip-node's pipeline with observe not probing (no -p), told
+# to expect a heartbeat every HB seconds, and `gossip-peers beat` into gossip-send, as in
+# gossip-peers(1) EXAMPLES. Two process groups: NAME, the node, and NAME_beat, its
+# heartbeats (hb_beat), so that they can stop while the node runs on. It joins each
+# SEED_PORT once it listens.
+hb_node() {
+	local n=$1 port=$2 d=$T/$1 s
+	shift 2
+	gossip-peers -d "$d" announce -a "udp://127.0.0.1:$port" -a "tcp://127.0.0.1:$port" |
+		gossip-merge -d "$d" >/dev/null
+	cat >"$T/hb-node" <<'SH'
+# hb-node DIR HOST:PORT INTERVAL_MS FANOUT
+gossip-listen -d "$1" -a "$1/listening" -s "exec gossip-merge -d '$1' serve" "udp://$2" "tcp://$2" |
+	gossip-merge --verified --lazy -d "$1" |
+	gossip-peers -d "$1" -T -i "$3" observe |
+	gossip-send -d "$1" -k "$4" -M
+SH
+	rm -f "$d/listening"
+	setsid sh "$T/hb-node" "$d" "127.0.0.1:$port" "$(awk -v i="$HB" 'BEGIN { print i * 1000 }')" \
+		"$FANOUT" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
+	eval "PGID_$n=$!"   # teardown stops it, whatever happens
+	NODES="$NODES $n"
+	node_ready "$n"
+	hb_beat "$n"
+	for s in "$@"; do gossip-peers -d "$d" join "tcp://127.0.0.1:$s" >/dev/null; done
+}
+
+# hb_beat NAME: NAME's heartbeats, one every HB seconds (off by up to JITTER of it), to
+# FANOUT random live members.
+hb_beat() {
+	cat >"$T/hb-beat" <<'SH'
+# hb-beat DIR SECONDS JITTER FANOUT
+gossip-peers -d "$1" beat -e "$2" -J "$3" | gossip-send -d "$1" -k "$4" -M
+SH
+	setsid sh "$T/hb-beat" "$T/$1" "$HB" "$JITTER" "$FANOUT" </dev/null >/dev/null 2>>"$T/$1.log" 3>&- &
+	eval "PGID_$1_beat=$!"   # teardown stops it, whatever happens
+	BEATS="$BEATS $1_beat"
+}
+
+@test "phi accrual on heartbeats: a member whose beats stop is suspect, then dead; live ones never" {
+	hb_node n1 "${PORTS[0]}"
+	hb_node n2 "${PORTS[1]}" "${PORTS[0]}"
+	hb_node n3 "${PORTS[2]}" "${PORTS[0]}" "${PORTS[1]}"
+	hb_node n4 "${PORTS[3]}" "${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}"
+	wait_for 20 all_alive 4 || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+	# n3's heartbeats stop; n3 itself runs on, and goes on judging the others by theirs.
+	t0=$(date +%s%N)
+	node_kill n3_beat
+	# phi passes 8 about 3.5 intervals after the last beat (2 of them the acceptable
+	# pause), and a suspect is dead 4 * max(1, log10(5)) intervals later: 1.5 s at 0.2 s.
+	# The limit leaves room for a loaded machine.
+	wait_for 10 all_see dead n3 ||
+		fail "$(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; events $n; done)"
+	echo "# beats stopped: n3 dead at the three others in $((($(date +%s%N) - t0) / 1000000)) ms" >&3
+	for n in n1 n2 n4; do
+		# Judged by phi: past the threshold for n3, low for the live (probes keep it 0).
+		gossip-peers -d "$T/$n" -j list >list
+		jq -e -s 'map(select(.name == "n3") | .phi >= 8) == [true]' list >/dev/null ||
+			fail "$n: $(cat list)"
+		jq -e -s 'map(select(.name != "n3" and .self != true) | .phi < 8) == [true, true]' list >/dev/null ||
+			fail "$n: $(cat list)"
+		# Suspect first, then failed.
+		events $n 'select(.name == "n3") | .event' >ev
+		[ "$(grep -v member-join ev | tr '\n' ' ')" = "member-suspect member-failed " ] || fail "$n: $(cat ev)"
+	done
+	# The live members were judged all along, while n3's silence took it from suspect to
+	# dead: none of them suspected another. (Not n3's view: dead to the others, it no
+	# longer gets their heartbeats, which go to live members only.)
+	for n in n1 n2 n4; do
+		events $n 'select(.name != "n3" and (.event == "member-suspect" or .event == "member-failed")) | .name' >ev
+		[ ! -s ev ] || fail "$n suspected live members: $(events $n)"
+	done
+	# A newer heartbeat brings the dead member back.
+	hb_beat n3
+	wait_for 10 all_see alive n3 || fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
+}

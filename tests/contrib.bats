@@ -32,7 +32,7 @@ serves_both() {
 	[ "$(gossip-merge -d "$T/srv" get on-client)" = 1 ]
 	[ "$(gossip-merge -d "$T/cli" get on-server)" = 1 ]
 	gossip-send -d "$T/cli" -t "tcp://127.0.0.1:$1" set by-stream yes
-	wait_until 5 sh -c "[ \"\$(gossip-merge -d $T/srv get by-stream 2>/dev/null)\" = yes ]"
+	wait_for 5 sh -c "[ \"\$(gossip-merge -d $T/srv get by-stream 2>/dev/null)\" = yes ]"
 }
 
 @test "inetd.conf: the line's command serves messages and syncs on one port" {
@@ -41,13 +41,13 @@ serves_both() {
 	cmd=${cmd//\/var\/lib\/gossip/$T/srv}
 	# tcpserver runs it exactly as inetd would: the connection on stdin and stdout.
 	tcpserver 127.0.0.1 "${PORTS[0]}" sh -c "$cmd" 3>&- & SERVER=$!
-	wait_until 5 sh -c "echo | socat - TCP:127.0.0.1:${PORTS[0]} 2>/dev/null"
+	wait_for 5 sh -c "echo | socat - TCP:127.0.0.1:${PORTS[0]} 2>/dev/null"
 	serves_both "${PORTS[0]}"
 }
 
 @test "tcpserver-run: the run script serves messages and syncs" {
 	GOSSIP_DIR="$T/srv" HOST=127.0.0.1 PORT="${PORTS[1]}" "$C/tcpserver-run" >tcpserver.log 3>&- & SERVER=$!
-	wait_until 5 sh -c "echo | socat - TCP:127.0.0.1:${PORTS[1]} 2>/dev/null"
+	wait_for 5 sh -c "echo | socat - TCP:127.0.0.1:${PORTS[1]} 2>/dev/null"
 	serves_both "${PORTS[1]}"
 }
 
@@ -60,7 +60,7 @@ serves_both() {
 	[ "$port" -gt 0 ]
 	# What systemd does per connection: the socket as stdin and stdout.
 	socat TCP-LISTEN:"${PORTS[2]}",bind=127.0.0.1,reuseaddr,fork EXEC:"$cmd" 3>&- & SERVER=$!
-	wait_until 5 gossip-merge -d "$T/cli" sync "tcp://127.0.0.1:${PORTS[2]}"
+	wait_for 5 gossip-merge -d "$T/cli" sync "tcp://127.0.0.1:${PORTS[2]}"
 	[ "$(gossip-merge -d "$T/srv" get on-client)" = 1 ]
 	[ "$(gossip-merge -d "$T/cli" get on-server)" = 1 ]
 }
@@ -75,10 +75,10 @@ serves_both() {
 	# systemd starts the service as a session leader.
 	setsid sh -c "exec $cmd" </dev/null >/dev/null 2>node.log 3>&- & pid=$!
 	PGID_n1=$pid NODES=" n1"   # teardown stops it, whatever happens
-	wait_until 5 test -s "$T/n1/listening"
-	wait_until 5 sh -c "gossip-peers -d $T/n1 list | grep -q '^n1 .* alive .*127.0.0.1:${PORTS[3]}'"
+	wait_for 5 test -s "$T/n1/listening"
+	wait_for 5 sh -c "gossip-peers -d $T/n1 list | grep -q '^n1 .* alive .*127.0.0.1:${PORTS[3]}'"
 	kill -TERM "$pid"   # KillMode=mixed: the main process only
-	wait_until 10 sh -c "! pgrep -g $pid >/dev/null"
+	wait_for 10 sh -c "! pgrep -g $pid >/dev/null"
 	run gossip-merge -d "$T/n1" get _member
 	assert_failure 1    # it left: its member record deleted
 }
@@ -97,7 +97,7 @@ serves_both() {
 @test "cron: the sync line syncs with a live member; gossip-tag publishes a metric as a tag" {
 	node_start n1 "${PORTS[0]}" ""
 	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
-	wait_until 10 sh -c "gossip-peers -d $T/n1 list | grep -q '^n2 .* alive'"
+	wait_for 10 sh -c "gossip-peers -d $T/n1 list | grep -q '^n2 .* alive'"
 	# The crontab line, run by the shell cron uses, for a store that is no node.
 	line=$(grep -v '^#' "$C/cron/gossip-sync" | cut -f3-)
 	line=${line//\/var\/lib\/gossip/$T/srv}
@@ -107,10 +107,10 @@ serves_both() {
 	gossip-merge -d "$T/n1" get on-server || gossip-merge -d "$T/n2" get on-server
 	# gossip-tag: n2's record gets load=..., keeping its addresses and other tags.
 	PATH="$C/cron:$PATH" gossip-tag -d "$T/n2" load=0.42
-	wait_until 10 sh -c "gossip-peers -d $T/n1 -j list | jq -e 'select(.name == \"n2\") | .tags.load == \"0.42\"' >/dev/null"
+	wait_for 10 sh -c "gossip-peers -d $T/n1 -j list | jq -e 'select(.name == \"n2\") | .tags.load == \"0.42\"' >/dev/null"
 	gossip-peers -d "$T/n1" -j list | jq -e 'select(.name == "n2") | .addrs | length == 2'
 	PATH="$C/cron:$PATH" gossip-tag -d "$T/n2" load=0.50
-	wait_until 10 sh -c "gossip-peers -d $T/n1 -j list | jq -e 'select(.name == \"n2\") | .tags.load == \"0.50\"' >/dev/null"
+	wait_for 10 sh -c "gossip-peers -d $T/n1 -j list | jq -e 'select(.name == \"n2\") | .tags.load == \"0.50\"' >/dev/null"
 	run --separate-stderr "$C/cron/gossip-tag" -d "$T/n2" notatag
 	[ "$status" = 2 ]
 	[[ "$stderr" == usage:* ]]
@@ -119,11 +119,13 @@ serves_both() {
 @test "handlers/alert-failed: one alert when a member fails, none for other events" {
 	GOSSIP_ALERT_LOG="$T/alerts" HB=0.2 node_start n1 "${PORTS[0]}" "" -x "$C/handlers/alert-failed"
 	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
-	wait_until 10 sh -c "gossip-peers -d $T/n1 list | grep -q '^n2 .* alive'"
+	wait_for 10 sh -c "gossip-peers -d $T/n1 list | grep -q '^n2 .* alive'"
 	[ ! -e alerts ]
 	node_kill n2
-	wait_until 15 test -s alerts
-	sleep 0.5
+	wait_for 15 test -s alerts
+	# No second alert: one would follow within two probe intervals (a second failure
+	# event) and one poll of the event log by watch (0.1 s).
+	sleep "$(awk -v i="$HB" 'BEGIN { print 2 * i + 0.1 }')"
 	[ "$(wc -l <alerts)" = 1 ]
 	grep -q "member n2 (.*) failed at udp://127.0.0.1:${PORTS[1]}" alerts
 	grep -q "1 members alive" alerts

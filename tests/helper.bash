@@ -51,10 +51,62 @@ assert_error() {
 	[[ ${stderr_lines[0]} == *"$text"* ]] || fail "stderr lacks '$text': $stderr"
 }
 
+# wait_for SECONDS COMMAND...: run COMMAND every 0.05 s until it succeeds; when it has not
+# within SECONDS (a fraction is fine), fail the test, naming the command. COMMAND runs with
+# errexit off, as in any condition: a function given here must return its failures
+# (`|| return 1`), not rely on errexit.
+wait_for() {
+	local limit=$1 end
+	shift
+	us_of "$limit" || fail "wait_for: $limit: want seconds"
+	end=$((${EPOCHREALTIME//[!0-9]/} + REPLY))
+	while :; do
+		"$@" && return 0
+		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || break
+		sleep 0.05
+	done
+	fail "timed out after $limit s waiting for: $*"
+}
+
+# us_of SECONDS: SECONDS (such as 2, 0.5 or 1.25) in microseconds, in REPLY.
+us_of() {
+	local s=${1%%.*} f=
+	if [[ $1 == *.* ]]; then f=${1#*.}; fi
+	[[ $s$f =~ ^[0-9]+$ ]] || return 1
+	f=${f}000000
+	REPLY=$((10#${s:-0} * 1000000 + 10#${f:0:6}))
+}
+
+# cbor_count FILE: the number of whole CBOR items FILE begins with (0 when there is no
+# FILE): messages, store records, events; a torn or corrupt tail is not counted.
+cbor_count() {
+	$PY - "$1" <<'PY'
+import cbor2, io, os, sys
+data = open(sys.argv[1], "rb").read() if os.path.exists(sys.argv[1]) else b""
+f = io.BytesIO(data); dec = cbor2.CBORDecoder(f); n = 0
+while f.tell() < len(data):
+    try:
+        dec.decode(); n += 1
+    except Exception:
+        break
+print(n)
+PY
+}
+
 # flipbit FILE OFFSET: flip the low bit of one byte (always a change, unlike writing a
 # fixed byte that may already be there). A negative OFFSET counts from the end.
 flipbit() {
 	$PY -c 'import sys
 p, o = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, "rb").read()); b[o] ^= 1; open(p, "wb").write(b)' "$1" "$2"
+}
+
+# quiet COMMAND...: COMMAND with its output and errors discarded (for wait_for).
+quiet() {
+	"$@" >/dev/null 2>&1
+}
+
+# tcp_open PORT: something accepts connections on 127.0.0.1:PORT.
+tcp_open() {
+	$PY -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
 }

@@ -1,25 +1,38 @@
 # node.bash: whole nodes for the multi-node tests, each a gossip-node (which leads its
 # own process group, so node_kill reaches every process of a node and nothing else).
 
-HB=${HB:-0.2}          # heartbeat interval, seconds
-JITTER=${JITTER:-0.1}  # heartbeat jitter, a fraction of the interval
+HB=${HB:-0.2}          # probe interval (gossip-node -i), seconds
+JITTER=${JITTER:-0.1}  # probe jitter, a fraction of the interval
 FANOUT=${FANOUT:-3}
 SYNC=${SYNC:-1}        # anti-entropy interval, seconds
 
 # node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
 # 127.0.0.1:PORT (UDP and TCP), joining the node at SEED_PORT; return once it listens.
 node_start() {
-	local n=$1 port=$2 seed=${3:-} pid
+	node_spawn "$@" && node_ready "$1"
+}
+
+# node_spawn NAME PORT [SEED_PORT] [options...]: start NAME as node_start does, but do not
+# wait until it listens (node_ready does): a cluster's nodes start side by side, and a
+# node retries its seed every interval until the seed answers.
+node_spawn() {
+	local n=$1 port=$2 seed=${3:-}
 	shift 3 2>/dev/null || shift $#
 	rm -f "$T/$n/listening"
 	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-j "127.0.0.1:$seed"} \
 		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
-	pid=$!
 	# Known before it is waited for, so that nodes_stop stops it whatever happens.
-	eval "PGID_$n=$pid"
+	eval "PGID_$n=$!"
 	NODES="${NODES:-} $n"
+}
+
+# node_ready NAME: return once NAME listens; fail, with its log, when it stopped first or
+# did not within 10 s.
+node_ready() {
+	local n=$1 pid
+	eval "pid=\${PGID_$n:-}"
 	for _ in $(seq 1 200); do
-		[ -s "$T/$n/listening" ] && break
+		[ -s "$T/$n/listening" ] && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
@@ -53,16 +66,21 @@ state_of() {
 	gossip-peers -d "$T/$1" -j list 2>/dev/null | jq -r --arg n "$2" 'select(.name == $n) | .state'
 }
 
-# wait_until SECONDS COMMAND...: poll until the command succeeds.
-wait_until() {
-	local limit=$1
-	shift
-	local end=$(($(date +%s%N) / 1000000 + limit * 1000))
-	while [ $(($(date +%s%N) / 1000000)) -lt $end ]; do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
+# intervals N: N intervals of HB, in seconds: for periods derived from the interval.
+intervals() {
+	awk -v n="$1" -v i="$HB" 'BEGIN { print n * i }'
+}
+
+# detect_time N [MULT]: the seconds within which every member of a cluster of N nodes
+# declares a killed member dead, by gossip-node's probes (gossip-peers(1), Probing): each
+# member pings every other one within N-1 intervals (each off by up to JITTER of itself),
+# the target is suspect three fifths of an interval after a ping, and dead after the
+# suspicion timeout, MULT (gossip-node -S, default 0.8) times max(1, log10(N+1))
+# intervals, or four times that when no other member confirms the suspicion.
+detect_time() {
+	awk -v n="$1" -v m="${2:-0.8}" -v i="$HB" -v j="$JITTER" 'BEGIN {
+		s = log(n + 1) / log(10); if (s < 1) s = 1
+		print ((n - 1) * (1 + j) + 0.6 + 4 * m * s) * i }'
 }
 
 # freeports N: N ports free for both UDP and TCP on 127.0.0.1, chosen at random below

@@ -20,11 +20,14 @@ teardown() {
 	nodes_stop
 }
 
-# cluster N: nodes n1..nN, n2 on joining n1; wait until everyone sees N alive.
+# cluster N: nodes n1..nN, n2 on joining n1, all started at once; wait until everyone
+# sees N alive.
 cluster() {
-	node_start n1 "${PORTS[0]}" ""
-	for i in $(seq 2 "$1"); do node_start "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
-	wait_until 30 all_alive "$1" ||
+	local n
+	node_spawn n1 "${PORTS[0]}" ""
+	for i in $(seq 2 "$1"); do node_spawn "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
+	for n in $NODES; do node_ready "$n"; done
+	wait_for 30 all_alive "$1" ||
 		fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }
 
@@ -69,65 +72,68 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 	for from in n1 n7 n10; do
 		t0=$(ms)
 		publish "$from" "greeting-$from" "hello from $from"
-		wait_until 10 everyone_has "greeting-$from" "hello from $from" ||
+		wait_for 10 everyone_has "greeting-$from" "hello from $from" ||
 			fail "not everywhere: $(for n in $NODES; do echo "$n: $(gossip-merge -d $T/$n get greeting-$from)"; done)"
 		echo "# from $from: every store in $(($(ms) - t0)) ms" >&3
 	done
 	# Sent to the node's own port instead, by any program: the node takes it from there.
 	gossip-send -d "$T/n4" -t "udp://127.0.0.1:${PORTS[3]}" set via-port yes
-	wait_until 10 everyone_has via-port yes
-	wait_until 10 converged
+	wait_for 10 everyone_has via-port yes
+	wait_for 10 converged
 }
 
 @test "kill -9: marked dead by every other node within the bound; restarted, it catches up" {
 	cluster 10
 	t0=$(ms)
 	node_kill n5
-	# phi crosses 8 about 3 intervals after the last beat, then 1 * log10(11) intervals:
-	# about a second at 0.2 s; the bound leaves room for a loaded machine.
-	wait_until 10 all_see dead n5 ||
+	# Probes (gossip-node's SWIM): someone pings n5 within an interval or so, it is suspect
+	# 0.6 intervals later and dead after 0.8 * log10(11) intervals with a confirmation:
+	# under a second at 0.2 s (detect_time 10 is the worst case, 2.8 s); the limit leaves
+	# room for a loaded machine.
+	wait_for 10 all_see dead n5 ||
 		fail "$(for n in $NODES; do echo "$n: $(state_of $n n5)"; done)"
 	echo "# dead at all nine others in $(($(ms) - t0)) ms" >&3
 	NODES=$(printf '%s\n' $NODES | grep -vx n5 | tr '\n' ' ')
 	# Published while it was down: it gets them from anti-entropy once back.
 	for i in $(seq 1 20); do publish "n$((i % 4 + 1))" "while-down-$i" "$i"; done
-	wait_until 10 everyone_has while-down-20 20
+	wait_for 10 everyone_has while-down-20 20
 	node_start n5 "${PORTS[4]}" "${PORTS[0]}"
-	wait_until 15 everyone_has while-down-1 1 n5
-	for i in $(seq 1 20); do wait_until 10 everyone_has "while-down-$i" "$i" n5; done
-	wait_until 15 all_see alive n5
-	wait_until 10 converged
+	wait_for 15 everyone_has while-down-1 1 n5
+	for i in $(seq 1 20); do wait_for 10 everyone_has "while-down-$i" "$i" n5; done
+	wait_for 15 all_see alive n5
+	wait_for 10 converged
 }
 
 @test "a paused node is suspected, refutes the claim when it resumes, and is never failed" {
-	# A suspicion timeout of 40 * log10(7) * 0.2 s, about 7 s: long enough to refute in.
+	# -S 40: a suspicion timeout of 40 * log10(7) * 0.2 s, about 7 s, from when probes find
+	# it silent and claim it suspect: long enough to refute in.
 	for i in $(seq 1 6); do
 		node_start "n$i" "${PORTS[$((i - 1))]}" "$([ "$i" = 1 ] || echo "${PORTS[0]}")" -S 40
 	done
-	wait_until 30 all_alive 6 || fail "not all alive"
+	wait_for 30 all_alive 6 || fail "not all alive"
 	node_kill n3 STOP
-	wait_until 10 all_see suspect n3 ||
+	wait_for 10 all_see suspect n3 ||
 		fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
 	node_kill n3 CONT
-	wait_until 10 all_see alive n3 ||
+	wait_for 10 all_see alive n3 ||
 		fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
 	grep -q "refuting a claim that this node is down" n3.log
 	# Suspected, then alive again by refutation, never failed (each node's log has its
 	# membership events).
 	for n in n1 n2 n4 n5 n6; do
-		grep -q " member-suspect n3 " "$n.log"
-		! grep -q " member-failed n3 " "$n.log"
+		grep -q " member-suspect n3 " "$n.log" || fail "$n did not suspect n3: $(cat "$n.log")"
+		! grep -q " member-failed n3 " "$n.log" || fail "$n failed n3: $(cat "$n.log")"
 	done
 }
 
 @test "a node joining late receives the whole state" {
 	cluster 10
 	for i in $(seq 1 50); do publish "n$((i % 10 + 1))" "k$i" "v$i"; done
-	wait_until 10 converged
+	wait_for 10 converged
 	node_start n11 "${PORTS[10]}" "${PORTS[2]}"
-	wait_until 20 converged || fail "$(for n in $NODES; do echo "$n $(gossip-merge -d $T/$n digest)"; done)"
+	wait_for 20 converged || fail "$(for n in $NODES; do echo "$n $(gossip-merge -d $T/$n digest)"; done)"
 	for i in $(seq 1 50); do [ "$(gossip-merge -d "$T/n11" get "k$i")" = "v$i" ]; done
-	wait_until 15 all_alive 11
+	wait_for 15 all_alive 11
 }
 
 @test "a forged message (an untrusted signer) sent by UDP reaches no store" {
@@ -144,8 +150,9 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "${PORTS[5]}"
 	publish n3 marker after
-	wait_until 10 everyone_has marker after
-	sleep 2  # two more anti-entropy rounds, in case anything got in somewhere
+	wait_for 10 everyone_has marker after
+	# Two more anti-entropy rounds (gossip-node -s), in case anything got in somewhere.
+	sleep "$(awk -v s="$SYNC" 'BEGIN { print 2 * s }')"
 	for n in $NODES; do
 		run gossip-merge -d "$T/$n" get evil
 		assert_failure 1
@@ -161,8 +168,9 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	pg=$PGID_n3
 	node_kill n3 TERM
 	NODES=" n1 n2 n4"
-	wait_until 10 all_see left n3
-	sleep 1.5  # longer than failure detection takes
+	wait_for 10 all_see left n3
+	# As long as failure detection could take, had the leave not been heard: still left.
+	sleep "$(detect_time 4)"
 	all_see left n3
 	run pgrep -g "$pg"
 	assert_failure
@@ -202,9 +210,10 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	gossip-node -d "$d" -l "127.0.0.1:${PORTS[0]}" -i 0.2 -t "note=it's\"fine\"" \
 		</dev/null >/dev/null 2>odd.log 3>&- &
 	PGID_odd=$! NODES=" odd"
-	wait_until 10 test -s "$d/listening"
-	wait_until 5 sh -c "gossip-peers -d \"\$1\" -j list | jq -e '.tags.note == \"it'\\''s\\\"fine\\\"\"' >/dev/null" sh "$d"
-	mkdir -m 700 client && cp odd.pub client/trusted
+	wait_for 10 test -s "$d/listening"
+	wait_for 5 sh -c "gossip-peers -d \"\$1\" -j list | jq -e '.tags.note == \"it'\\''s\\\"fine\\\"\"' >/dev/null" sh "$d"
+	mkdir -m 700 client
+	cp odd.pub client/trusted
 	run gossip-merge -d client sync "tcp://127.0.0.1:${PORTS[0]}"
 	assert_success
 	gossip-merge -d client get _member >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # gossip-peers on real nodes on loopback (gossip-node, through tests/node.bash): joining,
-# failure detection, restart, leave, false positives, pick, leader, handlers, reputation
-# and partitions.
+# failure detection by probes, restart, leave, false positives, pick, leader, handlers,
+# reputation and partitions; and nodes composed by hand that send heartbeats and judge
+# them by phi accrual (observe without -p).
 load helper
 load node
 
@@ -9,7 +10,7 @@ I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
 	base_setup
-	NODES=
+	NODES= BEATS=
 	for n in n1 n2 n3 n4 n5 n6; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
 	for n in n1 n2 n3 n4 n5 n6; do cat n?.pub >"$n/trusted"; done
 	set -- $(freeports 12)
@@ -17,20 +18,24 @@ setup() {
 }
 
 teardown() {
+	for b in ${BEATS:-}; do node_kill "$b"; done
 	nodes_stop
 	[ -z "${WATCH:-}" ] || kill $WATCH 2>/dev/null || true
 }
 
-# start_cluster N [tags for n2 and n4...]: nodes n1..nN, each joining n1.
+# start_cluster N: nodes n1..nN, each joining n1, all started at once, or one after
+# another with SERIAL=1 (n2 and n4 tagged leader=eligible).
 start_cluster() {
-	local count=$1 i
-	node_start n1 "${PORTS[0]}" ""
+	local count=$1 i n start=node_spawn
+	[ -z "${SERIAL:-}" ] || start=node_start
+	$start n1 "${PORTS[0]}" ""
 	for i in $(seq 2 "$count"); do
 		local extra=()
-		[ "$i" = 2 ] || [ "$i" = 4 ] && extra=(-t leader=eligible)
-		node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" "${extra[@]}"
+		case $i in 2 | 4) extra=(-t leader=eligible) ;; esac
+		$start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" "${extra[@]}"
 	done
-	wait_until 20 all_alive "$count" || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+	for n in $NODES; do node_ready "$n"; done
+	wait_for 20 all_alive "$count" || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }
 
 # all_alive N: every node's table holds N alive members.
@@ -48,7 +53,26 @@ all_see() {
 	done
 }
 
-events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w; }
+# events NODE [FILTER]: NODE's membership events so far, as JSON lines (gossip-peers
+# watch -A, stopped once it has printed as many as the event log held), or what the jq
+# FILTER makes of them. Fails when watch did not print them all: call it outside a
+# pipeline (events n1 .event >ev), or that failure is lost.
+events() {
+	local n w rc=0 out=$T/events.out.$1
+	n=$(cbor_count "$T/$1/events")
+	gossip-peers -d "$T/$1" -j -A watch >"$out" & w=$!
+	wait_for 10 eval '[ "$(wc -l <"$out")" -ge "$n" ]' || rc=1
+	kill "$w" 2>/dev/null || true
+	wait "$w" 2>/dev/null || true
+	if [ $# -gt 1 ]; then jq -r "$2" "$out" || rc=1; else cat "$out"; fi
+	return $rc
+}
+
+# watching PID: the gossip-peers watch PID has read the event log once and now waits for
+# more (it sleeps between reads of the log): what happens from now on, it reports.
+watching() {
+	grep -q nanosleep "/proc/$1/wchan"
+}
 
 @test "five nodes join and all see all alive; pick never gives self or the dead; one leader" {
 	start_cluster 5
@@ -71,14 +95,17 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	start_cluster 5
 	t0=$(date +%s%N)
 	node_kill n3
-	# The bound: phi 8 on 200 ms heartbeats, then max(1, log10 N) intervals (gossip-node -S 1).
-	wait_until 8 all_see dead n3 ||
+	# Probes: someone pings n3 within an interval or so, it is suspect 0.6 intervals later
+	# and dead after the suspicion timeout (gossip-node -S 0.8: 0.8 * max(1, log10(6))
+	# intervals, four times that unconfirmed): detect_time 5, 1.6 s, at worst. The limit
+	# leaves room for a loaded machine.
+	wait_for 8 all_see dead n3 ||
 		fail "not dead everywhere: $(for n in n1 n2 n4 n5; do echo "$n: $(state_of $n n3)"; tail -3 $n.log
 			[ "$(state_of $n n3)" = dead ] || { gossip-inspect --diag $T/$n/peers; events $n | jq -c '[.time, .event, .name]'; }; done)"
 	elapsed=$(( ($(date +%s%N) - t0) / 1000000 ))
 	echo "# detected in $elapsed ms" >&3
 	for n in n1 n2 n4 n5; do
-		events $n | jq -r 'select(.name == "n3") | .event' >ev
+		events $n 'select(.name == "n3") | .event' >ev
 		grep -q member-suspect ev && grep -q member-failed ev || fail "$n: $(cat ev)"
 		[ "$(grep -n member-suspect ev | head -1 | cut -d: -f1)" -lt "$(grep -n member-failed ev | tail -1 | cut -d: -f1)" ]
 	done
@@ -87,7 +114,7 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	for _ in $(seq 1 100); do gossip-peers -d "$T/n1" pick; done >picked
 	[ "$(grep -cx "$dead" picked)" -lt 30 ]
 	node_start n3 "${PORTS[2]}" "${PORTS[0]}"
-	wait_until 10 all_see alive n3
+	wait_for 10 all_see alive n3
 }
 
 @test "a leave is seen as left, not failed" {
@@ -95,22 +122,31 @@ events() { gossip-peers -d "$T/$1" -j -A watch & local w=$!; sleep 0.5; kill $w;
 	gossip-peers -d "$T/n4" leave >/dev/null
 	node_kill n4
 	NODES=" n1 n2 n3"
-	wait_until 5 all_see left n4
-	sleep 2   # longer than it takes to be declared dead
+	wait_for 5 all_see left n4
+	# As long as failure detection could take, had the leave not been heard: still left.
+	sleep "$(detect_time 4)"
 	all_see left n4
 	for n in n1 n2 n3; do
-		events $n | jq -r 'select(.name == "n4") | .event' >ev
-		grep -q member-leave ev && ! grep -q member-failed ev
+		events $n 'select(.name == "n4") | .event' >ev
+		grep -q member-leave ev || fail "$n: no member-leave: $(cat ev)"
+		! grep -q member-failed ev || fail "$n: n4 failed: $(cat ev)"
 	done
 }
 
-@test "no false positive in a minute of jittered heartbeats" {
-	JITTER=0.3 start_cluster 5
-	sleep 60
+@test "no false positive in 1500 jittered probes" {
+	# 1500 pings, each off by up to 30% of the interval, each ack due within a fifth of it:
+	# ten nodes probing for 150 intervals (five took a minute for as many, 300 intervals of
+	# 0.2 s). Not one member is suspected, let alone failed.
+	for n in n7 n8 n9 n10; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
+	for n in n1 n2 n3 n4 n5 n6 n7 n8 n9 n10; do cat n*.pub >"$n/trusted"; done
+	# Started one after another, as a cluster grows: every event from the first join counts.
+	JITTER=0.3 SERIAL=1 start_cluster 10
+	sleep "$(intervals 150)"
 	for n in $NODES; do
-		events $n | jq -r .event >ev
+		events $n .event >ev
 		! grep -q "member-suspect\|member-failed" ev || fail "$n: $(events $n)"
 	done
+	all_alive 10
 }
 
 @test "a handler runs on each event with the right variables and the members on stdin" {
@@ -121,16 +157,16 @@ echo "$GOSSIP_EVENT $GOSSIP_MEMBER_NAME $GOSSIP_MEMBER_STATE $GOSSIP_MEMBER_TAGS
 SH
 	chmod +x handler
 	gossip-peers -d "$T/n1" -x "$T/handler" watch >/dev/null & WATCH=$!
-	sleep 0.3
+	wait_for 5 watching "$WATCH"
 	node_start n4 "${PORTS[3]}" "${PORTS[0]}"
-	wait_until 10 grep -q "^member-join n4 alive" handled
+	wait_for 10 grep -q "^member-join n4 alive" handled
 	gossip-peers -d "$T/n4" announce -a "udp://127.0.0.1:${PORTS[3]}" -a "tcp://127.0.0.1:${PORTS[3]}" -t role=db |
 		gossip-merge -d "$T/n4" | gossip-send -d "$T/n4" -M
-	wait_until 10 grep -q "^member-update n4 alive role=db" handled
+	wait_for 10 grep -q "^member-update n4 alive role=db" handled
 	gossip-peers -d "$T/n4" leave >/dev/null
-	wait_until 10 grep -q "^member-leave n4 left role=db" handled
+	wait_for 10 grep -q "^member-leave n4 left role=db" handled
 	node_kill n2
-	wait_until 10 grep -q "^member-failed n2 dead" handled || fail "$(cat handled)"
+	wait_for 10 grep -q "^member-failed n2 dead" handled || fail "$(cat handled)"
 	grep -q "members=4$" handled
 }
 
@@ -147,7 +183,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 while f.tell() < len(data):
     start = f.tell(); dec.decode(); s.sendto(data[start:f.tell()], ("127.0.0.1", int(sys.argv[1])))
 PY
-	wait_until 10 sh -c "gossip-peers -d $T/n1 list | grep -q 'not picked: score'"
+	wait_for 10 sh -c "gossip-peers -d $T/n1 list | grep -q 'not picked: score'"
 	gossip-peers -d "$T/n1" list | grep "^n3 " | grep -q "bad signature"
 	bad=$(gossip-peers -d "$T/n1" -j list | jq -r 'select(.name == "n3") | .addrs[0]')
 	for _ in $(seq 1 50); do gossip-peers -d "$T/n1" pick; done >picked
@@ -159,16 +195,18 @@ PY
 	# Two of n1's four peers fall silent at once (stopped, not killed): 50% >= 30%.
 	node_kill n4 STOP
 	node_kill n5 STOP
-	wait_until 15 sh -c "gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
+	wait_for 15 sh -c "gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
 	gossip-peers -d "$T/n1" -j list | jq -se 'map(select(.partition_suspected_since)) | length == 1'
-	events n1 | jq -r .event | grep -q partition-suspected
+	events n1 .event >ev
+	grep -q partition-suspected ev
 	grep -q "partition-suspected" n1.log
 	node_kill n4 CONT
 	node_kill n5 CONT
-	wait_until 15 all_see alive n4
-	wait_until 15 all_see alive n5
-	wait_until 10 sh -c "! gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
-	events n1 | jq -r .event | grep -q partition-healed
+	wait_for 15 all_see alive n4
+	wait_for 15 all_see alive n5
+	wait_for 10 sh -c "! gossip-peers -d $T/n1 list | grep -q '^partition suspected'"
+	events n1 .event >ev
+	grep -q partition-healed ev
 }
 
 @test "bad peer files: a corrupt table is one clear error; a corrupt event log is skipped" {
@@ -182,7 +220,7 @@ PY
 	printf '\377\377\034\377' >n1/events   # breaks and a reserved head: not CBOR at all
 	gossip-peers -d "$T/n1" -A watch >watched 2>watch.err & WATCH=$!
 	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-peers -d "$T/n1" observe
-	wait_until 5 grep -q "member-join n1" watched
+	wait_for 5 grep -q "member-join n1" watched
 	grep -q "events: .*n1/events is corrupt before offset" watch.err
 	# And the table that observe wrote reads back.
 	gossip-peers -d "$T/n1" -j list | jq -e '.name == "n1" and .self and .state == "alive"'
@@ -193,22 +231,101 @@ PY
 		gossip-peers -d "$T/n1" observe
 	gossip-peers -d "$T/n1" -j list | jq -e '.tags.note == "say\"hi\\" and .addrs == ["udp://127.0.0.1:9"]'
 	gossip-peers -d "$T/n1" -j -A watch >watched & WATCH=$!
-	wait_until 5 grep -q member-join watched
+	wait_for 5 grep -q member-join watched
 	jq -e '.event == "member-join" and .name == "n1" and .tags == "note=say\"hi\\"' watched
 }
 
-@test "a member that announces itself but never beats is declared dead after its grace period" {
+@test "a member that announces itself but never answers a probe is declared dead" {
 	start_cluster 2
-	# n3 joins (its record reaches the others) but runs nothing: no heartbeat, ever.
+	# n3 joins (its record reaches the others) but runs nothing: no ack, ever.
 	gossip-peers -d "$T/n3" announce -a "udp://127.0.0.1:${PORTS[2]}" -a "tcp://127.0.0.1:${PORTS[2]}" |
 		gossip-merge -d "$T/n3" >/dev/null
 	gossip-peers -d "$T/n3" join "tcp://127.0.0.1:${PORTS[0]}"
-	# Grace 10 intervals + pause (2.4 s), suspicion 0.2 s, a store scan a second.
-	wait_until 10 sh -c "[ \"\$(gossip-peers -d $T/n1 -j list | jq -r 'select(.name == \"n3\") | .state')\" = dead ]"
-	events n1 | jq -r 'select(.name == "n3") | .event' | tr '\n' ' ' >ev
+	# A store scan a second finds its record; the first probe (an interval or two) finds
+	# no ack: suspect; dead after the suspicion timeout (0.16 s confirmed, 0.64 s not).
+	wait_for 10 sh -c "[ \"\$(gossip-peers -d $T/n1 -j list | jq -r 'select(.name == \"n3\") | .state')\" = dead ]"
+	events n1 'select(.name == "n3") | .event' >ev
 	# Suspect here first, or dead at once when another member's dead claim came first.
-	case $(cat ev) in
+	case $(tr '\n' ' ' <ev) in
 	"member-join member-suspect member-failed " | "member-join member-failed ") ;;
 	*) fail "$(cat ev)" ;;
 	esac
+}
+
+# hb_node NAME PORT [SEED_PORT...]: a node that sends heartbeats and judges its peers by
+# theirs, with phi accrual: gossip-node's pipeline with observe not probing (no -p), told
+# to expect a heartbeat every HB seconds, and `gossip-peers beat` into gossip-send, as in
+# gossip-peers(1) EXAMPLES. Two process groups: NAME, the node, and NAME_beat, its
+# heartbeats (hb_beat), so that they can stop while the node runs on. It joins each
+# SEED_PORT once it listens.
+hb_node() {
+	local n=$1 port=$2 d=$T/$1 s
+	shift 2
+	gossip-peers -d "$d" announce -a "udp://127.0.0.1:$port" -a "tcp://127.0.0.1:$port" |
+		gossip-merge -d "$d" >/dev/null
+	cat >"$T/hb-node" <<'SH'
+# hb-node DIR HOST:PORT INTERVAL_MS FANOUT
+gossip-listen -d "$1" -a "$1/listening" -s "exec gossip-merge -d '$1' serve" "udp://$2" "tcp://$2" |
+	gossip-merge --verified --lazy -d "$1" |
+	gossip-peers -d "$1" -T -i "$3" observe |
+	gossip-send -d "$1" -k "$4" -M
+SH
+	rm -f "$d/listening"
+	setsid sh "$T/hb-node" "$d" "127.0.0.1:$port" "$(awk -v i="$HB" 'BEGIN { print i * 1000 }')" \
+		"$FANOUT" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
+	eval "PGID_$n=$!"   # teardown stops it, whatever happens
+	NODES="$NODES $n"
+	node_ready "$n"
+	hb_beat "$n"
+	for s in "$@"; do gossip-peers -d "$d" join "tcp://127.0.0.1:$s" >/dev/null; done
+}
+
+# hb_beat NAME: NAME's heartbeats, one every HB seconds (off by up to JITTER of it), to
+# FANOUT random live members.
+hb_beat() {
+	cat >"$T/hb-beat" <<'SH'
+# hb-beat DIR SECONDS JITTER FANOUT
+gossip-peers -d "$1" beat -e "$2" -J "$3" | gossip-send -d "$1" -k "$4" -M
+SH
+	setsid sh "$T/hb-beat" "$T/$1" "$HB" "$JITTER" "$FANOUT" </dev/null >/dev/null 2>>"$T/$1.log" 3>&- &
+	eval "PGID_$1_beat=$!"   # teardown stops it, whatever happens
+	BEATS="$BEATS $1_beat"
+}
+
+@test "phi accrual on heartbeats: a member whose beats stop is suspect, then dead; live ones never" {
+	hb_node n1 "${PORTS[0]}"
+	hb_node n2 "${PORTS[1]}" "${PORTS[0]}"
+	hb_node n3 "${PORTS[2]}" "${PORTS[0]}" "${PORTS[1]}"
+	hb_node n4 "${PORTS[3]}" "${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}"
+	wait_for 20 all_alive 4 || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+	# n3's heartbeats stop; n3 itself runs on, and goes on judging the others by theirs.
+	t0=$(date +%s%N)
+	node_kill n3_beat
+	# phi passes 8 about 3.5 intervals after the last beat (2 of them the acceptable
+	# pause), and a suspect is dead 4 * max(1, log10(5)) intervals later: 1.5 s at 0.2 s.
+	# The limit leaves room for a loaded machine.
+	wait_for 10 all_see dead n3 ||
+		fail "$(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; events $n; done)"
+	echo "# beats stopped: n3 dead at the three others in $((($(date +%s%N) - t0) / 1000000)) ms" >&3
+	for n in n1 n2 n4; do
+		# Judged by phi: past the threshold for n3, low for the live (probes keep it 0).
+		gossip-peers -d "$T/$n" -j list >list
+		jq -e -s 'map(select(.name == "n3") | .phi >= 8) == [true]' list >/dev/null ||
+			fail "$n: $(cat list)"
+		jq -e -s 'map(select(.name != "n3" and .self != true) | .phi < 8) == [true, true]' list >/dev/null ||
+			fail "$n: $(cat list)"
+		# Suspect first, then failed.
+		events $n 'select(.name == "n3") | .event' >ev
+		[ "$(grep -v member-join ev | tr '\n' ' ')" = "member-suspect member-failed " ] || fail "$n: $(cat ev)"
+	done
+	# The live members were judged all along, while n3's silence took it from suspect to
+	# dead: none of them suspected another. (Not n3's view: dead to the others, it no
+	# longer gets their heartbeats, which go to live members only.)
+	for n in n1 n2 n4; do
+		events $n 'select(.name != "n3" and (.event == "member-suspect" or .event == "member-failed")) | .name' >ev
+		[ ! -s ev ] || fail "$n suspected live members: $(events $n)"
+	done
+	# A newer heartbeat brings the dead member back.
+	hb_beat n3
+	wait_for 10 all_see alive n3 || fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
 }

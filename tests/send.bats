@@ -104,11 +104,14 @@ load helper
 
 @test "an unreadable or broken key is refused" {
 	mknode a
-	mv a/key a/key.bak && mkdir a/key
+	mv a/key a/key.bak
+	mkdir a/key
 	run --separate-stderr gossip-send -d a set k v
 	assert_failure 2
 	assert_error gossip-send "is not a regular file"
-	rmdir a/key && echo garbage >a/key && chmod 600 a/key
+	rmdir a/key
+	echo garbage >a/key
+	chmod 600 a/key
 	run --separate-stderr gossip-send -d a set k v
 	assert_failure 2
 	assert_error gossip-send "does not hold a key"

@@ -85,7 +85,7 @@ PY
 	gossip-merge -d b <in >out & BG=$!
 	exec 5>in
 	cat m >&5
-	for _ in $(seq 1 200); do [ -s out ] && [ "$(gossip-inspect -d b -j out | jq -s length)" = 3 ] && break; sleep 0.05; done
+	wait_for 10 eval '[ "$(gossip-inspect -d b -j out | jq -s length)" = 3 ]'
 	gossip-merge -d b compact >/dev/null
 	gossip-send -d a set c 1 >&5
 	gossip-send -d a set a 3 >&5

@@ -37,7 +37,8 @@ diverge() {
 		done | gossip-send -d $n batch | gossip-merge -d $n >/dev/null
 	done
 	# The expected union, merged into a third store.
-	mkdir u && cp a/trusted u/
+	mkdir u
+	cp a/trusted u/
 	gossip-merge -d a export | gossip-merge -d u >/dev/null
 	gossip-merge -d b export | gossip-merge -d u >/dev/null
 }
@@ -59,7 +60,9 @@ diverge() {
 	gossip-merge -d a --push sync "gossip-merge -d $T/b serve" >/dev/null
 	[ "$(digest a)" = "$(digest a0)" ]
 	[ "$(digest b)" = "$(digest u)" ]
-	rm -rf a b && mv a0 a && mv b0 b
+	rm -rf a b
+	mv a0 a
+	mv b0 b
 	gossip-merge -d a --pull sync "gossip-merge -d $T/b serve" >/dev/null
 	[ "$(digest a)" = "$(digest u)" ]
 	run gossip-merge -d b digest
@@ -99,12 +102,12 @@ diverge() {
 	gossip-send -d b set over tcp | gossip-merge -d b >/dev/null
 	port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork EXEC:"gossip-merge -d $T/b serve" & BG=$!
-	for _ in $(seq 1 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.05; done
+	wait_for 5 tcp_open "$port"
 	gossip-merge -d a sync tcp://127.0.0.1:$port >/dev/null
 	[ "$(gossip-merge -d a get over)" = tcp ]
 	kill $BG; wait $BG 2>/dev/null || true
 	socat UNIX-LISTEN:$T/sock,fork EXEC:"gossip-merge -d $T/b serve" & BG=$!
-	for _ in $(seq 1 100); do [ -S sock ] && break; sleep 0.05; done
+	wait_for 5 test -S sock
 	gossip-send -d b set over unix | gossip-merge -d b >/dev/null
 	gossip-merge -d a sync unix:$T/sock >/dev/null
 	[ "$(gossip-merge -d a get over)" = unix ]
@@ -129,7 +132,9 @@ diverge() {
 @test "a peer that stalls times out with a clear error" {
 	gossip-send -d a set k v | gossip-merge -d a >/dev/null
 	before=$(snapshot a)
-	run --separate-stderr gossip-merge -d a -t 1 sync "sleep 20"
+	# exec: the SIGTERM gossip-merge sends its peer at the timeout reaches sleep itself, not
+	# only a shell that would leave it behind, holding the test's output open for 20 s.
+	run --separate-stderr gossip-merge -d a -t 1 sync "exec sleep 20"
 	assert_failure 2
 	assert_error gossip-merge "peer: timed out after 1 s"
 	[ "$(snapshot a)" = "$before" ]

@@ -52,11 +52,6 @@ static void refresh_members(struct sender *s)
 		gossip_warn("%s", gossip_error());
 		return;
 	}
-	char name[64];
-	uint8_t self[32];
-	int have_self = gossip_pub_load(s->dir, self, name, sizeof name) == 0;
-	for (size_t i = 0; i < t.n; i++)
-		t.v[i].self = have_self && !memcmp(t.v[i].pk, self, 32);
 	gossip_peers_free(&s->table);
 	s->table = t;
 	s->table_mtime = st.st_mtim;

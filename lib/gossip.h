@@ -14,6 +14,9 @@
  *   merge     the merger: decode once, classify, check with the trust it is given, store
  *   sync      anti-entropy between two stores over any byte stream
  *   peers     member records, the peer table, phi, pick, leader
+ *   events    DIR/events: append, follow, run a handler
+ *   swim      the prober (SWIM with Lifeguard's confirmations), on a clock it is given
+ *   observe   the peer table kept from the stream, the clock, the store and DIR/rejects
  *
  * trust comes after msg because its verdicts are on decoded messages. Structures whose
  * insides only the library needs are declared here by name only; lib/store.h (private)
@@ -582,6 +585,8 @@ struct gossip_peers {
 	uint64_t partition_since, saved_at;
 	double interval_ms, min_std_ms, pause_ms;  /* the observer's, for phi when reading */
 	int probing;  /* the observer probes (SWIM): there is no phi */
+	uint8_t self_pk[32];  /* this node's key (DIR/key.pub), when has_self (not saved) */
+	int has_self;
 };
 struct gossip_peers_cfg {
 	double interval_ms;  /* the heartbeat interval peers use */
@@ -593,13 +598,17 @@ struct gossip_peers_cfg {
 	double partition_share;  /* this share of alive members turning suspect at once */
 	double score_min;  /* below this a peer is not picked */
 	double dead_chance;  /* chance that pick adds one unreachable peer */
+	double jitter;  /* each beat or probe interval off by up to this fraction, at random */
 };
 extern const struct gossip_peers_cfg gossip_peers_defaults;
 double gossip_phi(const struct gossip_peer *p, uint64_t now, const struct gossip_peers_cfg *cfg);
 /* A new heartbeat arrived now. */
 void gossip_peer_heard(struct gossip_peer *p, uint64_t now);
+/* p enters state now. */
+void gossip_peer_set_state(struct gossip_peer *p, int state, uint64_t now);
 uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members);
 struct gossip_peer *gossip_peers_find(struct gossip_peers *t, const uint8_t pk[32], int create);
+/* Load DIR/peers (none: an empty table) and mark this node (DIR/key.pub) self. */
 int gossip_peers_load(struct gossip_peers *t, const char *dir);
 int gossip_peers_save(const struct gossip_peers *t, const char *dir);
 void gossip_peers_free(struct gossip_peers *t);
@@ -608,5 +617,89 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
                          struct gossip_peer **out);
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
+
+/* ---- events.c: the event log, DIR/events, and handlers -------------------------------- */
+
+/* DIR/events is a CBOR sequence of [time, event, id, name, state, [addresses], [tags]].
+ * The events: member-join, member-update, member-suspect, member-failed, member-leave,
+ * member-reap (about a member p), partition-suspected, partition-healed (p NULL). */
+void gossip_event_append(const char *dir, uint64_t now, const char *event,
+                         const struct gossip_peer *p);
+/* One event as read back: the id in base64, addresses and tags joined by commas. */
+struct gossip_event {
+	uint64_t time;
+	char event[32], name[64], state[16], id[45];
+	char addrs[600], tags[600];
+};
+/* Run handler through /bin/sh for e, with GOSSIP_EVENT, GOSSIP_MEMBER_{ID,NAME,STATE,
+ * ADDRS,TAGS} and GOSSIP_DIR set and the members on stdin ("name id state addresses
+ * tags" lines); a failure is warned about. */
+void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e);
+
+/* Follows DIR/events as it grows. */
+struct gossip_event_reader {
+	char path[4200];
+	uint64_t off;  /* how far the file has been read */
+	struct gossip_buf buf;
+	size_t at;  /* the next unread byte in buf */
+	int filled, warned;  /* in this pass */
+};
+/* From the end of the log, or with from_start from its beginning. */
+void gossip_event_reader_init(struct gossip_event_reader *r, const char *dir, int from_start);
+/* 1 and the next event; 0 when a pass (one read of what the log gained, and the events in
+ * it) is over. A stretch that is not an event is skipped, warned about once a pass. */
+int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event *e);
+void gossip_event_reader_free(struct gossip_event_reader *r);
+
+/* ---- swim.c: failure detection by probes (SWIM, with Lifeguard's confirmations) ------- */
+
+/* How the prober's messages leave: one signed message to member to, or (to NULL) to the
+ * cluster by rumor, in the copy of the stream. */
+typedef void gossip_swim_send_fn(void *ctx, const struct gossip_peer *to, const uint8_t *p,
+                                 size_t n);
+struct gossip_swim;
+/* A prober of table t, signing as author and logging state changes to DIR/events. The
+ * table's suspicions from before are dropped: their timers are gone. NULL: no memory. */
+struct gossip_swim *gossip_swim_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
+                                    struct gossip_author *author, const char *dir,
+                                    gossip_swim_send_fn *send, void *ctx, uint64_t now);
+void gossip_swim_free(struct gossip_swim *s);
+/* A ping or an ack m (p, n as it arrived) from a member in the table: acked, relayed,
+ * or passed back to the member that asked for it. */
+void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const uint8_t *p, size_t n,
+                       uint64_t now);
+/* A _suspect or _dead claim; 1 when it is news here (it changed the table), so that it is
+ * passed on. A claim about this node is refuted. */
+int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_t now);
+/* This node's member record at incarnation (p, n signed): what a refutation repeats. */
+void gossip_swim_self_record(struct gossip_swim *s, uint64_t incarnation, const uint8_t *p, size_t n);
+/* The probes' clock: retries, indirect pings, suspicions, the next round's ping, and
+ * suspects dead after the suspicion timeout; 1 when the table changed. */
+int gossip_swim_tick(struct gossip_swim *s, uint64_t now);
+/* How long until the clock needs a tick: 1 to 100 ms. */
+int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
+
+/* ---- observe.c: the peer table, kept from the message stream and the clock ----------- */
+
+struct gossip_observer;
+/* An observer keeping table t (as loaded) for DIR: judging members by phi accrual on
+ * their heartbeats, or by swim's probes. Every member gets a grace period again: arrival
+ * times from before say nothing now. NULL: no memory. */
+struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
+                                            const char *dir, struct gossip_swim *swim, uint64_t now);
+void gossip_observer_free(struct gossip_observer *o);
+/* One message from the stream; 1 when the table changed. *pass_on says whether it goes on
+ * in the copy of the stream (a probe never does; a claim only when it was news). */
+int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, uint64_t now,
+                       int *pass_on);
+/* The clock: the prober's, or phi's verdicts and the suspicion timeout; reputation
+ * recovering; reaping after reap_ms; partitions suspected and healed. 1 when the table
+ * changed. */
+int gossip_observe_tick(struct gossip_observer *o, uint64_t now);
+/* Member records that reached DIR/store some other way (a join, a sync) since the last
+ * look; 1 when the table changed. */
+int gossip_observe_store(struct gossip_observer *o, uint64_t now);
+/* Reputation: each line DIR/rejects gained costs its signer 10 points. */
+void gossip_observe_rejects(struct gossip_observer *o);
 
 #endif

@@ -1,5 +1,5 @@
 /* peers.c: membership: member records, the peer table, phi accrual failure detection,
- * state changes and their events, random choice of live peers, the leader. */
+ * random choice of live peers, the leader. */
 #include "gossip.h"
 
 #include <errno.h>
@@ -184,6 +184,16 @@ void gossip_peer_heard(struct gossip_peer *p, uint64_t now)
 	p->last_hb = now;
 }
 
+void gossip_peer_set_state(struct gossip_peer *p, int state, uint64_t now)
+{
+	p->state = state;
+	p->since = now;
+	/* Partition detection counts the members that went down lately: from when they turned
+	 * suspect, or dead when they never were suspect here. */
+	if (state == GOSSIP_P_SUSPECT || (state == GOSSIP_P_DEAD && !p->suspected_at))
+		p->suspected_at = now;
+}
+
 /* memberlist's suspicion timeout: it grows with log N, so that in a large cluster the
  * word gets around before a suspect is declared dead. */
 uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members)
@@ -280,13 +290,24 @@ static int uint_at(struct gossip_cur *c, uint64_t *v)
 	return 0;
 }
 
+/* The file does not say which entry is this node: the directory's key does. */
+static void mark_self(struct gossip_peers *t, const char *dir)
+{
+	char name[64];
+	t->has_self = gossip_pub_load(dir, t->self_pk, name, sizeof name) == 0;
+	for (size_t i = 0; i < t->n; i++)
+		t->v[i].self = t->has_self && !memcmp(t->v[i].pk, t->self_pk, 32);
+}
+
 int gossip_peers_load(struct gossip_peers *t, const char *dir)
 {
 	struct gossip_buf b = {0};
 	const char *path = gossip_path(dir, "peers");
 	memset(t, 0, sizeof *t);
-	if (access(path, F_OK) != 0)
+	if (access(path, F_OK) != 0) {
+		mark_self(t, dir);
 		return 0;
+	}
 	if (gossip_read_file(path, 64u << 20, &b) < 0)
 		return -1;
 	struct gossip_cur c = {b.p, b.len, 0};
@@ -338,6 +359,7 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		p->score = (double)v;
 	}
 	gossip_buf_free(&b);
+	mark_self(t, dir);
 	return 0;
 bad:
 	gossip_buf_free(&b);

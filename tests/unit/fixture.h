@@ -20,6 +20,16 @@ static inline struct gossip_identity ident(unsigned char fill)
 	return id;
 }
 
+/* A fresh random identity named name. */
+static inline struct gossip_identity named_ident(const char *name)
+{
+	struct gossip_identity id = {0};
+	id.sk = sodium_malloc(64);
+	crypto_sign_keypair(id.pk, id.sk);
+	snprintf(id.name, sizeof id.name, "%s", name);
+	return id;
+}
+
 /* Append to b a message by id; value NULL: none. Returns its length (0 on error). */
 static inline size_t sign_msg(struct gossip_buf *b, const struct gossip_identity *id, unsigned type,
                               const char *key, const char *value, uint64_t version, uint64_t time)

@@ -1,0 +1,364 @@
+/* observe.c: the peer table kept from the message stream and the clock: member records,
+ * heartbeats, probes and claims in; failure detection by phi (or by the prober), reaping,
+ * partitions; member records that reached the store some other way; reputation. */
+#include "gossip.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct gossip_observer {
+	struct gossip_peers *table;
+	struct gossip_peers_cfg cfg;
+	char dir[4096];
+	struct gossip_swim *swim;  /* NULL: phi accrual on heartbeats */
+	uint64_t rejects_off;  /* how far DIR/rejects has been read */
+	struct gossip_store *store;  /* opened at the first look */
+	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
+	uint64_t last_lookup;  /* for a signer not in the table */
+};
+
+struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
+                                            const char *dir, struct gossip_swim *swim, uint64_t now)
+{
+	struct gossip_observer *o = calloc(1, sizeof *o);
+	struct stat st;
+	if (!o)
+		return NULL;
+	o->table = t;
+	o->cfg = *cfg;
+	snprintf(o->dir, sizeof o->dir, "%s", dir);
+	o->swim = swim;
+	/* The arrival times in an old table say nothing about now: every member starts with
+	 * a grace period again. */
+	for (size_t i = 0; i < t->n; i++) {
+		t->v[i].last_hb = 0;
+		t->v[i].since = now;
+	}
+	t->probing = swim != NULL;
+	t->saved_at = now;
+	t->interval_ms = cfg->interval_ms;
+	t->min_std_ms = cfg->min_std_ms;
+	t->pause_ms = cfg->pause_ms;
+	/* Rejections from before are already in the scores. */
+	if (stat(gossip_path(dir, "rejects"), &st) == 0)
+		o->rejects_off = (uint64_t)st.st_size;
+	return o;
+}
+
+void gossip_observer_free(struct gossip_observer *o)
+{
+	if (!o)
+		return;
+	gossip_store_close(o->store);
+	free(o);
+}
+
+/* Whether a member's addresses, name or tags changed (a new incarnation alone is not). */
+static int member_changed(const struct gossip_member *a, const struct gossip_member *b)
+{
+	struct gossip_buf x = {0}, y = {0};
+	struct gossip_member b2 = *b;
+	b2.incarnation = a->incarnation;
+	gossip_member_encode(&x, a);
+	gossip_member_encode(&y, &b2);
+	int r = x.len != y.len || memcmp(x.p, y.p, x.len) != 0;
+	gossip_buf_free(&x);
+	gossip_buf_free(&y);
+	return r;
+}
+
+/* A member record, or its delete (a leave), from the stream or the store; 1 when the
+ * table changed. */
+static int on_member(struct gossip_observer *o, const struct gossip_msg *m, const uint8_t *p,
+                     size_t n, uint64_t now)
+{
+	struct gossip_peers *t = o->table;
+	struct gossip_peer *peer = gossip_peers_find(t, m->origin, 0);
+	if (peer && m->version <= peer->member_version)
+		return 0;
+	if (m->type == GOSSIP_T_DEL) {
+		if (!peer)
+			return 0;
+		peer->member_version = m->version;
+		if (peer->state != GOSSIP_P_LEFT) {
+			gossip_peer_set_state(peer, GOSSIP_P_LEFT, now);
+			gossip_event_append(o->dir, now, "member-leave", peer);
+		}
+		return 1;
+	}
+	struct gossip_member info;
+	if (m->type != GOSSIP_T_SET || gossip_member_decode(m->value, m->valuelen, &info) < 0)
+		return 0;
+	int fresh = !peer;
+	if (!peer && !(peer = gossip_peers_find(t, m->origin, 1)))
+		return 0;
+	peer->self = t->has_self && !memcmp(m->origin, t->self_pk, 32);
+	int changed = !fresh && member_changed(&peer->info, &info);
+	int back = !fresh && peer->state != GOSSIP_P_ALIVE;
+	/* A suspect that answers with a new incarnation was never gone. */
+	int refuted = back && peer->state == GOSSIP_P_SUSPECT && info.incarnation > peer->info.incarnation;
+	peer->info = info;
+	peer->member_version = m->version;
+	if (peer->self && o->swim)
+		gossip_swim_self_record(o->swim, info.incarnation, p, n);
+	if (refuted) {
+		gossip_peer_set_state(peer, GOSSIP_P_ALIVE, now);
+		peer->suspector = 0;
+		if (changed)
+			gossip_event_append(o->dir, now, "member-update", peer);
+	} else if (fresh || back) {
+		/* Phi starts with its first heartbeat; until then it has a grace period (see
+		 * judge_by_phi), also after a restart, when its old arrival times say nothing. */
+		peer->last_hb = 0;
+		peer->nint = peer->pos = 0;
+		gossip_peer_set_state(peer, GOSSIP_P_ALIVE, now);
+		gossip_event_append(o->dir, now, "member-join", peer);
+	} else if (changed)
+		gossip_event_append(o->dir, now, "member-update", peer);
+	return 1;
+}
+
+static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
+{
+	struct gossip_peer *peer = gossip_peers_find(o->table, m->origin, 0);
+	/* A heartbeat from a member we do not know yet waits for its member record. */
+	if (!peer || m->type != GOSSIP_T_SET || m->version <= peer->hb_version)
+		return 0;
+	peer->hb_version = m->version;
+	gossip_peer_heard(peer, now);
+	if (peer->state == GOSSIP_P_SUSPECT || peer->state == GOSSIP_P_DEAD) {
+		int was_dead = peer->state == GOSSIP_P_DEAD;
+		gossip_peer_set_state(peer, GOSSIP_P_ALIVE, now);
+		if (was_dead)
+			gossip_event_append(o->dir, now, "member-join", peer);
+	}
+	return 1;
+}
+
+/* ---- the store: all the observer reads of it ---- */
+
+struct store_look {
+	struct gossip_observer *o;
+	uint64_t now;
+	int changed;
+};
+
+static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct store_look *l = ctx;
+	struct gossip_msg m;
+	/* Only member records: whatever else is stored is not news to the table. */
+	if (e->type != GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
+	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
+		l->changed |= on_member(l->o, &m, p, e->len, l->now);
+	return 0;
+}
+
+int gossip_observe_store(struct gossip_observer *o, uint64_t now)
+{
+	struct store_look l = {o, now, 0};
+	if (!o->store) {
+		struct gossip_store *st = gossip_store_open(o->dir, NULL);
+		if (!st) {
+			gossip_warn("%s", gossip_error());
+			free(st);
+			return 0;
+		}
+		o->store = st;
+	}
+	if (gossip_store_lock(o->store) < 0) {
+		gossip_warn("%s", gossip_error());
+		return 0;
+	}
+	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
+	gossip_store_unlock(o->store);
+	return l.changed;
+}
+
+/* ---- the stream ---- */
+
+/* A probe or a claim from a signer not in the table: its member record may be in the
+ * store already (a join brought it). Look, at most every 100 ms, before the message is
+ * handled. */
+static int know_signer(struct gossip_observer *o, const uint8_t pk[32], uint64_t now)
+{
+	if (gossip_peers_find(o->table, pk, 0) || gossip_age_ms(now, o->last_lookup) < 100)
+		return 0;
+	o->last_lookup = now;
+	return gossip_observe_store(o, now);
+}
+
+int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, uint64_t now,
+                       int *pass_on)
+{
+	struct gossip_msg m;
+	*pass_on = 1;
+	if (gossip_msg_decode(p, n, &m) < 0)
+		return 0;
+	if (gossip_msg_is_probe(&m)) {
+		*pass_on = 0;  /* between two nodes: never copied on */
+		if (!o->swim)
+			return 0;
+		int changed = know_signer(o, m.origin, now);
+		gossip_swim_probe(o->swim, &m, p, n, now);
+		return changed;
+	}
+	if (o->swim && m.type == GOSSIP_T_SET &&
+	    (gossip_msg_key_is(&m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(&m, GOSSIP_KEY_DEAD))) {
+		int changed = know_signer(o, m.origin, now);
+		/* A claim that is no news here is not passed on. */
+		*pass_on = gossip_swim_claim(o->swim, &m, now);
+		return changed | *pass_on;
+	}
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_HB))
+		return on_heartbeat(o, &m, now);
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
+		return on_member(o, &m, p, n, now);
+	return 0;
+}
+
+/* ---- the clock ---- */
+
+/* Phi accrual's verdict on p; 1 when its state changed. */
+static int judge_by_phi(struct gossip_observer *o, struct gossip_peer *p, uint64_t suspicion,
+                        uint64_t now)
+{
+	const struct gossip_peers_cfg *cfg = &o->cfg;
+	double phi = gossip_phi(p, now, cfg);
+	/* Not heard since it joined or came back: suspect once the grace period is over,
+	 * and no way back but a heartbeat (since restarts with each state). */
+	if (!p->last_hb && (p->state != GOSSIP_P_ALIVE ||
+	                    gossip_age_ms(now, p->since) > (uint64_t)(10 * cfg->interval_ms + cfg->pause_ms)))
+		phi = cfg->phi_suspect;
+	if (p->state == GOSSIP_P_ALIVE && phi >= cfg->phi_suspect) {
+		gossip_peer_set_state(p, GOSSIP_P_SUSPECT, now);
+		gossip_event_append(o->dir, now, "member-suspect", p);
+	} else if (p->state == GOSSIP_P_SUSPECT && phi < cfg->phi_suspect)
+		gossip_peer_set_state(p, GOSSIP_P_ALIVE, now);
+	else if (p->state == GOSSIP_P_SUSPECT && gossip_age_ms(now, p->since) >= suspicion) {
+		gossip_peer_set_state(p, GOSSIP_P_DEAD, now);
+		gossip_event_append(o->dir, now, "member-failed", p);
+	} else
+		return 0;
+	return 1;
+}
+
+/* Forget the long dead and the long gone; 1 when any was. */
+static int reap(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peers *t = o->table;
+	int changed = 0;
+	for (size_t i = 0; i < t->n;) {
+		struct gossip_peer *p = &t->v[i];
+		if ((p->state == GOSSIP_P_DEAD || p->state == GOSSIP_P_LEFT) &&
+		    gossip_age_ms(now, p->since) >= o->cfg.reap_ms) {
+			gossip_event_append(o->dir, now, "member-reap", p);
+			t->v[i] = t->v[--t->n];
+			changed = 1;
+		} else
+			i++;
+	}
+	return changed;
+}
+
+/* The cluster's event, on stderr too: it is for the operator. */
+static void partition_event(struct gossip_observer *o, const char *event, uint64_t now)
+{
+	gossip_event_append(o->dir, now, event, NULL);
+	gossip_warn("%s", event);
+}
+
+int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peers *t = o->table;
+	const struct gossip_peers_cfg *cfg = &o->cfg;
+	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
+	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
+	for (size_t i = 0; i < t->n; i++)
+		members += t->v[i].state != GOSSIP_P_LEFT;
+	uint64_t suspicion = gossip_suspicion_ms(cfg, members);
+	/* Members that turn suspect within this of each other went at once: twice the
+	 * suspicion timeout, and never under 10 intervals, as their phis cross apart. */
+	uint64_t window = 2 * suspicion > 10 * cfg->interval_ms ? 2 * suspicion : (uint64_t)(10 * cfg->interval_ms);
+	for (size_t i = 0; i < t->n; i++) {
+		struct gossip_peer *p = &t->v[i];
+		if (p->self) {
+			p->state = GOSSIP_P_ALIVE;
+			continue;
+		}
+		/* With probes, the prober judges (in its tick, above). */
+		if (!o->swim)
+			changed |= judge_by_phi(o, p, suspicion, now);
+		/* Reputation recovers a point a minute. */
+		if (p->score < 100 && now > t->saved_at) {
+			p->score += (double)(now - t->saved_at) / 60000.0;
+			if (p->score > 100)
+				p->score = 100;
+		}
+		/* Turned suspect within the window, and not heard from since: whether it is
+		 * suspect or dead by now. */
+		int down = p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD;
+		if (down && p->suspected_at && gossip_age_ms(now, p->suspected_at) < window)
+			suspects_recent++;
+		unreachable += down;
+		if (p->state != GOSSIP_P_LEFT && (p->state != GOSSIP_P_DEAD || gossip_age_ms(now, p->suspected_at) < window))
+			alive++;  /* alive until lately: the members a partition is measured against */
+	}
+	changed |= reap(o, now);
+	/* Many members turning suspect at once looks like a partition, not like failures. */
+	size_t others = alive ? alive - (t->has_self ? 1 : 0) : 0;
+	if (!t->partition_since && others >= 2 &&
+	    (double)suspects_recent >= cfg->partition_share * (double)others && suspects_recent >= 2) {
+		t->partition_since = now;
+		partition_event(o, "partition-suspected", now);
+		changed = 1;
+	} else if (t->partition_since &&
+	           (double)unreachable < cfg->partition_share * (double)(others + unreachable) / 2) {
+		t->partition_since = 0;
+		partition_event(o, "partition-healed", now);
+		changed = 1;
+	}
+	t->saved_at = now;
+	return changed;
+}
+
+/* ---- reputation ---- */
+
+/* DIR/rejects: "TIME ORIGIN REASON" lines that gossip-listen and gossip-merge append. */
+void gossip_observe_rejects(struct gossip_observer *o)
+{
+	char buf[8192];
+	int fd = open(gossip_path(o->dir, "rejects"), O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t k;
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < o->rejects_off)
+		o->rejects_off = 0;  /* rotated */
+	while ((k = pread(fd, buf, sizeof buf - 1, (off_t)o->rejects_off)) > 0) {
+		buf[k] = 0;
+		char *end = strrchr(buf, '\n'), *save;
+		if (!end)
+			break;
+		*end = 0;
+		o->rejects_off += (uint64_t)(end - buf + 1);
+		for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			char b64[64], reason[96];
+			uint8_t pk[32];
+			if (sscanf(line, "%*s %63s %95[^\n]", b64, reason) != 2 ||
+			    gossip_unb64(pk, 32, b64, strlen(b64)) < 0)
+				continue;
+			struct gossip_peer *p = gossip_peers_find(o->table, pk, 0);
+			if (!p)
+				continue;
+			p->rejected++;
+			p->score = p->score > 10 ? p->score - 10 : 0;
+			snprintf(p->why, sizeof p->why, "%llu rejected, last: %s", (unsigned long long)p->rejected,
+			         reason);
+		}
+	}
+	close(fd);
+}

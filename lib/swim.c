@@ -1,0 +1,444 @@
+/* swim.c: failure detection by probes, SWIM's (Das et al.) with Lifeguard's independent
+ * suspicions (Dadgar et al.), over signed messages.
+ * Every interval this node pings one member, going round the members in a shuffled
+ * order. No ack within a fifth of the interval: it pings again and asks INDIRECT other
+ * members to ping the target for it, and they pass the target's ack back. No ack within
+ * three fifths: the target is suspect, and a signed claim says so, to the target itself
+ * and to the cluster. A member that hears it is suspected refutes the claim with a new
+ * incarnation of its member record. Every member that hears the claim probes the target
+ * too, and tells the claimer when it gets no ack either: with such a confirmation the
+ * claimer declares the target dead after the suspicion timeout, without one only after
+ * SLOW times that; so do the others, from when they heard the claim, unless a dead claim
+ * comes first. */
+#include "gossip.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4 };
+
+/* A ping under way: the round's (probes[0]), or one checking another member's claim. */
+struct probe {
+	int active, indirect;  /* indirect: other members were asked to ping too */
+	uint8_t target[32], nonce[GOSSIP_NONCE_LEN];
+	uint8_t claimer[32];  /* checking a claim: who made it */
+	uint64_t start;
+};
+
+/* A ping sent for another member: the target's ack goes back to the asker. */
+struct relay {
+	uint8_t nonce[GOSSIP_NONCE_LEN], asker[32];
+	uint64_t until;
+};
+
+struct gossip_swim {
+	struct gossip_peers *table;
+	struct gossip_peers_cfg cfg;
+	struct gossip_author *author;
+	char dir[4096];
+	gossip_swim_send_fn *send;
+	void *ctx;
+	uint64_t incarnation;  /* this node's, raised by each refutation */
+	struct gossip_buf self_record;  /* this node's newest member record, as signed */
+	struct probe probes[PROBES];
+	struct relay relays[RELAYS];
+	uint8_t (*order)[32];  /* the round: members in a shuffled order */
+	size_t norder, order_pos;
+	uint64_t next_probe;
+};
+
+struct gossip_swim *gossip_swim_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
+                                    struct gossip_author *author, const char *dir,
+                                    gossip_swim_send_fn *send, void *ctx, uint64_t now)
+{
+	struct gossip_swim *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->table = t;
+	s->cfg = *cfg;
+	s->author = author;
+	snprintf(s->dir, sizeof s->dir, "%s", dir);
+	s->send = send;
+	s->ctx = ctx;
+	for (size_t i = 0; i < t->n; i++) {
+		/* A suspicion from before a restart is not ours to time any more. */
+		if (t->v[i].state == GOSSIP_P_SUSPECT)
+			t->v[i].state = GOSSIP_P_ALIVE;
+		if (!memcmp(t->v[i].pk, author->id.pk, 32))
+			s->incarnation = t->v[i].info.incarnation;
+	}
+	s->next_probe = now + randombytes_uniform((uint32_t)cfg->interval_ms + 1);
+	return s;
+}
+
+void gossip_swim_free(struct gossip_swim *s)
+{
+	if (!s)
+		return;
+	gossip_buf_free(&s->self_record);
+	free(s->order);
+	free(s);
+}
+
+/* Alive or suspect: in the round, and told about claims. */
+static int live(const struct gossip_peer *p)
+{
+	return !p->self && (p->state == GOSSIP_P_ALIVE || p->state == GOSSIP_P_SUSPECT);
+}
+
+static uint64_t ack_ms(const struct gossip_swim *s)
+{
+	return s->cfg.interval_ms >= 5 ? (uint64_t)(s->cfg.interval_ms / 5) : 1;
+}
+
+static void send_probe(struct gossip_swim *s, const struct gossip_peer *to, int type,
+                       const uint8_t *v, size_t n)
+{
+	struct gossip_msg m = {0};
+	struct gossip_buf b = {0};
+	m.type = (unsigned)type;
+	m.value = v;
+	m.valuelen = n;
+	m.has_value = 1;
+	if (gossip_msg_sign(&b, &m, &s->author->id) < 0)
+		gossip_warn("%s", gossip_error());
+	else
+		s->send(s->ctx, to, b.p, b.len);
+	gossip_buf_free(&b);
+}
+
+/* Sign a set of key to v (CBOR, as bytes) into b. */
+static int sign_set(struct gossip_swim *s, struct gossip_buf *b, const char *key,
+                    const uint8_t *v, size_t n)
+{
+	struct gossip_msg m = {0};
+	m.type = GOSSIP_T_SET;
+	m.key = (const uint8_t *)key;
+	m.keylen = strlen(key);
+	m.value = v;
+	m.valuelen = n;
+	m.has_value = 1;
+	return gossip_author_sign(s->author, b, &m);
+}
+
+/* A claim that p is suspect or dead at its incarnation, to member to (p itself, or the
+ * claimer of a claim this confirms); with all, also to every live member (eager: a claim
+ * is rare, and each member that finds it news passes it on as rumor). */
+static void send_claim(struct gossip_swim *s, const char *key, const struct gossip_peer *p,
+                       const struct gossip_peer *to, int all)
+{
+	struct gossip_buf v = {0}, out = {0};
+	if (gossip_cbor_head(&v, GOSSIP_MT_ARRAY, 2) < 0 || gossip_cbor_str(&v, GOSSIP_MT_BSTR, p->pk, 32) < 0 ||
+	    gossip_cbor_head(&v, GOSSIP_MT_UINT, p->info.incarnation) < 0 ||
+	    sign_set(s, &out, key, v.p, v.len) < 0)
+		gossip_warn("%s", gossip_error());
+	else {
+		for (size_t i = 0; all && i < s->table->n; i++)
+			if (live(&s->table->v[i]) && &s->table->v[i] != to)
+				s->send(s->ctx, &s->table->v[i], out.p, out.len);
+		s->send(s->ctx, to, out.p, out.len);
+	}
+	gossip_buf_free(&v);
+	gossip_buf_free(&out);
+}
+
+static void turn(struct gossip_swim *s, struct gossip_peer *p, int state, uint64_t now)
+{
+	gossip_peer_set_state(p, state, now);
+	gossip_event_append(s->dir, now, state == GOSSIP_P_SUSPECT ? "member-suspect" : "member-failed", p);
+}
+
+void gossip_swim_self_record(struct gossip_swim *s, uint64_t incarnation, const uint8_t *p, size_t n)
+{
+	if (incarnation < s->incarnation)
+		return;
+	s->incarnation = incarnation;
+	s->self_record.len = 0;
+	if (gossip_buf_put(&s->self_record, p, n) < 0)
+		gossip_warn("%s", gossip_error());
+}
+
+/* Claimed suspect or dead at incarnation claimed by claimer (NULL: not known here, or a
+ * claim passed on): a new incarnation of our member record says otherwise, unless we said
+ * so already. Either way the claimer gets our newest record, and so does the cluster, by
+ * rumor. */
+static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_peer *claimer,
+                   uint64_t now)
+{
+	struct gossip_peer *self = gossip_peers_find(s->table, s->author->id.pk, 0);
+	if (!self)
+		return;
+	if (claimed >= s->incarnation) {
+		struct gossip_member m = self->info;
+		struct gossip_buf rec = {0}, signed_rec = {0};
+		m.incarnation = now > claimed ? now : claimed + 1;
+		if (gossip_member_encode(&rec, &m) < 0 ||
+		    sign_set(s, &signed_rec, GOSSIP_KEY_MEMBER, rec.p, rec.len) < 0) {
+			gossip_warn("%s", gossip_error());
+			gossip_buf_free(&rec);
+			gossip_buf_free(&signed_rec);
+			return;
+		}
+		gossip_buf_free(&rec);
+		gossip_buf_free(&s->self_record);
+		s->self_record = signed_rec;
+		s->incarnation = m.incarnation;
+		gossip_warn("refuting a claim that this node is down: incarnation %llu",
+		            (unsigned long long)s->incarnation);
+		/* To every member we know (eager), so that no suspicion timer runs out on it. */
+		for (size_t i = 0; i < s->table->n; i++)
+			if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT)
+				s->send(s->ctx, &s->table->v[i], s->self_record.p, s->self_record.len);
+	} else if (claimer && s->self_record.len)
+		s->send(s->ctx, claimer, s->self_record.p, s->self_record.len);
+	if (s->self_record.len)
+		s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
+}
+
+/* Heard directly from p: a member we think suspect or dead is told so, so that it can
+ * refute it (at most once an interval). */
+static void heard_from(struct gossip_swim *s, struct gossip_peer *p, uint64_t now)
+{
+	p->last_hb = now;
+	if ((p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD) &&
+	    gossip_age_ms(now, p->told) >= (uint64_t)s->cfg.interval_ms) {
+		p->told = now;
+		send_claim(s, p->state == GOSSIP_P_SUSPECT ? GOSSIP_KEY_SUSPECT : GOSSIP_KEY_DEAD, p, p, 0);
+	}
+}
+
+void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const uint8_t *p, size_t n,
+                       uint64_t now)
+{
+	struct gossip_peer *from = gossip_peers_find(s->table, m->origin, 0);
+	if (!from || from->self || from->state == GOSSIP_P_LEFT)
+		return;
+	heard_from(s, from, now);
+	if (m->type == GOSSIP_T_PING) {
+		if (m->valuelen == GOSSIP_NONCE_LEN || !memcmp(m->value + GOSSIP_NONCE_LEN, s->author->id.pk, 32)) {
+			send_probe(s, from, GOSSIP_T_ACK, m->value, GOSSIP_NONCE_LEN);
+			return;
+		}
+		/* Asked to ping a member for the asker: with the asker's nonce, so that the
+		 * member's ack, passed back unchanged, answers the asker's own probe. */
+		struct gossip_peer *t = gossip_peers_find(s->table, m->value + GOSSIP_NONCE_LEN, 0);
+		if (!t || t->self || t->state == GOSSIP_P_LEFT)
+			return;
+		struct relay *r = &s->relays[0];
+		for (size_t i = 0; i < RELAYS; i++)
+			if (s->relays[i].until < r->until)
+				r = &s->relays[i];
+		memcpy(r->nonce, m->value, GOSSIP_NONCE_LEN);
+		memcpy(r->asker, from->pk, 32);
+		r->until = now + 3 * ack_ms(s);
+		send_probe(s, t, GOSSIP_T_PING, m->value, GOSSIP_NONCE_LEN);
+		return;
+	}
+	for (size_t i = 0; i < PROBES; i++)
+		if (s->probes[i].active && !memcmp(m->value, s->probes[i].nonce, GOSSIP_NONCE_LEN) &&
+		    !memcmp(m->origin, s->probes[i].target, 32)) {
+			s->probes[i].active = 0;
+			return;
+		}
+	for (size_t i = 0; i < RELAYS; i++) {
+		struct relay *r = &s->relays[i];
+		struct gossip_peer *asker;
+		if (r->until >= now && !memcmp(r->nonce, m->value, GOSSIP_NONCE_LEN) &&
+		    (asker = gossip_peers_find(s->table, r->asker, 0))) {
+			s->send(s->ctx, asker, p, n);
+			r->until = 0;
+			return;
+		}
+	}
+}
+
+/* Ping t: for the round (claimer NULL), or to check claimer's claim. */
+static void start_probe(struct gossip_swim *s, const struct gossip_peer *t, const uint8_t *claimer,
+                        uint64_t now)
+{
+	struct probe *pr = &s->probes[0];
+	for (size_t i = 1; claimer && i < PROBES; i++)
+		if (!s->probes[i].active || i == PROBES - 1) {
+			pr = &s->probes[i];
+			break;
+		}
+	if (!claimer && pr->active)
+		return;
+	memcpy(pr->target, t->pk, 32);
+	if (claimer)
+		memcpy(pr->claimer, claimer, 32);
+	randombytes_buf(pr->nonce, sizeof pr->nonce);
+	pr->start = now;
+	pr->indirect = 0;
+	pr->active = 1;
+	send_probe(s, t, GOSSIP_T_PING, pr->nonce, sizeof pr->nonce);
+}
+
+int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_t now)
+{
+	struct gossip_cur c = {m->value, m->valuelen, 0};
+	struct gossip_ev ev;
+	int dead = gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
+	if (!m->has_value || m->value_text || gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "claim") < 0 ||
+	    ev.u != 2 || gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "claim") < 0 || ev.len != 32)
+		return 0;
+	struct gossip_peer *t = gossip_peers_find(s->table, ev.data, 0);
+	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
+		return 0;
+	if (t->self) {
+		refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now);
+		return 0;
+	}
+	/* About an incarnation it has since refuted, or a member that left: old news. */
+	if (ev.u < t->info.incarnation || t->state == GOSSIP_P_LEFT || t->state == GOSSIP_P_DEAD)
+		return 0;
+	if (!dead && t->state == GOSSIP_P_SUSPECT) {
+		/* Another member's own probe failed too: a confirmation of ours. */
+		if (t->suspector && memcmp(m->origin, s->author->id.pk, 32))
+			t->confirmations++;
+		return 0;
+	}
+	turn(s, t, dead ? GOSSIP_P_DEAD : GOSSIP_P_SUSPECT, now);
+	if (!dead)
+		start_probe(s, t, m->origin, now);
+	return 1;
+}
+
+/* The next member to probe: round the live members in a shuffled order, now and then a
+ * dead one instead, so that one that is back hears about it. */
+static struct gossip_peer *next_target(struct gossip_swim *s)
+{
+	struct gossip_peers *t = s->table;
+	size_t dead = 0;
+	for (size_t i = 0; i < t->n; i++)
+		dead += t->v[i].state == GOSSIP_P_DEAD;
+	if (dead && randombytes_uniform(1000) < (uint32_t)(s->cfg.dead_chance * 1000)) {
+		uint32_t k = randombytes_uniform((uint32_t)dead);
+		for (size_t i = 0; i < t->n; i++)
+			if (t->v[i].state == GOSSIP_P_DEAD && !k--)
+				return &t->v[i];
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		while (s->order_pos < s->norder) {
+			struct gossip_peer *p = gossip_peers_find(t, s->order[s->order_pos++], 0);
+			if (p && live(p))
+				return p;
+		}
+		uint8_t(*o)[32] = realloc(s->order, (t->n + 1) * sizeof *s->order);
+		if (!o)
+			return NULL;
+		s->order = o;
+		s->norder = s->order_pos = 0;
+		for (size_t i = 0; i < t->n; i++) {
+			if (!live(&t->v[i]))
+				continue;
+			size_t j = randombytes_uniform((uint32_t)s->norder + 1);
+			memcpy(s->order[s->norder], s->order[j], 32);
+			memcpy(s->order[j], t->v[i].pk, 32);
+			s->norder++;
+		}
+	}
+	return NULL;
+}
+
+/* No ack from pr's target t in time; 1 when the table changed. */
+static int probe_failed(struct gossip_swim *s, struct probe *pr, struct gossip_peer *t, uint64_t now)
+{
+	pr->active = 0;
+	if (pr != &s->probes[0]) {
+		/* Checking a claim: tell the claimer (only), while the target is still suspect. */
+		struct gossip_peer *c = gossip_peers_find(s->table, pr->claimer, 0);
+		if (c && !c->self && t->state == GOSSIP_P_SUSPECT)
+			send_claim(s, GOSSIP_KEY_SUSPECT, t, c, 0);
+		return 0;
+	}
+	if (t->state != GOSSIP_P_ALIVE)
+		return 0;
+	turn(s, t, GOSSIP_P_SUSPECT, now);
+	t->suspector = 1;
+	t->confirmations = 0;
+	send_claim(s, GOSSIP_KEY_SUSPECT, t, t, 1);
+	return 1;
+}
+
+/* Suspects are dead after the suspicion timeout when another member confirmed our own
+ * suspicion, else after SLOW times that; 1 when the table changed. */
+static int time_out_suspects(struct gossip_swim *s, uint64_t now)
+{
+	struct gossip_peers *t = s->table;
+	size_t members = 0;
+	int changed = 0;
+	for (size_t i = 0; i < t->n; i++)
+		members += t->v[i].state != GOSSIP_P_LEFT;
+	uint64_t suspicion = gossip_suspicion_ms(&s->cfg, members);
+	for (size_t i = 0; i < t->n; i++) {
+		struct gossip_peer *p = &t->v[i];
+		uint64_t limit = p->suspector && p->confirmations ? suspicion : SLOW * suspicion;
+		if (!p->self && p->state == GOSSIP_P_SUSPECT && gossip_age_ms(now, p->since) >= limit) {
+			turn(s, p, GOSSIP_P_DEAD, now);
+			if (p->suspector)
+				send_claim(s, GOSSIP_KEY_DEAD, p, p, 1);
+			changed = 1;
+		}
+	}
+	return changed;
+}
+
+int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
+{
+	struct gossip_peers *t = s->table;
+	int changed = 0;
+	uint64_t a = ack_ms(s);
+	for (size_t i = 0; i < PROBES; i++) {
+		struct probe *pr = &s->probes[i];
+		struct gossip_peer *target = pr->active ? gossip_peers_find(t, pr->target, 0) : NULL;
+		if (!target) {
+			pr->active = 0;
+			continue;
+		}
+		if (!pr->indirect && now >= pr->start + a) {
+			/* Again directly (one datagram may have been lost), and through INDIRECT
+			 * other alive members, chosen at random. */
+			uint8_t v[GOSSIP_NONCE_LEN + 32];
+			size_t cand = 0;
+			memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
+			memcpy(v + GOSSIP_NONCE_LEN, pr->target, 32);
+			send_probe(s, target, GOSSIP_T_PING, pr->nonce, GOSSIP_NONCE_LEN);
+			for (size_t k = 0; k < t->n; k++)
+				cand += !t->v[k].self && t->v[k].state == GOSSIP_P_ALIVE && &t->v[k] != target;
+			for (size_t k = 0, left = cand, want = INDIRECT; k < t->n && want; k++) {
+				struct gossip_peer *h = &t->v[k];
+				if (h->self || h->state != GOSSIP_P_ALIVE || h == target)
+					continue;
+				if (randombytes_uniform((uint32_t)left--) < want) {
+					send_probe(s, h, GOSSIP_T_PING, v, sizeof v);
+					want--;
+				}
+			}
+			pr->indirect = 1;
+		}
+		if (now >= pr->start + 3 * a)
+			changed |= probe_failed(s, pr, target, now);
+	}
+	if (now >= s->next_probe) {
+		double d = s->cfg.interval_ms *
+		           (1 + s->cfg.jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
+		struct gossip_peer *target;
+		s->next_probe = now + (uint64_t)d;
+		if (!s->probes[0].active && (target = next_target(s)))
+			start_probe(s, target, NULL, now);
+	}
+	return changed | time_out_suspects(s, now);
+}
+
+int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
+{
+	uint64_t due = s->next_probe;
+	for (size_t i = 0; i < PROBES; i++)
+		if (s->probes[i].active) {
+			uint64_t d = s->probes[i].start + (s->probes[i].indirect ? 3 : 1) * ack_ms(s);
+			due = d < due ? d : due;
+		}
+	return due <= now ? 1 : due - now > 100 ? 100 : (int)(due - now);
+}

@@ -1,0 +1,353 @@
+/* t-swim: the prober on a fake clock, its messages captured instead of sent: a ping and
+ * its ack, the retry and indirect pings, suspicion and its claim, Lifeguard's confirmation
+ * and the slow dead timeout without one, refutation, relays. */
+#include "gossip.h"
+#include "tap.h"
+#include "fixture.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+
+enum { MEMBERS = 6, T0 = 1000000 };
+
+static char dir[] = "/tmp/gossip-t-swim.XXXXXX";
+static struct gossip_identity ids[MEMBERS];  /* ids[0] is this node */
+
+/* What the prober sent: to member `to`, or (-1) to the cluster by rumor. */
+static struct sent {
+	int to;
+	int ours;  /* a message this node signed (not one it passes on) */
+	struct gossip_buf b;
+	struct gossip_msg m;
+} sent[512];
+static size_t nsent;
+
+static int member_of(const uint8_t pk[32])
+{
+	for (int i = 0; i < MEMBERS; i++)
+		if (!memcmp(ids[i].pk, pk, 32))
+			return i;
+	return -2;
+}
+
+static void capture(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
+{
+	(void)ctx;
+	if (nsent == sizeof sent / sizeof *sent)
+		abort();
+	struct sent *x = &sent[nsent++];
+	x->to = to ? member_of(to->pk) : -1;
+	x->b.len = 0;
+	gossip_buf_put(&x->b, p, n);
+	x->ours = gossip_msg_decode(x->b.p, x->b.len, &x->m) == 0 && gossip_msg_verify(&x->m) == 0 &&
+	          !memcmp(x->m.origin, ids[0].pk, 32);
+}
+
+/* This node and n - 1 others, all alive at incarnation 100. */
+static void make_table(struct gossip_peers *t, int n)
+{
+	memset(t, 0, sizeof *t);
+	for (int i = 0; i < n; i++) {
+		struct gossip_peer *p = gossip_peers_find(t, ids[i].pk, 1);
+		p->info.incarnation = 100;
+		snprintf(p->info.name, sizeof p->info.name, "n%d", i);
+		snprintf(p->info.addrs[0], sizeof p->info.addrs[0], "udp://127.0.0.1:%d", 7000 + i);
+		p->info.naddrs = 1;
+		p->self = i == 0;
+	}
+	memcpy(t->self_pk, ids[0].pk, 32);
+	t->has_self = 1;
+}
+
+static struct gossip_peer *peer(struct gossip_peers *t, int i)
+{
+	return gossip_peers_find(t, ids[i].pk, 0);
+}
+
+/* Hand a message member i signed to the prober as if it had arrived. */
+static int arrive(struct gossip_swim *s, const struct gossip_buf *b, uint64_t now)
+{
+	struct gossip_msg m;
+	if (gossip_msg_decode(b->p, b->len, &m) < 0 || gossip_msg_verify(&m) < 0)
+		return -1;
+	if (gossip_msg_is_probe(&m)) {
+		gossip_swim_probe(s, &m, b->p, b->len, now);
+		return 0;
+	}
+	return gossip_swim_claim(s, &m, now);
+}
+
+static void probe_by(struct gossip_buf *b, int i, unsigned type, const uint8_t *v, size_t n)
+{
+	struct gossip_msg m = {0};
+	m.type = type;
+	m.value = v;
+	m.valuelen = n;
+	m.has_value = 1;
+	b->len = 0;
+	gossip_msg_sign(b, &m, &ids[i]);
+}
+
+/* Member i's claim that member j is suspect or dead at incarnation inc. */
+static void claim_by(struct gossip_buf *b, int i, const char *key, int j, uint64_t inc)
+{
+	struct gossip_buf v = {0};
+	struct gossip_msg m = {0};
+	gossip_cbor_head(&v, GOSSIP_MT_ARRAY, 2);
+	gossip_cbor_str(&v, GOSSIP_MT_BSTR, ids[j].pk, 32);
+	gossip_cbor_head(&v, GOSSIP_MT_UINT, inc);
+	m.type = GOSSIP_T_SET;
+	m.version = 500;
+	m.time = T0;
+	m.key = (const uint8_t *)key;
+	m.keylen = strlen(key);
+	m.value = v.p;
+	m.valuelen = v.len;
+	m.has_value = 1;
+	b->len = 0;
+	gossip_msg_sign(b, &m, &ids[i]);
+	gossip_buf_free(&v);
+}
+
+static int is_ping(const struct sent *x, size_t valuelen)
+{
+	return x->ours && x->to >= 0 && x->m.type == GOSSIP_T_PING && x->m.valuelen == valuelen;
+}
+
+/* Whether x is this node's claim (key) that member j is down at incarnation inc. */
+static int is_claim(const struct sent *x, const char *key, int j, uint64_t inc)
+{
+	struct gossip_cur c = {x->m.value, x->m.valuelen, 0};
+	struct gossip_ev ev;
+	return x->ours && x->m.type == GOSSIP_T_SET && gossip_msg_key_is(&x->m, key) &&
+	       gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "claim") == 0 && ev.u == 2 &&
+	       gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "claim") == 0 && ev.len == 32 &&
+	       !memcmp(ev.data, ids[j].pk, 32) && gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") == 0 &&
+	       ev.u == inc;
+}
+
+/* Members 1..n-1 each got exactly one claim (key) that member j is down at inc, from
+ * mark on, and nobody else got one. */
+static int claim_to_each(size_t mark, int n, const char *key, int j, uint64_t inc)
+{
+	int got[MEMBERS] = {0};
+	for (size_t k = mark; k < nsent; k++)
+		if (is_claim(&sent[k], key, j, inc) && (sent[k].to <= 0 || got[sent[k].to]++))
+			return 0;
+	for (int i = 1; i < n; i++)
+		if (got[i] != 1)
+			return 0;
+	return 1;
+}
+
+/* The clock ticks; every member but silent answers the round's pings at once. */
+static int tick(struct gossip_swim *s, uint64_t now, int silent)
+{
+	size_t mark = nsent;
+	int changed = gossip_swim_tick(s, now);
+	struct gossip_buf ack = {0};
+	for (size_t k = mark; k < nsent && k < mark + 64; k++)
+		if (is_ping(&sent[k], GOSSIP_NONCE_LEN) && sent[k].to != silent) {
+			probe_by(&ack, sent[k].to, GOSSIP_T_ACK, sent[k].m.value, GOSSIP_NONCE_LEN);
+			arrive(s, &ack, now);
+		}
+	gossip_buf_free(&ack);
+	return changed;
+}
+
+/* How many events name about member name. */
+static int events(const char *name, const char *member)
+{
+	struct gossip_event_reader r;
+	struct gossip_event e;
+	int n = 0;
+	gossip_event_reader_init(&r, dir, 1);
+	while (gossip_event_reader_next(&r, &e) == 1)
+		n += !strcmp(e.event, name) && !strcmp(e.name, member);
+	gossip_event_reader_free(&r);
+	return n;
+}
+
+int main(void)
+{
+	if (sodium_init() < 0 || !mkdtemp(dir))
+		return 1;
+	for (int i = 0; i < MEMBERS; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "n%d", i);
+		ids[i] = named_ident(name);
+	}
+	struct gossip_author me = {0};
+	me.id = ids[0];
+	if (gossip_clock_open(&me.clock, dir, 1) < 0)
+		return 1;
+	struct gossip_peers_cfg cfg = gossip_peers_defaults;
+	cfg.interval_ms = 1000;  /* acks due within 200 ms; suspect at 600 ms */
+	cfg.suspicion_mult = 1;  /* suspect to dead: 1 s with a confirmation, 4 s without */
+	cfg.dead_chance = 0;
+	struct gossip_peers t;
+	struct gossip_buf b = {0};
+
+	/* A ping and its ack. */
+	make_table(&t, 2);
+	struct gossip_swim *s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	ok(gossip_swim_wait(s, T0) >= 1 && gossip_swim_wait(s, T0) <= 100, "the clock wants a tick within 100 ms");
+	gossip_swim_tick(s, T0 + 1000);
+	ok(nsent == 1 && is_ping(&sent[0], GOSSIP_NONCE_LEN) && sent[0].to == 1,
+	   "within an interval the only other member gets a signed ping with a nonce");
+	ok(gossip_swim_wait(s, T0 + 1150) == 50, "the clock wants a tick when the ack is due");
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[0].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 1100);
+	gossip_swim_tick(s, T0 + 1200);
+	gossip_swim_tick(s, T0 + 1600);
+	ok(nsent == 1 && peer(&t, 1)->state == GOSSIP_P_ALIVE && peer(&t, 1)->last_hb == T0 + 1100,
+	   "an ack clears the probe: heard, no retry, no suspicion");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* No ack: a retry and indirect pings, then suspicion. */
+	nsent = 0;
+	make_table(&t, MEMBERS);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_tick(s, T0 + 1000);
+	int x = sent[0].to;
+	uint8_t nonce[GOSSIP_NONCE_LEN];
+	memcpy(nonce, sent[0].m.value, GOSSIP_NONCE_LEN);
+	ok(nsent == 1 && x > 0, "the round pings one member (n%d)", x);
+	gossip_swim_tick(s, T0 + 1199);
+	ok(nsent == 1, "no retry before a fifth of the interval");
+	gossip_swim_tick(s, T0 + 1200);
+	int direct = 0, indirect = 0, helpers[MEMBERS] = {0}, bad = 0;
+	for (size_t k = 1; k < nsent; k++) {
+		if (is_ping(&sent[k], GOSSIP_NONCE_LEN) && sent[k].to == x &&
+		    !memcmp(sent[k].m.value, nonce, GOSSIP_NONCE_LEN))
+			direct++;
+		else if (is_ping(&sent[k], GOSSIP_NONCE_LEN + 32) && sent[k].to != x &&
+		         !memcmp(sent[k].m.value, nonce, GOSSIP_NONCE_LEN) &&
+		         !memcmp(sent[k].m.value + GOSSIP_NONCE_LEN, ids[x].pk, 32) && !helpers[sent[k].to]++)
+			indirect++;
+		else
+			bad++;
+	}
+	ok(direct == 1 && indirect == 3 && !bad,
+	   "after a fifth: the same ping again, and 3 other members asked to ping it (%d, %d, %d)",
+	   direct, indirect, bad);
+	gossip_swim_tick(s, T0 + 1599);
+	ok(peer(&t, x)->state == GOSSIP_P_ALIVE, "not suspect before three fifths");
+	size_t mark = nsent;
+	ok(gossip_swim_tick(s, T0 + 1600) == 1 && peer(&t, x)->state == GOSSIP_P_SUSPECT &&
+	   peer(&t, x)->suspector, "after three fifths without an ack: suspect");
+	ok(nsent - mark == MEMBERS - 1 && claim_to_each(mark, MEMBERS, GOSSIP_KEY_SUSPECT, x, 100),
+	   "a signed suspect claim goes to every other member, the suspect included");
+	char xname[16];
+	snprintf(xname, sizeof xname, "n%d", x);
+	ok(events("member-suspect", xname) == 1, "member-suspect in the event log");
+
+	/* Another member's probe failed too: the suspicion timeout, not SLOW times it. */
+	int other = x == 1 ? 2 : 1;
+	claim_by(&b, other, GOSSIP_KEY_SUSPECT, x, 100);
+	ok(arrive(s, &b, T0 + 1700) == 0 && peer(&t, x)->confirmations == 1,
+	   "a suspect claim from another member is no news, but a confirmation");
+	tick(s, T0 + 2000, x);
+	tick(s, T0 + 2599, x);
+	ok(peer(&t, x)->state == GOSSIP_P_SUSPECT, "still suspect just before the suspicion timeout");
+	mark = nsent;
+	tick(s, T0 + 2600, x);
+	ok(peer(&t, x)->state == GOSSIP_P_DEAD && claim_to_each(mark, MEMBERS, GOSSIP_KEY_DEAD, x, 100),
+	   "confirmed: dead after the suspicion timeout, and a dead claim to every member");
+	ok(events("member-failed", xname) == 1, "member-failed in the event log");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* Without a confirmation, SLOW (4) times as long. */
+	make_table(&t, MEMBERS);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	uint64_t now = T0;
+	int y = 0;
+	for (; now <= T0 + 6000 && !y; now += 100) {
+		tick(s, now, 3);
+		y = peer(&t, 3)->state == GOSSIP_P_SUSPECT ? 3 : 0;
+	}
+	uint64_t since = peer(&t, 3)->since;
+	ok(y == 3 && !peer(&t, 3)->confirmations, "a silent member turns suspect, unconfirmed");
+	for (now = since + 100; now < since + 4000; now += 100)
+		tick(s, now, 3);
+	ok(peer(&t, 3)->state == GOSSIP_P_SUSPECT, "still suspect after 3.9 s");
+	tick(s, since + 4000, 3);
+	ok(peer(&t, 3)->state == GOSSIP_P_DEAD, "dead at 4 times the suspicion timeout");
+	ok(peer(&t, 1)->state == GOSSIP_P_ALIVE && peer(&t, 5)->state == GOSSIP_P_ALIVE,
+	   "members that answer stay alive");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* A claim about this node: refuted with a new incarnation. */
+	make_table(&t, 5);
+	peer(&t, 4)->state = GOSSIP_P_LEFT;
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	mark = nsent;
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);
+	ok(arrive(s, &b, T0 + 500) == 0, "a claim about this node is not news to pass on");
+	int to[MEMBERS] = {0}, rumor = 0, others = 0;
+	struct gossip_member rec = {0};
+	for (size_t k = mark; k < nsent; k++) {
+		if (sent[k].ours && sent[k].m.type == GOSSIP_T_SET && gossip_msg_key_is(&sent[k].m, GOSSIP_KEY_MEMBER) &&
+		    gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation > 100)
+			sent[k].to == -1 ? rumor++ : sent[k].to >= 0 ? to[sent[k].to]++ : others++;
+		else
+			others++;
+	}
+	ok(to[1] == 1 && to[2] == 1 && to[3] == 1 && !to[4] && rumor == 1 && !others,
+	   "a member record with a higher incarnation (%llu) to every member but the one that left, "
+	   "and by rumor", (unsigned long long)rec.incarnation);
+	struct gossip_buf first = {0};
+	gossip_buf_put(&first, sent[nsent - 1].b.p, sent[nsent - 1].b.len);
+	mark = nsent;
+	claim_by(&b, 3, GOSSIP_KEY_DEAD, 0, 100);
+	arrive(s, &b, T0 + 600);
+	ok(nsent - mark == 2 && sent[mark].to == 3 && sent[mark + 1].to == -1 &&
+	   sent[mark].b.len == first.len && !memcmp(sent[mark].b.p, first.p, first.len),
+	   "a claim about the refuted incarnation: the same record again, to the claimer and by rumor");
+	gossip_buf_free(&first);
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* Pings from others: acked; relayed for an asker, whose ack goes back unchanged. */
+	make_table(&t, 3);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	uint8_t ask[GOSSIP_NONCE_LEN + 32];
+	randombytes_buf(ask, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, ask, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 10);
+	ok(nsent == mark + 1 && sent[mark].ours && sent[mark].to == 1 && sent[mark].m.type == GOSSIP_T_ACK &&
+	   !memcmp(sent[mark].m.value, ask, GOSSIP_NONCE_LEN), "a ping is acked with its nonce");
+	memcpy(ask + GOSSIP_NONCE_LEN, ids[2].pk, 32);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, ask, sizeof ask);
+	arrive(s, &b, T0 + 20);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN) && sent[mark].to == 2 &&
+	   !memcmp(sent[mark].m.value, ask, GOSSIP_NONCE_LEN),
+	   "asked to ping n2 for n1: a ping to n2 with n1's nonce");
+	mark = nsent;
+	struct gossip_buf ack = {0};
+	probe_by(&ack, 2, GOSSIP_T_ACK, ask, GOSSIP_NONCE_LEN);
+	arrive(s, &ack, T0 + 30);
+	ok(nsent == mark + 1 && sent[mark].to == 1 && sent[mark].b.len == ack.len &&
+	   !memcmp(sent[mark].b.p, ack.p, ack.len), "n2's ack goes back to n1 unchanged");
+	arrive(s, &ack, T0 + 40);
+	ok(nsent == mark + 1, "only once");
+	gossip_buf_free(&ack);
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	for (size_t k = 0; k < sizeof sent / sizeof *sent; k++)
+		gossip_buf_free(&sent[k].b);
+	gossip_buf_free(&b);
+	for (int i = 1; i < MEMBERS; i++)
+		gossip_identity_free(&ids[i]);
+	gossip_author_close(&me);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	system(cmd);
+	return tap_done();
+}

@@ -19,20 +19,22 @@ static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	        "usage: gossip-listen [-q] [-d dir] [-a file] [-c connections] [-t seconds] [-s command]\n"
-	        "                     address ...\n"
-	        "       gossip-listen [-q] [-d dir] [-s command] -\n");
+	        "                     [--max-skew seconds] address ...\n"
+	        "       gossip-listen [-q] [-d dir] [-s command] [--max-skew seconds] -\n");
 	exit(code);
 }
 
-enum { R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN, R_UNSEALED, R_WRONGKEY, R_TOOBIG, R_N };
+enum { R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN, R_UNSEALED, R_WRONGKEY, R_TOOBIG,
+       R_FUTURE, R_N };
 static const char *const reason_names[R_N] = {"malformed", "bad signature", "untrusted",
                                               "key not allowed", "not sealed", "wrong key",
-                                              "too large"};
+                                              "too large", "from the future"};
 static struct {
 	uint64_t datagrams, streams, bytes, accepted, dups, rejected[R_N];
 } count;
 
 static struct gossip_trust trust;
+static uint64_t max_skew_ms;  /* 0: the default */
 static struct gossip_keyring keys;
 static struct gossip_buf out, plain;
 static int quiet;
@@ -64,12 +66,47 @@ static void remember(const uint8_t h[16])
 	memcpy(seen[i % SEEN], h, 16);
 }
 
-/* One line per rejection, at most 20 a second: a flood must not drown the log. */
+/* Rejections by source address: what proves nothing about a signer is charged to where
+ * it came from. A small table; a new address takes the place of the one with the fewest. */
+enum { ADDRS = 64 };
+static struct by_addr {
+	char addr[320];
+	uint64_t count, noted;  /* rejections; the second of the last line in rejects */
+} by_addr[ADDRS];
+
+static void charge_addr(const char *src, const char *reason)
+{
+	struct by_addr *a = NULL, *fewest = &by_addr[0];
+	uint64_t sec = gossip_now_ms() / 1000;
+	for (int i = 0; i < ADDRS && !a; i++) {
+		if (strcmp(by_addr[i].addr, src) == 0)
+			a = &by_addr[i];
+		else if (by_addr[i].count < fewest->count)
+			fewest = &by_addr[i];
+	}
+	if (!a) {
+		a = fewest;
+		snprintf(a->addr, sizeof a->addr, "%s", src);
+		a->count = a->noted = 0;
+	}
+	a->count++;
+	/* One line per address a second (and at most 20 in all): one flooding address does
+	 * not take the others' lines. */
+	if (a->noted != sec) {
+		a->noted = sec;
+		gossip_note_reject_addr(statedir, src, reason);
+	}
+}
+
+/* One line per rejection, at most 20 a second: a flood must not drown the log. Anything
+ * but what a valid signature proves against its signer is charged to the source. */
 static void reject(int reason, const char *src, uint64_t off, const char *why)
 {
 	static struct gossip_rate rate;
 	uint64_t hidden;
 	count.rejected[reason]++;
+	if (reason != R_FORBIDDEN && reason != R_FUTURE)
+		charge_addr(src, reason_names[reason]);
 	if (quiet)
 		return;
 	int shown = gossip_rate_allow(&rate, 20, gossip_now_ms(), &hidden);
@@ -100,14 +137,18 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 			struct gossip_msg m;
 			const struct gossip_signer *sg;
 			enum gossip_verdict v = gossip_check(p + at, len, &trust, &m, &sg);
-			static const int map[] = {0, R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN};
+			static const int map[] = {0, R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN,
+			                          R_FUTURE};
 			if (v != GOSSIP_V_OK) {
-				if (v == GOSSIP_V_BADSIG || v == GOSSIP_V_FORBIDDEN)
-					gossip_note_reject(statedir, m.origin, gossip_verdict_name(v));
-				/* Malformed under a trusted kid: that signer's doing, or someone's posing. */
-				else if (v == GOSSIP_V_MALFORMED && m.cose.kidlen == 32 &&
-				         gossip_trust_find(&trust, m.cose.kid))
-					gossip_note_reject(statedir, m.cose.kid, "malformed");
+				/* Only what the signer's own valid signature proves is held against it: a
+				 * bad signature or malformed bytes under its kid may be anyone's. */
+				if (gossip_verdict_proven(v)) {
+					char why[512];
+					snprintf(why, sizeof why, "%s", gossip_error());
+					gossip_note_proof(statedir, m.origin, gossip_verdict_name(v), p + at, len,
+					                  NULL, 0);
+					gossip_seterr("%s", why);
+				}
 				reject(map[v], src, base + at, gossip_error());
 			} else {
 				remember(h);
@@ -154,11 +195,19 @@ static void stats(void)
 	for (int i = 0; i < R_N; i++)
 		k += (size_t)snprintf(r + k, sizeof r - k, "%s%llu %s", i ? ", " : "",
 		                      (unsigned long long)count.rejected[i], reason_names[i]);
+	const struct by_addr *most = &by_addr[0];
+	for (int i = 1; i < ADDRS; i++)
+		if (by_addr[i].count > most->count)
+			most = &by_addr[i];
+	char top[400] = "";
+	if (most->count)
+		snprintf(top, sizeof top, "; most from %s (%llu)", most->addr,
+		         (unsigned long long)most->count);
 	gossip_warn("received %llu datagrams, %llu streams, %llu bytes; accepted %llu, duplicates "
-	            "%llu; rejected: %s",
+	            "%llu; rejected: %s%s",
 	            (unsigned long long)count.datagrams, (unsigned long long)count.streams,
 	            (unsigned long long)count.bytes, (unsigned long long)count.accepted,
-	            (unsigned long long)count.dups, r);
+	            (unsigned long long)count.dups, r, top);
 }
 
 static void reload(void);
@@ -356,6 +405,7 @@ static void reload(void)
 	gossip_trust_free(&trust);
 	gossip_keyring_free(&keys);
 	trust = t;
+	trust.max_skew_ms = max_skew_ms;
 	keys = k;
 	gossip_warn("reloaded: %zu trusted signers, %zu cluster keys", trust.n, keys.n);
 }
@@ -366,6 +416,7 @@ int main(int argc, char **argv)
 		{"dir", required_argument, NULL, 'd'}, {"addresses", required_argument, NULL, 'a'},
 		{"connections", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'}, {"sync", required_argument, NULL, 's'},
+		{"max-skew", required_argument, NULL, 256},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	const char *dir = NULL, *addrfile = NULL;
 	int c, maxconn = 128, idle = 60;
@@ -389,6 +440,13 @@ int main(int argc, char **argv)
 			break;
 		case 'q': quiet = 1; break;
 		case 's': sync_cmd = optarg; break;
+		case 256: {
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v < 1 || v > 365ULL * 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "--max-skew %s: want seconds, 1 to 31536000", optarg);
+			max_skew_ms = v * 1000;
+			break;
+		}
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -402,6 +460,7 @@ int main(int argc, char **argv)
 	statedir = dir;
 	if (gossip_trust_load(&trust, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
+	trust.max_skew_ms = max_skew_ms;
 	if (gossip_keyring_load(&keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 	if (!(seen = calloc(SEEN, 16)))

@@ -13,22 +13,54 @@
 static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	        "usage: gossip-merge [-v] [--verified] [--lazy] [-d dir] [file ...]\n"
+	        "usage: gossip-merge [-v] [--verified] [--lazy] [--max-skew seconds] [-d dir] [file ...]\n"
 	        "       gossip-merge [-ja] [-d dir] [-o origin] get key\n"
 	        "       gossip-merge [-j] [-d dir] keys [prefix]\n"
 	        "       gossip-merge [-j] [-d dir] dump\n"
 	        "       gossip-merge [-d dir] export\n"
 	        "       gossip-merge [-j] [-d dir] digest\n"
 	        "       gossip-merge [-d dir] compact\n"
-	        "       gossip-merge [-d dir] [-t seconds] serve\n"
-	        "       gossip-merge [-v] [-d dir] [-t seconds] [--push | --pull | --push-pull] sync peer\n");
+	        "       gossip-merge [-d dir] [-t seconds] [--max-skew seconds] serve\n"
+	        "       gossip-merge [-v] [-d dir] [-t seconds] [--max-skew seconds]\n"
+	        "                    [--push | --pull | --push-pull] sync peer\n");
 	exit(code);
 }
 
 static struct gossip_store *st;
 static struct gossip_trust trust;
+static uint64_t max_skew_ms;  /* 0: the default */
 static int json, all, verbose, quiet_out, verified, lazy;
-static const char *want_origin;
+static const char *want_origin, *dir;
+static volatile sig_atomic_t want_reload;
+
+/* The store shows only what trusted signers wrote: a line removed from trusted hides its
+ * signer's messages from queries and syncs, and compaction drops them. */
+static int trusted_origin(void *ctx, const uint8_t pk[32])
+{
+	return gossip_trust_find(ctx, pk) != NULL;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	want_reload = 1;
+}
+
+/* SIGHUP: read trusted again before the next message, as gossip-listen does. A file that
+ * does not load leaves the old one in force. */
+static void reload(void)
+{
+	struct gossip_trust t;
+	want_reload = 0;
+	if (gossip_trust_load(&t, dir) < 0) {
+		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
+		return;
+	}
+	gossip_trust_free(&trust);
+	trust = t;  /* in place: the merger and the store's filter point at it */
+	trust.max_skew_ms = max_skew_ms;
+	gossip_warn("reloaded: %zu trusted signers", trust.n);
+}
 
 static void print_new(void *ctx, const uint8_t *p, size_t n)
 {
@@ -56,6 +88,8 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 	int got, status = GOSSIP_EXIT_OK;
 	gossip_reader_init(&r, fd, name, &gossip_msg_limits);
 	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+		if (want_reload)
+			reload();
 		if (gossip_merge_item(mg, p, n, name, off) < 0)
 			break;
 		/* Store and print what has arrived before waiting for more. */
@@ -77,6 +111,9 @@ static int do_merge(int argc, char **argv)
 {
 	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
 	int status = GOSSIP_EXIT_OK;
+	struct sigaction sa = {0};
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	if (argc == 0)
 		status = merge_fd(&mg, 0, "stdin");
 	for (int i = 0; i < argc; i++) {
@@ -93,12 +130,13 @@ static int do_merge(int argc, char **argv)
 			status = s;
 	}
 	if (verbose || quiet_out)
-		gossip_warn("%llu messages: %llu new, %llu duplicate, %llu stale, %llu rejected",
+		gossip_warn("%llu messages: %llu new, %llu duplicate, %llu stale, %llu rejected, %llu "
+		            "equivocating",
 		            (unsigned long long)mg.seen, (unsigned long long)mg.added,
 		            (unsigned long long)mg.dups, (unsigned long long)mg.stale,
-		            (unsigned long long)mg.rejected);
+		            (unsigned long long)mg.rejected, (unsigned long long)mg.equivocations);
 	gossip_merger_free(&mg);
-	if (status == GOSSIP_EXIT_OK && mg.rejected)
+	if (status == GOSSIP_EXIT_OK && (mg.rejected || mg.equivocations))
 		status = GOSSIP_EXIT_NO;
 	return status;
 }
@@ -294,7 +332,7 @@ static int q_export(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 
 int main(int argc, char **argv)
 {
-	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED, O_LAZY };
+	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED, O_LAZY, O_SKEW };
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
 		{"all", no_argument, NULL, 'a'}, {"origin", required_argument, NULL, 'o'},
@@ -304,9 +342,9 @@ int main(int argc, char **argv)
 		{"tombstone-ttl", required_argument, NULL, O_TTL},
 		{"event-ttl", required_argument, NULL, O_ETTL},
 		{"verified", no_argument, NULL, O_VERIFIED}, {"lazy", no_argument, NULL, O_LAZY},
+		{"max-skew", required_argument, NULL, O_SKEW},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	struct gossip_store_opts opts = gossip_store_defaults;
-	const char *dir = NULL;
 	int c, mode = 0, timeout = 30;
 	char *end;
 
@@ -337,6 +375,13 @@ int main(int argc, char **argv)
 			*(c == O_TTL ? &opts.tombstone_ttl_ms : &opts.event_ttl_ms) = v * 1000;
 			break;
 		}
+		case O_SKEW: {
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v < 1 || v > 365ULL * 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "--max-skew %s: want seconds, 1 to 31536000", optarg);
+			max_skew_ms = v * 1000;
+			break;
+		}
 		case O_VERIFIED: verified = 1; break;
 		case O_LAZY: lazy = 1; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
@@ -355,7 +400,7 @@ int main(int argc, char **argv)
 			v = i;
 	if ((v == 0 && argc != 2) || (v == 1 && argc > 2) || (v >= 2 && v <= 6 && argc != 1) ||
 	    (v == 7 && argc != 2) || (mode && v != 7) || ((all || want_origin) && v != 0) ||
-	    ((verified || lazy) && v >= 0))
+	    ((verified || lazy) && v >= 0) || (max_skew_ms && v >= 0 && v < 6))
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
 	signal(SIGPIPE, SIG_IGN);
@@ -363,6 +408,8 @@ int main(int argc, char **argv)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (gossip_trust_load(&trust, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
+	trust.max_skew_ms = max_skew_ms;
+	gossip_store_set_visible(st, trusted_origin, &trust);
 
 	int status = GOSSIP_EXIT_OK;
 	if (v < 0) {

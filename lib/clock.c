@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 /* DIR/clock holds the last version reserved, as 20 decimal digits and a newline: one
@@ -58,34 +59,59 @@ int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block)
 	return 0;
 }
 
+/* The longest the clock waits for the wall clock before it gives up. */
+enum { WAIT_MAX_MS = 10000 };
+
 static int reserve(struct gossip_clock *c)
 {
-	uint64_t last, now = gossip_now_ms(), start;
-	int r = -1;
+	uint64_t last, now, start;
 	/* Opened on first use, so that a command that fails early leaves no clock file. */
 	if (c->fd < 0 && (c->fd = open(c->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		gossip_seterr("clock: cannot open %s: %s", c->path, strerror(errno));
 		return -1;
 	}
-	if (flock(c->fd, LOCK_EX) < 0) {
-		gossip_seterr("clock: cannot lock: %s", strerror(errno));
-		return -1;
+	for (;;) {
+		int r = -1;
+		uint64_t wait = 0;
+		if (flock(c->fd, LOCK_EX) < 0) {
+			gossip_seterr("clock: cannot lock: %s", strerror(errno));
+			return -1;
+		}
+		now = gossip_now_ms();
+		if (read_last(c->fd, &last) < 0)
+			goto out;
+		if (last >= UINT64_MAX - c->block) {
+			gossip_seterr("clock: versions are used up");
+			goto out;
+		}
+		start = now > last ? now : last + 1;
+		/* A burst runs versions ahead of the wall clock; past the lead receivers allow,
+		 * wait for the wall clock rather than sign what they would refuse. */
+		if (start + c->block - 1 > now + GOSSIP_VERSION_LEAD_MS) {
+			wait = start + c->block - 1 - now - GOSSIP_VERSION_LEAD_MS;
+			if (wait > WAIT_MAX_MS) {
+				gossip_seterr("clock: %s is %llu s ahead of the wall clock, more than the %d s "
+				              "a version may lead it (gossip(7)); wait for the clock to catch up",
+				              c->path, (unsigned long long)((last - now) / 1000),
+				              GOSSIP_VERSION_LEAD_MS / 1000);
+				goto out;
+			}
+			r = 1;
+			goto out;
+		}
+		if (write_last(c->fd, start + c->block - 1) < 0)
+			goto out;
+		c->next = start;
+		c->limit = start + c->block - 1;
+		r = 0;
+	out:
+		flock(c->fd, LOCK_UN);
+		if (r <= 0)
+			return r;
+		struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
 	}
-	if (read_last(c->fd, &last) < 0)
-		goto out;
-	if (last >= UINT64_MAX - c->block) {
-		gossip_seterr("clock: versions are used up");
-		goto out;
-	}
-	start = now > last ? now : last + 1;
-	if (write_last(c->fd, start + c->block - 1) < 0)
-		goto out;
-	c->next = start;
-	c->limit = start + c->block - 1;
-	r = 0;
-out:
-	flock(c->fd, LOCK_UN);
-	return r;
 }
 
 int gossip_clock_take(struct gossip_clock *c, uint64_t *version)

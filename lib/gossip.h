@@ -8,7 +8,7 @@
  *   clock     per-origin versions that never go back (DIR/clock)
  *   keys      the node's identity (DIR/key, DIR/key.pub)
  *   msg       COSE_Sign1, the message codec, news vs state, signing by an author
- *   trust     DIR/trusted, the verdict on a message, rejections noted for reputation
+ *   trust     DIR/trusted, the verdict on a message, proofs and rejections for reputation
  *   net, out  addresses, sockets, the cluster keyring; sending to destinations
  *   store     DIR/store: file, index, lock, compaction, summary (no trust, no membership)
  *   merge     the merger: decode once, classify, check with the trust it is given, store
@@ -219,7 +219,15 @@ struct gossip_clock {
 	uint64_t next, limit;  /* next to hand out; last reserved */
 	unsigned block;
 };
+/* A version never leads the wall clock of the node that hands it out by more than this
+ * (a burst of more than 1000 messages a second runs versions ahead of the clock: past
+ * this lead the clock waits for the wall clock instead). Receivers refuse versions
+ * further ahead of their own clock than this plus their --max-skew (gossip(7)). */
+enum { GOSSIP_VERSION_LEAD_MS = 600000 };
 int gossip_clock_open(struct gossip_clock *c, const char *dir, unsigned block);
+/* The next version; waits when versions lead the wall clock by GOSSIP_VERSION_LEAD_MS,
+ * and fails when that would take more than 10 s (DIR/clock is far ahead of the wall
+ * clock). */
 int gossip_clock_take(struct gossip_clock *c, uint64_t *version);
 int gossip_clock_close(struct gossip_clock *c);
 
@@ -288,6 +296,8 @@ struct gossip_msg {
 	int value_text;  /* value is a CBOR text string (else bytes) */
 	uint8_t origin[32];  /* the kid: the signer's public key */
 	struct gossip_cose cose;
+	const uint8_t *bytes;  /* the whole message, as gossip_msg_decode was given it */
+	size_t nbytes;
 };
 const char *gossip_type_name(unsigned type);
 int gossip_type_parse(const char *s);  /* set, del, event; -1 otherwise */
@@ -345,7 +355,12 @@ struct gossip_signer {
 struct gossip_trust {
 	struct gossip_signer *v;
 	size_t n;
+	/* How far a message's time may be ahead of this node's clock (0: the default,
+	 * GOSSIP_MAX_SKEW_MS); its version may be GOSSIP_VERSION_LEAD_MS further. Loading
+	 * sets 0: a program with --max-skew sets it after every load. */
+	uint64_t max_skew_ms;
 };
+enum { GOSSIP_MAX_SKEW_MS = 300000 };
 /* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. */
 int gossip_trust_load(struct gossip_trust *t, const char *dir);
 /* Parse trusted text (for tests and for gossip_trust_load). */
@@ -358,14 +373,20 @@ const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, con
 int gossip_trust_allows(const struct gossip_signer *s, const uint8_t *key, size_t keylen);
 void gossip_trust_free(struct gossip_trust *t);
 
-/* The verdict on one message, in the order checks are made. */
+/* The verdict on one message. Checks are made in this order: well-formed, a trusted kid
+ * (a lookup), the signature, then what the signer may do (its prefix=, a time and
+ * version not too far ahead): so GOSSIP_V_FORBIDDEN and GOSSIP_V_FUTURE are proven by
+ * the signer's own valid signature, and only they may be held against it. */
 enum gossip_verdict { GOSSIP_V_OK, GOSSIP_V_MALFORMED, GOSSIP_V_BADSIG, GOSSIP_V_UNTRUSTED,
-                      GOSSIP_V_FORBIDDEN };
+                      GOSSIP_V_FORBIDDEN, GOSSIP_V_FUTURE };
 const char *gossip_verdict_name(enum gossip_verdict v);
-/* Is a decoded message's signer trusted, and may it write the key? No crypto. */
+/* 1 when the verdict is proven by a valid signature: the signer's own doing. */
+int gossip_verdict_proven(enum gossip_verdict v);
+/* Is a decoded message's signer trusted, may it write the key, are its time and version
+ * within bounds? No crypto: for messages whose signature was checked already. */
 enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
                                      const struct gossip_signer **signer);
-/* Authorize a decoded message, then verify its signature (strangers cost no crypto). */
+/* Look the signer up, verify the signature (strangers cost no crypto), then authorize. */
 enum gossip_verdict gossip_check_msg(const struct gossip_msg *m, const struct gossip_trust *t,
                                      const struct gossip_signer **signer);
 /* Decode, then gossip_check_msg; the reason for anything but OK is in gossip_error().
@@ -373,10 +394,22 @@ enum gossip_verdict gossip_check_msg(const struct gossip_msg *m, const struct go
 enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
                                  struct gossip_msg *m, const struct gossip_signer **signer);
 
-/* Note a rejection that is the signer's doing (a bad signature under its key, a key it
- * may not write, a replay under its watermark) in DIR/rejects, for reputation: lines of
- * "TIME ORIGIN REASON". At most 20 a second; rotated to rejects.1 at 1 MiB. */
-void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason);
+/* Reputation comes only from proof. A trusted signer's misbehaviour is proven by its own
+ * valid signatures: one message (a key outside its prefix=, a time or version from the
+ * future) or two (an equivocation: two messages of one slot and version). The proof is
+ * appended to DIR/evidence, a CBOR sequence of [reason, message] and [reason, message,
+ * message] (the lower BLAKE2b-128 hash first), unless it is there already; only a new
+ * proof is charged to the signer in DIR/rejects ("TIME ORIGIN REASON" lines, at most 20
+ * a second, rotated to rejects.1 at 1 MiB). Anyone can replay a proof: it is charged
+ * once. DIR/evidence stops growing at 256 KiB (then nothing more is charged). b may be
+ * NULL. 1: new and charged; 0: known or not kept. */
+int gossip_note_proof(const char *dir, const uint8_t origin[32], const char *reason,
+                      const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+/* What proves nothing about any signer (a bad signature, malformed bytes, a stranger's
+ * key) is charged to the address it came from, where one is known: a "TIME ADDRESS
+ * REASON" line in DIR/rejects (the address always holds a ':', so it is never read as a
+ * key), at most 20 a second, apart from the signers' lines. */
+void gossip_note_reject_addr(const char *dir, const char *addr, const char *reason);
 
 /* ---- net.c: addresses, sockets, the keyring ------------------------------------- */
 
@@ -480,7 +513,10 @@ void gossip_store_unlock(struct gossip_store *st);
 void gossip_slot(uint8_t slot[16], const struct gossip_msg *m);
 const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16]);
 enum gossip_class { GOSSIP_NEW, GOSSIP_DUP, GOSSIP_STALE };
-/* What a decoded message would be to the store, without any crypto. */
+/* What m (as gossip_msg_decode made it: its bytes are hashed) would be to the store,
+ * without any crypto. Of two messages of
+ * one slot and version (an equivocation), the one with the lower hash is kept: the other
+ * is stale, whichever came first, so every store keeps the same one. */
 enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
                                         const uint8_t slot[16]);
 /* Rewrite the store with only current messages, collecting expired deletes and events
@@ -499,13 +535,22 @@ int gossip_store_each_new(struct gossip_store *st, struct gossip_store_cursor *c
                           gossip_each_fn *fn, void *ctx);
 /* The store's Merkle root and message count (as gossip-merge digest prints them). */
 int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
+/* Which origins' messages are visible, as the program decides from its trust (the store
+ * knows no trust): a hidden message is left out of gossip_store_each, the summary (and
+ * so syncs) and gossip_store_find, and compaction drops it. NULL (the default): all. */
+typedef int gossip_visible_fn(void *ctx, const uint8_t origin[32]);
+void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx);
 
 /* ---- merge.c: the merger: messages in, new ones stored and reported ---------------- */
 
 /* Each message is decoded once, classified against the index, and, when new, checked
  * against trust (its signature verified unless verified is set: gossip-listen did), then
  * written with the others of its batch under the lock with one fsync, and only then
- * reported as new. News (gossip_msg_is_news) is checked and reported, never stored. */
+ * reported as new. News (gossip_msg_is_news) is checked and reported, never stored.
+ * A message that equivocates with a stored one (same slot and version, other bytes) is
+ * checked like a new one; the pair is noted as proof (gossip_note_proof), and the one
+ * with the lower hash is kept. What a valid signature proves against its signer is
+ * noted; nothing else is charged to a signer. */
 struct gossip_merge_cache;
 struct gossip_merger {
 	struct gossip_store *st;
@@ -515,7 +560,9 @@ struct gossip_merger {
 	void *ctx;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 	int lazy;  /* report new messages once written, fdatasync just after (not before) */
-	uint64_t seen, added, dups, stale, rejected;
+	/* rejected counts refusals; equivocations the messages found to equivocate with a
+	 * stored one (the loser is also rejected; the winner is stored). */
+	uint64_t seen, added, dups, stale, rejected, equivocations;
 	struct gossip_merge_cache *cache;  /* private: pending messages, newest heartbeats */
 };
 /* Take one item from src at offset off. A rejected item costs one stderr line; the

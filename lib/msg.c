@@ -315,6 +315,8 @@ int gossip_msg_decode(const uint8_t *p, size_t n, struct gossip_msg *m)
 {
 	struct gossip_ev ev;
 	memset(m, 0, sizeof *m);
+	m->bytes = p;
+	m->nbytes = n;
 	if (gossip_cose_parse(p, n, &m->cose) < 0 || check_protected(m->cose.prot, m->cose.protlen) < 0)
 		return -1;
 	if (m->cose.kidlen != 32) {

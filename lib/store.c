@@ -49,12 +49,30 @@ static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t s
 	return &st->tab[i];
 }
 
-const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16])
+/* The entry of a slot, visible or not. */
+static const struct gossip_entry *find(const struct gossip_store *st, const uint8_t slot[16])
 {
 	if (!st->cap)
 		return NULL;
 	const struct gossip_entry *e = probe(st, slot);
 	return e->used ? e : NULL;
+}
+
+static int visible(const struct gossip_store *st, const struct gossip_entry *e)
+{
+	return !st->visible || st->visible(st->visible_ctx, st->origins[e->origin].pk);
+}
+
+void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx)
+{
+	st->visible = fn;
+	st->visible_ctx = ctx;
+}
+
+const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16])
+{
+	const struct gossip_entry *e = find(st, slot);
+	return e && visible(st, e) ? e : NULL;
 }
 
 static int grow(struct gossip_store *st)
@@ -131,16 +149,24 @@ void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len
 	it->time = m->time;
 	it->len = (uint32_t)len;
 	it->type = (uint8_t)m->type;
+	crypto_generichash(it->hash, 16, m->bytes, m->nbytes, NULL, 0);
 }
 
-static int store_index_item(struct gossip_store *st, const struct store_item *it, const uint8_t *p,
-                     uint64_t off)
+/* Whether it replaces the entry of its slot: a higher version, or (an equivocation) the
+ * same version with a lower hash, so that every store keeps the same one. */
+static int replaces(const struct store_item *it, const struct gossip_entry *e)
+{
+	return it->version > e->version ||
+	       (it->version == e->version && memcmp(it->hash, e->hash, 16) < 0);
+}
+
+static int store_index_item(struct gossip_store *st, const struct store_item *it, uint64_t off)
 {
 	if ((st->n + 1) * 10 > st->cap * 7 && grow(st) < 0)
 		return -1;
 	struct gossip_entry *e = probe(st, it->slot);
 	if (e->used) {
-		if (e->version >= it->version) {
+		if (!replaces(it, e)) {
 			st->dead_bytes += it->len;
 			return 0;
 		}
@@ -154,7 +180,7 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 		return -1;
 	}
 	memcpy(e->slot, it->slot, 16);
-	crypto_generichash(e->hash, 16, p, it->len, NULL, 0);
+	memcpy(e->hash, it->hash, 16);
 	e->off = off;
 	e->len = it->len;
 	e->version = it->version;
@@ -180,7 +206,7 @@ static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64
 		return 0;
 	}
 	store_item_of(&it, &m, n);
-	return store_index_item(st, &it, p, off);
+	return store_index_item(st, &it, off);
 }
 
 static void reset_index(struct gossip_store *st)
@@ -372,9 +398,14 @@ const char *gossip_store_dir(const struct gossip_store *st)
 	return st->dir;
 }
 
-/* A delete or an event older than its time to live is gone from the state. */
-static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, uint64_t now)
+/* A delete or an event older than its time to live is gone from the state; but not
+ * before its version is in the past too, so that collecting it never raises a watermark
+ * ahead of the clock (where it would drop its origin's next messages). */
+static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, uint64_t version,
+                   uint64_t now)
 {
+	if (version > now)
+		return 0;
 	if (type == GOSSIP_T_DEL)
 		return time + st->opts.tombstone_ttl_ms <= now;
 	if (type == GOSSIP_T_EVENT)
@@ -384,13 +415,22 @@ static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, u
 
 enum gossip_class store_classify_item(const struct gossip_store *st, const struct store_item *it)
 {
-	const struct gossip_entry *e = gossip_store_find(st, it->slot);
-	if (e)
-		return e->version > it->version ? GOSSIP_STALE : e->version == it->version ? GOSSIP_DUP
-		                                                                           : GOSSIP_NEW;
-	if (store_below_watermark(st, it) || expired(st, it->type, it->time, gossip_now_ms()))
+	const struct gossip_entry *e = find(st, it->slot);
+	if (e) {
+		if (e->version == it->version && memcmp(e->hash, it->hash, 16) == 0)
+			return GOSSIP_DUP;
+		return replaces(it, e) ? GOSSIP_NEW : GOSSIP_STALE;
+	}
+	if (store_below_watermark(st, it) ||
+	    expired(st, it->type, it->time, it->version, gossip_now_ms()))
 		return GOSSIP_STALE;
 	return GOSSIP_NEW;
+}
+
+const struct gossip_entry *store_rival(const struct gossip_store *st, const struct store_item *it)
+{
+	const struct gossip_entry *e = find(st, it->slot);
+	return e && e->version == it->version && memcmp(e->hash, it->hash, 16) != 0 ? e : NULL;
 }
 
 int store_below_watermark(const struct gossip_store *st, const struct store_item *it)
@@ -403,7 +443,7 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
                                         const uint8_t slot[16])
 {
 	struct store_item it;
-	store_item_of(&it, m, 0);
+	store_item_of(&it, m, m->nbytes);
 	memcpy(it.slot, slot, 16);
 	return store_classify_item(st, &it);
 }
@@ -419,7 +459,7 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		cls[i] = store_classify_item(st, &it[i]);
 		if (cls[i] != GOSSIP_NEW)
 			continue;
-		if (store_index_item(st, &it[i], bytes + at, start + out) < 0)
+		if (store_index_item(st, &it[i], start + out) < 0)
 			goto fail;
 		memmove(bytes + out, bytes + at, it[i].len);
 		out += it[i].len;
@@ -475,7 +515,7 @@ static int by_offset(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* The current entries (expired ones left out) in store order. */
+/* The current entries (expired and hidden ones left out) in store order. */
 static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slot_order);
 
 static int by_slot(const void *a, const void *b)
@@ -494,7 +534,9 @@ static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slo
 		return NULL;
 	}
 	for (size_t i = 0; i < st->cap; i++)
-		if (st->tab[i].used && !expired(st, st->tab[i].type, st->tab[i].time, now))
+		if (st->tab[i].used &&
+		    !expired(st, st->tab[i].type, st->tab[i].time, st->tab[i].version, now) &&
+		    visible(st, &st->tab[i]))
 			v[(*n)++] = &st->tab[i];
 	qsort(v, *n, sizeof *v, slot_order ? by_slot : by_offset);
 	return v;
@@ -535,10 +577,12 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	if (before)
 		*before = st->end;
 	/* Expired deletes and events go; their versions become the origins' watermarks, so
-	 * no late copy of what they deleted can come back. */
+	 * no late copy of what they deleted can come back. Hidden messages (of a signer the
+	 * program no longer trusts) go too, with no watermark: trusted again, its messages
+	 * may come back from other stores. */
 	for (size_t i = 0; i < st->cap; i++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (e->used && expired(st, e->type, e->time, now) &&
+		if (e->used && expired(st, e->type, e->time, e->version, now) &&
 		    e->version > st->origins[e->origin].watermark)
 			st->origins[e->origin].watermark = e->version;
 	}

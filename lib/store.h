@@ -21,18 +21,25 @@ struct gossip_store {
 	size_t norigins, ocap;
 	uint64_t live_bytes, dead_bytes;
 	struct gossip_store_opts opts;
+	gossip_visible_fn *visible;  /* NULL: every origin's messages are visible */
+	void *visible_ctx;
 };
 
 /* What the store needs of a message to classify and index it, taken from its one
  * decode, so that nothing is decoded again on the way to the disk. */
 struct store_item {
 	uint8_t slot[16], origin[32];
+	uint8_t hash[16];  /* BLAKE2b-128 of the message's bytes */
 	uint64_t version, time;
 	uint32_t len;
 	uint8_t type;
 };
+/* m as gossip_msg_decode made it (its bytes are hashed). */
 void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len);
 enum gossip_class store_classify_item(const struct gossip_store *st, const struct store_item *it);
+/* The stored message it equivocates with (the same slot and version, other bytes), or
+ * NULL. Hidden or not: equivocation is about what was signed, not about trust. */
+const struct gossip_entry *store_rival(const struct gossip_store *st, const struct store_item *it);
 /* A replay under its origin's watermark (no older copy here). */
 int store_below_watermark(const struct gossip_store *st, const struct store_item *it);
 /* Under the store's lock (taken and released here): classify n messages again, as

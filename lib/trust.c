@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,44 +218,89 @@ void gossip_trust_free(struct gossip_trust *t)
 const char *gossip_verdict_name(enum gossip_verdict v)
 {
 	static const char *const names[] = {"ok", "malformed", "bad signature", "untrusted signer",
-	                                    "key not allowed"};
+	                                    "key not allowed", "from the future"};
 	return names[v];
+}
+
+int gossip_verdict_proven(enum gossip_verdict v)
+{
+	return v == GOSSIP_V_FORBIDDEN || v == GOSSIP_V_FUTURE;
+}
+
+static const char *who(const struct gossip_signer *s, char id[9])
+{
+	gossip_short_id(id, s->pk);
+	return s->name ? s->name : id;
+}
+
+static enum gossip_verdict lookup(const struct gossip_msg *m, const struct gossip_trust *t,
+                                  const struct gossip_signer **signer)
+{
+	*signer = gossip_trust_find(t, m->origin);
+	if (!*signer) {
+		char id[9];
+		gossip_short_id(id, m->origin);
+		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
+		return GOSSIP_V_UNTRUSTED;
+	}
+	return GOSSIP_V_OK;
+}
+
+/* What a trusted signer may do: write within its prefix=, at times and versions that
+ * are not further ahead of this node's clock than an honest signer's can be. */
+static enum gossip_verdict allowed(const struct gossip_msg *m, const struct gossip_trust *t,
+                                   const struct gossip_signer *s)
+{
+	char id[9];
+	/* A probe writes nothing and carries no version: any trusted signer may send one. */
+	if (gossip_msg_is_probe(m))
+		return GOSSIP_V_OK;
+	if (!gossip_trust_allows(s, m->key, m->keylen)) {
+		gossip_seterr("signer %s may not write this key: it is outside its prefix= in trusted",
+		              who(s, id));
+		return GOSSIP_V_FORBIDDEN;
+	}
+	uint64_t now = gossip_now_ms(), skew = t->max_skew_ms ? t->max_skew_ms : GOSSIP_MAX_SKEW_MS;
+	if (m->time > now + skew) {
+		gossip_seterr("message from the future: signer %s's time is %llu s ahead of this "
+		              "node's clock, more than the %llu s allowed (--max-skew)", who(s, id),
+		              (unsigned long long)((m->time - now) / 1000), (unsigned long long)(skew / 1000));
+		return GOSSIP_V_FUTURE;
+	}
+	if (m->version > now + skew + GOSSIP_VERSION_LEAD_MS) {
+		gossip_seterr("message from the future: signer %s's version %llu leads this node's "
+		              "clock by %llu s, more than --max-skew (%llu s) and %d s allow", who(s, id),
+		              (unsigned long long)m->version,
+		              (unsigned long long)((m->version - now) / 1000),
+		              (unsigned long long)(skew / 1000), GOSSIP_VERSION_LEAD_MS / 1000);
+		return GOSSIP_V_FUTURE;
+	}
+	return GOSSIP_V_OK;
 }
 
 enum gossip_verdict gossip_authorize(const struct gossip_msg *m, const struct gossip_trust *t,
                                      const struct gossip_signer **signer)
 {
-	char id[9];
-	gossip_short_id(id, m->origin);
-	*signer = gossip_trust_find(t, m->origin);
-	if (!*signer) {
-		gossip_seterr("untrusted signer %s: its key is not in trusted", id);
-		return GOSSIP_V_UNTRUSTED;
-	}
-	/* A probe writes nothing: any trusted signer may send one. */
-	if (!gossip_msg_is_probe(m) && !gossip_trust_allows(*signer, m->key, m->keylen)) {
-		gossip_seterr("signer %s may not write this key: it is outside its prefix= in trusted",
-		              (*signer)->name ? (*signer)->name : id);
-		return GOSSIP_V_FORBIDDEN;
-	}
-	return GOSSIP_V_OK;
+	enum gossip_verdict v = lookup(m, t, signer);
+	return v != GOSSIP_V_OK ? v : allowed(m, t, *signer);
 }
 
 enum gossip_verdict gossip_check_msg(const struct gossip_msg *m, const struct gossip_trust *t,
                                      const struct gossip_signer **signer)
 {
 	enum gossip_verdict v;
-	/* Trust is a lookup, a signature check is not: strangers cost no crypto. */
-	if ((v = gossip_authorize(m, t, signer)) != GOSSIP_V_OK)
+	/* Trust is a lookup, a signature check is not: strangers cost no crypto. The
+	 * signature comes before what the signer may do, so that a refusal for what it did
+	 * is proven by its own signature. */
+	if ((v = lookup(m, t, signer)) != GOSSIP_V_OK)
 		return v;
 	if (gossip_msg_verify(m) < 0) {
 		char id[9];
-		gossip_short_id(id, m->origin);
 		gossip_seterr("bad signature: it does not verify with the kid's key (%s)",
-		              (*signer)->name ? (*signer)->name : id);
+		              who(*signer, id));
 		return GOSSIP_V_BADSIG;
 	}
-	return GOSSIP_V_OK;
+	return allowed(m, t, *signer);
 }
 
 enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip_trust *t,
@@ -266,22 +312,23 @@ enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip
 	return gossip_check_msg(m, t, signer);
 }
 
-void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *reason)
+/* ---- reputation: rejects and evidence ---- */
+
+/* One "TIME WHO REASON" line in DIR/rejects, rotated to rejects.1 at 1 MiB. */
+static void reject_line(const char *dir, const char *whom, const char *reason)
 {
-	static struct gossip_rate rate;
-	uint64_t now = gossip_now_ms();
-	char line[160], b64[45];
+	char line[512];
 	struct stat st;
-	if (!gossip_rate_allow(&rate, 20, now, NULL))
-		return;
 	const char *path = gossip_path(dir, "rejects");
 	if (stat(path, &st) == 0 && st.st_size > (1 << 20)) {
 		char old[4200];
 		snprintf(old, sizeof old, "%s.1", path);
 		rename(path, old);
 	}
-	gossip_b64(b64, origin, 32);
-	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)now, b64, reason);
+	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)gossip_now_ms(), whom,
+	                 reason);
+	if (n >= (int)sizeof line)
+		n = (int)sizeof line - 1, line[n - 1] = '\n';
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		if (gossip_write_all(fd, line, (size_t)n) < 0) {
@@ -289,4 +336,119 @@ void gossip_note_reject(const char *dir, const uint8_t origin[32], const char *r
 		}
 		close(fd);
 	}
+}
+
+static void note_reject(const char *dir, const uint8_t origin[32], const char *reason)
+{
+	static struct gossip_rate rate;
+	char b64[45];
+	if (!gossip_rate_allow(&rate, 20, gossip_now_ms(), NULL))
+		return;
+	gossip_b64(b64, origin, 32);
+	reject_line(dir, b64, reason);
+}
+
+void gossip_note_reject_addr(const char *dir, const char *addr, const char *reason)
+{
+	static struct gossip_rate rate;
+	char a[320];
+	size_t k = 0;
+	if (!gossip_rate_allow(&rate, 20, gossip_now_ms(), NULL))
+		return;
+	/* One word that is never a key: base64 has no ':'. */
+	if (!strchr(addr, ':'))
+		k = (size_t)snprintf(a, sizeof a, "addr:");
+	for (; *addr && k + 1 < sizeof a; addr++)
+		a[k++] = (unsigned char)*addr <= ' ' || *addr == 0x7f ? '_' : *addr;
+	a[k] = 0;
+	reject_line(dir, a, reason);
+}
+
+/* Evidence is read whole to find a proof in it: keep it small. A signer is out of every
+ * pick after a few proofs; 256 KiB holds about a thousand. */
+enum { EVIDENCE_MAX = 256 << 10, RECENT = 1024 };
+
+/* 1 when DIR/evidence (open on fd, locked) holds item already. */
+static int evidence_has(int fd, const uint8_t *item, size_t n)
+{
+	struct stat sb;
+	uint8_t *buf;
+	int found = 0;
+	if (fstat(fd, &sb) < 0 || sb.st_size == 0)
+		return 0;
+	size_t size = (size_t)sb.st_size;
+	if (!(buf = malloc(size)))
+		return 0;
+	if (pread(fd, buf, size, 0) == (ssize_t)size) {
+		size_t at = 0, len;
+		while (!found && at < size &&
+		       gossip_cbor_scan(buf + at, size - at, &gossip_any_limits, NULL, &len) ==
+		               GOSSIP_SCAN_OK) {
+			found = len == n && memcmp(buf + at, item, n) == 0;
+			at += len;
+		}
+	}
+	free(buf);
+	return found;
+}
+
+int gossip_note_proof(const char *dir, const uint8_t origin[32], const char *reason,
+                      const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	/* Proofs this process has noted or found noted, by hash: a replayed proof costs
+	 * nothing more. */
+	static uint8_t recent[RECENT][16];
+	static struct gossip_rate full_rate;
+	struct gossip_buf item = {0};
+	uint8_t h[16], ha[16], hb[16];
+	int r = 0;
+	if (b) {
+		/* The pair in one order, whichever came first: the lower hash first. */
+		crypto_generichash(ha, 16, a, alen, NULL, 0);
+		crypto_generichash(hb, 16, b, blen, NULL, 0);
+		if (memcmp(hb, ha, 16) < 0) {
+			const uint8_t *p = a;
+			size_t n = alen;
+			a = b, alen = blen, b = p, blen = n;
+		}
+	}
+	if (gossip_cbor_head(&item, GOSSIP_MT_ARRAY, b ? 3 : 2) < 0 ||
+	    gossip_cbor_str(&item, GOSSIP_MT_TSTR, reason, strlen(reason)) < 0 ||
+	    gossip_buf_put(&item, a, alen) < 0 || (b && gossip_buf_put(&item, b, blen) < 0)) {
+		gossip_buf_free(&item);
+		return 0;
+	}
+	crypto_generichash_state hs;  /* the proof in this directory */
+	crypto_generichash_init(&hs, NULL, 0, 16);
+	crypto_generichash_update(&hs, (const uint8_t *)dir, strlen(dir) + 1);
+	crypto_generichash_update(&hs, item.p, item.len);
+	crypto_generichash_final(&hs, h, 16);
+	uint32_t slot;
+	memcpy(&slot, h, 4);
+	slot %= RECENT;
+	if (memcmp(recent[slot], h, 16) == 0)
+		goto out;
+	int fd = open(gossip_path(dir, "evidence"), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto out;
+	struct stat sb;
+	if (flock(fd, LOCK_EX) < 0 || fstat(fd, &sb) < 0) {
+		/* Not kept, not charged. */
+	} else if ((uint64_t)sb.st_size + item.len > EVIDENCE_MAX) {
+		if (gossip_rate_allow(&full_rate, 1, gossip_now_ms(), NULL))
+			gossip_warn("%s/evidence is full (256 KiB): a proof (%s) is neither kept nor "
+			            "charged; move the file away to keep more", dir, reason);
+	} else if (!evidence_has(fd, item.p, item.len)) {
+		if (gossip_write_all(fd, item.p, item.len) == 0) {
+			note_reject(dir, origin, reason);
+			r = 1;
+		} else if (ftruncate(fd, sb.st_size) < 0) {
+			/* Evidence is advisory too; a torn tail only hides what follows it. */
+		}
+	}
+	close(fd);  /* and the lock with it */
+	memcpy(recent[slot], h, 16);
+out:
+	gossip_buf_free(&item);
+	return r;
 }

@@ -175,7 +175,7 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	run pgrep -g "$pg"
 	assert_failure
 	grep -q "member-leave n3 left" n1.log || fail "$(cat n1.log)"
-	! grep -q "member-failed n3" n1.log
+	run ! grep -q "member-failed n3" n1.log
 }
 
 @test "a port in use: the node says so and exits 1, leaving nothing running" {

@@ -170,9 +170,13 @@ SH
 	grep -q "members=4$" handled
 }
 
-@test "reputation: a peer whose key signs forgeries is not picked, and list says why" {
+@test "reputation: a peer whose own signatures prove it misbehaves is not picked, and list says why" {
+	# n1 lets n3 write only its membership keys and app/.
+	k3=$(cut -d' ' -f1 n3.pub)
+	sed -i "s|^$k3|prefix=app/,prefix=_ $k3|" n1/trusted
 	start_cluster 3
-	kid=$(cut -d' ' -f1 n3.pub | base64 -d | od -An -tx1 | tr -d ' \n')
+	# Forgeries under n3's key prove nothing and cost it nothing.
+	kid=$(echo "$k3" | base64 -d | od -An -tx1 | tr -d ' \n')
 	for i in $(seq 1 8); do
 		$PY "$I" make 0505050505050505050505050505050505050505050505050505050505050505 --kid "$kid" --key "f$i" --version $((i + 1))
 	done >forged
@@ -183,8 +187,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 while f.tell() < len(data):
     start = f.tell(); dec.decode(); s.sendto(data[start:f.tell()], ("127.0.0.1", int(sys.argv[1])))
 PY
+	wait_for 10 grep -q "bad signature" n1/rejects
+	run ! grep -q " $k3 " n1/rejects
+	# Eight keys outside its prefix=, each signed by n3 itself: proven, charged.
+	for i in $(seq 1 8); do gossip-send -d n3 -t "udp://127.0.0.1:${PORTS[0]}" set "f$i" x; done
 	wait_for 10 sh -c "gossip-peers -d $T/n1 list | grep -q 'not picked: score'"
-	gossip-peers -d "$T/n1" list | grep "^n3 " | grep -q "bad signature"
+	gossip-peers -d "$T/n1" list | grep "^n3 " | grep -q "key not allowed"
 	bad=$(gossip-peers -d "$T/n1" -j list | jq -r 'select(.name == "n3") | .addrs[0]')
 	for _ in $(seq 1 50); do gossip-peers -d "$T/n1" pick; done >picked
 	! grep -qx "$bad" picked

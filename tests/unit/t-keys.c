@@ -76,15 +76,41 @@ int main(void)
 	ok(v1 < v2 && v2 < v3, "versions increase across opens (%llu %llu %llu)",
 	   (unsigned long long)v1, (unsigned long long)v2, (unsigned long long)v3);
 	ok(v1 + 1000 * 60 > gossip_now_ms() && v1 <= gossip_now_ms(), "versions follow the wall clock");
-	/* The wall clock stepped back an hour: versions still go up. */
+	/* The wall clock stepped back 100 s: versions still go up. */
 	int fd = open(gossip_path(dir, "clock"), O_WRONLY | O_TRUNC);
-	snprintf(line, sizeof line, "%020llu\n", (unsigned long long)(gossip_now_ms() + 3600000));
+	snprintf(line, sizeof line, "%020llu\n", (unsigned long long)(gossip_now_ms() + 100000));
 	write(fd, line, strlen(line));
 	close(fd);
 	gossip_clock_open(&c, dir, 1);
 	gossip_clock_take(&c, &v4);
 	gossip_clock_close(&c);
-	ok(v4 > gossip_now_ms() + 3500000, "a clock behind the last version does not go back");
+	ok(v4 > gossip_now_ms() + 99000, "a clock behind the last version does not go back");
+	/* Versions lead the wall clock by at most GOSSIP_VERSION_LEAD_MS: past it the clock
+	 * waits; an hour ahead it is an error rather than versions receivers refuse. */
+	fd = open(gossip_path(dir, "clock"), O_WRONLY | O_TRUNC);
+	snprintf(line, sizeof line, "%020llu\n",
+	         (unsigned long long)(gossip_now_ms() + GOSSIP_VERSION_LEAD_MS + 300));
+	write(fd, line, strlen(line));
+	close(fd);
+	uint64_t t0 = gossip_now_ms();
+	gossip_clock_open(&c, dir, 1);
+	gossip_clock_take(&c, &v4);
+	gossip_clock_close(&c);
+	uint64_t t1 = gossip_now_ms();
+	ok(t1 - t0 >= 250 && v4 <= t1 + GOSSIP_VERSION_LEAD_MS,
+	   "a version past the lead waits for the wall clock (%llu ms)", (unsigned long long)(t1 - t0));
+	fd = open(gossip_path(dir, "clock"), O_WRONLY | O_TRUNC);
+	snprintf(line, sizeof line, "%020llu\n", (unsigned long long)(gossip_now_ms() + 3600000));
+	write(fd, line, strlen(line));
+	close(fd);
+	gossip_clock_open(&c, dir, 1);
+	ok(gossip_clock_take(&c, &v4) < 0 && strstr(gossip_error(), "ahead of the wall clock"),
+	   "a clock an hour ahead is an error: %s", gossip_error());
+	gossip_clock_close(&c);
+	fd = open(gossip_path(dir, "clock"), O_WRONLY | O_TRUNC);
+	snprintf(line, sizeof line, "%020llu\n", (unsigned long long)(gossip_now_ms() + 100000));
+	write(fd, line, strlen(line));
+	close(fd);
 	/* Unused reservations are given back: the next version follows the last used. */
 	gossip_clock_open(&c, dir, 1000);
 	gossip_clock_take(&c, &v1);

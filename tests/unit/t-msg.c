@@ -147,7 +147,8 @@ int main(void)
 	ok(gossip_msg_decode(raw, rn, &m) < 0 && strstr(gossip_error(), "3 elements"),
 	   "three elements: %s", gossip_error());
 
-	/* gossip_check: trust, restrictions, then the signature. */
+	/* gossip_check: trust, the signature, then what the signer may do (so a refusal for
+	 * that is proven by its signature). */
 	struct gossip_trust tr = {0};
 	char line[256], b64[45];
 	gossip_b64(b64, a.pk, 32);
@@ -167,6 +168,11 @@ int main(void)
 	b.p[b.len - 10] ^= 0x40;
 	ok(gossip_check(b.p, b.len, &tr, &m, &sg) == GOSSIP_V_BADSIG, "tampered signature: %s",
 	   gossip_error());
+	make(&b, &a, GOSSIP_T_SET, "other", "1");
+	b.p[b.len - 10] ^= 0x40;
+	ok(gossip_check(b.p, b.len, &tr, &m, &sg) == GOSSIP_V_BADSIG &&
+	   !gossip_verdict_proven(GOSSIP_V_BADSIG),
+	   "a forbidden key under a bad signature is a bad signature, proving nothing");
 	make(&b, &a, GOSSIP_T_SET, "app/x", "1");
 	b.p[30] ^= 0x01;  /* inside the kid: now another (untrusted) key */
 	ok(gossip_check(b.p, b.len, &tr, &m, &sg) == GOSSIP_V_UNTRUSTED, "changed kid is untrusted");

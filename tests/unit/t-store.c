@@ -1,6 +1,7 @@
 /* t-store: the store alone (no trust, no merger): classification, appends seen by a
  * second process's handle, the cursor over what is new, compaction and watermarks, a
- * torn tail, news never indexed, and a summary that does not depend on order. */
+ * torn tail, news never indexed, a summary that does not depend on order, equivocations
+ * (the lower hash kept), a visibility filter, and no watermark ahead of the clock. */
 #include "store.h"
 #include "tap.h"
 #include "fixture.h"
@@ -28,18 +29,26 @@ static int append(struct gossip_store *st, struct gossip_buf *b, enum gossip_cla
 	return store_append(st, it, b->p, n, 1, cls ? cls : dummy);
 }
 
-static enum gossip_class classify(struct gossip_store *st, const struct gossip_identity *id,
-                                  unsigned type, const char *key, uint64_t version, uint64_t time)
+/* What the message (a set of value v, else a delete) would be to st. */
+static enum gossip_class classify_v(struct gossip_store *st, const struct gossip_identity *id,
+                                    unsigned type, const char *key, const char *v,
+                                    uint64_t version, uint64_t time)
 {
 	struct gossip_buf b = {0};
 	struct gossip_msg m;
 	uint8_t slot[16];
-	sign_msg(&b, id, type, key, type == GOSSIP_T_SET ? "v" : NULL, version, time);
+	sign_msg(&b, id, type, key, type == GOSSIP_T_SET ? v : NULL, version, time);
 	gossip_msg_decode(b.p, b.len, &m);
 	gossip_slot(slot, &m);
 	enum gossip_class c = gossip_store_classify(st, &m, slot);
 	gossip_buf_free(&b);
 	return c;
+}
+
+static enum gossip_class classify(struct gossip_store *st, const struct gossip_identity *id,
+                                  unsigned type, const char *key, uint64_t version, uint64_t time)
+{
+	return classify_v(st, id, type, key, "v", version, time);
 }
 
 static int count_each(void *ctx, const struct gossip_entry *e, const uint8_t *p)
@@ -54,6 +63,168 @@ static uint64_t file_size(const char *dir, const char *name)
 {
 	struct stat sb;
 	return stat(gossip_path(dir, name), &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* The summary of a fresh store holding the messages in b, appended k at a time. */
+static void summary_of(struct gossip_buf *b, size_t k, uint8_t root[16], uint64_t *count)
+{
+	char *d = temp_dir("t-store-sum");
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	size_t at = 0, len;
+	while (at < b->len) {
+		struct gossip_buf part = {0};
+		for (size_t i = 0; i < k && at < b->len; i++) {
+			gossip_cbor_scan(b->p + at, b->len - at, &gossip_msg_limits, NULL, &len);
+			gossip_buf_put(&part, b->p + at, len);
+			at += len;
+		}
+		append(st, &part, NULL);
+		gossip_buf_free(&part);
+	}
+	gossip_store_close(st);
+	/* A second handle indexes the file afresh, in file order. */
+	st = gossip_store_open(d, NULL);
+	gossip_store_lock(st);
+	gossip_store_summary(st, root, count);
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+	rm_dir(d);
+}
+
+/* Two messages of one slot and version: every store keeps the one with the lower hash,
+ * whatever the order and the batches. */
+static void test_equivocation(const struct gossip_identity *a, uint64_t now)
+{
+	struct gossip_buf x = {0}, y = {0}, xy = {0}, yx = {0}, win = {0};
+	uint8_t hx[16], hy[16], r[5][16];
+	uint64_t n[5];
+	sign_msg(&x, a, GOSSIP_T_SET, "eq", "one", 40, now);
+	sign_msg(&y, a, GOSSIP_T_SET, "eq", "two", 40, now);
+	crypto_generichash(hx, 16, x.p, x.len, NULL, 0);
+	crypto_generichash(hy, 16, y.p, y.len, NULL, 0);
+	struct gossip_buf *lo = memcmp(hx, hy, 16) < 0 ? &x : &y, *hi = lo == &x ? &y : &x;
+	gossip_buf_put(&xy, x.p, x.len);
+	gossip_buf_put(&xy, y.p, y.len);
+	gossip_buf_put(&yx, y.p, y.len);
+	gossip_buf_put(&yx, x.p, x.len);
+	gossip_buf_put(&win, lo->p, lo->len);
+	summary_of(&xy, 1, r[0], &n[0]);
+	summary_of(&yx, 1, r[1], &n[1]);
+	summary_of(&xy, 2, r[2], &n[2]);
+	summary_of(&yx, 2, r[3], &n[3]);
+	summary_of(&win, 1, r[4], &n[4]);
+	int same = 1;
+	for (int i = 1; i < 5; i++)
+		same &= memcmp(r[0], r[i], 16) == 0 && n[i] == 1;
+	ok(same, "an equivocating pair in either order, one batch or two: the root of the lower hash alone");
+
+	char *d = temp_dir("t-store-eq");
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	enum gossip_class cls[2];
+	struct gossip_msg m;
+	struct store_item it;
+	ok(append(st, hi, cls) == 0 && cls[0] == GOSSIP_NEW, "the higher hash first: stored");
+	gossip_msg_decode(lo->p, lo->len, &m);
+	store_item_of(&it, &m, lo->len);
+	const struct gossip_entry *e = store_rival(st, &it);
+	ok(e && e->version == 40 && store_classify_item(st, &it) == GOSSIP_NEW,
+	   "the lower hash is its rival, and new");
+	ok(append(st, lo, cls) == 0 && cls[0] == GOSSIP_NEW, "and replaces it");
+	gossip_msg_decode(hi->p, hi->len, &m);
+	store_item_of(&it, &m, hi->len);
+	ok(store_rival(st, &it) && store_classify_item(st, &it) == GOSSIP_STALE,
+	   "the higher hash again: a rival, and stale");
+	gossip_msg_decode(lo->p, lo->len, &m);
+	store_item_of(&it, &m, lo->len);
+	ok(!store_rival(st, &it) && store_classify_item(st, &it) == GOSSIP_DUP,
+	   "the lower hash again: a duplicate, no rival");
+	gossip_store_close(st);
+	rm_dir(d);
+	gossip_buf_free(&x);
+	gossip_buf_free(&y);
+	gossip_buf_free(&xy);
+	gossip_buf_free(&yx);
+	gossip_buf_free(&win);
+}
+
+static int hide_b(void *ctx, const uint8_t pk[32])
+{
+	return memcmp(pk, ctx, 32) != 0;
+}
+
+/* A visibility filter hides an origin from listings, summary and lookups; compaction
+ * drops what it hides. */
+static void test_visible(const struct gossip_identity *a, const struct gossip_identity *b,
+                         uint64_t now)
+{
+	char *d = temp_dir("t-store-vis");
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	struct gossip_buf m = {0};
+	uint8_t root[16], root_a[16], slot[16];
+	uint64_t count;
+	int n = 0;
+	sign_msg(&m, a, GOSSIP_T_SET, "ka", "1", 50, now);
+	append(st, &m, NULL);
+	gossip_store_lock(st);
+	gossip_store_summary(st, root_a, &count);
+	gossip_store_unlock(st);
+	m.len = 0;
+	size_t first = sign_msg(&m, b, GOSSIP_T_SET, "kb", "2", 51, now);
+	sign_msg(&m, b, GOSSIP_T_EVENT, "eb", "3", 52, now);
+	append(st, &m, NULL);
+	struct gossip_msg dm;
+	gossip_msg_decode(m.p, first, &dm);
+	gossip_slot(slot, &dm);
+	gossip_store_lock(st);
+	ok(gossip_store_find(st, slot) != NULL, "b's set is found");
+	gossip_store_set_visible(st, hide_b, (void *)b->pk);
+	gossip_store_each(st, 0, count_each, &n);
+	ok(n == 1, "hidden: b's messages leave the listing (%d)", n);
+	ok(gossip_store_summary(st, root, &count) == 0 && count == 1 && memcmp(root, root_a, 16) == 0,
+	   "and the summary: the root of a's message alone");
+	ok(gossip_store_find(st, slot) == NULL, "and lookups");
+	gossip_store_set_visible(st, NULL, NULL);
+	n = 0;
+	gossip_store_each(st, 0, count_each, &n);
+	ok(n == 3, "shown again, they are back (%d)", n);
+	gossip_store_unlock(st);
+	gossip_store_set_visible(st, hide_b, (void *)b->pk);
+	uint64_t before, after;
+	ok(gossip_store_compact(st, &before, &after) == 0 && after < before,
+	   "compaction while hidden drops them (%llu to %llu bytes)", (unsigned long long)before,
+	   (unsigned long long)after);
+	gossip_store_set_visible(st, NULL, NULL);
+	n = 0;
+	gossip_store_lock(st);
+	gossip_store_each(st, 0, count_each, &n);
+	gossip_store_unlock(st);
+	ok(n == 1, "for good: shown again, only a's remains (%d)", n);
+	gossip_store_close(st);
+	rm_dir(d);
+	gossip_buf_free(&m);
+}
+
+/* A version ahead of the clock never becomes a watermark: an expired event whose version
+ * is in the future is not collected until its version is in the past. */
+static void test_future_watermark(const struct gossip_identity *a, uint64_t now)
+{
+	char *d = temp_dir("t-store-wm");
+	struct gossip_store_opts opts = {1000, 1000};
+	struct gossip_store *st = gossip_store_open(d, &opts);
+	struct gossip_buf m = {0};
+	enum gossip_class cls[1];
+	uint64_t before, after;
+	sign_msg(&m, a, GOSSIP_T_EVENT, "far", NULL, UINT64_MAX - 1, now - 10000);
+	ok(append(st, &m, cls) == 0 && cls[0] == GOSSIP_NEW,
+	   "an old event with version 2^64-2 is not expired on arrival");
+	ok(gossip_store_compact(st, &before, &after) == 0 && after == before,
+	   "compaction keeps it (%llu bytes)", (unsigned long long)after);
+	ok(file_size(d, "watermarks") == 0, "and raises no watermark");
+	ok(classify(st, a, GOSSIP_T_SET, "next", now, now) == GOSSIP_NEW,
+	   "the origin's next message is new");
+	gossip_store_close(st);
+	rm_dir(d);
+	gossip_buf_free(&m);
 }
 
 int main(void)
@@ -76,14 +247,15 @@ int main(void)
 	/* Appends, then what each message would be. */
 	sign_msg(&msgs, &a, GOSSIP_T_SET, "color", "blue", 5, now);
 	sign_msg(&msgs, &b, GOSSIP_T_SET, "color", "red", 7, now);
-	sign_msg(&msgs, &a, GOSSIP_T_SET, "color", "green", 5, now);  /* same slot, same version */
+	sign_msg(&msgs, &a, GOSSIP_T_SET, "color", "blue", 5, now);  /* the same bytes again */
 	ok(append(st, &msgs, cls) == 0, "three messages appended in one batch");
 	ok(cls[0] == GOSSIP_NEW && cls[1] == GOSSIP_NEW && cls[2] == GOSSIP_DUP,
 	   "within the batch the second copy of a version is a duplicate");
 	uint64_t size = file_size(dir, "store");
 	ok(size > 0 && size < msgs.len, "only the new ones reached the file (%llu bytes)",
 	   (unsigned long long)size);
-	ok(classify(st, &a, GOSSIP_T_SET, "color", 5, now) == GOSSIP_DUP, "same version: duplicate");
+	ok(classify_v(st, &a, GOSSIP_T_SET, "color", "blue", 5, now) == GOSSIP_DUP,
+	   "same version, same bytes: duplicate");
 	ok(classify(st, &a, GOSSIP_T_SET, "color", 4, now) == GOSSIP_STALE, "older version: stale");
 	ok(classify(st, &a, GOSSIP_T_SET, "color", 6, now) == GOSSIP_NEW, "newer version: new");
 	ok(classify(st, &a, GOSSIP_T_SET, "size", 1, now) == GOSSIP_NEW, "another key: new");
@@ -99,7 +271,7 @@ int main(void)
 	sign_msg(&msgs, &b, GOSSIP_T_SET, "size", "L", 9, now);
 	gossip_store_unlock(other);
 	ok(append(other, &msgs, cls) == 0 && cls[0] == GOSSIP_NEW, "the other handle appends");
-	ok(gossip_store_lock(st) == 0 && classify(st, &b, GOSSIP_T_SET, "size", 9, now) == GOSSIP_DUP,
+	ok(gossip_store_lock(st) == 0 && classify_v(st, &b, GOSSIP_T_SET, "size", "L", 9, now) == GOSSIP_DUP,
 	   "the first handle sees it after taking the lock");
 	gossip_store_unlock(st);
 
@@ -204,6 +376,10 @@ int main(void)
 	gossip_store_close(s2);
 	ok(gossip_store_open("/proc/nonexistent/dir", NULL) == NULL && *gossip_error(),
 	   "a directory that cannot be made is an error: %s", gossip_error());
+
+	test_equivocation(&a, now);
+	test_visible(&a, &b, now);
+	test_future_watermark(&a, now);
 
 	rm_dir(d1);
 	rm_dir(d2);

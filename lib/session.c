@@ -13,8 +13,11 @@
  * implementation written from it. */
 #include "session.h"
 
+#include <poll.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 typedef crypto_secretstream_xchacha20poly1305_state sstate;
 enum { HEADER = crypto_secretstream_xchacha20poly1305_HEADERBYTES,
@@ -152,18 +155,40 @@ static int put_error(struct gossip_buf *b, const char *why)
 	       gossip_cbor_str(b, GOSSIP_MT_TSTR, why, strlen(why)) < 0 ? -1 : 0;
 }
 
+/* After a refusal: stop sending and take what the peer still sends until it closes, for
+ * a second at most. Closing a socket with unread bytes resets it, and a reset can lose
+ * the refusal on its way; the peer closes once it has read it. */
+static void linger(struct session *s)
+{
+	uint8_t junk[4096];
+	uint64_t until = gossip_mono_ms() + 1000;
+	if (until > s->deadline)
+		until = s->deadline;
+	shutdown(s->wfd, SHUT_WR);
+	for (;;) {
+		uint64_t now = gossip_mono_ms();
+		struct pollfd pfd = {s->rfd, POLLIN, 0};
+		if (now >= until || poll(&pfd, 1, (int)(until - now)) <= 0 ||
+		    read(s->rfd, junk, sizeof junk) <= 0)
+			return;
+	}
+}
+
 void session_refuse(struct session *s, const char *why)
 {
 	char saved[512];
+	int r = -1;
 	snprintf(saved, sizeof saved, "%s", gossip_error());
 	/* Sealed once we have a stream to the peer; before that the refusal can only be
 	 * plain, and says nothing the peer could not learn by trying. */
 	if (s->tx_open) {
 		s->out.len = 0;
 		if (put_error(&s->out, why) == 0)
-			session_flush(s);
+			r = session_flush(s);
 	} else if (put_error(&s->wout, why) == 0)
-		wire_send(s);
+		r = wire_send(s);
+	if (r == 0)
+		linger(s);
 	gossip_seterr("%s", saved);
 }
 
@@ -387,8 +412,8 @@ int session_client(struct session *s, const struct session_auth *a)
 		char id[9], why[256];
 		gossip_short_id(id, s->peer);
 		snprintf(why, sizeof why, "refused: the server's key %s is not in the client's trusted", id);
-		if (put_sealed_error(&s->wout, why, s->k->hs) == 0)
-			wire_send(s);
+		if (put_sealed_error(&s->wout, why, s->k->hs) == 0 && wire_send(s) == 0)
+			linger(s);
 		gossip_seterr("%s", why);
 		goto out;
 	}

@@ -128,8 +128,12 @@ static void conn_close(struct conn *c, int failed)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	if (c->pid > 0)
-		reap(c->pid, failed ? 0 : c->ss.deadline);
+	if (c->pid > 0) {
+		/* After a failure the command gets a second to finish (a refused server
+		 * exits at once), never past the deadline. */
+		uint64_t grace = gossip_mono_ms() + 1000;
+		reap(c->pid, failed && grace < c->ss.deadline ? grace : c->ss.deadline);
+	}
 	session_free(&c->ss);
 }
 
@@ -263,7 +267,7 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, 
 	if (get_op(c, &cu, "msgs", 1) < 0 || get_uint(&cu, &n, UINT32_MAX) < 0)
 		return -1;
 	if (n > max)
-		return refuse(c, "refused: the peer sends %llu messages; %llu were asked for",
+		return refuse(c, "refused: the peer sends %llu messages, more than the %llu asked for",
 		              (unsigned long long)n, (unsigned long long)max);
 	for (uint64_t i = 0; i < n; i++) {
 		int r = session_next(&c->ss, &p, &len);
@@ -607,7 +611,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
 	if (nw > noffers) {
-		refuse(&c, "refused: the client wants %llu messages; %zu were offered",
+		refuse(&c, "refused: the client wants %llu messages, more than the %zu offered",
 		       (unsigned long long)nw, noffers);
 		goto out;
 	}

@@ -6,8 +6,8 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
   fakepeer SEED N K          a server that promises N messages, sends K, and quits
   leaves SEED COUNT PER      a server that announces COUNT messages, then answers each
                              level-one bucket with PER made-up leaves (a memory attack)
-  want SEED REPEAT           a client that wants the first slot it is offered REPEAT times
-                             (an amplification attack)
+  want SEED REPEAT [invent]  a client that wants the first slot it is offered REPEAT times
+                             (an amplification attack), or a slot it makes up
   pull SEED                  a client that pulls everything (--out FILE: the messages)
 
 Clients report what came back as one JSON line on stderr (stdout may be the stream).
@@ -199,7 +199,7 @@ def leaves(s, count, per):
         s.send(["leaves", [], [[b"\x01" * 16, 1]] * per])
 
 
-def want(s, repeat):
+def want(s, repeat, invent=None):
     s.client()
     s.send(["summary", "pull", bytes(16), 0])
     l1, _ = s.item()
@@ -212,7 +212,7 @@ def want(s, repeat):
     for _ in asked:
         item, _ = s.item()
         offered += [slot for slot, _ in item[2]]
-    s.send(["msgs", 0], ["want", [offered[0]] * repeat])
+    s.send(["msgs", 0], ["want", [os.urandom(16) if invent else offered[0]] * repeat])
     received = 0
     try:
         while True:
@@ -272,10 +272,10 @@ def main():
     s = Session(Wire(rfd, wfd), seed, cluster)
     try:
         {"fakepeer": fakepeer, "leaves": leaves, "want": want, "pull": pull}[cmd](s, *rest)
-    except (BrokenPipeError, ConnectionResetError, EOFError) as e:
-        report({"ended": str(e) or type(e).__name__})
-    except SystemExit as e:
-        report({"ended": str(e)})
+    except (BrokenPipeError, ConnectionResetError, EOFError, SystemExit) as e:
+        # A client says how it ended; a server's peer has its own words for it.
+        if cmd in ("want", "pull"):
+            report({"ended": str(e) or type(e).__name__})
     return 0
 
 

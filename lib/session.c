@@ -238,7 +238,7 @@ static void to_sign(uint8_t *out, const char *label, const uint8_t th[32], const
 static int put_proof(struct gossip_buf *b, const struct gossip_identity *id, const char *label,
                      const uint8_t th[32], const uint8_t key[32])
 {
-	uint8_t msg[96], sig[64], nonce[NONCE] = {0};
+	uint8_t msg[128], sig[64], nonce[NONCE] = {0};
 	struct gossip_buf plain = {0};
 	to_sign(msg, label, th, id->pk);
 	crypto_sign_detached(sig, NULL, msg, strlen(label) + 64, id->sk);
@@ -292,7 +292,7 @@ static int check_proof(const struct gossip_buf *plain, const char *label, const 
 {
 	struct gossip_cur cu = {plain->p, plain->len, 0};
 	struct gossip_ev ev;
-	uint8_t msg[96];
+	uint8_t msg[128];
 	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "") < 0 || ev.u != 2 ||
 	    gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "") < 0 || ev.len != 32)
 		return not_protocol("[key, signature]");

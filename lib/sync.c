@@ -104,7 +104,7 @@ static int conn_open(struct conn *c, const char *peer, uint64_t deadline)
 static void reap(pid_t pid, uint64_t until)
 {
 	int sig = SIGTERM;
-	long step = 1000000;
+	long step = 100000;
 	while (waitpid(pid, NULL, WNOHANG) == 0) {
 		if (gossip_mono_ms() >= until) {
 			kill(pid, sig);

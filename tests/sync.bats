@@ -170,3 +170,17 @@ diverge() {
 	run gossip-merge -d a get sneaky
 	assert_failure 1
 }
+
+@test "a second implementation of the session (tests/syncpeer.py, from gossip(7)) pulls, with and without a cluster key" {
+	gossip-send -d b set interop yes | gossip-merge -d b >/dev/null
+	$PY "$I" pub $SEED py >>b/trusted
+	run --separate-stderr socat EXEC:"$PY $P pull $SEED --out $T/pulled" EXEC:"gossip-merge -d $T/b serve"
+	[[ $stderr == *'"last": ["done"]'* ]] || fail "$stderr"
+	[ "$(gossip-inspect -d b -j pulled | jq -r 'select(.key == "interop") | .value')" = yes ]
+	gossip-keygen -c >k
+	install -m 600 k b/keyring
+	rm pulled
+	run --separate-stderr socat EXEC:"$PY $P pull $SEED --keyring $T/k --out $T/pulled" EXEC:"gossip-merge -d $T/b serve"
+	[[ $stderr == *'"last": ["done"]'* ]] || fail "$stderr"
+	[ "$(gossip-inspect -d b -j pulled | jq -r 'select(.key == "interop") | .value')" = yes ]
+}

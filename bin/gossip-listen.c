@@ -40,10 +40,14 @@ static struct gossip_buf out, plain;
 static int quiet;
 static volatile sig_atomic_t want_stats, want_exit, want_reload;
 static const char *statedir, *sync_cmd;
-static int syncs_running;
-/* At most this many syncs at once; a stream that is no whole sync request after
- * SYNC_WAIT_MS is taken as messages. */
-enum { SYNCS_MAX = 16, SYNC_WAIT_MS = 1000 };
+/* At most SYNCS_MAX syncs at once, and SYNCS_PER_PEER from one peer address, so that a
+ * few bad peers cannot take every slot (each sync ends by its command's time limit); a
+ * stream that is no whole sync request after SYNC_WAIT_MS is taken as messages. */
+enum { SYNCS_MAX = 16, SYNCS_PER_PEER = 4, SYNC_WAIT_MS = 1000 };
+static struct {
+	pid_t pid;  /* 0: a free slot */
+	char who[64];
+} syncs[SYNCS_MAX];
 
 /* ---- what passes ---- */
 
@@ -220,6 +224,7 @@ struct conn {
 	uint64_t base, last;  /* stream offset of in.p[0]; last activity (ms) */
 	int fresh;  /* nothing read yet: may still be a sync */
 	char peer[320];
+	char who[64];  /* the peer's address without the port (unix: its uid), for limits */
 };
 
 /* Take every whole unit buffered on c; -1 when the stream is bad and must be closed. */
@@ -273,8 +278,18 @@ static void peer_name(struct conn *c, int fd, int kind)
 	if (kind != GOSSIP_UNIX && getpeername(fd, (struct sockaddr *)&a.sa, &a.len) == 0) {
 		gossip_addr_text(&a);
 		snprintf(c->peer, sizeof c->peer, "%s", a.text);
-	} else
+		/* The host part: tcp://HOST:PORT or tcp://[HOST]:PORT. */
+		const char *h = a.text + 6, *colon = strrchr(h, ':');
+		snprintf(c->who, sizeof c->who, "%.*s", (int)(colon ? colon - h : (long)strlen(h)), h);
+	} else {
+		struct ucred cred;
+		socklen_t len = sizeof cred;
 		snprintf(c->peer, sizeof c->peer, "unix peer");
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			snprintf(c->who, sizeof c->who, "uid %u", (unsigned)cred.uid);
+		else
+			snprintf(c->who, sizeof c->who, "unix");
+	}
 }
 
 /* ---- syncs on the same port ---- */
@@ -291,11 +306,45 @@ static int is_sync(int fd)
 	return gossip_sync_starts(b, (size_t)k);
 }
 
-/* Run sh -c sync_cmd with the connection as its stdin and stdout. */
-static void hand_off(int fd, const char *peer)
+/* Refuse a sync with the protocol's ["error", why], so that the client can say why. */
+static void refuse_sync(int fd, const char *peer, const char *why)
 {
-	if (syncs_running >= SYNCS_MAX) {
-		gossip_warn("%s: %d syncs already running; refused this one", peer, SYNCS_MAX);
+	struct gossip_buf b = {0};
+	uint8_t junk[512];
+	gossip_warn("%s: %s", peer, why);
+	/* Take what the client sent, so that closing does not reset the connection before
+	 * it reads the refusal. */
+	for (int i = 0; i < 8 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
+		;
+	if (gossip_cbor_head(&b, GOSSIP_MT_ARRAY, 2) == 0 &&
+	    gossip_cbor_str(&b, GOSSIP_MT_TSTR, "error", 5) == 0 &&
+	    gossip_cbor_str(&b, GOSSIP_MT_TSTR, why, strlen(why)) == 0)
+		send(fd, b.p, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	gossip_buf_free(&b);
+}
+
+/* Run sh -c sync_cmd with the connection as its stdin and stdout, in a free slot. */
+static void hand_off(int fd, const char *peer, const char *who)
+{
+	int slot = -1, same = 0;
+	char why[256];
+	for (int i = 0; i < SYNCS_MAX; i++) {
+		if (!syncs[i].pid)
+			slot = slot < 0 ? i : slot;
+		else if (strcmp(syncs[i].who, who) == 0)
+			same++;
+	}
+	if (same >= SYNCS_PER_PEER) {
+		snprintf(why, sizeof why, "refused: busy: %d syncs from %s are running, the most one "
+		         "peer may have", same, who);
+		refuse_sync(fd, peer, why);
+		return;
+	}
+	if (slot < 0) {
+		snprintf(why, sizeof why, "refused: busy: %d syncs are running, the most at once",
+		         SYNCS_MAX);
+		refuse_sync(fd, peer, why);
 		return;
 	}
 	pid_t pid = fork();
@@ -313,7 +362,8 @@ static void hand_off(int fd, const char *peer)
 		execl("/bin/sh", "sh", "-c", sync_cmd, (char *)NULL);
 		_exit(127);
 	}
-	syncs_running++;
+	syncs[slot].pid = pid;
+	snprintf(syncs[slot].who, sizeof syncs[slot].who, "%s", who);
 }
 
 static void reap_syncs(void)
@@ -321,7 +371,9 @@ static void reap_syncs(void)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		syncs_running--;
+		for (int i = 0; i < SYNCS_MAX; i++)
+			if (syncs[i].pid == pid)
+				syncs[i].pid = 0;
 }
 
 /* inetd, tcpserver, systemd Accept=yes: one connection on stdin. */
@@ -578,7 +630,7 @@ int main(int argc, char **argv)
 				if (s < 0 && cn->fresh == 2 && gossip_age_ms(now, cn->last) > SYNC_WAIT_MS)
 					s = 0;  /* still no whole request: not a sync */
 				if (s == 1) {
-					hand_off(cn->fd, cn->peer);
+					hand_off(cn->fd, cn->peer, cn->who);
 					done = 1;
 				} else if (s == 0) {
 					cn->fresh = 0;

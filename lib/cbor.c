@@ -309,11 +309,24 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 			r->buf = b;
 			r->cap = cap;
 		}
-		if (r->timeout_ms > 0) {
+		int wait = r->timeout_ms > 0 ? r->timeout_ms : -1, late = 0;
+		if (r->deadline) {
+			/* The deadline bounds the whole read, not each wait: a byte a second
+			 * must not hold the reader for ever. */
+			uint64_t now = gossip_mono_ms();
+			uint64_t left = now < r->deadline ? r->deadline - now : 0;
+			if (wait < 0 || left < (uint64_t)wait)
+				wait = (int)(left > 86400000 ? 86400000 : left), late = 1;
+		}
+		if (wait >= 0) {
 			struct pollfd pfd = {r->fd, POLLIN, 0};
-			int pr = poll(&pfd, 1, r->timeout_ms);
+			int pr = poll(&pfd, 1, wait);
 			if (pr < 0 && errno == EINTR)
 				continue;
+			if (pr == 0 && late) {
+				gossip_seterr("%s: timed out: the time limit ran out", r->name);
+				return -1;
+			}
 			if (pr == 0) {
 				gossip_seterr("%s: timed out after %d s with nothing to read", r->name,
 				              r->timeout_ms / 1000);

@@ -12,6 +12,7 @@
  *   net, out  addresses, sockets, the cluster keyring; sending to destinations
  *   store     DIR/store: file, index, lock, compaction, summary (no trust, no membership)
  *   merge     the merger: decode once, classify, check with the trust it is given, store
+ *   session   the handshake and sealed frames a sync runs over (session.h, private)
  *   sync      anti-entropy between two stores over any byte stream
  *   peers     member records, the peer table, phi, pick, leader
  *   events    DIR/events: append, follow, run a handler
@@ -95,6 +96,8 @@ void gossip_hex(char *out, const uint8_t *p, size_t n);
 int gossip_utf8_valid(const uint8_t *p, size_t n);
 /* Milliseconds since the epoch, wall clock. */
 uint64_t gossip_now_ms(void);
+/* Milliseconds on a clock that never steps (for deadlines). */
+uint64_t gossip_mono_ms(void);
 /* Milliseconds from then to now; 0 when then is later (stamped after now was taken). */
 uint64_t gossip_age_ms(uint64_t now, uint64_t then);
 /* "2026-11-21T19:04:21.123Z" into out[32]. */
@@ -168,6 +171,8 @@ struct gossip_reader {
 	int timeout_ms;  /* > 0: a read that waits longer fails */
 	uint64_t bytes;  /* read so far */
 	size_t ready;  /* length of the buffered item gossip_reader_ready found, or 0 */
+	uint64_t deadline;  /* > 0: no waiting past this gossip_mono_ms() time, however the
+	                     * bytes trickle in */
 };
 /* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
 int gossip_reader_ready(struct gossip_reader *r);
@@ -431,6 +436,8 @@ int gossip_listen_on(struct gossip_addr *a);
 int gossip_connect(const struct gossip_addr *a, int timeout_ms);
 /* Send all of p, waiting at most timeout_ms for each bit of progress. */
 int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms);
+/* Send all of p by deadline (gossip_mono_ms), however slowly the peer reads. */
+int gossip_send_by(int fd, const void *p, size_t n, uint64_t deadline);
 
 /* DIR/keyring: cluster keys, one base64 line each; the first seals, all open. */
 struct gossip_keyring {
@@ -581,13 +588,16 @@ struct gossip_sync_stats {
 	int equal;  /* the summaries matched: nothing else was exchanged */
 };
 /* Sync with PEER: tcp://HOST:PORT, unix:/PATH, or a shell command whose stdin and stdout
- * reach a serving peer. Received messages go through mg (and its on_new). */
+ * reach a serving peer. Received messages go through mg (and its on_new). Both ends
+ * prove their identities (DIR/key of the store's directory) and take only peers in
+ * mg->trust (NULL: none but themselves); with DIR/keyring the cluster key is mixed in.
+ * timeout_ms bounds the whole sync, at both ends. */
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
                        struct gossip_sync_stats *s);
 /* Whether the first n bytes of a stream are those of a sync request: 1 they are, 0 they
  * are not, -1 too few to tell (gossip-listen hands such streams to the sync command). */
 int gossip_sync_starts(const uint8_t *p, size_t n);
-/* The other end, on rfd and wfd (stdin and stdout under inetd). */
+/* The other end, on rfd and wfd (stdin and stdout under inetd), with the same checks. */
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s);
 

@@ -172,16 +172,28 @@ int gossip_connect(const struct gossip_addr *a, int timeout_ms)
 	return fd;
 }
 
-int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms)
+/* Send all of p; each wait for progress lasts at most timeout_ms (-1: no limit), and
+ * none goes past deadline (0: none). */
+static int send_all(int fd, const void *p, size_t n, int timeout_ms, uint64_t deadline)
 {
 	const uint8_t *q = p;
 	while (n) {
 		struct pollfd pfd = {fd, POLLOUT, 0};
-		int pr = poll(&pfd, 1, timeout_ms);
+		int wait = timeout_ms;
+		if (deadline) {
+			uint64_t now = gossip_mono_ms();
+			uint64_t left = now < deadline ? deadline - now : 0;
+			if (wait < 0 || left < (uint64_t)wait)
+				wait = (int)(left > 86400000 ? 86400000 : left);
+		}
+		int pr = poll(&pfd, 1, wait);
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr == 0) {
-			gossip_seterr("timed out after %d s waiting to send", timeout_ms / 1000);
+			if (timeout_ms >= 0 && wait == timeout_ms)
+				gossip_seterr("timed out after %d s waiting to send", timeout_ms / 1000);
+			else
+				gossip_seterr("timed out: the time limit ran out while sending");
 			return -1;
 		}
 		ssize_t k = send(fd, q, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -197,6 +209,16 @@ int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms)
 		n -= (size_t)k;
 	}
 	return 0;
+}
+
+int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms)
+{
+	return send_all(fd, p, n, timeout_ms, 0);
+}
+
+int gossip_send_by(int fd, const void *p, size_t n, uint64_t deadline)
+{
+	return send_all(fd, p, n, -1, deadline ? deadline : 1);
 }
 
 /* ---- the keyring ---- */

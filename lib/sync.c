@@ -1,51 +1,65 @@
-/* sync.c: anti-entropy: two stores compare Merkle summaries over any byte stream and
- * send each other only what the other lacks. gossip(7) documents the protocol. */
+/* sync.c: anti-entropy: two stores compare Merkle summaries and send each other only
+ * what the other lacks, inside a session (session.c) that is authenticated and encrypted
+ * between trusted identities, over any byte stream. gossip(7) documents the protocol.
+ *
+ * Every sync is bounded, whoever the peer: one deadline for the whole session at both
+ * ends (not per read, so a trickle cannot stretch it); the server sends only messages it
+ * offered in this session's leaves, each once, so a want cannot amplify; the client takes
+ * no more leaves than the server announced, and a server may announce at most
+ * SYNC_LEAVES_MAX, so a peer cannot make the client allocate without bound. */
+#include "session.h"
 #include "store.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { PROTO_VERSION = 1 };
+/* The most messages a peer's store may hold for a sync: at 24 bytes a leaf, the client
+ * holds at most 96 MiB of the peer's leaves. gossip(7) documents it. */
+enum { SYNC_LEAVES_MAX = 1 << 22 };
 
 struct conn {
-	int rfd, wfd;
+	struct session ss;
+	int fd;
 	pid_t pid;
-	int timeout_ms;
-	struct gossip_reader rd;
-	struct gossip_buf out;
 	struct gossip_sync_stats *s;
 };
 
-/* ---- the byte stream ---- */
+/* ---- the session's stream ---- */
 
 static int send_out(struct conn *c)
 {
-	if (gossip_send_timed(c->wfd, c->out.p, c->out.len, c->timeout_ms) < 0) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", gossip_error());
-		gossip_seterr("peer: %s", why);
-		return -1;
-	}
-	c->s->sent_bytes += c->out.len;
-	c->out.len = 0;
-	return 0;
+	int r = session_flush(&c->ss);
+	c->s->sent_bytes = c->ss.sent;
+	return r;
 }
 
 static int recv_item(struct conn *c, const uint8_t **p, size_t *n)
 {
-	uint64_t off;
-	int r = gossip_reader_next(&c->rd, p, n, &off);
-	c->s->recv_bytes = c->rd.bytes;
-	if (r == 0)
-		gossip_seterr("peer: closed the connection mid-sync");
-	/* On an error the reader's message already starts with "peer: ". */
+	int r = session_next(&c->ss, p, n);
+	c->s->recv_bytes = c->ss.wire.bytes;
+	/* On an error the session's message already starts with "peer". */
 	return r == 1 ? 0 : -1;
+}
+
+/* Refuse what the peer did: our error, and its "peer says". */
+static int refuse(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(struct conn *c, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	session_refuse(&c->ss, why);
+	gossip_seterr("%s", why);
+	return -1;
 }
 
 /* A command peer: sh -c CMD with its stdin and stdout on one end of a socket pair. */
@@ -72,58 +86,78 @@ static int spawn(const char *cmd, pid_t *pid)
 	return sv[0];
 }
 
-static int conn_open(struct conn *c, const char *peer)
+static int conn_open(struct conn *c, const char *peer, uint64_t deadline)
 {
-	int fd;
 	struct gossip_addr a;
+	uint64_t now = gossip_mono_ms();
+	int left = now < deadline ? (int)(deadline - now) : 0;
 	c->pid = 0;
 	if (strncmp(peer, "tcp://", 6) == 0 || strncmp(peer, "unix:", 5) == 0)
-		fd = gossip_addr_parse(&a, peer) < 0 ? -1 : gossip_connect(&a, c->timeout_ms);
+		c->fd = gossip_addr_parse(&a, peer) < 0 ? -1 : gossip_connect(&a, left);
 	else
-		fd = spawn(peer, &c->pid);
-	if (fd < 0)
-		return -1;
-	c->rfd = c->wfd = fd;
-	return 0;
+		c->fd = spawn(peer, &c->pid);
+	return c->fd < 0 ? -1 : 0;
+}
+
+/* Wait for a command peer to exit, until the time given; then stop it (TERM, and KILL
+ * half a second later): no command holds a sync past its limit. */
+static void reap(pid_t pid, uint64_t until)
+{
+	int sig = SIGTERM;
+	long step = 100000;
+	while (waitpid(pid, NULL, WNOHANG) == 0) {
+		if (gossip_mono_ms() >= until) {
+			kill(pid, sig);
+			if (sig == SIGKILL) {
+				waitpid(pid, NULL, 0);
+				return;
+			}
+			sig = SIGKILL;
+			until = gossip_mono_ms() + 500;
+		}
+		nanosleep(&(struct timespec){0, step}, NULL);
+		if (step < 10000000)
+			step *= 2;
+	}
 }
 
 static void conn_close(struct conn *c, int failed)
 {
-	if (c->rfd >= 0)
-		close(c->rfd);
-	if (c->wfd >= 0 && c->wfd != c->rfd)
-		close(c->wfd);
-	c->rfd = c->wfd = -1;
+	c->s->sent_bytes = c->ss.sent;
+	c->s->recv_bytes = c->ss.wire.bytes;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
 	if (c->pid > 0) {
-		if (failed)
-			kill(c->pid, SIGTERM);
-		waitpid(c->pid, NULL, 0);
+		/* After a failure the command gets a second to finish (a refused server
+		 * exits at once), never past the deadline. */
+		uint64_t grace = gossip_mono_ms() + 1000;
+		reap(c->pid, failed && grace < c->ss.deadline ? grace : c->ss.deadline);
 	}
-	gossip_reader_free(&c->rd);
-	gossip_buf_free(&c->out);
+	session_free(&c->ss);
+}
+
+/* This node's identity and cluster keys, from the store's state directory. */
+static int auth_load(struct gossip_merger *mg, struct gossip_identity *id,
+                     struct gossip_keyring *ring)
+{
+	const char *dir = gossip_store_dir(mg->st);
+	char why[512];
+	if (gossip_identity_load(dir, id, 0) < 0) {
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("a sync needs this node's key: %s", why);
+		return -1;
+	}
+	if (gossip_keyring_load(ring, dir) < 0) {
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("keyring: %s", why);
+		gossip_identity_free(id);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- protocol items ---- */
-
-static int put_op(struct gossip_buf *b, const char *op, unsigned nmore);
-
-/* The hello: ["gossip-sync", version, mode, root, count]. */
-static int put_hello(struct gossip_buf *b)
-{
-	return put_op(b, "gossip-sync", 4) < 0 || gossip_cbor_head(b, GOSSIP_MT_UINT, PROTO_VERSION) < 0 ? -1 : 0;
-}
-
-int gossip_sync_starts(const uint8_t *p, size_t n)
-{
-	struct gossip_buf b = {0};
-	int r = 0;
-	if (put_op(&b, "gossip-sync", 4) == 0) {  /* what starts a hello, in any version */
-		size_t k = n < b.len ? n : b.len;
-		r = memcmp(p, b.p, k) != 0 ? 0 : k == b.len ? 1 : -1;
-	}
-	gossip_buf_free(&b);
-	return r;
-}
 
 static int put_op(struct gossip_buf *b, const char *op, unsigned nmore)
 {
@@ -131,22 +165,16 @@ static int put_op(struct gossip_buf *b, const char *op, unsigned nmore)
 	       gossip_cbor_str(b, GOSSIP_MT_TSTR, op, strlen(op)) < 0 ? -1 : 0;
 }
 
-/* 1 (and the error set to what the peer said) when p is ["error", text]. */
-static int peer_error(const uint8_t *p, size_t n)
+int gossip_sync_starts(const uint8_t *p, size_t n)
 {
-	struct gossip_cur e = {p, n, 0};
-	struct gossip_ev ev;
-	char saved[512];
+	struct gossip_buf b = {0};
 	int r = 0;
-	snprintf(saved, sizeof saved, "%s", gossip_error());
-	if (gossip_cur_expect(&e, GOSSIP_EV_ARRAY, &ev, "") == 0 && ev.u == 2 &&
-	    gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "") == 0 && ev.len == 5 &&
-	    memcmp(ev.data, "error", 5) == 0 && gossip_cur_expect(&e, GOSSIP_EV_TSTR, &ev, "") == 0) {
-		snprintf(saved, sizeof saved, "peer says: %.*s", (int)(ev.len > 200 ? 200 : ev.len),
-		         ev.data);
-		r = 1;
+	/* What starts the client's first handshake message, in every version so far. */
+	if (put_op(&b, "gossip-sync", 4) == 0) {
+		size_t k = n < b.len ? n : b.len;
+		r = memcmp(p, b.p, k) != 0 ? 0 : k == b.len ? 1 : -1;
 	}
-	gossip_seterr("%s", saved);
+	gossip_buf_free(&b);
 	return r;
 }
 
@@ -160,7 +188,7 @@ static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigne
 	if (recv_item(c, &p, &n) < 0)
 		return -1;
 	*cu = (struct gossip_cur){p, n, 0};
-	if (peer_error(p, n))
+	if (session_peer_error(p, n))
 		return -1;
 	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u < 1)
 		goto bad;
@@ -213,12 +241,12 @@ static int send_entries(struct conn *c, struct gossip_store *st, struct gossip_e
 {
 	uint8_t *buf = malloc(GOSSIP_MSG_MAX);
 	int r = -1;
-	if (!buf || put_op(&c->out, "msgs", 1) < 0 || gossip_cbor_head(&c->out, GOSSIP_MT_UINT, n) < 0)
+	if (!buf || put_op(&c->ss.out, "msgs", 1) < 0 || gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, n) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (store_read(st, v[i], buf) < 0 || gossip_buf_put(&c->out, buf, v[i]->len) < 0)
+		if (store_read(st, v[i], buf) < 0 || gossip_buf_put(&c->ss.out, buf, v[i]->len) < 0)
 			goto out;
-		if (c->out.len >= 1 << 20 && send_out(c) < 0)
+		if (c->ss.out.len >= 1 << 20 && send_out(c) < 0)
 			goto out;
 	}
 	c->s->sent_msgs += n;
@@ -230,7 +258,7 @@ out:
 
 /* Receive ["msgs", n] and n messages into the merger, storing as they come in batches,
  * so that a peer that fails mid-way leaves every whole message it sent. */
-static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src)
+static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, uint64_t max)
 {
 	struct gossip_cur cu;
 	uint64_t n, off;
@@ -238,9 +266,13 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src)
 	size_t len;
 	if (get_op(c, &cu, "msgs", 1) < 0 || get_uint(&cu, &n, UINT32_MAX) < 0)
 		return -1;
+	if (n > max)
+		return refuse(c, "refused: the peer sends %llu messages, more than the %llu asked for",
+		              (unsigned long long)n, (unsigned long long)max);
 	for (uint64_t i = 0; i < n; i++) {
-		int r = gossip_reader_next(&c->rd, &p, &len, &off);
-		c->s->recv_bytes = c->rd.bytes;
+		int r = session_next(&c->ss, &p, &len);
+		c->s->recv_bytes = c->ss.wire.bytes;
+		off = c->ss.off;
 		if (r != 1) {
 			gossip_merge_flush(mg);
 			if (r == 0)
@@ -251,7 +283,7 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src)
 		c->s->recv_msgs++;
 		if (gossip_merge_item(mg, p, len, src, off) < 0)
 			return -1;
-		if (!gossip_reader_ready(&c->rd) && gossip_merge_flush(mg) < 0)
+		if (!session_ready(&c->ss) && gossip_merge_flush(mg) < 0)
 			return -1;
 	}
 	return gossip_merge_flush(mg);
@@ -263,6 +295,7 @@ static void bucket(const struct store_digest *d, size_t b, struct gossip_entry *
 	*v = d->sorted + d->start[b];
 	*n = d->start[b + 1] - d->start[b];
 }
+
 
 /* ---- the client ---- */
 
@@ -279,34 +312,43 @@ static int by_leaf(const void *a, const void *b)
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
                        struct gossip_sync_stats *s)
 {
-	struct conn c = {-1, -1, 0, timeout_ms, {0}, {0}, s};
-	struct store_digest d;
+	uint64_t deadline = gossip_mono_ms() + (uint64_t)timeout_ms;
+	struct conn c = {.fd = -1, .s = s};
+	struct gossip_identity id = {0};
+	struct gossip_keyring ring = {0};
+	struct store_digest d = {0};
 	struct gossip_cur cu;
 	struct gossip_entry **push = NULL;
 	struct leaf *leaves = NULL;
 	struct gossip_buf want = {0};
 	size_t npush = 0, nwant = 0, nleaves = 0, capleaves = 0;
-	uint8_t diff1[256] = {0};
-	int r = -1;
+	uint8_t diff1[256] = {0}, *diff2 = NULL;
+	int r = -1, have_digest = 0;
 	static const char *const modes[] = {NULL, "push", "pull", "push-pull"};
 
 	memset(s, 0, sizeof *s);
+	session_init(&c.ss, -1, -1, timeout_ms);
+	if (auth_load(mg, &id, &ring) < 0)
+		goto out;
 	if (gossip_store_lock(mg->st) < 0)
-		return -1;
+		goto out;
 	int dr = store_digest_make(&d, mg->st);
 	gossip_store_unlock(mg->st);
 	if (dr < 0)
-		return -1;
-	if (conn_open(&c, peer) < 0)
 		goto out;
-	gossip_reader_init(&c.rd, c.rfd, "peer", &gossip_any_limits);
-	c.rd.timeout_ms = timeout_ms;
+	have_digest = 1;
+	if (conn_open(&c, peer, deadline) < 0)
+		goto out;
+	session_init(&c.ss, c.fd, c.fd, timeout_ms);
+	c.ss.deadline = deadline;  /* counted from the start, connecting included */
+	if (session_client(&c.ss, &(struct session_auth){&id, &ring, mg->trust}) < 0)
+		goto out;
 
 	/* 1. Our summary; an equal store ends it here. */
-	if (put_hello(&c.out) < 0 ||
-	    gossip_cbor_str(&c.out, GOSSIP_MT_TSTR, modes[mode], strlen(modes[mode])) < 0 ||
-	    gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, d.root, 16) < 0 ||
-	    gossip_cbor_head(&c.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
+	if (put_op(&c.ss.out, "summary", 3) < 0 ||
+	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_TSTR, modes[mode], strlen(modes[mode])) < 0 ||
+	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.root, 16) < 0 ||
+	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
 		goto out;
 	const uint8_t *p;
 	size_t n;
@@ -317,15 +359,22 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		r = 0;
 		goto out;
 	}
-	/* 2. The peer's level-one hashes: find the buckets that differ. */
+	/* 2. The peer's level-one hashes and its count: find the buckets that differ. */
 	cu = (struct gossip_cur){p, n, 0};
 	struct gossip_ev ev;
 	const uint8_t *l1;
-	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u != 2 ||
+	uint64_t count;
+	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u != 3 ||
 	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0 || ev.len != 2 ||
-	    memcmp(ev.data, "l1", 2) != 0 || get_bstr(&cu, 4096, &l1) < 0) {
-		if (!peer_error(p, n))
+	    memcmp(ev.data, "l1", 2) != 0 || get_bstr(&cu, 4096, &l1) < 0 ||
+	    get_uint(&cu, &count, UINT64_MAX) < 0) {
+		if (!session_peer_error(p, n))
 			gossip_seterr("peer: not the sync protocol (wanted \"l1\")");
+		goto out;
+	}
+	if (count > SYNC_LEAVES_MAX) {
+		refuse(&c, "refused: the server announces %llu messages; a sync takes at most %d",
+		       (unsigned long long)count, SYNC_LEAVES_MAX);
 		goto out;
 	}
 	unsigned ndiff1 = 0;
@@ -333,19 +382,19 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		if (memcmp(l1 + 16 * i, d.l1[i], 16) != 0)
 			diff1[i] = 1, ndiff1++;
 	/* 3. Our level-two hashes under those buckets. */
-	if (put_op(&c.out, "l2", 1) < 0 || gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, ndiff1) < 0)
+	if (put_op(&c.ss.out, "l2", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, ndiff1) < 0)
 		goto out;
 	for (int i = 0; i < 256; i++)
-		if (diff1[i] && (gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, 2) < 0 ||
-		                 gossip_cbor_head(&c.out, GOSSIP_MT_UINT, (uint64_t)i) < 0 ||
-		                 gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, d.l2[i * 256], 4096) < 0))
+		if (diff1[i] && (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 2) < 0 ||
+		                 gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, (uint64_t)i) < 0 ||
+		                 gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.l2[i * 256], 4096) < 0))
 			goto out;
 	if (send_out(&c) < 0)
 		goto out;
 	/* 4. The peer's entries in the level-two buckets that differ, one item per level-one
-	 * bucket: ["leaves", [b2...], [[slot, version]...]]. */
-	uint8_t *diff2 = calloc(65536, 1);
-	if (!diff2) {
+	 * bucket: ["leaves", [b2...], [[slot, version]...]]. No more leaves than the peer
+	 * announced messages: that bounds what we hold. */
+	if (!(diff2 = calloc(65536, 1))) {
 		gossip_seterr("out of memory");
 		goto out;
 	}
@@ -353,37 +402,47 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		uint64_t nb, nl, b2, v;
 		const uint8_t *slot;
 		if (get_op(&c, &cu, "leaves", 2) < 0 || get_array(&cu, &nb, 256) < 0)
-			goto out2;
+			goto out;
 		for (uint64_t i = 0; i < nb; i++) {
 			if (get_uint(&cu, &b2, 65535) < 0)
-				goto out2;
+				goto out;
 			diff2[b2] = 1;
 		}
 		if (get_array(&cu, &nl, UINT32_MAX) < 0)
-			goto out2;
+			goto out;
+		if (nl > count - nleaves) {
+			refuse(&c, "refused: the server sends more leaves than the %llu messages it "
+			       "announced", (unsigned long long)count);
+			goto out;
+		}
+		if (nleaves + nl > capleaves) {
+			capleaves = nleaves + nl > 2 * capleaves ? nleaves + nl : 2 * capleaves;
+			if (capleaves > count)
+				capleaves = count;
+			struct leaf *nl2 = realloc(leaves, capleaves * sizeof *leaves);
+			if (!nl2) {
+				gossip_seterr("out of memory");
+				goto out;
+			}
+			leaves = nl2;
+		}
 		for (uint64_t i = 0; i < nl; i++) {
 			uint64_t two;
 			if (get_array(&cu, &two, 2) < 0 || two != 2 || get_bstr(&cu, 16, &slot) < 0 ||
 			    get_uint(&cu, &v, UINT64_MAX) < 0)
-				goto out2;
-			if (nleaves == capleaves) {
-				capleaves = capleaves ? 2 * capleaves : 1024;
-				struct leaf *nl2 = realloc(leaves, capleaves * sizeof *leaves);
-				if (!nl2) {
-					gossip_seterr("out of memory");
-					goto out2;
-				}
-				leaves = nl2;
-			}
+				goto out;
 			memcpy(leaves[nleaves].slot, slot, 16);
 			leaves[nleaves++].version = v;
 		}
 	}
 	if (nleaves)
 		qsort(leaves, nleaves, sizeof *leaves, by_leaf);
-	/* 5. Compare: push what the peer lacks or has older; want what it has newer. */
-	if (!(push = malloc((d.count ? d.count : 1) * sizeof *push)))
-		goto out2;
+	/* 5. Compare: push what the peer lacks or has older; want what it has newer, each
+	 * slot once (the server refuses a want that repeats). */
+	if (!(push = malloc((d.count ? d.count : 1) * sizeof *push))) {
+		gossip_seterr("out of memory");
+		goto out;
+	}
 	for (size_t b = 0; b < 65536; b++) {
 		if (!diff2[b])
 			continue;
@@ -399,69 +458,81 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		}
 	}
 	for (size_t i = 0; i < nleaves && (mode & GOSSIP_PULL); i++) {
+		if (i && memcmp(leaves[i].slot, leaves[i - 1].slot, 16) == 0)
+			continue;
 		const struct gossip_entry *e = gossip_store_find(mg->st, leaves[i].slot);
 		if (!e || e->version < leaves[i].version) {
 			if (gossip_buf_put(&want, leaves[i].slot, 16) < 0)
-				goto out2;
+				goto out;
 			nwant++;
 		}
 	}
 	if (send_entries(&c, mg->st, push, npush) < 0)
-		goto out2;
-	if (put_op(&c.out, "want", 1) < 0 || gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, nwant) < 0)
-		goto out2;
+		goto out;
+	if (put_op(&c.ss.out, "want", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nwant) < 0)
+		goto out;
 	for (size_t i = 0; i < nwant; i++)
-		if (gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, want.p + 16 * i, 16) < 0)
-			goto out2;
+		if (gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, want.p + 16 * i, 16) < 0)
+			goto out;
 	if (send_out(&c) < 0)
-		goto out2;
-	/* 6. What we asked for, then the end. */
-	if (recv_msgs(&c, mg, "peer") < 0 || get_op(&c, &cu, "done", 0) < 0)
-		goto out2;
+		goto out;
+	/* 6. What we asked for (no more), then the end. */
+	if (recv_msgs(&c, mg, "peer", nwant) < 0 || get_op(&c, &cu, "done", 0) < 0)
+		goto out;
 	r = 0;
-out2:
-	free(diff2);
 out:
 	conn_close(&c, r < 0);
+	gossip_identity_free(&id);
+	gossip_keyring_free(&ring);
+	free(diff2);
 	free(push);
 	free(leaves);
 	gossip_buf_free(&want);
-	store_digest_free(&d);
+	if (have_digest)
+		store_digest_free(&d);
 	return r;
 }
 
 /* ---- the server ---- */
 
-static void send_error(struct conn *c, const char *why)
+/* A slot offered in this session's leaves, and whether it has been wanted. */
+struct offer {
+	uint8_t slot[16];
+	uint8_t wanted;
+};
+
+static int by_offer(const void *a, const void *b)
 {
-	c->out.len = 0;
-	if (put_op(&c->out, "error", 1) == 0 && gossip_cbor_str(&c->out, GOSSIP_MT_TSTR, why, strlen(why)) == 0)
-		send_out(c);
+	return memcmp(a, b, 16);
 }
 
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s)
 {
-	struct conn c = {rfd, wfd, 0, timeout_ms, {0}, {0}, s};
+	struct conn c = {.fd = -1, .s = s};
+	struct gossip_identity id = {0};
+	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
 	struct gossip_cur cu;
 	struct gossip_ev ev;
+	struct offer *offers = NULL;
+	struct gossip_entry **v = NULL;
+	size_t noffers = 0;
 	const uint8_t *root;
-	uint64_t ver, count, n1;
+	uint64_t count, n1;
+	uint8_t asked[256] = {0};
 	int r = -1, have_digest = 0;
 
 	memset(s, 0, sizeof *s);
-	gossip_reader_init(&c.rd, rfd, "peer", &gossip_any_limits);
-	c.rd.timeout_ms = timeout_ms;
-	if (get_op(&c, &cu, "gossip-sync", 4) < 0 || get_uint(&cu, &ver, UINT32_MAX) < 0)
-		goto out;
-	if (ver != PROTO_VERSION) {
-		gossip_seterr("peer speaks sync protocol version %llu, this is %d",
-		              (unsigned long long)ver, PROTO_VERSION);
-		send_error(&c, gossip_error());
+	session_init(&c.ss, rfd, wfd, timeout_ms);
+	if (auth_load(mg, &id, &ring) < 0) {
+		session_refuse(&c.ss, "refused: the server cannot sync (see its log)");
 		goto out;
 	}
-	if (gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
+	if (session_server(&c.ss, &(struct session_auth){&id, &ring, mg->trust}) < 0)
+		goto out;
+	if (get_op(&c, &cu, "summary", 3) < 0 ||
+	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
 	    get_uint(&cu, &count, UINT64_MAX) < 0)
 		goto out;
 	if (gossip_store_lock(mg->st) < 0)
@@ -473,13 +544,16 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	have_digest = 1;
 	if (memcmp(root, d.root, 16) == 0 && count == d.count) {
 		s->equal = 1;
-		r = put_op(&c.out, "equal", 0) < 0 ? -1 : send_out(&c);
+		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
-	if (put_op(&c.out, "l1", 1) < 0 || gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, d.l1, 4096) < 0 ||
-	    send_out(&c) < 0)
+	if (put_op(&c.ss.out, "l1", 2) < 0 || gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.l1, 4096) < 0 ||
+	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
 		goto out;
-	/* The client's level-two hashes: answer with our entries where they differ. */
+	if (!(offers = malloc((d.count ? d.count : 1) * sizeof *offers)))
+		goto fail;
+	/* The client's level-two hashes: answer with our entries where they differ, and
+	 * note each one offered. */
 	if (get_op(&c, &cu, "l2", 1) < 0 || get_array(&cu, &n1, 256) < 0)
 		goto out;
 	for (uint64_t k = 0; k < n1; k++) {
@@ -491,45 +565,72 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		if (get_array(&cu, &two, 2) < 0 || two != 2 || get_uint(&cu, &a, 255) < 0 ||
 		    get_bstr(&cu, 4096, &l2) < 0)
 			goto out;
+		if (asked[a]++) {
+			refuse(&c, "refused: the client asks for level-one bucket %u twice", (unsigned)a);
+			goto out;
+		}
 		for (unsigned j = 0; j < 256; j++)
 			if (memcmp(l2 + 16 * j, d.l2[a * 256 + j], 16) != 0) {
 				diff[nd++] = (uint16_t)(a * 256 + j);
 				nl += d.start[a * 256 + j + 1] - d.start[a * 256 + j];
 			}
-		if (put_op(&c.out, "leaves", 2) < 0 || gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, nd) < 0)
+		if (put_op(&c.ss.out, "leaves", 2) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nd) < 0)
 			goto out;
 		for (unsigned j = 0; j < nd; j++)
-			if (gossip_cbor_head(&c.out, GOSSIP_MT_UINT, diff[j]) < 0)
+			if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, diff[j]) < 0)
 				goto out;
-		if (gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, nl) < 0)
+		if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nl) < 0)
 			goto out;
 		for (unsigned j = 0; j < nd; j++) {
-			struct gossip_entry **v;
-			size_t nv;
-			bucket(&d, diff[j], &v, &nv);
-			for (size_t i = 0; i < nv; i++)
-				if (gossip_cbor_head(&c.out, GOSSIP_MT_ARRAY, 2) < 0 ||
-				    gossip_cbor_str(&c.out, GOSSIP_MT_BSTR, v[i]->slot, 16) < 0 ||
-				    gossip_cbor_head(&c.out, GOSSIP_MT_UINT, v[i]->version) < 0)
+			struct gossip_entry **e;
+			size_t ne;
+			bucket(&d, diff[j], &e, &ne);
+			for (size_t i = 0; i < ne; i++) {
+				if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 2) < 0 ||
+				    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, e[i]->slot, 16) < 0 ||
+				    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, e[i]->version) < 0)
 					goto out;
+				memcpy(offers[noffers].slot, e[i]->slot, 16);
+				offers[noffers++].wanted = 0;
+			}
 		}
 		if (send_out(&c) < 0)
 			goto out;
 	}
-	/* What the client pushes, then what it wants. */
-	if (recv_msgs(&c, mg, "peer") < 0)
+	/* The digest points into the store's index, which merging may move: from here on
+	 * the offers (copies) say what was offered. */
+	store_digest_free(&d);
+	have_digest = 0;
+	if (noffers)
+		qsort(offers, noffers, sizeof *offers, by_offer);
+	/* What the client pushes, then what it wants: only slots offered, each once, so the
+	 * reply is bounded by what this server told the client it has. */
+	if (recv_msgs(&c, mg, "peer", UINT32_MAX) < 0)
 		goto out;
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
-	struct gossip_entry **v = malloc((nw ? nw : 1) * sizeof *v);
+	if (nw > noffers) {
+		refuse(&c, "refused: the client wants %llu messages, more than the %zu offered",
+		       (unsigned long long)nw, noffers);
+		goto out;
+	}
 	size_t nv = 0;
-	if (!v)
+	if (!(v = malloc((nw ? nw : 1) * sizeof *v)))
 		goto fail;
 	for (uint64_t i = 0; i < nw; i++) {
 		const uint8_t *slot;
-		if (get_bstr(&cu, 16, &slot) < 0) {
-			free(v);
+		char hex[33];
+		if (get_bstr(&cu, 16, &slot) < 0)
+			goto out;
+		struct offer *o = bsearch(slot, offers, noffers, sizeof *offers, by_offer);
+		gossip_hex(hex, slot, 16);
+		if (!o) {
+			refuse(&c, "refused: the client wants slot %s, which was not offered", hex);
+			goto out;
+		}
+		if (o->wanted++) {
+			refuse(&c, "refused: the client wants slot %s twice", hex);
 			goto out;
 		}
 		/* Our index may have moved on since the summary; send what it holds now. */
@@ -537,20 +638,22 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		if (e)
 			v[nv++] = (struct gossip_entry *)e;
 	}
-	r = send_entries(&c, mg->st, v, nv);
-	free(v);
-	if (r < 0 || put_op(&c.out, "done", 0) < 0 || send_out(&c) < 0) {
-		r = -1;
+	if (send_entries(&c, mg->st, v, nv) < 0 || put_op(&c.ss.out, "done", 0) < 0 ||
+	    send_out(&c) < 0)
 		goto out;
-	}
 	r = 0;
 	goto out;
 fail:
-	send_error(&c, gossip_error());
+	session_refuse(&c.ss, gossip_error());
 out:
 	if (have_digest)
 		store_digest_free(&d);
-	gossip_reader_free(&c.rd);
-	gossip_buf_free(&c.out);
+	free(offers);
+	free(v);
+	s->sent_bytes = c.ss.sent;
+	s->recv_bytes = c.ss.wire.bytes;
+	session_free(&c.ss);
+	gossip_identity_free(&id);
+	gossip_keyring_free(&ring);
 	return r;
 }

@@ -335,6 +335,13 @@ uint64_t gossip_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t gossip_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void gossip_fmt_time(char *out, uint64_t ms)
 {
 	time_t s = (time_t)(ms / 1000);

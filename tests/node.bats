@@ -206,13 +206,13 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 @test "a state directory and tags with quotes and spaces work (sync on the port too)" {
 	d="$T/it's a \"dir\""
 	gossip-keygen -d "$d" -n odd >odd.pub
-	cp odd.pub "$d/trusted"
+	gossip-keygen -d client -n client >client.pub
+	cat odd.pub client.pub >"$d/trusted"
 	gossip-node -d "$d" -l "127.0.0.1:${PORTS[0]}" -i 0.2 -t "note=it's\"fine\"" \
 		</dev/null >/dev/null 2>odd.log 3>&- &
 	PGID_odd=$! NODES=" odd"
 	wait_for 10 test -s "$d/listening"
 	wait_for 5 sh -c "gossip-peers -d \"\$1\" -j list | jq -e '.tags.note == \"it'\\''s\\\"fine\\\"\"' >/dev/null" sh "$d"
-	mkdir -m 700 client
 	cp odd.pub client/trusted
 	run gossip-merge -d client sync "tcp://127.0.0.1:${PORTS[0]}"
 	assert_success

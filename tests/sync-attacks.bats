@@ -1,0 +1,311 @@
+#!/usr/bin/env bats
+# Attacks on anti-entropy, each run as the attacker would, each checking that it fails
+# and that nothing stored changed: an outsider with only public keys (over TCP through
+# gossip-listen -s, a unix socket and a command), a passive observer, a wrong cluster key,
+# an old client, peers that trickle or stall, an amplifying want, a flood of leaves, and
+# a peer taking every sync slot.
+load helper
+
+SEED=0404040404040404040404040404040404040404040404040404040404040404
+P="$BATS_TEST_DIRNAME/syncpeer.py"
+
+setup() {
+	base_setup
+	BG=
+	mknode a
+	mknode b
+	for n in a b; do trust $n a; trust $n b; done
+	# py: a trusted member that misbehaves (tests/syncpeer.py speaks the real handshake).
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $SEED py >>a/trusted
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $SEED py >>b/trusted
+	# mallory: a fresh key that nobody trusts; she trusts b, so her side would go on.
+	mknode m
+	trust m b
+	gossip-send -d a set a-key a-value | gossip-merge -d a >/dev/null
+	gossip-send -d b set secret-key hunter2-value | gossip-merge -d b >/dev/null
+	gossip-send -d m set planted 1 | gossip-merge -d m >/dev/null
+}
+
+teardown() {
+	for p in $BG; do kill "$p" 2>/dev/null || true; done
+	for p in $BG; do wait "$p" 2>/dev/null || true; done
+}
+
+digest() { gossip-merge -d "$1" digest; }
+ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# listen_sync NODE: gossip-listen for NODE with syncs handed to serve (-t SERVE_T, 10 by
+# default) on a TCP port of its choosing, in $TCP.
+listen_sync() {
+	gossip-listen -d "$T/$1" -a "$T/$1.addrs" -s "exec gossip-merge -d '$T/$1' -t ${SERVE_T:-10} serve" \
+		tcp://127.0.0.1:0 >/dev/null 2>"$T/$1.listen.err" &
+	BG="$BG $!"
+	for _ in $(seq 1 200); do [ -s "$T/$1.addrs" ] && break; sleep 0.05; done
+	TCP=$(cat "$T/$1.addrs")
+	[ -n "$TCP" ] || fail "gossip-listen did not start: $(cat "$T/$1.listen.err")"
+}
+
+# serve_on ADDRESS NODE: `gossip-merge serve` for NODE under socat at a TCP port or a
+# unix socket.
+serve_on() {
+	socat "$1",fork EXEC:"gossip-merge -d $T/$2 serve" 2>/dev/null &
+	BG="$BG $!"
+}
+freeport() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $1))" 2>/dev/null && return; sleep 0.05; done; }
+
+# outsider PEER: mallory pulls and pushes through PEER; both refused, nothing moves.
+outsider() {
+	local bb mm
+	bb=$(snapshot b) mm=$(digest m)
+	for mode in --pull --push --push-pull; do
+		run --separate-stderr gossip-merge -v -d m $mode sync "$1"
+		assert_failure 2
+		[[ $stderr == *"gossip-merge: $1: peer says: refused: the client's key $(cut -c1-8 m.pub) is not in the server's trusted"* ]] ||
+			fail "$mode: $stderr"
+		[[ $stderr == *"received 0 messages"* ]] || fail "$stderr"
+		[ "$(digest m)" = "$mm" ]
+		[ "$(snapshot b)" = "$bb" ]
+	done
+	run gossip-merge -d b get planted
+	assert_failure 1
+	run gossip-merge -d m get secret-key
+	assert_failure 1
+}
+
+@test "an outsider with only public keys can neither pull nor push: TCP through gossip-listen -s" {
+	listen_sync b
+	outsider "$TCP"
+	# serve's line goes to the listener's log, once for each try.
+	[ "$(grep -c "gossip-merge: serve: refused: the client's key $(cut -c1-8 m.pub) is not in the server's trusted" b.listen.err)" = 3 ] ||
+		fail "$(cat b.listen.err)"
+	# A member still syncs through the same port.
+	run gossip-merge -d a sync "$TCP"
+	assert_success
+	[ "$(gossip-merge -d a get secret-key)" = hunter2-value ]
+}
+
+@test "an outsider can neither pull nor push: a unix socket, and a command peer" {
+	serve_on UNIX-LISTEN:$T/sock b
+	for _ in $(seq 1 100); do [ -S sock ] && break; sleep 0.05; done
+	outsider "unix:$T/sock"
+	outsider "gossip-merge -d $T/b serve"
+	# The server says why, on one line, and exits 2.
+	run --separate-stderr sh -c "gossip-merge -d $T/m sync 'gossip-merge -d $T/b serve 2>$T/serve.err; echo \$? >$T/serve.status' >/dev/null"
+	assert_failure 2
+	[ "$(cat serve.status)" = 2 ]
+	[ "$(cat serve.err)" = "gossip-merge: serve: refused: the client's key $(cut -c1-8 m.pub) is not in the server's trusted" ]
+}
+
+@test "a member will not sync with a server it does not trust, and shows it nothing" {
+	# mallory serves; a does not trust her: a refuses before sending its identity.
+	trust m a
+	aa=$(snapshot a)
+	run --separate-stderr gossip-merge -d a sync "tee $T/c2s | gossip-merge -d $T/m serve 2>/dev/null"
+	assert_failure 2
+	assert_error gossip-merge "refused: the server's key $(cut -c1-8 m.pub) is not in the client's trusted"
+	[ "$(snapshot a)" = "$aa" ]
+	run gossip-merge -d m get secret-key
+	assert_failure 1
+	# a's public key never crossed the wire in the clear.
+	$PY -c 'import base64, sys
+pk = base64.b64decode(open(sys.argv[1]).read().split()[0])
+sys.exit(pk in open(sys.argv[2], "rb").read())' a.pub c2s
+}
+
+@test "a passive observer of a sync between members sees no state and no identity" {
+	for i in $(seq 1 20); do echo "set b-key-$i b-value-$i"; done | gossip-send -d b batch | gossip-merge -d b >/dev/null
+	gossip-send -d a set a-only-key a-only-value | gossip-merge -d a >/dev/null
+	run gossip-merge -d a sync "tee $T/c2s | gossip-merge -d $T/b serve | tee $T/s2c"
+	assert_success
+	[ "$(gossip-merge -d a get b-key-7)" = b-value-7 ]
+	[ "$(gossip-merge -d b get a-only-key)" = a-only-value ]
+	[ "$(digest a)" = "$(digest b)" ]
+	[ "$(stat -c %s s2c)" -gt 2000 ]   # the messages did cross
+	$PY - a.pub b.pub c2s s2c <<'PY'
+import base64, sys
+a, b = (base64.b64decode(open(p).read().split()[0]) for p in sys.argv[1:3])
+wire = open(sys.argv[3], "rb").read() + open(sys.argv[4], "rb").read()
+for secret in (b"secret-key", b"hunter2-value", b"b-key-7", b"b-value-7", b"a-only-value", a, b):
+    assert secret not in wire, secret
+PY
+}
+
+@test "a member with another cluster key is refused; the keyring's old key still works" {
+	gossip-keygen -c >k1
+	gossip-keygen -c >k2
+	install -m 600 k1 a/keyring
+	install -m 600 k2 b/keyring
+	aa=$(snapshot a) bb=$(snapshot b)
+	run --separate-stderr gossip-merge -d a sync "gossip-merge -d $T/b serve 2>$T/serve.err"
+	assert_failure 2
+	assert_error gossip-merge "peer says: refused: the client's cluster key "
+	[[ $stderr == *"is not in the server's keyring"* ]]
+	[[ $(cat serve.err) == "gossip-merge: serve: refused: the client's cluster key "*" is not in the server's keyring" ]]
+	[ "$(snapshot a)" = "$aa" ]
+	[ "$(snapshot b)" = "$bb" ]
+	# No keyring against a keyring, either way.
+	rm a/keyring
+	run --separate-stderr gossip-merge -d a sync "gossip-merge -d $T/b serve 2>/dev/null"
+	assert_failure 2
+	assert_error gossip-merge "the client names no cluster key"
+	# Rotation: b holds the new key first and the old one second.
+	install -m 600 k1 a/keyring
+	cat k2 k1 >b/keyring
+	run gossip-merge -d a sync "gossip-merge -d $T/b serve"
+	assert_success
+	[ "$(gossip-merge -d a get secret-key)" = hunter2-value ]
+}
+
+@test "an old client (version 1) is refused by name; an old server's refusal names both versions" {
+	bb=$(snapshot b)
+	run --separate-stderr bash -o pipefail -c "$PY -c 'import sys, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"gossip-sync\", 1, \"push-pull\", bytes(16), 0]))' | gossip-merge -d b serve | $PY -c 'import sys, cbor2; print(cbor2.loads(sys.stdin.buffer.read()))'"
+	assert_failure 2
+	[[ $output == *"'error', 'refused: the client speaks sync protocol version 1, the server version 2"* ]] || fail "$output"
+	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 1, the server version 2"
+	[ "$(snapshot b)" = "$bb" ]
+	# What a version 1 server answers a version 2 client (its bytes, as it sends them).
+	aa=$(snapshot a)
+	run --separate-stderr gossip-merge -d a sync "cat >/dev/null & $PY -c 'import sys, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"error\", \"peer speaks sync protocol version 2, this is 1\"]))'"
+	assert_failure 2
+	assert_error gossip-merge "peer says: peer speaks sync protocol version 2, this is 1"
+	[ "$(snapshot a)" = "$aa" ]
+}
+
+@test "a client trickling a byte a second is cut off at serve -t 2" {
+	bb=$(snapshot b)
+	t0=$(ms)
+	run --separate-stderr sh -c "(printf '\\205'; for c in k g o s s i p; do sleep 1; printf \$c || exit; done) 2>/dev/null | gossip-merge -d b -t 2 serve >/dev/null"
+	took=$(($(ms) - t0))
+	assert_failure 2
+	assert_error gossip-merge "serve: peer: timed out after 2 s"
+	# The writer stops at its first byte after serve has gone.
+	[ "$took" -lt 4500 ] || fail "took $took ms"
+	[ "$(snapshot b)" = "$bb" ]
+	# The same through gossip-listen: serve ends at its limit, the connection is closed.
+	SERVE_T=2 listen_sync b
+	t0=$(ms)
+	$PY - "${TCP#tcp://}" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"\x85\x6bgossip-sync")
+start = time.time()
+try:
+    while time.time() - start < 15:
+        s.sendall(b"\x02")
+        time.sleep(1)
+        s.setblocking(False)
+        try:
+            if s.recv(100) == b"":
+                break
+        except BlockingIOError:
+            pass
+        s.setblocking(True)
+except OSError:
+    pass
+print(int((time.time() - start) * 1000))
+PY
+	took=$(($(ms) - t0))
+	[ "$took" -lt 6000 ] || fail "the listener held a trickle for $took ms"
+	[ "$(snapshot b)" = "$bb" ]
+}
+
+@test "a server that is silent, or trickles, is cut off at sync -t 2" {
+	aa=$(snapshot a)
+	port=$(freeport)
+	# Accepts and says nothing.
+	$PY -c "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port)); s.listen(); c = s.accept(); time.sleep(30)" &
+	BG="$BG $!"
+	wait_port "$port" || true
+	t0=$(ms)
+	run --separate-stderr gossip-merge -d a -t 2 sync "tcp://127.0.0.1:$port"
+	took=$(($(ms) - t0))
+	assert_failure 2
+	assert_error gossip-merge "peer: timed out after 2 s"
+	[ "$took" -lt 3500 ] || fail "took $took ms"
+	# Sends a byte a second (the start of a 24-byte string, never finished).
+	t0=$(ms)
+	run --separate-stderr gossip-merge -d a -t 2 sync "cat >/dev/null & while printf x; do sleep 1; done"
+	took=$(($(ms) - t0))
+	assert_failure 2
+	assert_error gossip-merge "peer: timed out after 2 s"
+	[ "$took" -lt 3500 ] || fail "took $took ms"
+	[ "$(snapshot a)" = "$aa" ]
+}
+
+@test "an amplifying want (one slot asked for again and again) is refused; the reply stays small" {
+	port=$(freeport)
+	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b
+	wait_port "$port"
+	gossip-send -d b set second 2 | gossip-merge -d b >/dev/null
+	bb=$(snapshot b)
+	for repeat in 3 500000; do
+		run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" want $SEED $repeat
+		[[ $stderr == *'"last": ["error", "refused: the client wants'* ]] || fail "$stderr"
+		received=$(echo "$stderr" | jq .received)
+		[ "$received" -lt 1000 ] || fail "got $received bytes back: $stderr"
+		[ "$(snapshot b)" = "$bb" ]
+	done
+	[[ $stderr == *"wants 500000 messages, more than the 2 offered"* ]] || fail "$stderr"
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" want $SEED 2
+	[[ $stderr == *"wants slot "*" twice"* ]] || fail "$stderr"
+	# A slot it was never offered.
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" want $SEED 1 invent
+	[[ $stderr == *"wants slot "*", which was not offered"* ]] || fail "$stderr"
+	[ "$(snapshot b)" = "$bb" ]
+}
+
+@test "a server claiming millions of leaves is refused, in bounded memory" {
+	aa=$(snapshot a)
+	# Announces more than a sync takes.
+	run --separate-stderr gossip-merge -d a sync "$PY $P leaves $SEED 10000000 1"
+	assert_failure 2
+	assert_error gossip-merge "refused: the server announces 10000000 messages; a sync takes at most 4194304"
+	# Announces 1000, then sends 100000 leaves for each of 256 buckets (25.6 million).
+	t0=$(ms)
+	kib=$($PY -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+sys.stderr.buffer.write(r.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' gossip-merge -d a sync "$PY $P leaves $SEED 1000 100000" 2>err)
+	took=$(($(ms) - t0))
+	grep -q "refused: the server sends more leaves than the 1000 messages it announced" err || fail "$(cat err)"
+	[ "$kib" -lt 200000 ] || fail "the client grew to $kib KiB"
+	[ "$took" -lt 20000 ] || fail "took $took ms"
+	[ "$(snapshot a)" = "$aa" ]
+}
+
+@test "N trickling syncs from one address cannot stop a member's sync through gossip-listen -s" {
+	SERVE_T=20 listen_sync b
+	gossip-send -d a set from-a 1 | gossip-merge -d a >/dev/null
+	# 20 connections from 127.0.0.2, each a sync request's first bytes, then a byte a second:
+	# enough to take all 16 slots if one address could.
+	$PY - "${TCP#tcp://}" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+conns = []
+for _ in range(20):
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect((host, int(port)))
+    s.sendall(b"\x85\x6bgossip-sync")
+    conns.append(s)
+for _ in range(12):
+    time.sleep(1)
+    for s in conns:
+        try:
+            s.sendall(b"\x02")
+        except OSError:
+            pass
+PY
+	BG="$BG $!"
+	for _ in $(seq 1 100); do [ "$(grep -c 'busy' b.listen.err)" -ge 16 ] && break; sleep 0.1; done
+	[ "$(grep -c 'refused: busy: 4 syncs from 127.0.0.2 are running' b.listen.err)" -eq 16 ] ||
+		fail "$(cat b.listen.err)"
+	t0=$(ms)
+	run gossip-merge -d a -t 5 sync "$TCP"
+	assert_success
+	[ $(($(ms) - t0)) -lt 4000 ]
+	[ "$(gossip-merge -d b get from-a)" = 1 ]
+	[ "$(gossip-merge -d a get secret-key)" = hunter2-value ]
+}

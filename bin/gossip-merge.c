@@ -33,13 +33,6 @@ static int json, all, verbose, quiet_out, verified, lazy;
 static const char *want_origin, *dir;
 static volatile sig_atomic_t want_reload;
 
-/* The store shows only what trusted signers wrote: a line removed from trusted hides its
- * signer's messages from queries and syncs, and compaction drops them. */
-static int trusted_origin(void *ctx, const uint8_t pk[32])
-{
-	return gossip_trust_find(ctx, pk) != NULL;
-}
-
 static void on_hup(int sig)
 {
 	(void)sig;
@@ -409,7 +402,9 @@ int main(int argc, char **argv)
 	if (gossip_trust_load(&trust, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 	trust.max_skew_ms = max_skew_ms;
-	gossip_store_set_visible(st, trusted_origin, &trust);
+	/* The store shows only what trusted signers wrote: a line removed from trusted hides
+	 * its signer's messages from queries and syncs, and compaction drops them. */
+	gossip_store_set_visible(st, gossip_trust_has, &trust);
 
 	int status = GOSSIP_EXIT_OK;
 	if (v < 0) {

@@ -356,6 +356,7 @@ struct gossip_signer {
 	char **prefixes;  /* NULL: any key; else the key prefixes it may write */
 	size_t nprefixes;
 	int self;
+	unsigned line;  /* where trusted lists it (0: the node's own key.pub) */
 };
 struct gossip_trust {
 	struct gossip_signer *v;
@@ -368,10 +369,13 @@ struct gossip_trust {
 enum { GOSSIP_MAX_SKEW_MS = 300000 };
 /* Load DIR/trusted (missing is empty) plus the node's own key from DIR/key.pub. */
 int gossip_trust_load(struct gossip_trust *t, const char *dir);
-/* Parse trusted text (for tests and for gossip_trust_load). */
+/* Parse trusted text into an empty (zeroed) t (for tests and for gossip_trust_load). */
 int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t n, const char *name);
 const struct gossip_signer *gossip_trust_find(const struct gossip_trust *t,
                                               const uint8_t pk[32]);
+/* 1 when pk is trusted (t is a struct gossip_trust): the store's visibility rule, so that
+ * a line removed from trusted hides its signer's messages (gossip_store_set_visible). */
+int gossip_trust_has(void *t, const uint8_t pk[32]);
 /* The signer named name (a trusted line's comment), or NULL. */
 const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, const char *name);
 /* 1 when the signer may write key (its prefixes allow it). */

@@ -16,6 +16,7 @@ struct gossip_observer {
 	struct gossip_swim *swim;  /* NULL: phi accrual on heartbeats */
 	uint64_t rejects_off;  /* how far DIR/rejects has been read */
 	struct gossip_store *store;  /* opened at the first look */
+	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
 	uint64_t last_lookup;  /* for a signer not in the table */
 };
@@ -53,6 +54,7 @@ void gossip_observer_free(struct gossip_observer *o)
 	if (!o)
 		return;
 	gossip_store_close(o->store);
+	gossip_trust_free(&o->trust);
 	free(o);
 }
 
@@ -162,11 +164,13 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 	struct store_look l = {o, now, 0};
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
-		if (!st) {
+		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
 			gossip_warn("%s", gossip_error());
-			free(st);
+			gossip_store_close(st);
 			return 0;
 		}
+		/* A member removed from trusted is not found in the store (revocation). */
+		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
 		o->store = st;
 	}
 	if (gossip_store_lock(o->store) < 0) {

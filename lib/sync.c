@@ -299,10 +299,22 @@ static void bucket(const struct store_digest *d, size_t b, struct gossip_entry *
 
 /* ---- the client ---- */
 
+/* A peer's entry: its slot, version and the first bytes of its message's hash, so that
+ * two different messages of one version (an equivocation) are told apart and exchanged,
+ * and each store keeps the same one of them (gossip(7), STATE AND MERGE RULES). */
+enum { LEAF_HASH = 8 };
 struct leaf {
 	uint8_t slot[16];
 	uint64_t version;
+	uint8_t hash[LEAF_HASH];
 };
+
+/* Whether our entry e is not what the peer's leaf l says it has: newer, or of the
+ * same version but another message. */
+static int leaf_behind(const struct leaf *l, const struct gossip_entry *e)
+{
+	return l->version < e->version || (l->version == e->version && memcmp(l->hash, e->hash, LEAF_HASH));
+}
 
 static int by_leaf(const void *a, const void *b)
 {
@@ -392,7 +404,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	if (send_out(&c) < 0)
 		goto out;
 	/* 4. The peer's entries in the level-two buckets that differ, one item per level-one
-	 * bucket: ["leaves", [b2...], [[slot, version]...]]. No more leaves than the peer
+	 * bucket: ["leaves", [b2...], [[slot, version, hash8]...]]. No more leaves than the peer
 	 * announced messages: that bounds what we hold. */
 	if (!(diff2 = calloc(65536, 1))) {
 		gossip_seterr("out of memory");
@@ -427,11 +439,13 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			leaves = nl2;
 		}
 		for (uint64_t i = 0; i < nl; i++) {
-			uint64_t two;
-			if (get_array(&cu, &two, 2) < 0 || two != 2 || get_bstr(&cu, 16, &slot) < 0 ||
-			    get_uint(&cu, &v, UINT64_MAX) < 0)
+			uint64_t three;
+			const uint8_t *h;
+			if (get_array(&cu, &three, 3) < 0 || three != 3 || get_bstr(&cu, 16, &slot) < 0 ||
+			    get_uint(&cu, &v, UINT64_MAX) < 0 || get_bstr(&cu, LEAF_HASH, &h) < 0)
 				goto out;
 			memcpy(leaves[nleaves].slot, slot, 16);
+			memcpy(leaves[nleaves].hash, h, LEAF_HASH);
 			leaves[nleaves++].version = v;
 		}
 	}
@@ -453,7 +467,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			struct leaf key, *l;
 			memcpy(key.slot, v[i]->slot, 16);
 			l = nleaves ? bsearch(&key, leaves, nleaves, sizeof *leaves, by_leaf) : NULL;
-			if ((!l || l->version < v[i]->version) && (mode & GOSSIP_PUSH))
+			if ((!l || leaf_behind(l, v[i])) && (mode & GOSSIP_PUSH))
 				push[npush++] = v[i];
 		}
 	}
@@ -461,7 +475,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		if (i && memcmp(leaves[i].slot, leaves[i - 1].slot, 16) == 0)
 			continue;
 		const struct gossip_entry *e = gossip_store_find(mg->st, leaves[i].slot);
-		if (!e || e->version < leaves[i].version) {
+		if (!e || e->version < leaves[i].version ||
+		    (e->version == leaves[i].version && memcmp(e->hash, leaves[i].hash, LEAF_HASH))) {
 			if (gossip_buf_put(&want, leaves[i].slot, 16) < 0)
 				goto out;
 			nwant++;
@@ -586,9 +601,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 			size_t ne;
 			bucket(&d, diff[j], &e, &ne);
 			for (size_t i = 0; i < ne; i++) {
-				if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 2) < 0 ||
+				if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 3) < 0 ||
 				    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, e[i]->slot, 16) < 0 ||
-				    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, e[i]->version) < 0)
+				    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, e[i]->version) < 0 ||
+				    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, e[i]->hash, LEAF_HASH) < 0)
 					goto out;
 				memcpy(offers[noffers].slot, e[i]->slot, 16);
 				offers[noffers++].wanted = 0;

@@ -253,6 +253,26 @@ PY
 	[[ "$stderr" == *"stores equal"* ]]
 }
 
+@test "an equivocating pair held one message on each side: a sync exchanges them and both keep the same one" {
+	mknode c
+	for n in b c; do $PY "$I" pub $SEED py >>$n/trusted; done
+	trust b c
+	trust c b
+	py 1 k one 500 >x
+	py 1 k two 500 >y
+	gossip-merge -d b x >/dev/null
+	gossip-merge -d c y >/dev/null
+	[ "$(gossip-merge -d b digest)" != "$(gossip-merge -d c digest)" ]
+	# The loser is refused on the side that holds the winner: a sync that found one.
+	run --separate-stderr gossip-merge -d b sync "gossip-merge -d $T/c serve"
+	[ "$status" -le 1 ]
+	[ "$(gossip-merge -d b digest)" = "$(gossip-merge -d c digest)" ]
+	[ "$(gossip-merge -d b get k)" = "$(gossip-merge -d c get k)" ]
+	run --separate-stderr gossip-merge -v -d b sync "gossip-merge -d $T/c serve"
+	assert_success
+	[[ "$stderr" == *"stores equal"* ]]
+}
+
 @test "a signer removed from trusted: its state is hidden from queries and syncs, and compaction drops it" {
 	mknode c
 	trust b c
@@ -278,6 +298,7 @@ PY
 	trust e b
 	trust e c
 	trust e a
+	trust b e
 	gossip-merge -d e sync "gossip-merge -d $T/b serve" >/dev/null
 	[ "$(gossip-merge -d e digest)" = "$(gossip-merge -d b digest)" ]
 	run gossip-merge -d e get theirs

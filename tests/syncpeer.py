@@ -181,7 +181,7 @@ def fakepeer(s, n, k):
     s.send(["l1", b"\xff" * 4096, n])
     l2, _ = s.item()
     # N made-up slots in the first bucket asked for, so that the client wants N.
-    offer = [[os.urandom(16), 1] for _ in range(n)]
+    offer = [[os.urandom(16), 1, os.urandom(8)] for _ in range(n)]
     s.send(*[["leaves", [], offer if i == 0 else []] for i in range(len(l2[1]))])
     s.item()  # ["msgs", 0]
     s.item()  # ["want", [...]]
@@ -196,7 +196,7 @@ def leaves(s, count, per):
     s.send(["l1", b"\xff" * 4096, count])
     l2, _ = s.item()
     for _ in l2[1]:
-        s.send(["leaves", [], [[b"\x01" * 16, 1]] * per])
+        s.send(["leaves", [], [[b"\x01" * 16, 1, b"\x02" * 8]] * per])
 
 
 def want(s, repeat, invent=None):
@@ -211,7 +211,7 @@ def want(s, repeat, invent=None):
     offered = []
     for _ in asked:
         item, _ = s.item()
-        offered += [slot for slot, _ in item[2]]
+        offered += [leaf[0] for leaf in item[2]]
     s.send(["msgs", 0], ["want", [os.urandom(16) if invent else offered[0]] * repeat])
     received = 0
     try:
@@ -240,7 +240,7 @@ def pull(s, out):
     offered = []
     for _ in asked:
         item, _ = s.item()
-        offered += [slot for slot, _ in item[2]]
+        offered += [leaf[0] for leaf in item[2]]
     s.send(["msgs", 0], ["want", offered])
     head, _ = s.item()
     with open(out, "wb") as f:

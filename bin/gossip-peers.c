@@ -612,8 +612,8 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			o.cfg.interval_ms = strtod(optarg, &end);
-			if (*end || !(o.cfg.interval_ms >= 1))
-				gossip_die(GOSSIP_EXIT_ERR, "-i %s: want the heartbeat interval in ms", optarg);
+			if (*end || !(o.cfg.interval_ms >= 1) || o.cfg.interval_ms > 86400000)
+				gossip_die(GOSSIP_EXIT_ERR, "-i %s: want the heartbeat interval in ms, 1 to 86400000", optarg);
 			o.cfg.min_std_ms = o.cfg.interval_ms / 10;
 			o.cfg.pause_ms = o.cfg.interval_ms * 2;
 			break;
@@ -624,13 +624,13 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			o.cfg.suspicion_mult = strtod(optarg, &end);
-			if (*end || !(o.cfg.suspicion_mult > 0))
-				gossip_die(GOSSIP_EXIT_ERR, "-S %s: want a multiplier above 0", optarg);
+			if (*end || !(o.cfg.suspicion_mult > 0) || o.cfg.suspicion_mult > 1000)
+				gossip_die(GOSSIP_EXIT_ERR, "-S %s: want a multiplier above 0, at most 1000", optarg);
 			break;
 		case 'R':
 			o.cfg.reap_ms = strtod(optarg, &end) * 1000;
-			if (*end || !(o.cfg.reap_ms > 0))
-				gossip_die(GOSSIP_EXIT_ERR, "-R %s: want seconds", optarg);
+			if (*end || !(o.cfg.reap_ms > 0) || o.cfg.reap_ms > 10 * 365 * 86400e3)
+				gossip_die(GOSSIP_EXIT_ERR, "-R %s: want seconds, at most ten years", optarg);
 			break;
 		case 'n':
 			o.count = strtol(optarg, &end, 10);

@@ -371,6 +371,10 @@ static size_t head_size(uint64_t u)
 
 int gossip_cur_next(struct gossip_cur *c, struct gossip_ev *ev, const char *what)
 {
+	if (c->pos >= c->n) {  /* also keeps an empty cursor's NULL p out of arithmetic */
+		gossip_seterr("truncated %s", what);
+		return -1;
+	}
 	long k = gossip_cbor_event(c->p + c->pos, c->n - c->pos, ev);
 	if (k == 0) {
 		gossip_seterr("truncated %s", what);

@@ -290,6 +290,19 @@ static int uint_at(struct gossip_cur *c, uint64_t *v)
 	return 0;
 }
 
+/* A number the table keeps as a double (times in ms, a score): at most max, so that it
+ * converts back to an integer exactly when the table is saved. */
+static int double_at(struct gossip_cur *c, double *d, uint64_t max)
+{
+	uint64_t v;
+	if (uint_at(c, &v) < 0 || v > max)
+		return -1;
+	*d = (double)v;
+	return 0;
+}
+
+enum { MS_MAX = 1ULL << 40 };  /* 34 years of milliseconds: far past any interval */
+
 /* The file does not say which entry is this node: the directory's key does. */
 static void mark_self(struct gossip_peers *t, const char *dir)
 {
@@ -312,17 +325,16 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		return -1;
 	struct gossip_cur c = {b.p, b.len, 0};
 	struct gossip_ev ev;
-	uint64_t k, v, iv, sd, pz, pr = 0;
+	uint64_t k, v, pr = 0;
 	if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "peer table") < 0 || (ev.u != 5 && ev.u != 6) ||
 	    uint_at(&c, &k) < 0 || uint_at(&c, &t->partition_since) < 0 || uint_at(&c, &k) < 0 ||
-	    uint_at(&c, &t->saved_at) < 0 || uint_at(&c, &k) < 0 || uint_at(&c, &iv) < 0 ||
-	    uint_at(&c, &k) < 0 || uint_at(&c, &sd) < 0 || uint_at(&c, &k) < 0 ||
-	    uint_at(&c, &pz) < 0 || (ev.u == 6 && (uint_at(&c, &k) < 0 || uint_at(&c, &pr) < 0)))
+	    uint_at(&c, &t->saved_at) < 0 || uint_at(&c, &k) < 0 ||
+	    double_at(&c, &t->interval_ms, MS_MAX) < 0 || uint_at(&c, &k) < 0 ||
+	    double_at(&c, &t->min_std_ms, MS_MAX) < 0 || uint_at(&c, &k) < 0 ||
+	    double_at(&c, &t->pause_ms, MS_MAX) < 0 ||
+	    (ev.u == 6 && (uint_at(&c, &k) < 0 || uint_at(&c, &pr) < 0)))
 		goto bad;
 	t->probing = pr != 0;
-	t->interval_ms = (double)iv;
-	t->min_std_ms = (double)sd;
-	t->pause_ms = (double)pz;
 	while (c.pos < c.n) {
 		uint8_t pk[32];
 		const uint8_t *rec;
@@ -347,16 +359,13 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		    ev.u > GOSSIP_PHI_WINDOW)
 			goto bad;
 		p->nint = (int)ev.u;
-		for (int i = 0; i < p->nint; i++) {
-			if (uint_at(&c, &v) < 0)
+		for (int i = 0; i < p->nint; i++)
+			if (double_at(&c, &p->intervals[i], MS_MAX) < 0)
 				goto bad;
-			p->intervals[i] = (double)v;
-		}
 		p->pos = p->nint % GOSSIP_PHI_WINDOW;
-		if (uint_at(&c, &v) < 0 || uint_at(&c, &p->rejected) < 0 ||
+		if (double_at(&c, &p->score, 100) < 0 || uint_at(&c, &p->rejected) < 0 ||
 		    get_text(&c, p->why, sizeof p->why, "why") < 0)
 			goto bad;
-		p->score = (double)v;
 	}
 	gossip_buf_free(&b);
 	mark_self(t, dir);

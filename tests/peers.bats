@@ -224,6 +224,21 @@ PY
 	assert_error gossip-peers "n1/peers is not a peer table (gossip-peers observe writes it)"
 	run --separate-stderr gossip-peers -d "$T/n1" pick
 	assert_failure 2
+	# Found by fuzzing: an empty table, and numbers too large to keep (a score over 100,
+	# an interval past 2^40 ms) are refused the same way, not read.
+	: >n1/peers
+	run --separate-stderr gossip-peers -d "$T/n1" list
+	assert_failure 2
+	assert_error gossip-peers "n1/peers is not a peer table (gossip-peers observe writes it)"
+	for f in "$GOSSIP_SRCDIR"/tests/data/peers-*; do
+		cp "$f" n1/peers
+		run --separate-stderr gossip-peers -d "$T/n1" list
+		assert_failure 2
+		assert_error gossip-peers "n1/peers is not a peer table (gossip-peers observe writes it)"
+	done
+	run --separate-stderr gossip-peers -d "$T/n1" -i 1e30 observe </dev/null
+	assert_failure 2
+	assert_error gossip-peers "-i 1e30: want the heartbeat interval in ms, 1 to 86400000"
 	rm n1/peers
 	printf '\377\377\034\377' >n1/events   # breaks and a reserved head: not CBOR at all
 	gossip-peers -d "$T/n1" -A watch >watched 2>watch.err & WATCH=$!

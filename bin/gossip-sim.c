@@ -327,14 +327,14 @@ static void text_header(const struct opts *o, const struct sim_cfg *c)
 		printf(", probe interval %g s, jitter %g, suspicion mult %g", c->probe_s, c->probe_jitter, c->mult);
 	printf("; %u runs, seed %llu; mean±sd over runs\n", o->runs, (unsigned long long)o->seed);
 	if (c->model == SIM_SWIM)
-		printf("%-7s %-3s %-6s %-7s %-14s %-14s %-14s %-14s %-10s %-10s %s\n", "n", "k", "loss",
+		printf("%-7s %-3s %-6s %-11s %-14s %-14s %-14s %-14s %-10s %-10s %s\n", "n", "k", "loss",
 		       "all", "suspect_ms", "first_dead_ms", "all_dead_ms", "ave_dead_ms", "false_susp",
 		       "false_fail", "msgs/s");
 	else if (c->model == SIM_NODE)
-		printf("%-7s %-3s %-6s %-7s %-9s %-12s %-18s %-12s %-12s %s\n", "n", "k", "loss", "all",
+		printf("%-7s %-3s %-6s %-11s %-9s %-12s %-18s %-12s %-12s %s\n", "n", "k", "loss", "all",
 		       "by_rumor", "t_all_ms_med", "t_all_ms", "t_ave_ms_med", "t_last_ms_p90", "msgs/node");
 	else
-		printf("%-7s %-3s %-6s %-7s %-14s %-14s %-14s %-18s %-12s\n", "n", c->model == SIM_AE ? "-" : "k",
+		printf("%-7s %-3s %-6s %-11s %-14s %-14s %-14s %-18s %-12s\n", "n", c->model == SIM_AE ? "-" : "k",
 		       "loss", "all", c->model >= SIM_NODE ? "t_all_ms" : "t_all", c->model >= SIM_NODE ? "t_last_ms" : "t_last",
 		       c->model >= SIM_NODE ? "t_ave_ms" : "t_ave", "residue", "msgs/node");
 }
@@ -344,8 +344,9 @@ static void text_summary(const struct opts *o, const struct sim_cfg *c, const st
 	char a[64], b[64], d[64], e[64], f[64], g[64], h[64], k[16];
 	int prec = c->model >= SIM_NODE ? 1 : 2;
 	snprintf(k, sizeof k, "%lu", (unsigned long)c->k);
-	printf("%-7lu %-3s %-6g %3u/%-3u ", (unsigned long)c->n, c->model == SIM_AE ? "-" : k, c->loss,
-	       s->t_all.n, o->runs);
+	char all[32];
+	snprintf(all, sizeof all, "%u/%u", s->t_all.n, o->runs);
+	printf("%-7lu %-3s %-6g %-11s ", (unsigned long)c->n, c->model == SIM_AE ? "-" : k, c->loss, all);
 	if (c->model == SIM_SWIM) {
 		printf("%-14s %-14s %-14s %-14s %-10s %-10s %s\n", pm(a, sizeof a, &s->first_suspect, 0),
 		       pm(b, sizeof b, &s->first_dead, 0), pm(d, sizeof d, &s->t_all, 0),
@@ -354,7 +355,7 @@ static void text_summary(const struct opts *o, const struct sim_cfg *c, const st
 		return;
 	}
 	if (c->model == SIM_NODE) {
-		printf("%3u/%-5u %-12.1f %-18s %-12.1f %-12.1f %s\n", s->by_rumor, o->runs,
+		printf("%-9u %-12.1f %-18s %-12.1f %-12.1f %s\n", s->by_rumor,
 		       quantile(&s->t_all, 0.5), pm(a, sizeof a, &s->t_all, 1), quantile(&s->t_ave, 0.5),
 		       quantile(&s->t_last, 0.9), pm(b, sizeof b, &s->msgs, 2));
 		return;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(int code)
@@ -59,6 +60,8 @@ static size_t list(int opt, const char *s, double lo, double hi, int whole, cons
 	size_t n = 0;
 	if (strlen(s) >= sizeof buf)
 		gossip_die(GOSSIP_EXIT_ERR, "-%c: too long a list", opt);
+	if (strstr(s, ",,"))
+		gossip_die(GOSSIP_EXIT_ERR, "-%c %s: want %s", opt, s, want);
 	strcpy(buf, s);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (n == 32)
@@ -149,6 +152,7 @@ struct summary {
 	unsigned by_rumor;  /* node: runs in which rumor alone informed every member */
 	uint64_t drawn;
 	size_t peak_bytes;
+	double cpu_s;  /* the models' own CPU time */
 };
 
 /* The informed share of a timed run at time t, from its quantile times. */
@@ -584,8 +588,12 @@ static void run_config(const struct opts *o, const struct sim_cfg *c, size_t id,
 		/* Run r of every configuration draws from the same stream: differences between
 		 * configurations are not the luck of the draw. */
 		gossip_rng_seed(&rng, o->seed, run);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
 		if (run_model(c, &rng, &res) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+		s.cpu_s += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		if (o->json)
 			json_run(o, c, id, run + 1, &res);
 		else if (o->verbose)
@@ -609,8 +617,8 @@ static void run_config(const struct opts *o, const struct sim_cfg *c, size_t id,
 			text_share(c, &s);
 	}
 	if (getenv("GOSSIP_SIM_STATS"))  /* for bench/sim: what was drawn, and the model's memory */
-		fprintf(stderr, "gossip-sim: stats: drawn %llu peak_bytes %zu\n", (unsigned long long)s.drawn,
-		        s.peak_bytes);
+		fprintf(stderr, "gossip-sim: stats: drawn %llu peak_bytes %zu cpu_s %.6f\n", (unsigned long long)s.drawn,
+		        s.peak_bytes, s.cpu_s);
 	fflush(stdout);
 	if (o->plot)
 		make_curve(o, c, &s, cv);

@@ -95,11 +95,12 @@ static void call(struct rounds *s, uint32_t a, int rumor)
 		mode = s->c->mode;
 	s->drawn++;
 	s->contacts++;
-	int a_has = rumor ? spreading(s, a) : s->when[a] < s->round;
-	int b_has = rumor ? spreading(s, b) : s->when[b] < s->round;
+	/* What each knew (anti-entropy) or spread (rumor) as the contact began. */
+	int a_has = rumor ? spreading(s, a) : knew(s, a);
+	int b_has = (mode & GOSSIP_PULL) && (rumor ? spreading(s, b) : knew(s, b));
 	if ((mode & GOSSIP_PUSH) && a_has)
 		transfer(s, a, b, rumor);
-	if ((mode & GOSSIP_PULL) && b_has)
+	if (b_has)
 		transfer(s, b, a, rumor);
 }
 

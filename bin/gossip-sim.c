@@ -18,7 +18,7 @@ static void usage(int code)
 	        "usage: gossip-sim [-jv] [-m model] [-n nodes] [-k k] [-p loss] [-r runs] [-t limit]\n"
 	        "                  [-M mode] [-b] [-c] [-A] [-a rounds] [-l ms] [-L ms] [-s seconds]\n"
 	        "                  [-i seconds] [-J fraction] [-S mult] [--seed seed] [--sync-ms ms]\n"
-	        "                  [--own-pick] [--plot file]\n");
+	        "                  [--cpus n] [--cpu-ms ms] [--own-pick] [--plot file]\n");
 	exit(code);
 }
 
@@ -222,7 +222,8 @@ static void json_config(const struct opts *o, const struct sim_cfg *c, size_t id
 	if (c->model >= SIM_NODE)
 		printf(",\"latency_ms\":%g,\"jitter_ms\":%g", c->latency_ms, c->jitter_ms);
 	if (c->model == SIM_NODE)
-		printf(",\"sync_s\":%g,\"pick\":\"%s\"", c->every_s, c->own_pick || c->n > 4096 ? "own" : "library");
+		printf(",\"sync_s\":%g,\"pick\":\"%s\",\"cpus\":%u,\"cpu_ms\":%g", c->every_s,
+		       c->own_pick || c->n > 4096 ? "own" : "library", c->cpus, c->cpu_ms);
 	if (c->model == SIM_SWIM)
 		printf(",\"probe_s\":%g,\"probe_jitter\":%g,\"mult\":%g", c->probe_s, c->probe_jitter, c->mult);
 }
@@ -327,6 +328,8 @@ static void text_header(const struct opts *o, const struct sim_cfg *c)
 		printf(", latency %g ms (sd %g)", c->latency_ms, c->jitter_ms);
 	if (c->model == SIM_NODE)
 		printf(", anti-entropy every %g s", c->every_s);
+	if (c->model == SIM_NODE && c->cpus)
+		printf(", %u shared processors, %g ms a new message", c->cpus, c->cpu_ms);
 	if (c->model == SIM_SWIM)
 		printf(", probe interval %g s, jitter %g, suspicion mult %g", c->probe_s, c->probe_jitter, c->mult);
 	printf("; %u runs, seed %llu; mean±sd over runs\n", o->runs, (unsigned long long)o->seed);
@@ -648,9 +651,6 @@ static void run_all(struct opts *o)
 				c.n = o->ns[a];
 				c.k = o->ks[b];
 				c.loss = o->ps[p];
-				if (c.model == SIM_SWIM && c.n > 2000)
-					gossip_die(GOSSIP_EXIT_ERR, "-n %lu: the swim model takes at most 2000 members",
-					           (unsigned long)c.n);
 				if (!o->json && id == 0)
 					text_header(o, &c);
 				run_config(o, &c, id, &cv[id]);
@@ -667,7 +667,7 @@ static void run_all(struct opts *o)
 
 int main(int argc, char **argv)
 {
-	enum { O_SEED = 256, O_SYNCMS, O_OWNPICK, O_PLOT };
+	enum { O_SEED = 256, O_SYNCMS, O_OWNPICK, O_PLOT, O_CPUS, O_CPUMS };
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
 		{"model", required_argument, NULL, 'm'}, {"nodes", required_argument, NULL, 'n'},
@@ -678,6 +678,7 @@ int main(int argc, char **argv)
 		{"latency", required_argument, NULL, 'l'}, {"jitter", required_argument, NULL, 'L'},
 		{"seed", required_argument, NULL, O_SEED}, {"sync-ms", required_argument, NULL, O_SYNCMS},
 		{"own-pick", no_argument, NULL, O_OWNPICK}, {"plot", required_argument, NULL, O_PLOT},
+		{"cpus", required_argument, NULL, O_CPUS}, {"cpu-ms", required_argument, NULL, O_CPUMS},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	struct opts o = {
 		.base = {.model = SIM_RUMOR, .latency_ms = 1, .sync_ms = 10, .every_s = 60, .probe_s = 1.25,
@@ -745,6 +746,14 @@ int main(int argc, char **argv)
 			break;
 		case O_SYNCMS: b->sync_ms = number(0, "sync-ms", optarg, 0, 1e6, "milliseconds, 0 or more"); break;
 		case O_OWNPICK: b->own_pick = 1; break;
+		case O_CPUS: {
+			double d = number(0, "cpus", optarg, 1, 1024, "processors, 1 to 1024");
+			if (d != floor(d))
+				gossip_die(GOSSIP_EXIT_ERR, "--cpus %s: want processors, 1 to 1024", optarg);
+			b->cpus = (unsigned)d;
+			break;
+		}
+		case O_CPUMS: b->cpu_ms = number(0, "cpu-ms", optarg, 0, 1e6, "milliseconds, 0 or more"); break;
 		case O_PLOT: {
 			const char *ext = strrchr(optarg, '.');
 			if (!ext || (strcmp(ext, ".png") && strcmp(ext, ".svg")))
@@ -769,8 +778,16 @@ int main(int argc, char **argv)
 		gossip_die(GOSSIP_EXIT_ERR, "-M: only anti-entropy and rumor have a mode");
 	if (b->async && !rounds)
 		gossip_die(GOSSIP_EXIT_ERR, "-A: contacts one by one are for the round models");
+	if ((b->cpus || b->cpu_ms > 0) && b->model != SIM_NODE)
+		gossip_die(GOSSIP_EXIT_ERR, "--cpus, --cpu-ms: the node model's");
+	if (b->cpu_ms > 0 && !b->cpus)
+		b->cpus = 1;
 	if (rounds && (o.l_given || o.L_given))
 		gossip_die(GOSSIP_EXIT_ERR, "-l, -L: latency is for the timed models (node, swim)");
+	for (size_t i = 0; b->model == SIM_SWIM && i < o.nn; i++)
+		if (o.ns[i] > 2000)
+			gossip_die(GOSSIP_EXIT_ERR, "-n %lu: the swim model takes at most 2000 members",
+			           (unsigned long)o.ns[i]);
 	if (!o.k_given) {
 		o.ks[0] = b->model == SIM_RUMOR ? 1 : 5;  /* 5: gossip-node's fanout */
 		o.nk = 1;

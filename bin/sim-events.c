@@ -90,7 +90,7 @@ void sim_quantiles(struct sim_result *out, double *when, uint32_t n)
 
 /* ---- the node as built ---- */
 
-enum { N_MSG, N_SYNC, N_LEARN };
+enum { N_MSG, N_SYNC, N_LEARN, N_DONE };
 
 struct node_sim {
 	const struct sim_cfg *c;
@@ -101,6 +101,8 @@ struct node_sim {
 	uint64_t msgs, syncs, drawn;
 	struct gossip_peers table;  /* the library's peer table, for gossip_peers_pick */
 	struct gossip_peer **out;
+	double *free_at;  /* --cpus: when each shared processor is next free */
+	uint8_t *taken;  /* --cpus: a new message is being processed */
 };
 
 /* k random live members other than x: the library's own gossip_peers_pick on a table of
@@ -153,7 +155,9 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 	int rc = -1;
 	s.when = malloc(c->n * sizeof *s.when);
 	s.pick = malloc((c->k + 1) * sizeof *s.pick);
-	if (!s.when || !s.pick)
+	s.free_at = calloc(c->cpus + 1, sizeof *s.free_at);
+	s.taken = calloc(c->n, 1);
+	if (!s.when || !s.pick || !s.free_at || !s.taken)
 		goto oom;
 	/* The library's table where it is cheap: every member alive, in good standing. */
 	if (!c->own_pick && c->n <= 4096) {
@@ -182,7 +186,23 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 		t = e.t;
 		if (t > limit)
 			break;
-		if (e.kind == N_MSG) {
+		if (e.kind == N_MSG && c->cpus) {
+			/* Members share the machine's processors, first come first served: a new
+			 * message waits for one, and is stored and passed on when done with. */
+			if (s.when[e.to] != INFINITY || s.taken[e.to])
+				continue;
+			unsigned p = 0;
+			for (unsigned i = 1; i < c->cpus; i++)
+				p = s.free_at[i] < s.free_at[p] ? i : p;
+			s.free_at[p] = fmax(t, s.free_at[p]) + c->cpu_ms;
+			s.taken[e.to] = 1;
+			struct ev l = {.t = s.free_at[p], .to = e.to, .kind = N_DONE};
+			if (q_push(&s.q, &l) < 0)
+				goto oom;
+		} else if (e.kind == N_MSG) {
+			if (node_learn(&s, e.to, t, 1) < 0)
+				goto oom;
+		} else if (e.kind == N_DONE) {
 			if (node_learn(&s, e.to, t, 1) < 0)
 				goto oom;
 		} else if (e.kind == N_LEARN) {
@@ -239,6 +259,8 @@ oom:
 done:
 	free(s.when);
 	free(s.pick);
+	free(s.free_at);
+	free(s.taken);
 	free(s.q.v);
 	free(s.table.v);
 	free(s.out);

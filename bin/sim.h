@@ -18,6 +18,8 @@ struct sim_cfg {
 	double loss;  /* chance that a message is lost */
 	double latency_ms, jitter_ms;  /* timed: per message, (latency - jitter) + Exp(jitter) */
 	double sync_ms;  /* node: how long an anti-entropy exchange takes */
+	unsigned cpus;  /* node: processors the members share (0: each has its own, at once) */
+	double cpu_ms;  /* node: processor time to take in and pass on one new message */
 	double every_s, probe_s, probe_jitter, mult;  /* gossip-node's -s, -i, -J, -S */
 	double limit;  /* rounds (round models) or seconds (timed) */
 	int own_pick;  /* node: the simulator's choice even where the library's would do */

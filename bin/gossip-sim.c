@@ -312,26 +312,37 @@ static const char *pm(char *buf, size_t n, const struct stat1 *s, int prec)
 	return buf;
 }
 
-static void text_header(const struct opts *o, const struct sim_cfg *c)
+/* The model and its parameters, in words: "rumor push, feedback, counter". */
+static void describe(char *out, size_t n, const struct sim_cfg *c)
 {
-	printf("# %s", model_names[c->model]);
+	size_t w = 0;
+#define PUT(...) (w += (size_t)snprintf(out + w, w < n ? n - w : 0, __VA_ARGS__))
+	PUT("%s", model_names[c->model]);
 	if (c->model == SIM_AE || c->model == SIM_RUMOR)
-		printf(" %s", mode_names[c->mode]);
+		PUT(" %s", mode_names[c->mode]);
 	if (c->model == SIM_RUMOR) {
-		printf(", %s, %s", c->blind ? "blind" : "feedback", c->coin ? "coin" : "counter");
+		PUT(", %s, %s", c->blind ? "blind" : "feedback", c->coin ? "coin" : "counter");
 		if (c->backup)
-			printf(", anti-entropy every %lu rounds", (unsigned long)c->backup);
+			PUT(", anti-entropy every %lu rounds", (unsigned long)c->backup);
 	}
 	if (c->model <= SIM_IAD && c->async)
-		printf(", contacts one by one");
+		PUT(", contacts one by one");
 	if (c->model >= SIM_NODE)
-		printf(", latency %g ms (sd %g)", c->latency_ms, c->jitter_ms);
+		PUT(", latency %g ms (sd %g)", c->latency_ms, c->jitter_ms);
 	if (c->model == SIM_NODE)
-		printf(", anti-entropy every %g s", c->every_s);
+		PUT(", anti-entropy every %g s", c->every_s);
 	if (c->model == SIM_NODE && c->cpus)
-		printf(", %u shared processors, %g ms a new message", c->cpus, c->cpu_ms);
+		PUT(", %u shared processors, %g ms a new message", c->cpus, c->cpu_ms);
 	if (c->model == SIM_SWIM)
-		printf(", probe interval %g s, jitter %g, suspicion mult %g", c->probe_s, c->probe_jitter, c->mult);
+		PUT(", probe interval %g s, jitter %g, suspicion mult %g", c->probe_s, c->probe_jitter, c->mult);
+#undef PUT
+}
+
+static void text_header(const struct opts *o, const struct sim_cfg *c)
+{
+	char d[400];
+	describe(d, sizeof d, c);
+	printf("# %s", d);
 	printf("; %u runs, seed %llu; mean±sd over runs\n", o->runs, (unsigned long long)o->seed);
 	if (c->model == SIM_SWIM)
 		printf("%-7s %-3s %-6s %-11s %-14s %-14s %-14s %-14s %-10s %-10s %s\n", "n", "k", "loss",
@@ -461,12 +472,12 @@ static int plot(const struct opts *o, struct curve *cv, size_t ncv, int timed)
 	        svg ? " dynamic" : "");
 	gp_quote(f, o->plot);
 	fprintf(f, "\nset title ");
-	char title[200];
-	snprintf(title, sizeof title, "gossip-sim: %s, %u runs, seed %llu", model_names[o->base.model],
-	         o->runs, (unsigned long long)o->seed);
+	char title[600], d[400];
+	describe(d, sizeof d, &o->base);
+	snprintf(title, sizeof title, "gossip-sim: %s; %u runs, seed %llu", d, o->runs, (unsigned long long)o->seed);
 	gp_quote(f, title);
 	fprintf(f, "\nset xlabel '%s'\nset ylabel '%s'\nset yrange [0:1.02]\nset grid\n"
-	        "set key bottom right\n",
+	        "set key top left\n",
 	        timed ? "ms" : "round", o->base.model == SIM_SWIM ? "share of members that declared it dead" : "informed share");
 	for (size_t i = 0; i < ncv; i++) {
 		fprintf(f, "$d%zu << EOD\n", i);

@@ -18,6 +18,7 @@
  *   events    DIR/events: append, follow, run a handler
  *   swim      the prober (SWIM with Lifeguard's confirmations), on a clock it is given
  *   observe   the peer table kept from the stream, the clock, the store and DIR/rejects
+ *   sim       gossip-sim's seeded randomness and member choices
  *
  * trust comes after msg because its verdicts are on decoded messages. Structures whose
  * insides only the library needs are declared here by name only; lib/store.h (private)
@@ -762,5 +763,70 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now);
 int gossip_observe_store(struct gossip_observer *o, uint64_t now);
 /* Reputation: each line DIR/rejects gained costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
+
+/* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
+ * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator
+ * so that a simulated run repeats exactly, the member choices gossip_peers_pick makes
+ * (uniform among live members, never self) at a cost that allows a million members, and
+ * a hook that makes libsodium's randombytes, and so the library's own choices, repeat
+ * under the same seed. Never for keys or nonces: libsodium makes those. */
+
+/* xoshiro256** (Blackman and Vigna), seeded by splitmix64. */
+struct gossip_rng {
+	uint64_t s[4];
+};
+/* The generator for (seed, stream): each run of a simulation is a stream of one seed. */
+void gossip_rng_seed(struct gossip_rng *r, uint64_t seed, uint64_t stream);
+
+/* Inline: the simulator draws tens of millions a second. */
+static inline uint64_t gossip_rng_next(struct gossip_rng *r)
+{
+	uint64_t *s = r->s, x = s[1] * 5, t = s[1] << 17;
+	uint64_t out = ((x << 7) | (x >> 57)) * 9;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return out;
+}
+/* Uniform in [0, n), n >= 1, unbiased (Lemire's multiply and reject). */
+static inline uint32_t gossip_rng_below(struct gossip_rng *r, uint32_t n)
+{
+	uint64_t m = (gossip_rng_next(r) >> 32) * (uint64_t)n;
+	if ((uint32_t)m < n) {
+		uint32_t floor = (uint32_t)(0u - n) % n;
+		while ((uint32_t)m < floor)
+			m = (gossip_rng_next(r) >> 32) * (uint64_t)n;
+	}
+	return (uint32_t)(m >> 32);
+}
+/* Uniform in [0, 1). */
+static inline double gossip_rng_unit(struct gossip_rng *r)
+{
+	return (double)(gossip_rng_next(r) >> 11) * 0x1.0p-53;
+}
+/* 1 with probability p. */
+static inline int gossip_rng_chance(struct gossip_rng *r, double p)
+{
+	return gossip_rng_unit(r) < p;
+}
+/* Exponentially distributed with this mean. */
+double gossip_rng_exp(struct gossip_rng *r, double mean);
+/* A member other than self among n (0 to n-1), uniformly: gossip_peers_pick's choice of
+ * one when all n are live. */
+static inline uint32_t gossip_sim_other(struct gossip_rng *r, uint32_t n, uint32_t self)
+{
+	uint32_t j = gossip_rng_below(r, n - 1);
+	return j + (j >= self);
+}
+/* k distinct members other than self among n, uniformly (Floyd's sampling): as
+ * gossip_peers_pick chooses k among n live members. The number chosen: min(k, n-1). */
+uint32_t gossip_sim_pick(struct gossip_rng *r, uint32_t n, uint32_t self, uint32_t k,
+                         uint32_t *out);
+/* From now on libsodium's randombytes draws from *r (which the caller may reseed): call
+ * before gossip_init, in a program that makes no keys (the simulator). */
+int gossip_sim_randombytes(struct gossip_rng *r);
 
 #endif

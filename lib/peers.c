@@ -112,7 +112,12 @@ int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m)
 				char k[64], v[128];
 				if (get_text(&c, k, sizeof k, "tag") < 0 || get_text(&c, v, sizeof v, "tag value") < 0)
 					goto bad;
+				/* A key is read back up to its "=": one with "=" in it, or empty, would
+				 * mean another tag. Keys in the encoder's order, each once. */
 				snprintf(m->tags[i], sizeof m->tags[i], "%s=%s", k, v);
+				const char *prev = i ? m->tags[i - 1] : NULL, *cur = m->tags[i];
+				if (!*k || strchr(k, '=') || (prev && cmp_tag(&prev, &cur) >= 0))
+					goto bad;
 			}
 		}
 	}

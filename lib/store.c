@@ -406,10 +406,12 @@ static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, u
 {
 	if (version > now)
 		return 0;
+	/* As an age, so that a time near 2^64 cannot wrap into the past. */
+	uint64_t age = gossip_age_ms(now, time);
 	if (type == GOSSIP_T_DEL)
-		return time + st->opts.tombstone_ttl_ms <= now;
+		return time <= now && age >= st->opts.tombstone_ttl_ms;
 	if (type == GOSSIP_T_EVENT)
-		return time + st->opts.event_ttl_ms <= now;
+		return time <= now && age >= st->opts.event_ttl_ms;
 	return 0;
 }
 

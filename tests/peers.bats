@@ -53,6 +53,15 @@ all_see() {
 	done
 }
 
+# all_heard NAME: every other running node has had a heartbeat from NAME (phi judges it).
+all_heard() {
+	for n in $NODES; do
+		[ "$n" = "$1" ] && continue
+		gossip-peers -d "$T/$n" -j list 2>/dev/null |
+			jq -e -s --arg m "$1" 'map(select(.name == $m)) | length == 1 and .[0].last_heard_ms >= 0' >/dev/null || return 1
+	done
+}
+
 # events NODE [FILTER]: NODE's membership events so far, as JSON lines (gossip-peers
 # watch -A, stopped once it has printed as many as the event log held), or what the jq
 # FILTER makes of them. Fails when watch did not print them all: call it outside a
@@ -325,6 +334,9 @@ SH
 	hb_node n3 "${PORTS[2]}" "${PORTS[0]}" "${PORTS[1]}"
 	hb_node n4 "${PORTS[3]}" "${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}"
 	wait_for 20 all_alive 4 || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+	# Phi judges n3 only where a beat of it has arrived; a member never heard from is
+	# declared dead by the grace period instead (tested above).
+	wait_for 10 all_heard n3 || fail "n3's beats did not reach every node: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n -j list; done)"
 	# n3's heartbeats stop; n3 itself runs on, and goes on judging the others by theirs.
 	t0=$(date +%s%N)
 	node_kill n3_beat

@@ -40,6 +40,14 @@ struct opts {
 
 static volatile sig_atomic_t stop;
 
+static volatile sig_atomic_t want_reload;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	want_reload = 1;
+}
+
 static void on_stop(int sig)
 {
 	(void)sig;
@@ -219,6 +227,10 @@ static int do_observe(const struct opts *o)
 			break;
 		} else if (!strstr(gossip_error(), "timed out")) {
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		}
+		if (want_reload) {
+			want_reload = 0;
+			gossip_observe_reload(obs);
 		}
 		gossip_observe_rejects(obs);
 		if (now - last_scan >= 1000) {
@@ -657,6 +669,10 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (!strcmp(verb, "observe")) {
+		sa.sa_handler = on_hup;
+		sigaction(SIGHUP, &sa, NULL);  /* re-read trusted; other verbs end on it as before */
+	}
 	int r;
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);

@@ -761,6 +761,9 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now);
 /* Member records that reached DIR/store some other way (a join, a sync) since the last
  * look; 1 when the table changed. */
 int gossip_observe_store(struct gossip_observer *o, uint64_t now);
+/* Read DIR/trusted again (SIGHUP): a member removed from it is no longer found in the
+ * store. A file that does not load leaves the old one in force (warned). */
+void gossip_observe_reload(struct gossip_observer *o);
 /* Reputation: each line DIR/rejects gained costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
 

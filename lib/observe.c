@@ -159,6 +159,20 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 	return 0;
 }
 
+void gossip_observe_reload(struct gossip_observer *o)
+{
+	struct gossip_trust t;
+	if (!o->store)
+		return;  /* loaded at the first look */
+	if (gossip_trust_load(&t, o->dir) < 0) {
+		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
+		return;
+	}
+	gossip_trust_free(&o->trust);
+	o->trust = t;  /* in place: the store's filter points at it */
+	gossip_warn("reloaded: %zu trusted signers", o->trust.n);
+}
+
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};

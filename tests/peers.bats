@@ -368,3 +368,24 @@ SH
 	hb_beat n3
 	wait_for 10 all_see alive n3 || fail "$(for n in $NODES; do echo "$n: $(state_of $n n3)"; done)"
 }
+
+@test "observe re-reads trusted on SIGHUP: a member removed from it is not found in the store" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-merge -d "$T/n1" >/dev/null
+	mkfifo in
+	gossip-peers -d "$T/n1" observe <in 2>observe.err & OBS=$!
+	exec 5>in
+	wait_for 5 sh -c "gossip-peers -d $T/n1 -j list | jq -e -s 'length == 1' >/dev/null"
+	grep -v "$(cut -d' ' -f1 n2.pub)" n1/trusted >t && mv t n1/trusted
+	kill -HUP "$OBS"
+	wait_for 5 grep -q "reloaded: 5 trusted signers" observe.err
+	# n2's record reaches the store some other way (written before n1 revoked it) and n3's
+	# too: only n3's is found.
+	gossip-peers -d "$T/n2" announce -a udp://127.0.0.1:9 >n2.rec
+	gossip-peers -d "$T/n3" announce -a udp://127.0.0.1:9 >n3.rec
+	cat n2.rec n3.rec >>n1/store
+	wait_for 5 sh -c "gossip-peers -d $T/n1 -j list | jq -e -s 'map(.name) | index(\"n3\")' >/dev/null"
+	gossip-peers -d "$T/n1" -j list | jq -e -s 'map(.name) | index("n2") == null' >/dev/null ||
+		fail "a revoked member was found: $(gossip-peers -d "$T/n1" list)"
+	exec 5>&-
+	wait "$OBS"
+}

@@ -149,7 +149,7 @@ static int do_beat(const struct opts *o)
 
 /* ---- observe ---- */
 
-/* Where observe's output goes: the copy of the stream, and the prober's datagrams. */
+/* Where observe's output goes: the copy of the stream (-T), and the prober's datagrams. */
 struct outlet {
 	int tee;  /* -T, until stdout fails */
 	struct gossip_out out;
@@ -165,7 +165,7 @@ static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
 	}
 }
 
-static void send_msg(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
+static void prober_send(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
 {
 	struct outlet *ol = ctx;
 	const char *a;
@@ -195,7 +195,7 @@ static int do_observe(const struct opts *o)
 		if (gossip_keyring_load(&keyring, o->dir) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 		gossip_out_init(&ol.out, 1200, 500, 0, &keyring);
-		if (!(swim = gossip_swim_new(&table, &o->cfg, &author, o->dir, send_msg, &ol, now)))
+		if (!(swim = gossip_swim_new(&table, &o->cfg, &author, o->dir, prober_send, &ol, now)))
 			gossip_die(GOSSIP_EXIT_ERR, "observe: %s", strerror(ENOMEM));
 	}
 	struct gossip_observer *obs = gossip_observer_new(&table, &o->cfg, o->dir, swim, now);
@@ -237,6 +237,8 @@ static int do_observe(const struct opts *o)
 			dirty |= gossip_observe_store(obs, now);
 			last_scan = now;
 		}
+		/* Again: a probe's timer starts when its ping leaves, after the store was read. */
+		now = gossip_now_ms();
 		dirty |= gossip_observe_tick(obs, now);
 		if (swim)
 			gossip_out_flush(&ol.out);

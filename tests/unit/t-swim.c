@@ -146,7 +146,7 @@ static int tick(struct gossip_swim *s, uint64_t now, int silent)
 	size_t mark = nsent;
 	int changed = gossip_swim_tick(s, now);
 	struct gossip_buf ack = {0};
-	for (size_t k = mark; k < nsent && k < mark + 64; k++)
+	for (size_t k = mark; k < nsent; k++)
 		if (is_ping(&sent[k], GOSSIP_NONCE_LEN) && sent[k].to != silent) {
 			probe_by(&ack, sent[k].to, GOSSIP_T_ACK, sent[k].m.value, GOSSIP_NONCE_LEN);
 			arrive(s, &ack, now);

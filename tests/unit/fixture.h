@@ -70,6 +70,26 @@ static inline void rm_dir(const char *dir)
 		fprintf(stderr, "# could not remove %s\n", dir);
 }
 
+/* How many events name DIR/events holds about member (NULL: about the cluster); with at,
+ * also when the first of them happened (0: never). */
+static inline int count_events(const char *dir, const char *name, const char *member, uint64_t *at)
+{
+	struct gossip_event_reader r;
+	struct gossip_event e;
+	int n = 0;
+	if (at)
+		*at = 0;
+	gossip_event_reader_init(&r, dir, 1);
+	while (gossip_event_reader_next(&r, &e) == 1)
+		if (!strcmp(e.event, name) && !strcmp(e.name, member ? member : "")) {
+			if (at && !n)
+				*at = e.time;
+			n++;
+		}
+	gossip_event_reader_free(&r);
+	return n;
+}
+
 /* "BASE64 NAME\n" for a trusted file. */
 static inline void trusted_line(char *out, size_t n, const struct gossip_identity *id, const char *name)
 {

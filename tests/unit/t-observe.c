@@ -62,30 +62,15 @@ static int state(struct gossip_peers *t, int i)
 	return p ? p->state : -1;
 }
 
-/* How many events name about member (NULL: about the cluster). */
 static int events(const char *name, const char *member)
 {
-	struct gossip_event_reader r;
-	struct gossip_event e;
-	int n = 0;
-	gossip_event_reader_init(&r, dir, 1);
-	while (gossip_event_reader_next(&r, &e) == 1)
-		n += !strcmp(e.event, name) && !strcmp(e.name, member ? member : "");
-	gossip_event_reader_free(&r);
-	return n;
+	return count_events(dir, name, member, NULL);
 }
 
-/* When the first event name about member happened; 0: never. */
 static uint64_t event_time(const char *name, const char *member)
 {
-	struct gossip_event_reader r;
-	struct gossip_event e;
-	uint64_t at = 0;
-	gossip_event_reader_init(&r, dir, 1);
-	while (gossip_event_reader_next(&r, &e) == 1)
-		if (!at && !strcmp(e.event, name) && !strcmp(e.name, member))
-			at = e.time;
-	gossip_event_reader_free(&r);
+	uint64_t at;
+	count_events(dir, name, member, &at);
 	return at;
 }
 

@@ -155,17 +155,9 @@ static int tick(struct gossip_swim *s, uint64_t now, int silent)
 	return changed;
 }
 
-/* How many events name about member name. */
 static int events(const char *name, const char *member)
 {
-	struct gossip_event_reader r;
-	struct gossip_event e;
-	int n = 0;
-	gossip_event_reader_init(&r, dir, 1);
-	while (gossip_event_reader_next(&r, &e) == 1)
-		n += !strcmp(e.event, name) && !strcmp(e.name, member);
-	gossip_event_reader_free(&r);
-	return n;
+	return count_events(dir, name, member, NULL);
 }
 
 int main(void)

@@ -129,7 +129,8 @@ int gossip_trust_parse(struct gossip_trust *t, const char *text, size_t len, con
 		sg.line = lineno;
 		t->v[t->n++] = sg;
 	}
-	qsort(t->v, t->n, sizeof *t->v, cmp_signer);
+	if (t->n > 1)  /* t->v is NULL when no line names a signer */
+		qsort(t->v, t->n, sizeof *t->v, cmp_signer);
 	for (size_t k = 1; k < t->n; k++)
 		if (!memcmp(t->v[k - 1].pk, t->v[k].pk, 32)) {
 			unsigned later = t->v[k].line > t->v[k - 1].line ? t->v[k].line : t->v[k - 1].line;

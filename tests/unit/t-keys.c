@@ -48,6 +48,9 @@ int main(void)
 	ok(gossip_trust_allows(&t.v[0], (const uint8_t *)"b/x", 3) &&
 	   !gossip_trust_allows(&t.v[0], (const uint8_t *)"c/x", 3) &&
 	   !gossip_trust_allows(&t.v[0], (const uint8_t *)"a", 1), "prefixes restrict");
+	/* Found by fuzzing: no signer line at all (sorting an empty list was undefined). */
+	ok(parse(&t, "") == 0 && t.n == 0, "an empty trusted file trusts nobody");
+	ok(parse(&t, "# only a comment\n\n") == 0 && t.n == 0, "nor does one of comments and blank lines");
 	snprintf(text, sizeof text, "size=3 %s\n", b64);
 	ok(parse(&t, text) < 0 && strstr(gossip_error(), "line 1: unknown option"), "%s", gossip_error());
 	ok(parse(&t, "AAAA alice\n") < 0 && strstr(gossip_error(), "no public key"), "%s", gossip_error());

@@ -56,7 +56,7 @@ static inline void fuzz_unlink(const char *dir, const char *name)
 }
 
 /* A node's state directory DIR: DIR/key from the seed fill*32, DIR/key.pub, DIR/trusted
- * with the identities of the fills in trusts, DIR/keyring with the cluster keys of the
+ * with the identities of the fills in trusts (none: no such file), DIR/keyring with the cluster keys of the
  * fills in ring (none: no keyring); all loaded into nd. */
 static inline void fuzz_node_make(struct fuzz_node *nd, const char *dir, unsigned char fill,
                                   const char *ring, const char *trusts)
@@ -81,7 +81,12 @@ static inline void fuzz_node_make(struct fuzz_node *nd, const char *dir, unsigne
 		gossip_pub_line(line, sizeof line - 1, pk, fuzz_name_of((unsigned char)*t));
 		strcat(strcat(text, line), "\n");
 	}
-	fuzz_put(dir, "trusted", text, strlen(text), 0644);
+	/* Trusting nobody: no DIR/trusted (an empty one is a known finding:
+	 * crashes/trust-no-signer-qsort-null). */
+	if (*trusts)
+		fuzz_put(dir, "trusted", text, strlen(text), 0644);
+	else
+		fuzz_unlink(dir, "trusted");
 	text[0] = 0;
 	for (const char *k = ring; *k; k++) {
 		memset(seed, *k, 32);

@@ -9,37 +9,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Whether gossip_trust_parse will add a signer or fail: some line that is not blank
- * and not a comment (as it reads a line: up to a NUL or a CR, after spaces, tabs and
- * CRs), or a line too long. */
-static int has_signer_line(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		size_t e = i, j = i;
-		while (e < n && p[e] != '\n')
-			e++;
-		if (e - i >= 1024)
-			return 1;
-		while (j < e && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r'))
-			j++;
-		if (j < e && p[j] != 0 && p[j] != '#')
-			return 1;
-		i = e + 1;
-	}
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct gossip_trust t = {0};
 	fuzz_reset();
-	/* Known: trusted text with no signer line (empty, or only blank lines and comments)
-	 * is undefined behaviour in gossip_trust_parse: it sorts the empty list with
-	 * qsort(NULL, 0, ...), and qsort's base is declared nonnull
-	 * (tests/fuzz/crashes/trust-no-signer-qsort-null). Skipped so that the rest can be
-	 * fuzzed; remove this when it is fixed. */
-	if (!has_signer_line(data, size) && fuzz_skip_known())
-		return 0;
 	if (gossip_trust_parse(&t, (const char *)data, size, "trusted") == 0) {
 		for (size_t i = 0; i < t.n; i++) {
 			const struct gossip_signer *s = &t.v[i];

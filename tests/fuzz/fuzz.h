@@ -82,17 +82,6 @@ static inline void fuzz_sodium(void)
 	}
 }
 
-/* Inputs that hit a known, not yet fixed finding (README, crashes/) are skipped so that
- * fuzzing goes on past them, unless FUZZ_KNOWN is set in the environment: then they run
- * and crash again (FUZZ_KNOWN=1 fuzz-out/fuzz-NAME tests/fuzz/crashes/NAME-*). */
-static inline int fuzz_skip_known(void)
-{
-	static int skip = -1;
-	if (skip < 0)
-		skip = getenv("FUZZ_KNOWN") == NULL;
-	return skip;
-}
-
 /* /dev/null, for what decoders print. */
 static inline FILE *fuzz_devnull(void)
 {

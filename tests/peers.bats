@@ -10,7 +10,7 @@ I="$BATS_TEST_DIRNAME/interop.py"
 
 setup() {
 	base_setup
-	NODES= BEATS=
+	NODES='' BEATS=''
 	for n in n1 n2 n3 n4 n5 n6; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
 	for n in n1 n2 n3 n4 n5 n6; do cat n?.pub >"$n/trusted"; done
 	set -- $(freeports 12)

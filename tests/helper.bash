@@ -51,25 +51,19 @@ assert_error() {
 	[[ ${stderr_lines[0]} == *"$text"* ]] || fail "stderr lacks '$text': $stderr"
 }
 
-# wait_for SECONDS COMMAND...: run COMMAND until it succeeds, every 0.05 s (or, for a
-# command that takes longer than that to run, after as long again: a heavy check takes
-# half the time at most, leaving the rest to what it waits for); when it has not within
-# SECONDS (a fraction is fine), fail the test, naming the command. COMMAND runs with
+# wait_for SECONDS COMMAND...: run COMMAND every 0.05 s until it succeeds; when it has not
+# within SECONDS (a fraction is fine), fail the test, naming the command. COMMAND runs with
 # errexit off, as in any condition: a function given here must return its failures
 # (`|| return 1`), not rely on errexit.
 wait_for() {
-	local limit=$1 end t0 t1 pause
+	local limit=$1 end
 	shift
 	us_of "$limit" || fail "wait_for: $limit: want seconds"
 	end=$((${EPOCHREALTIME//[!0-9]/} + REPLY))
 	while :; do
-		t0=${EPOCHREALTIME//[!0-9]/}
 		"$@" && return 0
-		t1=${EPOCHREALTIME//[!0-9]/}
-		[ "$t1" -lt "$end" ] || break
-		pause=$((t1 - t0 > 50000 ? t1 - t0 : 50000))
-		printf -v pause '%d.%06d' $((pause / 1000000)) $((pause % 1000000))
-		sleep "$pause"
+		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || break
+		sleep 0.05
 	done
 	fail "timed out after $limit s waiting for: $*"
 }

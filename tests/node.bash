@@ -9,30 +9,17 @@ SYNC=${SYNC:-1}        # anti-entropy interval, seconds
 # node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
 # 127.0.0.1:PORT (UDP and TCP), joining the node at SEED_PORT; return once it listens.
 node_start() {
-	node_spawn "$@" && node_ready "$1"
-}
-
-# node_spawn NAME PORT [SEED_PORT] [options...]: start NAME as node_start does, but do not
-# wait until it listens (node_ready does): a cluster's nodes start side by side, and a
-# node retries its seed every interval until the seed answers.
-node_spawn() {
-	local n=$1 port=$2 seed=${3:-}
+	local n=$1 port=$2 seed=${3:-} pid
 	shift 3 2>/dev/null || shift $#
 	rm -f "$T/$n/listening"
 	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-j "127.0.0.1:$seed"} \
 		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
+	pid=$!
 	# Known before it is waited for, so that nodes_stop stops it whatever happens.
-	eval "PGID_$n=$!"
+	eval "PGID_$n=$pid"
 	NODES="${NODES:-} $n"
-}
-
-# node_ready NAME: return once NAME listens; fail, with its log, when it stopped first or
-# did not within 10 s.
-node_ready() {
-	local n=$1 pid
-	eval "pid=\${PGID_$n:-}"
 	for _ in $(seq 1 200); do
-		[ -s "$T/$n/listening" ] && return 0
+		[ -s "$T/$n/listening" ] && break
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done

@@ -20,13 +20,10 @@ teardown() {
 	nodes_stop
 }
 
-# cluster N: nodes n1..nN, n2 on joining n1, all started at once; wait until everyone
-# sees N alive.
+# cluster N: nodes n1..nN, n2 on joining n1; wait until everyone sees N alive.
 cluster() {
-	local n
-	node_spawn n1 "${PORTS[0]}" ""
-	for i in $(seq 2 "$1"); do node_spawn "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
-	for n in $NODES; do node_ready "$n"; done
+	node_start n1 "${PORTS[0]}" ""
+	for i in $(seq 2 "$1"); do node_start "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
 	wait_for 30 all_alive "$1" ||
 		fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }

@@ -23,18 +23,15 @@ teardown() {
 	[ -z "${WATCH:-}" ] || kill $WATCH 2>/dev/null || true
 }
 
-# start_cluster N: nodes n1..nN, each joining n1, all started at once, or one after
-# another with SERIAL=1 (n2 and n4 tagged leader=eligible).
+# start_cluster N: nodes n1..nN, each joining n1 (n2 and n4 tagged leader=eligible).
 start_cluster() {
-	local count=$1 i n start=node_spawn
-	[ -z "${SERIAL:-}" ] || start=node_start
-	$start n1 "${PORTS[0]}" ""
+	local count=$1 i
+	node_start n1 "${PORTS[0]}" ""
 	for i in $(seq 2 "$count"); do
 		local extra=()
 		case $i in 2 | 4) extra=(-t leader=eligible) ;; esac
-		$start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" "${extra[@]}"
+		node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" "${extra[@]}"
 	done
-	for n in $NODES; do node_ready "$n"; done
 	wait_for 20 all_alive "$count" || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }
 
@@ -148,8 +145,8 @@ watching() {
 	# 0.2 s). Not one member is suspected, let alone failed.
 	for n in n7 n8 n9 n10; do gossip-keygen -d "$T/$n" -n $n >"$n.pub"; done
 	for n in n1 n2 n3 n4 n5 n6 n7 n8 n9 n10; do cat n*.pub >"$n/trusted"; done
-	# Started one after another, as a cluster grows: every event from the first join counts.
-	JITTER=0.3 SERIAL=1 start_cluster 10
+	# Every event from the first join on counts.
+	JITTER=0.3 start_cluster 10
 	sleep "$(intervals 150)"
 	# The period ends: each node's event log as it is now, read at leisure after.
 	for n in $NODES; do
@@ -311,7 +308,7 @@ SH
 		"$FANOUT" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
 	eval "PGID_$n=$!"   # teardown stops it, whatever happens
 	NODES="$NODES $n"
-	node_ready "$n"
+	wait_for 10 test -s "$d/listening" || fail "$n did not start: $(cat "$T/$n.log")"
 	hb_beat "$n"
 	for s in "$@"; do gossip-peers -d "$d" join "tcp://127.0.0.1:$s" >/dev/null; done
 }
@@ -328,6 +325,8 @@ SH
 	BEATS="$BEATS $1_beat"
 }
 
+# all_heard: every node has heard from every other member (list -j: last_heard_ms is -1
+# until then).
 @test "phi accrual on heartbeats: a member whose beats stop is suspect, then dead; live ones never" {
 	hb_node n1 "${PORTS[0]}"
 	hb_node n2 "${PORTS[1]}" "${PORTS[0]}"

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -16,9 +17,10 @@ static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	        "usage: gossip-sim [-jv] [-m model] [-n nodes] [-k k] [-p loss] [-r runs] [-t limit]\n"
-	        "                  [-M mode] [-b] [-c] [-A] [-a rounds] [-l ms] [-L ms] [-s seconds]\n"
-	        "                  [-i seconds] [-J fraction] [-S mult] [--seed seed] [--sync-ms ms]\n"
-	        "                  [--cpus n] [--cpu-ms ms] [--own-pick] [--plot file]\n");
+	        "                  [-M mode] [-b] [-c] [-A] [-a rounds] [-s seconds] [-i seconds]\n"
+	        "                  [-J fraction] [-S mult] [--latency-mean seconds]\n"
+	        "                  [--latency-sd seconds] [--sync-time seconds] [--cpus n]\n"
+	        "                  [--cpu-time seconds] [--seed seed] [--own-pick] [--plot file]\n");
 	exit(code);
 }
 
@@ -33,8 +35,8 @@ struct opts {
 	size_t nn, nk, np;
 	unsigned runs;
 	uint64_t seed;
-	int json, verbose, k_given, l_given, L_given;
-	const char *plot;
+	int json, verbose, k_given;
+	const char *plot, *latency, *jitter;  /* --latency-mean, --latency-sd as given */
 };
 
 /* ---- parsing ---- */
@@ -74,6 +76,41 @@ static size_t list(int opt, const char *s, double lo, double hi, int whole, cons
 	if (!n || s[strlen(s) - 1] == ',' || s[0] == ',')
 		gossip_die(GOSSIP_EXIT_ERR, "-%c %s: want %s", opt, s, want);
 	return n;
+}
+
+/* A time option's value in seconds (decimal, fractions allowed, 0 to 1000), as the ms the
+ * models count in. The ms are read from the text with the point moved three places
+ * ("0.00003" as "0.00003e3"), so that they are the very number the old ms spelling gave
+ * ("0.03"), not the seconds' nearest double times 1000 (0.030000000000000002): the same
+ * seed gives the same figures under either. */
+static double ms_option(const char *name, const char *s)
+{
+	char buf[128], *end;
+	const char *e = strpbrk(s, "eE");
+	long x = 0;
+	if (strspn(s, "0123456789.eE+-") != strlen(s) || strlen(s) > 64)
+		gossip_die(GOSSIP_EXIT_ERR, "--%s %s: want seconds, 0 to 1000", name, s);
+	number(0, name, s, 0, 1000, "seconds, 0 to 1000");
+	if (e) {
+		errno = 0;
+		x = strtol(e + 1, &end, 10);
+		if (*end || errno || x < -1000 || x > 1000)
+			gossip_die(GOSSIP_EXIT_ERR, "--%s %s: want seconds, 0 to 1000", name, s);
+	}
+	snprintf(buf, sizeof buf, "%.*se%ld", (int)(e ? e - s : (ptrdiff_t)strlen(s)), s, x + 3);
+	return strtod(buf, NULL);
+}
+
+/* An old spelling of a time in ms: refused, naming the new one with the value in seconds
+ * (never taken with a new meaning). */
+static void old_ms_option(const char *old, const char *s, const char *what, const char *now)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (*s && !*end && !errno && v >= 0 && v <= 1e6)
+		gossip_die(GOSSIP_EXIT_ERR, "%s %s: %s are in seconds now: %s %.15g", old, s, what, now, v / 1000);
+	gossip_die(GOSSIP_EXIT_ERR, "%s %s: %s are in seconds now: %s SECONDS", old, s, what, now);
 }
 
 static int lookup(const char *s, const char *const *names, int n)
@@ -678,7 +715,8 @@ static void run_all(struct opts *o)
 
 int main(int argc, char **argv)
 {
-	enum { O_SEED = 256, O_SYNCMS, O_OWNPICK, O_PLOT, O_CPUS, O_CPUMS };
+	enum { O_SEED = 256, O_SYNC, O_OWNPICK, O_PLOT, O_CPUS, O_CPU, O_LAT, O_LATSD, O_OLD_SYNCMS, O_OLD_CPUMS,
+	       O_OLD_LATENCY, O_OLD_JITTER };
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
 		{"model", required_argument, NULL, 'm'}, {"nodes", required_argument, NULL, 'n'},
@@ -686,10 +724,14 @@ int main(int argc, char **argv)
 		{"limit", required_argument, NULL, 't'}, {"mode", required_argument, NULL, 'M'},
 		{"blind", no_argument, NULL, 'b'}, {"coin", no_argument, NULL, 'c'},
 		{"async", no_argument, NULL, 'A'}, {"anti-entropy", required_argument, NULL, 'a'},
-		{"latency", required_argument, NULL, 'l'}, {"jitter", required_argument, NULL, 'L'},
-		{"seed", required_argument, NULL, O_SEED}, {"sync-ms", required_argument, NULL, O_SYNCMS},
+		{"latency-mean", required_argument, NULL, O_LAT}, {"latency-sd", required_argument, NULL, O_LATSD},
+		{"seed", required_argument, NULL, O_SEED}, {"sync-time", required_argument, NULL, O_SYNC},
 		{"own-pick", no_argument, NULL, O_OWNPICK}, {"plot", required_argument, NULL, O_PLOT},
-		{"cpus", required_argument, NULL, O_CPUS}, {"cpu-ms", required_argument, NULL, O_CPUMS},
+		{"cpus", required_argument, NULL, O_CPUS}, {"cpu-time", required_argument, NULL, O_CPU},
+		/* The old spellings, in ms: each refused with its new one (so that their
+		 * abbreviations, --sync, --cpu, --lat, are ambiguous, not a new meaning). */
+		{"latency", required_argument, NULL, O_OLD_LATENCY}, {"jitter", required_argument, NULL, O_OLD_JITTER},
+		{"sync-ms", required_argument, NULL, O_OLD_SYNCMS}, {"cpu-ms", required_argument, NULL, O_OLD_CPUMS},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	struct opts o = {
 		.base = {.model = SIM_RUMOR, .latency_ms = 1, .sync_ms = 10, .every_s = 60, .probe_s = 1.25,
@@ -700,6 +742,7 @@ int main(int argc, char **argv)
 	double v[32];
 	int c, m;
 	char *end;
+	const char *limit = NULL;  /* -t as given */
 
 	/* Before gossip_init: the library's random choices come from the run's generator. */
 	gossip_sim_randombytes(&rng);
@@ -727,7 +770,12 @@ int main(int argc, char **argv)
 			break;
 		case 'p': o.np = list('p', optarg, 0, 0.99, 0, "a chance of loss, 0 to 0.99", o.ps); break;
 		case 'r': o.runs = (unsigned)number('r', NULL, optarg, 1, 100000, "runs, 1 to 100000"); break;
-		case 't': b->limit = number('t', NULL, optarg, 1, 1e6, "a limit, 1 to 1000000 (rounds, or seconds)"); break;
+		case 't':
+			b->limit = number('t', NULL, optarg, 0, 1e6, "a limit, rounds (1 to 1000000) or seconds (above 0)");
+			if (b->limit <= 0)
+				gossip_die(GOSSIP_EXIT_ERR, "-t %s: want a limit, rounds (1 to 1000000) or seconds (above 0)", optarg);
+			limit = optarg;
+			break;
 		case 'M':
 			if ((m = lookup(optarg, mode_names, 4)) < 1)
 				gossip_die(GOSSIP_EXIT_ERR, "-M %s: want push, pull or push-pull", optarg);
@@ -737,13 +785,19 @@ int main(int argc, char **argv)
 		case 'c': b->coin = 1; break;
 		case 'A': b->async = 1; break;
 		case 'a': b->backup = (uint32_t)number('a', NULL, optarg, 1, 10000, "rounds, 1 to 10000"); break;
-		case 'l':
-			b->latency_ms = number('l', NULL, optarg, 0, 1e6, "milliseconds, 0 or more");
-			o.l_given = 1;
+		case 'l': old_ms_option("-l", optarg, "latencies", "--latency-mean"); break;
+		case 'L': old_ms_option("-L", optarg, "latencies", "--latency-sd"); break;
+		case O_OLD_LATENCY: old_ms_option("--latency", optarg, "latencies", "--latency-mean"); break;
+		case O_OLD_JITTER: old_ms_option("--jitter", optarg, "latencies", "--latency-sd"); break;
+		case O_OLD_SYNCMS: old_ms_option("--sync-ms", optarg, "times", "--sync-time"); break;
+		case O_OLD_CPUMS: old_ms_option("--cpu-ms", optarg, "times", "--cpu-time"); break;
+		case O_LAT:
+			b->latency_ms = ms_option("latency-mean", optarg);
+			o.latency = optarg;
 			break;
-		case 'L':
-			b->jitter_ms = number('L', NULL, optarg, 0, 1e6, "milliseconds, 0 or more");
-			o.L_given = 1;
+		case O_LATSD:
+			b->jitter_ms = ms_option("latency-sd", optarg);
+			o.jitter = optarg;
 			break;
 		case 's': b->every_s = number('s', NULL, optarg, 0.001, 1e6, "a positive number of seconds"); break;
 		case 'i': b->probe_s = number('i', NULL, optarg, 0.005, 1e4, "a positive number of seconds"); break;
@@ -755,7 +809,7 @@ int main(int argc, char **argv)
 			if (!*optarg || *end || errno || *optarg == '-')
 				gossip_die(GOSSIP_EXIT_ERR, "--seed %s: want a whole number", optarg);
 			break;
-		case O_SYNCMS: b->sync_ms = number(0, "sync-ms", optarg, 0, 1e6, "milliseconds, 0 or more"); break;
+		case O_SYNC: b->sync_ms = ms_option("sync-time", optarg); break;
 		case O_OWNPICK: b->own_pick = 1; break;
 		case O_CPUS: {
 			double d = number(0, "cpus", optarg, 1, 1024, "processors, 1 to 1024");
@@ -764,7 +818,7 @@ int main(int argc, char **argv)
 			b->cpus = (unsigned)d;
 			break;
 		}
-		case O_CPUMS: b->cpu_ms = number(0, "cpu-ms", optarg, 0, 1e6, "milliseconds, 0 or more"); break;
+		case O_CPU: b->cpu_ms = ms_option("cpu-time", optarg); break;
 		case O_PLOT: {
 			const char *ext = strrchr(optarg, '.');
 			if (!ext || (strcmp(ext, ".png") && strcmp(ext, ".svg")))
@@ -790,11 +844,13 @@ int main(int argc, char **argv)
 	if (b->async && !rounds)
 		gossip_die(GOSSIP_EXIT_ERR, "-A: contacts one by one are for the round models");
 	if ((b->cpus || b->cpu_ms > 0) && b->model != SIM_NODE)
-		gossip_die(GOSSIP_EXIT_ERR, "--cpus, --cpu-ms: the node model's");
+		gossip_die(GOSSIP_EXIT_ERR, "--cpus, --cpu-time: the node model's");
 	if (b->cpu_ms > 0 && !b->cpus)
 		b->cpus = 1;
-	if (rounds && (o.l_given || o.L_given))
-		gossip_die(GOSSIP_EXIT_ERR, "-l, -L: latency is for the timed models (node, swim)");
+	if (rounds && (o.latency || o.jitter))
+		gossip_die(GOSSIP_EXIT_ERR, "--latency-mean, --latency-sd: latency is for the timed models (node, swim)");
+	if (rounds && limit && (b->limit < 1 || b->limit != floor(b->limit)))
+		gossip_die(GOSSIP_EXIT_ERR, "-t %s: the round models count rounds: want a whole number, 1 to 1000000", limit);
 	for (size_t i = 0; b->model == SIM_SWIM && i < o.nn; i++)
 		if (o.ns[i] > 2000)
 			gossip_die(GOSSIP_EXIT_ERR, "-n %lu: the swim model takes at most 2000 members",
@@ -805,10 +861,11 @@ int main(int argc, char **argv)
 	}
 	if (!b->mode)
 		b->mode = b->model == SIM_RUMOR ? GOSSIP_PUSH : GOSSIP_PUSH_PULL;
-	if (!o.L_given)
+	if (!o.jitter)
 		b->jitter_ms = b->latency_ms / 2;
 	if (b->jitter_ms > b->latency_ms)
-		gossip_die(GOSSIP_EXIT_ERR, "-L %g: the jitter is at most the latency (%g ms)", b->jitter_ms, b->latency_ms);
+		gossip_die(GOSSIP_EXIT_ERR, "--latency-sd %s: at most the mean latency (--latency-mean %s)", o.jitter,
+		           o.latency ? o.latency : "0.001");
 	if (rounds && !b->limit)
 		b->limit = 1000;
 	if (b->model == SIM_NODE && !b->limit)

@@ -16,6 +16,7 @@ struct sim_cfg {
 	int blind, coin, async;  /* rumor: loss of interest rule; contacts one by one */
 	uint32_t backup;  /* rumor: anti-entropy every this many rounds; 0: none */
 	double loss;  /* chance that a message is lost */
+	/* Times are in ms, the timed models' unit (the options give seconds). */
 	double latency_ms, jitter_ms;  /* timed: per message, (latency - jitter) + Exp(jitter) */
 	double sync_ms;  /* node: how long an anti-entropy exchange takes */
 	unsigned cpus;  /* node: processors the members share (0: each has its own, at once) */

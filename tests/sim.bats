@@ -128,6 +128,62 @@ EOF
 	cmp a b
 }
 
+@test "times are seconds: the same runs as the old ms options gave, number for number" {
+	# Recorded with the ms options before they became seconds (commit 0ac6bb8), e.g.
+	#   -m node -n 30 -r 4 --seed 5 -p 0.05 -l 2.5 -L 0.7 --sync-ms 15 -s 0.5 --cpus 2 --cpu-ms 0.3
+	# A value in seconds becomes the very number of ms its old spelling gave (0.00003 s is
+	# 0.03 ms, not 0.030000000000000002), so every figure repeats.
+	f='select(.summary) | [.latency_ms, .jitter_ms, .cpu_ms, .p_rumor_all, .t_all.mean, .t_all.median, .t_ave.mean, .msgs.mean]'
+	w='select(.summary) | [.latency_ms, .jitter_ms, .p_all, .t_all.mean, .first_suspect.mean, .first_dead.mean, .msgs_per_s.mean]'
+	while IFS='|' read -r args filter want; do
+		got=$(gossip-sim -j $args | jq -c "${!filter}")
+		[ "$got" = "$want" ] || fail "gossip-sim $args: got $got, recorded $want"
+	done <<'EOF'
+-m node -n 30 -r 4 --seed 5 -p 0.05 --latency-mean 0.0025 --latency-sd 0.0007 --sync-time 0.015 -s 0.5 --cpus 2 --cpu-time 0.0003|f|[2.5,0.7,0.3,1,9.54001,9.05786,5.72436,5]
+-m node -n 40 -r 50 --latency-mean 0.00035 --sync-time 0.25 --cpu-time 0.0011|f|[0.35,0.175,1.1,0.88,2044.61,43.1036,71.6924,4.9975]
+-m node -n 40 -r 50 --latency-mean 3.5e-4 --sync-time 25e-2 --cpu-time .0011|f|[0.35,0.175,1.1,0.88,2044.61,43.1036,71.6924,4.9975]
+-m swim -n 15 -r 2 --seed 3 -p 0.05 --latency-mean 0.0012 --latency-sd 0.00003|w|[1.2,0.03,1,3668.63,2377.98,3666.8,5.4472]
+EOF
+}
+
+@test "-t: whole rounds for the round models, seconds (fractions too) for the timed ones" {
+	sim -m rumor -n 100 -r 1 -t 3
+	[ "$(get '.share | length')" = 4 ] || fail "-t 3 did not stop a round model after 3 rounds: $S"
+	sim -m swim -n 10 -r 1 -t 2.5
+	jq -e '.duration_s.mean >= 2.5 and .duration_s.mean < 2.6' <<<"$S" >/dev/null ||
+		fail "-t 2.5 did not run swim for 2.5 s: $S"
+	sim -m node -n 10 -r 1 -t 0.5 -s 0.05
+	[ "$(get .t_all.n)" = 1 ] || fail "-t 0.5 -s 0.05: the node model did not inform all: $S"
+}
+
+@test "the old ms spellings: exit 2 and one line giving the new one, the value in seconds" {
+	while IFS='|' read -r args text; do
+		run --separate-stderr gossip-sim -m node $args
+		[ "$status" = 2 ] || fail "gossip-sim $args: exit $status, want 2"
+		assert_error gossip-sim "$text"
+		[ -z "$output" ] || fail "gossip-sim $args wrote to stdout: $output"
+	done <<'EOF'
+-l 0.5|-l 0.5: latencies are in seconds now: --latency-mean 0.0005
+-l 1|-l 1: latencies are in seconds now: --latency-mean 0.001
+--latency 2.5|--latency 2.5: latencies are in seconds now: --latency-mean 0.0025
+--latency=2.5|--latency 2.5: latencies are in seconds now: --latency-mean 0.0025
+-L 0.2|-L 0.2: latencies are in seconds now: --latency-sd 0.0002
+--jitter 1|--jitter 1: latencies are in seconds now: --latency-sd 0.001
+--jit 1|--jitter 1: latencies are in seconds now: --latency-sd 0.001
+--sync-ms 10|--sync-ms 10: times are in seconds now: --sync-time 0.01
+--cpu-ms 1.5|--cpu-ms 1.5: times are in seconds now: --cpu-time 0.0015
+-l x|-l x: latencies are in seconds now: --latency-mean SECONDS
+--cpu-ms -1|--cpu-ms -1: times are in seconds now: --cpu-time SECONDS
+EOF
+	# Abbreviations that once meant an ms option now match two options: refused.
+	for args in "--sync 10" "--cpu 1" "--lat 1"; do
+		run --separate-stderr gossip-sim -m node $args
+		[ "$status" = 2 ] || fail "gossip-sim $args: exit $status, want 2"
+		[[ $stderr == *ambiguous* ]] || fail "gossip-sim $args: $stderr"
+		[ -z "$output" ] || fail "gossip-sim $args wrote to stdout: $output"
+	done
+}
+
 @test "JSON lines: one per run, a summary per configuration, all valid" {
 	run --separate-stderr gossip-sim -j -m rumor -n 100,200 -k 1,2 -r 3
 	assert_success
@@ -184,7 +240,6 @@ EOF
 -p 1|-p 1: want a chance of loss
 -p -0.1|-p -0.1: want a chance of loss
 -r 0|-r 0: want runs
--t 0|-t 0: want a limit
 -m gossip|-m gossip: want anti-entropy, rumor, infect-and-die, node or swim
 -M sideways|-M sideways: want push, pull or push-pull
 --seed -1|--seed -1: want a whole number
@@ -194,8 +249,25 @@ EOF
 -m node -b|loss of interest is the rumor model's
 -m swim -M push|-M: only anti-entropy and rumor have a mode
 -m node -A|-A: contacts one by one are for the round models
--m rumor -l 5|-l, -L: latency is for the timed models
--m node -l 1 -L 2|-L 2: the jitter is at most the latency
+-t 0|-t 0: want a limit
+-t -1|-t -1: want a limit
+-m rumor -t 2.5|-t 2.5: the round models count rounds: want a whole number, 1 to 1000000
+-m infect-and-die -t 0.5|-t 0.5: the round models count rounds
+-m rumor --latency-mean 0.005|--latency-mean, --latency-sd: latency is for the timed models
+-m anti-entropy --latency-sd 0.001|--latency-mean, --latency-sd: latency is for the timed models
+-m node --latency-mean 0.001 --latency-sd 0.002|--latency-sd 0.002: at most the mean latency (--latency-mean 0.001)
+-m swim --latency-sd 0.002|--latency-sd 0.002: at most the mean latency (--latency-mean 0.001)
+-m node --latency-mean -0.001|--latency-mean -0.001: want seconds, 0 to 1000
+-m node --latency-mean 2000|--latency-mean 2000: want seconds, 0 to 1000
+-m node --latency-mean 1ms|--latency-mean 1ms: want seconds, 0 to 1000
+-m node --latency-sd x|--latency-sd x: want seconds, 0 to 1000
+-m node --sync-time -1|--sync-time -1: want seconds, 0 to 1000
+-m node --sync-time inf|--sync-time inf: want seconds, 0 to 1000
+-m node --cpu-time nan|--cpu-time nan: want seconds, 0 to 1000
+-m node --cpu-time 0x1p-3|--cpu-time 0x1p-3: want seconds, 0 to 1000
+-m rumor --cpu-time 0.001|--cpus, --cpu-time: the node model's
+-m swim --cpus 2|--cpus, --cpu-time: the node model's
+-m node -s 0|-s 0: want a positive number of seconds
 -m swim -n 3000|-n 3000: the swim model takes at most 2000 members
 -m node -i 0|-i 0: want a positive number of seconds
 -m node -J 1|-J 1: want a fraction from 0 to below 1

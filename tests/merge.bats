@@ -360,6 +360,8 @@ PY
 	mkfifo in
 	gossip-merge -d b <in >out 2>err & BG=$!
 	exec 5>in
+	# Once its handler is in place (SigCgt, a hex mask: SIGHUP is the lowest bit).
+	wait_for 5 eval '(( 0x$(awk "/^SigCgt:/ {print \$2}" /proc/$BG/status) & 1 ))'
 	echo "garbage line" >>b/trusted
 	kill -HUP $BG
 	wait_for 5 grep -q "^gossip-merge: reload: trusted: .*; keeping the old one$" err

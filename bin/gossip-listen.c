@@ -164,11 +164,21 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 	}
 }
 
-/* One unit as it arrived: sealed (with a keyring) or plain. */
+static void reload(void);
+
+/* One unit as it arrived: sealed (with a keyring) or plain. A reload asked for before
+ * it is judged comes first, so the next unit after SIGHUP meets the new files. */
 static void take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
 {
+	if (want_reload)
+		reload();
 	if (!keys.n) {
-		take_messages(p, n, src, base);
+		/* Sealed traffic at a node without a keyring: say so, not that the bytes are no
+		 * message. */
+		if (gossip_looks_sealed(p, n))
+			reject(R_WRONGKEY, src, base, GOSSIP_WRONG_KEY);
+		else
+			take_messages(p, n, src, base);
 		return;
 	}
 	if (gossip_open_sealed(&plain, &keys, p, n) < 0) {
@@ -179,7 +189,8 @@ static void take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base
 		               gossip_msg_decode(p, k, &m) == 0;
 		reject(plainmsg ? R_UNSEALED : R_WRONGKEY, src, base,
 		       plainmsg ? "not sealed: a node with a keyring takes only sealed traffic"
-		                : gossip_error());
+		                : gossip_looks_sealed(p, n) ? GOSSIP_WRONG_KEY
+		                                            : "neither a message nor a sealed item");
 		return;
 	}
 	take_messages(plain.p, plain.len, src, 0);
@@ -213,8 +224,6 @@ static void stats(void)
 	            (unsigned long long)count.bytes, (unsigned long long)count.accepted,
 	            (unsigned long long)count.dups, r, top);
 }
-
-static void reload(void);
 
 /* ---- streams ---- */
 
@@ -353,6 +362,8 @@ static void hand_off(int fd, const char *peer, const char *who)
 		return;
 	}
 	if (pid == 0) {
+		/* A reload of the node (SIGHUP to its process group) must not end a sync. */
+		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -401,6 +412,7 @@ static int serve_stdin(void)
 			s = is_sync(0);
 		}
 		if (s == 1) {
+			signal(SIGHUP, SIG_IGN);
 			signal(SIGPIPE, SIG_DFL);
 			fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
 			if (dup2(0, 1) < 0)
@@ -541,10 +553,14 @@ int main(int argc, char **argv)
 	struct gossip_buf list = {0};
 	if (!addrs || !pfd || !conns || !dgram)
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	/* Every address is bound before any is announced: a port in use is one error, and
+	 * nothing (no line, no -a file) says this process listens. */
 	for (int i = 0; i < nl; i++) {
 		if (gossip_addr_parse(&addrs[i], argv[i]) < 0 || (pfd[i].fd = gossip_listen_on(&addrs[i])) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 		pfd[i].events = POLLIN;
+	}
+	for (int i = 0; i < nl; i++) {
 		gossip_warn("listening on %s", addrs[i].text);
 		gossip_buf_put(&list, addrs[i].text, strlen(addrs[i].text));
 		gossip_buf_put(&list, "\n", 1);

@@ -31,20 +31,11 @@ static struct gossip_trust trust;
 static uint64_t max_skew_ms;  /* 0: the default */
 static int json, all, verbose, quiet_out, verified, lazy;
 static const char *want_origin, *dir;
-static volatile sig_atomic_t want_reload;
-
-static void on_hup(int sig)
-{
-	(void)sig;
-	want_reload = 1;
-}
-
-/* SIGHUP: read trusted again before the next message, as gossip-listen does. A file that
- * does not load leaves the old one in force. */
+/* SIGHUP: read trusted again before the next message is judged, as gossip-listen does.
+ * A file that does not load leaves the old one in force. */
 static void reload(void)
 {
 	struct gossip_trust t;
-	want_reload = 0;
 	if (gossip_trust_load(&t, dir) < 0) {
 		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
 		return;
@@ -72,6 +63,9 @@ static const char *name_of(const uint8_t pk[32])
 
 /* ---- merging ---- */
 
+/* Merge what fd holds. A SIGHUP is taken while waiting for input (so an idle merge
+ * reloads at once) and again just before each message: the message after the signal is
+ * judged by the new trusted. */
 static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 {
 	struct gossip_reader r;
@@ -80,8 +74,17 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 	uint64_t off;
 	int got, status = GOSSIP_EXIT_OK;
 	gossip_reader_init(&r, fd, name, &gossip_msg_limits);
-	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
-		if (want_reload)
+	for (;;) {
+		if (!gossip_reader_ready(&r)) {
+			gossip_wait_input(fd);
+			if (gossip_hup_taken()) {
+				reload();
+				continue;
+			}
+		}
+		if ((got = gossip_reader_next(&r, &p, &n, &off)) != 1)
+			break;
+		if (gossip_hup_taken())
 			reload();
 		if (gossip_merge_item(mg, p, n, name, off) < 0)
 			break;
@@ -104,9 +107,7 @@ static int do_merge(int argc, char **argv)
 {
 	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
 	int status = GOSSIP_EXIT_OK;
-	struct sigaction sa = {0};
-	sa.sa_handler = on_hup;
-	sigaction(SIGHUP, &sa, NULL);
+	gossip_hup_catch();
 	if (argc == 0)
 		status = merge_fd(&mg, 0, "stdin");
 	for (int i = 0; i < argc; i++) {

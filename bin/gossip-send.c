@@ -40,6 +40,21 @@ struct sender {
 	int fanout;
 };
 
+/* SIGHUP: read the keyring again, so that the next datagram or stream is sealed with
+ * its first key (key rotation without a restart). A file that does not load leaves the
+ * old keyring in force. The destinations point at s->keys, which is replaced in place. */
+static void reload(struct sender *s)
+{
+	struct gossip_keyring k;
+	if (gossip_keyring_load(&k, s->dir) < 0) {
+		gossip_warn("reload: keyring: %s; keeping the old one", gossip_error());
+		return;
+	}
+	gossip_keyring_free(&s->keys);
+	s->keys = k;
+	gossip_warn("reloaded: %zu cluster keys", s->keys.n);
+}
+
 /* -M: read the peer table again when gossip-peers observe has rewritten it. */
 static void refresh_members(struct sender *s)
 {
@@ -132,7 +147,20 @@ static int forward(struct sender *s)
 	uint64_t off;
 	int got, status = GOSSIP_EXIT_OK;
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
-	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+	for (;;) {
+		/* A SIGHUP is taken while waiting (an idle sender reloads at once) and before
+		 * each message is queued: what is sent after the signal is sealed anew. */
+		if (!gossip_reader_ready(&r)) {
+			gossip_wait_input(0);
+			if (gossip_hup_taken()) {
+				reload(s);
+				continue;
+			}
+		}
+		if ((got = gossip_reader_next(&r, &p, &n, &off)) != 1)
+			break;
+		if (gossip_hup_taken())
+			reload(s);
 		struct gossip_msg m;
 		if (gossip_msg_decode(p, n, &m) < 0) {
 			gossip_warn("stdin: offset %llu: %s", (unsigned long long)off, gossip_error());
@@ -232,6 +260,11 @@ static int batch(struct sender *s, const char *path)
 	if (fd < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s: cannot open: %s", path, strerror(errno));
 	for (;;) {
+		if (s->peers.n || s->members) {
+			gossip_wait_input(fd);
+			if (gossip_hup_taken())
+				reload(s);
+		}
 		ssize_t k = read(fd, buf + have, sizeof buf - 1 - have);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -254,6 +287,8 @@ static int batch(struct sender *s, const char *path)
 		}
 		have -= (size_t)(p - buf);
 		memmove(buf, p, have);
+		if ((s->peers.n || s->members) && gossip_hup_taken())
+			reload(s);
 		flush_out(s);
 		if (k == 0)
 			break;
@@ -359,6 +394,9 @@ int main(int argc, char **argv)
 	if ((s.peers.n || s.members) && gossip_keyring_load(&s.keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 	signal(SIGPIPE, SIG_IGN);
+	/* Sending to peers from stdin runs as long as its input: SIGHUP reloads the keyring. */
+	if (s.peers.n || s.members)
+		gossip_hup_catch();
 
 	int status = GOSSIP_EXIT_OK;
 	if (forwarding) {

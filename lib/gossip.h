@@ -79,6 +79,15 @@ int gossip_write_atomic(const char *path, const void *p, size_t n, int mode, int
  * files that are a cache of what can be rebuilt, rewritten often. */
 int gossip_write_replace(const char *path, const void *p, size_t n, int mode);
 
+/* SIGHUP asks a long-running program to read its files again. gossip_hup_catch()
+ * installs the handler, with SA_RESTART so that the signal never fails a write, a lock or
+ * a read; gossip_hup_taken() is 1 once after each signal; gossip_wait_input(fd) waits
+ * until fd has input (or its end) or a SIGHUP has come, so that an idle program reloads
+ * at once (at worst within a second, when the signal lands just before the wait). */
+void gossip_hup_catch(void);
+int gossip_hup_taken(void);
+void gossip_wait_input(int fd);
+
 /* At most limit events a second (a flood must not drown a log). */
 struct gossip_rate {
 	uint64_t second, taken, refused;
@@ -455,9 +464,15 @@ void gossip_keyring_free(struct gossip_keyring *k);
 /* Append one sealed item, a CBOR byte string: 24-byte nonce, then XChaCha20-Poly1305
  * ciphertext of p under the first key. */
 int gossip_seal(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *p, size_t n);
-/* Open one sealed item (trying every key) into out. */
+/* Open one sealed item (trying every key) into out; -1 with GOSSIP_WRONG_KEY in
+ * gossip_error() when no key opens it. */
 int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, const uint8_t *item,
                        size_t n);
+#define GOSSIP_WRONG_KEY \
+	"sealed with a cluster key this node does not hold (see gossip-keyring(5))"
+/* 1 when item is one whole sealed item by its form (a byte string long enough for a nonce
+ * and a tag): what a node without the key sees of sealed traffic. */
+int gossip_looks_sealed(const uint8_t *item, size_t n);
 
 /* ---- out.c: sending to peers ------------------------------------------------------ */
 

@@ -105,21 +105,45 @@ int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int k
 	return 0;
 }
 
+/* A unix socket path: a live listener (connect succeeds) keeps it and is an error; a
+ * stale socket file (nobody accepts) is removed; anything else is left to bind(). */
+static int unix_claim(const struct gossip_addr *a)
+{
+	struct stat st;
+	const char *path = ((const struct sockaddr_un *)&a->sa)->sun_path;
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		gossip_seterr("%s: socket: %s", a->text, strerror(errno));
+		return -1;
+	}
+	int r = connect(fd, (const struct sockaddr *)&a->sa, a->len), err = errno;
+	close(fd);
+	if (r == 0 || err == EAGAIN) {  /* EAGAIN: alive, its backlog full */
+		gossip_seterr("%s: in use: a process accepts connections on this socket (another "
+		              "gossip-listen?); stop it, or choose another path", a->text);
+		return -1;
+	}
+	if (err == ECONNREFUSED)
+		unlink(path);
+	return 0;
+}
+
 int gossip_listen_on(struct gossip_addr *a)
 {
 	int one = 1, type = a->kind == GOSSIP_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	if (a->kind == GOSSIP_UNIX && unix_claim(a) < 0)
+		return -1;
 	int fd = socket(a->sa.ss_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		gossip_seterr("%s: socket: %s", a->text, strerror(errno));
 		return -1;
 	}
-	if (a->kind == GOSSIP_UNIX) {
-		/* A stale socket file from a process that died is replaced; anything else is not. */
-		struct stat st;
-		const char *path = ((struct sockaddr_un *)&a->sa)->sun_path;
-		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
-	} else
+	/* Ports are exclusive: TCP's SO_REUSEADDR only lets a restart bind past connections
+	 * in TIME_WAIT (a live listener still holds the port); on UDP it would let a second
+	 * process share the port and take the first one's datagrams, so UDP has none. */
+	if (a->kind == GOSSIP_TCP)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (type == SOCK_DGRAM) {
 		/* Room for bursts (and floods) while a batch is being verified. */
@@ -130,7 +154,12 @@ int gossip_listen_on(struct gossip_addr *a)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&a->sa, a->len) < 0 ||
 	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
-		gossip_seterr("%s: cannot listen: %s", a->text, strerror(errno));
+		if (errno == EADDRINUSE && a->kind != GOSSIP_UNIX)
+			gossip_seterr("%s: cannot listen: Address already in use: another process (a "
+			              "gossip-listen or node?) holds the port; stop it, or choose "
+			              "another port", a->text);
+		else
+			gossip_seterr("%s: cannot listen: %s", a->text, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -332,6 +361,15 @@ int gossip_open_sealed(struct gossip_buf *out, const struct gossip_keyring *k, c
 			out->len = (size_t)mlen;
 			return 0;
 		}
-	gossip_seterr("cannot open: sealed with a key that is not in the keyring");
+	gossip_seterr("%s", GOSSIP_WRONG_KEY);
 	return -1;
+}
+
+int gossip_looks_sealed(const uint8_t *item, size_t n)
+{
+	struct gossip_cur cu = {item, n, 0};
+	struct gossip_ev ev;
+	return gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "sealed item") == 0 && cu.pos == n &&
+	       ev.len >= crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
+	                         crypto_aead_xchacha20poly1305_ietf_ABYTES;
 }

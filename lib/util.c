@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -392,4 +394,39 @@ void gossip_put_string(FILE *f, const uint8_t *p, size_t n, int ascii)
 		}
 	}
 	fputc('"', f);
+}
+
+/* ---- SIGHUP: reload ---- */
+
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup = 1;
+}
+
+void gossip_hup_catch(void)
+{
+	struct sigaction sa = {0};
+	sa.sa_handler = on_hup;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+int gossip_hup_taken(void)
+{
+	if (!hup)
+		return 0;
+	hup = 0;
+	return 1;
+}
+
+void gossip_wait_input(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	/* poll is never restarted after a handler: a SIGHUP ends the wait with EINTR. */
+	while (!hup && poll(&p, 1, 1000) == 0)
+		;
 }

@@ -323,3 +323,67 @@ PY
 	run gossip-merge --lazy -d b get k1
 	assert_failure 2
 }
+
+@test "a long-running merge --verified judges the message after SIGHUP by the new trusted; a revocation changes nothing stored" {
+	mknode x
+	for i in 1 2 3 4; do gossip-send -d x set "k$i" "$i" >"m$i"; done
+	mkfifo in
+	gossip-merge --verified -d b <in >out 2>err & BG=$!
+	exec 5>in  # bats keeps fd 3 for itself
+	cat m1 >&5
+	wait_for 5 grep -q "offset 0: untrusted signer" err
+	trust b x
+	kill -HUP $BG
+	# Idle, it reloads at once: the line comes before any message does.
+	wait_for 5 grep -q "^gossip-merge: reloaded: 4 trusted signers$" err
+	cat m2 >&5
+	cat m1 >&5  # the one refused before: taken now
+	wait_for 5 eval '[ "$(cbor_count out)" = 2 ]'
+	[ "$(gossip-inspect -d b -j out | jq -r .key | tr '\n' ' ')" = "k2 k1 " ]
+	# Revoked: its new messages are refused, a re-send of a stored one is a duplicate.
+	grep -vxF "$(cat x.pub)" b/trusted >t && mv t b/trusted
+	before=$(snapshot b)
+	kill -HUP $BG
+	wait_for 5 grep -q "^gossip-merge: reloaded: 3 trusted signers$" err
+	cat m3 m2 m4 >&5
+	wait_for 5 eval '[ "$(grep -c "untrusted signer" err)" = 3 ]'
+	exec 5>&-
+	st=0
+	wait $BG || st=$?
+	BG=
+	[ "$st" = 1 ]  # it refused something
+	[ "$(cbor_count out)" = 2 ]
+	[ "$(snapshot b)" = "$before" ] || fail "the store changed after the revocation"
+}
+
+@test "merge: a trusted that does not load on SIGHUP keeps the old one, with a warning" {
+	mkfifo in
+	gossip-merge -d b <in >out 2>err & BG=$!
+	exec 5>in
+	# Once its handler is in place (SigCgt, a hex mask: SIGHUP is the lowest bit).
+	wait_for 5 eval '(( 0x$(awk "/^SigCgt:/ {print \$2}" /proc/$BG/status) & 1 ))'
+	echo "garbage line" >>b/trusted
+	kill -HUP $BG
+	wait_for 5 grep -q "^gossip-merge: reload: trusted: .*; keeping the old one$" err
+	gossip-send -d a set still trusted >&5
+	wait_for 5 eval '[ "$(cbor_count out)" = 1 ]'
+	exec 5>&-
+	wait $BG
+	BG=
+}
+
+@test "merge: SIGHUP while blocked writing to a full pipe does not end it; nothing is lost" {
+	seq 1 2000 | sed 's/.*/set k& &/' | gossip-send -d a batch >msgs
+	mkfifo o
+	gossip-merge -d b <msgs >o 2>err & BG=$!
+	exec 6<o
+	wait_for 10 grep -q pipe_write /proc/$BG/wchan
+	kill -HUP $BG
+	gossip-inspect -d b -j <&6 | jq -r .key >keys
+	exec 6<&-
+	wait $BG || fail "merge failed: $(cat err)"
+	BG=
+	grep -q "^gossip-merge: reloaded: " err
+	[ "$(wc -l <keys)" = 2000 ]
+	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = 2000 ]
+}

@@ -402,3 +402,111 @@ PY
 	run pgrep -f "^gossip-listen -d $T/b -s"
 	assert_failure
 }
+
+# busy_case KIND ADDRESS TEXT: a second gossip-listen on ADDRESS (held by the first, on
+# got) is one error line holding TEXT, exit 2, no -a file, no "listening" line; the
+# first one still receives.
+busy_case() {
+	local addr=$2 text=$3
+	run --separate-stderr gossip-listen -d b -a second.addrs "$addr"
+	assert_failure 2
+	assert_error gossip-listen "$text"
+	[ ! -e second.addrs ] || fail "the -a file was written: $(cat second.addrs)"
+	[[ $stderr != *"listening on"* ]] || fail "it said it listens: $stderr"
+	gossip-send -d a -t "$addr" set "after-$1" x
+	wait_msgs got 1
+	[ "$(gossip-inspect -d b -j got | jq -r .key)" = "after-$1" ]
+}
+
+@test "exclusive ports: a UDP port in use is one error, exit 2; the first listener still receives" {
+	listen b got udp://127.0.0.1:0
+	busy_case udp "$(cat got.addrs)" "$(cat got.addrs): cannot listen: Address already in use: another process"
+}
+
+@test "exclusive ports: a TCP port in use is one error, exit 2; the first listener still receives" {
+	listen b got tcp://127.0.0.1:0
+	busy_case tcp "$(cat got.addrs)" "$(cat got.addrs): cannot listen: Address already in use: another process"
+}
+
+@test "exclusive ports: a live unix socket is one error, exit 2, and stays; the first listener still receives" {
+	listen b got "unix:$T/sock"
+	busy_case unix "unix:$T/sock" "unix:$T/sock: in use: a process accepts connections on this socket"
+	[ -S sock ]
+}
+
+@test "exclusive ports: one busy address of several: nothing is announced, no socket kept" {
+	listen b got udp://127.0.0.1:0
+	run --separate-stderr gossip-listen -d b -a second.addrs tcp://127.0.0.1:0 "$(cat got.addrs)"
+	assert_failure 2
+	assert_error gossip-listen "Address already in use"
+	[ ! -e second.addrs ]
+}
+
+@test "exclusive ports: a stale unix socket file (nobody accepts) is removed and reused" {
+	$PY -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/sock"
+	[ -S sock ]
+	listen b got "unix:$T/sock"
+	gossip-send -d a -t "unix:$T/sock" set stale reused
+	wait_msgs got 1
+	# A file that is not a socket is not removed.
+	echo keep >plainfile
+	run --separate-stderr gossip-listen -d b "unix:$T/plainfile"
+	assert_failure 2
+	assert_error gossip-listen "cannot listen: Address already in use"
+	[ "$(cat plainfile)" = keep ]
+}
+
+@test "a datagram sealed with a key this node does not hold says so, with or without a keyring" {
+	gossip-keygen -c >a/keyring
+	chmod 600 a/keyring
+	listen b got udp://127.0.0.1:0 tcp://127.0.0.1:0
+	gossip-send -d a -t "$(sed -n 1p got.addrs)" set k udp
+	gossip-send -d a -t "$(sed -n 2p got.addrs)" set k tcp
+	want="sealed with a cluster key this node does not hold (see gossip-keyring(5))"
+	wait_for 5 eval '[ "$(count_lines "offset 0: $want" got.err)" = 2 ]'
+	gossip-keygen -c >b/keyring
+	chmod 600 b/keyring
+	hup_wait "$got_pid" got.err
+	gossip-send -d a -t "$(sed -n 1p got.addrs)" set k udp
+	gossip-send -d a -t "$(sed -n 2p got.addrs)" set k tcp
+	wait_for 5 eval '[ "$(count_lines "offset 0: $want" got.err)" = 4 ]'
+	run ! grep -q "COSE_Sign1" got.err
+	[[ "$(stats "$got_pid" got.err)" == *"0 malformed, "*", 4 wrong key,"* ]] || fail "$(cat got.err)"
+	[ "$(cbor_count got)" = 0 ]
+}
+
+@test "an idle gossip-listen reloads on SIGHUP at once; the next datagram meets the new trusted" {
+	listen b got udp://127.0.0.1:0
+	mknode c
+	gossip-send -d c -t "$(cat got.addrs)" set k1 refused
+	wait_for 5 grep -q "untrusted signer" got.err
+	trust b c
+	hup_wait "$got_pid" got.err
+	grep -q "^gossip-listen: reloaded: 3 trusted signers, 0 cluster keys$" got.err
+	gossip-send -d c -t "$(cat got.addrs)" set k2 taken
+	wait_msgs got 1
+	[ "$(gossip-inspect -d b -j got | jq -r .key)" = k2 ]
+	# A bad file keeps the old one, with a warning.
+	echo "not a key line" >>b/trusted
+	kill -HUP "$got_pid"
+	wait_for 5 grep -q "reload: trusted: .*keeping the old one" got.err
+	gossip-send -d c -t "$(cat got.addrs)" set k3 still
+	wait_msgs got 2
+}
+
+@test "the sync command gossip-listen spawns runs with SIGHUP ignored" {
+	listen b got -s 'grep SigIgn /proc/self/status >'"$T"'/sigign; sleep 5' tcp://127.0.0.1:0
+	$PY - "$(cat got.addrs)" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1][6:].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+# A sync request: an array of five whose first element is "gossip-sync".
+s.sendall(bytes([0x85, 0x6b]) + b"gossip-sync" + bytes([1, 2, 3, 4]))
+time.sleep(3)
+PY
+	BG="$BG $!"
+	wait_for 5 test -s sigign
+	# SigIgn is a hex mask; SIGHUP is signal 1, the lowest bit.
+	mask=$(awk '{print $2}' sigign)
+	(( 0x$mask & 1 )) || fail "SIGHUP is not ignored in the sync command: $mask"
+}

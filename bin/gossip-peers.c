@@ -18,7 +18,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] beat [-e seconds] [-J fraction]\n"
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
-	        "       gossip-peers [-d dir] [-Tp] [-i ms] [-J fraction] [-P phi] [-S mult] [-R seconds] observe\n"
+	        "       gossip-peers [-d dir] [-Tp] [-i seconds] [-J fraction] [-P phi] [-S mult] [-R seconds] observe\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
@@ -132,6 +132,13 @@ static int do_beat(const struct opts *o)
 	author_open(&a, o->dir);
 	signal(SIGPIPE, SIG_IGN);
 	do {
+		if (want_reload) {
+			/* Nothing to re-read: a beat is signed with DIR/key alone, which a reload
+			 * does not change (a new key is a new member). */
+			want_reload = 0;
+			gossip_warn("reloaded: nothing to re-read (beat signs with %s only)",
+			            gossip_path(o->dir, "key"));
+		}
 		out.len = 0;
 		sign(&a, &out, GOSSIP_T_SET, GOSSIP_KEY_HB, (const uint8_t *)"", 0);
 		write_out(&out);
@@ -139,7 +146,8 @@ static int do_beat(const struct opts *o)
 			/* -J: each interval off by up to that fraction, at random. */
 			double d = o->every * (1 + o->cfg.jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
 			struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
-			nanosleep(&ts, NULL);
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop)
+				;  /* a reload does not shorten the interval */
 		}
 	} while (o->every > 0 && !stop);
 	gossip_author_close(&a);
@@ -153,6 +161,7 @@ static int do_beat(const struct opts *o)
 struct outlet {
 	int tee;  /* -T, until stdout fails */
 	struct gossip_out out;
+	struct gossip_buf pending;  /* the store's news, until the table that has it is saved */
 };
 
 static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
@@ -165,6 +174,22 @@ static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
 	}
 }
 
+/* A member record that reached the store some other way: on as rumor, like the stream,
+ * once the table is saved. gossip-send -M picks the members to tell from the saved table:
+ * before, a member found in the same look could not be told. */
+static void news_out(void *ctx, const uint8_t *p, size_t n)
+{
+	struct outlet *ol = ctx;
+	if (ol->tee && gossip_buf_put(&ol->pending, p, n) < 0)
+		gossip_warn("observe: %s", strerror(ENOMEM));
+}
+
+static void save_table(const struct gossip_peers *t, const char *dir)
+{
+	if (gossip_peers_save(t, dir) < 0)
+		gossip_warn("%s", gossip_error());
+}
+
 static void prober_send(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
 {
 	struct outlet *ol = ctx;
@@ -174,6 +199,29 @@ static void prober_send(void *ctx, const struct gossip_peer *to, const uint8_t *
 		copy_out(ol, p, n);
 	else if ((a = gossip_member_addr(&to->info, GOSSIP_UDP)) && (i = gossip_out_index(&ol->out, a)) >= 0)
 		gossip_out_queue_to(&ol->out, (size_t)i, p, n);
+}
+
+/* SIGHUP: trusted again, and with probes the keyring, so that a rotated cluster key seals
+ * the probes from now on. A file that does not load leaves the old one in force. One
+ * line says what is in force. */
+static void reload(struct gossip_observer *obs, struct gossip_keyring *keyring, const char *dir)
+{
+	long signers = gossip_observe_reload(obs);
+	if (keyring) {
+		struct gossip_keyring k;
+		if (gossip_keyring_load(&k, dir) < 0)
+			gossip_warn("reload: keyring: %s; keeping the old one", gossip_error());
+		else {
+			gossip_keyring_free(keyring);
+			*keyring = k;  /* in place: the outlet seals with it */
+		}
+	}
+	if (signers < 0)
+		return;
+	if (keyring)
+		gossip_warn("reloaded: %ld trusted signers, %zu cluster keys", signers, keyring->n);
+	else
+		gossip_warn("reloaded: %ld trusted signers", signers);
 }
 
 static int do_observe(const struct opts *o)
@@ -201,6 +249,7 @@ static int do_observe(const struct opts *o)
 	struct gossip_observer *obs = gossip_observer_new(&table, &o->cfg, o->dir, swim, now);
 	if (!obs)
 		gossip_die(GOSSIP_EXIT_ERR, "observe: %s", strerror(ENOMEM));
+	gossip_observer_on_news(obs, news_out, &ol);
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
@@ -210,12 +259,18 @@ static int do_observe(const struct opts *o)
 		got = gossip_reader_next(&r, &p, &n, &off);
 		now = gossip_now_ms();
 		if (got == 1) {
-			int pass_on;
-			dirty |= gossip_observe_msg(obs, p, n, now, &pass_on);
+			int pass_on, changed = gossip_observe_msg(obs, p, n, now, &pass_on);
+			dirty |= changed;
 			if (swim) {
 				/* Probe timers stay exact under a busy stream. */
 				dirty |= gossip_swim_tick(swim, now);
 				gossip_out_flush(&ol.out);
+			}
+			if (pass_on && changed) {
+				/* A new member is among those gossip-send may tell. */
+				save_table(&table, o->dir);
+				last_save = now;
+				dirty = 0;
 			}
 			if (pass_on)
 				copy_out(&ol, p, n);
@@ -230,10 +285,11 @@ static int do_observe(const struct opts *o)
 		}
 		if (want_reload) {
 			want_reload = 0;
-			gossip_observe_reload(obs);
+			reload(obs, swim ? &keyring : NULL, o->dir);
 		}
 		gossip_observe_rejects(obs);
-		if (now - last_scan >= 1000) {
+		/* A look is a stat when the store has not changed. */
+		if (now - last_scan >= 100) {
 			dirty |= gossip_observe_store(obs, now);
 			last_scan = now;
 		}
@@ -244,12 +300,16 @@ static int do_observe(const struct opts *o)
 			gossip_out_flush(&ol.out);
 		last_tick = now;
 		if (dirty || now - last_save >= 1000) {
-			if (gossip_peers_save(&table, o->dir) < 0)
-				gossip_warn("%s", gossip_error());
+			save_table(&table, o->dir);
 			last_save = now;
 			dirty = 0;
 		}
+		if (ol.pending.len) {
+			copy_out(&ol, ol.pending.p, ol.pending.len);
+			ol.pending.len = 0;
+		}
 	}
+	gossip_buf_free(&ol.pending);
 	gossip_observe_tick(obs, gossip_now_ms());
 	gossip_peers_save(&table, o->dir);
 	gossip_reader_free(&r);
@@ -486,6 +546,25 @@ static void load_trust(struct gossip_trust *t, const struct opts *o)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 }
 
+/* One line for a seed that did not take us, saying what happened: refused (by whom, and
+ * what to do), or no answer. */
+static void join_failed(const char *seed, const char *err)
+{
+	if (strstr(err, "is not in the server's trusted"))
+		gossip_warn("%s: refused: this node is not in its trusted file (add this node's key.pub "
+		            "line to the seed's trusted)", seed);
+	else if (strstr(err, "is not in the client's trusted"))
+		gossip_warn("%s: refused by this node: the seed is not in this node's trusted file "
+		            "(add the seed's key.pub line to it)", seed);
+	else if (strstr(err, "cannot connect") || strstr(err, "timed out") ||
+	         strstr(err, "closed the connection"))
+		gossip_warn("%s: no answer (%s)", seed, err);
+	else if (!strncmp(err, "peer says: ", 11))
+		gossip_warn("%s: %s", seed, err + 11);
+	else
+		gossip_warn("%s: %s", seed, err);
+}
+
 static int do_join(const struct opts *o, int argc, char **argv)
 {
 	struct gossip_store *st = open_store(o);
@@ -495,9 +574,20 @@ static int do_join(const struct opts *o, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		struct gossip_merger mg = {.st = st, .trust = &trust};
 		struct gossip_sync_stats s;
-		/* A push-pull sync: the seed learns about us, we about everyone it knows. */
-		if (gossip_sync_client(&mg, argv[i], GOSSIP_PUSH_PULL, 10000, &s) < 0)
-			gossip_warn("join: %s: %s", argv[i], gossip_error());
+		/* A push-pull sync: the seed learns about us, we about everyone it knows. A seed
+		 * busy with other syncs from our address (members starting together) is asked
+		 * again soon, a few times, rather than the next time round. */
+		int r;
+		for (int tries = 0; (r = gossip_sync_client(&mg, argv[i], GOSSIP_PUSH_PULL, 10000, &s)) < 0 &&
+		                    strstr(gossip_error(), "refused: busy") && tries < 8;
+		     tries++) {
+			gossip_merger_free(&mg);
+			mg = (struct gossip_merger){.st = st, .trust = &trust};
+			struct timespec ts = {0, (long)(50 + randombytes_uniform(150)) * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		if (r < 0)
+			join_failed(argv[i], gossip_error());
 		else
 			ok++;
 		gossip_merger_free(&mg);
@@ -538,6 +628,18 @@ static int do_leave(struct opts *o)
 	struct gossip_keyring keys;
 	struct gossip_out dests;
 	struct gossip_peers t;
+	long pid;
+	/* A running node would refute the leave at once: its members would see it go and
+	 * come back. Stopping it is the leave. */
+	int running = gossip_node_running(o->dir, &pid);
+	if (running < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (running && pid)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: a node is running here (pid %ld); stop it with gossip-node -d %s stop, "
+		           "which leaves the cluster", o->dir, pid, o->dir);
+	if (running)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: a node is running here; stop it with gossip-node -d %s stop, "
+		           "which leaves the cluster", o->dir, o->dir);
 	author_open(&a, o->dir);
 	sign(&a, &out, GOSSIP_T_DEL, GOSSIP_KEY_MEMBER, NULL, 0);
 	gossip_author_close(&a);
@@ -570,6 +672,24 @@ static int do_leave(struct opts *o)
 		write_out(&out);
 	gossip_buf_free(&out);
 	return GOSSIP_EXIT_OK;
+}
+
+/* -i: seconds, fractions allowed, as everywhere; at most 60. It was milliseconds once:
+ * such a value is refused, never taken as seconds. */
+static double interval_ms(const char *arg)
+{
+	char *end;
+	double v = strtod(arg, &end);
+	if (*end || end == arg || !(v >= 0.001))
+		gossip_die(GOSSIP_EXIT_ERR, "-i %s: want seconds, at least 0.001 and at most 60 "
+		           "(fractions allowed: -i 0.5)", arg);
+	if (v > 60 && v / 1000 >= 0.001 && v / 1000 <= 60)
+		gossip_die(GOSSIP_EXIT_ERR, "-i %s: the interval is in seconds now (fractions allowed: "
+		           "-i %g), at most 60", arg, v / 1000);
+	if (v > 60)
+		gossip_die(GOSSIP_EXIT_ERR, "-i %s: the interval is in seconds now (fractions allowed: "
+		           "-i 0.5), at most 60", arg);
+	return v * 1000;
 }
 
 int main(int argc, char **argv)
@@ -625,9 +745,7 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "--score-min %s: want 0 to 100", optarg);
 			break;
 		case 'i':
-			o.cfg.interval_ms = strtod(optarg, &end);
-			if (*end || !(o.cfg.interval_ms >= 1) || o.cfg.interval_ms > 86400000)
-				gossip_die(GOSSIP_EXIT_ERR, "-i %s: want the heartbeat interval in ms, 1 to 86400000", optarg);
+			o.cfg.interval_ms = interval_ms(optarg);
 			o.cfg.min_std_ms = o.cfg.interval_ms / 10;
 			o.cfg.pause_ms = o.cfg.interval_ms * 2;
 			break;
@@ -671,9 +789,9 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if (!strcmp(verb, "observe")) {
+	if (!strcmp(verb, "observe") || !strcmp(verb, "beat")) {
 		sa.sa_handler = on_hup;
-		sigaction(SIGHUP, &sa, NULL);  /* re-read trusted; other verbs end on it as before */
+		sigaction(SIGHUP, &sa, NULL);  /* re-read the files; other verbs end on it as before */
 	}
 	int r;
 	if (!strcmp(verb, "announce") && argc == 1)

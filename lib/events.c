@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,6 +82,8 @@ void gossip_event_run(const char *handler, const char *dir, const struct gossip_
 		return;
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* A node's reload (SIGHUP to its process group) is not the handler's to die of. */
+		signal(SIGHUP, SIG_IGN);
 		dup2(fds[0], 0);
 		close(fds[0]);
 		close(fds[1]);

@@ -694,12 +694,17 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
                          struct gossip_peer **out);
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
+/* Whether a node runs on DIR: DIR/node.lock exists and an exclusive flock(2) on a fresh
+ * open of it fails (gossip-node holds it for the node's life). 1: it runs, *pid its main
+ * pid from DIR/node.pid (0 when unknown); 0: no node; -1: the lock could not be checked. */
+int gossip_node_running(const char *dir, long *pid);
 
 /* ---- events.c: the event log, DIR/events, and handlers -------------------------------- */
 
 /* DIR/events is a CBOR sequence of [time, event, id, name, state, [addresses], [tags]].
- * The events: member-join, member-update, member-suspect, member-failed, member-leave,
- * member-reap (about a member p), partition-suspected, partition-healed (p NULL). */
+ * The events: member-join, member-update, member-suspect, member-alive (a suspect is back:
+ * it refuted the suspicion), member-failed, member-leave, member-reap (about a member p),
+ * partition-suspected, partition-healed (p NULL). */
 void gossip_event_append(const char *dir, uint64_t now, const char *event,
                          const struct gossip_peer *p);
 /* One event as read back: the id in base64, addresses and tags joined by commas. */
@@ -710,7 +715,8 @@ struct gossip_event {
 };
 /* Run handler through /bin/sh for e, with GOSSIP_EVENT, GOSSIP_MEMBER_{ID,NAME,STATE,
  * ADDRS,TAGS} and GOSSIP_DIR set and the members on stdin ("name id state addresses
- * tags" lines); a failure is warned about. */
+ * tags" lines), and SIGHUP ignored (a node's reload must not kill it); a failure is
+ * warned about. */
 void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e);
 
 /* Follows DIR/events as it grows. */
@@ -750,6 +756,16 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_t now);
 /* This node's member record at incarnation (p, n signed): what a refutation repeats. */
 void gossip_swim_self_record(struct gossip_swim *s, uint64_t incarnation, const uint8_t *p, size_t n);
+/* A member new to the table, p: it gets this node's record at once, so that members that
+ * joined at the same time (each in the other's store too late for its join) meet now,
+ * not at the next anti-entropy. With rec (p's record, n bytes, as signed), every live
+ * member is sent it too: for a record that came by a sync, not by the stream (so that
+ * rumor had not carried it to them). */
+void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const uint8_t *rec, size_t n);
+/* A leave of this node's (a delete of its member record) that it did not make while
+ * running: a new incarnation of its record, alive, to every member it knows and to the
+ * cluster by rumor (SWIM's refutation), so that it never stays left. */
+void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now);
 /* The probes' clock: retries, indirect pings, suspicions, the next round's ping, and
  * suspects dead after the suspicion timeout; 1 when the table changed. */
 int gossip_swim_tick(struct gossip_swim *s, uint64_t now);
@@ -765,8 +781,17 @@ struct gossip_observer;
 struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
                                             const char *dir, struct gossip_swim *swim, uint64_t now);
 void gossip_observer_free(struct gossip_observer *o);
+/* Where member records new to the table go when they did not come in on the stream (a
+ * join, a sync, gossip-merge serve put them in the store): to fn, once each, so that
+ * they are passed on as rumor like the stream's. */
+typedef void gossip_observe_news_fn(void *ctx, const uint8_t *p, size_t n);
+void gossip_observer_on_news(struct gossip_observer *o, gossip_observe_news_fn *fn, void *ctx);
 /* One message from the stream; 1 when the table changed. *pass_on says whether it goes on
- * in the copy of the stream (a probe never does; a claim only when it was news). */
+ * in the copy of the stream: a probe never does; a claim, or a member record or its
+ * delete, only when it was news (a member record already found in the store was passed
+ * on then). A probe or a claim from a signer not in the table has its member record
+ * looked up in the store first. With a prober, a delete of this node's own record signed
+ * after the observer started (a stale or replayed leave) is refuted, never obeyed. */
 int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, uint64_t now,
                        int *pass_on);
 /* The clock: the prober's, or phi's verdicts and the suspicion timeout; reputation
@@ -777,8 +802,9 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now);
  * look; 1 when the table changed. */
 int gossip_observe_store(struct gossip_observer *o, uint64_t now);
 /* Read DIR/trusted again (SIGHUP): a member removed from it is no longer found in the
- * store. A file that does not load leaves the old one in force (warned). */
-void gossip_observe_reload(struct gossip_observer *o);
+ * store. A file that does not load leaves the old one in force (warned). The number of
+ * trusted signers now, or -1 when the old file stays in force. */
+long gossip_observe_reload(struct gossip_observer *o);
 /* Reputation: each line DIR/rejects gained costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
 

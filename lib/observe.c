@@ -3,10 +3,13 @@
  * partitions; member records that reached the store some other way; reputation. */
 #include "gossip.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct gossip_observer {
@@ -18,7 +21,13 @@ struct gossip_observer {
 	struct gossip_store *store;  /* opened at the first look */
 	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
+	uint64_t store_ino, store_size;  /* DIR/store as it was at the last look */
 	uint64_t last_lookup;  /* for a signer not in the table */
+	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
+	uint64_t last_fetch;
+	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
+	gossip_observe_news_fn *news;  /* where the store's new member records go */
+	void *news_ctx;
 };
 
 struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
@@ -32,6 +41,7 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	o->cfg = *cfg;
 	snprintf(o->dir, sizeof o->dir, "%s", dir);
 	o->swim = swim;
+	o->started = now;
 	/* The arrival times in an old table say nothing about now: every member starts with
 	 * a grace period again. */
 	for (size_t i = 0; i < t->n; i++) {
@@ -49,10 +59,18 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	return o;
 }
 
+void gossip_observer_on_news(struct gossip_observer *o, gossip_observe_news_fn *fn, void *ctx)
+{
+	o->news = fn;
+	o->news_ctx = ctx;
+}
+
 void gossip_observer_free(struct gossip_observer *o)
 {
 	if (!o)
 		return;
+	if (o->fetch > 0 && waitpid(o->fetch, NULL, WNOHANG) == 0)
+		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
 	free(o);
@@ -73,7 +91,7 @@ static int member_changed(const struct gossip_member *a, const struct gossip_mem
 }
 
 /* A member record, or its delete (a leave), from the stream or the store; 1 when the
- * table changed. */
+ * table changed, 2 when the member is new to it. */
 static int on_member(struct gossip_observer *o, const struct gossip_msg *m, const uint8_t *p,
                      size_t n, uint64_t now)
 {
@@ -85,6 +103,14 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 		if (!peer)
 			return 0;
 		peer->member_version = m->version;
+		/* A leave of ours that this running node did not make: stale, replayed, or
+		 * signed with a copy of its key. One from before the start is the last stop's,
+		 * which the new announcement replaces. */
+		if (peer->self && o->swim && m->time >= o->started) {
+			gossip_warn("a leave of this node's, signed while it runs: refuting it");
+			gossip_swim_refute_leave(o->swim, now);
+			return 1;
+		}
 		if (peer->state != GOSSIP_P_LEFT) {
 			gossip_peer_set_state(peer, GOSSIP_P_LEFT, now);
 			gossip_event_append(o->dir, now, "member-leave", peer);
@@ -109,6 +135,7 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 	if (refuted) {
 		gossip_peer_set_state(peer, GOSSIP_P_ALIVE, now);
 		peer->suspector = 0;
+		gossip_event_append(o->dir, now, "member-alive", peer);
 		if (changed)
 			gossip_event_append(o->dir, now, "member-update", peer);
 	} else if (fresh || back) {
@@ -120,7 +147,7 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 		gossip_event_append(o->dir, now, "member-join", peer);
 	} else if (changed)
 		gossip_event_append(o->dir, now, "member-update", peer);
-	return 1;
+	return fresh ? 2 : 1;
 }
 
 static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
@@ -134,8 +161,7 @@ static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, u
 	if (peer->state == GOSSIP_P_SUSPECT || peer->state == GOSSIP_P_DEAD) {
 		int was_dead = peer->state == GOSSIP_P_DEAD;
 		gossip_peer_set_state(peer, GOSSIP_P_ALIVE, now);
-		if (was_dead)
-			gossip_event_append(o->dir, now, "member-join", peer);
+		gossip_event_append(o->dir, now, was_dead ? "member-join" : "member-alive", peer);
 	}
 	return 1;
 }
@@ -153,29 +179,46 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 	struct store_look *l = ctx;
 	struct gossip_msg m;
 	/* Only member records: whatever else is stored is not news to the table. */
+	int r;
 	if (e->type != GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
-	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
-		l->changed |= on_member(l->o, &m, p, e->len, l->now);
+	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && (r = on_member(l->o, &m, p, e->len, l->now))) {
+		l->changed = 1;
+		struct gossip_peer *peer = gossip_peers_find(l->o->table, m.origin, 0);
+		if (r == 2 && l->o->swim && peer)
+			gossip_swim_met(l->o->swim, peer, p, e->len);
+		/* News here did not come in on the stream (or it would not be news now): it
+		 * goes on as rumor from here, once, as if it had. */
+		if (l->o->news)
+			l->o->news(l->o->news_ctx, p, e->len);
+	}
 	return 0;
 }
 
-void gossip_observe_reload(struct gossip_observer *o)
+long gossip_observe_reload(struct gossip_observer *o)
 {
 	struct gossip_trust t;
-	if (!o->store)
-		return;  /* loaded at the first look */
 	if (gossip_trust_load(&t, o->dir) < 0) {
 		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
-		return;
+		return -1;
+	}
+	if (!o->store) {
+		long k = (long)t.n;
+		gossip_trust_free(&t);  /* loaded at the first look */
+		return k;
 	}
 	gossip_trust_free(&o->trust);
 	o->trust = t;  /* in place: the store's filter points at it */
-	gossip_warn("reloaded: %zu trusted signers", o->trust.n);
+	return (long)o->trust.n;
 }
 
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
+	struct stat sb;
+	/* Unchanged since the last look: nothing to take the lock for (a look can come often). */
+	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
+	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size)
+		return 0;
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
 		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
@@ -191,6 +234,11 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		gossip_warn("%s", gossip_error());
 		return 0;
 	}
+	/* Taken under the lock: what is appended after it is seen at the next look. */
+	if (stat(gossip_path(o->dir, "store"), &sb) == 0) {
+		o->store_ino = (uint64_t)sb.st_ino;
+		o->store_size = (uint64_t)sb.st_size;
+	}
 	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
 	gossip_store_unlock(o->store);
 	return l.changed;
@@ -198,15 +246,64 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 
 /* ---- the stream ---- */
 
+/* A pull sync with a random live member, in a child of its own, so that the stream is
+ * not held up: it brings the record of a member that probes us but is in no store here
+ * yet (its own join told the members it knew, not us). The store's next look finds it. At
+ * most one at a time, one a second. */
+static void fetch(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peer *pick[1];
+	const char *addr;
+	if (o->fetch > 0) {
+		if (waitpid(o->fetch, NULL, WNOHANG) == 0)
+			return;
+		o->fetch = 0;
+	}
+	if (gossip_age_ms(now, o->last_fetch) < 1000 ||
+	    gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
+	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
+		return;
+	o->last_fetch = now;
+	pid_t pid = fork();
+	if (pid < 0) {
+		gossip_warn("fetch: fork: %s", strerror(errno));
+		return;
+	}
+	if (pid > 0) {
+		o->fetch = pid;
+		return;
+	}
+	/* The child: nothing of its own on the stream (stdout is the node's pipeline). */
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null >= 0)
+		dup2(null, 1);
+	signal(SIGHUP, SIG_IGN);
+	struct gossip_store *st = gossip_store_open(o->dir, NULL);
+	struct gossip_trust trust;
+	if (!st || gossip_trust_load(&trust, o->dir) < 0)
+		_exit(2);
+	struct gossip_merger mg = {.st = st, .trust = &trust};
+	struct gossip_sync_stats stats;
+	int r = gossip_sync_client(&mg, addr, GOSSIP_PULL, 5000, &stats);
+	if (r < 0)
+		gossip_warn("fetch: %s: %s", addr, gossip_error());
+	gossip_merger_free(&mg);
+	gossip_store_close(st);
+	_exit(r < 0 ? 1 : 0);
+}
+
 /* A probe or a claim from a signer not in the table: its member record may be in the
  * store already (a join brought it). Look, at most every 100 ms, before the message is
- * handled. */
+ * handled; when it is not there either, fetch it from a live member. */
 static int know_signer(struct gossip_observer *o, const uint8_t pk[32], uint64_t now)
 {
 	if (gossip_peers_find(o->table, pk, 0) || gossip_age_ms(now, o->last_lookup) < 100)
 		return 0;
 	o->last_lookup = now;
-	return gossip_observe_store(o, now);
+	int changed = gossip_observe_store(o, now);
+	if (!gossip_peers_find(o->table, pk, 0))
+		fetch(o, now);
+	return changed;
 }
 
 int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, uint64_t now,
@@ -233,8 +330,16 @@ int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, ui
 	}
 	if (gossip_msg_key_is(&m, GOSSIP_KEY_HB))
 		return on_heartbeat(o, &m, now);
-	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
-		return on_member(o, &m, p, n, now);
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER)) {
+		/* Not news when the table has it: a look at the store found it first, and
+		 * passed it on then. A leave of a member not known here still is. */
+		const struct gossip_peer *peer = gossip_peers_find(o->table, m.origin, 0);
+		*pass_on = !peer || m.version > peer->member_version;
+		int r = on_member(o, &m, p, n, now);
+		if (r == 2 && o->swim && (peer = gossip_peers_find(o->table, m.origin, 0)))
+			gossip_swim_met(o->swim, peer, NULL, 0);
+		return r != 0;
+	}
 	return 0;
 }
 
@@ -254,8 +359,10 @@ static int judge_by_phi(struct gossip_observer *o, struct gossip_peer *p, uint64
 	if (p->state == GOSSIP_P_ALIVE && phi >= cfg->phi_suspect) {
 		gossip_peer_set_state(p, GOSSIP_P_SUSPECT, now);
 		gossip_event_append(o->dir, now, "member-suspect", p);
-	} else if (p->state == GOSSIP_P_SUSPECT && phi < cfg->phi_suspect)
+	} else if (p->state == GOSSIP_P_SUSPECT && phi < cfg->phi_suspect) {
 		gossip_peer_set_state(p, GOSSIP_P_ALIVE, now);
+		gossip_event_append(o->dir, now, "member-alive", p);
+	}
 	else if (p->state == GOSSIP_P_SUSPECT && gossip_age_ms(now, p->since) >= suspicion) {
 		gossip_peer_set_state(p, GOSSIP_P_DEAD, now);
 		gossip_event_append(o->dir, now, "member-failed", p);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <sodium.h>
@@ -447,4 +448,41 @@ const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t)
 				best = p;
 		}
 	return best;
+}
+
+/* ---- the node on a directory ---- */
+
+int gossip_node_running(const char *dir, long *pid)
+{
+	char buf[32] = "";
+	*pid = 0;
+	int fd = open(gossip_path(dir, "node.lock"), O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	if (fd < 0) {
+		gossip_seterr("%s: %s", gossip_path(dir, "node.lock"), strerror(errno));
+		return -1;
+	}
+	/* A fresh open: a lock of ours elsewhere in this process would not count. */
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		close(fd);  /* and so released */
+		return 0;
+	}
+	int err = errno;
+	close(fd);
+	if (err != EWOULDBLOCK) {
+		gossip_seterr("%s: %s", gossip_path(dir, "node.lock"), strerror(err));
+		return -1;
+	}
+	int pf = open(gossip_path(dir, "node.pid"), O_RDONLY | O_CLOEXEC);
+	if (pf >= 0) {
+		ssize_t k = read(pf, buf, sizeof buf - 1);
+		buf[k > 0 ? k : 0] = 0;
+		close(pf);
+		char *end;
+		long v = strtol(buf, &end, 10);
+		if (end != buf && v > 0)
+			*pid = v;
+	}
+	return 1;
 }

@@ -184,7 +184,7 @@ static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_
 		gossip_buf_free(&s->self_record);
 		s->self_record = signed_rec;
 		s->incarnation = m.incarnation;
-		gossip_warn("refuting a claim that this node is down: incarnation %llu",
+		gossip_warn("refuting a claim that this node is down or gone: incarnation %llu",
 		            (unsigned long long)s->incarnation);
 		/* To every member we know (eager), so that no suspicion timer runs out on it. */
 		for (size_t i = 0; i < s->table->n; i++)
@@ -196,13 +196,31 @@ static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_
 		s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
 }
 
-/* Heard directly from p: a member we think suspect or dead is told so, so that it can
- * refute it (at most once an interval). */
+void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const uint8_t *rec, size_t n)
+{
+	if (p->self)
+		return;
+	if (s->self_record.len)
+		s->send(s->ctx, p, s->self_record.p, s->self_record.len);
+	for (size_t i = 0; rec && i < s->table->n; i++)
+		if (live(&s->table->v[i]) && &s->table->v[i] != p)
+			s->send(s->ctx, &s->table->v[i], rec, n);
+}
+
+void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now)
+{
+	refute(s, s->incarnation, NULL, now);
+}
+
+/* Heard directly from p: a member we think suspect, dead or gone is told so, so that it
+ * can refute it (at most once an interval). A member that left has no claim of its own:
+ * it is told it is dead, which it refutes all the same, when it did not leave (a stale
+ * or replayed leave). */
 static void heard_from(struct gossip_swim *s, struct gossip_peer *p, uint64_t now)
 {
-	p->last_hb = now;
-	if ((p->state == GOSSIP_P_SUSPECT || p->state == GOSSIP_P_DEAD) &&
-	    gossip_age_ms(now, p->told) >= (uint64_t)s->cfg.interval_ms) {
+	if (p->state != GOSSIP_P_LEFT)
+		p->last_hb = now;
+	if (p->state != GOSSIP_P_ALIVE && gossip_age_ms(now, p->told) >= (uint64_t)s->cfg.interval_ms) {
 		p->told = now;
 		send_claim(s, p->state == GOSSIP_P_SUSPECT ? GOSSIP_KEY_SUSPECT : GOSSIP_KEY_DEAD, p, p, 0);
 	}
@@ -212,14 +230,17 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
                        uint64_t now)
 {
 	struct gossip_peer *from = gossip_peers_find(s->table, m->origin, 0);
-	if (!from || from->self || from->state == GOSSIP_P_LEFT)
+	if (!from || from->self)
 		return;
 	heard_from(s, from, now);
 	if (m->type == GOSSIP_T_PING) {
+		/* Acked even when it left: it is evidently up, and is refuting that. */
 		if (m->valuelen == GOSSIP_NONCE_LEN || !memcmp(m->value + GOSSIP_NONCE_LEN, s->author->id.pk, 32)) {
 			send_probe(s, from, GOSSIP_T_ACK, m->value, GOSSIP_NONCE_LEN);
 			return;
 		}
+		if (from->state == GOSSIP_P_LEFT)
+			return;  /* no pings on its behalf until it is back */
 		/* Asked to ping a member for the asker: with the asker's nonce, so that the
 		 * member's ack, passed back unchanged, answers the asker's own probe. */
 		struct gossip_peer *t = gossip_peers_find(s->table, m->value + GOSSIP_NONCE_LEN, 0);

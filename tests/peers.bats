@@ -125,9 +125,10 @@ watching() {
 
 @test "a leave is seen as left, not failed" {
 	start_cluster 4
-	gossip-peers -d "$T/n4" leave >/dev/null
+	# Stopped first: a running node refutes a leave of its own (and leave refuses).
 	node_kill n4
 	NODES=" n1 n2 n3"
+	gossip-peers -d "$T/n4" leave >/dev/null
 	wait_for 5 all_see left n4
 	# As long as failure detection could take, had the leave not been heard: still left.
 	sleep "$(detect_time 4)"
@@ -173,7 +174,8 @@ SH
 	gossip-peers -d "$T/n4" announce -a "udp://127.0.0.1:${PORTS[3]}" -a "tcp://127.0.0.1:${PORTS[3]}" -t role=db |
 		gossip-merge -d "$T/n4" | gossip-send -d "$T/n4" -M
 	wait_for 10 grep -q "^member-update n4 alive role=db" handled
-	gossip-peers -d "$T/n4" leave >/dev/null
+	node_kill n4 TERM   # a graceful stop leaves
+	NODES=" n1 n2 n3"
 	wait_for 10 grep -q "^member-leave n4 left role=db" handled
 	node_kill n2
 	wait_for 10 grep -q "^member-failed n2 dead" handled || fail "$(cat handled)"
@@ -248,7 +250,7 @@ PY
 	done
 	run --separate-stderr gossip-peers -d "$T/n1" -i 1e30 observe </dev/null
 	assert_failure 2
-	assert_error gossip-peers "-i 1e30: want the heartbeat interval in ms, 1 to 86400000"
+	assert_error gossip-peers "-i 1e30: the interval is in seconds now (fractions allowed: -i 0.5), at most 60"
 	rm n1/peers
 	printf '\377\377\034\377' >n1/events   # breaks and a reserved head: not CBOR at all
 	gossip-peers -d "$T/n1" -A watch >watched 2>watch.err & WATCH=$!
@@ -297,14 +299,14 @@ hb_node() {
 	gossip-peers -d "$d" announce -a "udp://127.0.0.1:$port" -a "tcp://127.0.0.1:$port" |
 		gossip-merge -d "$d" >/dev/null
 	cat >"$T/hb-node" <<'SH'
-# hb-node DIR HOST:PORT INTERVAL_MS FANOUT
+# hb-node DIR HOST:PORT INTERVAL FANOUT
 gossip-listen -d "$1" -a "$1/listening" -s "exec gossip-merge -d '$1' serve" "udp://$2" "tcp://$2" |
 	gossip-merge --verified --lazy -d "$1" |
 	gossip-peers -d "$1" -T -i "$3" observe |
 	gossip-send -d "$1" -k "$4" -M
 SH
 	rm -f "$d/listening"
-	setsid sh "$T/hb-node" "$d" "127.0.0.1:$port" "$(awk -v i="$HB" 'BEGIN { print i * 1000 }')" \
+	setsid sh "$T/hb-node" "$d" "127.0.0.1:$port" "$HB" \
 		"$FANOUT" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
 	eval "PGID_$n=$!"   # teardown stops it, whatever happens
 	NODES="$NODES $n"
@@ -387,4 +389,114 @@ SH
 		fail "a revoked member was found: $(gossip-peers -d "$T/n1" list)"
 	exec 5>&-
 	wait "$OBS"
+}
+
+@test "-i is in seconds: an old millisecond value is refused, saying so; nothing is written" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-peers -d "$T/n1" observe
+	before=$(snapshot n1)
+	for bad in 500:0.5 1000:1 1e30:0.5; do
+		run --separate-stderr gossip-peers -d "$T/n1" -p -i "${bad%%:*}" observe </dev/null
+		assert_failure 2
+		assert_error gossip-peers "-i ${bad%%:*}: the interval is in seconds now (fractions allowed: -i ${bad#*:}), at most 60"
+	done
+	for bad in 0 -1 x 0.0001; do
+		run --separate-stderr gossip-peers -d "$T/n1" -i "$bad" observe </dev/null
+		assert_failure 2
+		assert_error gossip-peers "-i $bad: want seconds, at least 0.001 and at most 60 (fractions allowed: -i 0.5)"
+	done
+	[ "$(snapshot n1)" = "$before" ] || fail "a refused -i changed the state directory"
+	# Fractions and whole seconds, up to 60, are taken; list shows phi at that interval.
+	gossip-peers -d "$T/n1" -i 0.25 observe </dev/null
+	gossip-peers -d "$T/n1" -i 60 observe </dev/null
+}
+
+@test "leave refuses while a node runs on the directory, and changes nothing" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-merge -d "$T/n1" >/dev/null
+	# A node holds DIR/node.lock for its life (gossip-node(1)); here a stand-in holds it.
+	(exec 9>n1/node.lock && flock 9 && exec sleep 60) & HOLDER=$!
+	echo 4242 >n1/node.pid
+	wait_for 5 eval '! flock -n n1/node.lock true'
+	before=$(snapshot n1)
+	run --separate-stderr gossip-peers -d "$T/n1" leave
+	kill "$HOLDER"
+	assert_failure 2
+	assert_error gossip-peers "$T/n1: a node is running here (pid 4242); stop it with gossip-node -d $T/n1 stop, which leaves the cluster"
+	[ "$(snapshot n1)" = "$before" ] || fail "a refused leave changed the state directory"
+	# The lock free (the node gone; its file stays): the leave goes ahead.
+	wait "$HOLDER" 2>/dev/null || true
+	gossip-peers -d "$T/n1" leave >leave.msg
+	gossip-inspect leave.msg 2>/dev/null | grep -q 'type *del'
+}
+
+@test "a stale leave of a running node (signed with a copy of its key) is refuted: alive again everywhere" {
+	start_cluster 3
+	cp -a n3 n3.copy
+	rm -f n3.copy/node.lock
+	gossip-peers -d "$T/n3.copy" leave >/dev/null
+	# It reached the others (it went to them at once), and n3 refuted it.
+	wait_for 5 eval 'events n1 "select(.name == \"n3\") | .event" | grep -q member-leave'
+	wait_for "$(intervals 10)" all_see alive n3 ||
+		fail "n3 not alive again: $(for n in n1 n2; do echo "$n: $(state_of $n n3)"; done)"
+	grep -q "a leave of this node's, signed while it runs: refuting it\|refuting a claim that this node is down or gone" n3.log
+	# And it stays so.
+	sleep "$(detect_time 3)"
+	all_see alive n3 || fail "n3 did not stay alive: $(for n in n1 n2; do echo "$n: $(state_of $n n3)"; done)"
+	for n in n1 n2; do
+		events $n 'select(.name == "n3") | .event' >ev
+		[ "$(tail -1 ev)" != member-leave ] || fail "$n: $(cat ev)"
+	done
+}
+
+@test "a handler runs with SIGHUP ignored, so that a node's reload does not kill it" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-merge -d "$T/n1" >/dev/null
+	cat >handler <<'SH'
+#!/bin/sh
+grep '^SigIgn:' /proc/self/status >>"$(dirname "$0")/ignored"
+SH
+	chmod +x handler
+	gossip-peers -d "$T/n1" -A -x "$T/handler" watch >/dev/null & WATCH=$!
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 | gossip-peers -d "$T/n1" observe
+	wait_for 5 test -s ignored
+	mask=$(awk '{print $2}' ignored | head -1)
+	[ $((0x$mask & 1)) = 1 ] || fail "SIGHUP (bit 0) not ignored in the handler: SigIgn $mask"
+}
+
+@test "observe -p re-reads the keyring on SIGHUP: after a key rotation the members stay alive" {
+	k1=$(head -c 32 /dev/urandom | base64) k2=$(head -c 32 /dev/urandom | base64)
+	for n in n1 n2 n3; do echo "$k1" >"$n/keyring"; chmod 600 "$n/keyring"; done
+	start_cluster 3
+	# reload NODE: SIGHUP to the programs that re-read the keyring (gossip-listen, observe).
+	reload() {
+		local pg
+		eval "pg=\$PGID_$1"
+		pkill -HUP -g "$pg" -x gossip-listen
+		pkill -HUP -g "$pg" -f 'gossip-peers .* observe'
+	}
+	# The new key seals, the old still opens; then the old is gone.
+	for n in n1 n2 n3; do printf '%s\n%s\n' "$k2" "$k1" >"$n/keyring"; reload $n; done
+	for n in n1 n2 n3; do wait_for 5 grep -q "gossip-peers: reloaded: 6 trusted signers, 2 cluster keys" $n.log; done
+	for n in n1 n2 n3; do echo "$k2" >"$n/keyring"; reload $n; done
+	for n in n1 n2 n3; do wait_for 5 grep -q "gossip-peers: reloaded: 6 trusted signers, 1 cluster keys" $n.log; done
+	# As long as failure detection takes: nobody suspected, every probe opened.
+	sleep "$(detect_time 3 2)"
+	all_alive 3 || fail "after the rotation: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
+	for n in n1 n2 n3; do
+		events $n .event >ev
+		! grep -q "member-suspect\|member-failed" ev || fail "$n: $(events $n)"
+	done
+}
+
+@test "join says what happened with each seed, one line each: refused, or no answer" {
+	start_cluster 1
+	# n5 is not in n1's trusted; nothing listens on the second address.
+	grep -v "$(cut -d' ' -f1 n5.pub)" n1/trusted >t && mv t n1/trusted
+	gossip-peers -d "$T/n5" announce -a "udp://127.0.0.1:${PORTS[4]}" | gossip-merge -d "$T/n5" >/dev/null
+	before=$(snapshot n5)
+	run --separate-stderr gossip-peers -d "$T/n5" join "tcp://127.0.0.1:${PORTS[0]}" "tcp://127.0.0.1:${PORTS[5]}"
+	assert_failure 1
+	[ "${#stderr_lines[@]}" = 2 ] || fail "want two lines: $stderr"
+	[ "${stderr_lines[0]}" = "gossip-peers: tcp://127.0.0.1:${PORTS[0]}: refused: this node is not in its trusted file (add this node's key.pub line to the seed's trusted)" ] ||
+		fail "$stderr"
+	[[ ${stderr_lines[1]} == "gossip-peers: tcp://127.0.0.1:${PORTS[5]}: no answer ("*"Connection refused)" ]] || fail "$stderr"
+	[ "$(snapshot n5)" = "$before" ] || fail "a failed join changed the state directory"
 }

@@ -1,6 +1,7 @@
 /* t-observe: the peer table from signed messages on a fake clock: joins, refuted
  * suspicions, leaves, phi on heartbeats to suspect and dead, reaping, partitions,
- * reputation from DIR/rejects, and member records caught up from the store. */
+ * reputation from DIR/rejects, member records caught up from the store and passed on
+ * once, and a leave of this node's refuted while it runs. */
 #include "gossip.h"
 #include "tap.h"
 #include "fixture.h"
@@ -108,6 +109,16 @@ static int store_put(const struct gossip_buf *b)
 	return r;
 }
 
+static size_t news;
+static struct gossip_buf news_seen;
+static void count_news(void *ctx, const uint8_t *p, size_t n)
+{
+	(void)ctx;
+	news++;
+	news_seen.len = 0;
+	gossip_buf_put(&news_seen, p, n);
+}
+
 static size_t acks;
 static void count_acks(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
 {
@@ -171,8 +182,9 @@ int main(void)
 	   "silent: suspect once phi reaches 8, 3 to 4 s after the last heartbeat (%.1f s)",
 	   (double)(now - last) / 1000);
 	record_by(&b, 1, v++, 200);
-	ok(observe(o, &b, now, NULL) == 1 && state(&t, 1) == GOSSIP_P_ALIVE && events("member-join", "n1") == 1,
-	   "a newer incarnation of a suspect: alive again, not a new join");
+	ok(observe(o, &b, now, NULL) == 1 && state(&t, 1) == GOSSIP_P_ALIVE && events("member-join", "n1") == 1 &&
+	   events("member-alive", "n1") == 1,
+	   "a newer incarnation of a suspect: alive again (member-alive), not a new join");
 	gossip_observe_tick(o, now += 100);
 	uint64_t since = now;
 	ok(state(&t, 1) == GOSSIP_P_SUSPECT && tick_until(o, &t, &now, 1, GOSSIP_P_DEAD, since + 10000) &&
@@ -280,15 +292,32 @@ int main(void)
 	gossip_msg_sign(&b, &m, &ids[6]);
 	ok(observe(o, &b, now, &pass_on) == 1 && !pass_on && state(&t, 6) == GOSSIP_P_ALIVE && acks == 1 &&
 	   events("member-join", "n6") == 1, "a ping from n6: its record from the store, then an ack");
+	gossip_observer_on_news(o, count_news, NULL);
+	news = 0;
 	record_by(&b, 5, v++, 100);
 	store_put(&b);
 	ok(gossip_observe_store(o, now) == 1 && state(&t, 5) == GOSSIP_P_ALIVE && gossip_observe_store(o, now) == 0,
 	   "a look at the store: new member records, once");
+	ok(news == 1 && news_seen.len == b.len && !memcmp(news_seen.p, b.p, b.len),
+	   "the store's new record is passed on (to be rumored), once");
+	ok(observe(o, &b, now, &pass_on) == 0 && !pass_on && news == 1,
+	   "the same record then on the stream: not passed on again");
+	record_by(&b, 5, v++, 200);
+	ok(observe(o, &b, now, &pass_on) == 1 && pass_on, "a newer one on the stream is passed on");
+	store_put(&b);
+	ok(gossip_observe_store(o, now) == 0 && news == 1, "and not again when the store has it too");
+	/* A leave of this node's, signed after the observer started: refuted, not obeyed. */
+	record_by(&b, 0, v++, 100);
+	observe(o, &b, now, NULL);
+	msg_by(&b, 0, GOSSIP_T_DEL, GOSSIP_KEY_MEMBER, v++, NULL, 0);
+	ok(observe(o, &b, now, &pass_on) == 1 && state(&t, 0) == GOSSIP_P_ALIVE && events("member-leave", "n0") == 0,
+	   "a leave of this node's while it runs: still alive, no member-leave");
 	gossip_observer_free(o);
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
 	gossip_buf_free(&b);
+	gossip_buf_free(&news_seen);
 	for (int i = 1; i < MEMBERS; i++)
 		gossip_identity_free(&ids[i]);
 	gossip_author_close(&me);

@@ -52,11 +52,12 @@ nodes_stop() {
 # group_procs PGID: the processes of a process group that still run (not zombies), one
 # "pid command line" each, from /proc (procps is not on every machine).
 group_procs() {
-	local f s a
+	local pg=$1 f s a
 	for f in /proc/[0-9]*; do
 		{ read -r s <"$f/stat"; } 2>/dev/null || continue
-		read -r -a s <<<"${s##*) }"
-		[ "${s[2]}" = "$1" ] && [ "${s[0]}" != Z ] || continue
+		# shellcheck disable=SC2086
+		set -- ${s##*) }   # after the command's name: state, parent, group...
+		[ "$3" = "$pg" ] && [ "$1" != Z ] || continue
 		{ mapfile -d '' -t a <"$f/cmdline"; } 2>/dev/null
 		echo "${f#/proc/} ${a[*]}"
 	done

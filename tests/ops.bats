@@ -165,7 +165,8 @@ elapsed_ms() {
 	gone "$pid" || fail "left running: $(group_procs "$pid")"
 	[ ! -s n2.out ] || fail "stdout: $(od -c n2.out | head)"
 	run ! grep -E "Terminated|Killed|Hangup|Broken pipe" n2.log
-	wait_for 5 eval '[ "$(state_of n1 n2)" = left ]'
+	wait_for 10 eval '[ "$(state_of n1 n2)" = left ]' ||
+		fail "n1 sees n2 $(state_of n1 n2): $(cat n2.log)"
 }
 
 @test "a port in use: exit 2 before saying 'listening', nothing left running" {

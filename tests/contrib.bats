@@ -65,22 +65,38 @@ serves_both() {
 	[ "$(gossip-merge -d "$T/cli" get on-server)" = 1 ]
 }
 
-@test "systemd: the node service's command runs a node, and SIGTERM to it alone stops all" {
-	cmd=$(sed -n 's/^ExecStart=//p' "$C/systemd/gossip-node.service")
+# unit_cmd KEY: the node service's KEY= command line, for a node n1 in $T.
+unit_cmd() {
+	local cmd
+	cmd=$(sed -n "s/^$1=//p" "$C/systemd/gossip-node.service")
 	cmd=${cmd//\/usr\/local\/bin\//}
 	cmd=${cmd//\/var\/lib\/gossip/$T/n1}
 	cmd=${cmd//\$\{GOSSIP_ADDR\}/127.0.0.1:${PORTS[3]}}
-	cmd=${cmd//\$GOSSIP_OPTS/-i 0.2}
+	echo "${cmd//\$GOSSIP_OPTS/-i 0.2}"
+}
+
+@test "systemd: the node service's commands run, reload and stop a node; SIGTERM to it alone stops all" {
 	grep -q '^KillMode=mixed' "$C/systemd/gossip-node.service"
-	# systemd starts the service as a session leader.
-	setsid sh -c "exec $cmd" </dev/null >/dev/null 2>node.log 3>&- & pid=$!
-	PGID_n1=$pid NODES=" n1"   # teardown stops it, whatever happens
-	wait_for 5 test -s "$T/n1/listening"
-	wait_for 5 sh -c "gossip-peers -d $T/n1 list | grep -q '^n1 .* alive .*127.0.0.1:${PORTS[3]}'"
-	kill -TERM "$pid"   # KillMode=mixed: the main process only
-	wait_for 10 sh -c "! pgrep -g $pid >/dev/null"
-	run gossip-merge -d "$T/n1" get _member
-	assert_failure 1    # it left: its member record deleted
+	for how in ExecStop SIGTERM; do
+		# systemd starts the service as a session leader.
+		rm -f "$T/n1/listening"
+		setsid sh -c "exec $(unit_cmd ExecStart)" </dev/null >/dev/null 2>node.log 3>&- & pid=$!
+		PGID_n1=$pid NODES=" n1"   # teardown stops it, whatever happens
+		wait_for 5 test -s "$T/n1/listening"
+		wait_for 5 sh -c "gossip-peers -d $T/n1 list | grep -q '^n1 .* alive .*127.0.0.1:${PORTS[3]}'"
+		sh -c "$(unit_cmd ExecReload)"
+		wait_for 5 grep -q "gossip-listen: reloaded" node.log
+		[ -n "$(group_procs "$pid" | grep gossip-listen)" ] || fail "reload stopped it: $(cat node.log)"
+		if [ "$how" = ExecStop ]; then
+			sh -c "$(unit_cmd ExecStop)"
+			[ -z "$(group_procs "$pid")" ] || fail "left running: $(group_procs "$pid")"
+		else
+			kill -TERM "$pid"   # KillMode=mixed: the main process only
+			wait_for 10 eval '[ -z "$(group_procs "$pid")" ]'
+		fi
+		run gossip-merge -d "$T/n1" get _member
+		assert_failure 1    # it left: its member record deleted
+	done
 }
 
 @test "systemd: the units pass systemd-analyze verify" {
@@ -129,4 +145,20 @@ serves_both() {
 	[ "$(wc -l <alerts)" = 1 ]
 	grep -q "member n2 (.*) failed at udp://127.0.0.1:${PORTS[1]}" alerts
 	grep -q "1 members alive" alerts
+}
+
+@test "demo: make demo's script runs, and every process it started has ended when it returns" {
+	# Its processes are those working in its directory, under TMPDIR.
+	mkdir tmp
+	TMPDIR="$T/tmp" NODES=3 INTERVAL=0.2 sh "$C/demo" >demo.out 2>demo.err 3>&- </dev/null ||
+		fail "$(cat demo.out demo.err)"
+	grep -q "3 nodes stopped, no process left" demo.out
+	left=
+	for f in /proc/[0-9]*; do
+		[[ "$(readlink "$f/cwd" 2>/dev/null)" == "$T/tmp/"* ]] || continue
+		{ mapfile -d '' -t a <"$f/cmdline"; } 2>/dev/null
+		left="$left ${f#/proc/}: ${a[*]};"
+	done
+	[ -z "$left" ] || fail "still running after the demo returned:$left"
+	[ -z "$(ls tmp)" ] || fail "left behind: $(ls tmp)"
 }

@@ -25,7 +25,7 @@ teardown() {
 ns_start() {
 	local i=$1 pid
 	ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
-		${2:+-j "10.222.0.$2:7946"} -i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" \
+		${2:+-p "10.222.0.$2:7946"} -i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" \
 		</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
 	pid=$!
 	eval "PGID_n$i=$pid"   # teardown stops it, whatever happens

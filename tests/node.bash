@@ -7,12 +7,13 @@ FANOUT=${FANOUT:-3}
 SYNC=${SYNC:-1}        # anti-entropy interval, seconds
 
 # node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
-# 127.0.0.1:PORT (UDP and TCP), joining the node at SEED_PORT; return once it listens.
+# 127.0.0.1:PORT (UDP and TCP), joining through the node at SEED_PORT (-p); return once
+# it listens.
 node_start() {
 	local n=$1 port=$2 seed=${3:-} pid
 	shift 3 2>/dev/null || shift $#
 	rm -f "$T/$n/listening"
-	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-j "127.0.0.1:$seed"} \
+	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-p "127.0.0.1:$seed"} \
 		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
 	pid=$!
 	# Known before it is waited for, so that nodes_stop stops it whatever happens.
@@ -46,6 +47,32 @@ node_kill() {
 nodes_stop() {
 	for n in ${NODES:-}; do node_kill "$n" CONT; node_kill "$n" 9; done
 	NODES=
+}
+
+# group_procs PGID: the processes of a process group that still run (not zombies), one
+# "pid command line" each, from /proc (procps is not on every machine).
+group_procs() {
+	local pg=$1 f s a
+	for f in /proc/[0-9]*; do
+		{ read -r s <"$f/stat"; } 2>/dev/null || continue
+		# shellcheck disable=SC2086
+		set -- ${s##*) }   # after the command's name: state, parent, group...
+		[ "$3" = "$pg" ] && [ "$1" != Z ] || continue
+		{ mapfile -d '' -t a <"$f/cmdline"; } 2>/dev/null
+		echo "${f#/proc/} ${a[*]}"
+	done
+	return 0
+}
+
+# dir_procs DIR: the processes that have DIR as an argument (a node's, whatever their
+# group).
+dir_procs() {
+	local f a
+	for f in /proc/[0-9]*; do
+		{ mapfile -d '' -t a <"$f/cmdline"; } 2>/dev/null || continue
+		[[ " ${a[*]} " == *" $1 "* ]] && echo "${f#/proc/} ${a[*]}"
+	done
+	return 0
 }
 
 # state_of OBSERVER NAME: NAME's state in OBSERVER's table.

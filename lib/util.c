@@ -38,12 +38,24 @@ void gossip_init(const char *argv0)
 		gossip_die(GOSSIP_EXIT_ERR, "libsodium: cannot initialise");
 }
 
+/* One write per line: the processes of a node share one log, and a line written in pieces
+ * could interleave with another's. A longer line is cut, ending in "...". */
 static void vwarn(const char *fmt, va_list ap)
 {
+	char line[4096];
+	int k = snprintf(line, sizeof line, "%s: ", gossip_progname);
+	if (k < 0 || (size_t)k >= sizeof line)
+		k = 0;
+	int m = vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
+	size_t n = m < 0 ? (size_t)k : (size_t)k + (size_t)m;
+	if (n > sizeof line - 2) {
+		n = sizeof line - 2;
+		memcpy(line + n - 3, "...", 3);
+	}
+	line[n++] = '\n';
 	fflush(stdout);
-	fprintf(stderr, "%s: ", gossip_progname);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	fflush(stderr);
+	(void)!write(2, line, n);
 }
 
 void gossip_warn(const char *fmt, ...)

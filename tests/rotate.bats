@@ -42,7 +42,8 @@ reload_all() {
 	local n
 	for n in $NODES; do gossip-node -d "$T/$n" reload || fail "reload $n failed"; done
 	for n in $NODES; do
-		wait_for 10 reloaded "$n" "$1" || return 1
+		wait_for 10 reloaded "$n" "$1" || fail "$n: $(for p in gossip-listen gossip-merge gossip-peers gossip-send; do
+			echo "$p $(grep -c "^$p: reloaded" "$T/$n.log")"; done; grep -v '^gossip-\(merge\|listen\|send\|peers\): reloaded' "$T/$n.log")"
 	done
 }
 
@@ -134,9 +135,10 @@ no_failures() {
 	for n in $others; do
 		grep -v ' n5$' "$T/$n/trusted" >"$T/$n/trusted.new"
 		mv "$T/$n/trusted.new" "$T/$n/trusted"
-		reload=$(grep -c '^gossip-listen: reloaded' "$T/$n.log")
+		reload=$(grep -c '^gossip-listen: reloaded' "$T/$n.log" || true)
 		gossip-node -d "$T/$n" reload
-		wait_for 10 reloaded "$n" $((reload + 1))
+		wait_for 10 reloaded "$n" $((reload + 1)) || true
+		reloaded "$n" $((reload + 1)) || fail "$n: $(grep -E 'reload|^gossip-node' "$T/$n.log")"
 	done
 	NODES=$others
 	# What n5 wrote is hidden with it (gossip-trusted(5)); the rest stays.

@@ -44,6 +44,18 @@ node_kill() {
 	return 0
 }
 
+# wait_until SECONDS COMMAND...: run COMMAND every 0.05 s until it succeeds; false when it
+# has not within SECONDS (whole seconds). For the benches; tests use wait_for, which fails
+# the test.
+wait_until() {
+	local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+	shift
+	until "$@"; do
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
 nodes_stop() {
 	for n in ${NODES:-}; do node_kill "$n" CONT; node_kill "$n" 9; done
 	NODES=

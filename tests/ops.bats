@@ -138,7 +138,7 @@ elapsed_ms() {
 	# anti-entropy, watch and a handler it started.
 	node_start n1 "${PORTS[0]}" "${PORTS[2]}" -x "sleep 30"
 	pid=$PGID_n1
-	wait_for 5 grep -q "gossip-peers: join: .*${PORTS[2]}" n1.log
+	wait_for 5 grep -q "gossip-peers: tcp://127.0.0.1:${PORTS[2]}: " n1.log
 	wait_for 5 eval '[ -n "$(group_procs "$pid" | grep " sleep 30")" ]'
 	echo "# $(group_procs "$pid" | wc -l) processes" >&3
 	kill -9 "$pid"
@@ -207,8 +207,8 @@ elapsed_ms() {
 	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
 	# Refused again and again (every interval), logged once.
 	wait_for 10 eval '[ "$(grep -c "serve: refused" n1.log)" -ge 3 ]'
-	[ "$(grep -c "gossip-peers: join:" n2.log)" = 1 ] || fail "$(cat n2.log)"
-	grep -q "gossip-peers: join: tcp://127.0.0.1:${PORTS[0]}: .*not in the server's trusted" n2.log ||
+	[ "$(grep -c "^gossip-peers: tcp://" n2.log)" = 1 ] || fail "$(cat n2.log)"
+	grep -q "^gossip-peers: tcp://127.0.0.1:${PORTS[0]}: refused: this node is not in its trusted file" n2.log ||
 		fail "$(cat n2.log)"
 }
 

@@ -183,12 +183,26 @@ int gossip_connect(const struct gossip_addr *a, int timeout_ms)
 	if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
 		struct pollfd p = {fd, POLLOUT, 0};
 		int r;
-		if (errno != EINPROGRESS) {
+		/* A signal (a SIGHUP to reload) does not end the wait: poll is never restarted
+		 * by SA_RESTART, so wait again for what is left of timeout_ms. */
+		uint64_t end = gossip_mono_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+		if (errno != EINPROGRESS)
 			err = errno;
-		} else if ((r = poll(&p, 1, timeout_ms)) <= 0) {
-			err = r == 0 ? ETIMEDOUT : errno;
-		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-			err = errno;
+		else {
+			while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+				uint64_t now = gossip_mono_ms();
+				if (timeout_ms > 0 && now >= end) {
+					r = 0;
+					break;
+				}
+				if (timeout_ms > 0)
+					timeout_ms = (int)(end - now);
+			}
+			if (r <= 0)
+				err = r == 0 ? ETIMEDOUT : errno;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+				err = errno;
+		}
 		if (err) {
 			gossip_seterr("cannot connect to %s: %s", a->text, strerror(err));
 			close(fd);

@@ -322,3 +322,36 @@ reload_refused() {
 	assert_error gossip-send "value: nobody is a FIFO that nobody writes to: put a regular file there"
 	[ "$(snapshot a)" = "$before" ]
 }
+
+@test "gossip-send: a SIGHUP while it waits for a TCP connection to complete does not fail the send" {
+	# A listener whose accept queue is full: the kernel drops the SYN, and the connection
+	# completes only when the SYN is sent again, after the listener has made room.
+	$PY - <<'PY' &
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+fill = socket.create_connection(s.getsockname())  # the one place in the queue
+open("port.tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename("port.tmp", "port")
+time.sleep(1.5)
+got = b""
+s.accept()  # the filler
+c, _ = s.accept()
+c.settimeout(10)
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    got += b
+open("got", "wb").write(got)
+PY
+	BG=$!
+	wait_for 5 test -s port
+	gossip-send -d a -t "tcp://127.0.0.1:$(cat port)" set k v 2>send.err & BG="$BG $!"
+	spid=$!
+	wait_for 5 handler_in "$spid"
+	wait_for 5 grep -q poll "/proc/$spid/wchan"  # connecting
+	for i in 1 2 3 4 5; do kill -HUP "$spid" 2>/dev/null || break; sleep 0.1; done
+	wait "$spid" || fail "gossip-send failed: $(cat send.err)"
+	[ ! -s send.err ] || fail "$(cat send.err)"
+	wait_for 10 test -e got
+	[ "$(gossip-inspect -d a -j got | jq -r .key)" = k ]
+}

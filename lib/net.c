@@ -106,10 +106,13 @@ int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int k
 }
 
 /* A unix socket path: a live listener (connect succeeds) keeps it and is an error; a
- * stale socket file (nobody accepts) is removed; anything else is left to bind(). */
+ * stale socket file (nobody accepts) is removed; anything else (a symlink, a directory, a
+ * file) is left to bind(), which refuses it. The path is removed only if it is still the
+ * very socket found refusing (same device and inode): whoever can write to the directory
+ * and swaps something in while we probe does not get it deleted. */
 static int unix_claim(const struct gossip_addr *a)
 {
-	struct stat st;
+	struct stat st, now;
 	const char *path = ((const struct sockaddr_un *)&a->sa)->sun_path;
 	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
 		return 0;
@@ -125,7 +128,8 @@ static int unix_claim(const struct gossip_addr *a)
 		              "gossip-listen?); stop it, or choose another path", a->text);
 		return -1;
 	}
-	if (err == ECONNREFUSED)
+	if (err == ECONNREFUSED && lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) &&
+	    now.st_dev == st.st_dev && now.st_ino == st.st_ino)
 		unlink(path);
 	return 0;
 }
@@ -154,7 +158,11 @@ int gossip_listen_on(struct gossip_addr *a)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&a->sa, a->len) < 0 ||
 	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
-		if (errno == EADDRINUSE && a->kind != GOSSIP_UNIX)
+		if (errno == EADDRINUSE && a->kind == GOSSIP_UNIX)
+			gossip_seterr("%s: cannot listen: Address already in use: the path is taken by "
+			              "something that is not a stale socket (a file, a directory, a "
+			              "symlink); remove it, or choose another path", a->text);
+		else if (errno == EADDRINUSE)
 			gossip_seterr("%s: cannot listen: Address already in use: another process (a "
 			              "gossip-listen or node?) holds the port; stop it, or choose "
 			              "another port", a->text);
@@ -183,12 +191,26 @@ int gossip_connect(const struct gossip_addr *a, int timeout_ms)
 	if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
 		struct pollfd p = {fd, POLLOUT, 0};
 		int r;
-		if (errno != EINPROGRESS) {
+		/* A signal (a SIGHUP to reload) does not end the wait: poll is never restarted
+		 * by SA_RESTART, so wait again for what is left of timeout_ms. */
+		uint64_t end = gossip_mono_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+		if (errno != EINPROGRESS)
 			err = errno;
-		} else if ((r = poll(&p, 1, timeout_ms)) <= 0) {
-			err = r == 0 ? ETIMEDOUT : errno;
-		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-			err = errno;
+		else {
+			while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+				uint64_t now = gossip_mono_ms();
+				if (timeout_ms > 0 && now >= end) {
+					r = 0;
+					break;
+				}
+				if (timeout_ms > 0)
+					timeout_ms = (int)(end - now);
+			}
+			if (r <= 0)
+				err = r == 0 ? ETIMEDOUT : errno;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+				err = errno;
+		}
 		if (err) {
 			gossip_seterr("cannot connect to %s: %s", a->text, strerror(err));
 			close(fd);

@@ -151,21 +151,42 @@ void gossip_buf_free(struct gossip_buf *b)
 	b->len = b->cap = 0;
 }
 
+/* Read all of path ("-": stdin), at most max bytes. It never waits for a FIFO to get a
+ * writer (the open would block for ever, and a reload with it): a FIFO that nobody writes
+ * to is an error, one with a writer (a pipe from <(command)) is read to its end. */
 int gossip_read_file(const char *path, size_t max, struct gossip_buf *out)
 {
-	int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	const char *name = fd == 0 ? "stdin" : path;
 	uint8_t tmp[65536];
+	struct stat st;
+	int probing = 0;  /* a FIFO opened without waiting: is anybody writing to it? */
 	if (fd < 0) {
 		gossip_seterr("cannot open %s: %s", path, strerror(errno));
 		return -1;
+	}
+	if (fd != 0) {
+		probing = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+		if (!probing)
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	}
 	for (;;) {
 		ssize_t k = read(fd, tmp, sizeof tmp);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (probing && (k > 0 || (k < 0 && errno == EAGAIN))) {
+			/* A writer: from here on, wait for what it writes. */
+			probing = 0;
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+			if (k < 0)
+				continue;
+		}
 		if (k < 0) {
 			gossip_seterr("cannot read %s: %s", name, strerror(errno));
+			goto fail;
+		}
+		if (k == 0 && probing) {
+			gossip_seterr("%s is a FIFO that nobody writes to: put a regular file there", path);
 			goto fail;
 		}
 		if (k == 0)

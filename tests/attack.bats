@@ -345,3 +345,118 @@ PY
 	BG=
 	[ "$st" = 1 ]  # it refused something
 }
+
+# stored DIR: snapshot of DIR without the rejects log, which a refusal is meant to grow.
+stored() {
+	rm -rf "$T/.stored"
+	cp -a "$1" "$T/.stored"
+	rm -f "$T/.stored"/rejects*
+	snapshot "$T/.stored"
+}
+
+# reloaded PID LOG PROG: SIGHUP to PID; wait until LOG has one more "PROG: reloaded" line.
+reloaded() {
+	local n
+	n=$(grep -c "^$3: reloaded: " "$2" || true)
+	kill -HUP "$1"
+	wait_for 5 reloads_over "$2" "$3" "$n"
+}
+
+reloads_over() {
+	[ "$(grep -c "^$2: reloaded: " "$1")" -gt "$3" ]
+}
+
+@test "a revoked signer after SIGHUP: its new messages, its replays, and a message already half sent are refused by listen and merge; nothing stored changes" {
+	mknode c
+	trust b c
+	for i in 1 2 3 4; do gossip-send -d c set "c$i" "$i" >"m$i"; done
+	mkfifo pipe
+	gossip-listen -d b -a got.addrs udp://127.0.0.1:0 tcp://127.0.0.1:0 >pipe 2>got.err & BG=$!
+	lpid=$!
+	gossip-merge --verified -d b <pipe >merged 2>merge.err & BG="$BG $!"
+	mpid=$!
+	wait_for 10 test -s got.addrs
+	udp=$(sed -n 1p got.addrs) tcp=$(sed -n 2p got.addrs)
+	wait_for 5 eval '(( 0x$(awk "/^SigCgt:/ {print \$2}" /proc/$mpid/status) & 1 ))'
+	gossip-send -d c "$udp" <m1
+	wait_for 10 eval '[ "$(cbor_count merged)" = 1 ]'
+	# m2 half sent on a stream before the revocation, the rest after.
+	$PY - "$tcp" m2 <<'PY' &
+import os, socket, sys, time
+host, port = sys.argv[1][6:].rsplit(":", 1)
+data = open(sys.argv[2], "rb").read()
+s = socket.create_connection((host, int(port)))
+s.sendall(data[:len(data) // 2])
+while not os.path.exists("revoked"):
+    time.sleep(0.05)
+s.sendall(data[len(data) // 2:]); s.close()
+PY
+	BG="$BG $!"
+	half=$!
+	grep -vxF "$(cat c.pub)" b/trusted >t && mv t b/trusted
+	reloaded "$lpid" got.err gossip-listen
+	reloaded "$mpid" merge.err gossip-merge
+	before=$(stored b)
+	touch revoked
+	wait "$half"
+	wait_for 5 eval '[ "$(grep -c "untrusted signer" got.err)" = 1 ]'
+	gossip-send -d c "$udp" <m3                 # new, by datagram
+	gossip-send -d c "$tcp" <m4                 # new, by stream
+	gossip-send -d c "$udp" <m1                 # a replay of what was taken before
+	$PY -c 'import socket, sys; h, p = sys.argv[1][6:].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(open("m1", "rb").read(), (h, int(p)))' "$udp"
+	wait_for 5 eval '[ "$(grep -c "untrusted signer" got.err)" = 3 ]'
+	# The replays of m1 are duplicates to the listener: counted, never passed on again.
+	kill -USR1 "$lpid"
+	wait_for 5 grep -q "accepted 1, duplicates 2; rejected: 0 malformed, 0 bad signature, 3 untrusted," got.err
+	[ "$(cbor_count merged)" = 1 ]
+	# And merge itself, fed the revoked signer's messages directly, refuses them too.
+	run --separate-stderr gossip-merge --verified -d b m3
+	assert_failure 1
+	[[ $stderr == *"untrusted signer"* ]] || fail "$stderr"
+	[ "$(stored b)" = "$before" ] || fail "the store changed after the revocation"
+	kill "$lpid"
+	wait "$mpid" || true
+}
+
+@test "a flood sealed with the old key after rotation: counted, a few log lines a second, nothing stored; the new key still passes" {
+	gossip-keygen -c >old
+	gossip-keygen -c >new
+	cp new b/keyring
+	chmod 600 b/keyring
+	cp -r a stale  # a trusted signer whose keyring is the old one
+	cp old stale/keyring
+	chmod 600 stale/keyring
+	gossip-listen -d b -a got.addrs udp://127.0.0.1:0 >got 2>got.err & BG=$!
+	lpid=$!
+	wait_for 10 test -s got.addrs
+	before=$(stored b)
+	# 20 datagrams sealed with the old key (caught on a socket of our own), each sent 100
+	# times.
+	$PY - "$(cat got.addrs)" stale <<'PY'
+import socket, subprocess, sys, time
+host, port = sys.argv[1][6:].rsplit(":", 1)
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(("127.0.0.1", 0))
+cap = "udp://127.0.0.1:%d" % srv.getsockname()[1]
+grams = []
+for i in range(20):
+    subprocess.run(["gossip-send", "-d", sys.argv[2], "-t", cap, "set", "old%d" % i, "x"], check=True)
+    grams.append(srv.recv(65536))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); n = 0
+while n < 2000:
+    s.sendto(grams[n % 20], (host, int(port))); n += 1
+    if n % 50 == 0:
+        time.sleep(0.01)
+PY
+	wait_for 10 eval '[[ "$(kill -USR1 $lpid; sleep 0.2; grep received got.err | tail -1)" == *", 2000 wrong key,"* ]]' ||
+		fail "$(cat got.err)"
+	lines=$(grep -c "does not hold" got.err)
+	[ "$lines" -le 100 ] || fail "$lines lines for 2000 datagrams"
+	grep -q "more rejections not shown" got.err || fail "no summary line: $(cat got.err)"
+	[ "$(cbor_count got)" = 0 ]
+	[ "$(stored b)" = "$before" ] || fail "the store changed"
+	cp new a/keyring
+	chmod 600 a/keyring
+	gossip-send -d a -t "$(cat got.addrs)" set fresh 1
+	wait_for 5 eval '[ "$(cbor_count got)" = 1 ]'
+}

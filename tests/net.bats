@@ -510,3 +510,97 @@ PY
 	mask=$(awk '{print $2}' sigign)
 	(( 0x$mask & 1 )) || fail "SIGHUP is not ignored in the sync command: $mask"
 }
+
+# ---- attacks on exclusive ports and the unix socket path ----
+
+@test "exclusive ports: 0.0.0.0 and 127.0.0.1 of one port exclude each other both ways (UDP, TCP), [::1] too; the first still receives" {
+	port=$(freeport)
+	for kind in udp tcp; do
+		for pair in "0.0.0.0 127.0.0.1" "127.0.0.1 0.0.0.0" "127.0.0.1 127.0.0.1"; do
+			set -- $pair
+			BG=
+			listen b got "$kind://$1:$port"
+			run --separate-stderr gossip-listen -d b -a second.addrs "$kind://$2:$port"
+			assert_failure 2
+			assert_error gossip-listen "$kind://$2:$port: cannot listen: Address already in use: another process"
+			[ ! -e second.addrs ]
+			gossip-send -d a -t "$kind://127.0.0.1:$port" set "$kind-$1-$2" x
+			wait_msgs got 1
+			kill $BG
+			wait $BG || true
+		done
+	done
+	BG=
+	listen b got "udp://[::1]:$port"
+	run --separate-stderr gossip-listen -d b "udp://[::1]:$port"
+	assert_failure 2
+	assert_error gossip-listen "udp://[::1]:$port: cannot listen: Address already in use: another process"
+	gossip-send -d a -t "udp://[::1]:$port" set v6 x
+	wait_msgs got 1
+}
+
+@test "exclusive ports: IPv4 and IPv6 (IPV6_V6ONLY) are separate port spaces: a listener on [::1] takes nothing sent to 127.0.0.1" {
+	port=$(freeport)
+	listen b got4 "udp://127.0.0.1:$port"
+	listen b got6 "udp://[::1]:$port"
+	gossip-send -d a -t "udp://127.0.0.1:$port" set to v4
+	gossip-send -d a -t "udp://[::1]:$port" set to v6
+	wait_msgs got4 1
+	wait_msgs got6 1
+	[ "$(gossip-inspect -d b -j got4 | jq -r .value)" = v4 ]
+	[ "$(gossip-inspect -d b -j got6 | jq -r .value)" = v6 ]
+}
+
+@test "unix socket path: a symlink (to a stale socket or a live one), a directory, a file: refused, one line, nothing removed" {
+	$PY -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/stale"
+	listen b got "unix:$T/live"
+	ln -s "$T/stale" to-stale
+	ln -s "$T/live" to-live
+	mkdir adir
+	echo keep >afile
+	for p in to-stale to-live adir afile; do
+		before=$(stat -c '%n %F %i' stale live to-stale to-live adir afile)
+		run --separate-stderr gossip-listen -d b -a second.addrs "unix:$T/$p"
+		assert_failure 2
+		assert_error gossip-listen "unix:$T/$p: cannot listen: Address already in use: the path is taken by something that is not a stale socket"
+		[ ! -e second.addrs ]
+		[ "$(stat -c '%n %F %i' stale live to-stale to-live adir afile)" = "$before" ] ||
+			fail "$p: something changed"
+	done
+	[ -S stale ] && [ -S live ] && [ -L to-stale ] && [ -L to-live ] && [ -d adir ]
+	[ "$(cat afile)" = keep ]
+	gossip-send -d a -t "unix:$T/live" set still live
+	wait_msgs got 1
+}
+
+@test "unix socket path: what is swapped in while the stale socket is probed is not removed" {
+	# The race won for the attacker: right after gossip-listen finds the socket stale,
+	# a file is renamed over the path (a shim around connect does it, every time).
+	cat >shim.c <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	int (*real)(int, const struct sockaddr *, socklen_t) =
+		(int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "connect");
+	int r = real(fd, sa, len), e = errno;
+	const char *swap = getenv("SWAP_IN");
+	if (sa->sa_family == AF_UNIX && swap)
+		rename(swap, ((const struct sockaddr_un *)sa)->sun_path);
+	errno = e;
+	return r;
+}
+C
+	${CC:-cc} -shared -fPIC -o shim.so shim.c -ldl || fail "cannot build the shim"
+	$PY -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/sock"
+	echo precious >victim
+	run --separate-stderr timeout 10 env SWAP_IN="$T/victim" LD_PRELOAD="$T/shim.so" gossip-listen -d b "unix:$T/sock"
+	assert_failure 2
+	assert_error gossip-listen "unix:$T/sock: cannot listen: Address already in use"
+	[ "$(cat sock)" = precious ] || fail "the file swapped in was removed"
+}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,9 +43,18 @@ static int read_last(int fd, uint64_t *last)
 static int write_last(int fd, uint64_t v)
 {
 	char b[CLOCK_REC + 1];
+	struct stat st;
 	snprintf(b, sizeof b, "%020" PRIu64 "\n", v);
+	int had = fstat(fd, &st) == 0 && st.st_size >= CLOCK_REC;
 	if (pwrite(fd, b, CLOCK_REC, 0) != CLOCK_REC || fdatasync(fd) < 0) {
-		gossip_seterr("clock: cannot write: %s", strerror(errno));
+		int e = errno;
+		/* A full disk can cut the first write of a new file short: leave it empty (a
+		 * new clock), not a shorter number. Over an old record, a part written is a
+		 * number at least as high as the old one. */
+		if (!had && ftruncate(fd, 0) < 0) {
+			/* read_last refuses a record without its newline */
+		}
+		gossip_seterr("clock: cannot write: %s", strerror(e ? e : ENOSPC));
 		return -1;
 	}
 	return 0;

@@ -687,7 +687,13 @@ uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members)
 struct gossip_peer *gossip_peers_find(struct gossip_peers *t, const uint8_t pk[32], int create);
 /* Load DIR/peers (none: an empty table) and mark this node (DIR/key.pub) self. */
 int gossip_peers_load(struct gossip_peers *t, const char *dir);
+/* Replace DIR/peers with t (whole, or not at all: the old table stays). 0, or -1 with the
+ * error set. */
 int gossip_peers_save(const struct gossip_peers *t, const char *dir);
+/* Save for a program that saves again and again (observe): a failure (a full disk) is
+ * warned about once, then at most once a minute, and the recovery in one line; the
+ * table in memory goes on and is saved at the next try. */
+void gossip_peers_keep(const struct gossip_peers *t, const char *dir);
 void gossip_peers_free(struct gossip_peers *t);
 /* Up to k distinct live peers (never self), now and then one unreachable one. */
 size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *cfg, size_t k,

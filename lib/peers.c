@@ -287,6 +287,19 @@ out:
 	return r;
 }
 
+void gossip_peers_keep(const struct gossip_peers *t, const char *dir)
+{
+	static struct gossip_trouble trouble;
+	uint64_t missed;
+	if (gossip_peers_save(t, dir) == 0) {
+		if ((missed = gossip_trouble_over(&trouble)))
+			gossip_warn("%s is saved again (after %llu tries)", gossip_path(dir, "peers"),
+			            (unsigned long long)missed);
+	} else if (gossip_trouble(&trouble, gossip_now_ms()))
+		gossip_warn("%s; the table in %s is kept as it was, and saved again when it can be",
+		            gossip_error(), gossip_path(dir, "peers"));
+}
+
 static int uint_at(struct gossip_cur *c, uint64_t *v)
 {
 	struct gossip_ev ev;

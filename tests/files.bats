@@ -60,3 +60,72 @@ lines() {
 	jq -r .tags all >alltags
 	[ "$(tail -n "$n" tags)" = "$(cat alltags)" ] || fail "watch -A: not events.1 then events"
 }
+
+# small_tmpfs: a 1 MiB tmpfs at $T/mnt ($MNT), or skip the test (mounting needs root).
+small_tmpfs() {
+	MNT=$T/mnt
+	mkdir -p "$MNT"
+	mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null || { MNT=''; skip "cannot mount a tmpfs (needs root)"; }
+}
+
+# fill: no block left on $MNT.
+fill() {
+	dd if=/dev/zero of="$MNT/fill" bs=4k 2>/dev/null || true
+	run dd if=/dev/zero of="$MNT/more" bs=4k count=1
+	assert_failure
+}
+
+@test "a full disk under DIR/events and DIR/peers: one line each, observe goes on, the old table stays" {
+	small_tmpfs
+	gossip-keygen -d "$MNT/n1" -n n1 >/dev/null
+	gossip-keygen -d "$MNT/n1" -y >"$MNT/n1/trusted"
+	mkfifo feed
+	gossip-peers -d "$MNT/n1" observe <feed 2>observe.err & OBS=$!
+	PIDS="$PIDS $OBS"
+	exec 5>feed
+	gossip-peers -d "$MNT/n1" announce -a udp://127.0.0.1:9 -t n=0 >&5
+	wait_for 5 eval 'gossip-peers -d "$MNT/n1" -j list 2>/dev/null | jq -e ".tags.n == \"0\"" >/dev/null'
+	cp "$MNT/n1/peers" peers.before
+	rm "$MNT/n1/events"
+	fill
+	local i
+	for i in 1 2 3 4 5; do gossip-peers -d "$MNT/n1" announce -a udp://127.0.0.1:9 -t "n=$i" >&5 ||
+		fail "announce $i: the clock file is kept in place on a full disk"; done
+	wait_for 5 grep -q "events: .*n1/events: No space left on device; events are lost" observe.err
+	wait_for 5 grep -q "n1/peers.*No space left on device; the table in .*n1/peers is kept as it was" observe.err
+	sleep 2  # two more saves (one a second) and five events: no more lines
+	kill -0 "$OBS" || fail "observe stopped: $(cat observe.err)"
+	[ "$(grep -c events: observe.err)" = 1 ] || fail "not one line for events: $(cat observe.err)"
+	[ "$(grep -c 'n1/peers' observe.err)" = 1 ] || fail "not one line for the table: $(cat observe.err)"
+	[ "$(wc -l <observe.err)" = 2 ] || fail "more than the two lines: $(cat observe.err)"
+	cmp peers.before "$MNT/n1/peers" || fail "the table was changed on a full disk"
+	[ -z "$(ls "$MNT/n1" | grep tmp)" ] || fail "left behind: $(ls "$MNT/n1")"
+	[ ! -s "$MNT/n1/events" ] || fail "a torn event was left"
+	# Room again: both are written at the next change, and say so.
+	rm "$MNT/fill"
+	gossip-peers -d "$MNT/n1" announce -a udp://127.0.0.1:9 -t n=6 >&5
+	wait_for 5 grep -q "events: .*n1/events is written again (5 events were lost)" observe.err
+	wait_for 5 grep -q "n1/peers is saved again" observe.err
+	gossip-peers -d "$MNT/n1" -j list | jq -e '.tags.n == "6"'
+	exec 5>&-
+	wait "$OBS" || fail "observe failed at the end: $(cat observe.err)"
+}
+
+@test "a full disk under a new DIR/clock: one line, exit 2, no short clock left; an old clock goes on" {
+	small_tmpfs
+	gossip-keygen -d "$MNT/a" -n a >/dev/null
+	gossip-keygen -d "$MNT/b" -n b >/dev/null
+	gossip-send -d "$MNT/b" set k 1 >/dev/null
+	fill
+	run --separate-stderr gossip-send -d "$MNT/a" set k v
+	assert_failure 2
+	assert_error gossip-send "clock: cannot write: No space left on device"
+	[ ! -s "$MNT/a/clock" ] || fail "a clock was left: $(od -c "$MNT/a/clock")"
+	# The clock is rewritten in place: a node with one goes on signing.
+	gossip-send -d "$MNT/b" set k 2 >msg || fail "b could not sign on a full disk"
+	[ "$(gossip-inspect -j msg | jq -r .value)" = 2 ]
+	# And with room, a first message at the time of the wall clock.
+	rm "$MNT/fill"
+	gossip-send -d "$MNT/a" set k v >/dev/null
+	[ "$(stat -c %s "$MNT/a/clock")" -ge 21 ]
+}

@@ -340,8 +340,11 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		mark_self(t, dir);
 		return 0;
 	}
-	if (gossip_read_file(path, 64u << 20, &b) < 0)
+	if (gossip_read_file(path, 64u << 20, &b) < 0) {
+		if (errno == EISDIR)
+			goto bad;
 		return -1;
+	}
 	struct gossip_cur c = {b.p, b.len, 0};
 	struct gossip_ev ev;
 	uint64_t k, v, pr = 0;
@@ -392,7 +395,9 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 bad:
 	gossip_buf_free(&b);
 	gossip_peers_free(t);
-	gossip_seterr("%s is not a peer table (gossip-peers observe writes it)", path);
+	/* A cache of what the store and the stream say: nothing is lost with it. */
+	gossip_seterr("%s is not a peer table (gossip-peers observe writes it): remove it, and "
+	              "gossip-peers observe (a running node) makes it again from the store", path);
 	return -1;
 }
 

@@ -129,3 +129,69 @@ fill() {
 	gossip-send -d "$MNT/a" set k v >/dev/null
 	[ "$(stat -c %s "$MNT/a/clock")" -ge 21 ]
 }
+
+# damage FILE HOW: flip (one bit in the middle), trunc (to half), zero (as many zero
+# bytes), garbage (a line of text), delete, dir (a directory in its place).
+damage() {
+	case $2 in
+	flip) flipbit "$1" "$(( $(stat -c %s "$1") / 2 ))" ;;
+	trunc) truncate -s "$(( $(stat -c %s "$1") / 2 ))" "$1" ;;
+	zero) head -c "$(stat -c %s "$1")" /dev/zero | dd of="$1" conv=notrunc status=none ;;
+	garbage) echo 'hello, not what you expect' >"$1" ;;
+	delete) rm "$1" ;;
+	dir) rm "$1" && mkdir "$1" ;;
+	esac
+}
+
+@test "a damaged small file: exit 2 and one line naming it and the fix, or a silent recovery; the store never changes" {
+	gossip-send -d n1 set k v | gossip-merge -d n1 >/dev/null
+	gossip-peers -d n1 announce -a udp://127.0.0.1:9 | gossip-peers -d n1 observe
+	[ -s n1/clock ] && [ -s n1/peers ] && [ -s n1/store ]
+	cp -a n1 clean
+	local D=$T/n1
+	# FILE HOW | EXIT PROGRAM ARGS... | the line (empty: nothing on stderr)
+	while IFS='|' read -r what cmd want; do
+		[ -n "$what" ] || continue
+		read -r file how <<<"$what"
+		read -r code prog args <<<"$cmd"
+		want=${want# }
+		rm -rf n1 && cp -a clean n1
+		damage "n1/$file" "$how"
+		before=$(sha256sum <n1/store)
+		run --separate-stderr $prog -d "$D" $args
+		[ "$status" = "$code" ] || fail "$file $how: $prog $args: exit $status, not $code: $stderr"
+		if [ -n "$want" ]; then
+			assert_error "$prog" "${want//DIR/$D}"
+		else
+			[ -z "$stderr" ] || fail "$file $how: $prog $args: said $stderr"
+		fi
+		[ "$(sha256sum <n1/store)" = "$before" ] || fail "$file $how: $prog $args changed the store"
+	done <<'TABLE'
+key flip      | 2 gossip-send set k2 v | DIR/key does not match DIR/key.pub (which DIR/trusted names): the key is damaged; put back a copy, or make a new identity
+key trunc     | 2 gossip-send set k2 v | DIR/key does not hold a key (base64 of a 32-byte seed)
+key zero      | 2 gossip-send set k2 v | DIR/key does not hold a key (base64 of a 32-byte seed)
+key garbage   | 2 gossip-send set k2 v | DIR/key does not hold a key (base64 of a 32-byte seed)
+key delete    | 2 gossip-send set k2 v | no key in DIR: make one with gossip-keygen -d DIR
+key dir       | 2 gossip-send set k2 v | DIR/key is not a regular file
+key.pub flip  | 2 gossip-send set k2 v | DIR/key.pub does not match DIR/key (which DIR/trusted names): key.pub is damaged; recreate it with gossip-keygen -y -d DIR >DIR/key.pub
+key.pub trunc | 2 gossip-send set k2 v | DIR/key.pub does not hold a public key line (KEY NAME)
+key.pub zero  | 2 gossip-send set k2 v | DIR/key.pub does not hold a public key line (KEY NAME)
+key.pub garbage | 2 gossip-send set k2 v | DIR/key.pub does not hold a public key line (KEY NAME)
+key.pub delete | 0 gossip-send set k2 v |
+key.pub dir   | 2 gossip-send set k2 v | cannot read DIR/key.pub: Is a directory
+clock flip    | 2 gossip-send set k2 v | DIR/clock is damaged (not a version and its check): the versions this node sent may lead the wall clock by 600 s, so remove it, then wait 600 s
+clock trunc   | 2 gossip-send set k2 v | DIR/clock is damaged (not a version and its check)
+clock zero    | 2 gossip-send set k2 v | DIR/clock is damaged (not a version and its check)
+clock garbage | 2 gossip-send set k2 v | DIR/clock is damaged (not a version and its check)
+clock delete  | 0 gossip-send set k2 v |
+clock dir     | 2 gossip-send set k2 v | DIR/clock is damaged (not a version and its check)
+peers trunc   | 2 gossip-peers list | DIR/peers is not a peer table (gossip-peers observe writes it): remove it, and gossip-peers observe (a running node) makes it again from the store
+peers zero    | 2 gossip-peers list | DIR/peers is not a peer table
+peers garbage | 2 gossip-peers list | DIR/peers is not a peer table
+peers dir     | 2 gossip-peers list | DIR/peers is not a peer table
+peers delete  | 1 gossip-peers list |
+trusted trunc | 2 gossip-merge get k | DIR/trusted line 1: no public key (44 characters of base64, as gossip-keygen prints it)
+trusted garbage | 2 gossip-merge get k | DIR/trusted line 1: no public key
+trusted dir   | 2 gossip-merge get k | cannot read DIR/trusted: Is a directory
+TABLE
+}

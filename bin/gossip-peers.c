@@ -186,8 +186,7 @@ static void news_out(void *ctx, const uint8_t *p, size_t n)
 
 static void save_table(const struct gossip_peers *t, const char *dir)
 {
-	if (gossip_peers_save(t, dir) < 0)
-		gossip_warn("%s", gossip_error());
+	gossip_peers_keep(t, dir);  /* a failure warns, at most once a minute */
 }
 
 static void prober_send(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)

@@ -2,24 +2,44 @@
 #include "gossip.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-/* DIR/clock holds the last version reserved, as 20 decimal digits and a newline: one
- * write within a sector, so it is never seen half-written. */
-enum { CLOCK_REC = 21 };
+/* DIR/clock holds the last version reserved, as 20 decimal digits, a space, 8 hex digits
+ * of a hash of the 20 digits, and a newline: one write within a sector, so it is never seen
+ * half-written, and a changed byte is found. (20 digits and a newline, from before the
+ * check, are read too.) */
+enum { CLOCK_OLD = 21, CLOCK_REC = 30 };
 
-static int read_last(int fd, uint64_t *last)
+static void check(char out[9], const char *digits)
 {
-	char b[CLOCK_REC + 1];
-	ssize_t k = pread(fd, b, CLOCK_REC, 0);
+	uint8_t h[4];
+	crypto_generichash(h, sizeof h, (const uint8_t *)digits, 20, NULL, 0);
+	snprintf(out, 9, "%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
+}
+
+static int damaged(const char *path)
+{
+	gossip_seterr("%s is damaged (not a version and its check): the versions this node sent may "
+	              "lead the wall clock by %d s, so remove it, then wait %d s before this node signs "
+	              "again (or put back a copy)",
+	              path, GOSSIP_VERSION_LEAD_MS / 1000, GOSSIP_VERSION_LEAD_MS / 1000);
+	return -1;
+}
+
+static int read_last(int fd, const char *path, uint64_t *last)
+{
+	char b[CLOCK_REC + 2], sum[9];
+	ssize_t k = pread(fd, b, CLOCK_REC + 1, 0);
 	if (k < 0) {
-		gossip_seterr("clock: cannot read: %s", strerror(errno));
+		gossip_seterr("%s: cannot read: %s", path, strerror(errno));
 		return -1;
 	}
 	if (k == 0) {
@@ -27,24 +47,32 @@ static int read_last(int fd, uint64_t *last)
 		return 0;
 	}
 	b[k] = 0;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(b, &end, 10);
-	if (errno || end == b || (*end && *end != '\n')) {
-		gossip_seterr("clock: the file does not hold a version; remove it only if the wall "
-		              "clock is past every version this node has sent");
-		return -1;
-	}
-	*last = v;
+	int old = k == CLOCK_OLD && b[20] == '\n';
+	int now = k == CLOCK_REC && b[20] == ' ' && b[29] == '\n' && (check(sum, b), !memcmp(b + 21, sum, 8));
+	if (strspn(b, "0123456789") != 20 || (!old && !now))
+		return damaged(path);
+	b[20] = 0;
+	*last = strtoull(b, NULL, 10);
 	return 0;
 }
 
 static int write_last(int fd, uint64_t v)
 {
-	char b[CLOCK_REC + 1];
-	snprintf(b, sizeof b, "%020" PRIu64 "\n", v);
+	char b[CLOCK_REC + 1], sum[9];
+	struct stat st;
+	snprintf(b, sizeof b, "%020" PRIu64, v);
+	check(sum, b);
+	snprintf(b + 20, sizeof b - 20, " %s\n", sum);
+	int had = fstat(fd, &st) == 0 && st.st_size >= CLOCK_OLD;
 	if (pwrite(fd, b, CLOCK_REC, 0) != CLOCK_REC || fdatasync(fd) < 0) {
-		gossip_seterr("clock: cannot write: %s", strerror(errno));
+		int e = errno;
+		/* A full disk can cut the first write of a new file short: leave it empty (a
+		 * new clock), not a part of a record. Over an old record, a part written is
+		 * found by its check. */
+		if (!had && ftruncate(fd, 0) < 0) {
+			/* read_last finds a part of a record damaged */
+		}
+		gossip_seterr("clock: cannot write: %s", strerror(e ? e : ENOSPC));
 		return -1;
 	}
 	return 0;
@@ -67,6 +95,8 @@ static int reserve(struct gossip_clock *c)
 	uint64_t last, now, start;
 	/* Opened on first use, so that a command that fails early leaves no clock file. */
 	if (c->fd < 0 && (c->fd = open(c->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		if (errno == EISDIR)
+			return damaged(c->path);
 		gossip_seterr("clock: cannot open %s: %s", c->path, strerror(errno));
 		return -1;
 	}
@@ -78,7 +108,7 @@ static int reserve(struct gossip_clock *c)
 			return -1;
 		}
 		now = gossip_now_ms();
-		if (read_last(c->fd, &last) < 0)
+		if (read_last(c->fd, c->path, &last) < 0)
 			goto out;
 		if (last >= UINT64_MAX - c->block) {
 			gossip_seterr("clock: versions are used up");
@@ -132,7 +162,7 @@ int gossip_clock_close(struct gossip_clock *c)
 		return 0;
 	/* Give back the unused part of the block, unless another process reserved after us. */
 	if (c->next && c->next <= c->limit && flock(c->fd, LOCK_EX) == 0) {
-		if (read_last(c->fd, &last) == 0 && last == c->limit)
+		if (read_last(c->fd, c->path, &last) == 0 && last == c->limit)
 			r = write_last(c->fd, c->next - 1);
 		flock(c->fd, LOCK_UN);
 	}

@@ -1,5 +1,6 @@
 /* events.c: the event log (DIR/events): appending membership changes, reading them back
- * as they come, and running a handler for one. */
+ * as they come, and running a handler for one; and the logs that rotate at a size
+ * (DIR/events, DIR/rejects). */
 #include "gossip.h"
 
 #include <errno.h>
@@ -7,9 +8,181 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* ---- logs that rotate ---- */
+
+uint64_t gossip_log_max(void)
+{
+	const char *e = getenv("GOSSIP_LOG_MAX");
+	char *end;
+	if (e && *e) {
+		errno = 0;
+		unsigned long long v = strtoull(e, &end, 10);
+		if (!errno && !*end && v >= 1024 && v <= (1ULL << 40))
+			return v;
+	}
+	return GOSSIP_LOG_MAX;
+}
+
+int gossip_trouble(struct gossip_trouble *t, uint64_t now)
+{
+	t->failures++;
+	if (t->warned_at && now - t->warned_at < 60000)
+		return 0;
+	t->warned_at = now;
+	return 1;
+}
+
+uint64_t gossip_trouble_over(struct gossip_trouble *t)
+{
+	uint64_t was = t->failures;
+	t->failures = 0;
+	t->warned_at = 0;
+	return was;
+}
+
+int gossip_log_append(const char *path, const void *p, size_t n)
+{
+	char old[4200];
+	snprintf(old, sizeof old, "%s.1", path);
+	/* Writers lock the file they append to, and rename it only while they hold the lock:
+	 * a writer that finds, once locked, that the name no longer leads to its file opens
+	 * the new one. So no record lands in a file after it was renamed, and a reader that
+	 * finds the name moved has the whole of the old file to finish. */
+	for (int tries = 0; tries < 64; tries++) {
+		struct stat held, named;
+		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			gossip_seterr("cannot open %s: %s", path, strerror(errno));
+			return -1;
+		}
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &held) < 0) {
+			gossip_seterr("cannot lock %s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (stat(path, &named) < 0 || named.st_ino != held.st_ino || named.st_dev != held.st_dev) {
+			close(fd);
+			continue;
+		}
+		if (held.st_size > 0 && (uint64_t)held.st_size + n > gossip_log_max() &&
+		    rename(path, old) == 0) {
+			close(fd);
+			continue;
+		}
+		int r = gossip_write_all(fd, p, n);
+		if (r < 0) {
+			gossip_seterr("cannot write %s: %s", path, strerror(errno));
+			/* No torn record for a reader to stumble on: what was written goes. */
+			if (ftruncate(fd, held.st_size) < 0) {
+				/* A reader skips the stretch, warning once. */
+			}
+		}
+		close(fd);
+		return r;
+	}
+	gossip_seterr("cannot append to %s: it keeps being replaced", path);
+	return -1;
+}
+
+/* Open path.1 when it is a file not read yet (the log was renamed more than once since the
+ * last read, or appeared and was renamed), or path: 0, or -1 when there is neither. */
+static int tail_open(struct gossip_log_tail *t)
+{
+	char old[4300];
+	struct stat st, named;
+	snprintf(old, sizeof old, "%s.1", t->path);
+	int fd = open(old, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 &&
+	    (stat(t->path, &named) < 0 || named.st_ino != st.st_ino || named.st_dev != st.st_dev)) {
+		int seen = 0;
+		for (int i = 0; i < 2; i++)
+			seen |= t->done[i][0] == (uint64_t)st.st_dev && t->done[i][1] == (uint64_t)st.st_ino;
+		if (!seen)
+			goto found;
+	}
+	if (fd >= 0)
+		close(fd);
+	if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
+found:
+	t->fd = fd;
+	t->dev = (uint64_t)st.st_dev;
+	t->ino = (uint64_t)st.st_ino;
+	t->off = 0;
+	return 0;
+}
+
+void gossip_log_tail_init(struct gossip_log_tail *t, const char *path, int from_start)
+{
+	char old[4300];
+	struct stat st;
+	memset(t, 0, sizeof *t);
+	snprintf(t->path, sizeof t->path, "%s", path);
+	t->fd = -1;
+	if (from_start) {
+		tail_open(t);
+		return;
+	}
+	/* From the end: what path.1 holds is old, and so is what path holds now. */
+	snprintf(old, sizeof old, "%s.1", path);
+	if (stat(old, &st) == 0) {
+		t->done[0][0] = (uint64_t)st.st_dev;
+		t->done[0][1] = (uint64_t)st.st_ino;
+	}
+	if ((t->fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0 && fstat(t->fd, &st) == 0) {
+		t->dev = (uint64_t)st.st_dev;
+		t->ino = (uint64_t)st.st_ino;
+		t->off = (uint64_t)st.st_size;
+	}
+}
+
+int gossip_log_tail_read(struct gossip_log_tail *t, struct gossip_buf *out)
+{
+	uint8_t chunk[65536];
+	struct stat named;
+	ssize_t k;
+	if (t->fd < 0 && tail_open(t) < 0)
+		return 0;
+	/* Whether the name moved, before the file is read: once it has, nothing more is
+	 * written to the file held, so reading it to its end reads all of it. */
+	int moved = stat(t->path, &named) < 0 || (uint64_t)named.st_ino != t->ino ||
+	            (uint64_t)named.st_dev != t->dev;
+	while ((k = pread(t->fd, chunk, sizeof chunk, (off_t)t->off)) > 0) {
+		if (gossip_buf_put(out, chunk, (size_t)k) < 0)
+			return 0;  /* the rest on the next read */
+		t->off += (uint64_t)k;
+	}
+	if (!moved)
+		return 0;
+	/* Finished: the next read opens the file after it (path.1 when that is one not read,
+	 * else path). */
+	t->done[1][0] = t->done[0][0];
+	t->done[1][1] = t->done[0][1];
+	t->done[0][0] = t->dev;
+	t->done[0][1] = t->ino;
+	close(t->fd);
+	t->fd = -1;
+	t->off = 0;
+	return 1;
+}
+
+void gossip_log_tail_close(struct gossip_log_tail *t)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+}
+
+/* ---- the event log ---- */
 
 void gossip_event_append(const char *dir, uint64_t now, const char *event,
                          const struct gossip_peer *p)
@@ -28,11 +201,22 @@ void gossip_event_append(const char *dir, uint64_t now, const char *event,
 	ok = ok && gossip_cbor_head(&b, GOSSIP_MT_ARRAY, p ? (uint64_t)p->info.ntags : 0) == 0;
 	for (int i = 0; ok && p && i < p->info.ntags; i++)
 		ok = gossip_cbor_str(&b, GOSSIP_MT_TSTR, p->info.tags[i], strlen(p->info.tags[i])) == 0;
-	int fd = open(gossip_path(dir, "events"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (!ok || fd < 0 || gossip_write_all(fd, b.p, b.len) < 0)
-		gossip_warn("events: cannot write %s: %s", gossip_path(dir, "events"), strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	/* A full disk loses events, not the node: one line, then one a minute while it
+	 * lasts, and one when events are kept again. */
+	static struct gossip_trouble trouble;
+	const char *path = gossip_path(dir, "events");
+	if (!ok)
+		gossip_seterr("%s: %s", path, strerror(ENOMEM));
+	uint64_t lost;
+	if (ok && gossip_log_append(path, b.p, b.len) == 0) {
+		if ((lost = gossip_trouble_over(&trouble)))
+			gossip_warn("events: %s is written again (%llu events were lost)", path,
+			            (unsigned long long)lost);
+	} else {
+		if (gossip_trouble(&trouble, gossip_now_ms()))
+			gossip_warn("events: %s; events are lost until it can be written (tried with each)",
+			            gossip_error());
+	}
 	gossip_buf_free(&b);
 }
 
@@ -127,31 +311,8 @@ void gossip_event_run(const char *handler, const char *dir, const struct gossip_
 
 void gossip_event_reader_init(struct gossip_event_reader *r, const char *dir, int from_start)
 {
-	struct stat st;
 	memset(r, 0, sizeof *r);
-	snprintf(r->path, sizeof r->path, "%s", gossip_path(dir, "events"));
-	if (!from_start && stat(r->path, &st) == 0)
-		r->off = (uint64_t)st.st_size;
-}
-
-/* What the log gained since the last read, after what is left of the buffer. */
-static void fill(struct gossip_event_reader *r)
-{
-	uint8_t chunk[65536];
-	ssize_t k;
-	if (r->at) {
-		memmove(r->buf.p, r->buf.p + r->at, r->buf.len - r->at);
-		r->buf.len -= r->at;
-		r->at = 0;
-	}
-	int fd = open(r->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	while ((k = pread(fd, chunk, sizeof chunk, (off_t)r->off)) > 0) {
-		gossip_buf_put(&r->buf, chunk, (size_t)k);
-		r->off += (uint64_t)k;
-	}
-	close(fd);
+	gossip_log_tail_init(&r->tail, gossip_path(dir, "events"), from_start);
 }
 
 int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event *e)
@@ -167,8 +328,21 @@ int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event 
 				r->filled = 0;
 				return 0;
 			}
-			fill(r);
-			r->filled = 1;
+			if (r->switched && r->at < r->buf.len) {
+				/* The file renamed away is whole: what is left of it is not an event
+				 * (a writer that died mid-write), and must not run into the next file. */
+				gossip_warn("events: %s.1 ends in an incomplete event: skipping it", r->tail.path);
+				r->at = r->buf.len;
+			}
+			if (r->at) {
+				memmove(r->buf.p, r->buf.p + r->at, r->buf.len - r->at);
+				r->buf.len -= r->at;
+				r->at = 0;
+			}
+			/* After a rotation, the rest of the old file's events first, then (in the same
+			 * pass) the new file. */
+			r->switched = gossip_log_tail_read(&r->tail, &r->buf);
+			r->filled = !r->switched;
 			r->warned = 0;
 			continue;
 		}
@@ -176,8 +350,8 @@ int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event 
 			/* Not written by gossip-peers observe: say so (once a read), and find the
 			 * next event after it, a byte at a time. */
 			if (!r->warned++)
-				gossip_warn("events: %s is corrupt before offset %llu: skipping it", r->path,
-				            (unsigned long long)r->off);
+				gossip_warn("events: %s is corrupt before offset %llu: skipping it", r->tail.path,
+				            (unsigned long long)r->tail.off);
 			r->at++;
 			continue;
 		}
@@ -189,5 +363,6 @@ int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event 
 
 void gossip_event_reader_free(struct gossip_event_reader *r)
 {
+	gossip_log_tail_close(&r->tail);
 	gossip_buf_free(&r->buf);
 }

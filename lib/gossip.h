@@ -687,7 +687,13 @@ uint64_t gossip_suspicion_ms(const struct gossip_peers_cfg *cfg, size_t members)
 struct gossip_peer *gossip_peers_find(struct gossip_peers *t, const uint8_t pk[32], int create);
 /* Load DIR/peers (none: an empty table) and mark this node (DIR/key.pub) self. */
 int gossip_peers_load(struct gossip_peers *t, const char *dir);
+/* Replace DIR/peers with t (whole, or not at all: the old table stays). 0, or -1 with the
+ * error set. */
 int gossip_peers_save(const struct gossip_peers *t, const char *dir);
+/* Save for a program that saves again and again (observe): a failure (a full disk) is
+ * warned about once, then at most once a minute, and the recovery in one line; the
+ * table in memory goes on and is saved at the next try. */
+void gossip_peers_keep(const struct gossip_peers *t, const char *dir);
 void gossip_peers_free(struct gossip_peers *t);
 /* Up to k distinct live peers (never self), now and then one unreachable one. */
 size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *cfg, size_t k,
@@ -700,6 +706,39 @@ const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
 int gossip_node_running(const char *dir, long *pid);
 
 /* ---- events.c: the event log, DIR/events, and handlers -------------------------------- */
+
+/* DIR/events and DIR/rejects are renamed to events.1 and rejects.1 (replacing the one
+ * before) when a record would take them past GOSSIP_LOG_MAX bytes, or the number of
+ * bytes in the environment variable GOSSIP_LOG_MAX (at least 1024; for tests). */
+enum { GOSSIP_LOG_MAX = 1 << 20 };
+uint64_t gossip_log_max(void);
+/* Append one record (n bytes) to the log at path whole, or not at all, renaming the log
+ * to path.1 first when the record would take it past gossip_log_max(). Writers in any
+ * number of processes take turns (flock). 0, or -1 with the error set. */
+int gossip_log_append(const char *path, const void *p, size_t n);
+/* Follows a log as it grows and as it is renamed to path.1: every byte once, unless the
+ * log was renamed twice more between two reads (the file between is lost then). */
+struct gossip_log_tail {
+	char path[4200];
+	int fd;  /* the file being read, which the name may no longer lead to */
+	uint64_t dev, ino, off;
+	uint64_t done[2][2];  /* the last two files read to their end (device, inode) */
+};
+/* From the end of the log, or with from_start from the beginning of path.1 (or of path,
+ * when there is no path.1). */
+void gossip_log_tail_init(struct gossip_log_tail *t, const char *path, int from_start);
+/* What the file being read gained, onto out. 1 when that file is finished (the log was
+ * renamed): out holds the whole of it, and the next read is of the next file. */
+int gossip_log_tail_read(struct gossip_log_tail *t, struct gossip_buf *out);
+void gossip_log_tail_close(struct gossip_log_tail *t);
+/* A write that keeps failing (a full disk), warned about once, then at most once a
+ * minute: gossip_trouble counts a failure, and is 1 when it is time to warn; over, on a
+ * success, the number of failures since the last success. */
+struct gossip_trouble {
+	uint64_t failures, warned_at;
+};
+int gossip_trouble(struct gossip_trouble *t, uint64_t now);
+uint64_t gossip_trouble_over(struct gossip_trouble *t);
 
 /* DIR/events is a CBOR sequence of [time, event, id, name, state, [addresses], [tags]].
  * The events: member-join, member-update, member-suspect, member-alive (a suspect is back:
@@ -719,15 +758,15 @@ struct gossip_event {
  * warned about. */
 void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e);
 
-/* Follows DIR/events as it grows. */
+/* Follows DIR/events as it grows, and across its renaming to events.1. */
 struct gossip_event_reader {
-	char path[4200];
-	uint64_t off;  /* how far the file has been read */
+	struct gossip_log_tail tail;
 	struct gossip_buf buf;
 	size_t at;  /* the next unread byte in buf */
 	int filled, warned;  /* in this pass */
+	int switched;  /* buf holds the end of a file renamed away */
 };
-/* From the end of the log, or with from_start from its beginning. */
+/* From the end of the log, or with from_start from its beginning (events.1 first). */
 void gossip_event_reader_init(struct gossip_event_reader *r, const char *dir, int from_start);
 /* 1 and the next event; 0 when a pass (one read of what the log gained, and the events in
  * it) is over. A stretch that is not an event is skipped, warned about once a pass. */

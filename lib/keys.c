@@ -115,6 +115,44 @@ out:
 	return r;
 }
 
+/* 1 when DIR/trusted names pk: a key this node trusts is one it had. */
+static int trusted_names(const char *dir, const uint8_t pk[32])
+{
+	struct gossip_buf b = {0};
+	char k[KEY_B64_LEN + 1];
+	int r = 0;
+	gossip_b64(k, pk, 32);
+	if (gossip_read_file(gossip_path(dir, "trusted"), 16u << 20, &b) == 0 &&
+	    gossip_buf_put(&b, "", 1) == 0)
+		r = strstr((char *)b.p, k) != NULL;
+	gossip_buf_free(&b);
+	return r;
+}
+
+/* key and key.pub disagree: one of them was changed. Which, DIR/trusted may tell (a node
+ * trusts itself): the fix for the one is ruin for the other. */
+static void key_mismatch(const char *dir, const char *keypath, const uint8_t pk[32],
+                         const uint8_t pub[32])
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s", keypath);  /* gossip_path's buffer is reused */
+	int key_trusted = trusted_names(dir, pk), pub_trusted = trusted_names(dir, pub);
+	if (key_trusted && !pub_trusted)
+		gossip_seterr("%s/key.pub does not match %s (which %s/trusted names): key.pub is damaged; "
+		              "recreate it with gossip-keygen -y -d %s >%s/key.pub",
+		              dir, path, dir, dir, dir);
+	else if (pub_trusted && !key_trusted)
+		gossip_seterr("%s does not match %s/key.pub (which %s/trusted names): the key is damaged; "
+		              "put back a copy, or make a new identity (gossip-keygen -f -d %s) for the "
+		              "cluster to trust",
+		              path, dir, dir, dir);
+	else
+		gossip_seterr("%s/key.pub does not match %s: one of them is damaged; if the key is whole "
+		              "(its public key is the one peers trust), recreate key.pub with "
+		              "gossip-keygen -y -d %s >%s/key.pub, else put back a copy of the key",
+		              dir, path, dir, dir);
+}
+
 int gossip_identity_load(const char *dir, struct gossip_identity *id, int ignore_pub)
 {
 	const char *path = gossip_path(dir, "key");
@@ -165,8 +203,7 @@ int gossip_identity_load(const char *dir, struct gossip_identity *id, int ignore
 		if (gossip_pub_load(dir, pub, id->name, sizeof id->name) < 0)
 			goto out;
 		if (memcmp(pub, id->pk, 32) != 0) {
-			gossip_seterr("%s/key.pub does not match %s: recreate it with gossip-keygen -y -d %s",
-			              dir, path, dir);
+			key_mismatch(dir, path, id->pk, pub);
 			goto out;
 		}
 	}

@@ -287,6 +287,19 @@ out:
 	return r;
 }
 
+void gossip_peers_keep(const struct gossip_peers *t, const char *dir)
+{
+	static struct gossip_trouble trouble;
+	uint64_t missed;
+	if (gossip_peers_save(t, dir) == 0) {
+		if ((missed = gossip_trouble_over(&trouble)))
+			gossip_warn("%s is saved again (after %llu tries)", gossip_path(dir, "peers"),
+			            (unsigned long long)missed);
+	} else if (gossip_trouble(&trouble, gossip_now_ms()))
+		gossip_warn("%s; the table in %s is kept as it was, and saved again when it can be",
+		            gossip_error(), gossip_path(dir, "peers"));
+}
+
 static int uint_at(struct gossip_cur *c, uint64_t *v)
 {
 	struct gossip_ev ev;
@@ -327,8 +340,11 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		mark_self(t, dir);
 		return 0;
 	}
-	if (gossip_read_file(path, 64u << 20, &b) < 0)
+	if (gossip_read_file(path, 64u << 20, &b) < 0) {
+		if (errno == EISDIR)
+			goto bad;
 		return -1;
+	}
 	struct gossip_cur c = {b.p, b.len, 0};
 	struct gossip_ev ev;
 	uint64_t k, v, pr = 0;
@@ -379,7 +395,9 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 bad:
 	gossip_buf_free(&b);
 	gossip_peers_free(t);
-	gossip_seterr("%s is not a peer table (gossip-peers observe writes it)", path);
+	/* A cache of what the store and the stream say: nothing is lost with it. */
+	gossip_seterr("%s is not a peer table (gossip-peers observe writes it): remove it, and "
+	              "gossip-peers observe (a running node) makes it again from the store", path);
 	return -1;
 }
 

@@ -325,28 +325,25 @@ enum gossip_verdict gossip_check(const uint8_t *p, size_t n, const struct gossip
 
 /* ---- reputation: rejects and evidence ---- */
 
-/* One "TIME WHO REASON" line in DIR/rejects, rotated to rejects.1 at 1 MiB. */
+/* One "TIME WHO REASON" line in DIR/rejects, rotated to rejects.1 at gossip_log_max().
+ * Reputation is advisory: a full disk must not stop the node, only say so, once a
+ * minute at most. */
 static void reject_line(const char *dir, const char *whom, const char *reason)
 {
+	static struct gossip_trouble trouble;
 	char line[512];
-	struct stat st;
-	const char *path = gossip_path(dir, "rejects");
-	if (stat(path, &st) == 0 && st.st_size > (1 << 20)) {
-		char old[4200];
-		snprintf(old, sizeof old, "%s.1", path);
-		rename(path, old);
-	}
+	uint64_t lost;
 	int n = snprintf(line, sizeof line, "%llu %s %s\n", (unsigned long long)gossip_now_ms(), whom,
 	                 reason);
 	if (n >= (int)sizeof line)
 		n = (int)sizeof line - 1, line[n - 1] = '\n';
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		if (gossip_write_all(fd, line, (size_t)n) < 0) {
-			/* Reputation is advisory: a full disk must not stop the node. */
-		}
-		close(fd);
-	}
+	if (gossip_log_append(gossip_path(dir, "rejects"), line, (size_t)n) == 0) {
+		if ((lost = gossip_trouble_over(&trouble)))
+			gossip_warn("rejects: %s is written again (%llu rejections were not noted)",
+			            gossip_path(dir, "rejects"), (unsigned long long)lost);
+	} else if (gossip_trouble(&trouble, gossip_now_ms()))
+		gossip_warn("rejects: %s; rejections are not noted until it can be written",
+		            gossip_error());
 }
 
 static void note_reject(const char *dir, const uint8_t origin[32], const char *reason)

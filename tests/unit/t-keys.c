@@ -126,8 +126,32 @@ int main(void)
 	write(fd, "junk\n", 5);
 	close(fd);
 	gossip_clock_open(&c, dir, 1);
-	ok(gossip_clock_take(&c, &v1) < 0 && strstr(gossip_error(), "does not hold a version"),
+	ok(gossip_clock_take(&c, &v1) < 0 && strstr(gossip_error(), "clock is damaged"),
 	   "a corrupt clock is an error, never a reset: %s", gossip_error());
+	gossip_clock_close(&c);
+	/* A digit changed, the record cut: both found by the check, never read as a lower
+	 * version. */
+	unlink(gossip_path(dir, "clock"));
+	gossip_clock_open(&c, dir, 1);
+	gossip_clock_take(&c, &v1);
+	gossip_clock_close(&c);
+	char rec[64] = {0};
+	fd = open(gossip_path(dir, "clock"), O_RDWR);
+	ssize_t got = read(fd, rec, sizeof rec - 1);
+	ok(got == 30 && rec[20] == ' ' && rec[29] == '\n', "the clock is 20 digits, a check and a newline");
+	rec[10] = rec[10] == '0' ? '1' : '0';
+	pwrite(fd, rec, 30, 0);
+	close(fd);
+	gossip_clock_open(&c, dir, 1);
+	ok(gossip_clock_take(&c, &v2) < 0 && strstr(gossip_error(), "clock is damaged"),
+	   "a changed digit is found");
+	gossip_clock_close(&c);
+	fd = open(gossip_path(dir, "clock"), O_WRONLY | O_TRUNC);
+	snprintf(rec, sizeof rec, "%020llu\n", (unsigned long long)v1);
+	write(fd, rec, 21);
+	close(fd);
+	gossip_clock_open(&c, dir, 1);
+	ok(gossip_clock_take(&c, &v2) == 0 && v2 > v1, "a clock without a check (as written before) is read");
 	gossip_clock_close(&c);
 
 	gossip_identity_free(&id);

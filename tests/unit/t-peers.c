@@ -6,6 +6,7 @@
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 static struct gossip_peer with_arrivals(const double *gaps, int n, uint64_t start)
 {
@@ -17,6 +18,62 @@ static struct gossip_peer with_arrivals(const double *gaps, int n, uint64_t star
 		gossip_peer_heard(&p, t);
 	}
 	return p;
+}
+
+static long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* DIR/rejects and a log followed across renames: each record read once, in order, even
+ * when the log was renamed twice between two reads. */
+static void logs(const char *dir)
+{
+	char path[300], old[310];
+	setenv("GOSSIP_LOG_MAX", "1024", 1);
+	ok(gossip_log_max() == 1024, "GOSSIP_LOG_MAX sets the size");
+	setenv("GOSSIP_LOG_MAX", "12", 1);
+	ok(gossip_log_max() == GOSSIP_LOG_MAX, "a GOSSIP_LOG_MAX under 1024 is not taken");
+	setenv("GOSSIP_LOG_MAX", "1024", 1);
+
+	char reason[100];
+	memset(reason, 'r', sizeof reason - 1);
+	reason[sizeof reason - 1] = 0;
+	for (int i = 0; i < 20; i++)
+		gossip_note_reject_addr(dir, "udp://127.0.0.1:9", reason);
+	snprintf(path, sizeof path, "%s/rejects", dir);
+	snprintf(old, sizeof old, "%s.1", path);
+	ok(file_size(old) > 900 && file_size(old) <= 1024 && file_size(path) > 0 && file_size(path) <= 1024,
+	   "rejects rotates to rejects.1 at GOSSIP_LOG_MAX (%ld and %ld bytes)", file_size(old),
+	   file_size(path));
+
+	snprintf(path, sizeof path, "%s/log", dir);
+	struct gossip_log_tail t;
+	struct gossip_buf got = {0};
+	gossip_log_tail_init(&t, path, 0);
+	char rec[101];
+	int written = 0, bad = 0;
+	/* 100-byte records numbered in their first 4 bytes, 10 to a file. */
+	for (int round = 0; round < 12; round++) {
+		int many = round % 3 == 0 ? 15 : 3;  /* 15: up to two renames before a read */
+		for (int i = 0; i < many; i++) {
+			memset(rec, '.', 100);
+			snprintf(rec, sizeof rec, "%04d", written++);
+			bad |= gossip_log_append(path, rec, 100) < 0;
+		}
+		while (gossip_log_tail_read(&t, &got) == 1)
+			;
+	}
+	int order = got.len == (size_t)written * 100;
+	for (int i = 0; order && i < written; i++)
+		order = memcmp(got.p + (size_t)i * 100, (snprintf(rec, sizeof rec, "%04d", i), rec), 4) == 0;
+	ok(!bad && order, "a follower reads every record once, in order, across renames (%zu of %d)",
+	   got.len / 100, written);
+	ok(file_size(path) <= 1024, "the log stays under the size");
+	gossip_log_tail_close(&t);
+	gossip_buf_free(&got);
+	unsetenv("GOSSIP_LOG_MAX");
 }
 
 int main(void)
@@ -202,6 +259,8 @@ int main(void)
 	l = gossip_peers_leader(&t);
 	ok(l && l == &t.v[2], "no eligible member alive: the lowest alive key (self included)");
 	gossip_peers_free(&t);
+
+	logs(dir);
 
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

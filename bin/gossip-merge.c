@@ -398,6 +398,7 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
 	signal(SIGPIPE, SIG_IGN);
+	opts.readonly = v >= 0 && v <= 4;  /* queries write nothing to dir */
 	if (!(st = gossip_store_open(dir, &opts)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (gossip_trust_load(&trust, dir) < 0)

@@ -427,10 +427,16 @@ static void report_damage(struct gossip_store *st, size_t first)
 }
 
 /* Whether the n bytes at the end of the file are a torn tail: the prefix of one item,
- * possibly followed by zeros (what a crash may leave in a file's last blocks). */
+ * possibly followed by zeros (what a crash may leave in a file's last blocks). One whole
+ * item that is not a proven message is damage, whatever its last bytes. */
 static int torn(const uint8_t *p, size_t n)
 {
 	size_t len;
+	int s = gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, &len);
+	if (s == GOSSIP_SCAN_MORE)
+		return 1;
+	if (s == GOSSIP_SCAN_OK && len == n)
+		return 0;
 	while (n && p[n - 1] == 0)
 		n--;
 	return n == 0 || gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, &len) == GOSSIP_SCAN_MORE;

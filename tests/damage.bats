@@ -200,3 +200,28 @@ want_keys() {
 	gossip-merge -d m export >/dev/null 2>&1 || fail "export failed"
 	[ "$(gossip-merge -d m digest 2>/dev/null | cut -d' ' -f2)" = 99 ]
 }
+
+@test "a damaged record is never served to a peer, and the damaged store heals from one" {
+	trust a a
+	trust a b
+	trust b b
+	gossip-merge -d a msgs >/dev/null
+	mknode c
+	for n in a b; do trust c $n; trust $n c; done
+	trust c c
+	flipbit b/store $((OFF[9] + 80))
+	# c, empty, pulls from the damaged b: 99 messages, none refused, nobody charged.
+	run --separate-stderr gossip-merge -v -d c --pull sync "gossip-merge -d $T/b serve 2>/dev/null"
+	assert_success
+	[[ $stderr == *"received 99 messages"* ]] || fail "$stderr"
+	[[ $stderr != *"signature"* ]] || fail "a bad signature reached c: $stderr"
+	[ ! -s c/rejects ] || fail "c charged someone: $(cat c/rejects)"
+	want_keys c 10
+	# b heals from a, which holds the lost record.
+	run --separate-stderr gossip-merge -v -d b sync "gossip-merge -d $T/a serve"
+	assert_success
+	[[ $stderr == *"1 new"* ]] || fail "$stderr"
+	want_keys b
+	[ "$(gossip-merge -d b digest 2>/dev/null)" = "$(gossip-merge -d a digest)" ]
+	[ ! -s a/rejects ] && [ ! -s b/rejects ] || fail "someone was charged"
+}

@@ -418,7 +418,7 @@ static void report_damage(struct gossip_store *st, size_t first)
 	if (!fresh)
 		return;
 	gossip_warn("store: %s/store is damaged: skipped %s%s (%s); the messages before and "
-	            "after it are kept; gossip-merge -d %s check --repair rewrites the store without it",
+	            "after it are kept; gossip-merge -d %s --repair check rewrites the store without it",
 	            st->dir, list, fresh > shown ? ", ..." : "",
 	            st->opts.readonly ? "not copied: read-only"
 	            : kept            ? "copied to quarantine"

@@ -225,3 +225,46 @@ want_keys() {
 	[ "$(gossip-merge -d b digest 2>/dev/null)" = "$(gossip-merge -d a digest)" ]
 	[ ! -s a/rejects ] && [ ! -s b/rejects ] || fail "someone was charged"
 }
+
+@test "check verifies everything and lists the damage (exit 1); --repair rewrites the store without it" {
+	run gossip-merge -d b check
+	assert_success
+	assert_output "b/store: 100 messages verified, 0 damaged regions (0 bytes)"
+	flipbit b/store $((OFF[9] + 60))
+	flipbit b/store $((OFF[49] + 100))
+	printf 'xx' >>b/store
+	size=$(stat -c %s b/store)
+	before=$(snapshot b)
+	run --separate-stderr gossip-merge -d b check
+	assert_failure 1
+	assert_output "b/store: damaged: $((OFF[10] - OFF[9])) bytes at offset ${OFF[9]}
+b/store: damaged: $((OFF[50] - OFF[49])) bytes at offset ${OFF[49]}
+b/store: torn tail: 2 bytes at offset $((size - 2))
+b/store: 98 messages verified, 3 damaged regions ($((OFF[10] - OFF[9] + OFF[50] - OFF[49] + 2)) bytes)"
+	[ "$(snapshot b)" = "$before" ] || fail "check without --repair wrote to b"
+	run gossip-merge -d b --repair check
+	assert_failure 1
+	assert_line --regexp "^b/store: repaired: $((size - 2)) bytes, now [0-9]+; the damage is kept in b/quarantine$"
+	[ "$(ls b/quarantine | wc -l)" = 2 ]
+	[ "$(cbor_count b/store)" = 98 ]
+	want_keys b 10 50
+	run gossip-merge -d b check
+	assert_success
+	assert_output "b/store: 98 messages verified, 0 damaged regions (0 bytes)"
+	# Usage: --repair only with check, check takes no argument.
+	before=$(snapshot b)
+	for bad in "--repair keys" "check x" "--max-skew 5 check"; do
+		run --separate-stderr gossip-merge -d b $bad
+		assert_failure 2
+		[[ ${stderr_lines[0]} == usage:* ]] || fail "$bad: $stderr"
+	done
+	[ "$(snapshot b)" = "$before" ]
+}
+
+@test "check finds a bad signature that store.sum would vouch for (its hash is checked against the bytes)" {
+	# A record replaced by another validly framed message with a bad signature.
+	flipbit b/store $((OFF[20] - 1))
+	run gossip-merge -d b check
+	assert_failure 1
+	assert_line "b/store: damaged: $((OFF[20] - OFF[19])) bytes at offset ${OFF[19]}"
+}

@@ -764,8 +764,18 @@ int store_sync(struct gossip_store *st)
 
 int store_compact_if_wasteful(struct gossip_store *st)
 {
-	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
-		return gossip_store_compact(st, NULL, NULL);
+	if (st->dead_bytes <= COMPACT_MIN || st->dead_bytes <= st->live_bytes ||
+	    st->dead_bytes < st->compact_retry)
+		return 0;
+	uint64_t dead = st->dead_bytes;
+	if (gossip_store_compact(st, NULL, NULL) == 0) {
+		st->compact_retry = 0;
+		return 0;
+	}
+	if (!st->compact_retry)
+		gossip_warn("%s; nothing stored is lost, and compaction is tried again later",
+		            gossip_error());
+	st->compact_retry = dead + dead / 16;
 	return 0;
 }
 

@@ -32,6 +32,7 @@ struct gossip_store {
 	/* Damage found in the store file since it was indexed afresh. */
 	struct gossip_store_damage *dmg;
 	size_t ndmg, dmgcap;
+	uint64_t compact_retry;  /* after a failed automatic compaction: waste to wait for */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one
@@ -59,7 +60,9 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
                  size_t n, int durable, enum gossip_class *cls);
 /* fdatasync the store file (after a store_append that was not durable). */
 int store_sync(struct gossip_store *st);
-/* Compact when waste outgrows what is live. */
+/* Compact when waste outgrows what is live. A failure (no room for store.new) is one
+ * warning, not an error: the store is intact, and it is tried again once waste has
+ * grown by a sixteenth. */
 int store_compact_if_wasteful(struct gossip_store *st);
 /* Read one stored message into buf (GOSSIP_MSG_MAX bytes), checking its bytes against
  * the hash in the index: a message changed on disk since it was indexed is an error

@@ -547,13 +547,21 @@ static int load_watermarks(struct gossip_store *st)
 		char *sp = strchr(line, ' ');
 		if (!*line)
 			continue;
-		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0) {
-			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\"", path, no);
+		char *end;
+		uint64_t v = 0;
+		errno = 0;
+		if (sp && sp[1] >= '0' && sp[1] <= '9')
+			v = strtoull(sp + 1, &end, 10);
+		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0 || sp[1] < '0' ||
+		    sp[1] > '9' || errno == ERANGE || *end) {
+			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\" (a version of at most 20 "
+			              "digits); restore the file from a backup, or run gossip-merge compact "
+			              "after moving it away (deletes older than the tombstone time to live "
+			              "may then come back from a stale peer)", path, no);
 			gossip_buf_free(&b);
 			return -1;
 		}
 		uint32_t id = origin_id(st, pk);
-		uint64_t v = strtoull(sp + 1, NULL, 10);
 		if (id != UINT32_MAX && v > st->origins[id].watermark)
 			st->origins[id].watermark = v;
 	}

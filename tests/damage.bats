@@ -268,3 +268,20 @@ b/store: 98 messages verified, 3 damaged regions ($((OFF[10] - OFF[9] + OFF[50] 
 	assert_failure 1
 	assert_line "b/store: damaged: $((OFF[20] - OFF[19])) bytes at offset ${OFF[19]}"
 }
+
+@test "a damaged watermarks file is one clear error that says how to recover; nothing changes" {
+	k=$(cut -d' ' -f1 a.pub)
+	for bad in "-1" "99999999999999999999999" "12x" "" "+5"; do
+		printf '%s %s\n' "$k" "$bad" >b/watermarks
+		before=$(snapshot b)
+		for q in digest "compact"; do
+			run --separate-stderr gossip-merge -d b $q
+			assert_failure 2
+			assert_error gossip-merge "b/watermarks line 1: want \"ORIGIN VERSION\""
+			[[ $stderr == *"restore the file from a backup"* ]] || fail "$stderr"
+		done
+		[ "$(snapshot b)" = "$before" ] || fail "'$bad': b changed"
+	done
+	printf '%s 5\n' "$k" >b/watermarks
+	want_keys b
+}

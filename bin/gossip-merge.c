@@ -20,6 +20,7 @@ static void usage(int code)
 	        "       gossip-merge [-d dir] export\n"
 	        "       gossip-merge [-j] [-d dir] digest\n"
 	        "       gossip-merge [-d dir] compact\n"
+	        "       gossip-merge [-d dir] [--repair] check\n"
 	        "       gossip-merge [-d dir] [-t seconds] [--max-skew seconds] serve\n"
 	        "       gossip-merge [-v] [-d dir] [-t seconds] [--max-skew seconds]\n"
 	        "                    [--push | --pull | --push-pull] sync peer\n");
@@ -29,7 +30,7 @@ static void usage(int code)
 static struct gossip_store *st;
 static struct gossip_trust trust;
 static uint64_t max_skew_ms;  /* 0: the default */
-static int json, all, verbose, quiet_out, verified, lazy;
+static int json, all, verbose, quiet_out, verified, lazy, repair;
 static const char *want_origin, *dir;
 /* SIGHUP: read trusted again before the next message is judged, as gossip-listen does.
  * A file that does not load leaves the old one in force. */
@@ -322,11 +323,42 @@ static int q_export(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 	return fwrite(p, 1, e->len, stdout) == e->len ? 0 : -1;
 }
 
+/* ---- check ---- */
+
+/* Every record read and every signature verified (the store was opened so); the damage
+ * listed; with --repair the store rewritten without it (compaction: store.new, fsync,
+ * rename), the quarantine kept. 0 clean, 1 damage found (repaired with --repair). */
+static int do_check(void)
+{
+	size_t n;
+	uint64_t bytes = 0, count, before, after;
+	uint8_t root[16];
+	const struct gossip_store_damage *d = gossip_store_damage(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		printf("%s/store: %s: %llu bytes at offset %llu\n", dir,
+		       d[i].torn ? "torn tail" : "damaged", (unsigned long long)d[i].len,
+		       (unsigned long long)d[i].off);
+		bytes += d[i].len;
+	}
+	if (gossip_store_summary(st, root, &count) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	printf("%s/store: %llu messages verified, %zu damaged region%s (%llu bytes)\n", dir,
+	       (unsigned long long)count, n, n == 1 ? "" : "s", (unsigned long long)bytes);
+	if (n && repair) {
+		gossip_store_unlock(st);
+		if (gossip_store_compact(st, &before, &after) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "repair: %s", gossip_error());
+		printf("%s/store: repaired: %llu bytes, now %llu; the damage is kept in %s/quarantine\n",
+		       dir, (unsigned long long)before, (unsigned long long)after, dir);
+	}
+	return n ? GOSSIP_EXIT_NO : GOSSIP_EXIT_OK;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
 {
-	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED, O_LAZY, O_SKEW };
+	enum { O_PUSH = 256, O_PULL, O_PUSHPULL, O_TTL, O_ETTL, O_VERIFIED, O_LAZY, O_SKEW, O_REPAIR };
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
 		{"all", no_argument, NULL, 'a'}, {"origin", required_argument, NULL, 'o'},
@@ -336,7 +368,7 @@ int main(int argc, char **argv)
 		{"tombstone-ttl", required_argument, NULL, O_TTL},
 		{"event-ttl", required_argument, NULL, O_ETTL},
 		{"verified", no_argument, NULL, O_VERIFIED}, {"lazy", no_argument, NULL, O_LAZY},
-		{"max-skew", required_argument, NULL, O_SKEW},
+		{"max-skew", required_argument, NULL, O_SKEW}, {"repair", no_argument, NULL, O_REPAIR},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	struct gossip_store_opts opts = gossip_store_defaults;
 	int c, mode = 0, timeout = 30;
@@ -378,6 +410,7 @@ int main(int argc, char **argv)
 		}
 		case O_VERIFIED: verified = 1; break;
 		case O_LAZY: lazy = 1; break;
+		case O_REPAIR: repair = 1; break;
 		case 'h': usage(GOSSIP_EXIT_OK); break;
 		case 'V': gossip_print_version(); break;
 		default: usage(GOSSIP_EXIT_ERR);
@@ -387,17 +420,20 @@ int main(int argc, char **argv)
 	argv += optind;
 	const char *verb = argc ? argv[0] : "";
 	static const char *const verbs[] = {"get", "keys", "dump", "export", "digest", "compact",
-	                                    "serve", "sync", NULL};
+	                                    "serve", "sync", "check", NULL};
 	int v = -1;
 	for (int i = 0; verbs[i]; i++)
 		if (strcmp(verb, verbs[i]) == 0)
 			v = i;
 	if ((v == 0 && argc != 2) || (v == 1 && argc > 2) || (v >= 2 && v <= 6 && argc != 1) ||
-	    (v == 7 && argc != 2) || (mode && v != 7) || ((all || want_origin) && v != 0) ||
-	    ((verified || lazy) && v >= 0) || (max_skew_ms && v >= 0 && v < 6))
+	    (v == 7 && argc != 2) || (v == 8 && argc != 1) || (repair && v != 8) ||
+	    (mode && v != 7) || ((all || want_origin) && v != 0) ||
+	    ((verified || lazy) && v >= 0) || (max_skew_ms && (v == 8 || (v >= 0 && v < 6))))
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
 	signal(SIGPIPE, SIG_IGN);
+	opts.readonly = (v >= 0 && v <= 4) || (v == 8 && !repair);  /* queries write nothing */
+	opts.verify_all = v == 8;
 	if (!(st = gossip_store_open(dir, &opts)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (gossip_trust_load(&trust, dir) < 0)
@@ -405,13 +441,14 @@ int main(int argc, char **argv)
 	trust.max_skew_ms = max_skew_ms;
 	/* The store shows only what trusted signers wrote: a line removed from trusted hides
 	 * its signer's messages from queries and syncs, and compaction drops them. */
-	gossip_store_set_visible(st, gossip_trust_has, &trust);
+	if (v != 8)  /* check keeps every verified message, trusted or not */
+		gossip_store_set_visible(st, gossip_trust_has, &trust);
 
 	int status = GOSSIP_EXIT_OK;
 	if (v < 0) {
 		quiet_out = isatty(1);  /* messages are for pipes; people get a count */
 		status = do_merge(argc, argv);
-	} else if (v <= 4 && gossip_store_lock(st) < 0) {
+	} else if ((v <= 4 || v == 8) && gossip_store_lock(st) < 0) {
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	} else if (v == 0) {
 		status = do_get(argv[1]);
@@ -434,6 +471,8 @@ int main(int argc, char **argv)
 		gossip_hex(hex, root, 16);
 		printf(json ? "{\"root\":\"%s\",\"count\":%llu}\n" : "%s %llu\n", hex,
 		       (unsigned long long)count);
+	} else if (v == 8) {
+		status = do_check();
 	} else if (v == 5) {
 		uint64_t before, after;
 		if (gossip_store_compact(st, &before, &after) < 0)

@@ -526,10 +526,27 @@ struct gossip_entry {
 struct gossip_store_opts {
 	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */
 	uint64_t event_ttl_ms;  /* events likewise */
+	/* For queries: write nothing to DIR (no lock file, no cut, no quarantine); a shared
+	 * lock when DIR/store.lock can be opened, none on a read-only copy without it. */
+	int readonly;
+	/* Verify every message's signature when indexing, even those DIR/store.sum lists. */
+	int verify_all;
 };
 extern const struct gossip_store_opts gossip_store_defaults;
 
-/* Open DIR/store (made when missing), index it and recover a torn tail; NULL on error. */
+/* Bytes of DIR/store that are not a verified message, found when indexing: skipped, kept
+ * in DIR/quarantine (unless read-only), and reported once. torn: an incomplete last
+ * message (a writer that died), cut off unless read-only. */
+struct gossip_store_damage {
+	uint64_t off, len;
+	int torn;
+};
+/* The damage found since the store file was last indexed afresh. */
+const struct gossip_store_damage *gossip_store_damage(const struct gossip_store *st, size_t *n);
+
+/* Open DIR/store (made when missing unless read-only), index it (verifying each message
+ * that DIR/store.sum does not list), recover a torn tail, skip and quarantine damage;
+ * NULL on error. */
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o);
 void gossip_store_close(struct gossip_store *st);
 const char *gossip_store_dir(const struct gossip_store *st);

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL};
+const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0};
 
 enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
 
@@ -192,21 +192,139 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	return 0;
 }
 
-/* Index one message found in the file at off (another process stored it, or this one
- * before). One that does not decode (the store was changed by hand) is skipped as waste:
- * it never reaches a query or a peer. News is not state: a heartbeat in a store (written
- * by an older gossip-merge) is not indexed, so it is in no digest or sync, and compaction
- * drops it. */
-static int index_msg(struct gossip_store *st, const uint8_t *p, size_t n, uint64_t off)
+/* ---- the verified hashes: DIR/store.sum, 16-byte BLAKE2b-128 hashes back to back, of
+ * messages whose signatures were verified. A cache: a hash missing from it (the file
+ * lost, damaged or behind after a crash) costs one signature check, never a message. */
+
+static uint8_t (*sum_probe(const struct gossip_store *st, const uint8_t h[16]))[16]
+{
+	static const uint8_t zero[16];
+	size_t i = slot_hash(h) & (st->sumcap - 1);
+	while (memcmp(st->sums[i], zero, 16) != 0 && memcmp(st->sums[i], h, 16) != 0)
+		i = (i + 1) & (st->sumcap - 1);
+	return &st->sums[i];
+}
+
+static int sum_has(const struct gossip_store *st, const uint8_t h[16])
+{
+	return st->sumcap && memcmp(*sum_probe(st, h), h, 16) == 0;
+}
+
+/* In memory; an all-zero hash is the empty mark (and no message's). */
+static int sum_add(struct gossip_store *st, const uint8_t h[16])
+{
+	static const uint8_t zero[16];
+	if (memcmp(h, zero, 16) == 0)
+		return 0;
+	if ((st->nsums + 1) * 2 > st->sumcap) {
+		size_t cap = st->sumcap ? st->sumcap * 2 : 1024, oldcap = st->sumcap;
+		uint8_t(*old)[16] = st->sums, (*t)[16] = calloc(cap, 16);
+		if (!t)
+			return -1;
+		st->sums = t;
+		st->sumcap = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (memcmp(old[i], zero, 16) != 0)
+				memcpy(*sum_probe(st, old[i]), old[i], 16);
+		free(old);
+	}
+	uint8_t(*e)[16] = sum_probe(st, h);
+	if (memcmp(*e, h, 16) != 0) {
+		memcpy(*e, h, 16);
+		st->nsums++;
+	}
+	return 0;
+}
+
+/* Read what was appended to DIR/store.sum since last time (all of it when it was
+ * replaced). A file that is missing or unreadable is an empty cache. */
+static void sum_load(struct gossip_store *st)
+{
+	struct stat sb;
+	uint8_t buf[16 * 1024];
+	int fd = open(gossip_path(st->dir, "store.sum"), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) == 0) {
+		if ((uint64_t)sb.st_ino != st->sum_ino || (uint64_t)sb.st_size < st->sum_off) {
+			st->sum_ino = (uint64_t)sb.st_ino;
+			st->sum_off = 0;
+		}
+		for (;;) {
+			ssize_t k = pread(fd, buf, sizeof buf, (off_t)st->sum_off);
+			if (k < 16)
+				break;
+			k -= k % 16;
+			for (ssize_t i = 0; i < k; i += 16)
+				if (sum_add(st, buf + i) < 0)
+					break;
+			st->sum_off += (uint64_t)k;
+		}
+	}
+	close(fd);
+}
+
+/* Append the hashes verified here to DIR/store.sum (writers only, under the lock). Not
+ * synced, and a failure is ignored: the file only saves signature checks. */
+static void sum_flush(struct gossip_store *st)
+{
+	struct stat sb;
+	if (st->opts.readonly || !st->sum_new.len)
+		return;
+	int fd = open(gossip_path(st->dir, "store.sum"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0 && fstat(fd, &sb) == 0) {
+		/* A torn last hash would shift every later one: cut it first. */
+		if (sb.st_size % 16)
+			(void)!ftruncate(fd, sb.st_size - sb.st_size % 16);
+		(void)!gossip_write_all(fd, st->sum_new.p, st->sum_new.len);
+	}
+	if (fd >= 0)
+		close(fd);
+	st->sum_new.len = 0;
+}
+
+/* Rewrite DIR/store.sum with the hashes of the n entries (after a compaction). */
+static void sum_rewrite(struct gossip_store *st, struct gossip_entry **v, size_t n)
+{
+	struct gossip_buf b = {0};
+	for (size_t i = 0; i < n; i++)
+		if (gossip_buf_put(&b, v[i]->hash, 16) < 0) {
+			gossip_buf_free(&b);
+			return;
+		}
+	(void)gossip_write_replace(gossip_path(st->dir, "store.sum"), b.p ? b.p : (uint8_t *)"", b.len,
+	                           0600);
+	gossip_buf_free(&b);
+	st->sum_new.len = 0;
+}
+
+/* ---- reading the store file ---- */
+
+enum rec { REC_OK, REC_WASTE, REC_BAD, REC_MORE };
+
+/* What lies at p (n bytes, as much as the file holds up to GOSSIP_MSG_MAX): a message
+ * whose signature is proven (verified now, or listed in DIR/store.sum), to index; news
+ * (a heartbeat written by an older gossip-merge: not state, skipped as waste); the
+ * prefix of one item, cut short by the end of the file; or damage. */
+static enum rec record_at(struct gossip_store *st, const uint8_t *p, size_t n, size_t *len,
+                          struct store_item *it)
 {
 	struct gossip_msg m;
-	struct store_item it;
-	if (gossip_msg_decode(p, n, &m) < 0 || gossip_msg_is_news(&m)) {
-		st->dead_bytes += n;
-		return 0;
-	}
-	store_item_of(&it, &m, n);
-	return store_index_item(st, &it, off);
+	int s = gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, len);
+	if (s == GOSSIP_SCAN_MORE)
+		return REC_MORE;
+	if (s != GOSSIP_SCAN_OK || gossip_msg_decode(p, *len, &m) < 0)
+		return REC_BAD;
+	if (gossip_msg_is_news(&m))
+		return REC_WASTE;
+	store_item_of(it, &m, *len);
+	if (!st->opts.verify_all && sum_has(st, it->hash))
+		return REC_OK;
+	if (gossip_msg_verify(&m) < 0)
+		return REC_BAD;
+	if (sum_add(st, it->hash) < 0 || (!st->opts.readonly && gossip_buf_put(&st->sum_new, it->hash, 16) < 0))
+		return REC_OK;  /* only the cache suffers */
+	return REC_OK;
 }
 
 static void reset_index(struct gossip_store *st)
@@ -216,65 +334,198 @@ static void reset_index(struct gossip_store *st)
 	st->cap = st->n = 0;
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
+	st->ndmg = 0;
 }
 
-/* Index what lies between st->end and the end of the file. A torn tail (a writer that
- * died mid-write) is cut off; we hold the lock, so nobody is writing now. */
+const struct gossip_store_damage *gossip_store_damage(const struct gossip_store *st, size_t *n)
+{
+	*n = st->ndmg;
+	return st->dmg;
+}
+
+/* The quarantine file of a damaged region: DIR/quarantine/store-INODE-OFFSET. */
+static const char *quarantine_path(const struct gossip_store *st, uint64_t off)
+{
+	static char path[4300];
+	snprintf(path, sizeof path, "%s/quarantine/store-%llu-%llu", st->dir,
+	         (unsigned long long)st->ino, (unsigned long long)off);
+	return path;
+}
+
+/* Keep a copy of the damaged bytes in DIR/quarantine; 1 when it was there already (the
+ * damage is known, and was reported), 0 when it is new, -1 when it cannot be kept. */
+static int quarantine(struct gossip_store *st, uint64_t off, uint64_t len)
+{
+	const char *path = quarantine_path(st, off);
+	if (access(path, F_OK) == 0)
+		return 1;
+	if (st->opts.readonly)
+		return 0;
+	uint8_t *buf = len <= 64u << 20 ? malloc(len ? len : 1) : NULL;
+	int r = -1;
+	if (buf && pread(st->fd, buf, len, (off_t)off) == (ssize_t)len &&
+	    (mkdir(gossip_path(st->dir, "quarantine"), 0700) == 0 || errno == EEXIST))
+		r = gossip_write_atomic(path, buf, len, 0600, 0) < 0 ? -1 : 0;
+	free(buf);
+	return r;
+}
+
+static int note_damage(struct gossip_store *st, uint64_t off, uint64_t len, int torn)
+{
+	for (size_t i = 0; i < st->ndmg; i++)
+		if (st->dmg[i].off == off) {  /* a torn tail left alone (read-only), seen again */
+			st->dmg[i] = (struct gossip_store_damage){off, len, torn};
+			return 0;
+		}
+	if (st->ndmg == st->dmgcap) {
+		size_t cap = st->dmgcap ? st->dmgcap * 2 : 8;
+		struct gossip_store_damage *d = realloc(st->dmg, cap * sizeof *d);
+		if (!d) {
+			gossip_seterr("store: out of memory");
+			return -1;
+		}
+		st->dmg = d;
+		st->dmgcap = cap;
+	}
+	st->dmg[st->ndmg++] = (struct gossip_store_damage){off, len, torn};
+	return 0;
+}
+
+/* One line for the damage found by one catch_up, unless every region of it is known
+ * (kept in DIR/quarantine by an earlier run, which reported it). */
+static void report_damage(struct gossip_store *st, size_t first)
+{
+	char list[512] = "";
+	size_t k = 0, shown = 0, fresh = 0;
+	int kept = 1;
+	for (size_t i = first; i < st->ndmg; i++) {
+		const struct gossip_store_damage *d = &st->dmg[i];
+		if (d->torn)
+			continue;
+		int q = quarantine(st, d->off, d->len);
+		if (q == 1)
+			continue;
+		if (q < 0)
+			kept = 0;
+		fresh++;
+		if (shown < 4) {
+			k += (size_t)snprintf(list + k, sizeof list - k, "%s%llu bytes at offset %llu",
+			                      shown ? ", " : "", (unsigned long long)d->len,
+			                      (unsigned long long)d->off);
+			shown++;
+		}
+	}
+	if (!fresh)
+		return;
+	gossip_warn("store: %s/store is damaged: skipped %s%s (%s); the messages before and "
+	            "after it are kept; gossip-merge -d %s --repair check rewrites the store without it",
+	            st->dir, list, fresh > shown ? ", ..." : "",
+	            st->opts.readonly ? "not copied: read-only"
+	            : kept            ? "copied to quarantine"
+	                              : "could not be copied to quarantine",
+	            st->dir);
+}
+
+/* Whether the n bytes at the end of the file are a torn tail: the prefix of one item,
+ * possibly followed by zeros (what a crash may leave in a file's last blocks). One whole
+ * item that is not a proven message is damage, whatever its last bytes. */
+static int torn(const uint8_t *p, size_t n)
+{
+	size_t len;
+	int s = gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, &len);
+	if (s == GOSSIP_SCAN_MORE)
+		return 1;
+	if (s == GOSSIP_SCAN_OK && len == n)
+		return 0;
+	while (n && p[n - 1] == 0)
+		n--;
+	return n == 0 || gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, &len) == GOSSIP_SCAN_MORE;
+}
+
+/* Index what lies between st->end and the end of the file, record by record. What is
+ * not a verified message is damage: the scan resynchronises on the next offset where a
+ * verified message starts, and skips the bytes between (quarantined and reported). Only
+ * damage that runs to the end of the file and is torn (see torn()) is cut, by a writer
+ * (under the lock, so nobody is writing now); read-only, it is left alone. */
 static int catch_up(struct gossip_store *st)
 {
 	struct stat sb;
 	uint8_t *buf = NULL;
-	size_t have = 0;
-	uint64_t pos;
+	uint64_t wpos = 0, size, pos, bad = UINT64_MAX;
+	size_t wlen = 0, first = st->ndmg;
 	int r = -1;
+	if (st->fd < 0)
+		return 0;
+	sum_load(st);
 	if (fstat(st->fd, &sb) < 0) {
 		gossip_seterr("store: %s", strerror(errno));
 		return -1;
 	}
-	if ((uint64_t)sb.st_size <= st->end)
+	size = (uint64_t)sb.st_size;
+	if (size <= st->end)
 		return 0;
 	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
-	pos = st->end;  /* file offset of buf[0] */
-	for (;;) {
-		ssize_t k = pread(st->fd, buf + have, CHUNK, (off_t)(pos + have));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			gossip_seterr("store: cannot read: %s", strerror(errno));
-			goto out;
-		}
-		have += (size_t)k;
-		size_t at = 0, len;
-		int s = GOSSIP_SCAN_OK;
-		while (at < have &&
-		       (s = gossip_cbor_scan(buf + at, have - at, &gossip_msg_limits, NULL, &len)) ==
-		               GOSSIP_SCAN_OK) {
-			if (index_msg(st, buf + at, len, pos + at) < 0)
+	for (pos = st->end; pos < size;) {
+		size_t need = size - pos < GOSSIP_MSG_MAX ? (size_t)(size - pos) : GOSSIP_MSG_MAX, len;
+		if (pos < wpos || pos + need > wpos + wlen) {
+			size_t want = size - pos < CHUNK + GOSSIP_MSG_MAX ? (size_t)(size - pos) : CHUNK + GOSSIP_MSG_MAX;
+			ssize_t k;
+			while ((k = pread(st->fd, buf, want, (off_t)pos)) < 0 && errno == EINTR)
+				;
+			if (k < (ssize_t)need) {
+				gossip_seterr("store: cannot read %s/store: %s", st->dir,
+				              k < 0 ? strerror(errno) : "it shrank while being read");
 				goto out;
-			at += len;
+			}
+			wpos = pos;
+			wlen = (size_t)k;
 		}
-		st->end = pos + at;
-		if (s == GOSSIP_SCAN_BAD || (k == 0 && at < have)) {
-			gossip_warn("store: %s/store: cut a torn tail of %llu bytes at offset %llu",
-			            st->dir, (unsigned long long)(pos + have - st->end),
-			            (unsigned long long)st->end);
-			if (ftruncate(st->fd, (off_t)st->end) < 0 || fsync(st->fd) < 0) {
+		struct store_item it;
+		enum rec c = record_at(st, buf + (pos - wpos), need, &len, &it);
+		if (c == REC_OK || c == REC_WASTE) {
+			if (bad != UINT64_MAX && note_damage(st, bad, pos - bad, 0) < 0)
+				goto out;
+			bad = UINT64_MAX;
+			if (c == REC_WASTE)
+				st->dead_bytes += len;
+			else if (store_index_item(st, &it, pos) < 0)
+				goto out;
+			pos += len;
+			st->end = pos;
+			continue;
+		}
+		if (bad == UINT64_MAX)
+			bad = pos;
+		pos++;  /* resynchronise: try the next byte */
+	}
+	if (bad != UINT64_MAX) {
+		/* Damage up to the end of the file. */
+		uint8_t *tail = NULL;
+		uint64_t n = size - bad;
+		int is_torn = n <= 64u << 20 && (tail = malloc(n)) &&
+		              pread(st->fd, tail, n, (off_t)bad) == (ssize_t)n && torn(tail, n);
+		free(tail);
+		if (note_damage(st, bad, n, is_torn) < 0)
+			goto out;
+		if (is_torn && !st->opts.readonly) {
+			gossip_warn("store: %s/store: cut a torn tail of %llu bytes at offset %llu", st->dir,
+			            (unsigned long long)n, (unsigned long long)bad);
+			if (ftruncate(st->fd, (off_t)bad) < 0 || fsync(st->fd) < 0) {
 				gossip_seterr("store: cannot truncate: %s", strerror(errno));
 				goto out;
 			}
-			break;
+			st->ndmg--;  /* repaired */
 		}
-		if (k == 0)
-			break;
-		memmove(buf, buf + at, have - at);
-		pos += at;
-		have -= at;
+		else if (!is_torn)
+			st->end = size;  /* skipped for good; appends go after it */
 	}
 	r = 0;
 out:
+	report_damage(st, first);
+	sum_flush(st);
 	free(buf);
 	return r;
 }
@@ -296,13 +547,21 @@ static int load_watermarks(struct gossip_store *st)
 		char *sp = strchr(line, ' ');
 		if (!*line)
 			continue;
-		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0) {
-			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\"", path, no);
+		char *end;
+		uint64_t v = 0;
+		errno = 0;
+		if (sp && sp[1] >= '0' && sp[1] <= '9')
+			v = strtoull(sp + 1, &end, 10);
+		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0 || sp[1] < '0' ||
+		    sp[1] > '9' || errno == ERANGE || *end) {
+			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\" (a version of at most 20 "
+			              "digits); restore the file from a backup, or run gossip-merge compact "
+			              "after moving it away (deletes older than the tombstone time to live "
+			              "may then come back from a stale peer)", path, no);
 			gossip_buf_free(&b);
 			return -1;
 		}
 		uint32_t id = origin_id(st, pk);
-		uint64_t v = strtoull(sp + 1, NULL, 10);
 		if (id != UINT32_MAX && v > st->origins[id].watermark)
 			st->origins[id].watermark = v;
 	}
@@ -314,7 +573,8 @@ int gossip_store_lock(struct gossip_store *st)
 {
 	const char *path = gossip_path(st->dir, "store");
 	struct stat sb;
-	if (flock(st->lockfd, LOCK_EX) < 0) {
+	int ro = st->opts.readonly;
+	if (st->lockfd >= 0 && flock(st->lockfd, ro ? LOCK_SH : LOCK_EX) < 0) {
 		gossip_seterr("store: cannot lock %s/store.lock: %s", st->dir, strerror(errno));
 		return -1;
 	}
@@ -324,7 +584,11 @@ int gossip_store_lock(struct gossip_store *st)
 		if (st->fd >= 0)
 			close(st->fd);
 		reset_index(st);
-		st->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		st->ino = 0;
+		st->fd = ro ? open(path, O_RDONLY | O_CLOEXEC)
+		            : open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (st->fd < 0 && ro && errno == ENOENT)
+			return 0;  /* nothing stored yet: an empty store */
 		if (st->fd < 0 || fstat(st->fd, &sb) < 0) {
 			gossip_seterr("store: cannot open %s: %s", path, strerror(errno));
 			gossip_store_unlock(st);
@@ -345,7 +609,7 @@ int gossip_store_lock(struct gossip_store *st)
 
 void gossip_store_unlock(struct gossip_store *st)
 {
-	if (st->locked)
+	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
 	st->locked = 0;
 }
@@ -360,12 +624,18 @@ struct gossip_store *gossip_store_open(const char *dir, const struct gossip_stor
 	st->fd = st->lockfd = -1;
 	st->opts = o ? *o : gossip_store_defaults;
 	snprintf(st->dir, sizeof st->dir, "%s", dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (st->opts.readonly) {
+		/* No lock file (a read-only copy of a store) is no writer to wait for. */
+		struct stat sb;
+		if (stat(dir, &sb) < 0 ? errno != ENOENT : !S_ISDIR(sb.st_mode)) {
+			gossip_seterr("store: cannot open %s: %s", dir, stat(dir, &sb) < 0 ? strerror(errno) : strerror(ENOTDIR));
+			goto fail;
+		}
+		st->lockfd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_CLOEXEC);
+	} else if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		gossip_seterr("store: cannot create %s: %s", dir, strerror(errno));
 		goto fail;
-	}
-	st->lockfd = open(gossip_path(dir, "store.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (st->lockfd < 0) {
+	} else if ((st->lockfd = open(gossip_path(dir, "store.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		gossip_seterr("store: cannot open %s: %s", gossip_path(dir, "store.lock"), strerror(errno));
 		goto fail;
 	}
@@ -390,6 +660,9 @@ void gossip_store_close(struct gossip_store *st)
 	free(st->tab);
 	free(st->origins);
 	free(st->otab);
+	free(st->sums);
+	free(st->dmg);
+	gossip_buf_free(&st->sum_new);
 	free(st);
 }
 
@@ -471,6 +744,11 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		goto fail;
 	}
 	st->end += out;
+	/* Verified by the merger (or gossip-listen): their hashes go to DIR/store.sum. */
+	for (size_t i = 0; i < n; i++)
+		if (cls[i] == GOSSIP_NEW && sum_add(st, it[i].hash) == 0)
+			(void)gossip_buf_put(&st->sum_new, it[i].hash, 16);
+	sum_flush(st);
 	gossip_store_unlock(st);
 	return 0;
 fail:
@@ -494,16 +772,35 @@ int store_sync(struct gossip_store *st)
 
 int store_compact_if_wasteful(struct gossip_store *st)
 {
-	if (st->dead_bytes > COMPACT_MIN && st->dead_bytes > st->live_bytes)
-		return gossip_store_compact(st, NULL, NULL);
+	if (st->dead_bytes <= COMPACT_MIN || st->dead_bytes <= st->live_bytes ||
+	    st->dead_bytes < st->compact_retry)
+		return 0;
+	uint64_t dead = st->dead_bytes;
+	if (gossip_store_compact(st, NULL, NULL) == 0) {
+		st->compact_retry = 0;
+		return 0;
+	}
+	if (!st->compact_retry)
+		gossip_warn("%s; nothing stored is lost, and compaction is tried again later",
+		            gossip_error());
+	st->compact_retry = dead + dead / 16;
 	return 0;
 }
 
-int store_read(const struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf)
+int store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf)
 {
+	uint8_t h[16];
 	if (pread(st->fd, buf, e->len, (off_t)e->off) != (ssize_t)e->len) {
 		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
 		return -1;
+	}
+	crypto_generichash(h, 16, buf, e->len, NULL, 0);
+	if (memcmp(h, e->hash, 16) != 0) {
+		gossip_seterr("store: %s/store: the message at offset %llu changed on disk since it "
+		              "was verified; it is left out, and the store is read again",
+		              st->dir, (unsigned long long)e->off);
+		st->ino = 0;  /* the next lock indexes afresh, and quarantines it */
+		return -2;
 	}
 	return 0;
 }
@@ -599,9 +896,12 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	struct gossip_buf w = {0};
 	for (size_t i = 0; i < n; i++) {
 		struct gossip_entry *e = v[i];
-		if (pread(st->fd, buf, e->len, (off_t)e->off) != (ssize_t)e->len ||
-		    gossip_buf_put(&w, buf, e->len) < 0) {
-			gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
+		if (store_read(st, e, buf) < 0) {
+			gossip_buf_free(&w);
+			goto out;
+		}
+		if (gossip_buf_put(&w, buf, e->len) < 0) {
+			gossip_seterr("store: out of memory");
 			gossip_buf_free(&w);
 			goto out;
 		}
@@ -627,6 +927,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		fsync(dfd);
 		close(dfd);
 	}
+	sum_rewrite(st, v, n);
 	/* The new file is ours: index = the kept entries at their new offsets. */
 	for (size_t i = 0; i < n; i++) {
 		size_t j = slot_hash(v[i]->slot) & (cap - 1);
@@ -676,9 +977,15 @@ int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *f
 		free(v);
 		return -1;
 	}
-	for (size_t i = 0; i < n && r == 0; i++)
-		if (v[i]->off >= since)
-			r = store_read(st, v[i], buf) < 0 ? -1 : fn(ctx, v[i], buf);
+	/* A message changed on disk since it was indexed is left out, with one line. */
+	for (size_t i = 0, warned = 0; i < n && r == 0; i++) {
+		if (v[i]->off < since)
+			continue;
+		int k = store_read(st, v[i], buf);
+		if (k == -2 && !warned++)
+			gossip_warn("%s", gossip_error());
+		r = k == -2 ? 0 : k < 0 ? -1 : fn(ctx, v[i], buf);
+	}
 	free(buf);
 	free(v);
 	return r;

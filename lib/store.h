@@ -23,6 +23,16 @@ struct gossip_store {
 	struct gossip_store_opts opts;
 	gossip_visible_fn *visible;  /* NULL: every origin's messages are visible */
 	void *visible_ctx;
+	/* The hashes of messages whose signatures were verified (DIR/store.sum, a cache):
+	 * open addressing; how much of the file is read, and which file it was. */
+	uint8_t (*sums)[16];
+	size_t nsums, sumcap;
+	uint64_t sum_off, sum_ino;
+	struct gossip_buf sum_new;  /* verified here, to be appended to DIR/store.sum */
+	/* Damage found in the store file since it was indexed afresh. */
+	struct gossip_store_damage *dmg;
+	size_t ndmg, dmgcap;
+	uint64_t compact_retry;  /* after a failed automatic compaction: waste to wait for */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one
@@ -50,10 +60,14 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
                  size_t n, int durable, enum gossip_class *cls);
 /* fdatasync the store file (after a store_append that was not durable). */
 int store_sync(struct gossip_store *st);
-/* Compact when waste outgrows what is live. */
+/* Compact when waste outgrows what is live. A failure (no room for store.new) is one
+ * warning, not an error: the store is intact, and it is tried again once waste has
+ * grown by a sixteenth. */
 int store_compact_if_wasteful(struct gossip_store *st);
-/* Read one stored message into buf (GOSSIP_MSG_MAX bytes). */
-int store_read(const struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf);
+/* Read one stored message into buf (GOSSIP_MSG_MAX bytes), checking its bytes against
+ * the hash in the index: a message changed on disk since it was indexed is an error
+ * (and the store is indexed afresh at the next lock, which quarantines it). */
+int store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf);
 
 /* The Merkle summary: 65536 buckets by the first two bytes of the slot, each the
  * BLAKE2b-128 of its (slot, hash) pairs in slot order (zeros when empty); 256 level-one

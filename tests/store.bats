@@ -10,6 +10,7 @@ setup() {
 
 teardown() {
 	[ -z "${BG:-}" ] || kill -9 $BG 2>/dev/null || true
+	if [ -n "${MNT:-}" ]; then umount "$MNT" 2>/dev/null || true; fi
 }
 
 # The keys of the complete messages in FILE (a killed writer may leave a torn last one).
@@ -50,14 +51,23 @@ PY
 	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = 20000 ]
 }
 
-@test "a torn tail is cut when the store opens, with one warning" {
+@test "a torn tail is cut when a writer opens the store, with one warning; a query leaves it" {
 	printf 'set a 1\nset b 2\n' | gossip-send -d a batch | gossip-merge -d b >/dev/null
 	size=$(stat -c %s b/store)
 	gossip-send -d a set c 3 | head -c 50 >>b/store
+	before=$(snapshot b)
+	# A query answers from the whole messages and writes nothing.
 	run --separate-stderr gossip-merge -d b keys
+	assert_success
+	assert_output $'a\nb'
+	[ -z "$stderr" ] || fail "a query warned: $stderr"
+	[ "$(snapshot b)" = "$before" ] || fail "a query changed b"
+	# A writer cuts it, with one line.
+	run --separate-stderr gossip-merge -d b compact
 	assert_success
 	assert_error gossip-merge "cut a torn tail of 50 bytes at offset $size"
 	[ "$(stat -c %s b/store)" = "$size" ]
+	[ ! -e b/quarantine ] || fail "a torn tail is not damage to keep"
 	[ "$(gossip-merge -d b keys | tr '\n' ' ')" = "a b " ]
 	# And the next message goes on cleanly after it.
 	gossip-send -d a set c 3 | gossip-merge -d b >/dev/null
@@ -102,9 +112,39 @@ PY
 	touch notadir
 	run --separate-stderr gossip-merge -d notadir/x keys
 	assert_failure 2
-	assert_error gossip-merge "cannot create notadir/x"
+	assert_error gossip-merge "cannot open notadir/x: Not a directory"
 	echo "junk" >b/trusted
 	run --separate-stderr gossip-merge -d b keys
 	assert_failure 2
 	assert_error gossip-merge "trusted: b/trusted line 1: no public key"
+}
+
+@test "an automatic compaction with no room for store.new: one warning, nothing lost, tried again later" {
+	mkdir t
+	mount -t tmpfs -o size=4m tmpfs t 2>/dev/null ||
+		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
+	MNT=$T/t
+	cp -r b t/
+	pad=$(printf '%0150d' 0)
+	for r in 0 1 2 3; do
+		seq 1 3000 | sed "s/.*/set key& value-&-$r-$pad/" | gossip-send -d a batch >"r$r"
+	done
+	gossip-merge -d t/b r0 r1 >/dev/null
+	# Room for the next batch, not for store.new (the live messages).
+	avail=$(( $(stat -f -c '%a*%S' t) ))
+	head -c $((avail - $(stat -c %s r2) - 64 * 1024)) /dev/zero >t/filler || true
+	run --separate-stderr bash -c 'gossip-merge -d t/b r2 >/dev/null'
+	assert_success
+	assert_error gossip-merge "nothing stored is lost, and compaction is tried again later"
+	[[ $stderr == *"No space left on device"* ]] || fail "$stderr"
+	[ ! -e t/b/store.new ] || fail "store.new left behind"
+	[ "$(gossip-merge -d t/b get key7)" = "value-7-2-$pad" ]
+	[ "$(gossip-merge -d t/b digest | cut -d' ' -f2)" = 3000 ]
+	# With room again, the next batch compacts.
+	rm t/filler
+	before=$(stat -c %s t/b/store)
+	gossip-merge -d t/b r3 >/dev/null 2>err
+	[ ! -s err ] || fail "$(cat err)"
+	[ "$(stat -c %s t/b/store)" -lt "$before" ] || fail "not compacted"
+	[ "$(gossip-merge -d t/b get key3000)" = "value-3000-3-$pad" ]
 }

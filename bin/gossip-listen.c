@@ -104,16 +104,18 @@ static void charge_addr(const char *src, const char *reason)
 
 /* One line per rejection, at most 20 a second: a flood must not drown the log. Anything
  * but what a valid signature proves against its signer is charged to the source. */
+static struct gossip_rate reject_rate;
+
 static void reject(int reason, const char *src, uint64_t off, const char *why)
 {
-	static struct gossip_rate rate;
+	struct gossip_rate *rate = &reject_rate;
 	uint64_t hidden;
 	count.rejected[reason]++;
 	if (reason != R_FORBIDDEN && reason != R_FUTURE)
 		charge_addr(src, reason_names[reason]);
 	if (quiet)
 		return;
-	int shown = gossip_rate_allow(&rate, 20, gossip_now_ms(), &hidden);
+	int shown = gossip_rate_allow(rate, 20, gossip_now_ms(), &hidden);
 	if (hidden)
 		gossip_warn("%llu more rejections not shown", (unsigned long long)hidden);
 	if (shown)
@@ -218,6 +220,11 @@ static void stats(void)
 	if (most->count)
 		snprintf(top, sizeof top, "; most from %s (%llu)", most->addr,
 		         (unsigned long long)most->count);
+	/* Rejections held back this second are said now, not at the next one. */
+	if (reject_rate.refused) {
+		gossip_warn("%llu more rejections not shown", (unsigned long long)reject_rate.refused);
+		reject_rate.refused = 0;
+	}
 	gossip_warn("received %llu datagrams, %llu streams, %llu bytes; accepted %llu, duplicates "
 	            "%llu; rejected: %s%s",
 	            (unsigned long long)count.datagrams, (unsigned long long)count.streams,

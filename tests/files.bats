@@ -294,3 +294,61 @@ TABLE
 	exec 5>&-
 	[ "$(sha256sum <n1/store)" = "$before" ] || fail "the store changed"
 }
+
+# keyflip FILE LINE: one bit changed in the key on line LINE of FILE, so that it is still
+# base64 (another key): a damage that still parses.
+keyflip() {
+	$PY -c 'import sys
+p, n = sys.argv[1], int(sys.argv[2]) - 1
+lines = open(p).read().split("\n"); k = bytearray(lines[n].encode()); o = 20
+while not (chr(k[o]).isalnum() and chr(k[o] ^ 1).isalnum()):
+    o += 1
+k[o] ^= 1; lines[n] = k.decode(); open(p, "w").write("\n".join(lines))' "$1" "$2"
+}
+
+@test "a changed byte in DIR/trusted that still reads as a key: that signer is refused (untrusted), the node goes on, the store is kept" {
+	mknode n2
+	trust n1 n2
+	cat n1.pub n2.pub >n2/trusted
+	gossip-send -d n2 set k2 v2 | gossip-merge -d n1 >/dev/null
+	gossip-send -d n1 set k1 v1 | gossip-merge -d n1 >/dev/null
+	cp n1/trusted trusted.good
+	gossip-listen -d n1 -a addrs udp://127.0.0.1:0 >got 2>listen.err & PIDS="$PIDS $!"
+	local L=$!
+	wait_for 10 test -s addrs || fail "gossip-listen did not start: $(cat listen.err)"
+	gossip-send -d n2 -t "$(cat addrs)" set k3 v3
+	wait_for 10 eval '[ "$(cbor_count got)" -ge 1 ]' || fail "n2's message did not arrive: $(cat listen.err)"
+	before=$(sha256sum <n1/store)
+	keyflip n1/trusted 2
+	cmp -s trusted.good n1/trusted && fail "trusted is not changed"
+	# It still reads: nothing says it is damaged.
+	run --separate-stderr gossip-merge -d n1 get k1
+	assert_success
+	[ "$output" = v1 ] && [ -z "$stderr" ] || fail "get k1: $output $stderr"
+	kill -HUP "$L"
+	wait_for 5 grep -q "reloaded: 2 trusted signers" listen.err || fail "$(cat listen.err)"
+	# n2 is refused, as untrusted; n1 is not; the listener goes on.
+	gossip-send -d n2 -t "$(cat addrs)" set k4 v4
+	gossip-send -d n1 -t "$(cat addrs)" set k5 v5
+	wait_for 10 eval '[ "$(cbor_count got)" -ge 2 ]' || fail "n1's message did not arrive: $(cat listen.err)"
+	wait_for 5 grep -q "untrusted signer $(head -c 8 n2.pub): its key is not in trusted" listen.err ||
+		fail "no line for n2: $(cat listen.err)"
+	kill -USR1 "$L"
+	wait_for 5 grep -q "accepted 2, .*1 untrusted" listen.err || fail "counters: $(cat listen.err)"
+	kill -0 "$L" || fail "gossip-listen stopped"
+	[ "$(gossip-inspect -j got | jq -r .key | tr '\n' ' ')" = "k3 k5 " ] || fail "got $(gossip-inspect -j got)"
+	# gossip-merge refuses n2's messages alike, and hides what n2 wrote (as a revocation
+	# does); the store is not changed.
+	gossip-send -d n2 set k6 v6 >n2.msg
+	run --separate-stderr gossip-merge -v -d n1 n2.msg
+	assert_failure 1
+	[[ "$stderr" == *"untrusted signer $(head -c 8 n2.pub): its key is not in trusted"* ]] || fail "$stderr"
+	run gossip-merge -d n1 get k2
+	assert_failure 1
+	[ "$(sha256sum <n1/store)" = "$before" ] || fail "the store changed"
+	# The line put back: n2's messages count again, and what it wrote is all there.
+	cp trusted.good n1/trusted
+	[ "$(gossip-merge -d n1 get k2)" = v2 ] || fail "k2 did not come back"
+	gossip-merge -d n1 n2.msg >/dev/null
+	[ "$(gossip-merge -d n1 get k6)" = v6 ] || fail "k6 not taken with the line put back"
+}

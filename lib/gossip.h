@@ -861,7 +861,8 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now);
  * store. A file that does not load leaves the old one in force (warned). The number of
  * trusted signers now, or -1 when the old file stays in force. */
 long gossip_observe_reload(struct gossip_observer *o);
-/* Reputation: each line DIR/rejects gained costs its signer 10 points. */
+/* Reputation: each line DIR/rejects gained (followed into rejects.1 when it is renamed,
+ * so every line once) costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------

@@ -274,6 +274,10 @@ int gossip_send_by(int fd, const void *p, size_t n, uint64_t deadline)
 
 /* ---- the keyring ---- */
 
+/* What a damaged keyring's one line tells the operator to do: every node holds the same
+ * keys, so any other node's file is the cure. */
+#define KEYRING_FIX "put back a copy of the cluster's keyring from another node (mode 0600)"
+
 int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
 {
 	const char *path = gossip_path(dir, "keyring");
@@ -282,6 +286,10 @@ int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
 	memset(k, 0, sizeof *k);
 	if (stat(path, &st) < 0)
 		return errno == ENOENT ? 0 : (gossip_seterr("%s: %s", path, strerror(errno)), -1);
+	if (!S_ISREG(st.st_mode)) {
+		gossip_seterr("%s is not a regular file: " KEYRING_FIX, path);
+		return -1;
+	}
 	if (st.st_mode & 077) {
 		gossip_seterr("%s is open to group or others (mode %04o): run chmod 600 %s", path,
 		              (unsigned)(st.st_mode & 07777), path);
@@ -313,8 +321,8 @@ int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
 		if (!n || *s == '#')
 			continue;
 		if (gossip_unb64(k->keys[k->n], 32, s, n) < 0) {
-			gossip_seterr("%s line %u: not a key (base64 of 32 bytes, as gossip-keygen -c prints)",
-			              path, no);
+			gossip_seterr("%s line %u: not a key (base64 of 32 bytes, as gossip-keygen -c prints): "
+			              "the keyring is damaged; " KEYRING_FIX, path, no);
 			goto fail;
 		}
 		k->n++;
@@ -322,7 +330,7 @@ int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
 	sodium_memzero(b.p, b.len);
 	gossip_buf_free(&b);
 	if (k->n == 0) {
-		gossip_seterr("%s holds no key: add one (gossip-keygen -c) or remove the file", path);
+		gossip_seterr("%s holds no key: " KEYRING_FIX ", or remove it to turn sealing off", path);
 		gossip_keyring_free(k);
 		return -1;
 	}

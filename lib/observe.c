@@ -17,7 +17,8 @@ struct gossip_observer {
 	struct gossip_peers_cfg cfg;
 	char dir[4096];
 	struct gossip_swim *swim;  /* NULL: phi accrual on heartbeats */
-	uint64_t rejects_off;  /* how far DIR/rejects has been read */
+	struct gossip_log_tail rejects;  /* DIR/rejects, followed across its renaming */
+	struct gossip_buf rejects_part;  /* the start of a line whose end is not written yet */
 	struct gossip_store *store;  /* opened at the first look */
 	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
@@ -34,7 +35,6 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
                                             const char *dir, struct gossip_swim *swim, uint64_t now)
 {
 	struct gossip_observer *o = calloc(1, sizeof *o);
-	struct stat st;
 	if (!o)
 		return NULL;
 	o->table = t;
@@ -53,9 +53,8 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	t->interval_ms = cfg->interval_ms;
 	t->min_std_ms = cfg->min_std_ms;
 	t->pause_ms = cfg->pause_ms;
-	/* Rejections from before are already in the scores. */
-	if (stat(gossip_path(dir, "rejects"), &st) == 0)
-		o->rejects_off = (uint64_t)st.st_size;
+	/* Rejections from before are already in the scores: from the end. */
+	gossip_log_tail_init(&o->rejects, gossip_path(dir, "rejects"), 0);
 	return o;
 }
 
@@ -73,6 +72,8 @@ void gossip_observer_free(struct gossip_observer *o)
 		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
+	gossip_log_tail_close(&o->rejects);
+	gossip_buf_free(&o->rejects_part);
 	free(o);
 }
 
@@ -452,38 +453,49 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 
 /* ---- reputation ---- */
 
-/* DIR/rejects: "TIME ORIGIN REASON" lines that gossip-listen and gossip-merge append. */
+/* One "TIME ORIGIN REASON" line of DIR/rejects: 10 points off the signer's score. */
+static void reject_line(struct gossip_observer *o, const char *line)
+{
+	char b64[64], reason[96];
+	uint8_t pk[32];
+	if (sscanf(line, "%*s %63s %95[^\n]", b64, reason) != 2 || gossip_unb64(pk, 32, b64, strlen(b64)) < 0)
+		return;
+	struct gossip_peer *p = gossip_peers_find(o->table, pk, 0);
+	if (!p)
+		return;
+	p->rejected++;
+	p->score = p->score > 10 ? p->score - 10 : 0;
+	snprintf(p->why, sizeof p->why, "%llu rejected, last: %s", (unsigned long long)p->rejected, reason);
+}
+
+/* DIR/rejects: "TIME ORIGIN REASON" lines that gossip-listen and gossip-merge append
+ * (gossip_log_append), followed with gossip_log_tail: when the log is renamed to
+ * rejects.1, the rest of the old file is read to its end before the new one, so every
+ * line is counted once however the renaming falls between two reads. */
 void gossip_observe_rejects(struct gossip_observer *o)
 {
-	char buf[8192];
-	int fd = open(gossip_path(o->dir, "rejects"), O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	ssize_t k;
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < o->rejects_off)
-		o->rejects_off = 0;  /* rotated */
-	while ((k = pread(fd, buf, sizeof buf - 1, (off_t)o->rejects_off)) > 0) {
-		buf[k] = 0;
-		char *end = strrchr(buf, '\n'), *save;
-		if (!end)
-			break;
-		*end = 0;
-		o->rejects_off += (uint64_t)(end - buf + 1);
-		for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-			char b64[64], reason[96];
-			uint8_t pk[32];
-			if (sscanf(line, "%*s %63s %95[^\n]", b64, reason) != 2 ||
-			    gossip_unb64(pk, 32, b64, strlen(b64)) < 0)
-				continue;
-			struct gossip_peer *p = gossip_peers_find(o->table, pk, 0);
-			if (!p)
-				continue;
-			p->rejected++;
-			p->score = p->score > 10 ? p->score - 10 : 0;
-			snprintf(p->why, sizeof p->why, "%llu rejected, last: %s", (unsigned long long)p->rejected,
-			         reason);
+	struct gossip_buf *b = &o->rejects_part;
+	for (int files = 0; files < 4; files++) {
+		int finished = gossip_log_tail_read(&o->rejects, b);
+		size_t at = 0;
+		for (;;) {
+			uint8_t *nl = b->len > at ? memchr(b->p + at, '\n', b->len - at) : NULL;
+			if (!nl)
+				break;
+			*nl = 0;
+			if (memchr(b->p + at, 0, (size_t)(nl - (b->p + at))) == NULL)
+				reject_line(o, (const char *)b->p + at);
+			at = (size_t)(nl - b->p) + 1;
 		}
+		/* What is left is the start of a line still being written; in a file renamed
+		 * away, or longer than any line, it never ends: dropped. */
+		if (finished || b->len - at > 4096)
+			at = b->len;
+		if (at) {
+			memmove(b->p, b->p + at, b->len - at);
+			b->len -= at;
+		}
+		if (!finished)
+			break;
 	}
-	close(fd);
 }

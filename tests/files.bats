@@ -130,11 +130,26 @@ fill() {
 	[ "$(stat -c %s "$MNT/a/clock")" -ge 21 ]
 }
 
-# damage FILE HOW: flip (one bit in the middle), trunc (to half), zero (as many zero
-# bytes), garbage (a line of text), delete, dir (a directory in its place).
+# damage FILE HOW: flip (one bit in the middle, in a letter or digit that stays one in a
+# text file), trunc (to half), zero (as many zero
+# bytes), garbage (a line of text), delete, dir (a directory in its place), mode (open to
+# others: 0644); and for a base64 line: nob64 (its middle byte one that is no base64),
+# short and long (a character fewer, four more: the wrong length).
 damage() {
 	case $2 in
-	flip) flipbit "$1" "$(( $(stat -c %s "$1") / 2 ))" ;;
+	mode) chmod 644 "$1" ;;
+	nob64) $PY -c 'import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] = ord("*"); open(p, "wb").write(b)' "$1" ;;
+	short) $PY -c 'import sys
+p = sys.argv[1]; b = open(p, "rb").read(); open(p, "wb").write(b[:20] + b[21:])' "$1" ;;
+	long) sed -i 's/^/AAAA/' "$1" ;;
+	flip) $PY -c 'import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); o = len(b) // 2
+# In a line of text, the first letter or digit from the middle on that stays one: base64
+# stays base64 (a different key), and so the damage is the one meant.
+while all(32 <= c < 127 or c == 10 for c in b) and o < len(b) - 1 and not (chr(b[o]).isalnum() and chr(b[o] ^ 1).isalnum()):
+    o += 1
+b[o] ^= 1; open(p, "wb").write(b)' "$1" ;;
 	trunc) truncate -s "$(( $(stat -c %s "$1") / 2 ))" "$1" ;;
 	zero) head -c "$(stat -c %s "$1")" /dev/zero | dd of="$1" conv=notrunc status=none ;;
 	garbage) echo 'hello, not what you expect' >"$1" ;;
@@ -146,6 +161,8 @@ damage() {
 @test "a damaged small file: exit 2 and one line naming it and the fix, or a silent recovery; the store never changes" {
 	gossip-send -d n1 set k v | gossip-merge -d n1 >/dev/null
 	gossip-peers -d n1 announce -a udp://127.0.0.1:9 | gossip-peers -d n1 observe
+	gossip-keygen -c >n1/keyring
+	chmod 600 n1/keyring
 	[ -s n1/clock ] && [ -s n1/peers ] && [ -s n1/store ]
 	cp -a n1 clean
 	local D=$T/n1
@@ -158,7 +175,7 @@ damage() {
 		rm -rf n1 && cp -a clean n1
 		damage "n1/$file" "$how"
 		before=$(sha256sum <n1/store)
-		run --separate-stderr $prog -d "$D" $args
+		run --separate-stderr $prog -d "$D" $args </dev/null
 		[ "$status" = "$code" ] || fail "$file $how: $prog $args: exit $status, not $code: $stderr"
 		if [ -n "$want" ]; then
 			assert_error "$prog" "${want//DIR/$D}"
@@ -193,5 +210,145 @@ peers delete  | 1 gossip-peers list |
 trusted trunc | 2 gossip-merge get k | DIR/trusted line 1: no public key (44 characters of base64, as gossip-keygen prints it)
 trusted garbage | 2 gossip-merge get k | DIR/trusted line 1: no public key
 trusted dir   | 2 gossip-merge get k | cannot read DIR/trusted: Is a directory
+keyring nob64 | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key (base64 of 32 bytes, as gossip-keygen -c prints): the keyring is damaged; put back a copy of the cluster's keyring from another node (mode 0600)
+keyring nob64 | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key (base64 of 32 bytes, as gossip-keygen -c prints): the keyring is damaged; put back a copy
+keyring nob64 | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key (base64 of 32 bytes, as gossip-keygen -c prints): the keyring is damaged; put back a copy
+keyring nob64 | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key (base64 of 32 bytes, as gossip-keygen -c prints): the keyring is damaged; put back a copy
+keyring short | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
+keyring short | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
+keyring short | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
+keyring short | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring long  | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
+keyring long  | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
+keyring long  | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
+keyring long  | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring trunc | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
+keyring trunc | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
+keyring trunc | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
+keyring trunc | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring zero  | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
+keyring zero  | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
+keyring zero  | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
+keyring zero  | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring garbage | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
+keyring garbage | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
+keyring garbage | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
+keyring garbage | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring dir   | 2 gossip-listen - | keyring: DIR/keyring is not a regular file: put back a copy of the cluster's keyring from another node (mode 0600)
+keyring dir   | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring is not a regular file: put back a copy
+keyring dir   | 2 gossip-peers -p observe | keyring: DIR/keyring is not a regular file: put back a copy
+keyring dir   | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring is not a regular file: put back a copy
+keyring mode  | 2 gossip-listen - | keyring: DIR/keyring is open to group or others (mode 0644): run chmod 600 DIR/keyring
+keyring mode  | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring is open to group or others (mode 0644): run chmod 600 DIR/keyring
+keyring mode  | 2 gossip-peers -p observe | keyring: DIR/keyring is open to group or others (mode 0644): run chmod 600 DIR/keyring
+keyring mode  | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring is open to group or others (mode 0644): run chmod 600 DIR/keyring
+keyring delete | 0 gossip-send -t udp://127.0.0.1:9 set k2 v |
 TABLE
+}
+
+@test "a damaged keyring at a reload: one warning, the old keyring stays in force (listen and send)" {
+	gossip-send -d n1 set k v | gossip-merge -d n1 >/dev/null
+	gossip-keygen -c >n1/keyring
+	chmod 600 n1/keyring
+	cp n1/keyring keyring.good
+	cp -a n1 s  # the sender: the same identity and keys, its own keyring file
+	gossip-listen -d n1 -a addrs udp://127.0.0.1:0 >got 2>listen.err & PIDS="$PIDS $!"
+	local L=$!
+	wait_for 10 test -s addrs || fail "gossip-listen did not start: $(cat listen.err)"
+	mkfifo feed
+	gossip-send -d s -t "$(cat addrs)" <feed 2>send.err & PIDS="$PIDS $!"
+	local S=$!
+	exec 5>feed
+	gossip-send -d s set k0 v >&5
+	wait_for 10 eval '[ "$(cbor_count got)" -ge 1 ]' || fail "nothing arrived: $(cat listen.err send.err)"
+	before=$(sha256sum <n1/store)
+	local i=0 how
+	for how in nob64 short long trunc zero garbage dir mode; do
+		i=$((i + 1))
+		rm -rf n1/keyring s/keyring
+		cp keyring.good n1/keyring
+		cp keyring.good s/keyring
+		chmod 600 n1/keyring s/keyring
+		damage n1/keyring "$how"
+		damage s/keyring "$how"
+		kill -HUP "$L" "$S"
+		wait_for 5 eval '[ "$(grep -c "reload: keyring: " listen.err)" -ge $i ]' ||
+			fail "$how: gossip-listen did not warn: $(cat listen.err)"
+		wait_for 5 eval '[ "$(grep -c "reload: keyring: " send.err)" -ge $i ]' ||
+			fail "$how: gossip-send did not warn: $(cat send.err)"
+		[ "$(grep -c "keyring" listen.err)" = "$i" ] || fail "$how: not one line: $(cat listen.err)"
+		[ "$(grep -c "keyring" send.err)" = "$i" ] || fail "$how: not one line: $(cat send.err)"
+		tail -1 listen.err | grep -q "^gossip-listen: reload: keyring: n1/keyring .*; keeping the old one$" ||
+			fail "$how: $(tail -1 listen.err)"
+		tail -1 send.err | grep -q "^gossip-send: reload: keyring: s/keyring .*; keeping the old one$" ||
+			fail "$how: $(tail -1 send.err)"
+		# Sealed with the old key, opened with the old key.
+		gossip-send -d s set "k$i" v >&5
+		wait_for 10 eval '[ "$(cbor_count got)" -ge $((i + 1)) ]' ||
+			fail "$how: the old keyring is not in force: $(cat listen.err send.err)"
+	done
+	grep -q "reloaded" listen.err send.err && fail "a damaged keyring was taken: $(cat listen.err send.err)"
+	kill -USR1 "$L"
+	wait_for 5 grep -q "accepted $((i + 1)), " listen.err || fail "$(cat listen.err)"
+	grep -q "0 not sealed, 0 wrong key" listen.err || fail "refused some: $(grep accepted listen.err)"
+	exec 5>&-
+	[ "$(sha256sum <n1/store)" = "$before" ] || fail "the store changed"
+}
+
+# keyflip FILE LINE: one bit changed in the key on line LINE of FILE, so that it is still
+# base64 (another key): a damage that still parses.
+keyflip() {
+	$PY -c 'import sys
+p, n = sys.argv[1], int(sys.argv[2]) - 1
+lines = open(p).read().split("\n"); k = bytearray(lines[n].encode()); o = 20
+while not (chr(k[o]).isalnum() and chr(k[o] ^ 1).isalnum()):
+    o += 1
+k[o] ^= 1; lines[n] = k.decode(); open(p, "w").write("\n".join(lines))' "$1" "$2"
+}
+
+@test "a changed byte in DIR/trusted that still reads as a key: that signer is refused (untrusted), the node goes on, the store is kept" {
+	mknode n2
+	trust n1 n2
+	cat n1.pub n2.pub >n2/trusted
+	gossip-send -d n2 set k2 v2 | gossip-merge -d n1 >/dev/null
+	gossip-send -d n1 set k1 v1 | gossip-merge -d n1 >/dev/null
+	cp n1/trusted trusted.good
+	gossip-listen -d n1 -a addrs udp://127.0.0.1:0 >got 2>listen.err & PIDS="$PIDS $!"
+	local L=$!
+	wait_for 10 test -s addrs || fail "gossip-listen did not start: $(cat listen.err)"
+	gossip-send -d n2 -t "$(cat addrs)" set k3 v3
+	wait_for 10 eval '[ "$(cbor_count got)" -ge 1 ]' || fail "n2's message did not arrive: $(cat listen.err)"
+	before=$(sha256sum <n1/store)
+	keyflip n1/trusted 2
+	cmp -s trusted.good n1/trusted && fail "trusted is not changed"
+	# It still reads: nothing says it is damaged.
+	run --separate-stderr gossip-merge -d n1 get k1
+	assert_success
+	[ "$output" = v1 ] && [ -z "$stderr" ] || fail "get k1: $output $stderr"
+	kill -HUP "$L"
+	wait_for 5 grep -q "reloaded: 2 trusted signers" listen.err || fail "$(cat listen.err)"
+	# n2 is refused, as untrusted; n1 is not; the listener goes on.
+	gossip-send -d n2 -t "$(cat addrs)" set k4 v4
+	gossip-send -d n1 -t "$(cat addrs)" set k5 v5
+	wait_for 10 eval '[ "$(cbor_count got)" -ge 2 ]' || fail "n1's message did not arrive: $(cat listen.err)"
+	wait_for 5 grep -q "untrusted signer $(head -c 8 n2.pub): its key is not in trusted" listen.err ||
+		fail "no line for n2: $(cat listen.err)"
+	kill -USR1 "$L"
+	wait_for 5 grep -q "accepted 2, .*1 untrusted" listen.err || fail "counters: $(cat listen.err)"
+	kill -0 "$L" || fail "gossip-listen stopped"
+	[ "$(gossip-inspect -j got | jq -r .key | tr '\n' ' ')" = "k3 k5 " ] || fail "got $(gossip-inspect -j got)"
+	# gossip-merge refuses n2's messages alike, and hides what n2 wrote (as a revocation
+	# does); the store is not changed.
+	gossip-send -d n2 set k6 v6 >n2.msg
+	run --separate-stderr gossip-merge -v -d n1 n2.msg
+	assert_failure 1
+	[[ "$stderr" == *"untrusted signer $(head -c 8 n2.pub): its key is not in trusted"* ]] || fail "$stderr"
+	run gossip-merge -d n1 get k2
+	assert_failure 1
+	[ "$(sha256sum <n1/store)" = "$before" ] || fail "the store changed"
+	# The line put back: n2's messages count again, and what it wrote is all there.
+	cp trusted.good n1/trusted
+	[ "$(gossip-merge -d n1 get k2)" = v2 ] || fail "k2 did not come back"
+	gossip-merge -d n1 n2.msg >/dev/null
+	[ "$(gossip-merge -d n1 get k6)" = v6 ] || fail "k6 not taken with the line put back"
 }

@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 enum { MEMBERS = 7 };
 static const uint64_t T0 = 1000000000;
@@ -239,6 +240,62 @@ int main(void)
 	gossip_observe_tick(o, now + 60000);
 	ok(peer(&t, 1)->score > 60.99 && peer(&t, 1)->score < 61.01, "a point back a minute (%.2f)",
 	   peer(&t, 1)->score);
+
+	/* Reputation across the renaming of DIR/rejects to rejects.1 (small logs here): every
+	 * line counted once, wherever the renaming falls between two reads. */
+	setenv("GOSSIP_LOG_MAX", "1024", 1);
+	char rejects[4200], rejects1[4300];
+	snprintf(rejects, sizeof rejects, "%s", gossip_path(dir, "rejects"));
+	snprintf(rejects1, sizeof rejects1, "%s.1", rejects);
+	snprintf(line, sizeof line, "%llu %s bad signature\n", (unsigned long long)now, b64);
+	size_t per_file = 1024 / strlen(line), written = 0;
+	uint64_t before = peer(&t, 1)->rejected;
+	struct stat st1, st2;
+	int appended = 1;
+	for (size_t k = 0; k < per_file + 3; k++)
+		appended &= gossip_log_append(rejects, line, strlen(line)) == 0, written++;
+	stat(rejects1, &st1);
+	gossip_observe_rejects(o);
+	ok(appended && peer(&t, 1)->rejected - before == written,
+	   "lines written just before a renaming and after it: each counted once (%llu of %zu)",
+	   (unsigned long long)(peer(&t, 1)->rejected - before), written);
+	/* The new file grows past the point the old one was read to before the next read. */
+	struct stat at_read;
+	stat(rejects, &at_read);
+	for (size_t k = 0; k < per_file + per_file / 2; k++)
+		appended &= gossip_log_append(rejects, line, strlen(line)) == 0, written++;
+	struct stat grown;
+	stat(rejects1, &st2);
+	stat(rejects, &grown);
+	gossip_observe_rejects(o);
+	ok(appended && st2.st_ino != st1.st_ino && grown.st_size > at_read.st_size &&
+	   peer(&t, 1)->rejected - before == written,
+	   "renamed, and the new file already longer than the old one was read: each counted once "
+	   "(%llu of %zu)", (unsigned long long)(peer(&t, 1)->rejected - before), written);
+	/* Reads at any point between appends, across many renamings. */
+	size_t renamings = 0;
+	for (int round = 0; round < 300; round++) {
+		uint32_t n = 1 + randombytes_uniform(8);
+		stat(rejects1, &st1);
+		for (uint32_t k = 0; k < n; k++)
+			appended &= gossip_log_append(rejects, line, strlen(line)) == 0, written++;
+		if (stat(rejects1, &st2) == 0 && st2.st_ino != st1.st_ino)
+			renamings++;
+		gossip_observe_rejects(o);
+	}
+	ok(appended && renamings > 50 && peer(&t, 1)->rejected - before == written,
+	   "%zu renamings, reads at random points: %llu of %zu lines counted", renamings,
+	   (unsigned long long)(peer(&t, 1)->rejected - before), written);
+	/* Half a line left at the end of a file that is then renamed away never ends: it is
+	 * dropped, and does not run into the first line of the next file. */
+	write_file("rejects", "1 ", "a");
+	gossip_observe_rejects(o);
+	rename(rejects, rejects1);
+	gossip_log_append(rejects, line, strlen(line));
+	written++;
+	gossip_observe_rejects(o);
+	ok(peer(&t, 1)->rejected - before == written, "half a line in a file renamed away: dropped");
+	unsetenv("GOSSIP_LOG_MAX");
 	gossip_observer_free(o);
 	gossip_peers_free(&t);
 

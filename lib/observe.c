@@ -279,6 +279,10 @@ static void fetch(struct gossip_observer *o, uint64_t now)
 	if (null >= 0)
 		dup2(null, 1);
 	signal(SIGHUP, SIG_IGN);
+	/* The parent's handlers only set flags this child never looks at: a stop must end it
+	 * at once, or it holds the node's lock (and its leave) for the whole fetch. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
 	struct gossip_store *st = gossip_store_open(o->dir, NULL);
 	struct gossip_trust trust;
 	if (!st || gossip_trust_load(&trust, o->dir) < 0)

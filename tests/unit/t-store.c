@@ -209,7 +209,7 @@ static void test_visible(const struct gossip_identity *a, const struct gossip_id
 static void test_future_watermark(const struct gossip_identity *a, uint64_t now)
 {
 	char *d = temp_dir("t-store-wm");
-	struct gossip_store_opts opts = {1000, 1000};
+	struct gossip_store_opts opts = {.tombstone_ttl_ms = 1000, .event_ttl_ms = 1000};
 	struct gossip_store *st = gossip_store_open(d, &opts);
 	struct gossip_buf m = {0};
 	enum gossip_class cls[1];
@@ -295,13 +295,13 @@ int main(void)
 	gossip_store_unlock(st);
 
 	/* Compaction collects an expired delete and raises its origin's watermark. */
-	struct gossip_store_opts opts = {1000, 1000};
+	struct gossip_store_opts opts = {.tombstone_ttl_ms = 1000, .event_ttl_ms = 1000};
 	struct gossip_store *ttl = gossip_store_open(dir, &opts);
 	msgs.len = 0;
 	sign_msg(&msgs, &a, GOSSIP_T_DEL, "weight", NULL, 12, now - 500);
 	ok(append(ttl, &msgs, cls) == 0 && cls[0] == GOSSIP_NEW, "a delete is stored");
 	uint64_t before, after;
-	struct gossip_store_opts later = {400, 400};
+	struct gossip_store_opts later = {.tombstone_ttl_ms = 400, .event_ttl_ms = 400};
 	struct gossip_store *gc = gossip_store_open(dir, &later);
 	ok(gossip_store_compact(gc, &before, &after) == 0 && after < before,
 	   "compaction shrinks the store (%llu to %llu bytes)", (unsigned long long)before,

@@ -64,6 +64,29 @@ static const char *name_of(const uint8_t pk[32])
 
 /* ---- merging ---- */
 
+/* A node's pipeline (--lazy) outlives a store it cannot write (a full disk): the batch is
+ * neither stored nor passed on, and comes back by anti-entropy. One line when it starts, one
+ * a minute while it lasts, one when it ends. 1: carry on; 0: stop (not --lazy). */
+static int store_trouble(const struct gossip_merger *mg, int failed)
+{
+	static uint64_t batches, last_ms;
+	uint64_t now = gossip_now_ms();
+	if (!failed) {
+		if (batches)
+			gossip_warn("store: written again (%llu batches were not stored; anti-entropy "
+			            "brings them back)", (unsigned long long)batches);
+		batches = 0;
+		return 1;
+	}
+	if (!mg->lazy)
+		return 0;
+	if (!batches++ || gossip_age_ms(now, last_ms) >= 60000) {
+		gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
+		last_ms = now;
+	}
+	return 1;
+}
+
 /* Merge what fd holds. A SIGHUP is taken while waiting for input (so an idle merge
  * reloads at once) and again just before each message: the message after the signal is
  * judged by the new trusted. */
@@ -90,7 +113,7 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 		if (gossip_merge_item(mg, p, n, name, off) < 0)
 			break;
 		/* Store and print what has arrived before waiting for more. */
-		if (!gossip_reader_ready(&r) && gossip_merge_flush(mg) < 0)
+		if (!gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))
 			break;
 	}
 	if (got == 1 || gossip_merge_flush(mg) < 0) {

@@ -148,3 +148,36 @@ PY
 	[ "$(stat -c %s t/b/store)" -lt "$before" ] || fail "not compacted"
 	[ "$(gossip-merge -d t/b get key3000)" = "value-3000-3-$pad" ]
 }
+
+@test "a full disk under a node's merge (--lazy): it runs on, loses nothing stored, stores again once there is room" {
+	mkdir t
+	mount -t tmpfs -o size=2m tmpfs t 2>/dev/null ||
+		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
+	MNT=$T/t
+	cp -r b t/
+	pad=$(printf '%0150d' 0)
+	for r in 0 1 2; do
+		seq 1 2000 | sed "s/.*/set r$r-key& value-&-$pad/" | gossip-send -d a batch >"r$r"
+	done
+	mkfifo in
+	gossip-merge --lazy -d t/b <in >out 2>err & BG=$!
+	exec 4>in
+	cat r0 >&4
+	wait_for 10 eval '[ "$(cbor_count out)" = 2000 ]'
+	before=$(gossip-merge -d t/b digest)
+	head -c $(( $(stat -f -c '%a*%S' t) )) /dev/zero >t/filler 2>/dev/null || true
+	cat r1 >&4
+	wait_for 10 grep -q "No space left on device; not stored, tried again with what comes next" err
+	kill -0 "$BG" || fail "the merge ended: $(cat err)"
+	[ "$(grep -c 'not stored' err)" = 1 ] || fail "$(cat err)"
+	[ "$(gossip-merge -d t/b digest)" = "$before" ] || fail "what was stored changed"
+	[ "$(cbor_count out)" = 2000 ] || fail "printed what it did not store"
+	rm t/filler
+	cat r2 >&4
+	wait_for 10 eval '[ "$(cbor_count out)" = 4000 ]'
+	grep -q "store: written again" err || fail "$(cat err)"
+	[ "$(gossip-merge -d t/b get r2-key2000)" = "value-2000-$pad" ]
+	[ "$(gossip-merge -d t/b get r0-key1)" = "value-1-$pad" ]
+	exec 4>&-
+	wait "$BG" || fail "exit $?: $(cat err)"
+}

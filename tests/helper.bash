@@ -110,3 +110,21 @@ quiet() {
 tcp_open() {
 	$PY -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
 }
+
+# count_lines TEXT FILE: how many lines of FILE hold TEXT (0 when there is no FILE).
+count_lines() {
+	grep -c -- "$1" "$2" 2>/dev/null || true
+}
+
+# more_lines TEXT FILE N: more than N lines of FILE hold TEXT.
+more_lines() {
+	[ "$(count_lines "$1" "$2")" -gt "$3" ]
+}
+
+# hup PID LOG PROG: SIGHUP to PID; return once LOG has one more "PROG: reloaded" line.
+hup() {
+	local n
+	n=$(count_lines "^$3: reloaded: " "$2")
+	kill -HUP "$1"
+	wait_for 5 more_lines "^$3: reloaded: " "$2" "$n"
+}

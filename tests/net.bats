@@ -54,24 +54,6 @@ wait_msgs() {
 	wait_for 30 has_msgs "$1" "$2" || fail "$1 holds $(cbor_count "$1") messages, want $2"
 }
 
-# count_lines TEXT FILE: how many lines of FILE hold TEXT (0 when there is no FILE).
-count_lines() {
-	grep -c -- "$1" "$2" 2>/dev/null || true
-}
-
-# more_lines TEXT FILE N: more than N lines of FILE hold TEXT.
-more_lines() {
-	[ "$(count_lines "$1" "$2")" -gt "$3" ]
-}
-
-# hup_wait PID FILE: SIGHUP to the listener PID, which logs to FILE; return once it says
-# it has read trusted and keyring again.
-hup_wait() {
-	local n
-	n=$(count_lines "^gossip-listen: reloaded: " "$2")
-	kill -HUP "$1"
-	wait_for 5 more_lines "^gossip-listen: reloaded: " "$2" "$n"
-}
 
 # stats PID FILE: SIGUSR1 to the listener PID, which logs to FILE; wait for the counters
 # line it logs and print it.
@@ -250,11 +232,11 @@ PY
 	trust b w
 	cp key2 w/keyring
 	chmod 600 w/keyring
-	hup_wait "$got_pid" got.err   # b now trusts w too
+	hup "$got_pid" got.err gossip-listen   # b now trusts w too
 	gossip-send -d w -t "$(sed -n 1p got.addrs)" set wrongkey 1
 	mknode p
 	trust b p
-	hup_wait "$got_pid" got.err
+	hup "$got_pid" got.err gossip-listen
 	gossip-send -d p -t "$(sed -n 1p got.addrs)" set plaintext 1
 	# Both datagrams reach the listener, and are counted when it drops them.
 	wait_for 5 eval '[[ "$(stats "$got_pid" got.err)" == *"1 not sealed, 1 wrong key"* ]]'
@@ -304,12 +286,12 @@ PY
 		sent=$((sent + 2))
 		for m in a b c; do wait_msgs "got$m" "$sent"; done
 	}
-	hup() { for n in a b c; do eval "hup_wait \$got${n}_pid got$n.err"; done; }
+	hup_all() { for n in a b c; do eval "hup \$got${n}_pid got$n.err gossip-listen"; done; }
 	round 0
-	for n in a b c; do cat new >>$n/keyring; done; hup      # 1. add the new key everywhere
+	for n in a b c; do cat new >>$n/keyring; done; hup_all  # 1. add the new key everywhere
 	round 1
-	for n in a b c; do cat new old >$n/keyring; hup; round "2$n"; done   # 2. make it first, node by node
-	for n in a b c; do cp new $n/keyring; done; hup          # 3. remove the old key
+	for n in a b c; do cat new old >$n/keyring; hup_all; round "2$n"; done   # 2. make it first, node by node
+	for n in a b c; do cp new $n/keyring; done; hup_all      # 3. remove the old key
 	round 3
 	for m in a b c; do
 		! grep -q "wrong key\|not sealed" "got$m.err" || fail "$(cat got$m.err)"
@@ -466,7 +448,7 @@ busy_case() {
 	wait_for 5 eval '[ "$(count_lines "offset 0: $want" got.err)" = 2 ]'
 	gossip-keygen -c >b/keyring
 	chmod 600 b/keyring
-	hup_wait "$got_pid" got.err
+	hup "$got_pid" got.err gossip-listen
 	gossip-send -d a -t "$(sed -n 1p got.addrs)" set k udp
 	gossip-send -d a -t "$(sed -n 2p got.addrs)" set k tcp
 	wait_for 5 eval '[ "$(count_lines "offset 0: $want" got.err)" = 4 ]'
@@ -481,7 +463,7 @@ busy_case() {
 	gossip-send -d c -t "$(cat got.addrs)" set k1 refused
 	wait_for 5 grep -q "untrusted signer" got.err
 	trust b c
-	hup_wait "$got_pid" got.err
+	hup "$got_pid" got.err gossip-listen
 	grep -q "^gossip-listen: reloaded: 3 trusted signers, 0 cluster keys$" got.err
 	gossip-send -d c -t "$(cat got.addrs)" set k2 taken
 	wait_msgs got 1

@@ -16,22 +16,6 @@ teardown() {
 	[ -z "$BG" ] || wait $BG 2>/dev/null || true
 }
 
-# count_lines TEXT FILE: how many lines of FILE hold TEXT (0 when there is no FILE).
-count_lines() {
-	grep -c -- "$1" "$2" 2>/dev/null || true
-}
-
-more_lines() {
-	[ "$(count_lines "$1" "$2")" -gt "$3" ]
-}
-
-# hup PID LOG PROG: SIGHUP to PID; return once LOG has one more "PROG: reloaded" line.
-hup() {
-	local n
-	n=$(count_lines "^$3: reloaded: " "$2")
-	kill -HUP "$1"
-	wait_for 5 more_lines "^$3: reloaded: " "$2" "$n"
-}
 
 has_msgs() {
 	[ "$(cbor_count "$1")" -ge "$2" ]

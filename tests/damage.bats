@@ -285,3 +285,71 @@ b/store: 98 messages verified, 3 damaged regions ($((OFF[10] - OFF[9] + OFF[50] 
 	printf '%s 5\n' "$k" >b/watermarks
 	want_keys b
 }
+
+SEED=0303030303030303030303030303030303030303030303030303030303030303
+I="$BATS_TEST_DIRNAME/interop.py"
+# A Python-made message from SEED's key: py TYPE KEY VALUE VERSION [TIME]
+py() {
+	$PY "$I" make $SEED --type "$1" --key "$2" --value "$3" --version "$4" ${5:+--time "$5"}
+}
+
+@test "losing DIR/watermarks never lets a collected delete come back: the store holds them" {
+	old=$(( $(date +%s) * 1000 - 3 * 86400000 ))
+	py 1 gone v1 100 "$old" >set
+	py 2 gone - 200 "$old" >del
+	mknode c
+	trust b c
+	trust c b
+	for d in b c; do $PY "$I" pub $SEED py >>$d/trusted; done
+	gossip-merge -d c set >/dev/null  # c is stale: it never saw the delete
+	gossip-merge -d b set >/dev/null
+	gossip-merge -d b del >/dev/null
+	gossip-merge -d b compact >/dev/null
+	# The first item of the compacted store is its watermark record.
+	$PY - b/store "$($PY "$I" pub $SEED | cut -d' ' -f1)" <<'PY' || fail "no watermark record"
+import base64, cbor2, hashlib, io, sys
+d = open(sys.argv[1], "rb").read(); item = cbor2.CBORDecoder(io.BytesIO(d)).decode()
+name, wms, check = item
+assert name == "gossip watermarks", item
+assert wms == [[base64.b64decode(sys.argv[2]), 200]], wms
+body = cbor2.dumps(item)[1:-17]
+assert hashlib.blake2b(body, digest_size=16).digest() == check
+PY
+	rm b/watermarks
+	run --separate-stderr gossip-merge -d b --pull sync "gossip-merge -d $T/c serve"
+	assert_success
+	assert_error gossip-merge "b/watermarks was missing; made again from b/store"
+	[ -s b/watermarks ] || fail "watermarks not made again"
+	run gossip-merge -d b get gone
+	assert_failure 1
+	# A plain merge of the old set is stale too, and every other key is kept.
+	run gossip-merge -d b set
+	assert_success
+	assert_output ""
+	want_keys b
+	# A query on a copy without DIR/watermarks reads the record and writes nothing.
+	rm b/watermarks
+	before=$(snapshot b)
+	run gossip-merge -d b get gone
+	assert_failure 1
+	[ "$(snapshot b)" = "$before" ] || fail "a query wrote"
+}
+
+@test "a damaged watermark record is damage like any other: quarantined, the messages kept" {
+	old=$(( $(date +%s) * 1000 - 3 * 86400000 ))
+	$PY "$I" pub $SEED py >>b/trusted
+	py 1 gone v1 100 "$old" >set
+	py 2 gone - 200 "$old" >del
+	gossip-merge -d b set >/dev/null
+	gossip-merge -d b del >/dev/null
+	gossip-merge -d b compact >/dev/null
+	[ "$(head -c 19 b/store | tail -c 17)" = "gossip watermarks" ] || fail "no watermark record"
+	flipbit b/store 30
+	run --separate-stderr gossip-merge -d b check
+	assert_failure 1
+	[[ $output == *"damaged: "*" bytes at offset 0"* ]] || fail "$output"
+	want_keys b
+	# DIR/watermarks (its cache) still holds the watermark.
+	gossip-merge -d b set >out
+	[ ! -s out ] || fail "a replay under the watermark was stored"
+}

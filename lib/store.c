@@ -300,7 +300,88 @@ static void sum_rewrite(struct gossip_store *st, struct gossip_entry **v, size_t
 
 /* ---- reading the store file ---- */
 
-enum rec { REC_OK, REC_WASTE, REC_BAD, REC_MORE };
+enum rec { REC_OK, REC_WASTE, REC_BAD, REC_MORE, REC_WM };
+
+/* ---- the watermark record: the first item of a compacted store whose origins have
+ * watermarks, so that losing DIR/watermarks (a cache of it) never lets a collected
+ * delete come back. Not a message (never indexed, served or synced): the array
+ *   ["gossip watermarks", [[ORIGIN, VERSION], ...], CHECK]
+ * where CHECK is the BLAKE2b-128 of the encoding of the first two elements. At most
+ * WM_PER_RECORD origins a record; more make several records, back to back. */
+
+enum { WM_PER_RECORD = 1000 };
+static const char wm_name[] = "gossip watermarks";
+static const struct gossip_limits wm_limits = {GOSSIP_MSG_MAX, 4, 4 * WM_PER_RECORD + 8};
+
+/* Whether p starts like a watermark record (so that it is read as one, or is damage). */
+static int wm_like(const uint8_t *p, size_t n)
+{
+	return n >= 2 + sizeof wm_name - 1 && p[0] == 0x83 && p[1] == 0x60 + sizeof wm_name - 1 &&
+	       memcmp(p + 2, wm_name, sizeof wm_name - 1) == 0;
+}
+
+/* Check the record of len bytes at p, then raise its origins' watermarks. */
+static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
+{
+	struct gossip_cur c = {p, len, 0};
+	struct gossip_ev ev, pk, v;
+	uint8_t h[16];
+	if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 || ev.u != 3 ||
+	    gossip_cur_expect(&c, GOSSIP_EV_TSTR, &ev, "watermark record") < 0 ||
+	    gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
+	    ev.u > WM_PER_RECORD)
+		return -1;
+	size_t list = c.pos, n = (size_t)ev.u;
+	for (size_t i = 0; i < n; i++)
+		if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 || ev.u != 2 ||
+		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &pk, "watermark record") < 0 || pk.len != 32 ||
+		    gossip_cur_expect(&c, GOSSIP_EV_UINT, &v, "watermark record") < 0)
+			return -1;
+	crypto_generichash(h, 16, p + 1, c.pos - 1, NULL, 0);
+	if (gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "watermark record") < 0 || ev.len != 16 ||
+	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0)
+		return -1;
+	c.pos = list;
+	for (size_t i = 0; i < n; i++) {
+		(void)gossip_cur_next(&c, &ev, "");
+		(void)gossip_cur_next(&c, &pk, "");
+		(void)gossip_cur_next(&c, &v, "");
+		uint32_t id = origin_id(st, pk.data);
+		if (id != UINT32_MAX && v.u > st->origins[id].watermark)
+			st->origins[id].watermark = v.u;
+	}
+	return 0;
+}
+
+/* Append the watermark records of st's origins (none when no origin has one). */
+static int wm_encode(const struct gossip_store *st, struct gossip_buf *b)
+{
+	size_t i = 0;
+	for (;;) {
+		size_t n = 0, j;
+		for (j = i; j < st->norigins && n < WM_PER_RECORD; j++)
+			n += st->origins[j].watermark != 0;
+		if (!n)
+			return 0;
+		size_t at = b->len;
+		uint8_t h[16];
+		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 3) < 0 ||
+		    gossip_cbor_str(b, GOSSIP_MT_TSTR, wm_name, sizeof wm_name - 1) < 0 ||
+		    gossip_cbor_head(b, GOSSIP_MT_ARRAY, n) < 0)
+			return -1;
+		for (; i < j; i++) {
+			if (!st->origins[i].watermark)
+				continue;
+			if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 2) < 0 ||
+			    gossip_cbor_str(b, GOSSIP_MT_BSTR, st->origins[i].pk, 32) < 0 ||
+			    gossip_cbor_head(b, GOSSIP_MT_UINT, st->origins[i].watermark) < 0)
+				return -1;
+		}
+		crypto_generichash(h, 16, b->p + at + 1, b->len - at - 1, NULL, 0);
+		if (gossip_cbor_str(b, GOSSIP_MT_BSTR, h, 16) < 0)
+			return -1;
+	}
+}
 
 /* What lies at p (n bytes, as much as the file holds up to GOSSIP_MSG_MAX): a message
  * whose signature is proven (verified now, or listed in DIR/store.sum), to index; news
@@ -310,6 +391,12 @@ static enum rec record_at(struct gossip_store *st, const uint8_t *p, size_t n, s
                           struct store_item *it)
 {
 	struct gossip_msg m;
+	if (wm_like(p, n)) {
+		int s = gossip_cbor_scan(p, n, &wm_limits, NULL, len);
+		if (s == GOSSIP_SCAN_MORE)
+			return REC_MORE;
+		return s == GOSSIP_SCAN_OK && wm_parse(st, p, *len) == 0 ? REC_WM : REC_BAD;
+	}
 	int s = gossip_cbor_scan(p, n, &gossip_msg_limits, NULL, len);
 	if (s == GOSSIP_SCAN_MORE)
 		return REC_MORE;
@@ -485,13 +572,13 @@ static int catch_up(struct gossip_store *st)
 		}
 		struct store_item it;
 		enum rec c = record_at(st, buf + (pos - wpos), need, &len, &it);
-		if (c == REC_OK || c == REC_WASTE) {
+		if (c == REC_OK || c == REC_WASTE || c == REC_WM) {
 			if (bad != UINT64_MAX && note_damage(st, bad, pos - bad, 0) < 0)
 				goto out;
 			bad = UINT64_MAX;
 			if (c == REC_WASTE)
 				st->dead_bytes += len;
-			else if (store_index_item(st, &it, pos) < 0)
+			else if (c == REC_OK && store_index_item(st, &it, pos) < 0)
 				goto out;
 			pos += len;
 			st->end = pos;
@@ -530,6 +617,8 @@ out:
 	return r;
 }
 
+static int write_watermarks(struct gossip_store *st);
+
 static int load_watermarks(struct gossip_store *st)
 {
 	struct gossip_buf b = {0};
@@ -555,9 +644,10 @@ static int load_watermarks(struct gossip_store *st)
 		if (!sp || gossip_unb64(pk, 32, line, (size_t)(sp - line)) < 0 || sp[1] < '0' ||
 		    sp[1] > '9' || errno == ERANGE || *end) {
 			gossip_seterr("store: %s line %u: want \"ORIGIN VERSION\" (a version of at most 20 "
-			              "digits); restore the file from a backup, or run gossip-merge compact "
-			              "after moving it away (deletes older than the tombstone time to live "
-			              "may then come back from a stale peer)", path, no);
+			              "digits); restore the file from a backup, or move it away: it is made "
+			              "again from the store's watermark record (a store last compacted by an "
+			              "older version has none, and deletes older than the tombstone time to "
+			              "live may then come back from a stale peer)", path, no);
 			gossip_buf_free(&b);
 			return -1;
 		}
@@ -600,10 +690,20 @@ int gossip_store_lock(struct gossip_store *st)
 			return -1;
 		}
 	}
+	int fresh = st->end == 0;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
 	}
+	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
+	if (fresh && !ro && access(gossip_path(st->dir, "watermarks"), F_OK) != 0 && errno == ENOENT)
+		for (size_t i = 0; i < st->norigins; i++)
+			if (st->origins[i].watermark) {
+				if (write_watermarks(st) == 0)
+					gossip_warn("store: %s/watermarks was missing; made again from %s/store",
+					            st->dir, st->dir);
+				break;
+			}
 	return 0;
 }
 
@@ -862,6 +962,18 @@ static int write_watermarks(struct gossip_store *st)
 	return r;
 }
 
+/* Write what w holds to fd (empty it; freed on failure). */
+static int flush_to(int fd, struct gossip_buf *w, const char *name)
+{
+	if (w->len && gossip_write_all(fd, w->p, w->len) < 0) {
+		gossip_seterr("store: cannot write %s: %s", name, strerror(errno));
+		gossip_buf_free(w);
+		return -1;
+	}
+	w->len = 0;
+	return 0;
+}
+
 int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after)
 {
 	char tmp[4200];
@@ -893,7 +1005,14 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		gossip_seterr("store: cannot create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
+	/* The watermarks go first, inside the store: DIR/watermarks is only their cache. */
 	struct gossip_buf w = {0};
+	if (wm_encode(st, &w) < 0) {
+		gossip_seterr("store: out of memory");
+		gossip_buf_free(&w);
+		goto out;
+	}
+	off = w.len;
 	for (size_t i = 0; i < n; i++) {
 		struct gossip_entry *e = v[i];
 		if (store_read(st, e, buf) < 0) {
@@ -905,17 +1024,13 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 			gossip_buf_free(&w);
 			goto out;
 		}
-		if (w.len >= CHUNK || i + 1 == n) {
-			if (gossip_write_all(fd, w.p, w.len) < 0) {
-				gossip_seterr("store: cannot write %s: %s", tmp, strerror(errno));
-				gossip_buf_free(&w);
-				goto out;
-			}
-			w.len = 0;
-		}
+		if (w.len >= CHUNK && flush_to(fd, &w, tmp) < 0)
+			goto out;
 		e->off = off;
 		off += e->len;
 	}
+	if (flush_to(fd, &w, tmp) < 0)
+		goto out;
 	gossip_buf_free(&w);
 	if (fsync(fd) < 0 || write_watermarks(st) < 0 ||
 	    rename(tmp, gossip_path(st->dir, "store")) < 0) {

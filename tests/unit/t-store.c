@@ -227,6 +227,140 @@ static void test_future_watermark(const struct gossip_identity *a, uint64_t now)
 	gossip_buf_free(&m);
 }
 
+static int offsets_each(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	(void)p;
+	uint64_t *v = ctx;
+	v[++v[0]] = e->off;
+	return 0;
+}
+
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Write the n bytes at p to DIR/store (replacing it). */
+static void write_store(const char *d, const uint8_t *p, size_t n)
+{
+	int fd = open(gossip_path(d, "store"), O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0 || gossip_write_all(fd, p, n) < 0)
+		exit(2);
+	close(fd);
+}
+
+/* Scanning past damage: the scan resynchronises on the next proven message, so every
+ * intact message keeps its exact offset, and each damaged region is reported as the
+ * bytes between (read-only: nothing written; a writer quarantines them). */
+static void test_resync(const struct gossip_identity *a, uint64_t now)
+{
+	char *d = temp_dir("t-store-resync");
+	struct gossip_store_opts ro = gossip_store_defaults;
+	struct gossip_buf m = {0}, f = {0};
+	size_t len[6], n;
+	uint64_t off[7] = {0}, got[8];
+	char key[8];
+	ro.readonly = 1;
+	for (int i = 0; i < 6; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		len[i] = sign_msg(&m, a, GOSSIP_T_SET, key, "value", 1, now);
+		off[i + 1] = off[i] + len[i];
+	}
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	ok(st && append(st, &m, NULL) == 0, "six messages stored");
+	gossip_store_close(st);
+	/* k1 with a changed byte in its middle; 7 bytes of garbage between k3 and k4. */
+	gossip_buf_put(&f, m.p, off[4]);
+	f.p[off[1] + len[1] / 2] ^= 0x10;
+	gossip_buf_put(&f, "garbage", 7);
+	gossip_buf_put(&f, m.p + off[4], off[6] - off[4]);
+	write_store(d, f.p, f.len);
+	uint64_t want[5] = {off[0], off[2], off[3], off[4] + 7, off[5] + 7};
+
+	st = gossip_store_open(d, &ro);
+	const struct gossip_store_damage *dm = st ? gossip_store_damage(st, &n) : NULL;
+	ok(dm && n == 2, "read-only: two damaged regions (%zu)", dm ? n : 0);
+	ok(dm && n == 2 && dm[0].off == off[1] && dm[0].len == len[1] && !dm[0].torn,
+	   "the changed message: exactly its bytes (%llu at %llu)", dm ? (unsigned long long)dm[0].len : 0,
+	   dm ? (unsigned long long)dm[0].off : 0);
+	ok(dm && n == 2 && dm[1].off == off[4] && dm[1].len == 7 && !dm[1].torn,
+	   "the garbage: exactly its 7 bytes, where it was inserted");
+	got[0] = 0;
+	ok(st && gossip_store_each(st, 0, offsets_each, got) == 0 && got[0] == 5,
+	   "the five intact messages are indexed");
+	qsort(got + 1, got[0] < 8 ? got[0] : 0, sizeof got[1], by_u64);
+	ok(got[0] == 5 && memcmp(got + 1, want, sizeof want) == 0,
+	   "each at its exact offset (the ones after the garbage 7 bytes later)");
+	ok(access(gossip_path(d, "quarantine"), F_OK) != 0 && file_size(d, "store") == f.len,
+	   "read-only: nothing quarantined, nothing cut");
+	gossip_store_close(st);
+
+	/* Damage that runs to the end and is not just a torn prefix (a whole item, then the
+	 * prefix of a message) is kept whole: only a torn tail alone is ever cut. */
+	uint8_t item[3] = {0x82, 0x01, 0x02};
+	gossip_buf_put(&f, item, 3);
+	gossip_buf_put(&f, m.p, len[0] - 5);
+	write_store(d, f.p, f.len);
+	st = gossip_store_open(d, NULL);
+	dm = st ? gossip_store_damage(st, &n) : NULL;
+	ok(dm && n == 3 && dm[2].off == f.len - len[0] + 5 - 3 && dm[2].len == len[0] - 5 + 3 &&
+	   !dm[2].torn, "writer: an item and a torn prefix at the end are one damaged region");
+	ok(file_size(d, "store") == f.len, "kept, not cut");
+	char q[300];
+	struct stat sb;
+	stat(gossip_path(d, "store"), &sb);
+	snprintf(q, sizeof q, "quarantine/store-%llu-%llu", (unsigned long long)sb.st_ino,
+	         (unsigned long long)off[1]);
+	ok(file_size(d, q) == len[1], "the changed message is copied to %s", q);
+	gossip_store_close(st);
+	rm_dir(d);
+	gossip_buf_free(&m);
+	gossip_buf_free(&f);
+}
+
+/* The watermarks are in the store: DIR/watermarks lost is made again, and a collected
+ * delete stays collected. */
+static void test_watermark_record(const struct gossip_identity *a, uint64_t now)
+{
+	char *d = temp_dir("t-store-wmrec");
+	struct gossip_store_opts opts = gossip_store_defaults;
+	struct gossip_buf m = {0};
+	enum gossip_class cls[2];
+	opts.tombstone_ttl_ms = opts.event_ttl_ms = 1000;
+	sign_msg(&m, a, GOSSIP_T_SET, "gone", "v", 100, now - 10000);
+	sign_msg(&m, a, GOSSIP_T_DEL, "gone", NULL, 200, now - 10000);
+	struct gossip_store *st = gossip_store_open(d, &opts);
+	ok(st && append(st, &m, cls) == 0 && cls[1] == GOSSIP_NEW, "a set and its delete stored");
+	ok(st && gossip_store_compact(st, NULL, NULL) == 0 && file_size(d, "watermarks") > 0,
+	   "compaction collects the delete and writes a watermark");
+	gossip_store_close(st);
+	struct gossip_buf f = {0};
+	gossip_read_file(gossip_path(d, "store"), 1 << 20, &f);
+	ok(f.len > 20 && memcmp(f.p + 2, "gossip watermarks", 17) == 0,
+	   "the store starts with its watermark record (%zu bytes)", f.len);
+	unlink(gossip_path(d, "watermarks"));
+	st = gossip_store_open(d, &opts);
+	ok(st && classify(st, a, GOSSIP_T_SET, "gone", 100, now - 10000) == GOSSIP_STALE,
+	   "DIR/watermarks lost: the old set is still stale");
+	ok(file_size(d, "watermarks") > 0, "and a writer made DIR/watermarks again");
+	size_t n;
+	gossip_store_damage(st, &n);
+	ok(n == 0, "the record is no damage");
+	gossip_store_close(st);
+	f.p[f.len - 3] ^= 1;  /* in its check */
+	write_store(d, f.p, f.len);
+	unlink(gossip_path(d, "watermarks"));
+	opts.readonly = 1;
+	st = gossip_store_open(d, &opts);
+	const struct gossip_store_damage *dm = st ? gossip_store_damage(st, &n) : NULL;
+	ok(dm && n == 1 && dm[0].off == 0 && dm[0].len == f.len, "a changed record is damage");
+	gossip_store_close(st);
+	rm_dir(d);
+	gossip_buf_free(&m);
+	gossip_buf_free(&f);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -393,6 +527,8 @@ int main(void)
 	test_equivocation(&a, now);
 	test_visible(&a, &b, now);
 	test_future_watermark(&a, now);
+	test_resync(&a, now);
+	test_watermark_record(&a, now);
 
 	rm_dir(d1);
 	rm_dir(d2);

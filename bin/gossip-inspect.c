@@ -93,6 +93,43 @@ static void json(const struct gossip_msg *m, const struct gossip_signer *sg, int
 	printf("}\n");
 }
 
+/* One origin of a watermark record, as a line or a JSON object. */
+static void watermark(void *ctx, const uint8_t pk[32], uint64_t version)
+{
+	int *first = ctx;
+	char b64[4 * ((32 + 2) / 3) + 1];
+	const struct gossip_signer *sg = gossip_trust_find(&trust, pk);
+	gossip_b64(b64, pk, 32);
+	if (mode == JSON) {
+		printf("%s{\"origin\":\"%s\",\"name\":", *first ? "" : ",", b64);
+		if (sg && sg->name)
+			gossip_put_string(stdout, (const uint8_t *)sg->name, strlen(sg->name), 0);
+		else
+			printf("null");
+		printf(",\"version\":%llu}", (unsigned long long)version);
+	} else
+		printf("  %s %s  %llu\n", b64, sg && sg->name ? sg->name : "-", (unsigned long long)version);
+	*first = 0;
+}
+
+/* A compaction's watermark record (not a message): shown as what it is. 1 when item was
+ * one (a damaged one is left to the message check, which rejects it). */
+static int watermarks(const uint8_t *item, size_t len, uint64_t off)
+{
+	int first = 1;
+	if (gossip_store_watermarks(item, len, NULL, NULL) != 1)
+		return 0;
+	if (mode == JSON)
+		printf("{\"offset\":%llu,\"watermarks\":[", (unsigned long long)off);
+	else
+		printf("watermarks (offset %llu; the store's record of collected deletes: versions at "
+		       "or below are stale)\n", (unsigned long long)off);
+	gossip_store_watermarks(item, len, watermark, &first);
+	printf(mode == JSON ? "]}\n" : "\n");
+	fflush(stdout);
+	return 1;
+}
+
 /* 0 when every item verified (or, with --diag, was well-formed), 1 when one did not,
  * 2 when the input could not be read as a CBOR sequence. */
 static int inspect(int fd, const char *name)
@@ -110,6 +147,8 @@ static int inspect(int fd, const char *name)
 			putchar('\n');
 			continue;
 		}
+		if (watermarks(item, len, off))
+			continue;
 		struct gossip_msg m;
 		const struct gossip_signer *sg;
 		enum gossip_verdict v = gossip_check(item, len, &trust, &m, &sg);

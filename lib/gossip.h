@@ -566,6 +566,11 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 /* Rewrite the store with only current messages, collecting expired deletes and events
  * (raising their origins' watermarks). Takes the lock itself. */
 int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after);
+/* A compaction's watermark record (gossip(7), the first item of a compacted store; not a
+ * message): 1, with each origin's watermark given to each (may be NULL); 0 when p is not
+ * one; -1 when it starts like one but is damaged. */
+int gossip_store_watermarks(const uint8_t *p, size_t n,
+                            void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx);
 /* Call fn for every current message stored at or after offset since, in store order; the
  * bytes are valid during the call. fn returning non-zero stops the walk (returned). */
 typedef int gossip_each_fn(void *ctx, const struct gossip_entry *e, const uint8_t *p);

@@ -320,12 +320,14 @@ static int wm_like(const uint8_t *p, size_t n)
 	       memcmp(p + 2, wm_name, sizeof wm_name - 1) == 0;
 }
 
-/* Check the record of len bytes at p, then raise its origins' watermarks. */
-static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
+int gossip_store_watermarks(const uint8_t *p, size_t len,
+                            void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx)
 {
 	struct gossip_cur c = {p, len, 0};
 	struct gossip_ev ev, pk, v;
 	uint8_t h[16];
+	if (!wm_like(p, len))
+		return 0;
 	if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 || ev.u != 3 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_TSTR, &ev, "watermark record") < 0 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
@@ -339,18 +341,33 @@ static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
 			return -1;
 	crypto_generichash(h, 16, p + 1, c.pos - 1, NULL, 0);
 	if (gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "watermark record") < 0 || ev.len != 16 ||
-	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0)
+	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0) {
+		gossip_seterr("a damaged watermark record");
 		return -1;
+	}
 	c.pos = list;
 	for (size_t i = 0; i < n; i++) {
 		(void)gossip_cur_next(&c, &ev, "");
 		(void)gossip_cur_next(&c, &pk, "");
 		(void)gossip_cur_next(&c, &v, "");
-		uint32_t id = origin_id(st, pk.data);
-		if (id != UINT32_MAX && v.u > st->origins[id].watermark)
-			st->origins[id].watermark = v.u;
+		if (each)
+			each(ctx, pk.data, v.u);
 	}
-	return 0;
+	return 1;
+}
+
+static void wm_raise(void *ctx, const uint8_t pk[32], uint64_t version)
+{
+	struct gossip_store *st = ctx;
+	uint32_t id = origin_id(st, pk);
+	if (id != UINT32_MAX && version > st->origins[id].watermark)
+		st->origins[id].watermark = version;
+}
+
+/* Check the record of len bytes at p, then raise its origins' watermarks. */
+static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
+{
+	return gossip_store_watermarks(p, len, wm_raise, st) == 1 ? 0 : -1;
 }
 
 /* Append the watermark records of st's origins (none when no origin has one). */

@@ -180,6 +180,7 @@ PY
 	[ "$(gossip-merge -d t/b get r0-key1)" = "value-1-$pad" ]
 	exec 4>&-
 	wait "$BG" || fail "exit $?: $(cat err)"
+}
 
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {
 	pad=$(printf 'x%.0s' $(seq 1 3000))

@@ -260,7 +260,7 @@ static void test_resync(const struct gossip_identity *a, uint64_t now)
 	struct gossip_buf m = {0}, f = {0};
 	size_t len[6], n;
 	uint64_t off[7] = {0}, got[8];
-	char key[8];
+	char key[16];
 	ro.readonly = 1;
 	for (int i = 0; i < 6; i++) {
 		snprintf(key, sizeof key, "k%d", i);

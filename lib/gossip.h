@@ -68,7 +68,8 @@ int gossip_buf_put(struct gossip_buf *b, const void *p, size_t n);
 int gossip_buf_reserve(struct gossip_buf *b, size_t n);
 void gossip_buf_free(struct gossip_buf *b);
 
-/* Read a whole file (or "-" for stdin) of at most max bytes. */
+/* Read a whole file (or "-" for stdin) of at most max bytes into an empty out; on an
+ * error out is freed. A FIFO that nobody writes to is an error, not a wait. */
 int gossip_read_file(const char *path, size_t max, struct gossip_buf *out);
 /* Write all of p, retrying short writes. */
 int gossip_write_all(int fd, const void *p, size_t n);

@@ -204,6 +204,7 @@ int gossip_read_file(const char *path, size_t max, struct gossip_buf *out)
 fail:
 	if (fd != 0)
 		close(fd);
+	gossip_buf_free(out);  /* nothing of a file that did not load */
 	return -1;
 }
 

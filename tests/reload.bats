@@ -28,6 +28,19 @@ send_one() {
 	wait_for 10 has_msgs got "$1" || fail "message $1 was lost: $(cat got.err send.err)"
 }
 
+# sender_on_fifo: a gossip-send from a to the listener in got.addrs (logging to
+# send.err), reading the FIFO `in`, written on fd 5; returns once its connection or socket
+# is open (the first message is through), with its pid in SPID.
+sender_on_fifo() {
+	mkfifo in
+	gossip-send -d a -t "$(cat got.addrs)" <in 2>send.err & BG="$BG $!"
+	SPID=$!
+	exec 5>in
+	wait_for 5 handler_in "$SPID"
+	gossip-send -d a set first 0 >&5
+	wait_for 10 has_msgs got 1
+}
+
 @test "key rotation with a running listener and sender: no message lost; the removed key is refused" {
 	gossip-keygen -c >old
 	gossip-keygen -c >new
@@ -160,14 +173,8 @@ PY
 	gossip-listen -d b -a got.addrs tcp://127.0.0.1:0 >got 2>got.err & BG=$!
 	wait_for 10 test -s got.addrs
 	seq 1 600 | sed 's/.*/set f& &/' | gossip-send -d a batch >msgs
-	mkfifo in
-	gossip-send -d a -t "$(cat got.addrs)" <in 2>send.err & BG="$BG $!"
-	spid=$!
-	exec 5>in
-	wait_for 5 handler_in "$spid"
-	# The connection is open once the first message is through.
-	gossip-send -d a set first 0 >&5
-	wait_for 10 has_msgs got 1
+	sender_on_fifo
+	spid=$SPID
 	before=$(fds "$spid")
 	storm "$spid" 400 & BG="$BG $!"
 	hpid=$!
@@ -272,14 +279,8 @@ reload_refused() {
 	for n in a b; do cp k $n/keyring; chmod 600 $n/keyring; done
 	gossip-listen -d b -a got.addrs udp://127.0.0.1:0 >got 2>got.err & BG=$!
 	wait_for 10 test -s got.addrs
-	mkfifo in
-	gossip-send -d a -t "$(cat got.addrs)" <in 2>send.err & BG="$BG $!"
-	spid=$!
-	exec 5>in
-	wait_for 5 handler_in "$spid"
-	# Its socket is open once the first message is through.
-	gossip-send -d a set first 0 >&5
-	wait_for 10 has_msgs got 1
+	sender_on_fifo
+	spid=$SPID
 	before=$(fds "$spid")
 	i=1
 	for kind in fifo fifo-link zero dir big cut garbage open; do

@@ -162,7 +162,9 @@ elapsed_ms() {
 	gossip-node -d "$T/n2" -l "127.0.0.1:${PORTS[1]}" -p "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
 		</dev/null >n2.out 2>n2.log 3>&- &
 	pid=$! PGID_n2=$! NODES="$NODES n2"
+	# Each knows the other alive: a node tells the members it knows that it leaves.
 	wait_for 10 sh -c "[ \"\$(gossip-node -d $T/n1 -j status | jq .alive)\" = 2 ]"
+	wait_for 10 sh -c "[ \"\$(gossip-node -d $T/n2 -j status | jq .alive)\" = 2 ]"
 	kill -TERM "$pid"
 	wait "$pid" || fail "exit $?: $(cat n2.log)"
 	gone "$pid" || fail "left running: $(group_procs "$pid")"

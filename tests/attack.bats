@@ -199,13 +199,19 @@ PY
 	[ -z "$output" ]
 }
 
-@test "an equivocating pair converges: the same state everywhere, kept as proof, charged once" {
+# equivocation: b and c trust each other and the signer py; x and y are two different
+# messages py signed with the same key and version (k = one, k = two).
+equivocation() {
 	mknode c
 	for n in b c; do $PY "$I" pub $SEED py >>$n/trusted; done
 	trust b c
 	trust c b
 	py 1 k one 500 >x
 	py 1 k two 500 >y
+}
+
+@test "an equivocating pair converges: the same state everywhere, kept as proof, charged once" {
+	equivocation
 	gossip-merge -d b x >/dev/null
 	run --separate-stderr gossip-merge -d b y
 	assert_failure 1
@@ -254,12 +260,7 @@ PY
 }
 
 @test "an equivocating pair held one message on each side: a sync exchanges them and both keep the same one" {
-	mknode c
-	for n in b c; do $PY "$I" pub $SEED py >>$n/trusted; done
-	trust b c
-	trust c b
-	py 1 k one 500 >x
-	py 1 k two 500 >y
+	equivocation
 	gossip-merge -d b x >/dev/null
 	gossip-merge -d c y >/dev/null
 	[ "$(gossip-merge -d b digest)" != "$(gossip-merge -d c digest)" ]

@@ -338,8 +338,6 @@ int main(void)
 	for (int i = 1; i < MEMBERS; i++)
 		gossip_identity_free(&ids[i]);
 	gossip_author_close(&me);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	system(cmd);
+	rm_dir(dir);
 	return tap_done();
 }

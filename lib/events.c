@@ -366,3 +366,110 @@ void gossip_event_reader_free(struct gossip_event_reader *r)
 	gossip_log_tail_close(&r->tail);
 	gossip_buf_free(&r->buf);
 }
+
+/* ---- handler specs ---- */
+
+static const char *const member_events[] = {
+	"member-join",   "member-update", "member-suspect",      "member-alive",     "member-failed",
+	"member-leave",  "member-reap",   "partition-suspected", "partition-healed", NULL};
+
+/* The kind a filter starts with (its length in *len), or NULL. */
+static const char *filter_kind(const char *f, size_t n, size_t *len)
+{
+	static const char *const kinds[] = {"member", "user", "query", "key", "*", NULL};
+	for (int i = 0; member_events[i]; i++) {
+		size_t k = strlen(member_events[i]);
+		if (n >= k && !memcmp(f, member_events[i], k) && (n == k || f[k] == ':')) {
+			*len = k;
+			return member_events[i];
+		}
+	}
+	for (int i = 0; kinds[i]; i++) {
+		size_t k = strlen(kinds[i]);
+		if (n >= k && !memcmp(f, kinds[i], k) && (n == k || f[k] == ':' || f[k] == '-')) {
+			*len = k;
+			return kinds[i];
+		}
+	}
+	return NULL;
+}
+
+int gossip_handler_parse(const char *spec, struct gossip_handler *h)
+{
+	static const char want[] = "want member, member-join, member-update, member-suspect, "
+	                           "member-alive, member-failed, member-leave, member-reap, "
+	                           "partition-suspected, partition-healed, user[:NAME], "
+	                           "query[:NAME], key[:PREFIX] or *";
+	memset(h, 0, sizeof *h);
+	h->command = spec;
+	const char *eq = strchr(spec, '=');
+	size_t len;
+	/* Filters only when the text before '=' starts like one: "FOO=1 ./h" is a command. */
+	const char *comma = eq ? memchr(spec, ',', (size_t)(eq - spec)) : NULL;
+	if (eq && filter_kind(spec, (size_t)((comma ? comma : eq) - spec), &len)) {
+		for (const char *f = spec; f < eq;) {
+			const char *end = memchr(f, ',', (size_t)(eq - f));
+			if (!end)
+				end = eq;
+			size_t n = (size_t)(end - f);
+			const char *kind = filter_kind(f, n, &len);
+			int takes = kind && (!strcmp(kind, "user") || !strcmp(kind, "query") || !strcmp(kind, "key"));
+			if (!kind || (len < n && (!takes || f[len] != ':'))) {
+				gossip_seterr("%.*s: not an event filter (%s)", (int)n, f, want);
+				return -1;
+			}
+			if (len < n && len + 1 == n) {
+				gossip_seterr("%.*s: want a name after the colon (%.*s:NAME), or no colon", (int)n,
+				              f, (int)len, f);
+				return -1;
+			}
+			if (h->nfilters == GOSSIP_HANDLER_FILTERS) {
+				gossip_seterr("%.*s: at most %d filters in one handler", (int)(eq - spec), spec,
+				              GOSSIP_HANDLER_FILTERS);
+				return -1;
+			}
+			if (n - len > sizeof h->filter[0].arg) {
+				gossip_seterr("%.*s...: a filter's name is at most 1024 bytes", 40, f);
+				return -1;
+			}
+			snprintf(h->filter[h->nfilters].kind, sizeof h->filter[0].kind, "%s", kind);
+			if (len < n)
+				memcpy(h->filter[h->nfilters].arg, f + len + 1, n - len - 1);
+			h->nfilters++;
+			f = end + (end < eq);
+			if (end < eq && f == eq) {
+				gossip_seterr("%.*s: not an event filter list (an empty filter after the last "
+				              "comma)", (int)(eq - spec), spec);
+				return -1;
+			}
+		}
+		h->command = eq + 1;
+	}
+	const char *c = h->command;
+	while (*c == ' ' || *c == '\t')
+		c++;
+	if (!*c) {
+		gossip_seterr("%s: want a command to run%s", spec, eq ? " after the filters" : "");
+		return -1;
+	}
+	return 0;
+}
+
+int gossip_handler_wants(const struct gossip_handler *h, const char *event, const char *name)
+{
+	if (!h->nfilters)
+		return 1;
+	for (int i = 0; i < h->nfilters; i++) {
+		const char *k = h->filter[i].kind, *arg = h->filter[i].arg;
+		if (!strcmp(k, "*") || !strcmp(k, event) ||
+		    (!strcmp(k, "member") && !strncmp(event, "member-", 7))) {
+			if (!*arg)
+				return 1;
+			if (!name)
+				continue;
+			if (!strcmp(k, "key") ? !strncmp(name, arg, strlen(arg)) : !strcmp(name, arg))
+				return 1;
+		}
+	}
+	return 0;
+}

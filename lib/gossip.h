@@ -763,6 +763,27 @@ struct gossip_trouble {
 int gossip_trouble(struct gossip_trouble *t, uint64_t now);
 uint64_t gossip_trouble_over(struct gossip_trouble *t);
 
+/* Handler specs, Serf's shape: -x [FILTER[,FILTER...]=]COMMAND (gossip-peers(1)). A
+ * FILTER is member (every member-* event), one event's name (member-join, ...,
+ * partition-healed), user or user:NAME, query or query:NAME, key or key:PREFIX, or *.
+ * The text before the first '=' is a list of filters when it starts like one (a known
+ * kind); then every filter in it must be good. Otherwise the whole spec is the command
+ * ("FOO=1 ./h" is a command). No filter: every event. */
+#define GOSSIP_HANDLER_FILTERS 16
+struct gossip_handler {
+	const char *command;  /* points into the spec given */
+	int nfilters;
+	struct {
+		char kind[24];  /* member, member-join, ..., user, query, key, * */
+		char arg[1025];  /* user:NAME, query:NAME, key:PREFIX ("": any) */
+	} filter[GOSSIP_HANDLER_FILTERS];
+};
+/* 0, or -1 with the error set (a filter not known, an empty name or command, too many). */
+int gossip_handler_parse(const char *spec, struct gossip_handler *h);
+/* Whether h runs for event (user, query, key, or a member or partition event's name) about
+ * name (the user event's or query's name, or the key; NULL for the others). */
+int gossip_handler_wants(const struct gossip_handler *h, const char *event, const char *name);
+
 /* DIR/events is a CBOR sequence of [time, event, id, name, state, [addresses], [tags]].
  * The events: member-join, member-update, member-suspect, member-alive (a suspect is back:
  * it refuted the suspicion), member-failed, member-leave, member-reap (about a member p),

@@ -160,15 +160,16 @@ static void tags_load(struct taglist *l, const char *dir)
 	gossip_buf_free(&b);
 }
 
-static void tags_save(const struct taglist *l, const char *dir)
+/* 0, or -1 with the error set. */
+static int tags_save(const struct taglist *l, const char *dir)
 {
 	struct gossip_buf b = {0};
 	for (int i = 0; i < l->n; i++)
 		if (gossip_buf_put(&b, l->v[i], strlen(l->v[i])) < 0 || gossip_buf_put(&b, "\n", 1) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "%s", strerror(ENOMEM));
-	if (gossip_write_atomic(gossip_path(dir, "tags"), b.p ? (const void *)b.p : "", b.len, 0644, 0) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	int r = gossip_write_atomic(gossip_path(dir, "tags"), b.p ? (const void *)b.p : "", b.len, 0644, 0);
 	gossip_buf_free(&b);
+	return r;
 }
 
 static int do_announce(const struct opts *o)
@@ -198,8 +199,9 @@ static int do_announce(const struct opts *o)
 	memcpy(m.tags, tags.v, sizeof m.tags);
 	if (isatty(1))
 		gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the announcement into gossip-merge");
-	if (o->ntags)
-		tags_save(&tags, o->dir);
+	/* The announcement matters more than the file (a full disk): a warning. */
+	if (o->ntags && tags_save(&tags, o->dir) < 0)
+		gossip_warn("%s; the tags are announced, but not kept for gossip-peers tag", gossip_error());
 	author_open(&a, o->dir);
 	snprintf(m.name, sizeof m.name, "%s", *a.id.name ? a.id.name : "node");
 	/* The incarnation rises with every announcement: a restarted node is news. */
@@ -894,7 +896,8 @@ static int do_tag(struct opts *o, int untag, int argc, char **argv)
 	int running = gossip_node_running(o->dir, &pid);
 	if (running < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	tags_save(&tags, o->dir);
+	if (tags_save(&tags, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (!running) {
 		gossip_warn("%s: no node is running here: the tags are in %s/tags, announced at its next "
 		            "start", o->dir, o->dir);

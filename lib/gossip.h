@@ -945,7 +945,8 @@ int gossip_sim_randombytes(struct gossip_rng *r);
 /* ---- stats.c: a program's counters, for gossip-node status ---------------------------- */
 
 /* A long-running program counts in memory (its own uint64_t variables: an increment on
- * the hot path, nothing more) and registers each counter by name. The first process of a
+ * the hot path, nothing more) and registers each counter by name. Only when DIR/stats
+ * exists (gossip-node makes it at each start) are counters written. The first process of a
  * program to open its stats owns DIR/stats/PROGRAM (a lock held for its life) and
  * rewrites it (temp file and rename) with "name value" lines, at most once a second when
  * a counter changed (gossip_stats_tick) and when it closes, adding what the file held

@@ -29,9 +29,15 @@ enum { R_MALFORMED, R_BADSIG, R_UNTRUSTED, R_FORBIDDEN, R_UNSEALED, R_WRONGKEY, 
 static const char *const reason_names[R_N] = {"malformed", "bad signature", "untrusted",
                                               "key not allowed", "not sealed", "wrong key",
                                               "too large", "from the future"};
+/* The same reasons as counters in DIR/stats/listen (gossip-node status). */
+static const char *const reason_counters[R_N] = {"refused_malformed", "refused_bad_signature",
+                                                 "refused_untrusted", "refused_forbidden",
+                                                 "refused_unsealed", "refused_wrong_key",
+                                                 "refused_too_large", "refused_future"};
 static struct {
 	uint64_t datagrams, streams, bytes, accepted, dups, rejected[R_N];
 } count;
+static struct gossip_stats counters;
 
 static struct gossip_trust trust;
 static uint64_t max_skew_ms;  /* 0: the default */
@@ -544,10 +550,19 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	gossip_stats_open(&counters, dir, "listen");
+	gossip_stats_add(&counters, "received_datagrams", &count.datagrams);
+	gossip_stats_add(&counters, "received_streams", &count.streams);
+	gossip_stats_add(&counters, "received_bytes", &count.bytes);
+	gossip_stats_add(&counters, "accepted", &count.accepted);
+	gossip_stats_add(&counters, "duplicates", &count.dups);
+	for (int i = 0; i < R_N; i++)
+		gossip_stats_add(&counters, reason_counters[i], &count.rejected[i]);
 
 	if (argc == 1 && strcmp(argv[0], "-") == 0) {
 		int r = serve_stdin();
 		stats();
+		gossip_stats_close(&counters);
 		return r;
 	}
 
@@ -594,6 +609,7 @@ int main(int argc, char **argv)
 		if (r < 0 && errno != EINTR)
 			gossip_die(GOSSIP_EXIT_ERR, "poll: %s", strerror(errno));
 		uint64_t now = gossip_now_ms();
+		gossip_stats_tick(&counters, now);
 		for (int i = 0; r > 0 && i < nl; i++) {
 			if (!(pfd[i].revents & POLLIN))
 				continue;
@@ -678,6 +694,7 @@ int main(int argc, char **argv)
 		}
 	}
 	stats();
+	gossip_stats_close(&counters);
 	for (int k = 0; k < maxconn; k++) {
 		if (conns[k].fd >= 0)
 			close(conns[k].fd);

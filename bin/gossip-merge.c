@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,37 @@ static int store_trouble(const struct gossip_merger *mg, int failed)
 	return 1;
 }
 
+/* Counters for gossip-node status (DIR/stats/merge): of every verb that stores. */
+static struct gossip_stats counters;
+static uint64_t syncs_done, syncs_failed, serves_done, serves_failed;
+
+static void count_merger(struct gossip_merger *mg)
+{
+	gossip_stats_open(&counters, dir, "merge");
+	gossip_stats_add(&counters, "stored", &mg->added);
+	gossip_stats_add(&counters, "stale", &mg->stale);
+	gossip_stats_add(&counters, "refused_by_merge", &mg->rejected);
+	gossip_stats_add(&counters, "equivocations", &mg->equivocations);
+	gossip_stats_add(&counters, "syncs_done", &syncs_done);
+	gossip_stats_add(&counters, "syncs_failed", &syncs_failed);
+	gossip_stats_add(&counters, "serves_done", &serves_done);
+	gossip_stats_add(&counters, "serves_failed", &serves_failed);
+}
+
+/* gossip_wait_input, with the counters written while idle: 1 when a SIGHUP came. */
+static int wait_input(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	for (;;) {
+		if (gossip_hup_taken())
+			return 1;
+		int r = poll(&p, 1, 1000);
+		gossip_stats_tick(&counters, gossip_now_ms());
+		if (r > 0)
+			return gossip_hup_taken();
+	}
+}
+
 /* Merge what fd holds. A SIGHUP is taken while waiting for input (so an idle merge
  * reloads at once) and again just before each message: the message after the signal is
  * judged by the new trusted. */
@@ -99,12 +131,9 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 	int got, status = GOSSIP_EXIT_OK;
 	gossip_reader_init(&r, fd, name, &gossip_msg_limits);
 	for (;;) {
-		if (!gossip_reader_ready(&r)) {
-			gossip_wait_input(fd);
-			if (gossip_hup_taken()) {
-				reload();
-				continue;
-			}
+		if (!gossip_reader_ready(&r) && wait_input(fd)) {
+			reload();
+			continue;
 		}
 		if ((got = gossip_reader_next(&r, &p, &n, &off)) != 1)
 			break;
@@ -115,6 +144,7 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 		/* Store and print what has arrived before waiting for more. */
 		if (!gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))
 			break;
+		gossip_stats_tick(&counters, gossip_now_ms());
 	}
 	if (got == 1 || gossip_merge_flush(mg) < 0) {
 		gossip_warn("%s", gossip_error());
@@ -132,6 +162,7 @@ static int do_merge(int argc, char **argv)
 	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
 	int status = GOSSIP_EXIT_OK;
 	gossip_hup_catch();
+	count_merger(&mg);
 	if (argc == 0)
 		status = merge_fd(&mg, 0, "stdin");
 	for (int i = 0; i < argc; i++) {
@@ -153,6 +184,7 @@ static int do_merge(int argc, char **argv)
 		            (unsigned long long)mg.seen, (unsigned long long)mg.added,
 		            (unsigned long long)mg.dups, (unsigned long long)mg.stale,
 		            (unsigned long long)mg.rejected, (unsigned long long)mg.equivocations);
+	gossip_stats_close(&counters);
 	gossip_merger_free(&mg);
 	if (status == GOSSIP_EXIT_OK && (mg.rejected || mg.equivocations))
 		status = GOSSIP_EXIT_NO;
@@ -506,6 +538,7 @@ int main(int argc, char **argv)
 		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new};
 		struct gossip_sync_stats s;
 		int r;
+		count_merger(&mg);
 		if (v == 6) {
 			mg.on_new = NULL;  /* stdout is the protocol */
 			r = gossip_sync_serve(&mg, 0, 1, timeout * 1000, &s);
@@ -517,6 +550,8 @@ int main(int argc, char **argv)
 			gossip_warn("%s: %s", v == 6 ? "serve" : argv[1], gossip_error());
 			status = GOSSIP_EXIT_ERR;
 		}
+		(*(v == 6 ? (r < 0 ? &serves_failed : &serves_done) : (r < 0 ? &syncs_failed : &syncs_done)))++;
+		gossip_stats_close(&counters);
 		if (verbose)
 			gossip_warn("%s: %s; sent %llu messages, %llu bytes; received %llu messages, %llu "
 			            "bytes, %llu new",

@@ -22,7 +22,11 @@ static void usage(int code)
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
-	        "       gossip-peers [-jA] [-d dir] [-x handler] watch\n");
+	        "       gossip-peers [-jA] [-d dir] [-x handler] watch\n"
+	        "       gossip-peers [-d dir] tag name=value ...\n"
+	        "       gossip-peers [-d dir] untag name ...\n"
+	        "       gossip-peers [-j] [-d dir] tags\n"
+	        "       gossip-peers [-d dir] force-leave name|id\n");
 	exit(code);
 }
 
@@ -84,11 +88,96 @@ static void write_out(const struct gossip_buf *b)
 		gossip_die(GOSSIP_EXIT_ERR, "stdout: %s", strerror(errno));
 }
 
+/* ---- tags: DIR/tags, the node's own tags, one name=value a line ---- */
+
+struct taglist {
+	char v[GOSSIP_MAX_TAGS][192];
+	int n;
+};
+
+/* Whether tag is name=value as a member record holds it: a name of 1 to 63 bytes, a
+ * value under 128, no second '=', no white space. */
+static int tag_ok(const char *tag)
+{
+	const char *eq = strchr(tag, '=');
+	return eq && eq != tag && eq - tag < 64 && strlen(eq + 1) < 128 && !strchr(eq + 1, '=') &&
+	       !strpbrk(tag, " \t\n");
+}
+
+static void check_tag(const char *what, const char *tag)
+{
+	if (!tag_ok(tag))
+		gossip_die(GOSSIP_EXIT_ERR, "%s %s: want key=value (no spaces, key under 64 bytes)", what, tag);
+}
+
+static int tag_find(const struct taglist *l, const char *name, size_t k)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcspn(l->v[i], "=") == k && !strncmp(l->v[i], name, k))
+			return i;
+	return -1;
+}
+
+/* Set name=value: in place of the same name, else at the end. */
+static void tag_set(struct taglist *l, const char *tag)
+{
+	int i = tag_find(l, tag, strcspn(tag, "="));
+	if (i < 0 && l->n >= GOSSIP_MAX_TAGS)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: at most %d tags", tag, GOSSIP_MAX_TAGS);
+	snprintf(l->v[i < 0 ? l->n++ : i], sizeof l->v[0], "%s", tag);
+}
+
+static void tag_del(struct taglist *l, const char *name)
+{
+	int i = tag_find(l, name, strlen(name));
+	if (i >= 0) {
+		memmove(l->v[i], l->v[i + 1], (size_t)(l->n - i - 1) * sizeof l->v[0]);
+		l->n--;
+	}
+}
+
+/* DIR/tags (missing: none). */
+static void tags_load(struct taglist *l, const char *dir)
+{
+	const char *path = gossip_path(dir, "tags");
+	struct gossip_buf b = {0};
+	l->n = 0;
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return;
+	if (gossip_read_file(path, 1 << 16, &b) < 0 || gossip_buf_put(&b, "", 1) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	char *line = (char *)b.p, *next;
+	for (unsigned no = 1; line && *line; line = next, no++) {
+		if ((next = strchr(line, '\n')))
+			*next++ = 0;
+		if (!*line)
+			continue;
+		if (!tag_ok(line))
+			gossip_die(GOSSIP_EXIT_ERR, "%s: line %u: %s: want key=value (no spaces, key under 64 "
+			           "bytes); correct or remove the line", path, no, line);
+		tag_set(l, line);
+	}
+	gossip_buf_free(&b);
+}
+
+/* 0, or -1 with the error set. */
+static int tags_save(const struct taglist *l, const char *dir)
+{
+	struct gossip_buf b = {0};
+	for (int i = 0; i < l->n; i++)
+		if (gossip_buf_put(&b, l->v[i], strlen(l->v[i])) < 0 || gossip_buf_put(&b, "\n", 1) < 0)
+			gossip_die(GOSSIP_EXIT_ERR, "%s", strerror(ENOMEM));
+	int r = gossip_write_atomic(gossip_path(dir, "tags"), b.p ? (const void *)b.p : "", b.len, 0644, 0);
+	gossip_buf_free(&b);
+	return r;
+}
+
 static int do_announce(const struct opts *o)
 {
 	struct gossip_author a;
 	struct gossip_member m = {0};
 	struct gossip_buf rec = {0}, out = {0};
+	struct taglist tags;
 	if (o->naddrs > GOSSIP_MAX_ADDRS || o->ntags > GOSSIP_MAX_TAGS)
 		gossip_die(GOSSIP_EXIT_ERR, "at most %d addresses and %d tags", GOSSIP_MAX_ADDRS,
 		           GOSSIP_MAX_TAGS);
@@ -98,17 +187,21 @@ static int do_announce(const struct opts *o)
 			gossip_die(GOSSIP_EXIT_ERR, "-a %s", gossip_error());
 		strcpy(m.addrs[i], o->addrs[i]);
 	}
-	for (int i = 0; i < o->ntags; i++) {
-		const char *tag = o->tags[i], *eq = strchr(tag, '=');
-		if (!eq || eq == tag || eq - tag >= 64 || strlen(eq + 1) >= 128 || strchr(eq + 1, '=') ||
-		    strpbrk(tag, " \t\n"))
-			gossip_die(GOSSIP_EXIT_ERR, "-t %s: want key=value (no spaces, key under 64 bytes)", tag);
-		strcpy(m.tags[i], tag);
-	}
+	for (int i = 0; i < o->ntags; i++)
+		check_tag("-t", o->tags[i]);
+	/* The tags set at runtime (gossip-peers tag), then -t over the same names; what -t
+	 * sets is kept in DIR/tags too, for the runtime verbs to start from. */
+	tags_load(&tags, o->dir);
+	for (int i = 0; i < o->ntags; i++)
+		tag_set(&tags, o->tags[i]);
 	m.naddrs = o->naddrs;
-	m.ntags = o->ntags;
+	m.ntags = tags.n;
+	memcpy(m.tags, tags.v, sizeof m.tags);
 	if (isatty(1))
 		gossip_die(GOSSIP_EXIT_ERR, "stdout is a terminal: pipe the announcement into gossip-merge");
+	/* The announcement matters more than the file (a full disk): a warning. */
+	if (o->ntags && tags_save(&tags, o->dir) < 0)
+		gossip_warn("%s; the tags are announced, but not kept for gossip-peers tag", gossip_error());
 	author_open(&a, o->dir);
 	snprintf(m.name, sizeof m.name, "%s", *a.id.name ? a.id.name : "node");
 	/* The incarnation rises with every announcement: a restarted node is news. */
@@ -673,6 +766,240 @@ static int do_leave(struct opts *o)
 	return GOSSIP_EXIT_OK;
 }
 
+/* ---- tag, untag, tags, force-leave: changes on a running node ---- */
+
+/* Store a message this node signed, then send it to every member the table shows alive
+ * or suspect (eager: each that finds it news passes it on as rumor). */
+static void store_and_spread(struct opts *o, const struct gossip_buf *msg, const char *what)
+{
+	struct gossip_store *st = open_store(o);
+	struct gossip_trust trust;
+	struct gossip_keyring keys;
+	struct gossip_out dests;
+	struct gossip_peers t;
+	load_trust(&trust, o);
+	struct gossip_merger mg = {.st = st, .trust = &trust};
+	if (gossip_merge_item(&mg, msg->p, msg->len, what, 0) < 0 || gossip_merge_flush(&mg) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (mg.rejected)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: this node's own store refused it (see above)", what);
+	gossip_merger_free(&mg);
+	gossip_store_close(st);
+	gossip_trust_free(&trust);
+	if (gossip_keyring_load(&keys, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+	gossip_out_init(&dests, 1200, 2000, 0, &keys);
+	load_table(&t, o);
+	for (size_t i = 0; i < t.n; i++) {
+		const char *addr = gossip_member_addr(&t.v[i].info, GOSSIP_UDP);
+		if (!t.v[i].self && (t.v[i].state == GOSSIP_P_ALIVE || t.v[i].state == GOSSIP_P_SUSPECT) &&
+		    addr && gossip_out_add(&dests, addr) < 0)
+			gossip_warn("%s: %s", what, gossip_error());
+	}
+	if (dests.n) {
+		gossip_out_queue(&dests, msg->p, msg->len);
+		gossip_out_flush(&dests);
+	}
+	gossip_out_close(&dests);
+	gossip_keyring_free(&keys);
+	gossip_peers_free(&t);
+}
+
+struct own_record {
+	uint8_t pk[32];
+	uint64_t version;
+	struct gossip_member info;
+	int found;
+};
+
+static int own_scan(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct own_record *r = ctx;
+	struct gossip_msg m;
+	struct gossip_member info;
+	if (e->type == GOSSIP_T_SET && gossip_msg_decode(p, e->len, &m) == 0 &&
+	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && !memcmp(m.origin, r->pk, 32) &&
+	    (!r->found || m.version > r->version) && gossip_member_decode(m.value, m.valuelen, &info) == 0) {
+		r->info = info;
+		r->version = m.version;
+		r->found = 1;
+	}
+	return 0;
+}
+
+/* A running node's member record again, with tags: a new incarnation, above the stored
+ * record's and the table's (a refutation may have raised it), signed, stored and spread.
+ * The node's observe finds it in the store and takes it as its own (its refutations and
+ * introductions carry it from then on). */
+static void reannounce(struct opts *o, const struct taglist *tags, const char *what)
+{
+	struct own_record r = {0};
+	char name[64];
+	if (gossip_pub_load(o->dir, r.pk, name, sizeof name) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	struct gossip_store *st = open_store(o);
+	if (gossip_store_lock(st) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	gossip_store_each(st, 0, own_scan, &r);
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+	if (!r.found)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: no member record of this node in %s/store yet: the tags are "
+		           "in %s/tags; try again once the node has started", what, o->dir, o->dir);
+	struct gossip_peers t;
+	load_table(&t, o);
+	struct gossip_peer *self = gossip_peers_find(&t, r.pk, 0);
+	uint64_t inc = gossip_now_ms();
+	if (inc <= r.info.incarnation)
+		inc = r.info.incarnation + 1;
+	if (self && inc <= self->info.incarnation)
+		inc = self->info.incarnation + 1;
+	gossip_peers_free(&t);
+	struct gossip_member m = r.info;
+	m.incarnation = inc;
+	m.ntags = tags->n;
+	memcpy(m.tags, tags->v, sizeof m.tags);
+	struct gossip_author a;
+	struct gossip_buf rec = {0}, out = {0};
+	if (gossip_member_encode(&rec, &m) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	author_open(&a, o->dir);
+	sign(&a, &out, GOSSIP_T_SET, GOSSIP_KEY_MEMBER, rec.p, rec.len);
+	gossip_author_close(&a);
+	store_and_spread(o, &out, what);
+	gossip_buf_free(&rec);
+	gossip_buf_free(&out);
+}
+
+/* tag name=value ... and untag name ...: DIR/tags changed (every argument checked first:
+ * a bad one changes nothing), and on a running node a new member record at once. */
+static int do_tag(struct opts *o, int untag, int argc, char **argv)
+{
+	const char *what = untag ? "untag" : "tag";
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (!untag)
+			check_tag(what, a);
+		else if (!*a || strlen(a) >= 64 || strpbrk(a, "= \t\n"))
+			gossip_die(GOSSIP_EXIT_ERR, "%s %s: want a tag's name (no '=', no spaces, under 64 bytes)",
+			           what, a);
+	}
+	struct taglist tags;
+	tags_load(&tags, o->dir);
+	for (int i = 0; i < argc; i++) {
+		if (untag)
+			tag_del(&tags, argv[i]);
+		else
+			tag_set(&tags, argv[i]);
+	}
+	long pid;
+	int running = gossip_node_running(o->dir, &pid);
+	if (running < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (tags_save(&tags, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (!running) {
+		gossip_warn("%s: no node is running here: the tags are in %s/tags, announced at its next "
+		            "start", o->dir, o->dir);
+		return GOSSIP_EXIT_OK;
+	}
+	reannounce(o, &tags, what);
+	return GOSSIP_EXIT_OK;
+}
+
+static int do_tags(struct opts *o)
+{
+	struct taglist tags;
+	tags_load(&tags, o->dir);
+	if (o->json)
+		putchar('{');
+	for (int i = 0; i < tags.n; i++) {
+		size_t k = strcspn(tags.v[i], "=");
+		if (!o->json) {
+			puts(tags.v[i]);
+			continue;
+		}
+		printf("%s", i ? "," : "");
+		gossip_put_string(stdout, (const uint8_t *)tags.v[i], k, 0);
+		putchar(':');
+		gossip_put_string(stdout, (const uint8_t *)tags.v[i] + k + 1, strlen(tags.v[i] + k + 1), 0);
+	}
+	if (o->json)
+		puts("}");
+	return GOSSIP_EXIT_OK;
+}
+
+/* The member named by its name, its id (the key, base64) or its short id, as gossip-peers
+ * list shows them. */
+static struct gossip_peer *member_named(struct gossip_peers *t, const char *what, const char *arg)
+{
+	struct gossip_peer *found = NULL;
+	uint8_t pk[32];
+	int by_key = gossip_unb64(pk, 32, arg, strlen(arg)) == 0, n = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		char id[9];
+		gossip_short_id(id, t->v[i].pk);
+		if (by_key ? !memcmp(pk, t->v[i].pk, 32) : (!strcmp(arg, id) || !strcmp(arg, t->v[i].info.name))) {
+			found = &t->v[i];
+			n++;
+		}
+	}
+	if (n > 1)
+		gossip_die(GOSSIP_EXIT_ERR, "%s %s: %d members go by that name; give the id (gossip-peers list)",
+		           what, arg, n);
+	return found;
+}
+
+static int do_force_leave(struct opts *o, const char *arg)
+{
+	struct gossip_peers t;
+	load_table(&t, o);
+	struct gossip_peer *p = member_named(&t, "force-leave", arg);
+	if (!p) {
+		gossip_warn("force-leave %s: no such member in this node's table (see gossip-peers -d %s list)",
+		            arg, o->dir);
+		return GOSSIP_EXIT_NO;
+	}
+	const char *state = gossip_pstate_name(p->state);
+	if (p->self) {
+		gossip_warn("force-leave %s: refused: that is this node; stop it with gossip-node -d %s stop, "
+		            "which leaves the cluster", arg, o->dir);
+		return GOSSIP_EXIT_NO;
+	}
+	if (p->state == GOSSIP_P_ALIVE) {
+		gossip_warn("force-leave %s: refused: it is %s here; only a member that failed (dead) or is "
+		            "suspect can be forced out (an alive one would refute it and come back)", arg, state);
+		return GOSSIP_EXIT_NO;
+	}
+	if (p->state == GOSSIP_P_LEFT) {
+		gossip_warn("force-leave %s: refused: it is %s already", arg, state);
+		return GOSSIP_EXIT_NO;
+	}
+	/* The member's key and the incarnation it failed at: a member that comes back with
+	 * a newer one is not forced out. */
+	uint8_t v[40];
+	memcpy(v, p->pk, 32);
+	for (int i = 0; i < 8; i++)
+		v[32 + i] = (uint8_t)(p->info.incarnation >> (56 - 8 * i));
+	gossip_peers_free(&t);
+	struct gossip_author a;
+	struct gossip_buf out = {0};
+	struct gossip_msg m = {0};
+	m.type = GOSSIP_T_EVENT;
+	m.key = (const uint8_t *)GOSSIP_KEY_FORCE_LEAVE;
+	m.keylen = strlen(GOSSIP_KEY_FORCE_LEAVE);
+	m.value = v;
+	m.valuelen = sizeof v;
+	m.has_value = 1;
+	author_open(&a, o->dir);
+	if (gossip_author_sign(&a, &out, &m) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	gossip_author_close(&a);
+	store_and_spread(o, &out, "force-leave");
+	gossip_buf_free(&out);
+	return GOSSIP_EXIT_OK;
+}
+
 /* -i: seconds, fractions allowed, as everywhere; at most 60. It was milliseconds once:
  * such a value is refused, never taken as seconds. */
 static double interval_ms(const char *arg)
@@ -813,6 +1140,12 @@ int main(int argc, char **argv)
 		r = do_leader(&o);
 	else if (!strcmp(verb, "watch") && argc == 1)
 		r = do_watch(&o);
+	else if ((!strcmp(verb, "tag") || !strcmp(verb, "untag")) && argc > 1)
+		r = do_tag(&o, verb[0] == 'u', argc - 1, argv + 1);
+	else if (!strcmp(verb, "tags") && argc == 1)
+		r = do_tags(&o);
+	else if (!strcmp(verb, "force-leave") && argc == 2)
+		r = do_force_leave(&o, argv[1]);
 	else
 		usage(GOSSIP_EXIT_ERR);
 	free(o.addrs);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sodium.h>
@@ -38,6 +39,8 @@ struct sender {
 	struct gossip_peers table;
 	struct timespec table_mtime;
 	int fanout;
+	uint64_t forwarded;  /* copies queued to members (rumor sends), for DIR/stats/send */
+	struct gossip_stats counters;
 };
 
 /* SIGHUP: read the keyring again, so that the next datagram or stream is sealed with
@@ -75,8 +78,10 @@ static void refresh_members(struct sender *s)
 /* Queue one message: to the chosen members (-M), or to the fixed destinations. */
 static int queue(struct sender *s, const uint8_t *p, size_t n)
 {
-	if (!s->members)
+	if (!s->members) {
+		s->forwarded += s->peers.n;
 		return gossip_out_queue(&s->peers, p, n);
+	}
 	struct gossip_peers_cfg cfg = gossip_peers_defaults;
 	size_t k = s->fanout ? (size_t)s->fanout : s->table.n;
 	struct gossip_peer **pick = calloc(k + 1, sizeof *pick);
@@ -90,6 +95,7 @@ static int queue(struct sender *s, const uint8_t *p, size_t n)
 			free(pick);
 			return -1;
 		}
+		s->forwarded += idx >= 0;
 	}
 	free(pick);
 	return 0;
@@ -138,6 +144,20 @@ static void flush_out(struct sender *s)
 	s->out.len = 0;
 }
 
+/* gossip_wait_input, with the counters written while idle: 1 when a SIGHUP came. */
+static int wait_input(struct sender *s)
+{
+	struct pollfd p = {0, POLLIN, 0};
+	for (;;) {
+		if (gossip_hup_taken())
+			return 1;
+		int r = poll(&p, 1, 1000);
+		gossip_stats_tick(&s->counters, gossip_now_ms());
+		if (r > 0)
+			return gossip_hup_taken();
+	}
+}
+
 /* No verb: forward every message on stdin to the peers, each batch as it arrives. */
 static int forward(struct sender *s)
 {
@@ -147,15 +167,14 @@ static int forward(struct sender *s)
 	uint64_t off;
 	int got, status = GOSSIP_EXIT_OK;
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
+	gossip_stats_open(&s->counters, s->dir, "send");
+	gossip_stats_add(&s->counters, "forwarded", &s->forwarded);
 	for (;;) {
 		/* A SIGHUP is taken while waiting (an idle sender reloads at once) and before
 		 * each message is queued: what is sent after the signal is sealed anew. */
-		if (!gossip_reader_ready(&r)) {
-			gossip_wait_input(0);
-			if (gossip_hup_taken()) {
-				reload(s);
-				continue;
-			}
+		if (!gossip_reader_ready(&r) && wait_input(s)) {
+			reload(s);
+			continue;
 		}
 		if ((got = gossip_reader_next(&r, &p, &n, &off)) != 1)
 			break;
@@ -171,10 +190,13 @@ static int forward(struct sender *s)
 			if (queue(s, p, n) < 0)
 				gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 		}
-		if (!gossip_reader_ready(&r))
+		if (!gossip_reader_ready(&r)) {
 			gossip_out_flush(&s->peers);
+			gossip_stats_tick(&s->counters, gossip_now_ms());
+		}
 	}
 	gossip_out_flush(&s->peers);
+	gossip_stats_close(&s->counters);
 	if (got < 0) {
 		gossip_warn("%s", gossip_error());
 		status = GOSSIP_EXIT_ERR;

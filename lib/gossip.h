@@ -857,6 +857,12 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
 
 /* ---- observe.c: the peer table, kept from the message stream and the clock ----------- */
 
+/* Force-leave (gossip(7), MEMBERSHIP): an event under this name whose value is the
+ * member's key (32 bytes) and the incarnation it failed at (8 bytes, big-endian). A node
+ * marks the member left when its table holds it dead or suspect at that incarnation or a
+ * lower one; an alive member is never forced out. */
+#define GOSSIP_KEY_FORCE_LEAVE "_force-leave"
+
 struct gossip_observer;
 /* An observer keeping table t (as loaded) for DIR: judging members by phi accrual on
  * their heartbeats, or by swim's probes. Every member gets a grace period again: arrival
@@ -956,5 +962,30 @@ uint32_t gossip_sim_pick(struct gossip_rng *r, uint32_t n, uint32_t self, uint32
 /* From now on libsodium's randombytes draws from *r (which the caller may reseed): call
  * before gossip_init, in a program that makes no keys (the simulator). */
 int gossip_sim_randombytes(struct gossip_rng *r);
+
+/* ---- stats.c: a program's counters, for gossip-node status ---------------------------- */
+
+/* A long-running program counts in memory (its own uint64_t variables: an increment on
+ * the hot path, nothing more) and registers each counter by name. Only when DIR/stats
+ * exists (gossip-node makes it at each start) are counters written. The first process of a
+ * program to open its stats owns DIR/stats/PROGRAM (a lock held for its life) and
+ * rewrites it (temp file and rename) with "name value" lines, at most once a second when
+ * a counter changed (gossip_stats_tick) and when it closes, adding what the file held
+ * when it started (an owner before it, since the node started). Any other process of the
+ * same program (a sync, a one-off merge) adds its counts to DIR/stats/PROGRAM.others when
+ * it closes. gossip-node status sums every file. */
+enum { GOSSIP_STATS_MAX = 24 };
+struct gossip_stats {
+	char dirpath[4096], program[32];
+	int n, owner, based, lock;
+	const char *name[GOSSIP_STATS_MAX];
+	uint64_t *v[GOSSIP_STATS_MAX];
+	uint64_t base[GOSSIP_STATS_MAX], sum, last;
+};
+void gossip_stats_open(struct gossip_stats *s, const char *dir, const char *program);
+/* Register counter under name (a static string: it is kept, not copied). */
+void gossip_stats_add(struct gossip_stats *s, const char *name, uint64_t *counter);
+void gossip_stats_tick(struct gossip_stats *s, uint64_t now);
+void gossip_stats_close(struct gossip_stats *s);
 
 #endif

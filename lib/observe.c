@@ -151,6 +151,34 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 	return fresh ? 2 : 1;
 }
 
+/* A force-leave (GOSSIP_KEY_FORCE_LEAVE), from the stream or the store: the member is
+ * marked left when the table has it dead or suspect at the incarnation named or a lower
+ * one. One about this node, signed while it runs, is refuted with a new incarnation. 1
+ * when the table changed. */
+static int on_force_leave(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
+{
+	if (m->type != GOSSIP_T_EVENT || m->value_text || m->valuelen != 40)
+		return 0;
+	struct gossip_peer *peer = gossip_peers_find(o->table, m->value, 0);
+	uint64_t inc = 0;
+	for (int i = 0; i < 8; i++)
+		inc = inc << 8 | m->value[32 + i];
+	if (!peer || inc < peer->info.incarnation)
+		return 0;
+	if (peer->self) {
+		if (o->swim && m->time >= o->started) {
+			gossip_warn("a force-leave of this node, which runs: refuting it");
+			gossip_swim_refute_leave(o->swim, now);
+		}
+		return 0;
+	}
+	if (peer->state != GOSSIP_P_SUSPECT && peer->state != GOSSIP_P_DEAD)
+		return 0;
+	gossip_peer_set_state(peer, GOSSIP_P_LEFT, now);
+	gossip_event_append(o->dir, now, "member-leave", peer);
+	return 1;
+}
+
 static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
 {
 	struct gossip_peer *peer = gossip_peers_find(o->table, m->origin, 0);
@@ -181,6 +209,15 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 	struct gossip_msg m;
 	/* Only member records: whatever else is stored is not news to the table. */
 	int r;
+	/* A force-leave that was not on the stream (anti-entropy brought it, or this node
+	 * signed it): news, on as rumor, when the table takes it. */
+	if (e->type == GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
+	    gossip_msg_key_is(&m, GOSSIP_KEY_FORCE_LEAVE) && on_force_leave(l->o, &m, l->now)) {
+		l->changed = 1;
+		if (l->o->news)
+			l->o->news(l->o->news_ctx, p, e->len);
+		return 0;
+	}
 	if (e->type != GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
 	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && (r = on_member(l->o, &m, p, e->len, l->now))) {
 		l->changed = 1;
@@ -335,6 +372,8 @@ int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, ui
 	}
 	if (gossip_msg_key_is(&m, GOSSIP_KEY_HB))
 		return on_heartbeat(o, &m, now);
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_FORCE_LEAVE))
+		return on_force_leave(o, &m, now);
 	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER)) {
 		/* Not news when the table has it: a look at the store found it first, and
 		 * passed it on then. A leave of a member not known here still is. */

@@ -129,7 +129,10 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 
 static int do_merge(int argc, char **argv)
 {
-	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
+	/* User events and key changes into DIR/events, as they are stored. */
+	struct gossip_event_recorder rec = {.dir = dir};
+	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy,
+	                           .on_stored = gossip_event_record, .sctx = &rec};
 	int status = GOSSIP_EXIT_OK;
 	gossip_hup_catch();
 	if (argc == 0)
@@ -154,6 +157,7 @@ static int do_merge(int argc, char **argv)
 		            (unsigned long long)mg.dups, (unsigned long long)mg.stale,
 		            (unsigned long long)mg.rejected, (unsigned long long)mg.equivocations);
 	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
 	if (status == GOSSIP_EXIT_OK && (mg.rejected || mg.equivocations))
 		status = GOSSIP_EXIT_NO;
 	return status;
@@ -503,7 +507,9 @@ int main(int argc, char **argv)
 		printf("compacted %s/store: %llu bytes, now %llu\n", dir, (unsigned long long)before,
 		       (unsigned long long)after);
 	} else {
-		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new};
+		struct gossip_event_recorder rec = {.dir = dir};
+		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new,
+		                           .on_stored = gossip_event_record, .sctx = &rec};
 		struct gossip_sync_stats s;
 		int r;
 		if (v == 6) {
@@ -527,6 +533,7 @@ int main(int argc, char **argv)
 		if (mg.rejected && status == GOSSIP_EXIT_OK)
 			status = GOSSIP_EXIT_NO;
 		gossip_merger_free(&mg);
+		gossip_event_recorder_free(&rec);
 	}
 	gossip_store_close(st);
 	gossip_trust_free(&trust);

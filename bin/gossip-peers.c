@@ -22,7 +22,7 @@ static void usage(int code)
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
-	        "       gossip-peers [-jA] [-d dir] [-x [filter,...=]command] ... [-c seconds] [-k seconds]\n"
+	        "       gossip-peers [-jA] [-d dir] [-x handler] ... [-c seconds] [-k seconds]\n"
 	        "                    [--ready file] watch\n");
 	exit(code);
 }

@@ -159,7 +159,10 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 
 static int do_merge(int argc, char **argv)
 {
-	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy};
+	/* User events and key changes into DIR/events, as they are stored. */
+	struct gossip_event_recorder rec = {.dir = dir};
+	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy,
+	                           .on_stored = gossip_event_record, .sctx = &rec};
 	int status = GOSSIP_EXIT_OK;
 	gossip_hup_catch();
 	count_merger(&mg);
@@ -186,6 +189,7 @@ static int do_merge(int argc, char **argv)
 		            (unsigned long long)mg.rejected, (unsigned long long)mg.equivocations);
 	gossip_stats_close(&counters);
 	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
 	if (status == GOSSIP_EXIT_OK && (mg.rejected || mg.equivocations))
 		status = GOSSIP_EXIT_NO;
 	return status;
@@ -535,7 +539,9 @@ int main(int argc, char **argv)
 		printf("compacted %s/store: %llu bytes, now %llu\n", dir, (unsigned long long)before,
 		       (unsigned long long)after);
 	} else {
-		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new};
+		struct gossip_event_recorder rec = {.dir = dir};
+		struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new,
+		                           .on_stored = gossip_event_record, .sctx = &rec};
 		struct gossip_sync_stats s;
 		int r;
 		count_merger(&mg);
@@ -562,6 +568,7 @@ int main(int argc, char **argv)
 		if (mg.rejected && status == GOSSIP_EXIT_OK)
 			status = GOSSIP_EXIT_NO;
 		gossip_merger_free(&mg);
+		gossip_event_recorder_free(&rec);
 	}
 	gossip_store_close(st);
 	gossip_trust_free(&trust);

@@ -22,7 +22,8 @@ static void usage(int code)
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
-	        "       gossip-peers [-jA] [-d dir] [-x handler] watch\n"
+	        "       gossip-peers [-jA] [-d dir] [-x handler] ... [-c seconds] [-k seconds]\n"
+	        "                    [--ready file] watch\n"
 	        "       gossip-peers [-d dir] tag name=value ...\n"
 	        "       gossip-peers [-d dir] untag name ...\n"
 	        "       gossip-peers [-j] [-d dir] tags\n"
@@ -37,7 +38,10 @@ struct opts {
 	int json, tee, sync_addr, probing, from_start;
 	double every;  /* beat -e, seconds */
 	long count;  /* pick -n */
-	const char *handler;  /* watch -x */
+	struct gossip_handler *handlers;  /* watch -x */
+	int nhandlers;
+	uint64_t limit_ms, coalesce_ms;  /* watch -k, -c */
+	const char *ready;  /* watch --ready */
 	char **addrs, **tags;  /* announce -a, -t */
 	int naddrs, ntags;
 };
@@ -556,9 +560,43 @@ static int do_leader(struct opts *o)
 
 /* ---- watch ---- */
 
+/* A name, key or payload as one word of text: control bytes, spaces and backslashes
+ * escaped (\xHH), so that a line stays one line of fields. */
+static void put_word(const uint8_t *p, size_t n)
+{
+	if (!n)
+		fputs("-", stdout);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] <= 0x20 || p[i] == 0x7f || p[i] == '\\')
+			printf("\\x%02x", p[i]);
+		else
+			putchar(p[i]);
+	}
+}
+
 static void put_event(const struct gossip_event *e, int json)
 {
-	if (json) {
+	int msg = e->kind != GOSSIP_EVENT_MEMBER;
+	if (json && msg) {
+		printf("{\"time\":%llu,\"event\":\"%s\",\"name\":", (unsigned long long)e->time, e->event);
+		gossip_put_string(stdout, (const uint8_t *)e->key, e->keylen, 0);
+		if (e->kind == GOSSIP_EVENT_KEY)
+			printf(",\"op\":\"%s\"", e->op);
+		printf(",\"origin\":\"%s\",\"version\":%llu,\"origin_time\":%llu,\"size\":%zu", e->origin,
+		       (unsigned long long)e->version, (unsigned long long)e->msg_time, e->valuelen);
+		if (gossip_utf8_valid(e->value, e->valuelen)) {
+			fputs(",\"value\":", stdout);
+			gossip_put_string(stdout, e->value, e->valuelen, 0);
+		} else {
+			char *b = malloc(4 * ((e->valuelen + 2) / 3) + 1);
+			if (b) {
+				gossip_b64(b, e->value, e->valuelen);
+				printf(",\"value_base64\":\"%s\"", b);
+				free(b);
+			}
+		}
+		puts("}");
+	} else if (json) {
 		/* Every string escaped: names and tags come from other nodes. */
 		const char *f[][2] = {{"event", e->event}, {"id", e->id}, {"name", e->name},
 		                      {"state", e->state}, {"addrs", e->addrs}, {"tags", e->tags}};
@@ -568,6 +606,15 @@ static void put_event(const struct gossip_event *e, int json)
 			gossip_put_string(stdout, (const uint8_t *)f[i][1], strlen(f[i][1]), 0);
 		}
 		puts("}");
+	} else if (msg) {
+		/* TIME user NAME ORIGIN VERSION SIZE, or TIME key KEY OP ORIGIN VERSION SIZE */
+		char when[32];
+		gossip_fmt_time(when, e->time);
+		printf("%s %s ", when, e->event);
+		put_word((const uint8_t *)e->key, e->keylen);
+		if (e->kind == GOSSIP_EVENT_KEY)
+			printf(" %s", e->op);
+		printf(" %s %llu %zu\n", e->origin, (unsigned long long)e->version, e->valuelen);
 	} else {
 		char when[32];
 		gossip_fmt_time(when, e->time);
@@ -576,23 +623,73 @@ static void put_event(const struct gossip_event *e, int json)
 	}
 }
 
+/* Where to start: with handlers, at the place kept in DIR/events.pos (delivered once
+ * across restarts); else, or when it is lost, at the end (or with -A the start). */
+static void watch_start(const struct opts *o, struct gossip_event_reader *r)
+{
+	struct gossip_log_pos at;
+	if (o->nhandlers && gossip_log_pos_load(o->dir, &at) == 0) {
+		if (gossip_event_reader_at(r, o->dir, &at) == 0)
+			return;
+		gossip_warn("watch: %s; starting at the end of %s: the events logged between are not "
+		            "delivered to the handlers", gossip_error(), gossip_path(o->dir, "events"));
+		return;
+	}
+	gossip_event_reader_init(r, o->dir, o->from_start);
+}
+
 static int do_watch(const struct opts *o)
 {
 	struct gossip_event_reader r;
 	struct gossip_event e;
-	gossip_event_reader_init(&r, o->dir, o->from_start);
+	struct gossip_log_pos at;
+	struct gossip_runner *run = NULL;
+	int held = 0;  /* e was read and printed, and waits for room in the queue */
 	signal(SIGPIPE, SIG_IGN);
+	if (o->nhandlers) {
+		struct gossip_runner_cfg cfg = {.dir = o->dir, .handlers = o->handlers,
+		                                .nhandlers = o->nhandlers, .limit_ms = o->limit_ms,
+		                                .coalesce_ms = o->coalesce_ms, .max_events = 1024,
+		                                .max_bytes = 16 << 20, .keep_place = 1};
+		if (!(run = gossip_runner_new(&cfg)))
+			gossip_die(GOSSIP_EXIT_ERR, "watch: %s", gossip_error());
+	}
+	watch_start(o, &r);
+	if (run) {
+		gossip_event_reader_pos(&r, &at);
+		gossip_runner_start_at(run, &at);
+	}
+	if (o->ready && gossip_write_replace(o->ready, "", 0, 0644) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	while (!stop) {
-		while (gossip_event_reader_next(&r, &e) == 1) {
-			put_event(&e, o->json);
-			if (fflush(stdout) != 0)
-				stop = 1;
-			if (o->handler)
-				gossip_event_run(o->handler, o->dir, &e);
+		uint64_t now = gossip_mono_ms();
+		for (;;) {
+			if (!held) {
+				if (gossip_event_reader_next(&r, &e) != 1)
+					break;
+				gossip_event_reader_pos(&r, &at);
+				put_event(&e, o->json);
+				if (fflush(stdout) != 0 && !run)
+					stop = 1;
+				held = 1;
+			}
+			if (run && gossip_runner_offer(run, &e, &at, now) < 0) {
+				if (gossip_runner_full(run))
+					gossip_warn("watch: the handlers are behind (1024 events or 16 MiB wait): "
+					            "reading %s waits for them (nothing is lost while it keeps "
+					            "the rest)", gossip_path(o->dir, "events"));
+				break;
+			}
+			held = 0;
+			if (stop)
+				break;
 		}
-		struct timespec ts = {0, 100000000};
+		if (run)
+			gossip_runner_tick(run, now);
+		struct timespec ts = {0, 50000000};
 		nanosleep(&ts, NULL);
 	}
+	gossip_runner_free(run);
 	gossip_event_reader_free(&r);
 	return GOSSIP_EXIT_OK;
 }
@@ -1032,9 +1129,12 @@ int main(int argc, char **argv)
 		{"jitter", required_argument, NULL, 'J'},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
+		{"coalesce", required_argument, NULL, 'c'},
+		{"limit", required_argument, NULL, 'k'},
+		{"ready", required_argument, NULL, 258},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {0}};
-	struct opts o = {.cfg = gossip_peers_defaults, .count = 1};
+	struct opts o = {.cfg = gossip_peers_defaults, .count = 1, .limit_ms = 60000};
 	const char *d = NULL;
 	char *end;
 	int c;
@@ -1042,8 +1142,11 @@ int main(int argc, char **argv)
 	gossip_init(argv[0]);
 	o.addrs = calloc((size_t)argc, sizeof *o.addrs);
 	o.tags = calloc((size_t)argc, sizeof *o.tags);
-	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:ATph", longopts, NULL)) != -1) {
-		if (c != 'a' && c != 't')
+	o.handlers = calloc(GOSSIP_RUNNER_HANDLERS, sizeof *o.handlers);
+	if (!o.addrs || !o.tags || !o.handlers)
+		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:c:k:ATph", longopts, NULL)) != -1) {
+		if (c != 'a' && c != 't' && c != 'x')
 			gossip_opt_once(c);
 		switch (c) {
 		case 'd': d = optarg; break;
@@ -1096,7 +1199,25 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "-n %s: want a count of 1 or more", optarg);
 			break;
 		case 's': o.sync_addr = 1; break;
-		case 'x': o.handler = optarg; break;
+		case 'x':
+			if (o.nhandlers == GOSSIP_RUNNER_HANDLERS)
+				gossip_die(GOSSIP_EXIT_ERR, "-x %s: at most %d handlers", optarg, GOSSIP_RUNNER_HANDLERS);
+			if (gossip_handler_parse(optarg, &o.handlers[o.nhandlers]) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "-x %s: %s", optarg, gossip_error());
+			o.nhandlers++;
+			break;
+		case 'c':
+		case 'k': {
+			double v = strtod(optarg, &end);
+			if (*end || !*optarg || v < 0 || v > 86400 || (c == 'c' && !(v > 0)))
+				gossip_die(GOSSIP_EXIT_ERR, c == 'c' ? "-c %s: want a window in seconds, above 0, at most 86400"
+				                                     : "-k %s: want seconds, 0 (no limit) to 86400", optarg);
+			*(c == 'c' ? &o.coalesce_ms : &o.limit_ms) = (uint64_t)(v * 1000);
+			if (c == 'c' && !o.coalesce_ms)
+				o.coalesce_ms = 1;
+			break;
+		}
+		case 258: o.ready = optarg; break;
 		case 'A': o.from_start = 1; break;
 		case 'T': o.tee = 1; break;
 		case 'p': o.probing = 1; break;
@@ -1120,6 +1241,8 @@ int main(int argc, char **argv)
 		sigaction(SIGHUP, &sa, NULL);  /* re-read the files; other verbs end on it as before */
 	}
 	int r;
+	if (strcmp(verb, "watch") && (o.nhandlers || o.coalesce_ms || o.limit_ms != 60000 || o.ready))
+		usage(GOSSIP_EXIT_ERR);  /* watch's options */
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
 	else if (o.naddrs || o.ntags || ((o.tee || o.probing) && strcmp(verb, "observe")))
@@ -1150,5 +1273,6 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);
 	free(o.addrs);
 	free(o.tags);
+	free(o.handlers);
 	return r;
 }

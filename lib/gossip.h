@@ -608,6 +608,11 @@ struct gossip_merger {
 	/* Called for each message once it is on disk. */
 	void (*on_new)(void *ctx, const uint8_t *p, size_t n);
 	void *ctx;
+	/* Called for each state message (not news) as the store takes it, in store order,
+	 * then with p NULL once after each flush that stored any (a batch is over): how
+	 * gossip-merge logs user events and key changes (gossip_event_record). */
+	void (*on_stored)(void *sctx, const uint8_t *p, size_t n);
+	void *sctx;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 	int lazy;  /* report new messages once written, fdatasync just after (not before) */
 	/* rejected counts refusals; equivocations the messages found to equivocate with a
@@ -784,23 +789,58 @@ int gossip_handler_parse(const char *spec, struct gossip_handler *h);
  * name (the user event's or query's name, or the key; NULL for the others). */
 int gossip_handler_wants(const struct gossip_handler *h, const char *event, const char *name);
 
-/* DIR/events is a CBOR sequence of [time, event, id, name, state, [addresses], [tags]].
- * The events: member-join, member-update, member-suspect, member-alive (a suspect is back:
- * it refuted the suspicion), member-failed, member-leave, member-reap (about a member p),
- * partition-suspected, partition-healed (p NULL). */
+/* DIR/events is a CBOR sequence of records. A membership record is [time, event, id,
+ * name, state, [addresses], [tags]]; its events: member-join, member-update,
+ * member-suspect, member-alive (a suspect is back: it refuted the suspicion),
+ * member-failed, member-leave, member-reap (about a member p), partition-suspected,
+ * partition-healed (p NULL). */
 void gossip_event_append(const char *dir, uint64_t now, const char *event,
                          const struct gossip_peer *p);
-/* One event as read back: the id in base64, addresses and tags joined by commas. */
+/* A message record is [time, "message", bytes]: a user event (an event message whose name
+ * does not start with '_') or a key change (a set or del of a key not starting with '_'),
+ * the whole signed message as stored. gossip-merge logs them through its merger's
+ * on_stored: gossip_event_record takes each message stored (others are let pass) and, at
+ * the end of a batch (p NULL), appends the batch's records with one gossip_log_append. A
+ * log that cannot be written loses records, warned about as gossip_event_append does. */
+struct gossip_event_recorder {
+	const char *dir;
+	struct gossip_buf buf;
+	struct gossip_trouble trouble;
+	uint64_t lost;  /* records lost (the log could not be written) */
+};
+void gossip_event_record(void *recorder, const uint8_t *p, size_t n);
+void gossip_event_recorder_free(struct gossip_event_recorder *r);
+/* Whether a message (decoded) is one gossip_event_record logs. */
+int gossip_event_logged(const struct gossip_msg *m);
+
+/* One event as read back. Membership: the id in base64, addresses and tags joined by
+ * commas. A user event or key change (kind GOSSIP_EVENT_USER, GOSSIP_EVENT_KEY; event
+ * "user" or "key"): its name or key, op ("set" or "del"), origin (base64), version and
+ * origin time from the message, and value (the payload, or the value set) and msg (the
+ * whole message) pointing into the reader's buffer until its next read. */
+enum { GOSSIP_EVENT_MEMBER, GOSSIP_EVENT_USER, GOSSIP_EVENT_KEY };
 struct gossip_event {
-	uint64_t time;
+	uint64_t time;  /* when it was logged */
 	char event[32], name[64], state[16], id[45];
 	char addrs[600], tags[600];
+	int kind;
+	char key[GOSSIP_KEY_MAX + 1];  /* a NUL in the name or key ends it here */
+	size_t keylen;
+	char op[4], origin[45];
+	uint64_t version, msg_time;
+	const uint8_t *value, *msg;
+	size_t valuelen, msglen;
 };
 /* Run handler through /bin/sh for e, with GOSSIP_EVENT, GOSSIP_MEMBER_{ID,NAME,STATE,
  * ADDRS,TAGS} and GOSSIP_DIR set and the members on stdin ("name id state addresses
  * tags" lines), and SIGHUP ignored (a node's reload must not kill it); a failure is
- * warned about. */
+ * warned about. Waits for it (gossip_runner does not). */
 void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e);
+
+/* A place in the log: the file (device, inode) and the offset just after an event. */
+struct gossip_log_pos {
+	uint64_t dev, ino, off;
+};
 
 /* Follows DIR/events as it grows, and across its renaming to events.1. */
 struct gossip_event_reader {
@@ -809,13 +849,64 @@ struct gossip_event_reader {
 	size_t at;  /* the next unread byte in buf */
 	int filled, warned;  /* in this pass */
 	int switched;  /* buf holds the end of a file renamed away */
+	uint64_t dev, ino, base;  /* the file buf's bytes are from, and the offset of buf.p[0] */
 };
 /* From the end of the log, or with from_start from its beginning (events.1 first). */
 void gossip_event_reader_init(struct gossip_event_reader *r, const char *dir, int from_start);
+/* From a place: in DIR/events.1 (then on into DIR/events) or in DIR/events. -1 with the
+ * error set when neither file is the one the place is in (the log was renamed twice
+ * since, or replaced): r then reads from the end. */
+int gossip_event_reader_at(struct gossip_event_reader *r, const char *dir,
+                           const struct gossip_log_pos *at);
 /* 1 and the next event; 0 when a pass (one read of what the log gained, and the events in
  * it) is over. A stretch that is not an event is skipped, warned about once a pass. */
 int gossip_event_reader_next(struct gossip_event_reader *r, struct gossip_event *e);
+/* The place just after the last event read. */
+void gossip_event_reader_pos(const struct gossip_event_reader *r, struct gossip_log_pos *p);
 void gossip_event_reader_free(struct gossip_event_reader *r);
+/* DIR/events.pos ("DEVICE INODE OFFSET" in decimal): 0, or -1 (none, or not one). */
+int gossip_log_pos_load(const char *dir, struct gossip_log_pos *p);
+int gossip_log_pos_save(const char *dir, const struct gossip_log_pos *p);
+
+/* The handler runner (gossip-peers watch -x): each event offered goes to each handler
+ * that wants it, once, in log order; each handler runs one event at a time, in a child
+ * of its own process group, while the caller goes on reading (never waited for). The
+ * handler's environment is Serf's (gossip-peers(1)); its stdin a file holding the payload,
+ * the value, or the members. The events waiting are bounded (max_events, max_bytes): an
+ * offer is refused while full, and the caller stops reading the log (the log is the
+ * queue). A handler still running after limit_ms is reported (once, with the event and
+ * its pid) and stopped: SIGTERM to its process group, SIGKILL 5 s later; one that fails
+ * is reported with its exit code. With coalesce_ms, the events of a window (from the first
+ * event offered after the last window) are delivered at its end: member events once per
+ * event with the members on stdin, user events once per name with the last payload, key
+ * changes once per origin and key with the newest version. With keep_place, the place
+ * after the last event delivered to every handler is written to DIR/events.pos. */
+struct gossip_runner_cfg {
+	const char *dir;
+	const struct gossip_handler *handlers;
+	int nhandlers;  /* at most GOSSIP_RUNNER_HANDLERS */
+	uint64_t limit_ms;  /* 0: no limit */
+	uint64_t coalesce_ms;  /* 0: none */
+	size_t max_events, max_bytes;
+	int keep_place;
+};
+#define GOSSIP_RUNNER_HANDLERS 32
+struct gossip_runner;
+struct gossip_runner *gossip_runner_new(const struct gossip_runner_cfg *cfg);
+/* Take e, read from the log up to at. 0, or -1 when full (offer it again later). */
+int gossip_runner_offer(struct gossip_runner *r, const struct gossip_event *e,
+                        const struct gossip_log_pos *at, uint64_t now);
+/* Reap handlers that ended, stop those past the limit, close a coalescing window that is
+ * over, start the next event for each idle handler, and keep the place. now is
+ * gossip_mono_ms(). The number of handlers running. */
+int gossip_runner_tick(struct gossip_runner *r, uint64_t now);
+/* The place before the first event offered, written at once (a watch stopped before its
+ * first delivery starts there again). */
+void gossip_runner_start_at(struct gossip_runner *r, const struct gossip_log_pos *at);
+/* 1 once when an offer was refused (the queue is full: say so), again after it drained. */
+int gossip_runner_full(struct gossip_runner *r);
+/* SIGTERM to the running handlers' process groups (watch is stopping); then free. */
+void gossip_runner_free(struct gossip_runner *r);
 
 /* ---- swim.c: failure detection by probes (SWIM, with Lifeguard's confirmations) ------- */
 

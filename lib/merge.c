@@ -318,10 +318,14 @@ int gossip_merge_flush(struct gossip_merger *mg)
 		added++;
 		if (mg->on_new)
 			mg->on_new(mg->ctx, c->pending.p + at, c->items[i].len);
+		if (mg->on_stored)
+			mg->on_stored(mg->sctx, c->pending.p + at, c->items[i].len);
 		at += c->items[i].len;
 	}
 	if (mg->lazy && added && store_sync(mg->st) < 0)
 		return -1;
+	if (added && mg->on_stored)
+		mg->on_stored(mg->sctx, NULL, 0);
 	return store_compact_if_wasteful(mg->st);
 }
 

@@ -1,7 +1,10 @@
 /* t-events: handler specs (-x [FILTER[,FILTER...]=]COMMAND): what is a filter, what is a
- * command, and which events each spec runs for. */
-#include "gossip.h"
+ * command, and which events each spec runs for; message records (user events and key
+ * changes) written by the recorder and read back, and places in the log. */
+#include "fixture.h"
 #include "tap.h"
+
+#include <sys/stat.h>
 
 static void parses(const char *spec, const char *command, int nfilters)
 {
@@ -27,8 +30,73 @@ static int wants(const char *spec, const char *event, const char *name)
 	return gossip_handler_parse(spec, &h) == 0 && gossip_handler_wants(&h, event, name);
 }
 
+/* The recorder logs user events and key changes, not names starting with _, one
+ * append a batch; the reader gives them back decoded, and a place in the log resumes
+ * after the event it was taken at. */
+static void records(void)
+{
+	char *dir = strdup(temp_dir("t-events"));
+	struct gossip_identity id = ident(7);
+	struct gossip_buf b = {0};
+	size_t n[5];
+	n[0] = sign_msg(&b, &id, GOSSIP_T_EVENT, "deploy", "v1", 1, 1000);
+	n[1] = sign_msg(&b, &id, GOSSIP_T_SET, "_hb", "x", 2, 1001);
+	n[2] = sign_msg(&b, &id, GOSSIP_T_SET, "app/color", "blue", 3, 1002);
+	n[3] = sign_msg(&b, &id, GOSSIP_T_EVENT, "_query", "q", 4, 1003);
+	n[4] = sign_msg(&b, &id, GOSSIP_T_DEL, "app/color", NULL, 5, 1004);
+	struct gossip_event_recorder rec = {.dir = dir};
+	size_t at = 0;
+	for (int i = 0; i < 5; i++) {
+		gossip_event_record(&rec, b.p + at, n[i]);
+		at += n[i];
+	}
+	struct stat st;
+	ok(stat(gossip_path(dir, "events"), &st) < 0, "nothing is written before the batch ends");
+	gossip_event_record(&rec, NULL, 0);
+	gossip_event_recorder_free(&rec);
+
+	struct gossip_event_reader r;
+	struct gossip_event e;
+	struct gossip_log_pos first;
+	gossip_event_reader_init(&r, dir, 1);
+	ok(gossip_event_reader_next(&r, &e) == 1 && e.kind == GOSSIP_EVENT_USER &&
+	       !strcmp(e.event, "user") && !strcmp(e.key, "deploy") && e.valuelen == 2 &&
+	       !memcmp(e.value, "v1", 2) && e.version == 1 && e.msg_time == 1000 && e.msglen == n[0],
+	   "a user event, decoded");
+	gossip_event_reader_pos(&r, &first);
+	ok(gossip_event_reader_next(&r, &e) == 1 && e.kind == GOSSIP_EVENT_KEY &&
+	       !strcmp(e.key, "app/color") && !strcmp(e.op, "set") && e.valuelen == 4,
+	   "a set, decoded (the _hb between is not logged)");
+	ok(gossip_event_reader_next(&r, &e) == 1 && e.kind == GOSSIP_EVENT_KEY &&
+	       !strcmp(e.op, "del") && e.valuelen == 0 && e.version == 5,
+	   "a del (the _query between is not logged)");
+	ok(gossip_event_reader_next(&r, &e) == 0, "and nothing else");
+	gossip_event_reader_free(&r);
+
+	ok(gossip_log_pos_save(dir, &first) == 0, "a place is saved");
+	struct gossip_log_pos back;
+	ok(gossip_log_pos_load(dir, &back) == 0 && back.dev == first.dev && back.ino == first.ino &&
+	       back.off == first.off,
+	   "and loaded");
+	ok(gossip_event_reader_at(&r, dir, &back) == 0, "the reader starts at it");
+	ok(gossip_event_reader_next(&r, &e) == 1 && !strcmp(e.key, "app/color") && !strcmp(e.op, "set"),
+	   "with the event after it");
+	gossip_event_reader_free(&r);
+	struct gossip_log_pos gone = {first.dev, first.ino + 12345, 1};
+	ok(gossip_event_reader_at(&r, dir, &gone) < 0 && strstr(gossip_error(), "neither"),
+	   "a place in a file that is gone: an error (%s)", gossip_error());
+	gossip_event_reader_free(&r);
+	gossip_buf_free(&b);
+	sodium_free(id.sk);
+	rm_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
+	if (sodium_init() < 0)
+		return 1;
+	records();
 	parses("./h", "./h", 0);
 	parses("FOO=1 ./h", "FOO=1 ./h", 0);
 	parses("user:deploy=./h", "./h", 1);

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -463,4 +464,51 @@ void gossip_wait_input(int fd)
 	/* poll is never restarted after a handler: a SIGHUP ends the wait with EINTR. */
 	while (!hup && poll(&p, 1, 1000) == 0)
 		;
+}
+
+/* ---- waiting for a file of the state directory to change ---- */
+
+int gossip_dirwatch_open(const char *dir)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (inotify_add_watch(fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int gossip_dirwatch_wait(int fd, const char *const names[], int ms)
+{
+	if (fd < 0) {
+		/* No inotify (or too many watches): a short sleep stands in for it. */
+		struct timespec ts = {0, (long)(ms < 20 ? ms : 20) * 1000000L};
+		nanosleep(&ts, NULL);
+		return 1;
+	}
+	uint64_t end = gossip_mono_ms() + (uint64_t)ms;
+	for (;;) {
+		uint64_t now = gossip_mono_ms();
+		if (now >= end)
+			return 0;
+		struct pollfd p = {fd, POLLIN, 0};
+		int r = poll(&p, 1, (int)(end - now));
+		if (r <= 0)
+			return r < 0 && errno != EINTR ? -1 : 0;
+		char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+		ssize_t k;
+		int hit = 0;
+		while ((k = read(fd, buf, sizeof buf)) > 0) {
+			for (char *q = buf; q < buf + k;) {
+				const struct inotify_event *ev = (const struct inotify_event *)q;
+				for (int i = 0; names[i] && !hit; i++)
+					hit = (ev->mask & IN_Q_OVERFLOW) || (ev->len && !strcmp(ev->name, names[i]));
+				q += sizeof *ev + ev->len;
+			}
+		}
+		if (hit)
+			return 1;
+	}
 }

@@ -1,5 +1,5 @@
-/* gossip-merge: merge messages into the store and print the new ones; answer queries;
- * compact; serve and run anti-entropy syncs. */
+/* gossip-merge: merge messages into the store and print the new ones; answer queries and
+ * watch keys; compact; serve and run anti-entropy syncs. */
 #include "gossip.h"
 
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(int code)
@@ -22,6 +23,7 @@ static void usage(int code)
 	        "       gossip-merge [-j] [-d dir] digest\n"
 	        "       gossip-merge [-d dir] compact\n"
 	        "       gossip-merge [-d dir] [--repair] check\n"
+	        "       gossip-merge [-jv] [-d dir] watch [prefix]\n"
 	        "       gossip-merge [-d dir] [-t seconds] [--max-skew seconds] serve\n"
 	        "       gossip-merge [-v] [-d dir] [-t seconds] [--max-skew seconds]\n"
 	        "                    [--push | --pull | --push-pull] sync peer\n");
@@ -382,6 +384,230 @@ static int q_export(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 	return fwrite(p, 1, e->len, stdout) == e->len ? 0 : -1;
 }
 
+/* ---- watch ---- */
+
+/* Names of the origins seen, from their member records in the store (kept up to date
+ * from the records that come by), else from trusted. */
+struct origin_name {
+	uint8_t pk[32];
+	char name[64];  /* "" when unknown */
+};
+
+struct watch {
+	const char *prefix;
+	size_t prefixlen;
+	struct origin_name *names;
+	size_t nnames, cap;
+	uint8_t *buf;  /* GOSSIP_MSG_MAX, for reading a member record */
+	int err;  /* errno of the first failed write to stdout */
+};
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+static void name_from_record(struct origin_name *o, const struct gossip_msg *m)
+{
+	struct gossip_member mb;
+	if (m->type == GOSSIP_T_SET && m->has_value && !m->value_text &&
+	    gossip_member_decode(m->value, m->valuelen, &mb) == 0 && mb.name[0])
+		snprintf(o->name, sizeof o->name, "%s", mb.name);
+}
+
+static struct origin_name *origin_of(struct watch *w, const uint8_t pk[32])
+{
+	for (size_t i = 0; i < w->nnames; i++)
+		if (memcmp(w->names[i].pk, pk, 32) == 0)
+			return &w->names[i];
+	if (w->nnames == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+		struct origin_name *n = realloc(w->names, cap * sizeof *n);
+		if (!n)
+			gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+		w->names = n;
+		w->cap = cap;
+	}
+	struct origin_name *o = &w->names[w->nnames++];
+	memcpy(o->pk, pk, 32);
+	o->name[0] = 0;
+	/* First seen: its member record as stored now. */
+	struct gossip_msg q = {.type = GOSSIP_T_SET, .key = (const uint8_t *)GOSSIP_KEY_MEMBER,
+	                       .keylen = strlen(GOSSIP_KEY_MEMBER)};
+	uint8_t slot[16];
+	memcpy(q.origin, pk, 32);
+	gossip_slot(slot, &q);
+	const struct gossip_entry *e = gossip_store_find(st, slot);
+	struct gossip_msg m;
+	if (e && e->type == GOSSIP_T_SET && gossip_store_read(st, e, w->buf) == 0 &&
+	    gossip_msg_decode(w->buf, e->len, &m) == 0)
+		name_from_record(o, &m);
+	return o;
+}
+
+/* The key is shown: under the prefix; one of membership's (_...) only when the prefix
+ * asks for it. */
+static int watch_wants(const struct watch *w, const struct gossip_msg *m)
+{
+	if (m->keylen < w->prefixlen || memcmp(m->key, w->prefix, w->prefixlen) != 0)
+		return 0;
+	return !(m->keylen && m->key[0] == '_') || (w->prefixlen && w->prefix[0] == '_');
+}
+
+/* A key as text for people: as it is when plain, quoted and escaped otherwise. */
+static void put_key(const uint8_t *k, size_t n)
+{
+	int plain = n > 0 && gossip_utf8_valid(k, n);
+	for (size_t i = 0; plain && i < n; i++)
+		plain = k[i] > ' ' && k[i] != '"' && k[i] != '\\' && k[i] != 0x7f;
+	if (plain)
+		fwrite(k, 1, n, stdout);
+	else
+		gossip_put_string(stdout, k, n, 0);
+}
+
+static void put_b64(const uint8_t *p, size_t n)
+{
+	char *b = malloc(4 * ((n + 2) / 3) + 1);
+	if (!b)
+		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	gossip_b64(b, p, n);
+	fputs(b, stdout);
+	free(b);
+}
+
+static int watch_one(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct watch *w = ctx;
+	struct gossip_msg m;
+	if ((e->type != GOSSIP_T_SET && e->type != GOSSIP_T_DEL) ||
+	    gossip_msg_decode(p, e->len, &m) < 0)
+		return 0;  /* events are not key changes */
+	struct origin_name *o = origin_of(w, m.origin);
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER))
+		name_from_record(o, &m);
+	if (!watch_wants(w, &m))
+		return 0;
+	const char *name = o->name[0] ? o->name : name_of(m.origin);
+	int del = m.type == GOSSIP_T_DEL;
+	if (json) {
+		char b64[45];
+		gossip_b64(b64, m.origin, 32);
+		printf("{\"time\":%llu,\"op\":\"%s\",\"key\":", (unsigned long long)m.time,
+		       del ? "del" : "set");
+		gossip_put_string(stdout, m.key, m.keylen, 0);
+		printf(",\"origin\":\"%s\",\"name\":", b64);
+		if (name)
+			gossip_put_string(stdout, (const uint8_t *)name, strlen(name), 0);
+		else
+			fputs("null", stdout);
+		printf(",\"version\":%llu", (unsigned long long)m.version);
+		if (m.has_value && m.value_text) {
+			fputs(",\"value\":", stdout);
+			gossip_put_string(stdout, m.value, m.valuelen, 0);
+		} else if (m.has_value) {
+			fputs(",\"value64\":\"", stdout);
+			put_b64(m.value, m.valuelen);
+			putchar('"');
+		}
+		puts("}");
+	} else {
+		char when[32], id[9];
+		gossip_fmt_time(when, m.time);
+		gossip_short_id(id, m.origin);
+		printf("%s %s ", when, del ? "del" : "set");
+		put_key(m.key, m.keylen);
+		printf(" %s v%llu", name ? name : id, (unsigned long long)m.version);
+		if (m.has_value && m.value_text) {
+			putchar(' ');
+			gossip_put_string(stdout, m.value, m.valuelen, 0);
+		} else if (m.has_value) {
+			fputs(" b64'", stdout);
+			put_b64(m.value, m.valuelen < 48 ? m.valuelen : 48);
+			if (m.valuelen > 48)
+				printf("...' (%zu bytes)", m.valuelen);
+			else
+				putchar('\'');
+		}
+		putchar('\n');
+	}
+	if (ferror(stdout)) {
+		w->err = errno;
+		return 1;  /* the reader is gone, or the disk full: stop */
+	}
+	return 0;
+}
+
+/* DIR/trusted as stat sees it, to read it again when it changes. */
+static int trusted_changed(struct stat *last)
+{
+	struct stat sb;
+	memset(&sb, 0, sizeof sb);
+	(void)stat(gossip_path(dir, "trusted"), &sb);
+	int changed = sb.st_ino != last->st_ino || sb.st_size != last->st_size ||
+	              sb.st_mtim.tv_sec != last->st_mtim.tv_sec ||
+	              sb.st_mtim.tv_nsec != last->st_mtim.tv_nsec;
+	*last = sb;
+	return changed;
+}
+
+/* Print each key change as it is stored, until the reader goes or a signal comes. A
+ * look at DIR/store every 50 ms (one stat), and at stdout: a pipe whose reader left
+ * reports POLLERR, so the watch ends even while nothing is stored. */
+static int do_watch(const char *prefix)
+{
+	struct watch w = {.prefix = prefix ? prefix : "", .prefixlen = prefix ? strlen(prefix) : 0};
+	struct sigaction sa;
+	struct stat tst;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	gossip_hup_catch();
+	trusted_changed(&tst);
+	if (!(w.buf = malloc(GOSSIP_MSG_MAX)))
+		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
+	struct gossip_store_follower *f = gossip_store_follow(st);
+	if (!f)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (verbose)
+		gossip_warn("watching %s/store%s%s", dir, prefix ? " for keys under " : "",
+		            prefix ? prefix : "");
+	int status = GOSSIP_EXIT_OK;
+	while (!watch_stop) {
+		struct pollfd pfd = {.fd = 1, .events = 0};
+		if (poll(&pfd, 1, 50) > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			break;  /* the reader is gone */
+		if (watch_stop)
+			break;
+		if (gossip_hup_taken() | trusted_changed(&tst))
+			reload();
+		if (!gossip_store_follow_changed(f))
+			continue;
+		int r = gossip_store_follow_next(f, watch_one, &w);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			int err = w.err ? w.err : errno;
+			if (err != EPIPE) {
+				gossip_warn("stdout: %s", strerror(err));
+				status = GOSSIP_EXIT_ERR;
+			}
+			break;
+		}
+		if (r < 0) {
+			gossip_warn("%s", gossip_error());
+			status = GOSSIP_EXIT_ERR;
+			break;
+		}
+	}
+	gossip_store_follow_free(f);
+	free(w.names);
+	free(w.buf);
+	return status;
+}
+
 /* ---- check ---- */
 
 /* Every record read and every signature verified (the store was opened so); the damage
@@ -479,7 +705,7 @@ int main(int argc, char **argv)
 	argv += optind;
 	const char *verb = argc ? argv[0] : "";
 	static const char *const verbs[] = {"get", "keys", "dump", "export", "digest", "compact",
-	                                    "serve", "sync", "check", NULL};
+	                                    "serve", "sync", "check", "watch", NULL};
 	int v = -1;
 	for (int i = 0; verbs[i]; i++)
 		if (strcmp(verb, verbs[i]) == 0)
@@ -487,11 +713,28 @@ int main(int argc, char **argv)
 	if ((v == 0 && argc != 2) || (v == 1 && argc > 2) || (v >= 2 && v <= 6 && argc != 1) ||
 	    (v == 7 && argc != 2) || (v == 8 && argc != 1) || (repair && v != 8) ||
 	    (mode && v != 7) || ((all || want_origin) && v != 0) ||
-	    ((verified || lazy) && v >= 0) || (max_skew_ms && (v == 8 || (v >= 0 && v < 6))))
+	    ((verified || lazy) && v >= 0) || (max_skew_ms && (v >= 8 || (v >= 0 && v < 6))))
 		usage(GOSSIP_EXIT_ERR);
 	dir = gossip_state_dir(dir);
+	const char *prefix = NULL;
+	if (v == 9) {
+		struct stat sb;
+		int k = 1;
+		if (argc > 1 && strcmp(argv[1], "--") == 0)
+			k++;  /* a prefix that starts with - */
+		else if (argc > 1 && argv[1][0] == '-')
+			gossip_die(GOSSIP_EXIT_ERR, "watch: %s: unknown option; options go before the verb "
+			           "(gossip-merge [-jv] [-d dir] watch [prefix])", argv[1]);
+		if (argc > k + 1)
+			gossip_die(GOSSIP_EXIT_ERR, "watch: give at most one prefix (got %s and %s)",
+			           argv[k], argv[k + 1]);
+		prefix = argc > k && *argv[k] ? argv[k] : NULL;
+		if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
+			gossip_die(GOSSIP_EXIT_ERR, "watch: %s: %s; give a node's state directory with -d",
+			           dir, stat(dir, &sb) < 0 ? strerror(errno) : strerror(ENOTDIR));
+	}
 	signal(SIGPIPE, SIG_IGN);
-	opts.readonly = (v >= 0 && v <= 4) || (v == 8 && !repair);  /* queries write nothing */
+	opts.readonly = (v >= 0 && v <= 4) || (v == 8 && !repair) || v == 9;  /* queries write nothing */
 	opts.verify_all = v == 8;
 	if (!(st = gossip_store_open(dir, &opts)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
@@ -532,6 +775,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)count);
 	} else if (v == 8) {
 		status = do_check();
+	} else if (v == 9) {
+		status = do_watch(prefix);
 	} else if (v == 5) {
 		uint64_t before, after;
 		if (gossip_store_compact(st, &before, &after) < 0)

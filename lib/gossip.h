@@ -590,6 +590,26 @@ struct gossip_store_cursor {
 };
 int gossip_store_each_new(struct gossip_store *st, struct gossip_store_cursor *cur,
                           gossip_each_fn *fn, void *ctx);
+/* Read one message of the index (as gossip_store_find gives it) into buf, which holds
+ * GOSSIP_MSG_MAX bytes; -1 when it cannot be read or changed on disk. */
+int gossip_store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf);
+/* Following the store as it is written (gossip-merge watch): each message stored after
+ * the follower started is passed on once, in store order, even across compactions (which
+ * move every message: one already passed on is not passed again, one stored meanwhile is
+ * not lost; of several versions of a slot stored and then compacted before the follower
+ * looked, only the kept one is seen). Between a follower's calls, nothing else may lock
+ * st (the follower compares the index with what it last read). */
+struct gossip_store_follower;
+/* Start at the end of what is stored now; NULL on error. */
+struct gossip_store_follower *gossip_store_follow(struct gossip_store *st);
+/* 1 when DIR/store's size or inode changed since the follower last read it (one stat:
+ * the cost of an idle follower does not grow with the store). */
+int gossip_store_follow_changed(const struct gossip_store_follower *f);
+/* Take the lock, index what is new, release the lock, then call fn for each message
+ * stored since the last call (visible ones only), the bytes valid during the call; fn
+ * returning non-zero stops the walk (returned; what it did not see is not seen again). */
+int gossip_store_follow_next(struct gossip_store_follower *f, gossip_each_fn *fn, void *ctx);
+void gossip_store_follow_free(struct gossip_store_follower *f);
 /* The store's Merkle root and message count (as gossip-merge digest prints them). */
 int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
 /* Which origins' messages are visible, as the program decides from its trust (the store

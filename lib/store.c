@@ -49,13 +49,22 @@ static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t s
 	return &st->tab[i];
 }
 
+/* The entry of a slot in an index table of cap entries (a power of two, or 0). */
+static const struct gossip_entry *tab_find(const struct gossip_entry *tab, size_t cap,
+                                           const uint8_t slot[16])
+{
+	if (!cap)
+		return NULL;
+	size_t i = slot_hash(slot) & (cap - 1);
+	while (tab[i].used && memcmp(tab[i].slot, slot, 16) != 0)
+		i = (i + 1) & (cap - 1);
+	return tab[i].used ? &tab[i] : NULL;
+}
+
 /* The entry of a slot, visible or not. */
 static const struct gossip_entry *find(const struct gossip_store *st, const uint8_t slot[16])
 {
-	if (!st->cap)
-		return NULL;
-	const struct gossip_entry *e = probe(st, slot);
-	return e->used ? e : NULL;
+	return tab_find(st->tab, st->cap, slot);
 }
 
 static int visible(const struct gossip_store *st, const struct gossip_entry *e)
@@ -1131,6 +1140,188 @@ int gossip_store_each_new(struct gossip_store *st, struct gossip_store_cursor *c
 	int r = gossip_store_each(st, cur->off, fn, ctx);
 	cur->off = st->end;
 	cur->ino = st->ino;
+	return r;
+}
+
+int gossip_store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf)
+{
+	return store_read(st, e, buf) < 0 ? -1 : 0;
+}
+
+/* ---- following the store: each message once, as it is stored ---- */
+
+struct gossip_store_follower {
+	struct gossip_store *st;
+	uint64_t ino, off;  /* the store file the follower has read, and how far */
+	uint64_t size;  /* its size then (a torn tail beyond off is not read again) */
+};
+
+/* DIR/store's inode and size (0 and 0 when there is none). */
+static void store_stat(const struct gossip_store *st, uint64_t *ino, uint64_t *size)
+{
+	struct stat sb;
+	*ino = *size = 0;
+	if (stat(gossip_path(st->dir, "store"), &sb) == 0) {
+		*ino = (uint64_t)sb.st_ino;
+		*size = (uint64_t)sb.st_size;
+	}
+}
+
+struct gossip_store_follower *gossip_store_follow(struct gossip_store *st)
+{
+	struct gossip_store_follower *f = calloc(1, sizeof *f);
+	if (!f) {
+		gossip_seterr("store: out of memory");
+		return NULL;
+	}
+	f->st = st;
+	if (gossip_store_lock(st) < 0) {
+		free(f);
+		return NULL;
+	}
+	store_stat(st, &f->ino, &f->size);
+	f->ino = st->ino;  /* 0 while there is no store file */
+	f->off = st->end;
+	gossip_store_unlock(st);
+	return f;
+}
+
+void gossip_store_follow_free(struct gossip_store_follower *f)
+{
+	free(f);
+}
+
+int gossip_store_follow_changed(const struct gossip_store_follower *f)
+{
+	uint64_t ino, size;
+	store_stat(f->st, &ino, &size);
+	return ino != f->ino || size != f->size;
+}
+
+/* Whether a message found in a compacted store file was already passed on: the follower's
+ * last index (snap) holds it, or a later version of its slot. */
+static int seen_before(const struct gossip_entry *snap, size_t cap, const struct store_item *it)
+{
+	const struct gossip_entry *e = tab_find(snap, cap, it->slot);
+	return e && (e->version > it->version ||
+	             (e->version == it->version && memcmp(e->hash, it->hash, 16) == 0));
+}
+
+/* Pass on the messages of the store file between from and end (indexed: every message
+ * there is proven, its hash in the store's verified set), in file order, skipping damage
+ * as the indexing did, news, hidden origins and what snap says was passed on. */
+static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
+                       const struct gossip_entry *snap, size_t snapcap, gossip_each_fn *fn,
+                       void *ctx)
+{
+	uint8_t *buf;
+	uint64_t wpos = 0, pos;
+	size_t wlen = 0;
+	int r = 0;
+	if (from >= end)
+		return 0;
+	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
+		gossip_seterr("store: out of memory");
+		return -1;
+	}
+	for (pos = from; pos < end && r == 0;) {
+		size_t need = end - pos < GOSSIP_MSG_MAX ? (size_t)(end - pos) : GOSSIP_MSG_MAX, len;
+		if (pos < wpos || pos + need > wpos + wlen) {
+			size_t want = end - pos < CHUNK + GOSSIP_MSG_MAX ? (size_t)(end - pos) : CHUNK + GOSSIP_MSG_MAX;
+			ssize_t k;
+			while ((k = pread(st->fd, buf, want, (off_t)pos)) < 0 && errno == EINTR)
+				;
+			if (k < (ssize_t)need) {
+				gossip_seterr("store: cannot read %s/store: %s", st->dir,
+				              k < 0 ? strerror(errno) : "it shrank while being read");
+				r = -1;
+				break;
+			}
+			wpos = pos;
+			wlen = (size_t)k;
+		}
+		const uint8_t *p = buf + (pos - wpos);
+		struct gossip_msg m;
+		struct store_item it;
+		if (wm_like(p, need)) {
+			if (gossip_cbor_scan(p, need, &wm_limits, NULL, &len) == GOSSIP_SCAN_OK &&
+			    gossip_store_watermarks(p, len, NULL, NULL) == 1)
+				pos += len;
+			else
+				pos++;
+			continue;
+		}
+		if (gossip_cbor_scan(p, need, &gossip_msg_limits, NULL, &len) != GOSSIP_SCAN_OK ||
+		    gossip_msg_decode(p, len, &m) < 0) {
+			pos++;  /* damage, skipped by the index too */
+			continue;
+		}
+		if (gossip_msg_is_news(&m)) {
+			pos += len;
+			continue;
+		}
+		store_item_of(&it, &m, len);
+		if (!sum_has(st, it.hash)) {
+			pos++;  /* framed like a message, never proven: damage */
+			continue;
+		}
+		uint32_t oid = origin_find(st, it.origin, NULL);
+		if (oid != UINT32_MAX && (!st->visible || st->visible(st->visible_ctx, it.origin)) &&
+		    !(snap && seen_before(snap, snapcap, &it))) {
+			struct gossip_entry e = {.off = pos, .version = it.version, .time = it.time,
+			                         .len = it.len, .origin = oid, .type = it.type, .used = 1};
+			memcpy(e.slot, it.slot, 16);
+			memcpy(e.hash, it.hash, 16);
+			r = fn(ctx, &e, p);
+		}
+		pos += len;
+	}
+	free(buf);
+	return r;
+}
+
+int gossip_store_follow_next(struct gossip_store_follower *f, gossip_each_fn *fn, void *ctx)
+{
+	struct gossip_store *st = f->st;
+	struct gossip_entry *snap = NULL;
+	size_t snapcap = 0;
+	uint64_t ino, size;
+	int ro = st->opts.readonly;
+	/* The lock first, so that nobody compacts between the look at the file and the
+	 * indexing (gossip_store_lock takes it again: the same lock, no wait). */
+	if (st->lockfd >= 0 && flock(st->lockfd, ro ? LOCK_SH : LOCK_EX) < 0) {
+		gossip_seterr("store: cannot lock %s/store.lock: %s", st->dir, strerror(errno));
+		return -1;
+	}
+	st->locked = 1;
+	store_stat(st, &ino, &size);
+	/* Another file: compacted (every message moved) or made. What the follower has
+	 * passed on is what the index holds now: keep a copy to tell it from what is new. */
+	int moved = ino != f->ino, known = f->ino == st->ino && f->off == st->end;
+	if (moved && known && st->cap) {
+		if (!(snap = malloc(st->cap * sizeof *snap))) {
+			gossip_store_unlock(st);
+			gossip_seterr("store: out of memory");
+			return -1;
+		}
+		memcpy(snap, st->tab, st->cap * sizeof *snap);
+		snapcap = st->cap;
+	}
+	if (gossip_store_lock(st) < 0) {
+		free(snap);
+		return -1;
+	}
+	uint64_t from = st->ino == f->ino ? f->off : 0, end = st->end;
+	if (st->ino != f->ino && !known)
+		from = end;  /* the index moved on without the follower: start from now */
+	f->ino = st->ino;
+	f->off = end;
+	f->size = size;
+	gossip_store_unlock(st);
+	/* Read without the lock: what lies before end in this file never changes (a
+	 * compaction writes another file), and fn may be slow (a full pipe). */
+	int r = follow_scan(st, from, end, snap, snapcap, fn, ctx);
+	free(snap);
 	return r;
 }
 

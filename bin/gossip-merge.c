@@ -577,10 +577,15 @@ static int do_watch(const char *prefix)
 		gossip_warn("watching %s/store%s%s", dir, prefix ? " for keys under " : "",
 		            prefix ? prefix : "");
 	int status = GOSSIP_EXIT_OK;
+	/* Woken at once by a write to DIR/store (inotify), else every 50 ms. */
+	static const char *const names[] = {"store", NULL};
+	int dw = gossip_dirwatch_open(dir);
 	while (!watch_stop) {
-		struct pollfd pfd = {.fd = 1, .events = 0};
-		if (poll(&pfd, 1, 50) > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+		struct pollfd pfd[2] = {{.fd = 1, .events = 0}, {.fd = dw, .events = POLLIN}};
+		if (poll(pfd, dw >= 0 ? 2 : 1, 50) > 0 && (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
 			break;  /* the reader is gone */
+		if (dw >= 0)
+			gossip_dirwatch_wait(dw, names, 0);  /* what woke it, read */
 		if (watch_stop)
 			break;
 		if (gossip_hup_taken() | trusted_changed(&tst))

@@ -659,6 +659,8 @@ static int do_watch(const struct opts *o)
 		gossip_event_reader_pos(&r, &at);
 		gossip_runner_start_at(run, &at);
 	}
+	static const char *const names[] = {"events", "events.1", NULL};
+	int dw = gossip_dirwatch_open(o->dir);
 	if (o->ready && gossip_write_replace(o->ready, "", 0, 0644) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	while (!stop) {
@@ -686,9 +688,12 @@ static int do_watch(const struct opts *o)
 		}
 		if (run)
 			gossip_runner_tick(run, now);
-		struct timespec ts = {0, 50000000};
-		nanosleep(&ts, NULL);
+		/* Woken at once by a write to DIR/events (inotify), else every 50 ms (the
+		 * handlers' limits and coalescing windows). */
+		gossip_dirwatch_wait(dw, names, 50);
 	}
+	if (dw >= 0)
+		close(dw);
 	gossip_runner_free(run);
 	gossip_event_reader_free(&r);
 	return GOSSIP_EXIT_OK;

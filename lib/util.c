@@ -490,13 +490,6 @@ int gossip_dirwatch_wait(int fd, const char *const names[], int ms)
 	}
 	uint64_t end = gossip_mono_ms() + (uint64_t)ms;
 	for (;;) {
-		uint64_t now = gossip_mono_ms();
-		if (now >= end)
-			return 0;
-		struct pollfd p = {fd, POLLIN, 0};
-		int r = poll(&p, 1, (int)(end - now));
-		if (r <= 0)
-			return r < 0 && errno != EINTR ? -1 : 0;
 		char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 		ssize_t k;
 		int hit = 0;
@@ -510,5 +503,11 @@ int gossip_dirwatch_wait(int fd, const char *const names[], int ms)
 		}
 		if (hit)
 			return 1;
+		uint64_t now = gossip_mono_ms();
+		if (now >= end)
+			return 0;
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, (int)(end - now)) < 0 && errno != EINTR)
+			return -1;
 	}
 }

@@ -39,6 +39,48 @@ static void put_value(FILE *f, const struct gossip_msg *m)
 		fprintf(f, " (%zu bytes)", m->valuelen);
 }
 
+/* What a query or a response holds, below its value (gossip(7), QUERIES). */
+static void show_query(const struct gossip_msg *m)
+{
+	struct gossip_query q;
+	struct gossip_response r;
+	char hex[2 * GOSSIP_QUERY_ID_LEN + 1], when[32];
+	if (gossip_msg_is_response(m)) {
+		if (gossip_response_decode(m->value, m->valuelen, &r) < 0) {
+			printf("\n  response not one: %s", gossip_error());
+			return;
+		}
+		gossip_hex(hex, r.id, sizeof r.id);
+		printf("\n  query    %s\n  kind     %s", hex, r.kind == GOSSIP_RESP_ACK ? "ack" : "answer");
+		if (r.kind == GOSSIP_RESP_ANSWER) {
+			printf("\n  answer   ");
+			gossip_put_string(stdout, r.payload, r.paylen > 256 ? 256 : r.paylen, 0);
+			if (r.paylen > 256)
+				printf(" ... (%zu bytes)", r.paylen);
+		}
+		printf("\n  reply    %s", r.reply);
+		return;
+	}
+	int k = gossip_query_of(m, &q);
+	if (k == 0)
+		return;
+	if (k < 0) {
+		printf("\n  query    not one: %s", gossip_error());
+		return;
+	}
+	gossip_query_id(r.id, m->bytes, m->nbytes);
+	gossip_hex(hex, r.id, sizeof r.id);
+	gossip_fmt_time(when, q.deadline);
+	printf("\n  query    ");
+	gossip_put_string(stdout, (const uint8_t *)q.name, strlen(q.name), 0);
+	printf(" (id %s)\n  reply    %s\n  deadline %s\n  limit    %llu bytes, ack %d, relay %u", hex,
+	       q.reply, when, (unsigned long long)q.limit, q.ack, q.relay);
+	for (int i = 0; i < q.nnames; i++)
+		printf("\n  member   %s", q.names[i]);
+	for (int i = 0; i < q.ntags; i++)
+		printf("\n  tag      %s=~^(%s)$", q.tags[i].tag, q.tags[i].re);
+}
+
 static void human(const struct gossip_msg *m, const struct gossip_signer *sg, int sig_ok,
                   enum gossip_verdict v, uint64_t off, size_t len)
 {
@@ -61,6 +103,7 @@ static void human(const struct gossip_msg *m, const struct gossip_signer *sg, in
 		printf("\n  value    ");
 		put_value(stdout, m);
 	}
+	show_query(m);
 	gossip_fmt_time(when, m->time);
 	if (gossip_msg_is_probe(m))
 		printf("\n");

@@ -15,6 +15,7 @@
  *   session   the handshake and sealed frames a sync runs over (session.h, private)
  *   sync      anti-entropy between two stores over any byte stream
  *   peers     member records, the peer table, phi, pick, leader
+ *   query     queries (_query events) and their responses (type 6): codec, id, filters
  *   events    DIR/events: append, follow, run a handler
  *   swim      the prober (SWIM with Lifeguard's confirmations), on a clock it is given
  *   observe   the peer table kept from the stream, the clock, the store and DIR/rejects
@@ -298,9 +299,12 @@ int gossip_cose_parse(const uint8_t *p, size_t n, struct gossip_cose *c);
 int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32]);
 
 /* Message types (payload field 1). gossip(7) is the authority. */
-enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4, GOSSIP_T_ACK = 5 };
+enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4, GOSSIP_T_ACK = 5,
+       GOSSIP_T_RESPONSE = 6 };
 /* Pings and acks (probes) carry only a type and a value, the nonce (and a ping asking
- * for an indirect probe, the target's key after it); they are never stored. */
+ * for an indirect probe, the target's key after it); they are never stored. A response
+ * to a query (query.c) has the same shape: a type and a value (a byte string), no
+ * version, no time, never stored. */
 enum { GOSSIP_NONCE_LEN = 8 };
 /* Payload fields. */
 enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
@@ -324,8 +328,11 @@ struct gossip_msg {
 };
 const char *gossip_type_name(unsigned type);
 int gossip_type_parse(const char *s);  /* set, del, event; -1 otherwise */
-/* A ping or an ack. */
+/* A message of a probe's shape, {1: type, 5: value}: a ping, an ack, or a response. What
+ * holds for probes (any trusted signer may send one, never stored, passed on as news)
+ * holds for all three; gossip_msg_is_response tells the response apart. */
 int gossip_msg_is_probe(const struct gossip_msg *m);
+int gossip_msg_is_response(const struct gossip_msg *m);
 /* The deterministic payload of m. */
 int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m);
 /* Append m, signed by id, to b (a probe as it is; a versioned message by its author,
@@ -360,7 +367,8 @@ int gossip_msg_verify(const struct gossip_msg *m);
  * array [member's key, its incarnation]. */
 #define GOSSIP_KEY_SUSPECT "_suspect"
 #define GOSSIP_KEY_DEAD "_dead"
-/* News, not state: heartbeats, probes and claims are passed on, never stored. */
+/* News, not state: heartbeats, probes (and responses) and claims are passed on, never
+ * stored. */
 int gossip_msg_is_news(const struct gossip_msg *m);
 /* A message's fields as JSON members (no braces): origin, name (when known), type, key,
  * value and encoding (when it has one), version, time. */
@@ -759,6 +767,66 @@ const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
  * open of it fails (gossip-node holds it for the node's life). 1: it runs, *pid its main
  * pid from DIR/node.pid (0 when unknown); 0: no node; -1: the lock could not be checked. */
 int gossip_node_running(const char *dir, long *pid);
+
+/* ---- query.c: queries and responses (gossip-query) ------------------------------------ */
+
+/* A query is an ordinary event named _query whose value is a byte string holding the
+ * deterministic CBOR map {1: name, 2: payload, 3: reply, 4: deadline, 5: limit, 6: ack,
+ * 7: relay, 8: [names] (optional), 9: {tag: regex} (optional)} (gossip(7), QUERIES). Its
+ * id is the BLAKE2b-128 hash of the whole signed message. A response is a message of type
+ * 6, {1: 6, 5: [id, kind, payload, reply]}, signed by the member that answers. */
+#define GOSSIP_KEY_QUERY "_query"
+enum { GOSSIP_QUERY_ID_LEN = 16, GOSSIP_QUERY_NAME_MAX = 256, GOSSIP_QUERY_REPLY_MAX = 299,
+       GOSSIP_QUERY_RELAY_MAX = 5, GOSSIP_QUERY_NAMES = 64, GOSSIP_QUERY_TAGS = 16,
+       GOSSIP_QUERY_REGEX_MAX = 512,
+       /* An answer and its response fit in one datagram, signed and sealed. */
+       GOSSIP_ANSWER_MAX = 60000, GOSSIP_ANSWER_DEFAULT = 1024 };
+enum { GOSSIP_RESP_ACK = 1, GOSSIP_RESP_ANSWER = 2 };
+struct gossip_query {
+	char name[GOSSIP_QUERY_NAME_MAX + 1];  /* 1 to 256 bytes of UTF-8, no control bytes */
+	const uint8_t *payload;
+	size_t paylen;
+	char reply[GOSSIP_QUERY_REPLY_MAX + 1];  /* udp://host:port */
+	uint64_t deadline;  /* ms since 1970 on the asker's clock */
+	uint64_t limit;  /* answer bytes, at most GOSSIP_ANSWER_MAX */
+	int ack;  /* 0 or 1 */
+	unsigned relay;  /* 0 to GOSSIP_QUERY_RELAY_MAX */
+	int nnames;  /* 0: field 8 absent (every member) */
+	char names[GOSSIP_QUERY_NAMES][64];
+	int ntags;  /* 0: field 9 absent (no tag filter) */
+	struct {
+		char tag[192];
+		char re[GOSSIP_QUERY_REGEX_MAX + 1];  /* POSIX ERE, matched against the whole value */
+	} tags[GOSSIP_QUERY_TAGS];
+};
+/* Append q's value (the map) to b; -1 with the reason when a field is out of range or
+ * a regular expression does not compile. Tags are written in deterministic order. */
+int gossip_query_encode(struct gossip_buf *b, const struct gossip_query *q);
+/* Decode a query's value; anything not deterministic, not known or out of range is
+ * refused with the reason. q->payload points into p. */
+int gossip_query_decode(const uint8_t *p, size_t n, struct gossip_query *q);
+/* A stored message that is a query: an event named _query with a byte string value.
+ * 1 and q filled; 0 when m is no query; -1 when it is one but its value is refused. */
+int gossip_query_of(const struct gossip_msg *m, struct gossip_query *q);
+/* The id of a signed query message: BLAKE2b-128 of its bytes (the store's hash). */
+void gossip_query_id(uint8_t id[GOSSIP_QUERY_ID_LEN], const uint8_t *p, size_t n);
+/* 1 when member m matches q's filters (its name among q's names, when given; every
+ * tag given present and matched whole by its regex), 0 when not, -1 on a regex error. */
+int gossip_query_matches(const struct gossip_query *q, const struct gossip_member *m);
+/* A response's value: [id, kind, payload, reply]. */
+struct gossip_response {
+	uint8_t id[GOSSIP_QUERY_ID_LEN];
+	int kind;  /* GOSSIP_RESP_ACK or GOSSIP_RESP_ANSWER */
+	const uint8_t *payload;  /* empty for an ack */
+	size_t paylen;
+	char reply[GOSSIP_QUERY_REPLY_MAX + 1];
+};
+int gossip_response_encode(struct gossip_buf *b, const struct gossip_response *r);
+/* r->payload points into p. */
+int gossip_response_decode(const uint8_t *p, size_t n, struct gossip_response *r);
+/* The whole signed response message, by id (a probe-shaped message needs no clock). */
+int gossip_response_sign(struct gossip_buf *b, const struct gossip_response *r,
+                         const struct gossip_identity *id);
 
 /* ---- events.c: the event log, DIR/events, and handlers -------------------------------- */
 

@@ -1,6 +1,7 @@
 /* observe.c: the peer table kept from the message stream and the clock: member records,
  * heartbeats, probes and claims in; failure detection by phi (or by the prober), reaping,
- * partitions; member records that reached the store some other way; reputation. */
+ * partitions; member records that reached the store some other way; reputation; and the
+ * responses to queries that it relays to their askers. */
 #include "gossip.h"
 
 #include <errno.h>
@@ -11,6 +12,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Responses relayed lately, by query id, responder and kind: each is relayed once. */
+enum { RELAYED = 512, RELAY_RATE = 200 };
+struct relayed {
+	uint8_t id[GOSSIP_QUERY_ID_LEN], who[32];
+	uint8_t kind;
+};
 
 struct gossip_observer {
 	struct gossip_peers *table;
@@ -29,6 +37,13 @@ struct gossip_observer {
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
+	struct relayed relayed[RELAYED];  /* a ring */
+	size_t relayed_next;
+	struct gossip_rate relay_rate;
+	struct gossip_out relay_out;  /* to the askers, sealed with relay_keys */
+	struct gossip_keyring relay_keys;
+	int relay_ready;  /* relay_out and relay_keys are loaded (at the first relay) */
+	uint64_t relays, relays_refused;
 };
 
 struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
@@ -74,6 +89,10 @@ void gossip_observer_free(struct gossip_observer *o)
 	gossip_trust_free(&o->trust);
 	gossip_log_tail_close(&o->rejects);
 	gossip_buf_free(&o->rejects_part);
+	if (o->relay_ready) {
+		gossip_out_close(&o->relay_out);
+		gossip_keyring_free(&o->relay_keys);
+	}
 	free(o);
 }
 
@@ -235,6 +254,15 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 long gossip_observe_reload(struct gossip_observer *o)
 {
 	struct gossip_trust t;
+	if (o->relay_ready) {
+		struct gossip_keyring k;
+		if (gossip_keyring_load(&k, o->dir) < 0)
+			gossip_warn("reload: keyring: %s; relaying with the old one", gossip_error());
+		else {
+			gossip_keyring_free(&o->relay_keys);
+			o->relay_keys = k;  /* in place: relay_out seals with it */
+		}
+	}
 	if (gossip_trust_load(&t, o->dir) < 0) {
 		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
 		return -1;
@@ -348,6 +376,60 @@ static int know_signer(struct gossip_observer *o, const uint8_t pk[32], uint64_t
 	return changed;
 }
 
+/* ---- relaying responses ---- */
+
+/* A response to a query (gossip-query answer sent it here as one of its relay members):
+ * on to the asker's reply address, once, unless that is this node's own address. At most
+ * RELAY_RATE a second: a flood of responses must not make this node a flood. */
+static void relay(struct gossip_observer *o, const struct gossip_msg *m, const uint8_t *p, size_t n,
+                  uint64_t now)
+{
+	struct gossip_response r;
+	uint64_t refused = 0;
+	if (gossip_response_decode(m->value, m->valuelen, &r) < 0)
+		return;
+	for (size_t i = 0; i < RELAYED; i++) {
+		const struct relayed *d = &o->relayed[i];
+		if (d->kind == r.kind && !memcmp(d->id, r.id, sizeof d->id) && !memcmp(d->who, m->origin, 32))
+			return;
+	}
+	for (size_t i = 0; i < o->table->n; i++) {
+		const struct gossip_peer *self = &o->table->v[i];
+		for (int k = 0; self->self && k < self->info.naddrs; k++)
+			if (!strcmp(self->info.addrs[k], r.reply))
+				return;
+	}
+	struct relayed *d = &o->relayed[o->relayed_next++ % RELAYED];
+	memcpy(d->id, r.id, sizeof d->id);
+	memcpy(d->who, m->origin, 32);
+	d->kind = (uint8_t)r.kind;
+	if (!gossip_rate_allow(&o->relay_rate, RELAY_RATE, now, &refused)) {
+		o->relays_refused++;
+		return;
+	}
+	if (refused)
+		gossip_warn("relay: %llu responses to queries not relayed in a second (at most %d a second)",
+		            (unsigned long long)refused, RELAY_RATE);
+	if (!o->relay_ready) {
+		if (gossip_keyring_load(&o->relay_keys, o->dir) < 0) {
+			gossip_warn("relay: keyring: %s", gossip_error());
+			return;
+		}
+		gossip_out_init(&o->relay_out, 65507, 500, 0, &o->relay_keys);
+		o->relay_ready = 1;
+	}
+	long i = gossip_out_index(&o->relay_out, r.reply);
+	if (i < 0 || gossip_out_queue_to(&o->relay_out, (size_t)i, p, n) < 0)
+		return;
+	gossip_out_flush(&o->relay_out);
+	o->relays++;
+	/* Askers come and go, each on a port of its own: forget them. */
+	if (o->relay_out.n > 64) {
+		gossip_out_close(&o->relay_out);
+		gossip_out_init(&o->relay_out, 65507, 500, 0, &o->relay_keys);
+	}
+}
+
 int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, uint64_t now,
                        int *pass_on)
 {
@@ -355,6 +437,11 @@ int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, ui
 	*pass_on = 1;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return 0;
+	if (gossip_msg_is_response(&m)) {
+		*pass_on = 0;  /* for its asker alone */
+		relay(o, &m, p, n, now);
+		return 0;
+	}
 	if (gossip_msg_is_probe(&m)) {
 		*pass_on = 0;  /* between two nodes: never copied on */
 		if (!o->swim)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# gossip-query: five loopback nodes, each with gossip-query answer beside it (gossip-node
-# will start it itself once the branches merge). A query answered by all, filtered by tag
+# gossip-query: five loopback nodes, each answering queries with its -x handlers
+# (gossip-node starts gossip-query answer). A query answered by all, filtered by tag
 # and by name, a handler past the deadline, answers cut at the limit; forged, replayed and
 # unasked responses refused; bad usage.
 load helper
@@ -23,18 +23,13 @@ setup_file() {
 	# past any deadline on "slow".
 	local h="query=printf '%s:%s' \"\$GOSSIP_SELF_NAME\" \"\$(cat)\""
 	local big="query:big=head -c 100 /dev/zero | tr '\\000' x"
-	node_start n1 "$1" "" ${tags[1]}
+	# gossip-node starts gossip-query answer with its -x handlers.
+	local slow=()
+	node_start n1 "$1" "" ${tags[1]} -x "$big" -x "$h"
 	for i in 2 3 4 5; do
 		eval "port=\${$i}"
-		node_start "n$i" "$port" "$1" ${tags[$i]}
-	done
-	for i in 1 2 3 4 5; do
-		if [ "$i" = 5 ]; then
-			gossip-query -d "$T/n$i" answer -x "query:slow=sleep 30" -x "$big" -x "$h" 2>>"$T/answer$i.log" &
-		else
-			gossip-query -d "$T/n$i" answer -x "$big" -x "$h" 2>>"$T/answer$i.log" &
-		fi
-		echo $! >>"$T/answer.pids"
+		[ "$i" = 5 ] && slow=(-x "query:slow=sleep 30")
+		node_start "n$i" "$port" "$1" ${tags[$i]} "${slow[@]}" -x "$big" -x "$h"
 	done
 	export NODES PGID_n1 PGID_n2 PGID_n3 PGID_n4 PGID_n5
 	local tries=0
@@ -46,7 +41,6 @@ setup_file() {
 }
 
 teardown_file() {
-	[ -f "$T/answer.pids" ] && kill $(cat "$T/answer.pids") 2>/dev/null
 	nodes_stop
 }
 
@@ -112,7 +106,7 @@ all_alive() {
 	assert_failure 1
 	[ "$(printf '%s\n' "$output" | sort)" = "$(printf 'n%s\tn%s:now\n' 1 1 2 2 3 3 4 4)" ] || fail "$output"
 	[[ $stderr == *"5 asked, 5 acked, 4 answered"*"; no answer from n5" ]] || fail "$stderr"
-	wait_for 5 grep -q "handler did not finish by the deadline: killed" "$T/answer5.log"
+	wait_for 5 grep -q "handler did not finish by the deadline: killed" "$T/n5.log"
 	run gossip-node -d "$T/n5" status
 	assert_success
 	run --separate-stderr gossip-query -d "$T/n1" -T 10 -n n5 hello again
@@ -133,7 +127,7 @@ all_alive() {
 	run --separate-stderr gossip-query -d "$T/n1" -T 10 -l 10 -n n2 big
 	assert_success
 	[ "$output" = "$(printf 'n2\txxxxxxxxxx')" ] || fail "$output"
-	wait_for 5 grep -q "query big: the answer was cut at the query's limit of 10 bytes" "$T/answer2.log"
+	wait_for 5 grep -q "query big: the answer was cut at the query's limit of 10 bytes" "$T/n2.log"
 	run --separate-stderr gossip-query -d "$T/n1" -T 10 -l 100 -n n2 big
 	assert_success
 	[ "$output" = "$(printf 'n2\t%s' "$(head -c 100 /dev/zero | tr '\0' x)")" ] || fail "$output"

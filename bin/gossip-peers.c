@@ -653,6 +653,13 @@ static int do_watch(const struct opts *o)
 		                                .max_bytes = 16 << 20, .keep_place = 1};
 		if (!(run = gossip_runner_new(&cfg)))
 			gossip_die(GOSSIP_EXIT_ERR, "watch: %s", gossip_error());
+		/* Key changes are logged (by gossip-merge) only while a handler wants them. */
+		const char *keys = gossip_path(o->dir, "events.keys");
+		if (gossip_handlers_want_keys(o->handlers, o->nhandlers)) {
+			if (gossip_write_replace(keys, "", 0, 0644) < 0)
+				gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		} else if (unlink(keys) < 0 && errno != ENOENT)
+			gossip_die(GOSSIP_EXIT_ERR, "cannot remove %s: %s", keys, strerror(errno));
 	}
 	watch_start(o, &r);
 	if (run) {

@@ -234,6 +234,15 @@ void gossip_event_record(void *recorder, const uint8_t *p, size_t n)
 		/* A message the merger stored decodes. */
 		if (gossip_msg_decode(p, n, &m) < 0 || !gossip_event_logged(&m))
 			return;
+		if (m.type != GOSSIP_T_EVENT) {
+			uint64_t now = gossip_mono_ms();
+			if (!r->keys_at || now - r->keys_at >= 1000) {
+				r->keys = access(gossip_path(r->dir, "events.keys"), F_OK) == 0;
+				r->keys_at = now;
+			}
+			if (!r->keys)
+				return;
+		}
 		if (gossip_cbor_head(&r->buf, GOSSIP_MT_ARRAY, 3) < 0 ||
 		    gossip_cbor_head(&r->buf, GOSSIP_MT_UINT, gossip_now_ms()) < 0 ||
 		    gossip_cbor_str(&r->buf, GOSSIP_MT_TSTR, "message", 7) < 0 ||
@@ -1196,4 +1205,16 @@ void gossip_runner_free(struct gossip_runner *r)
 	free(r->q);
 	free(r->win);
 	free(r);
+}
+
+int gossip_handlers_want_keys(const struct gossip_handler *h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!h[i].nfilters)
+			return 1;
+		for (int f = 0; f < h[i].nfilters; f++)
+			if (!strcmp(h[i].filter[f].kind, "key") || !strcmp(h[i].filter[f].kind, "*"))
+				return 1;
+	}
+	return 0;
 }

@@ -896,13 +896,21 @@ void gossip_event_append(const char *dir, uint64_t now, const char *event,
  * the whole signed message as stored. gossip-merge logs them through its merger's
  * on_stored: gossip_event_record takes each message stored (others are let pass) and, at
  * the end of a batch (p NULL), appends the batch's records with one gossip_log_append. A
- * log that cannot be written loses records, warned about as gossip_event_append does. */
+ * log that cannot be written loses records, warned about as gossip_event_append does.
+ * Key changes are logged only while DIR/events.keys exists (a watch with a handler that
+ * wants them made it; looked at once a second): a store written without key handlers is
+ * not written twice. */
 struct gossip_event_recorder {
 	const char *dir;
 	struct gossip_buf buf;
 	struct gossip_trouble trouble;
 	uint64_t lost;  /* records lost (the log could not be written) */
+	uint64_t keys_at;  /* when DIR/events.keys was last looked at (mono ms; 0: never) */
+	int keys;  /* it was there */
 };
+/* Whether any of the handlers runs for some key change (key, key:PREFIX, * or no filter);
+ * gossip-peers watch makes DIR/events.keys when one does, and removes it otherwise. */
+int gossip_handlers_want_keys(const struct gossip_handler *h, int n);
 void gossip_event_record(void *recorder, const uint8_t *p, size_t n);
 void gossip_event_recorder_free(struct gossip_event_recorder *r);
 /* Whether a message (decoded) is one gossip_event_record logs. */

@@ -31,9 +31,9 @@ lines() {
 	gossip-peers -d n1 observe <feed 2>observe.err & PIDS="$PIDS $!"
 	exec 5>feed
 	gossip-peers -d n1 -j watch >watched 2>watch.err & PIDS="$PIDS $!"
-	wait_for 5 grep -q nanosleep "/proc/$!/wchan"
+	wait_for 5 grep -qE "nanosleep|poll" "/proc/$!/wchan"
 	# Batches of 8 (under half a file): watch reads between them, as a node's watch does
-	# (it reads ten times a second).
+	# (it reads as the log is written).
 	local i total=0
 	for batch in $(seq 1 20); do
 		for i in $(seq 1 8); do

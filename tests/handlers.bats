@@ -62,6 +62,11 @@ local_node() {
 
 @test "gossip-merge logs user events and key changes, [time, \"message\", bytes], not _ names" {
 	local_node
+	# Key changes only while a handler wants them (DIR/events.keys): not written twice
+	# for nothing.
+	emit a set app/size 1
+	[ ! -e a/events ] || fail "a key change logged with no handler for it"
+	touch a/events.keys
 	emit a event deploy v1
 	emit a set app/color blue
 	emit a set _private x
@@ -81,8 +86,25 @@ while b.tell() < len(data):
 	[ "$(cbor_count a/events)" = 4 ]
 }
 
+@test "watch -x makes DIR/events.keys when a handler wants key changes, and removes it when none does" {
+	local_node
+	watch_start a -x "key:app/=true"
+	[ -e a/events.keys ] || fail "no events.keys with a key handler"
+	emit a set app/color blue
+	wait_for 5 lines_are 1 a.out
+	watch_stop
+	watch_start a -x "user:deploy=true"
+	[ ! -e a/events.keys ] || fail "events.keys kept with no key handler"
+	emit a set app/color red
+	emit a event deploy v2
+	wait_for 5 lines_are 2 a.out
+	run grep -c red a.out
+	assert_output 0
+}
+
 @test "watch prints user events and key changes, in text and -j" {
 	local_node
+	touch a/events.keys  # as a watch with a key handler makes it
 	watch_start a -j
 	emit a event deploy 'v1 2'
 	emit a set app/color blue

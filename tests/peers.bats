@@ -75,9 +75,9 @@ events() {
 }
 
 # watching PID: the gossip-peers watch PID has read the event log once and now waits for
-# more (it sleeps between reads of the log): what happens from now on, it reports.
+# more (it waits between reads of the log, in poll): what happens from now on, it reports.
 watching() {
-	grep -q nanosleep "/proc/$1/wchan"
+	grep -qE "nanosleep|poll" "/proc/$1/wchan"
 }
 
 @test "five nodes join and all see all alive; pick never gives self or the dead; one leader" {

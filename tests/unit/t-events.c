@@ -44,8 +44,19 @@ static void records(void)
 	n[2] = sign_msg(&b, &id, GOSSIP_T_SET, "app/color", "blue", 3, 1002);
 	n[3] = sign_msg(&b, &id, GOSSIP_T_EVENT, "_query", "q", 4, 1003);
 	n[4] = sign_msg(&b, &id, GOSSIP_T_DEL, "app/color", NULL, 5, 1004);
-	struct gossip_event_recorder rec = {.dir = dir};
+	/* Without DIR/events.keys (no handler wants key changes), only the user event. */
+	struct gossip_event_recorder quiet = {.dir = dir};
 	size_t at = 0;
+	for (int i = 0; i < 5; i++) {
+		gossip_event_record(&quiet, b.p + at, n[i]);
+		at += n[i];
+	}
+	ok(quiet.buf.len > 0 && quiet.buf.len < n[0] + 32, "without events.keys: the user event only");
+	gossip_event_recorder_free(&quiet);
+	FILE *f = fopen(gossip_path(dir, "events.keys"), "w");
+	ok(f && fclose(f) == 0, "events.keys made");
+	struct gossip_event_recorder rec = {.dir = dir};
+	at = 0;
 	for (int i = 0; i < 5; i++) {
 		gossip_event_record(&rec, b.p + at, n[i]);
 		at += n[i];

@@ -1064,24 +1064,20 @@ static int do_force_leave(struct opts *o, const char *arg)
 	struct gossip_peers t;
 	load_table(&t, o);
 	struct gossip_peer *p = member_named(&t, "force-leave", arg);
-	if (!p) {
+	const char *state = p ? gossip_pstate_name(p->state) : "";
+	if (!p)
 		gossip_warn("force-leave %s: no such member in this node's table (see gossip-peers -d %s list)",
 		            arg, o->dir);
-		return GOSSIP_EXIT_NO;
-	}
-	const char *state = gossip_pstate_name(p->state);
-	if (p->self) {
+	else if (p->self)
 		gossip_warn("force-leave %s: refused: that is this node; stop it with gossip-node -d %s stop, "
 		            "which leaves the cluster", arg, o->dir);
-		return GOSSIP_EXIT_NO;
-	}
-	if (p->state == GOSSIP_P_ALIVE) {
+	else if (p->state == GOSSIP_P_ALIVE)
 		gossip_warn("force-leave %s: refused: it is %s here; only a member that failed (dead) or is "
 		            "suspect can be forced out (an alive one would refute it and come back)", arg, state);
-		return GOSSIP_EXIT_NO;
-	}
-	if (p->state == GOSSIP_P_LEFT) {
+	else if (p->state == GOSSIP_P_LEFT)
 		gossip_warn("force-leave %s: refused: it is %s already", arg, state);
+	if (!p || p->self || p->state == GOSSIP_P_ALIVE || p->state == GOSSIP_P_LEFT) {
+		gossip_peers_free(&t);
 		return GOSSIP_EXIT_NO;
 	}
 	/* The member's key and the incarnation it failed at: a member that comes back with

@@ -102,3 +102,74 @@ answerer() {
 	assert_success
 	[ "$(printf '%s\n' "$output" | sort)" = "$(printf 'n1\tn1 ok\nn2\tn2 ok')" ] || fail "$output $stderr"
 }
+
+# udp_sink PORT FILE: in the background, each datagram to 127.0.0.1:PORT as a line of hex
+# in FILE; its pid in SINKS (stopped by teardown).
+udp_sink() {
+	: >"$2"
+	$PY - "$@" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    d = s.recv(65536)
+    with open(sys.argv[2], "a") as f:
+        f.write(d.hex() + "\n")
+PY
+	SINKS="${SINKS:-} $!"
+	wait_for 5 sh -c "ss -Hlun 'sport = :$1' | grep -q ."
+}
+
+# send_response SIGNER_DIR PORT REPLY ANSWER: an answer to a made-up query, signed by
+# SIGNER_DIR's key, reply address REPLY, sent to 127.0.0.1:PORT (a node, to relay it).
+send_response() {
+	$PY - "$@" <<'PY'
+import base64, cbor2, os, socket, sys
+from nacl.signing import SigningKey
+d, port, reply, answer = sys.argv[1:5]
+sk = SigningKey(base64.b64decode(open(d + "/key").read().strip()))
+value = cbor2.dumps([os.urandom(16), 2, answer.encode(), reply])
+payload = cbor2.dumps({1: 6, 5: value})
+prot = bytes([0xa1, 0x01, 0x27])
+sig = sk.sign(cbor2.dumps(["Signature1", prot, b"", payload])).signature
+msg = cbor2.dumps(cbor2.CBORTag(18, [prot, {4: bytes(sk.verify_key)}, payload, sig]))
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(msg, ("127.0.0.1", int(port)))
+PY
+}
+
+hex_of() {
+	printf '%s' "$1" | od -An -tx1 | tr -d ' \n'
+}
+
+lines_in() {
+	[ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+@test "a reply address that names a host, or many: a relay and an answerer send nothing there and look nothing up" {
+	teardown() { for p in ${SINKS:-}; do kill "$p" 2>/dev/null; done; nodes_stop; }
+	cluster 1
+	sink=${PORTS[2]}
+	udp_sink "$sink" relayed
+	# A restricted member's responses (a response needs no prefix): a name (localhost
+	# resolves without DNS here; elsewhere a lookup holds up the failure detector as long
+	# as DNS takes), a multicast group; then a numeric address, which is relayed.
+	send_response "$T/r" "${PORTS[0]}" "udp://localhost:$sink" named
+	send_response "$T/r" "${PORTS[0]}" "udp://224.0.0.1:$sink" multicast
+	send_response "$T/r" "${PORTS[0]}" "udp://127.0.0.1:$sink" numeric
+	wait_for 10 lines_in relayed 1
+	run ! grep -q "$(hex_of named)" relayed
+	grep -q "$(hex_of numeric)" relayed || fail "$(cat relayed)"
+	# A hostile member's query with a named reply address: not acked, not answered.
+	sink2=${PORTS[1]}
+	udp_sink "$sink2" answered
+	query_value named hello "udp://localhost:$sink2"
+	gossip-send -d "$T/h" -b -f named -t "udp://127.0.0.1:${PORTS[0]}" event _query
+	wait_for 10 grep -q "query hello not answered: udp://localhost:$sink2: not a numeric address" "$T/n1.log"
+	query_value numeric hello "udp://127.0.0.1:$sink2"
+	gossip-send -d "$T/h" -b -f numeric -t "udp://127.0.0.1:${PORTS[0]}" event _query
+	wait_for 10 lines_in answered 2
+	grep -q "$(hex_of 'n1 ok')" answered || fail "no answer: $(cat answered)"
+	[ "$(wc -l <answered)" = 2 ] || fail "$(wc -l <answered) datagrams, want an ack and an answer"
+	[ "$(wc -l <relayed)" = 1 ] || fail "relayed: $(cat relayed)"
+	kill -0 "$PGID_n1" || fail "the node died"
+}

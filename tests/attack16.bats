@@ -173,3 +173,61 @@ lines_in() {
 	[ "$(wc -l <relayed)" = 1 ] || fail "relayed: $(cat relayed)"
 	kill -0 "$PGID_n1" || fail "the node died"
 }
+
+# force_leave_value FILE KEYFILE INCARNATION: a _force-leave's value, the member's key and
+# the 8-byte big-endian incarnation.
+force_leave_value() {
+	$PY -c 'import base64, sys
+k = base64.b64decode(open(sys.argv[2]).read().split()[0])
+open(sys.argv[1], "wb").write(k + int(sys.argv[3]).to_bytes(8, "big"))' "$@"
+}
+
+state_is() {
+	[ "$(state_of "$1" "$2")" = "$3" ]
+}
+
+@test "force-leave forged by a restricted member, or naming an alive member or the node itself, changes no table" {
+	cluster 3
+	node_kill n3
+	for n in n1 n2; do wait_for 30 state_is "$n" n3 dead; done
+	max=18446744073709551615
+	# r holds prefix=app/: its force-leave of the dead n3 is refused (forbidden).
+	force_leave_value fl3 n3.pub "$max"
+	for p in "${PORTS[0]}" "${PORTS[1]}"; do
+		gossip-send -d "$T/r" -b -f fl3 -t "udp://127.0.0.1:$p" event _force-leave
+	done
+	for n in n1 n2; do
+		wait_for 10 sh -c "gossip-node -d $T/$n -j status | jq -e '.refused_by_reason.forbidden >= 1' >/dev/null"
+	done
+	# h may force members out, but not an alive one (n2), nor n1 that runs (it refutes).
+	force_leave_value fl2 n2.pub "$max"
+	force_leave_value fl1 n1.pub "$max"
+	for f in fl2 fl1; do
+		for p in "${PORTS[0]}" "${PORTS[1]}"; do
+			gossip-send -d "$T/h" -b -f "$f" -t "udp://127.0.0.1:$p" event _force-leave
+		done
+	done
+	wait_for 10 grep -q "a force-leave of this node, which runs: refuting it" "$T/n1.log"
+	for n in n1 n2; do
+		[ "$(state_of "$n" n3)" = dead ] || fail "$n: n3 is $(state_of "$n" n3)"
+		wait_for 10 state_is "$n" n1 alive
+		wait_for 10 state_is "$n" n2 alive
+	done
+	# The nodes still take a force-leave that is allowed: h's of the dead n3.
+	for p in "${PORTS[0]}" "${PORTS[1]}"; do
+		gossip-send -d "$T/h" -b -f fl3 -t "udp://127.0.0.1:$p" event _force-leave
+	done
+	for n in n1 n2; do wait_for 10 state_is "$n" n3 left; done
+}
+
+@test "handlers: an event name, payload and key full of shell syntax reach the handler as data, never run" {
+	cluster 1 -x "user,key:app/=printf '%s|%s|%s\\n' \"\$GOSSIP_EVENT\" \"\${GOSSIP_USER_EVENT:-\$GOSSIP_KEY}\" \"\$GOSSIP_ORIGIN_NAME\" >>$T/ran; cat >>$T/ran; echo >>$T/ran"
+	evil='$(touch '"$T"'/pwned1)`touch '"$T"'/pwned2`;touch '"$T"'/pwned3 "'"'"'\'
+	gossip-send -d "$T/h" -t "udp://127.0.0.1:${PORTS[0]}" event "$evil" "$evil"
+	gossip-send -d "$T/r" -t "udp://127.0.0.1:${PORTS[0]}" set "app/$evil" "$evil"
+	wait_for 10 lines_in "$T/ran" 4
+	[ "$(cat "$T/ran")" = "$(printf 'user|%s|h\n%s\nkey|app/%s|r\n%s' "$evil" "$evil" "$evil" "$evil")" ] ||
+		fail "handler saw: $(cat "$T/ran")"
+	run ! ls "$T"/pwned*
+	kill -0 "$PGID_n1" || fail "the node died"
+}

@@ -566,6 +566,9 @@ static void respond(struct responder *r, const struct gossip_query *q, const uin
 	struct gossip_response resp = {.kind = kind, .payload = p, .paylen = n};
 	struct gossip_buf msg = {0};
 	struct gossip_out out;
+	struct gossip_addr to;
+	if (gossip_addr_unicast(&to, q->reply) < 0)
+		return;  /* on_query said why */
 	memcpy(resp.id, id, GOSSIP_QUERY_ID_LEN);
 	snprintf(resp.reply, sizeof resp.reply, "%s", q->reply);
 	if (gossip_response_sign(&msg, &resp, &r->me) < 0) {
@@ -573,7 +576,7 @@ static void respond(struct responder *r, const struct gossip_query *q, const uin
 		return;
 	}
 	gossip_out_init(&out, DGRAM_MAX, 2000, 0, &r->keys);
-	if (gossip_out_add(&out, q->reply) < 0) {
+	if (gossip_out_add(&out, to.text) < 0) {
 		gossip_warn("query %s: %s", q->name, gossip_error());
 		gossip_buf_free(&msg);
 		return;
@@ -795,6 +798,13 @@ static void on_query(struct responder *r, const uint8_t *p, size_t n)
 	}
 	if (now >= q.deadline)
 		return;  /* too late: the asker has stopped listening */
+	/* The asker's word: a name would be looked up (this process would wait on DNS), a
+	 * multicast or broadcast address would make every answer many. */
+	struct gossip_addr to;
+	if (gossip_addr_unicast(&to, q.reply) < 0) {
+		note(r, "query %s not answered: %s", q.name, gossip_error());
+		return;
+	}
 	int found = member_record(r->st, r->me.pk, &self);
 	if (found <= 0) {
 		note(r, "query %s not answered: %s", q.name,

@@ -457,6 +457,10 @@ struct gossip_addr {
 };
 /* udp://HOST:PORT, tcp://HOST:PORT (IPv6 in brackets), unix:/PATH. */
 int gossip_addr_parse(struct gossip_addr *a, const char *s);
+/* udp://IP:PORT for one host, as a message names it (a query's reply address): numeric
+ * (no name is looked up: a lookup waits on DNS, which a sender must not make a node do),
+ * not multicast, broadcast, unspecified or port 0; -1 with the reason otherwise. */
+int gossip_addr_unicast(struct gossip_addr *a, const char *s);
 void gossip_addr_text(struct gossip_addr *a);
 /* The same host and port under another kind (a UDP peer's TCP side). */
 int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind);

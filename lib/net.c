@@ -35,7 +35,39 @@ static int split_hostport(const char *s, char *host, size_t hostlen, const char 
 	return **port ? 0 : -1;
 }
 
+static int addr_parse(struct gossip_addr *a, const char *s, int flags);
+
 int gossip_addr_parse(struct gossip_addr *a, const char *s)
+{
+	return addr_parse(a, s, 0);
+}
+
+int gossip_addr_unicast(struct gossip_addr *a, const char *s)
+{
+	if (strncmp(s, "udp://", 6) != 0) {
+		gossip_seterr("%.64s: want udp://HOST:PORT", s);
+		return -1;
+	}
+	if (addr_parse(a, s, AI_NUMERICHOST) < 0) {
+		gossip_seterr("%.64s: not a numeric address (no name is looked up for it)", s);
+		return -1;
+	}
+	int bad = 0;
+	if (a->sa.ss_family == AF_INET) {
+		uint32_t ip = ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr);
+		bad = ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
+	} else if (a->sa.ss_family == AF_INET6) {
+		const struct in6_addr *ip = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
+		bad = IN6_IS_ADDR_UNSPECIFIED(ip) || IN6_IS_ADDR_MULTICAST(ip);
+	}
+	if (bad || !((const struct sockaddr_in *)&a->sa)->sin_port) {
+		gossip_seterr("%.64s: not one host's address (multicast, broadcast, unspecified or port 0)", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int addr_parse(struct gossip_addr *a, const char *s, int flags)
 {
 	char host[256];
 	const char *port;
@@ -68,7 +100,7 @@ int gossip_addr_parse(struct gossip_addr *a, const char *s)
 		return -1;
 	}
 	hints.ai_socktype = a->kind == GOSSIP_UDP ? SOCK_DGRAM : SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
+	hints.ai_flags = AI_NUMERICSERV | flags;
 	if ((e = getaddrinfo(*host ? host : NULL, port, &hints, &res)) != 0) {
 		gossip_seterr("%s: %s", s, gai_strerror(e));
 		return -1;

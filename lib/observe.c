@@ -385,9 +385,17 @@ static void relay(struct gossip_observer *o, const struct gossip_msg *m, const u
                   uint64_t now)
 {
 	struct gossip_response r;
+	struct gossip_addr to;
 	uint64_t refused = 0;
 	if (gossip_response_decode(m->value, m->valuelen, &r) < 0)
 		return;
+	/* Where it goes is the responder's word: a name would be looked up here, holding up
+	 * the failure detector for as long as DNS takes; a multicast or broadcast address
+	 * would make one datagram many. */
+	if (gossip_addr_unicast(&to, r.reply) < 0) {
+		o->relays_refused++;
+		return;
+	}
 	for (size_t i = 0; i < RELAYED; i++) {
 		const struct relayed *d = &o->relayed[i];
 		if (d->kind == r.kind && !memcmp(d->id, r.id, sizeof d->id) && !memcmp(d->who, m->origin, 32))
@@ -396,7 +404,7 @@ static void relay(struct gossip_observer *o, const struct gossip_msg *m, const u
 	for (size_t i = 0; i < o->table->n; i++) {
 		const struct gossip_peer *self = &o->table->v[i];
 		for (int k = 0; self->self && k < self->info.naddrs; k++)
-			if (!strcmp(self->info.addrs[k], r.reply))
+			if (!strcmp(self->info.addrs[k], r.reply) || !strcmp(self->info.addrs[k], to.text))
 				return;
 	}
 	struct relayed *d = &o->relayed[o->relayed_next++ % RELAYED];
@@ -418,7 +426,7 @@ static void relay(struct gossip_observer *o, const struct gossip_msg *m, const u
 		gossip_out_init(&o->relay_out, 65507, 500, 0, &o->relay_keys);
 		o->relay_ready = 1;
 	}
-	long i = gossip_out_index(&o->relay_out, r.reply);
+	long i = gossip_out_index(&o->relay_out, to.text);
 	if (i < 0 || gossip_out_queue_to(&o->relay_out, (size_t)i, p, n) < 0)
 		return;
 	gossip_out_flush(&o->relay_out);

@@ -31,10 +31,118 @@ static int check_text(const char *s, size_t min, size_t max, const char *what)
 	return 0;
 }
 
+/* What regcomp will build for a regex, roughly: glibc copies an atom once for each
+ * repetition a bound allows ("(a{1,1000}){1,1000}" is a million copies, gigabytes, for
+ * 21 bytes of query), so the cost of an atom is the product of the bounds around it. */
+enum { COST_MAX = 2000 };
+
+/* A bound {m}, {m,} or {m,n} at s (just past the '{'): the copies it makes (the larger
+ * number, m + 1 for {m,}; at most 100001), and its length in *len; 0 when it is no bound. */
+static uint64_t bound_at(const char *s, size_t *len)
+{
+	uint64_t v[2] = {0, 0};
+	int k = 0, digits = 0, comma = 0;
+	const char *c = s;
+	for (; *c && *c != '}'; c++) {
+		if (*c >= '0' && *c <= '9') {
+			v[k] = v[k] >= 10000 ? 100000 : v[k] * 10 + (uint64_t)(*c - '0');
+			digits = 1;
+		} else if (*c == ',' && !comma) {
+			comma = 1;
+			k = 1;
+		} else
+			return 0;
+	}
+	if (*c != '}' || !digits)
+		return 0;
+	*len = (size_t)(c - s) + 1;
+	uint64_t most = comma && c[-1] == ',' ? v[0] + 1 : v[0] > v[1] ? v[0] : v[1];
+	return most ? most : 1;
+}
+
+static int too_costly(const char *text)
+{
+	gossip_seterr("regular expression \"%.64s\" is too costly: its repetitions make more than %d "
+	              "copies of what they repeat (nested bounds multiply)", text, COST_MAX);
+	return -1;
+}
+
+/* Refuse a regex that regcomp would blow up (see above), and back-references (\1 to
+ * \9: not POSIX ERE, and matching them can take exponential time). Costs only grow as
+ * the regex is read, so the first one over the limit refuses it. */
+static int check_cost(const char *text)
+{
+	uint64_t sum[GOSSIP_QUERY_REGEX_MAX + 2], last[GOSSIP_QUERY_REGEX_MAX + 2];
+	int depth = 0;
+	sum[0] = last[0] = 0;
+	for (const char *c = text; *c;) {
+		uint64_t atom = 1, times;
+		size_t len = 1;
+		if (*c == '\\' && c[1] >= '1' && c[1] <= '9') {
+			gossip_seterr("regular expression \"%.64s\": a back-reference (\\%c) is not POSIX ERE, "
+			              "and may take exponential time: refused", text, c[1]);
+			return -1;
+		}
+		if (*c == '(' && depth <= GOSSIP_QUERY_REGEX_MAX) {
+			sum[++depth] = 0;
+			last[depth] = 0;
+			c++;
+			continue;
+		}
+		if (*c == '|') {
+			last[depth] = 0;
+			c++;
+			continue;
+		}
+		if (*c == '*' || *c == '+' || *c == '?' || (*c == '{' && bound_at(c + 1, &len))) {
+			/* A repetition of the atom before it: a+ is aa*, a{m,n} up to n copies. */
+			times = *c == '+' ? 2 : *c == '{' ? bound_at(c + 1, &len) : 1;
+			sum[depth] += last[depth] * (times - 1);
+			last[depth] *= times;
+			if (sum[depth] > COST_MAX)
+				return too_costly(text);
+			c += *c == '{' ? len + 1 : 1;
+			continue;
+		}
+		if (*c == ')' && depth > 0) {
+			atom = sum[depth--] + 1;
+		} else if (*c == '\\' && c[1]) {
+			len = 2;
+		} else if (*c == '[') {
+			/* A bracket expression is one atom: to its closing ']' (a ']' first is in
+			 * it, and so is what [: :], [. .] and [= =] hold). */
+			const char *e = c + 1;
+			if (*e == '^')
+				e++;
+			if (*e == ']')
+				e++;
+			while (*e && *e != ']') {
+				if (*e == '[' && (e[1] == ':' || e[1] == '.' || e[1] == '=')) {
+					const char *close = strchr(e + 2, e[1]);
+					e = close && close[1] == ']' ? close + 2 : e + 1;
+				} else
+					e++;
+			}
+			len = (size_t)(e - c) + (*e ? 1 : 0);
+		}
+		sum[depth] += atom;
+		last[depth] = atom;
+		if (sum[depth] > COST_MAX)
+			return too_costly(text);
+		c += len;
+	}
+	return 0;
+}
+
 /* A tag's regex as the filter uses it: anchored, so that it matches the whole value. */
 static int compile(regex_t *re, const char *text)
 {
 	size_t n = strlen(text);
+	if (n > GOSSIP_QUERY_REGEX_MAX || check_cost(text) < 0) {
+		if (n > GOSSIP_QUERY_REGEX_MAX)
+			gossip_seterr("a tag's regular expression is at most %d bytes", GOSSIP_QUERY_REGEX_MAX);
+		return -1;
+	}
 	char *anchored = malloc(n + 5);
 	if (!anchored) {
 		gossip_seterr("out of memory");

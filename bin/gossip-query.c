@@ -686,7 +686,8 @@ static _Noreturn void run_handler(struct responder *r, const char *command, cons
 	size_t fed = 0;
 	int infd = in[1], outfd = outp[0], cut = 0;
 	uint64_t now = gossip_now_ms();
-	uint64_t end = gossip_mono_ms() + (q->deadline > now ? q->deadline - now : 0);
+	uint64_t left = q->deadline > now ? q->deadline - now : 0;
+	uint64_t end = gossip_mono_ms() + (left < GOSSIP_QUERY_AHEAD_MS ? left : GOSSIP_QUERY_AHEAD_MS);
 	if (q->paylen == 0)
 		close(infd), infd = -1;
 	while (outfd >= 0 && gossip_mono_ms() < end) {
@@ -798,6 +799,12 @@ static void on_query(struct responder *r, const uint8_t *p, size_t n)
 	}
 	if (now >= q.deadline)
 		return;  /* too late: the asker has stopped listening */
+	if (q.deadline - now > GOSSIP_QUERY_AHEAD_MS) {
+		/* No asker waits that long (-T is at most an hour): such a deadline would only
+		 * hold a handler slot, and the list of queries seen, for as long. */
+		note(r, "query %s refused: %s", q.name, "its deadline is more than an hour ahead of this node's clock");
+		return;
+	}
 	/* The asker's word: a name would be looked up (this process would wait on DNS), a
 	 * multicast or broadcast address would make every answer many. */
 	struct gossip_addr to;

@@ -786,6 +786,9 @@ enum { GOSSIP_QUERY_ID_LEN = 16, GOSSIP_QUERY_NAME_MAX = 256, GOSSIP_QUERY_REPLY
        /* An answer and its response fit in one datagram, signed and sealed. */
        GOSSIP_ANSWER_MAX = 60000, GOSSIP_ANSWER_DEFAULT = 1024 };
 enum { GOSSIP_RESP_ACK = 1, GOSSIP_RESP_ANSWER = 2 };
+/* A member answers no query whose deadline is further ahead of its clock than this (an
+ * hour, the asker's longest timeout, and a minute of clock skew), nor runs a handler longer. */
+#define GOSSIP_QUERY_AHEAD_MS (3600000ULL + 60000ULL)
 struct gossip_query {
 	char name[GOSSIP_QUERY_NAME_MAX + 1];  /* 1 to 256 bytes of UTF-8, no control bytes */
 	const uint8_t *payload;

@@ -42,12 +42,13 @@ cluster() {
 }
 
 # query_value FILE NAME REPLY [TAG REGEX]: a query's value (the CBOR map of gossip(7),
-# QUERIES), as a hostile member makes it by hand: deadline 60 s ahead, ack, no relay.
+# QUERIES), as a hostile member makes it by hand: deadline AHEAD ms ahead (60000 unless
+# set), ack, no relay.
 query_value() {
-	$PY - "$@" <<'PY'
-import cbor2, sys, time
+	AHEAD=${AHEAD:-60000} $PY - "$@" <<'PY'
+import cbor2, os, sys, time
 out, name, reply = sys.argv[1:4]
-q = {1: name, 2: b"", 3: reply, 4: int(time.time() * 1000) + 60000, 5: 100, 6: 1, 7: 0}
+q = {1: name, 2: b"", 3: reply, 4: int(time.time() * 1000) + int(os.environ["AHEAD"]), 5: 100, 6: 1, 7: 0}
 if len(sys.argv) > 5:
     q[9] = {sys.argv[4]: sys.argv[5]}
 open(out, "wb").write(cbor2.dumps(q, canonical=True))
@@ -172,6 +173,20 @@ lines_in() {
 	[ "$(wc -l <answered)" = 2 ] || fail "$(wc -l <answered) datagrams, want an ack and an answer"
 	[ "$(wc -l <relayed)" = 1 ] || fail "relayed: $(cat relayed)"
 	kill -0 "$PGID_n1" || fail "the node died"
+}
+
+@test "a query whose deadline is hours ahead holds no handler slot: refused, not acked, the next query answered" {
+	teardown() { for p in ${SINKS:-}; do kill "$p" 2>/dev/null; done; nodes_stop; }
+	cluster 1
+	sink=${PORTS[2]}
+	udp_sink "$sink" answered
+	AHEAD=7200000 query_value far hello "udp://127.0.0.1:$sink"
+	gossip-send -d "$T/h" -b -f far -t "udp://127.0.0.1:${PORTS[0]}" event _query
+	wait_for 10 grep -q "query hello refused: its deadline is more than an hour ahead" "$T/n1.log"
+	query_value near hello "udp://127.0.0.1:$sink"
+	gossip-send -d "$T/h" -b -f near -t "udp://127.0.0.1:${PORTS[0]}" event _query
+	wait_for 10 lines_in answered 2
+	[ "$(wc -l <answered)" = 2 ] || fail "$(wc -l <answered) datagrams, want the near query's ack and answer only"
 }
 
 # force_leave_value FILE KEYFILE INCARNATION: a _force-leave's value, the member's key and

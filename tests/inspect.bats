@@ -201,9 +201,8 @@ teardown() {
 	assert_line --index 0 --partial "watermarks (offset 0"
 	assert_line --index 1 --partial "  $pk w  "
 	[[ ${lines[1]} =~ \ \ [0-9]+$ ]] || fail "${lines[1]}"
-	# One changed byte of its check: rejected, exit 1.
-	size=$(stat -c %s "$T/w/store")
-	printf '\x00' | dd of="$T/w/store" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+	# One changed byte of its check (a flipped bit: always a change): rejected, exit 1.
+	flipbit "$T/w/store" $(($(stat -c %s "$T/w/store") - 1))
 	run --separate-stderr gossip-inspect -d "$T/w" -j "$T/w/store"
 	assert_failure 1
 	[[ $stderr == *"offset 0"* ]] || fail "$stderr"

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,10 @@ static int do_filter(const struct opts *o, int mode, int argc, char **argv)
 			heartbeat(&f, mono);
 		}
 		fill_gaps(&f, mono);
+		/* The reader gone (head -1 has its line): stop now, not at the next line. */
+		struct pollfd out = {1, 0, 0};
+		if (poll(&out, 1, 0) == 1 && (out.revents & (POLLERR | POLLHUP)))
+			break;
 		gossip_dirwatch_wait(dw, names, 50);
 		if (stop)
 			break;

@@ -503,7 +503,8 @@ static int causal_ready(struct gossip_orderer *o, const struct gossip_omsg *h)
 	return 1;
 }
 
-/* Whether member pk can no longer send anything ordered before (lamport, origin). */
+/* Whether member pk can no longer send anything ordered before (lamport, origin): what
+ * it has sent is in (no gap), and its clock has reached lamport. */
 static int past(struct gossip_orderer *o, const uint8_t pk[32], uint64_t lamport, const uint8_t origin[32])
 {
 	if (!memcmp(pk, origin, 32))
@@ -511,7 +512,8 @@ static int past(struct gossip_orderer *o, const uint8_t pk[32], uint64_t lamport
 	struct gossip_oorigin *r = origin_find(o, pk, 0);
 	if (!r || r->contig == 0 || r->contig + 1 < r->next)
 		return 0;
-	return r->heard > lamport || (r->heard == lamport && memcmp(pk, origin, 32) > 0);
+	/* Its clocks only rise: what it sends next is past heard; at heard it sent already. */
+	return r->heard >= lamport;
 }
 
 static int total_stable(struct gossip_orderer *o, const struct gossip_omsg *h)

@@ -20,6 +20,8 @@
  *   swim      the prober (SWIM with Lifeguard's confirmations), on a clock it is given
  *   observe   the peer table kept from the stream, the clock, the store and DIR/rejects
  *   sim       gossip-sim's seeded randomness and member choices
+ *   stats     counters of a node's programs (DIR/stats)
+ *   order     ordered delivery: the ordered event, the sender's seq, FIFO/causal/total buffers
  *
  * trust comes after msg because its verdicts are on decoded messages. Structures whose
  * insides only the library needs are declared here by name only; lib/store.h (private)
@@ -1188,5 +1190,102 @@ void gossip_stats_open(struct gossip_stats *s, const char *dir, const char *prog
 void gossip_stats_add(struct gossip_stats *s, const char *name, uint64_t *counter);
 void gossip_stats_tick(struct gossip_stats *s, uint64_t now);
 void gossip_stats_close(struct gossip_stats *s);
+
+/* ---- order.c: ordered delivery (gossip-order): FIFO, causal, total ------------------------
+ * Above everything else: it uses the store, the author and trust. An ordered event is an
+ * ordinary event (type 3) whose value is a byte string holding the deterministic CBOR map
+ * {1: seq, 2: lamport, 3: [[origin, seq]...], 4: payload} (gossip(7), ORDERED DELIVERY):
+ * seq counts the origin's ordered events from 1 with no hole, lamport is its Lamport clock,
+ * the dependencies name, per other origin, the highest seq this node's store held when it
+ * sent (sorted by origin, once each). A heartbeat is an ordered event named _order with an
+ * empty payload: it moves a member's clock on for total order, and is never shown. */
+#define GOSSIP_KEY_ORDER_HB "_order"
+enum { GOSSIP_ORDER_DEPS_MAX = 1024, GOSSIP_ORDER_PAYLOAD_MAX = 16384 };
+struct gossip_odep {
+	uint8_t origin[32];
+	uint64_t seq;
+};
+struct gossip_oev {
+	uint64_t seq, lamport;
+	struct gossip_odep *deps;  /* decoding allocates them: gossip_oev_free */
+	size_t ndeps;
+	const uint8_t *payload;  /* decoding: into the bytes given */
+	size_t paylen;
+};
+int gossip_order_encode(struct gossip_buf *b, const struct gossip_oev *e);
+/* Only the exact deterministic form is taken; -1 with the reason otherwise. */
+int gossip_order_decode(const uint8_t *p, size_t n, struct gossip_oev *e);
+void gossip_oev_free(struct gossip_oev *e);
+/* 1 and e when m is an ordered event; 0 when m is no event with a byte string; -1 when
+ * its value is not an ordered event. */
+int gossip_order_of(const struct gossip_msg *m, struct gossip_oev *e);
+/* Sign the next ordered event of DIR's node, named name, onto out. Under DIR/order.lock:
+ * the dependencies and the clock from DIR/store (read-only; what trusted signers wrote),
+ * the seq from DIR/order.state, which holds the new message before this returns (so no seq
+ * is ever used twice, even across a crash). The message signed before, when DIR/store does
+ * not hold it, goes onto out first (*resent 1): a seq that never left is sent again. */
+int gossip_order_sign(const char *dir, const char *name, const uint8_t *payload, size_t paylen,
+                      struct gossip_buf *out, int *resent);
+
+enum { GOSSIP_ORDER_FIFO = 1, GOSSIP_ORDER_CAUSAL, GOSSIP_ORDER_TOTAL };
+const char *gossip_order_mode_name(int mode);
+int gossip_order_mode_parse(const char *s);  /* -1 when not one */
+/* One ordered event held back or delivered (copied: it owns name, payload, deps). */
+struct gossip_omsg {
+	uint8_t origin[32];
+	uint64_t seq, lamport, version, time, arrived;
+	char *name;
+	size_t namelen;
+	uint8_t *payload;
+	size_t paylen;
+	struct gossip_odep *deps;
+	size_t ndeps;
+	int heartbeat;
+};
+void gossip_omsg_free(struct gossip_omsg *m);
+struct gossip_oorigin {
+	uint8_t pk[32];
+	uint64_t next;  /* the next seq to deliver */
+	uint64_t contig;  /* every seq up to this one received (delivered or held) */
+	uint64_t heard;  /* the Lamport clock of contig's message */
+};
+/* The buffers of one delivery order, with no clock of their own and no files: messages in
+ * (gossip_orderer_add), deliveries out (gossip_orderer_next), a time given by the caller. */
+struct gossip_orderer {
+	int mode;
+	struct gossip_oorigin *origins;
+	size_t norigins, ocap;
+	struct gossip_omsg *held;
+	size_t nheld, hcap;
+	uint8_t (*members)[32];  /* total order waits on these (self included) */
+	size_t nmembers;
+	int has_members;  /* else on every origin heard of */
+	uint64_t pos_lamport;  /* total: the last delivered (lamport, origin) */
+	uint8_t pos_origin[32];
+	int has_pos;
+	uint64_t expire_ms;  /* a gap whose next message is older than this is skipped */
+};
+void gossip_orderer_init(struct gossip_orderer *o, int mode);
+void gossip_orderer_free(struct gossip_orderer *o);
+/* Origin pk's next seq to deliver is at least next (a saved state, a fresh start). */
+int gossip_orderer_start(struct gossip_orderer *o, const uint8_t pk[32], uint64_t next);
+/* The live members total order waits on (replacing those before). */
+int gossip_orderer_members(struct gossip_orderer *o, const uint8_t (*pks)[32], size_t n);
+enum { GOSSIP_ORDER_HELD = 0, GOSSIP_ORDER_DUP = 1, GOSSIP_ORDER_LATE = 2 };
+/* Take m (decoded; e its ordered event) arriving now: HELD, DUP (delivered or held
+ * already), LATE (total: the order has passed it), or -1 (no memory). */
+int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, const struct gossip_oev *e,
+                       uint64_t now);
+/* 1 and the next message in order (the caller frees it); 2 when a gap older than
+ * expire_ms was skipped (*skipped messages of out->origin); 0 when nothing can go now. */
+int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_omsg *out, uint64_t *skipped);
+/* How long the oldest held message has waited (0: none held). */
+uint64_t gossip_orderer_oldest(const struct gossip_orderer *o, uint64_t now);
+/* Total: whether a held message waits for member pk's clock (pk should send a heartbeat). */
+int gossip_orderer_waits_on(const struct gossip_orderer *o, const uint8_t pk[32]);
+/* The delivery state in a file ("next ORIGIN SEQ" and "pos LAMPORT ORIGIN" lines). Load:
+ * 1 loaded, 0 no file, -1 error. */
+int gossip_orderer_save(const struct gossip_orderer *o, const char *path);
+int gossip_orderer_load(struct gossip_orderer *o, const char *path);
 
 #endif

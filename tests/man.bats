@@ -14,7 +14,7 @@ MAN="${GOSSIP_SRCDIR:-$BATS_TEST_DIRNAME/..}/man"
 }
 
 @test "each program's --help prints its man page SYNOPSIS" {
-	for prog in gossip-keygen gossip-send gossip-inspect gossip-merge gossip-listen gossip-peers gossip-node gossip-sim gossip-query; do
+	for prog in gossip-keygen gossip-send gossip-inspect gossip-merge gossip-listen gossip-peers gossip-node gossip-sim gossip-query gossip-order; do
 		synopsis=$(mandoc -T ascii "$MAN/$prog.1" | col -b |
 			sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \t\n' '   ')
 		while IFS= read -r line; do

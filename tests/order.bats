@@ -1,0 +1,264 @@
+#!/usr/bin/env bats
+# gossip-order: ordered events merged out of order into one store (FIFO, causal, total),
+# restarts that neither repeat nor skip, loopback nodes whose total orders agree, and ten
+# namespaced hosts under 20% loss, where FIFO and causal lose nothing and total order is
+# the same everywhere; bad usage.
+load helper
+load node
+load netns
+
+setup() {
+	base_setup
+	FILTERS=
+	NODES=
+}
+
+teardown() {
+	local p
+	for p in $FILTERS; do kill "$p" 2>/dev/null || true; done
+	nodes_stop
+	net_down "${NS:-none}"
+}
+
+# filter NAME DIR MODE [ARGS...]: run a filter in the background, its output in NAME.out.
+filter() {
+	local out=$1 dir=$2
+	shift 2
+	gossip-order -d "$dir" "$@" >"$T/$out.out" 2>>"$T/$out.err" &
+	FILTERS="$FILTERS $!"
+}
+
+# lines N FILE: FILE has at least N lines.
+lines() {
+	[ "$(wc -l <"$2" 2>/dev/null || echo 0)" -ge "$1" ]
+}
+
+# in_order FILE: every origin's lines in FILE have rising seq numbers (heartbeats, never
+# shown, take some) and payloads ending in numbers that rise by one.
+in_order() {
+	awk '{ k = $5; gsub(/[^0-9]/, "", k); k = substr(k, length(k)); k += 0
+	       if (($1 in seq) && ($2 <= seq[$1] || k != num[$1] + 1)) { print "out of order: " $0; bad = 1 }
+	       seq[$1] = $2; num[$1] = k }
+	     END { exit bad }' "$1"
+}
+
+# osend DIR PAYLOAD: DIR's next ordered event "ev" into the file DIR+PAYLOAD's name (a1, b2...)
+# and into DIR's own store, as a node would keep it (else the next send repeats it).
+osend() {
+	gossip-order -d "$1" send ev "$2" >"$2"
+	gossip-merge -d "$1" <"$2" >/dev/null
+}
+
+# Three signers a, b, c and a store s that trusts them.
+signers() {
+	for n in a b c s; do mknode "$n"; done
+	cat a.pub b.pub c.pub >s/trusted
+	for n in a b c; do cat a.pub b.pub c.pub >"$n/trusted"; done
+}
+
+@test "fifo: each origin's events in the order it sent them, whatever order they merge in" {
+	signers
+	for i in 1 2 3 4; do osend a "a$i"; done
+	for i in 1 2 3; do osend b "b$i"; done
+	# Reordered and duplicated; a2 held back until it comes.
+	gossip-merge -d s </dev/null   # an empty store: the filter starts afresh, at seq 1
+	filter f s fifo
+	sleep 0.2
+	cat a4 b3 a3 b1 a3 b2 | gossip-merge -d s >/dev/null
+	wait_for 5 lines 3 f.out
+	run grep -c '^a ' f.out
+	assert_output 0
+	cat a2 a1 | gossip-merge -d s >/dev/null
+	wait_for 5 lines 7 f.out
+	run in_order f.out
+	assert_success
+	run awk '$1 == "a" {print $5}' f.out
+	assert_output "$(printf '"a%s"\n' 1 2 3 4)"
+}
+
+@test "causal: an event after every event its sender had when it sent it" {
+	signers
+	osend a a1
+	gossip-merge -d b <a1 >/dev/null   # b has a's event, then answers it
+	gossip-order -d b send ev reply >b1
+	gossip-order -d c send ev other >c1
+	gossip-merge -d s </dev/null
+	filter c s causal
+	filter f s fifo
+	sleep 0.2
+	cat b1 c1 | gossip-merge -d s >/dev/null
+	wait_for 5 lines 2 f.out
+	wait_for 5 lines 1 c.out
+	run cat c.out
+	assert_output 'c 1 1 ev "other"'
+	gossip-merge -d s <a1 >/dev/null
+	wait_for 5 lines 3 c.out
+	run awk '{print $5}' c.out
+	assert_output "$(printf '"other"\n"a1"\n"reply"')"
+	# fifo had the reply before what it answers
+	run head -n 1 f.out
+	assert_output --partial '"reply"'
+}
+
+@test "total: one order by (Lamport clock, origin), each event once every origin is past it" {
+	signers
+	osend a a1
+	osend b b1
+	osend a a2
+	osend c c1
+	gossip-merge -d s </dev/null
+	filter t s total
+	filter t2 s -j total
+	sleep 0.2
+	cat a2 c1 | gossip-merge -d s >/dev/null
+	sleep 0.3
+	run cat t.out
+	assert_output ""
+	cat b1 a1 | gossip-merge -d s >/dev/null
+	# a1 b1 c1 at clock 1 (by key), a2 at 2 waits for b and c to pass 2.
+	wait_for 5 lines 3 t.out
+	run awk '{print $1}' t.out
+	assert_output "$($PY -c 'import base64, sys
+print("\n".join(n for _, n in sorted((base64.b64decode(open(n + ".pub").read().split()[0]), n) for n in "abc")))')"
+	gossip-order -d b send ev b2 | gossip-merge -d s >/dev/null
+	gossip-order -d c send ev c2 | gossip-merge -d s >/dev/null
+	wait_for 5 lines 4 t.out
+	run sed -n 4p t.out
+	assert_output 'a 2 2 ev "a2"'
+	wait_for 5 lines 4 t2.out
+	run jq -r '"\(.name) \(.seq) \(.lamport) \(.event) \(.payload)"' t2.out
+	assert_line --index 3 'a 2 2 ev a2'
+}
+
+@test "a filter started again neither repeats nor skips" {
+	signers
+	for i in 1 2 3; do gossip-order -d a send ev "a$i"; done | gossip-merge -d s >/dev/null
+	filter f s fifo
+	wait_for 5 lines 3 f.out
+	kill $FILTERS
+	wait
+	FILTERS=
+	for i in 4 5; do gossip-order -d a send ev "a$i"; done | gossip-merge -d s >/dev/null
+	filter g s fifo
+	wait_for 5 lines 2 g.out
+	sleep 0.2
+	run awk '{print $2}' g.out
+	assert_output "$(printf '4\n5')"
+}
+
+@test "send: seq numbers are never reused, and one that did not leave goes again" {
+	mknode a
+	gossip-order -d a send ev one >m1
+	gossip-order -d a send ev two >m2
+	# a's store does not hold one: it goes again, before two.
+	run cbor_count m2
+	assert_output 2
+	gossip-merge -d a <m2 >/dev/null
+	gossip-order -d a send ev three >m3
+	run cbor_count m3
+	assert_output 1
+	run gossip-inspect -j m3
+	assert_output --partial '"key":"ev"'
+	$PY -c 'import cbor2,sys
+m = cbor2.loads(open(sys.argv[1],"rb").read())
+p = cbor2.loads(m.value[2]); v = cbor2.loads(p[5])
+assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
+}
+
+@test "bad usage: exit 2, one line, nothing stored changed" {
+	mknode a
+	gossip-order -d a send ev x | gossip-merge -d a >/dev/null
+	before=$(snapshot a)
+	for args in "-d a" "-d a bogus" "-d a send" "-d a send a b c" "-d a send _order x" "-d a -g 0 fifo" \
+		"-d a -g x fifo" "-d a -H -1 total" "-d a -j send ev x" "-d a -t nowhere send ev x" \
+		"-d $T/none fifo" "-d a fifo ''" "-d a -d a fifo"; do
+		eval "run --separate-stderr gossip-order $args </dev/null"
+		assert_failure 2
+		[ "${#stderr_lines[@]}" -eq 1 ] || fail "$args: want one line, got: $stderr"
+		[[ ${stderr_lines[0]} == "gossip-order: "* ]] || fail "$args: $stderr"
+	done
+	[ "$(snapshot a)" = "$before" ] || fail "the state dir changed"
+}
+
+# Three loopback nodes, each with a total filter; each sends: every node prints one
+# sequence, and every origin's events in order.
+@test "loopback nodes: total order is the same on every node" {
+	set -- $(freeports 3)
+	local ports=("$@")
+	for i in 1 2 3; do gossip-keygen -d "$T/n$i" -n "n$i" >"$T/n$i.pub"; done
+	for i in 1 2 3; do cat "$T"/n*.pub >"$T/n$i/trusted"; done
+	node_start n1 "$1"
+	node_start n2 "$2" "$1"
+	node_start n3 "$3" "$1"
+	# Total order waits on the members in the table: start once every node knows all.
+	for i in 1 2 3; do
+		wait_for 20 eval '[ "$(gossip-peers -d n'$i' -j list | jq -r .state | grep -c alive)" = 3 ]'
+	done
+	for i in 1 2 3; do
+		filter "t$i" "n$i" -H 0.2 total
+		filter "f$i" "n$i" fifo
+	done
+	for k in 1 2 3 4 5; do
+		for i in 1 2 3; do gossip-order -d "n$i" -t "udp://127.0.0.1:${ports[$((i - 1))]}" send ev "n$i-$k"; done
+	done
+	for i in 1 2 3; do wait_for 30 lines 15 "t$i.out"; done
+	for i in 1 2 3; do wait_for 30 lines 15 "f$i.out"; run in_order "f$i.out"; assert_success; done
+	run diff t1.out t2.out
+	assert_success
+	run diff t1.out t3.out
+	assert_success
+	run in_order t1.out
+	assert_success
+}
+
+@test "ten hosts, 20% loss: fifo and causal lose nothing and keep order; total is the same everywhere" {
+	why=$(net_ok) || skip "$why"
+	NS=go$$
+	net_up "$NS" 10 || fail "cannot set up the namespaces"
+	for i in $(seq 1 10); do gossip-keygen -d "$T/n$i" -n "n$i" >"$T/n$i.pub"; done
+	for i in $(seq 1 10); do cat "$T"/n*.pub >"$T/n$i/trusted"; done
+	for i in $(seq 1 10); do
+		ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
+			$([ "$i" = 1 ] || echo -p 10.222.0.1:7946) -i "$HB" -J "$JITTER" -k "$FANOUT" -s 2 \
+			</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
+		eval "PGID_n$i=$!"
+		NODES="$NODES n$i"
+		wait_for 10 test -s "$T/n$i/listening"
+	done
+	for i in $(seq 1 10); do
+		wait_for 60 eval '[ "$(gossip-peers -d n'$i' -j list | jq -r .state | grep -c alive)" = 10 ]'
+	done
+	for i in $(seq 1 10); do
+		net_nft "$NS" "$i" 'table inet loss {
+			chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 100 < 20 drop; }
+		}'
+	done
+	for i in $(seq 1 10); do
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" fifo >"f$i.out" 2>>"f$i.err" & FILTERS="$FILTERS $!"
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" causal >"c$i.out" 2>>"c$i.err" & FILTERS="$FILTERS $!"
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -H 0.3 total >"t$i.out" 2>>"t$i.err" & FILTERS="$FILTERS $!"
+	done
+	for k in 1 2 3 4 5; do
+		for i in $(seq 1 10); do
+			ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -t "udp://10.222.0.$i:7946" send ev "n$i-$k" 2>/dev/null || true
+		done
+	done
+	# The last one of each may have been lost: its sender's anti-entropy brings it.
+	for i in $(seq 1 10); do
+		wait_for 120 lines 50 "f$i.out"
+		wait_for 60 lines 50 "c$i.out"
+	done
+	for i in $(seq 1 10); do
+		run in_order "f$i.out"
+		assert_success
+		run in_order "c$i.out"
+		assert_success
+		[ "$(sort -u "f$i.out" | wc -l)" = 50 ] || fail "n$i: fifo repeated or lost events"
+	done
+	wait_for 120 lines 50 t1.out
+	for i in $(seq 2 10); do
+		wait_for 60 lines 50 "t$i.out"
+		run diff <(head -n 50 t1.out) <(head -n 50 "t$i.out")
+		assert_success
+	done
+}

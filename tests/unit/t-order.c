@@ -1,0 +1,171 @@
+/* t-order: the ordered event's codec (round trip, the forms refused) and the ordering
+ * buffers: FIFO gaps, causal dependencies, total order's stability, duplicates, late
+ * messages, skipped expired gaps, and the saved delivery state. */
+#include "gossip.h"
+#include "tap.h"
+#include "fixture.h"
+
+static uint8_t A[32], B[32], C[32];
+
+/* A decoded message of origin pk with an ordered event (the fields the buffers read). */
+static void add(struct gossip_orderer *o, const uint8_t pk[32], uint64_t seq, uint64_t lamport,
+                const struct gossip_odep *deps, size_t ndeps, const char *payload, int want)
+{
+	struct gossip_msg m = {0};
+	struct gossip_oev e = {.seq = seq, .lamport = lamport, .deps = (struct gossip_odep *)deps,
+	                       .ndeps = ndeps, .payload = (const uint8_t *)payload, .paylen = strlen(payload)};
+	memcpy(m.origin, pk, 32);
+	m.type = GOSSIP_T_EVENT;
+	m.key = (const uint8_t *)"ev";
+	m.keylen = 2;
+	m.time = 1000;
+	int r = gossip_orderer_add(o, &m, &e, 5000);
+	ok(r == want, "add %s: %d (want %d)", payload, r, want);
+}
+
+/* The payloads delivered now, joined by spaces. */
+static const char *drain(struct gossip_orderer *o, uint64_t now)
+{
+	static char out[512];
+	struct gossip_omsg m;
+	uint64_t skipped;
+	int r;
+	out[0] = 0;
+	while ((r = gossip_orderer_next(o, now, &m, &skipped)) > 0) {
+		if (r == 2) {
+			snprintf(out + strlen(out), sizeof out - strlen(out), "%s[skip %llu]", out[0] ? " " : "",
+			         (unsigned long long)skipped);
+			continue;
+		}
+		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%.*s", out[0] ? " " : "", (int)m.paylen,
+		         (const char *)m.payload);
+		gossip_omsg_free(&m);
+	}
+	return out;
+}
+
+static void codec(void)
+{
+	struct gossip_buf b = {0};
+	struct gossip_odep d[2] = {{{0}, 7}, {{0}, 3}};
+	memset(d[0].origin, 0xbb, 32);
+	memset(d[1].origin, 0xaa, 32);
+	struct gossip_oev e = {.seq = 5, .lamport = 9, .deps = d, .ndeps = 2, .payload = (const uint8_t *)"hi", .paylen = 2}, g;
+	ok(gossip_order_encode(&b, &e) == 0, "encode");
+	ok(gossip_order_decode(b.p, b.len, &g) == 0, "decode: %s", gossip_error());
+	ok(g.seq == 5 && g.lamport == 9 && g.ndeps == 2 && g.paylen == 2 && !memcmp(g.payload, "hi", 2),
+	   "round trip");
+	ok(g.ndeps == 2 && g.deps[0].origin[0] == 0xaa && g.deps[0].seq == 3, "dependencies sorted by origin");
+	gossip_oev_free(&g);
+	/* {1: 1, 2: 1, 3: [], 4: h''} */
+	unsigned char x[64];
+	size_t n = unhex(x, "a401010201038004 40");
+	n = unhex(x, "a40101020103800440");
+	ok(gossip_order_decode(x, n, &g) == 0, "the smallest event decodes");
+	gossip_oev_free(&g);
+	n = unhex(x, "a40100020103800440");
+	ok(gossip_order_decode(x, n, &g) < 0, "seq 0 refused: %s", gossip_error());
+	n = unhex(x, "a4011801020103800440");
+	ok(gossip_order_decode(x, n, &g) < 0, "a number not in its shortest form refused");
+	n = unhex(x, "a3010102010380");
+	ok(gossip_order_decode(x, n, &g) < 0, "a map of 3 refused");
+	n = unhex(x, "a4020101010380044000");
+	ok(gossip_order_decode(x, n, &g) < 0, "fields out of order refused");
+	n = unhex(x, "a4010102010380044000");
+	ok(gossip_order_decode(x, n, &g) < 0, "bytes after the map refused");
+	n = unhex(x, "a40101020103800460");
+	ok(gossip_order_decode(x, n, &g) < 0, "a text payload refused");
+	struct gossip_odep same[2] = {{{1}, 1}, {{1}, 2}};
+	struct gossip_oev twice = {.seq = 1, .lamport = 1, .deps = same, .ndeps = 2};
+	b.len = 0;
+	ok(gossip_order_encode(&b, &twice) < 0, "an origin twice in the dependencies refused");
+	gossip_buf_free(&b);
+}
+
+static void fifo(void)
+{
+	struct gossip_orderer o;
+	gossip_orderer_init(&o, GOSSIP_ORDER_FIFO);
+	add(&o, A, 2, 2, NULL, 0, "a2", GOSSIP_ORDER_HELD);
+	add(&o, B, 1, 1, NULL, 0, "b1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "b1", "fifo: a gap holds a2, b1 goes");
+	add(&o, A, 2, 2, NULL, 0, "a2", GOSSIP_ORDER_DUP);
+	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "a1 a2", "fifo: the gap filled, both in order");
+	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_DUP);
+	/* A gap older than the stores keep events is skipped. */
+	o.expire_ms = 1000;
+	add(&o, B, 5, 5, NULL, 0, "b5", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 1500), "", "fifo: a young gap waits");
+	is_str(drain(&o, 9000), "[skip 3] b5", "fifo: an expired gap is skipped");
+	/* Saved and loaded: delivered ones stay delivered. */
+	char *dir = temp_dir("order");
+	char path[300];
+	snprintf(path, sizeof path, "%s/order.fifo", dir);
+	ok(gossip_orderer_save(&o, path) == 0, "save");
+	struct gossip_orderer p;
+	gossip_orderer_init(&p, GOSSIP_ORDER_FIFO);
+	ok(gossip_orderer_load(&p, path) == 1, "load");
+	add(&p, A, 2, 2, NULL, 0, "a2", GOSSIP_ORDER_DUP);
+	add(&p, B, 6, 6, NULL, 0, "b6", GOSSIP_ORDER_HELD);
+	is_str(drain(&p, 9000), "b6", "loaded: goes on where it stopped");
+	gossip_orderer_free(&p);
+	gossip_orderer_free(&o);
+	rm_dir(dir);
+}
+
+static void causal(void)
+{
+	struct gossip_orderer o;
+	gossip_orderer_init(&o, GOSSIP_ORDER_CAUSAL);
+	struct gossip_odep on_a1 = {{0}, 1};
+	memcpy(on_a1.origin, A, 32);
+	add(&o, B, 1, 2, &on_a1, 1, "b1", GOSSIP_ORDER_HELD);
+	add(&o, C, 1, 1, NULL, 0, "c1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "c1", "causal: b1 waits for a1");
+	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "a1 b1", "causal: a1, then b1");
+	gossip_orderer_free(&o);
+}
+
+static void total(void)
+{
+	struct gossip_orderer o;
+	gossip_orderer_init(&o, GOSSIP_ORDER_TOTAL);
+	uint8_t members[3][32];
+	memcpy(members[0], A, 32);
+	memcpy(members[1], B, 32);
+	memcpy(members[2], C, 32);
+	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 3);
+	add(&o, B, 1, 1, NULL, 0, "b1", GOSSIP_ORDER_HELD);
+	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "", "total: nothing until every member is past it");
+	ok(gossip_orderer_waits_on(&o, C), "total: waits on c");
+	add(&o, C, 1, 3, NULL, 0, "c1", GOSSIP_ORDER_HELD);
+	/* A < B < C by key: a1 (1, A) is stable (B heard at 1 > A's key, C at 3). */
+	is_str(drain(&o, 5000), "a1 b1", "total: (1, a) then (1, b); c1 at 3 waits");
+	add(&o, A, 2, 4, NULL, 0, "a2", GOSSIP_ORDER_HELD);
+	add(&o, B, 2, 4, NULL, 0, "b2", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "c1", "total: c1 once a and b are past 3");
+	add(&o, B, 1, 1, NULL, 0, "b1", GOSSIP_ORDER_DUP);
+	/* C taken for dead: the order goes on without it, and its old clock comes too late. */
+	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 2);
+	add(&o, A, 3, 5, NULL, 0, "a3", GOSSIP_ORDER_HELD);
+	add(&o, B, 3, 6, NULL, 0, "b3", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "a2 b2 a3", "total: without c");
+	add(&o, C, 2, 4, NULL, 0, "c2", GOSSIP_ORDER_LATE);
+	gossip_orderer_free(&o);
+}
+
+int main(void)
+{
+	gossip_init("t-order");
+	memset(A, 0x11, 32);
+	memset(B, 0x22, 32);
+	memset(C, 0x33, 32);
+	codec();
+	fifo();
+	causal();
+	total();
+	return tap_done();
+}

@@ -443,11 +443,13 @@ enum rec { REC_OK, REC_WASTE, REC_BAD, REC_MORE, REC_WM };
  *   ["gossip watermarks", [[ORIGIN, VERSION], ...], [[KEYID, VERSION, ORIGIN, TIME], ...], CHECK]
  * where CHECK is the BLAKE2b-128 of the encoding of the elements before it. At most
  * WM_PER_RECORD origins and FLOORS_PER_RECORD floors a record; more make several
- * records, back to back. */
+ * records, back to back. A floor's KEYID is BLAKE2b-128 of "r" and the key. */
 
-enum { WM_PER_RECORD = 1000, FLOORS_PER_RECORD = 800 };
+/* 1000 origins (44 bytes each) and 300 floors (70 bytes each) fit in 65536 bytes. */
+enum { WM_PER_RECORD = 1000, FLOORS_PER_RECORD = 300 };
 static const char wm_name[] = "gossip watermarks";
-static const struct gossip_limits wm_limits = {GOSSIP_MSG_MAX, 4, 5 * FLOORS_PER_RECORD + 16};
+static const struct gossip_limits wm_limits = {GOSSIP_MSG_MAX, 4,
+                                               3 * WM_PER_RECORD + 5 * FLOORS_PER_RECORD + 16};
 
 /* Whether p starts like a watermark record (so that it is read as one, or is damage). */
 static int wm_like(const uint8_t *p, size_t n)
@@ -571,19 +573,23 @@ static int wm_close(struct gossip_buf *b, size_t at)
 	return gossip_cbor_str(b, GOSSIP_MT_BSTR, h, 16);
 }
 
-/* Append the watermark records of st's origins and the floor records of its keys (none
- * when no origin has a watermark and no key a floor). */
+/* Append the watermark records of st's origins and floors of its keys (none when no
+ * origin has a watermark and no key a floor): record k holds the k-th thousand origins
+ * and the k-th FLOORS_PER_RECORD floors, and only a record with floors has four elements
+ * (a store without floors stays readable by older versions). */
 static int wm_encode(const struct gossip_store *st, struct gossip_buf *b)
 {
-	size_t i = 0;
+	size_t i = 0, f = 0;
 	for (;;) {
-		size_t n = 0, j;
+		size_t n = 0, nf = 0, j, g;
 		for (j = i; j < st->norigins && n < WM_PER_RECORD; j++)
 			n += st->origins[j].watermark != 0;
-		if (!n)
-			break;
+		for (g = f; g < st->nregs && nf < FLOORS_PER_RECORD; g++)
+			nf += st->regs[g].floor_time != 0;
+		if (!n && !nf)
+			return 0;
 		size_t at = b->len;
-		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 3) < 0 ||
+		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, nf ? 4 : 3) < 0 ||
 		    gossip_cbor_str(b, GOSSIP_MT_TSTR, wm_name, sizeof wm_name - 1) < 0 ||
 		    gossip_cbor_head(b, GOSSIP_MT_ARRAY, n) < 0)
 			return -1;
@@ -595,23 +601,10 @@ static int wm_encode(const struct gossip_store *st, struct gossip_buf *b)
 			    gossip_cbor_head(b, GOSSIP_MT_UINT, st->origins[i].watermark) < 0)
 				return -1;
 		}
-		if (wm_close(b, at) < 0)
+		if (nf && gossip_cbor_head(b, GOSSIP_MT_ARRAY, nf) < 0)
 			return -1;
-	}
-	for (i = 0;;) {
-		size_t n = 0, j;
-		for (j = i; j < st->nregs && n < FLOORS_PER_RECORD; j++)
-			n += st->regs[j].floor_time != 0;
-		if (!n)
-			return 0;
-		size_t at = b->len;
-		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 4) < 0 ||
-		    gossip_cbor_str(b, GOSSIP_MT_TSTR, wm_name, sizeof wm_name - 1) < 0 ||
-		    gossip_cbor_head(b, GOSSIP_MT_ARRAY, 0) < 0 ||
-		    gossip_cbor_head(b, GOSSIP_MT_ARRAY, n) < 0)
-			return -1;
-		for (; i < j; i++) {
-			const struct store_reg *r = &st->regs[i];
+		for (; f < g; f++) {
+			const struct store_reg *r = &st->regs[f];
 			if (!r->floor_time)
 				continue;
 			if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 4) < 0 ||

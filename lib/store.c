@@ -82,10 +82,43 @@ static int row_cmp(uint64_t v, const uint8_t *pk, uint64_t w, const uint8_t *qk)
 	return memcmp(pk, qk, 32);
 }
 
+static const struct gossip_entry *find(const struct gossip_store *st, const uint8_t slot[16]);
+
+/* The greatest visible row of register r (NULL: none): one look per origin that wrote
+ * the key, so that revoking a signer brings back what its rows superseded. */
+static const struct gossip_entry *reg_top(const struct gossip_store *st, const struct store_reg *r)
+{
+	const struct gossip_entry *top = NULL;
+	for (uint32_t i = 0; i < r->nslots; i++) {
+		const struct gossip_entry *e = find(st, r->slots[i]);
+		if (e && visible(st, e) &&
+		    (!top || row_cmp(e->version, st->origins[e->origin].pk, top->version,
+		                     st->origins[top->origin].pk) > 0))
+			top = e;
+	}
+	return top;
+}
+
 /* Whether row (v, pk) of register r is superseded: at or below its floor, or below its
- * greatest row. */
+ * greatest visible row. */
 static int reg_below(const struct gossip_store *st, const struct store_reg *r, uint64_t v,
                      const uint8_t *pk)
+{
+	if (r->floor_time && row_cmp(v, pk, r->floor_version, r->floor_origin) <= 0)
+		return 1;
+	const struct gossip_entry *top = reg_top(st, r);
+	return top && row_cmp(v, pk, top->version, st->origins[top->origin].pk) < 0;
+}
+
+static int superseded(const struct gossip_store *st, const struct gossip_entry *e)
+{
+	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
+}
+
+/* The same against the greatest row of any origin, visible or not (kept in r): only to
+ * count live and wasted bytes, which do not depend on who is trusted now. */
+static int reg_below_all(const struct gossip_store *st, const struct store_reg *r, uint64_t v,
+                         const uint8_t *pk)
 {
 	if (r->floor_time && row_cmp(v, pk, r->floor_version, r->floor_origin) <= 0)
 		return 1;
@@ -93,9 +126,19 @@ static int reg_below(const struct gossip_store *st, const struct store_reg *r, u
 	       row_cmp(v, pk, r->top_version, st->origins[r->top_origin].pk) < 0;
 }
 
-static int superseded(const struct gossip_store *st, const struct gossip_entry *e)
+/* Note that slot holds a row of register r. */
+static int reg_add_slot(struct store_reg *r, const uint8_t slot[16])
 {
-	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
+	if (r->nslots == r->slotcap) {
+		uint32_t cap = r->slotcap ? 2 * r->slotcap : 2;
+		uint8_t(*v)[16] = realloc(r->slots, cap * sizeof *v);
+		if (!v)
+			return -1;
+		r->slots = v;
+		r->slotcap = cap;
+	}
+	memcpy(r->slots[r->nslots++], slot, 16);
+	return 0;
 }
 
 void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx)
@@ -284,18 +327,24 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 			return 0;
 		}
 		/* A superseded row's bytes were counted as waste when it was superseded. */
-		if (!superseded(st, e)) {
+		if (e->reg == UINT32_MAX ||
+		    !reg_below_all(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk)) {
 			st->dead_bytes += e->len;
 			st->live_bytes -= e->len;
 		}
-	} else
+	} else {
 		st->n++;
+		if (it->reg && reg_add_slot(&st->regs[rid], it->slot) < 0) {
+			gossip_seterr("store: out of memory");
+			return -1;
+		}
+	}
 	/* Of a key's rows, only the greatest is live: a new greatest row makes the last one
 	 * waste (unless it was this slot's, counted just above). */
 	int live = 1;
 	if (it->reg) {
 		struct store_reg *r = &st->regs[rid];
-		if (reg_below(st, r, it->version, it->origin))
+		if (reg_below_all(st, r, it->version, it->origin))
 			live = 0;
 		else if (r->top_origin != UINT32_MAX &&
 		         row_cmp(it->version, it->origin, r->top_version, st->origins[r->top_origin].pk) != 0) {
@@ -659,8 +708,10 @@ static void reset_index(struct gossip_store *st)
 	st->end = 0;
 	st->ndmg = 0;
 	/* The greatest rows are found again from the file; floors, like watermarks, stay. */
-	for (size_t i = 0; i < st->nregs; i++)
+	for (size_t i = 0; i < st->nregs; i++) {
 		st->regs[i].top_origin = UINT32_MAX;
+		st->regs[i].nslots = 0;
+	}
 }
 
 const struct gossip_store_damage *gossip_store_damage(const struct gossip_store *st, size_t *n)
@@ -999,6 +1050,8 @@ void gossip_store_close(struct gossip_store *st)
 	free(st->tab);
 	free(st->origins);
 	free(st->otab);
+	for (size_t i = 0; i < st->nregs; i++)
+		free(st->regs[i].slots);
 	free(st->regs);
 	free(st->rtab);
 	free(st->sums);
@@ -1185,11 +1238,30 @@ static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slo
 		gossip_seterr("out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < st->cap; i++)
-		if (st->tab[i].used &&
-		    !expired(st, st->tab[i].type, st->tab[i].time, st->tab[i].version, now) &&
-		    visible(st, &st->tab[i]) && !superseded(st, &st->tab[i]))
-			v[(*n)++] = &st->tab[i];
+	/* Each key's greatest visible row, found once: a row is current when it is that row
+	 * (and above the floor, which that row is unless it is collected). */
+	const struct gossip_entry **top = calloc(st->nregs ? st->nregs : 1, sizeof *top);
+	if (!top) {
+		free(v);
+		gossip_seterr("out of memory");
+		return NULL;
+	}
+	for (size_t r = 0; r < st->nregs; r++)
+		top[r] = reg_top(st, &st->regs[r]);
+	for (size_t i = 0; i < st->cap; i++) {
+		const struct gossip_entry *e = &st->tab[i];
+		if (!e->used || expired(st, e->type, e->time, e->version, now) || !visible(st, e))
+			continue;
+		if (e->reg != UINT32_MAX) {
+			const struct store_reg *g = &st->regs[e->reg];
+			if (top[e->reg] != e ||
+			    (g->floor_time &&
+			     row_cmp(e->version, st->origins[e->origin].pk, g->floor_version, g->floor_origin) <= 0))
+				continue;
+		}
+		v[(*n)++] = &st->tab[i];
+	}
+	free(top);
 	qsort(v, *n, sizeof *v, slot_order ? by_slot : by_offset);
 	return v;
 }
@@ -1307,8 +1379,10 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	sum_rewrite(st, v, n);
 	/* The new file is ours: index = the kept entries at their new offsets; each key's
 	 * greatest row is its kept one (what a reader of the new file finds). */
-	for (size_t i = 0; i < st->nregs; i++)
+	for (size_t i = 0; i < st->nregs; i++) {
 		st->regs[i].top_origin = UINT32_MAX;
+		st->regs[i].nslots = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t j = slot_hash(v[i]->slot) & (cap - 1);
 		while (tab[j].used)
@@ -1319,6 +1393,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 			g->top_version = v[i]->version;
 			g->top_origin = v[i]->origin;
 			g->top_len = v[i]->len;
+			(void)reg_add_slot(g, v[i]->slot);  /* it has room: the list only shrank */
 		}
 	}
 	free(st->tab);

@@ -11,9 +11,11 @@ struct gossip_origin_wm {
 };
 
 /* A key's register (gossip(7), STATE AND MERGE RULES): every set and del of one key (not
- * a reserved _ key) by any origin, ordered by (version, origin key). top is the greatest
- * row indexed (its time and length too); floor, once a del that was top expired and was
- * collected, the greatest row ever collected: rows at or below either are superseded. */
+ * a reserved _ key) by any origin, ordered by (version, origin key). Its rows are found
+ * through slots; the greatest visible one supersedes the rows below it. top is the
+ * greatest row indexed, visible or not (only to count waste); floor, once a del that was
+ * the greatest row expired and was collected, that del: rows at or below it are
+ * superseded too. */
 struct store_reg {
 	uint8_t kid[16];  /* BLAKE2b-128 of "r" and the key's bytes */
 	uint64_t top_version;
@@ -21,6 +23,8 @@ struct store_reg {
 	uint32_t top_len;
 	uint64_t floor_version, floor_time;  /* floor_time 0: no floor */
 	uint8_t floor_origin[32];
+	uint8_t (*slots)[16];  /* the slots holding its rows: one per origin that wrote it */
+	uint32_t nslots, slotcap;
 };
 
 struct gossip_store {

@@ -56,6 +56,37 @@ static int by_hash(const void *a, const void *b)
 	return memcmp(a, b, 16);
 }
 
+static int hidden_origin;
+static const struct gossip_identity *hidden_ids;
+
+static int hide(void *ctx, const uint8_t origin[32])
+{
+	(void)ctx;
+	return memcmp(origin, hidden_ids[hidden_origin].pk, 32) != 0;
+}
+
+/* The model: per register key, its greatest row; per origin, its newest _own row; every
+ * event; the rows of origin skip (-1: none) left out, as if it were revoked. */
+static size_t model(const struct row *rows, size_t n, const struct gossip_identity *ids, int skip,
+                    int *keep)
+{
+	size_t nkeep = 0;
+	for (size_t i = 0; i < n; i++) {
+		int best = rows[i].origin != skip;
+		for (size_t j = 0; j < n && best && !rows[i].event; j++) {
+			if (j == i || rows[j].event || rows[j].key != rows[i].key || rows[j].origin == skip)
+				continue;
+			if (gossip_key_is_register((const uint8_t *)keys[rows[i].key], strlen(keys[rows[i].key])))
+				best = !above(&rows[j], &rows[i], ids);
+			else
+				best = rows[j].origin != rows[i].origin || rows[j].version < rows[i].version;
+		}
+		if (best)
+			keep[nkeep++] = (int)i;
+	}
+	return nkeep;
+}
+
 static void visible_of(struct gossip_store *st, struct visible *v)
 {
 	v->n = 0;
@@ -196,23 +227,8 @@ int main(void)
 		rows[n++] = r;
 	}
 
-	/* The model: per register key, its greatest row; per origin, its newest _own row; every
-	 * event. */
 	int keep[NMSG];
-	size_t nkeep = 0;
-	for (size_t i = 0; i < n; i++) {
-		int best = 1;
-		for (size_t j = 0; j < n && best && !rows[i].event; j++) {
-			if (j == i || rows[j].event || rows[j].key != rows[i].key)
-				continue;
-			if (gossip_key_is_register((const uint8_t *)keys[rows[i].key], strlen(keys[rows[i].key])))
-				best = !above(&rows[j], &rows[i], ids);
-			else
-				best = rows[j].origin != rows[i].origin || rows[j].version < rows[i].version;
-		}
-		if (best)
-			keep[nkeep++] = (int)i;
-	}
+	size_t nkeep = model(rows, n, ids, -1, keep);
 	struct visible want = {0}, got;
 	for (size_t i = 0; i < nkeep; i++)
 		memcpy(want.hashes[want.n++], rows[keep[i]].hash, 16);
@@ -286,6 +302,49 @@ int main(void)
 	ok(same_state, "%d random orders with duplicates, %d compactions and %d fresh indexes: "
 	   "every one ends in the model's visible state", RUNS, compactions, reopens);
 	ok(same_root, "and in the model's Merkle root and count (%llu)", (unsigned long long)model_count);
+
+	/* Revoked: an origin's rows are hidden, and what they superseded is the state again
+	 * (the model without them), and compaction keeps exactly that. Merged oldest first,
+	 * so that every origin's newest row is held (a row superseded on arrival is not
+	 * stored, and comes back only from a peer that holds it). */
+	size_t asc[NMSG];
+	for (size_t i = 0; i < n; i++)
+		asc[i] = i;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && above(&rows[asc[j - 1]], &rows[asc[j]], ids); j--) {
+			size_t t = asc[j];
+			asc[j] = asc[j - 1];
+			asc[j - 1] = t;
+		}
+	int revoked_ok = 1;
+	for (int h = 0; h < NORIG; h++) {
+		int kh[NMSG];
+		size_t nk = model(rows, n, ids, h, kh);
+		struct visible w = {0};
+		for (size_t i = 0; i < nk; i++)
+			memcpy(w.hashes[w.n++], rows[kh[i]].hash, 16);
+		qsort(w.hashes, w.n, 16, by_hash);
+		d = temp_dir("t-register-revoke");
+		st = gossip_store_open(d, NULL);
+		mg = (struct gossip_merger){.st = st, .trust = &trust, .lazy = 1};
+		for (size_t i = 0; i < n; i++)
+			gossip_merge_item(&mg, all.p + rows[asc[i]].off, rows[asc[i]].len, "test", 0);
+		gossip_merge_flush(&mg);
+		hidden_origin = h;
+		hidden_ids = ids;
+		gossip_store_set_visible(st, hide, NULL);
+		visible_of(st, &got);
+		revoked_ok &= got.n == w.n && !memcmp(got.hashes, w.hashes, 16 * w.n);
+		gossip_store_compact(st, NULL, NULL);
+		gossip_store_set_visible(st, NULL, NULL);
+		visible_of(st, &got);
+		revoked_ok &= got.n == w.n && !memcmp(got.hashes, w.hashes, 16 * w.n);
+		gossip_merger_free(&mg);
+		gossip_store_close(st);
+		rm_dir(d);
+	}
+	ok(revoked_ok, "each origin revoked in turn (merged oldest first): the state is the model "
+	   "without its rows, and compaction keeps exactly that");
 
 	floors(ids, &trust);
 

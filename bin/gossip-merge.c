@@ -246,24 +246,12 @@ static int q_get(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 	struct query *q = ctx;
 	struct gossip_msg m;
 	if (e->type != GOSSIP_T_SET || gossip_msg_decode(p, e->len, &m) < 0 || m.keylen != q->keylen ||
-	    memcmp(m.key, q->key, q->keylen) != 0 || (q->origin && memcmp(m.origin, q->origin, 32)))
+	    memcmp(m.key, q->key, q->keylen) != 0)
 		return 0;
 	q->found++;
-	if (all) {
-		if (json) {
-			print_row(&m);
-		} else {
-			const char *name = name_of(m.origin);
-			char id[9];
-			gossip_short_id(id, m.origin);
-			printf("%s\t", name ? name : id);
-			fwrite(m.value, 1, m.valuelen, stdout);
-			putchar('\n');
-		}
-		return 0;
-	}
-	/* The newest write wins; equal versions (two origins in one millisecond) go to the
-	 * greater origin key, so every node answers alike. */
+	/* One row of a register is current; a reserved _ key has one per origin: the newest
+	 * write wins, and equal versions (two origins in one millisecond) go to the greater
+	 * origin key, so every node answers alike. */
 	if (q->best.len == 0 || m.version > q->best_version ||
 	    (m.version == q->best_version && memcmp(m.origin, q->best_origin, 32) > 0)) {
 		q->best.len = 0;
@@ -272,6 +260,53 @@ static int q_get(void *ctx, const struct gossip_entry *e, const uint8_t *p)
 		q->best_version = m.version;
 		memcpy(q->best_origin, m.origin, 32);
 	}
+	return 0;
+}
+
+/* get -o: the origin's own row, whether it wins or not (the rows come in order, so the
+ * last one of the origin is its newest). */
+static int q_get_origin(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct query *q = ctx;
+	struct gossip_msg m;
+	if (gossip_msg_decode(p, e->len, &m) < 0 || memcmp(m.origin, q->origin, 32) != 0)
+		return 0;
+	q->best.len = 0;
+	q->found = e->type == GOSSIP_T_SET;
+	return q->found && gossip_buf_put(&q->best, p, e->len) < 0 ? -1 : 0;
+}
+
+/* get --all: every row held, in register order, and what each is. */
+static int q_get_all(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct query *q = ctx;
+	struct gossip_msg m;
+	const char *state = gossip_store_row_state(st, e);
+	if (gossip_msg_decode(p, e->len, &m) < 0 || (q->origin && memcmp(m.origin, q->origin, 32)))
+		return 0;
+	q->found++;
+	const char *name = name_of(m.origin);
+	char id[9];
+	gossip_short_id(id, m.origin);
+	if (json) {
+		putchar('{');
+		gossip_json_fields(stdout, &m, name);
+		printf(",\"state\":\"%s\"}\n", state);
+		return 0;
+	}
+	printf("%s\t%llu\t%s\t%s\t", name ? name : id, (unsigned long long)m.version,
+	       gossip_type_name(m.type), state);
+	/* Plain text as it is; anything else (bytes, control bytes, a leading quote)
+	 * quoted and escaped, so that a line stays one line. */
+	int plain = m.has_value && m.value_text && gossip_utf8_valid(m.value, m.valuelen) &&
+	            !(m.valuelen && m.value[0] == '"');
+	for (size_t i = 0; plain && i < m.valuelen; i++)
+		plain = m.value[i] >= 0x20 && m.value[i] != 0x7f;
+	if (plain)
+		fwrite(m.value, 1, m.valuelen, stdout);
+	else if (m.has_value)
+		gossip_put_string(stdout, m.value, m.valuelen, 0);
+	putchar('\n');
 	return 0;
 }
 
@@ -297,8 +332,13 @@ static int do_get(const char *key)
 			           want_origin);
 		q.origin = pk;
 	}
-	if (gossip_store_each(st, 0, q_get, &q) < 0)
+	if ((all || q.origin ? gossip_store_rows(st, (const uint8_t *)key, q.keylen,
+	                                         all ? q_get_all : q_get_origin, &q)
+	                     : gossip_store_each(st, 0, q_get, &q)) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (all && !q.found)
+		gossip_warn("get --all: no row of \"%s\" is stored%s (never written, or collected "
+		            "after its time to live)", key, q.origin ? " from that origin" : "");
 	if (!all && q.best.len) {
 		struct gossip_msg m;
 		gossip_msg_decode(q.best.p, q.best.len, &m);

@@ -542,6 +542,7 @@ struct gossip_entry {
 	uint64_t version, time;
 	uint32_t len;
 	uint32_t origin;  /* index into the store's origin table */
+	uint32_t reg;  /* index into the store's registers (UINT32_MAX: an event, a _ key) */
 	uint8_t type;
 	uint8_t used;
 };
@@ -585,8 +586,25 @@ enum gossip_class { GOSSIP_NEW, GOSSIP_DUP, GOSSIP_STALE };
  * is stale, whichever came first, so every store keeps the same one. */
 enum gossip_class gossip_store_classify(const struct gossip_store *st, const struct gossip_msg *m,
                                         const uint8_t slot[16]);
+/* Called with one stored message; the bytes are valid during the call. */
+typedef int gossip_each_fn(void *ctx, const struct gossip_entry *e, const uint8_t *p);
+/* Whether key is a cluster-wide register (gossip(7), STATE AND MERGE RULES): every key
+ * but the reserved ones that start with _ (a member's own records), which stay per
+ * origin. Of a register's sets and dels, by any origin, the greatest by (version, origin
+ * key) wins; the rows below it are superseded: refused on arrival, hidden from
+ * gossip_store_each, gossip_store_find and the summary, and dropped by compaction. */
+int gossip_key_is_register(const uint8_t *key, size_t keylen);
+/* Every stored set and del of key by a visible origin, superseded and expired ones too
+ * (get --all), in register order (the greatest last; a _ key's rows by version and
+ * origin). Under the lock. */
+int gossip_store_rows(struct gossip_store *st, const uint8_t *key, size_t keylen,
+                      gossip_each_fn *fn, void *ctx);
+/* What a stored row is: "wins" (its key's greatest row), "superseded", "expired" (a del
+ * past its time to live, not yet collected), or "current" (a _ key's row). */
+const char *gossip_store_row_state(const struct gossip_store *st, const struct gossip_entry *e);
 /* Rewrite the store with only current messages, collecting expired deletes and events
- * (raising their origins' watermarks). Takes the lock itself. */
+ * (raising their origins' watermarks, and the floor of a key whose greatest row was a
+ * collected del), and superseded rows. Takes the lock itself. */
 int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *after);
 /* A compaction's watermark record (gossip(7), the first item of a compacted store; not a
  * message): 1, with each origin's watermark given to each (may be NULL); 0 when p is not
@@ -595,7 +613,6 @@ int gossip_store_watermarks(const uint8_t *p, size_t n,
                             void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx);
 /* Call fn for every current message stored at or after offset since, in store order; the
  * bytes are valid during the call. fn returning non-zero stops the walk (returned). */
-typedef int gossip_each_fn(void *ctx, const struct gossip_entry *e, const uint8_t *p);
 int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *fn, void *ctx);
 /* The same for what was stored since the cursor last saw (all of it after a compaction,
  * which moves every message), moving the cursor on. Start with a zeroed cursor. */

@@ -15,6 +15,8 @@
 const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0};
 
 enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
+/* How long a key's floor outlives the del it was made from (origin time): gossip(7). */
+static const uint64_t floor_ttl_ms = 30ULL * 86400000ULL;
 
 void gossip_slot(uint8_t slot[16], const struct gossip_msg *m)
 {
@@ -72,6 +74,73 @@ static int visible(const struct gossip_store *st, const struct gossip_entry *e)
 	return !st->visible || st->visible(st->visible_ctx, st->origins[e->origin].pk);
 }
 
+/* The register order: version, then origin key bytes. */
+static int row_cmp(uint64_t v, const uint8_t *pk, uint64_t w, const uint8_t *qk)
+{
+	if (v != w)
+		return v < w ? -1 : 1;
+	return memcmp(pk, qk, 32);
+}
+
+static const struct gossip_entry *find(const struct gossip_store *st, const uint8_t slot[16]);
+
+/* The greatest visible row of register r (NULL: none): one look per origin that wrote
+ * the key, so that revoking a signer brings back what its rows superseded. */
+static const struct gossip_entry *reg_top(const struct gossip_store *st, const struct store_reg *r)
+{
+	const struct gossip_entry *top = NULL;
+	for (uint32_t i = 0; i < r->nslots; i++) {
+		const struct gossip_entry *e = find(st, r->slots[i]);
+		if (e && visible(st, e) &&
+		    (!top || row_cmp(e->version, st->origins[e->origin].pk, top->version,
+		                     st->origins[top->origin].pk) > 0))
+			top = e;
+	}
+	return top;
+}
+
+/* Whether row (v, pk) of register r is superseded: at or below its floor, or below its
+ * greatest visible row. */
+static int reg_below(const struct gossip_store *st, const struct store_reg *r, uint64_t v,
+                     const uint8_t *pk)
+{
+	if (r->floor_time && row_cmp(v, pk, r->floor_version, r->floor_origin) <= 0)
+		return 1;
+	const struct gossip_entry *top = reg_top(st, r);
+	return top && row_cmp(v, pk, top->version, st->origins[top->origin].pk) < 0;
+}
+
+static int superseded(const struct gossip_store *st, const struct gossip_entry *e)
+{
+	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
+}
+
+/* The same against the greatest row of any origin, visible or not (kept in r): only to
+ * count live and wasted bytes, which do not depend on who is trusted now. */
+static int reg_below_all(const struct gossip_store *st, const struct store_reg *r, uint64_t v,
+                         const uint8_t *pk)
+{
+	if (r->floor_time && row_cmp(v, pk, r->floor_version, r->floor_origin) <= 0)
+		return 1;
+	return r->top_origin != UINT32_MAX &&
+	       row_cmp(v, pk, r->top_version, st->origins[r->top_origin].pk) < 0;
+}
+
+/* Note that slot holds a row of register r. */
+static int reg_add_slot(struct store_reg *r, const uint8_t slot[16])
+{
+	if (r->nslots == r->slotcap) {
+		uint32_t cap = r->slotcap ? 2 * r->slotcap : 2;
+		uint8_t(*v)[16] = realloc(r->slots, cap * sizeof *v);
+		if (!v)
+			return -1;
+		r->slots = v;
+		r->slotcap = cap;
+	}
+	memcpy(r->slots[r->nslots++], slot, 16);
+	return 0;
+}
+
 void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx)
 {
 	st->visible = fn;
@@ -81,7 +150,7 @@ void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, vo
 const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16])
 {
 	const struct gossip_entry *e = find(st, slot);
-	return e && visible(st, e) ? e : NULL;
+	return e && visible(st, e) && !superseded(st, e) ? e : NULL;
 }
 
 static int grow(struct gossip_store *st)
@@ -150,6 +219,73 @@ static uint32_t origin_id(struct gossip_store *st, const uint8_t pk[32])
 	return (uint32_t)st->norigins - 1;
 }
 
+/* ---- the registers: open addressing on the key id, which is already a hash ---- */
+
+static uint32_t reg_find(const struct gossip_store *st, const uint8_t kid[16], size_t *pos)
+{
+	size_t i = 0;
+	if (st->rcap) {
+		i = slot_hash(kid) & (st->rcap - 1);
+		for (; st->rtab[i]; i = (i + 1) & (st->rcap - 1))
+			if (memcmp(st->regs[st->rtab[i] - 1].kid, kid, 16) == 0)
+				return st->rtab[i] - 1;
+	}
+	if (pos)
+		*pos = i;
+	return UINT32_MAX;
+}
+
+static uint32_t reg_id(struct gossip_store *st, const uint8_t kid[16])
+{
+	size_t pos;
+	uint32_t id = reg_find(st, kid, &pos);
+	if (id != UINT32_MAX)
+		return id;
+	if ((st->nregs + 1) * 2 > st->rcap) {
+		size_t cap = st->rcap ? st->rcap * 2 : 256;
+		uint32_t *t = calloc(cap, sizeof *t);
+		struct store_reg *r = realloc(st->regs, cap / 2 * sizeof *r);
+		if (!t || !r) {
+			free(t);
+			if (r)
+				st->regs = r;
+			return UINT32_MAX;
+		}
+		st->regs = r;
+		free(st->rtab);
+		st->rtab = t;
+		st->rcap = cap;
+		for (size_t k = 0; k < st->nregs; k++) {
+			size_t i = slot_hash(r[k].kid) & (cap - 1);
+			while (t[i])
+				i = (i + 1) & (cap - 1);
+			t[i] = (uint32_t)k + 1;
+		}
+		reg_find(st, kid, &pos);
+	}
+	struct store_reg *r = &st->regs[st->nregs];
+	memset(r, 0, sizeof *r);
+	memcpy(r->kid, kid, 16);
+	r->top_origin = UINT32_MAX;
+	st->rtab[pos] = (uint32_t)++st->nregs;
+	return (uint32_t)st->nregs - 1;
+}
+
+/* A key's register id: BLAKE2b-128 of "r" and its bytes. */
+static void key_id(uint8_t kid[16], const uint8_t *key, size_t keylen)
+{
+	crypto_generichash_state h;
+	crypto_generichash_init(&h, NULL, 0, 16);
+	crypto_generichash_update(&h, (const uint8_t *)"r", 1);
+	crypto_generichash_update(&h, key, keylen);
+	crypto_generichash_final(&h, kid, 16);
+}
+
+int gossip_key_is_register(const uint8_t *key, size_t keylen)
+{
+	return !(keylen && key[0] == '_');
+}
+
 void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len)
 {
 	gossip_slot(it->slot, m);
@@ -158,6 +294,12 @@ void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len
 	it->time = m->time;
 	it->len = (uint32_t)len;
 	it->type = (uint8_t)m->type;
+	it->reg = (m->type == GOSSIP_T_SET || m->type == GOSSIP_T_DEL) &&
+	          gossip_key_is_register(m->key, m->keylen);
+	if (it->reg)
+		key_id(it->kid, m->key, m->keylen);
+	else
+		memset(it->kid, 0, 16);
 	crypto_generichash(it->hash, 16, m->bytes, m->nbytes, NULL, 0);
 }
 
@@ -173,20 +315,49 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 {
 	if ((st->n + 1) * 10 > st->cap * 7 && grow(st) < 0)
 		return -1;
+	uint32_t oid = origin_id(st, it->origin), rid = it->reg ? reg_id(st, it->kid) : UINT32_MAX;
+	if (oid == UINT32_MAX || (it->reg && rid == UINT32_MAX)) {
+		gossip_seterr("store: out of memory");
+		return -1;
+	}
 	struct gossip_entry *e = probe(st, it->slot);
 	if (e->used) {
 		if (!replaces(it, e)) {
 			st->dead_bytes += it->len;
 			return 0;
 		}
-		st->dead_bytes += e->len;
-		st->live_bytes -= e->len;
-	} else
+		/* A superseded row's bytes were counted as waste when it was superseded. */
+		if (e->reg == UINT32_MAX ||
+		    !reg_below_all(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk)) {
+			st->dead_bytes += e->len;
+			st->live_bytes -= e->len;
+		}
+	} else {
 		st->n++;
-	uint32_t oid = origin_id(st, it->origin);
-	if (oid == UINT32_MAX) {
-		gossip_seterr("store: out of memory");
-		return -1;
+		if (it->reg && reg_add_slot(&st->regs[rid], it->slot) < 0) {
+			gossip_seterr("store: out of memory");
+			return -1;
+		}
+	}
+	/* Of a key's rows, only the greatest is live: a new greatest row makes the last one
+	 * waste (unless it was this slot's, counted just above). */
+	int live = 1;
+	if (it->reg) {
+		struct store_reg *r = &st->regs[rid];
+		if (reg_below_all(st, r, it->version, it->origin))
+			live = 0;
+		else if (r->top_origin != UINT32_MAX &&
+		         row_cmp(it->version, it->origin, r->top_version, st->origins[r->top_origin].pk) != 0) {
+			if (r->top_origin != oid) {
+				st->dead_bytes += r->top_len;
+				st->live_bytes -= r->top_len;
+			}
+		}
+		if (live) {
+			r->top_version = it->version;
+			r->top_origin = oid;
+			r->top_len = it->len;
+		}
 	}
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
@@ -196,8 +367,9 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	e->time = it->time;
 	e->type = it->type;
 	e->origin = oid;
+	e->reg = rid;
 	e->used = 1;
-	st->live_bytes += it->len;
+	*(live ? &st->live_bytes : &st->dead_bytes) += it->len;
 	return 0;
 }
 
@@ -312,32 +484,44 @@ static void sum_rewrite(struct gossip_store *st, struct gossip_entry **v, size_t
 enum rec { REC_OK, REC_WASTE, REC_BAD, REC_MORE, REC_WM };
 
 /* ---- the watermark record: the first item of a compacted store whose origins have
- * watermarks, so that losing DIR/watermarks (a cache of it) never lets a collected
- * delete come back. Not a message (never indexed, served or synced): the array
+ * watermarks (or whose keys have floors), so that losing DIR/watermarks (a cache of it)
+ * never lets a collected delete come back. Not a message (never indexed, served or
+ * synced): the array
  *   ["gossip watermarks", [[ORIGIN, VERSION], ...], CHECK]
- * where CHECK is the BLAKE2b-128 of the encoding of the first two elements. At most
- * WM_PER_RECORD origins a record; more make several records, back to back. */
+ * or, with floors (gossip(7), STATE AND MERGE RULES),
+ *   ["gossip watermarks", [[ORIGIN, VERSION], ...], [[KEYID, VERSION, ORIGIN, TIME], ...], CHECK]
+ * where CHECK is the BLAKE2b-128 of the encoding of the elements before it. At most
+ * WM_PER_RECORD origins and FLOORS_PER_RECORD floors a record; more make several
+ * records, back to back. A floor's KEYID is BLAKE2b-128 of "r" and the key. */
 
-enum { WM_PER_RECORD = 1000 };
+/* 1000 origins (44 bytes each) and 300 floors (70 bytes each) fit in 65536 bytes. */
+enum { WM_PER_RECORD = 1000, FLOORS_PER_RECORD = 300 };
 static const char wm_name[] = "gossip watermarks";
-static const struct gossip_limits wm_limits = {GOSSIP_MSG_MAX, 4, 4 * WM_PER_RECORD + 8};
+static const struct gossip_limits wm_limits = {GOSSIP_MSG_MAX, 4,
+                                               3 * WM_PER_RECORD + 5 * FLOORS_PER_RECORD + 16};
 
 /* Whether p starts like a watermark record (so that it is read as one, or is damage). */
 static int wm_like(const uint8_t *p, size_t n)
 {
-	return n >= 2 + sizeof wm_name - 1 && p[0] == 0x83 && p[1] == 0x60 + sizeof wm_name - 1 &&
-	       memcmp(p + 2, wm_name, sizeof wm_name - 1) == 0;
+	return n >= 2 + sizeof wm_name - 1 && (p[0] == 0x83 || p[0] == 0x84) &&
+	       p[1] == 0x60 + sizeof wm_name - 1 && memcmp(p + 2, wm_name, sizeof wm_name - 1) == 0;
 }
 
-int gossip_store_watermarks(const uint8_t *p, size_t len,
-                            void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx)
+typedef void wm_floor_fn(void *ctx, const uint8_t kid[16], uint64_t version,
+                         const uint8_t origin[32], uint64_t time);
+
+static int wm_read(const uint8_t *p, size_t len,
+                   void (*each)(void *ctx, const uint8_t pk[32], uint64_t version),
+                   wm_floor_fn *floor, void *ctx)
 {
 	struct gossip_cur c = {p, len, 0};
-	struct gossip_ev ev, pk, v;
+	struct gossip_ev ev, pk, v, kid, t;
 	uint8_t h[16];
+	size_t nfloors = 0, floors = 0;
 	if (!wm_like(p, len))
 		return 0;
-	if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 || ev.u != 3 ||
+	int four = p[0] == 0x84;
+	if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_TSTR, &ev, "watermark record") < 0 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
 	    ev.u > WM_PER_RECORD)
@@ -348,6 +532,20 @@ int gossip_store_watermarks(const uint8_t *p, size_t len,
 		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &pk, "watermark record") < 0 || pk.len != 32 ||
 		    gossip_cur_expect(&c, GOSSIP_EV_UINT, &v, "watermark record") < 0)
 			return -1;
+	if (four) {
+		if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
+		    ev.u > FLOORS_PER_RECORD)
+			return -1;
+		floors = c.pos;
+		nfloors = (size_t)ev.u;
+		for (size_t i = 0; i < nfloors; i++)
+			if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 || ev.u != 4 ||
+			    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &kid, "watermark record") < 0 ||
+			    kid.len != 16 || gossip_cur_expect(&c, GOSSIP_EV_UINT, &v, "watermark record") < 0 ||
+			    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &pk, "watermark record") < 0 ||
+			    pk.len != 32 || gossip_cur_expect(&c, GOSSIP_EV_UINT, &t, "watermark record") < 0)
+				return -1;
+	}
 	crypto_generichash(h, 16, p + 1, c.pos - 1, NULL, 0);
 	if (gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "watermark record") < 0 || ev.len != 16 ||
 	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0) {
@@ -362,7 +560,23 @@ int gossip_store_watermarks(const uint8_t *p, size_t len,
 		if (each)
 			each(ctx, pk.data, v.u);
 	}
+	c.pos = floors;
+	for (size_t i = 0; i < nfloors; i++) {
+		(void)gossip_cur_next(&c, &ev, "");
+		(void)gossip_cur_next(&c, &kid, "");
+		(void)gossip_cur_next(&c, &v, "");
+		(void)gossip_cur_next(&c, &pk, "");
+		(void)gossip_cur_next(&c, &t, "");
+		if (floor)
+			floor(ctx, kid.data, v.u, pk.data, t.u);
+	}
 	return 1;
+}
+
+int gossip_store_watermarks(const uint8_t *p, size_t len,
+                            void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx)
+{
+	return wm_read(p, len, each, NULL, ctx);
 }
 
 static void wm_raise(void *ctx, const uint8_t pk[32], uint64_t version)
@@ -373,25 +587,58 @@ static void wm_raise(void *ctx, const uint8_t pk[32], uint64_t version)
 		st->origins[id].watermark = version;
 }
 
-/* Check the record of len bytes at p, then raise its origins' watermarks. */
-static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
+/* Raise register r's floor to the row (version, origin), made at time. */
+static void floor_raise(struct store_reg *r, uint64_t version, const uint8_t origin[32],
+                        uint64_t time)
 {
-	return gossip_store_watermarks(p, len, wm_raise, st) == 1 ? 0 : -1;
+	if (r->floor_time && row_cmp(version, origin, r->floor_version, r->floor_origin) <= 0)
+		return;
+	r->floor_version = version;
+	memcpy(r->floor_origin, origin, 32);
+	r->floor_time = time ? time : 1;
 }
 
-/* Append the watermark records of st's origins (none when no origin has one). */
+static void wm_floor(void *ctx, const uint8_t kid[16], uint64_t version, const uint8_t origin[32],
+                     uint64_t time)
+{
+	struct gossip_store *st = ctx;
+	uint32_t id = reg_id(st, kid);
+	if (id != UINT32_MAX)
+		floor_raise(&st->regs[id], version, origin, time);
+}
+
+/* Check the record of len bytes at p, then raise its origins' watermarks and its keys'
+ * floors. */
+static int wm_parse(struct gossip_store *st, const uint8_t *p, size_t len)
+{
+	return wm_read(p, len, wm_raise, wm_floor, st) == 1 ? 0 : -1;
+}
+
+/* The CHECK of the record that starts at b->p + at, appended. */
+static int wm_close(struct gossip_buf *b, size_t at)
+{
+	uint8_t h[16];
+	crypto_generichash(h, 16, b->p + at + 1, b->len - at - 1, NULL, 0);
+	return gossip_cbor_str(b, GOSSIP_MT_BSTR, h, 16);
+}
+
+/* Append the watermark records of st's origins and floors of its keys (none when no
+ * origin has a watermark and no key a floor): record k holds the k-th thousand origins
+ * and the k-th FLOORS_PER_RECORD floors, and only a record with floors has four elements
+ * (a store without floors stays readable by older versions). */
 static int wm_encode(const struct gossip_store *st, struct gossip_buf *b)
 {
-	size_t i = 0;
+	size_t i = 0, f = 0;
 	for (;;) {
-		size_t n = 0, j;
+		size_t n = 0, nf = 0, j, g;
 		for (j = i; j < st->norigins && n < WM_PER_RECORD; j++)
 			n += st->origins[j].watermark != 0;
-		if (!n)
+		for (g = f; g < st->nregs && nf < FLOORS_PER_RECORD; g++)
+			nf += st->regs[g].floor_time != 0;
+		if (!n && !nf)
 			return 0;
 		size_t at = b->len;
-		uint8_t h[16];
-		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 3) < 0 ||
+		if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, nf ? 4 : 3) < 0 ||
 		    gossip_cbor_str(b, GOSSIP_MT_TSTR, wm_name, sizeof wm_name - 1) < 0 ||
 		    gossip_cbor_head(b, GOSSIP_MT_ARRAY, n) < 0)
 			return -1;
@@ -403,8 +650,20 @@ static int wm_encode(const struct gossip_store *st, struct gossip_buf *b)
 			    gossip_cbor_head(b, GOSSIP_MT_UINT, st->origins[i].watermark) < 0)
 				return -1;
 		}
-		crypto_generichash(h, 16, b->p + at + 1, b->len - at - 1, NULL, 0);
-		if (gossip_cbor_str(b, GOSSIP_MT_BSTR, h, 16) < 0)
+		if (nf && gossip_cbor_head(b, GOSSIP_MT_ARRAY, nf) < 0)
+			return -1;
+		for (; f < g; f++) {
+			const struct store_reg *r = &st->regs[f];
+			if (!r->floor_time)
+				continue;
+			if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 4) < 0 ||
+			    gossip_cbor_str(b, GOSSIP_MT_BSTR, r->kid, 16) < 0 ||
+			    gossip_cbor_head(b, GOSSIP_MT_UINT, r->floor_version) < 0 ||
+			    gossip_cbor_str(b, GOSSIP_MT_BSTR, r->floor_origin, 32) < 0 ||
+			    gossip_cbor_head(b, GOSSIP_MT_UINT, r->floor_time) < 0)
+				return -1;
+		}
+		if (wm_close(b, at) < 0)
 			return -1;
 	}
 }
@@ -448,6 +707,11 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
+	/* The greatest rows are found again from the file; floors, like watermarks, stay. */
+	for (size_t i = 0; i < st->nregs; i++) {
+		st->regs[i].top_origin = UINT32_MAX;
+		st->regs[i].nslots = 0;
+	}
 }
 
 const struct gossip_store_damage *gossip_store_damage(const struct gossip_store *st, size_t *n)
@@ -786,6 +1050,10 @@ void gossip_store_close(struct gossip_store *st)
 	free(st->tab);
 	free(st->origins);
 	free(st->otab);
+	for (size_t i = 0; i < st->nregs; i++)
+		free(st->regs[i].slots);
+	free(st->regs);
+	free(st->rtab);
 	free(st->sums);
 	free(st->dmg);
 	gossip_buf_free(&st->sum_new);
@@ -814,14 +1082,26 @@ static int expired(const struct gossip_store *st, uint8_t type, uint64_t time, u
 	return 0;
 }
 
+int store_superseded_item(const struct gossip_store *st, const struct store_item *it)
+{
+	uint32_t rid = it->reg ? reg_find(st, it->kid, NULL) : UINT32_MAX;
+	return rid != UINT32_MAX && reg_below(st, &st->regs[rid], it->version, it->origin);
+}
+
 enum gossip_class store_classify_item(const struct gossip_store *st, const struct store_item *it)
 {
 	const struct gossip_entry *e = find(st, it->slot);
 	if (e) {
 		if (e->version == it->version && memcmp(e->hash, it->hash, 16) == 0)
 			return GOSSIP_DUP;
-		return replaces(it, e) ? GOSSIP_NEW : GOSSIP_STALE;
+		if (!replaces(it, e))
+			return GOSSIP_STALE;
 	}
+	/* Superseded by a newer write of the key, or below its floor. */
+	if (store_superseded_item(st, it))
+		return GOSSIP_STALE;
+	if (e)
+		return GOSSIP_NEW;
 	if (store_below_watermark(st, it) ||
 	    expired(st, it->type, it->time, it->version, gossip_now_ms()))
 		return GOSSIP_STALE;
@@ -958,11 +1238,30 @@ static struct gossip_entry **current(struct gossip_store *st, size_t *n, int slo
 		gossip_seterr("out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < st->cap; i++)
-		if (st->tab[i].used &&
-		    !expired(st, st->tab[i].type, st->tab[i].time, st->tab[i].version, now) &&
-		    visible(st, &st->tab[i]))
-			v[(*n)++] = &st->tab[i];
+	/* Each key's greatest visible row, found once: a row is current when it is that row
+	 * (and above the floor, which that row is unless it is collected). */
+	const struct gossip_entry **top = calloc(st->nregs ? st->nregs : 1, sizeof *top);
+	if (!top) {
+		free(v);
+		gossip_seterr("out of memory");
+		return NULL;
+	}
+	for (size_t r = 0; r < st->nregs; r++)
+		top[r] = reg_top(st, &st->regs[r]);
+	for (size_t i = 0; i < st->cap; i++) {
+		const struct gossip_entry *e = &st->tab[i];
+		if (!e->used || expired(st, e->type, e->time, e->version, now) || !visible(st, e))
+			continue;
+		if (e->reg != UINT32_MAX) {
+			const struct store_reg *g = &st->regs[e->reg];
+			if (top[e->reg] != e ||
+			    (g->floor_time &&
+			     row_cmp(e->version, st->origins[e->origin].pk, g->floor_version, g->floor_origin) <= 0))
+				continue;
+		}
+		v[(*n)++] = &st->tab[i];
+	}
+	free(top);
 	qsort(v, *n, sizeof *v, slot_order ? by_slot : by_offset);
 	return v;
 }
@@ -1019,10 +1318,19 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	 * may come back from other stores. */
 	for (size_t i = 0; i < st->cap; i++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (e->used && expired(st, e->type, e->time, e->version, now) &&
-		    e->version > st->origins[e->origin].watermark)
+		if (!e->used || !expired(st, e->type, e->time, e->version, now))
+			continue;
+		if (e->version > st->origins[e->origin].watermark)
 			st->origins[e->origin].watermark = e->version;
+		/* A del that is its key's greatest row leaves a floor: no row of the key at or
+		 * below it comes back, from whichever origin (gossip(7)). */
+		if (e->reg != UINT32_MAX && visible(st, e) && !superseded(st, e))
+			floor_raise(&st->regs[e->reg], e->version, st->origins[e->origin].pk, e->time);
 	}
+	for (size_t i = 0; i < st->nregs; i++)
+		if (st->regs[i].floor_time && gossip_age_ms(now, st->regs[i].floor_time) >= floor_ttl_ms &&
+		    st->regs[i].floor_time <= now)
+			st->regs[i].floor_time = 0;
 	if (!(v = current(st, &n, 0)) || !(buf = malloc(GOSSIP_MSG_MAX)) ||
 	    !(tab = calloc(cap, sizeof *tab)))
 		goto out;
@@ -1069,12 +1377,24 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		close(dfd);
 	}
 	sum_rewrite(st, v, n);
-	/* The new file is ours: index = the kept entries at their new offsets. */
+	/* The new file is ours: index = the kept entries at their new offsets; each key's
+	 * greatest row is its kept one (what a reader of the new file finds). */
+	for (size_t i = 0; i < st->nregs; i++) {
+		st->regs[i].top_origin = UINT32_MAX;
+		st->regs[i].nslots = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t j = slot_hash(v[i]->slot) & (cap - 1);
 		while (tab[j].used)
 			j = (j + 1) & (cap - 1);
 		tab[j] = *v[i];
+		if (v[i]->reg != UINT32_MAX) {
+			struct store_reg *g = &st->regs[v[i]->reg];
+			g->top_version = v[i]->version;
+			g->top_origin = v[i]->origin;
+			g->top_len = v[i]->len;
+			(void)reg_add_slot(g, v[i]->slot);  /* it has room: the list only shrank */
+		}
 	}
 	free(st->tab);
 	st->tab = tab;
@@ -1126,6 +1446,71 @@ int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *f
 		if (k == -2 && !warned++)
 			gossip_warn("%s", gossip_error());
 		r = k == -2 ? 0 : k < 0 ? -1 : fn(ctx, v[i], buf);
+	}
+	free(buf);
+	free(v);
+	return r;
+}
+
+struct row {
+	struct gossip_entry *e;
+	const uint8_t *pk;
+};
+
+static int by_row(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	return row_cmp(x->e->version, x->pk, y->e->version, y->pk);
+}
+
+const char *gossip_store_row_state(const struct gossip_store *st, const struct gossip_entry *e)
+{
+	if (superseded(st, e))
+		return "superseded";
+	if (expired(st, e->type, e->time, e->version, gossip_now_ms()))
+		return "expired";
+	return e->reg == UINT32_MAX ? "current" : "wins";
+}
+
+int gossip_store_rows(struct gossip_store *st, const uint8_t *key, size_t keylen,
+                      gossip_each_fn *fn, void *ctx)
+{
+	uint8_t kid[16], *buf = NULL;
+	uint32_t rid = UINT32_MAX;
+	int reg = gossip_key_is_register(key, keylen), r = 0;
+	size_t n = 0;
+	struct row *v = malloc((st->n ? st->n : 1) * sizeof *v);
+	if (reg) {
+		key_id(kid, key, keylen);
+		rid = reg_find(st, kid, NULL);
+	}
+	if (!v || !(buf = malloc(GOSSIP_MSG_MAX))) {
+		free(v);
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < st->cap; i++) {
+		const struct gossip_entry *e = &st->tab[i];
+		if (e->used && visible(st, e) && (e->type == GOSSIP_T_SET || e->type == GOSSIP_T_DEL) &&
+		    (reg ? rid != UINT32_MAX && e->reg == rid : e->reg == UINT32_MAX))
+			v[n++] = (struct row){&st->tab[i], st->origins[e->origin].pk};
+	}
+	qsort(v, n, sizeof *v, by_row);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct gossip_msg m;
+		int k = store_read(st, v[i].e, buf);
+		if (k == -2) {
+			gossip_warn("%s", gossip_error());
+			continue;
+		}
+		if (k < 0) {
+			r = -1;
+			break;
+		}
+		/* The key itself, not only its id (a _ key is found by its bytes alone). */
+		if (gossip_msg_decode(buf, v[i].e->len, &m) == 0 && m.keylen == keylen &&
+		    memcmp(m.key, key, keylen) == 0)
+			r = fn(ctx, v[i].e, buf);
 	}
 	free(buf);
 	free(v);
@@ -1269,7 +1654,8 @@ static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
 		if (oid != UINT32_MAX && (!st->visible || st->visible(st->visible_ctx, it.origin)) &&
 		    !(snap && seen_before(snap, snapcap, &it))) {
 			struct gossip_entry e = {.off = pos, .version = it.version, .time = it.time,
-			                         .len = it.len, .origin = oid, .type = it.type, .used = 1};
+			                         .len = it.len, .origin = oid, .type = it.type, .used = 1,
+			                         .reg = it.reg ? reg_find(st, it.kid, NULL) : UINT32_MAX};
 			memcpy(e.slot, it.slot, 16);
 			memcpy(e.hash, it.hash, 16);
 			r = fn(ctx, &e, p);

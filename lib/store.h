@@ -10,6 +10,23 @@ struct gossip_origin_wm {
 	uint64_t watermark;  /* versions at or below it are stale unless already stored */
 };
 
+/* A key's register (gossip(7), STATE AND MERGE RULES): every set and del of one key (not
+ * a reserved _ key) by any origin, ordered by (version, origin key). Its rows are found
+ * through slots; the greatest visible one supersedes the rows below it. top is the
+ * greatest row indexed, visible or not (only to count waste); floor, once a del that was
+ * the greatest row expired and was collected, that del: rows at or below it are
+ * superseded too. */
+struct store_reg {
+	uint8_t kid[16];  /* BLAKE2b-128 of "r" and the key's bytes */
+	uint64_t top_version;
+	uint32_t top_origin;  /* index into origins; UINT32_MAX: no row indexed */
+	uint32_t top_len;
+	uint64_t floor_version, floor_time;  /* floor_time 0: no floor */
+	uint8_t floor_origin[32];
+	uint8_t (*slots)[16];  /* the slots holding its rows: one per origin that wrote it */
+	uint32_t nslots, slotcap;
+};
+
 struct gossip_store {
 	char dir[4096];
 	int fd, lockfd, locked;
@@ -19,6 +36,9 @@ struct gossip_store {
 	struct gossip_origin_wm *origins;
 	uint32_t *otab;  /* open addressing into origins */
 	size_t norigins, ocap;
+	struct store_reg *regs;
+	uint32_t *rtab;  /* open addressing into regs */
+	size_t nregs, rcap;
 	uint64_t live_bytes, dead_bytes;
 	struct gossip_store_opts opts;
 	gossip_visible_fn *visible;  /* NULL: every origin's messages are visible */
@@ -40,9 +60,11 @@ struct gossip_store {
 struct store_item {
 	uint8_t slot[16], origin[32];
 	uint8_t hash[16];  /* BLAKE2b-128 of the message's bytes */
+	uint8_t kid[16];  /* the register's id (when reg) */
 	uint64_t version, time;
 	uint32_t len;
 	uint8_t type;
+	uint8_t reg;  /* a set or del of a key that is a cluster-wide register */
 };
 /* m as gossip_msg_decode made it (its bytes are hashed). */
 void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len);
@@ -50,6 +72,9 @@ enum gossip_class store_classify_item(const struct gossip_store *st, const struc
 /* The stored message it equivocates with (the same slot and version, other bytes), or
  * NULL. Hidden or not: equivocation is about what was signed, not about trust. */
 const struct gossip_entry *store_rival(const struct gossip_store *st, const struct store_item *it);
+/* Whether it would be superseded on arrival: at or below its key's floor, or below the
+ * greatest row of its key. */
+int store_superseded_item(const struct gossip_store *st, const struct store_item *it);
 /* A replay under its origin's watermark (no older copy here). */
 int store_below_watermark(const struct gossip_store *st, const struct store_item *it);
 /* Under the store's lock (taken and released here): classify n messages again, as

@@ -307,13 +307,17 @@ py() {
 	gossip-merge -d b set >/dev/null
 	gossip-merge -d b del >/dev/null
 	gossip-merge -d b compact >/dev/null
-	# The first item of the compacted store is its watermark record.
-	$PY - b/store "$($PY "$I" pub $SEED | cut -d' ' -f1)" <<'PY' || fail "no watermark record"
+	# The first item of the compacted store is its watermark record, with the key's
+	# floor (the delete was its newest write; gossip(7), THE STORE).
+	$PY - b/store "$($PY "$I" pub $SEED | cut -d' ' -f1)" "$old" <<'PY' || fail "no watermark record"
 import base64, cbor2, hashlib, io, sys
 d = open(sys.argv[1], "rb").read(); item = cbor2.CBORDecoder(io.BytesIO(d)).decode()
-name, wms, check = item
+name, wms, floors, check = item
 assert name == "gossip watermarks", item
-assert wms == [[base64.b64decode(sys.argv[2]), 200]], wms
+pk = base64.b64decode(sys.argv[2])
+assert wms == [[pk, 200]], wms
+kid = hashlib.blake2b(b"r" + b"gone", digest_size=16).digest()
+assert floors == [[kid, 200, pk, int(sys.argv[3])]], floors
 body = cbor2.dumps(item)[1:-17]
 assert hashlib.blake2b(body, digest_size=16).digest() == check
 PY

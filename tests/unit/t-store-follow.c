@@ -136,7 +136,7 @@ int main(void)
 	ok(!strcmp(s, ""), "and passes on nothing again: '%s'", s);
 
 	/* Stored before a compaction the follower did not see, and after it: each once. */
-	sign_msg(&m, &a, GOSSIP_T_SET, "k4", "before", v++, now);
+	sign_msg(&m, &a, GOSSIP_T_SET, "k4a", "before", v++, now);
 	append(w, &m);
 	sign_msg(&m, &b, GOSSIP_T_SET, "k4", "twice", v++, now);
 	sign_msg(&m, &b, GOSSIP_T_SET, "k4", "replaced", v++, now);

@@ -1282,16 +1282,31 @@ static int aggregate_main(int argc, char **argv)
 	return GOSSIP_EXIT_NO;
 }
 
-/* The verb: the first word that is not an option (or -d's argument). */
+/* The verb: the first word that is not an option or an option's argument (any verb's:
+ * aggregate has options of its own, parsed apart). */
 static const char *verb_of(int argc, char **argv)
 {
+	static const char *const with_arg[] = {"dir", "error", "round", "timeout", "address", "tag",
+	                                       "every", "interval", "phi", "suspicion", "reap", "count",
+	                                       "exec", "jitter", "partition-share", "score-min",
+	                                       "coalesce", "limit", "ready", NULL};
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
 			return i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(argv[i], "-d") || !strcmp(argv[i], "--dir"))
-			i++;
-		else if (argv[i][0] != '-' || !argv[i][1])
-			return argv[i];
+		if (a[0] != '-' || !a[1])
+			return a;
+		if (a[1] == '-') {
+			for (int k = 0; with_arg[k]; k++)
+				if (!strcmp(a + 2, with_arg[k]))
+					i++;
+			continue;
+		}
+		for (const char *c = a + 1; *c; c++)
+			if (strchr("deTratJiPSRnxck", *c)) {
+				i += !c[1];  /* -e 0.1, not -e0.1 */
+				break;
+			}
 	}
 	return NULL;
 }

@@ -460,15 +460,23 @@ void gossip_aggregator_event(struct gossip_aggregator *g, const struct gossip_ms
 	gossip_agg_id(id, m->bytes, m->nbytes);
 	if (run_find(g, id))
 		return;
+	/* A free place, else the run past its deadline, else the oldest: the newest question
+	 * matters most, and the oldest is the likeliest to be settled at its asker. */
 	struct run *r = NULL;
-	for (int i = 0; i < GOSSIP_AGG_RUNS && !r; i++)
-		if (!g->runs[i].used)
-			r = &g->runs[i];
-	if (!r) {
-		if (gossip_rate_allow(&g->full_rate, 1, now, &refused))
-			gossip_warn("aggregate: a run is refused: this node takes part in %d at most at once",
+	for (int i = 0; i < GOSSIP_AGG_RUNS; i++) {
+		struct run *x = &g->runs[i];
+		if (!x->used || now >= x->spec.deadline) {
+			r = x;
+			break;
+		}
+		if (!r || x->start < r->start)
+			r = x;
+	}
+	if (r->used) {
+		if (now < r->spec.deadline && gossip_rate_allow(&g->full_rate, 1, now, &refused))
+			gossip_warn("aggregate: at most %d runs at once: the oldest is dropped for a new one",
 			            GOSSIP_AGG_RUNS);
-		return;
+		unlink(gossip_agg_path(g->dir, r->id));
 	}
 	memset(r, 0, sizeof *r);
 	r->used = 1;

@@ -844,9 +844,9 @@ int gossip_response_sign(struct gossip_buf *b, const struct gossip_response *r,
 enum { GOSSIP_AGG_AVG = 1, GOSSIP_AGG_SUM, GOSSIP_AGG_COUNT, GOSSIP_AGG_MIN, GOSSIP_AGG_MAX };
 enum { GOSSIP_AGG_ID_LEN = 16, GOSSIP_AGG_INPUT_MAX = 1028, GOSSIP_AGG_ROUND_MIN = 10,
        GOSSIP_AGG_ROUND_MAX = 60000,
-       /* Runs a node takes part in at once; a run's state is kept this long after its
-        * deadline (its estimate file too), then dropped. */
-       GOSSIP_AGG_RUNS = 4, GOSSIP_AGG_LINGER_MS = 10000 };
+       /* Runs a node takes part in at once (a new one replaces the oldest); a run's state
+        * is kept this long after its deadline (its estimate file too), then dropped. */
+       GOSSIP_AGG_RUNS = 8, GOSSIP_AGG_LINGER_MS = 10000 };
 struct gossip_aggregate {
 	int fn;  /* GOSSIP_AGG_AVG ... GOSSIP_AGG_MAX */
 	/* "tag:NAME" (the member's tag), "key:KEY" (its own value of KEY), "-" (its
@@ -906,8 +906,9 @@ int gossip_share_sign(struct gossip_buf *b, const struct gossip_share *s,
 struct gossip_aggregator;
 struct gossip_aggregator *gossip_aggregator_new(const char *dir);
 void gossip_aggregator_free(struct gossip_aggregator *g);
-/* A message that may be a run (from the stream or the store): taken when new, not past
- * its deadline, and at most GOSSIP_AGG_RUNS at once (otherwise warned). */
+/* A message that may be a run (from the stream or the store): taken when new and not past
+ * its deadline; with GOSSIP_AGG_RUNS under way, it replaces one past its deadline, or else
+ * the oldest (warned). */
 void gossip_aggregator_event(struct gossip_aggregator *g, const struct gossip_msg *m, uint64_t now);
 /* A share: checked against t (trusted signer, good signature), its mass bounded (weight
  * at most the run's total, members members for avg, min and max, 1 for sum and count), one

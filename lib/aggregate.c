@@ -630,15 +630,15 @@ int gossip_aggregator_share(struct gossip_aggregator *g, const struct gossip_msg
 {
 	struct gossip_share s;
 	const struct gossip_signer *signer = NULL;
-	if (!t || gossip_check_msg(m, t, &signer) != GOSSIP_V_OK) {
-		refuse(g, NULL, m->origin, t ? gossip_error() : "trusted is not loaded yet", now);
-		return 0;
-	}
 	if (gossip_share_decode(m->value, m->valuelen, &s) < 0) {
 		refuse(g, NULL, m->origin, gossip_error(), now);
 		return 0;
 	}
 	struct run *r = run_find(g, s.id);
+	if (!t || gossip_check_msg(m, t, &signer) != GOSSIP_V_OK) {
+		refuse(g, r, m->origin, t ? gossip_error() : "trusted is not loaded yet", now);
+		return 0;
+	}
 	if (r && r->started)
 		return take(g, r, m->origin, &s, members ? members : 1, now);
 	/* Before its run: kept a while, so that the mass is not lost (the run's message is on

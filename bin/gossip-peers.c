@@ -1156,14 +1156,84 @@ static void put_round(const struct gossip_agg_status *s, int json)
 	fflush(stdout);
 }
 
-/* Rounds of stability that end a run. */
-enum { AGG_STABLE_ROUNDS = 3 };
+/* Rounds of stability that end a run; runs asked again when members fail. */
+enum { AGG_STABLE_ROUNDS = 3, AGG_RESTARTS = 3 };
+
+/* The members alive when a run was asked (this node among them). */
+struct agg_members {
+	uint8_t (*pk)[32];
+	size_t n, others;
+};
+
+/* Take the alive members now; the least rounds a run needs among them: as many as rumor
+ * needs to reach every member, and two more. */
+static uint64_t agg_members_load(struct agg_members *w, struct opts *o)
+{
+	struct gossip_peers t;
+	load_table(&t, o);
+	free(w->pk);
+	w->n = w->others = 0;
+	if (!(w->pk = calloc(t.n ? t.n : 1, 32)))
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", strerror(ENOMEM));
+	for (size_t i = 0; i < t.n; i++)
+		if (t.v[i].state == GOSSIP_P_ALIVE || t.v[i].self) {
+			memcpy(w->pk[w->n++], t.v[i].pk, 32);
+			w->others += !t.v[i].self;
+		}
+	gossip_peers_free(&t);
+	return (uint64_t)ceil(log2((double)(w->n ? w->n : 1))) + 2;
+}
+
+/* 1 when one of them is dead or gone from the table now (its name in gone). */
+static int agg_members_lost(const struct agg_members *w, struct opts *o, char *gone, size_t n)
+{
+	struct gossip_peers t;
+	int lost = 0;
+	load_table(&t, o);
+	for (size_t i = 0; i < w->n && !lost; i++) {
+		struct gossip_peer *p = gossip_peers_find(&t, w->pk[i], 0);
+		if (!p || p->state == GOSSIP_P_DEAD || p->state == GOSSIP_P_LEFT) {
+			lost = 1;
+			if (p && p->info.name[0])
+				snprintf(gone, n, "%s", p->info.name);
+			else
+				gossip_short_id(gone, w->pk[i]);
+		}
+	}
+	gossip_peers_free(&t);
+	return lost;
+}
+
+/* Sign the run, store it and send it to every live member; its id. */
+static void agg_publish(struct opts *o, const struct gossip_aggregate *a, uint8_t id[GOSSIP_AGG_ID_LEN])
+{
+	struct gossip_buf value = {0}, msg = {0};
+	struct gossip_author au;
+	struct gossip_msg m = {0};
+	if (gossip_agg_encode(&value, a) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
+	m.type = GOSSIP_T_EVENT;
+	m.key = (const uint8_t *)GOSSIP_KEY_AGGREGATE;
+	m.keylen = strlen(GOSSIP_KEY_AGGREGATE);
+	m.value = value.p;
+	m.valuelen = value.len;
+	m.has_value = 1;
+	author_open(&au, o->dir);
+	if (gossip_author_sign(&au, &msg, &m) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
+	gossip_author_close(&au);
+	gossip_agg_id(id, msg.p, msg.len);
+	store_and_spread(o, &msg, "aggregate");
+	gossip_buf_free(&msg);
+	gossip_buf_free(&value);
+}
 
 /* aggregate FUNCTION [INPUT]: publish the run (stored, spread, then carried by rumor and
  * anti-entropy), then follow this node's estimate (DIR/aggregate/ID, written by its
  * observe) round by round until it is stable to the relative error for three rounds, at
  * least log2(members) + 2 rounds in, with the spread (the estimates of the last four
- * rounds' shares) as narrow: exit 0; at the timeout, exit 1. Its own options. */
+ * rounds' shares) as narrow: exit 0; at the timeout, exit 1. A member that fails during the
+ * run (dead in this node's table) makes it ask again, among the survivors. Its own options. */
 static int aggregate_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1217,41 +1287,14 @@ static int aggregate_main(int argc, char **argv)
 	a.round_ms = round_ms;
 	a.deadline = gossip_now_ms() + limit;
 
-	/* At least as many rounds as rumor needs to reach every member, and two more. */
-	struct gossip_peers t;
-	size_t members = 0, others = 0;
-	load_table(&t, &o);
-	for (size_t i = 0; i < t.n; i++) {
-		members += t.v[i].state == GOSSIP_P_ALIVE || t.v[i].self;
-		others += t.v[i].state == GOSSIP_P_ALIVE && !t.v[i].self;
-	}
-	gossip_peers_free(&t);
-	uint64_t min_rounds = (uint64_t)ceil(log2((double)(members ? members : 1))) + 2;
-
-	struct gossip_buf value = {0}, msg = {0};
-	struct gossip_author au;
-	struct gossip_msg m = {0};
+	struct agg_members was = {0};
 	uint8_t id[GOSSIP_AGG_ID_LEN];
-	if (gossip_agg_encode(&value, &a) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
-	m.type = GOSSIP_T_EVENT;
-	m.key = (const uint8_t *)GOSSIP_KEY_AGGREGATE;
-	m.keylen = strlen(GOSSIP_KEY_AGGREGATE);
-	m.value = value.p;
-	m.valuelen = value.len;
-	m.has_value = 1;
-	author_open(&au, o.dir);
-	if (gossip_author_sign(&au, &msg, &m) < 0)
-		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
-	gossip_author_close(&au);
-	gossip_agg_id(id, msg.p, msg.len);
-	store_and_spread(&o, &msg, "aggregate");
-	gossip_buf_free(&msg);
-	gossip_buf_free(&value);
+	uint64_t min_rounds = agg_members_load(&was, &o);
+	agg_publish(&o, &a, id);
 
 	struct gossip_agg_status s, last = {0};
 	uint64_t started = gossip_mono_ms(), seen = UINT64_MAX;
-	int stable = 0, have = 0;
+	int stable = 0, have = 0, restarts = 0;
 	double prev = NAN;
 	long nap = (long)(round_ms / 5 ? round_ms / 5 : 1);
 	for (;;) {
@@ -1261,18 +1304,33 @@ static int aggregate_main(int argc, char **argv)
 			have = 1;
 			put_round(&s, o.json);
 			double tol = err * fmax(fabs(s.estimate), 1e-12), spread = s.high - s.low;
-			int ok = !isnan(s.estimate) && s.round + 1 >= min_rounds && (!others || s.shares >= 2) &&
+			int ok = !isnan(s.estimate) && s.round + 1 >= min_rounds && (!was.others || s.shares >= 2) &&
 			         fabs(s.estimate - prev) <= tol && spread <= tol;
 			stable = ok ? stable + 1 : 0;
 			prev = s.estimate;
 			if (stable >= AGG_STABLE_ROUNDS)
-				return GOSSIP_EXIT_OK;
+				break;
+			/* A member that failed took its mass along: the survivors' answer is a new run
+			 * without it (the others have it suspect at least by now, and pick it no more). */
+			char gone[64];
+			if (restarts < AGG_RESTARTS && agg_members_lost(&was, &o, gone, sizeof gone)) {
+				restarts++;
+				gossip_warn("aggregate: %s failed during the run: asking again without it", gone);
+				min_rounds = agg_members_load(&was, &o);
+				agg_publish(&o, &a, id);
+				seen = UINT64_MAX;
+				stable = 0;
+				prev = NAN;
+			}
 		}
 		if (stop || gossip_age_ms(gossip_mono_ms(), started) >= limit)
 			break;
 		struct timespec ts = {nap / 1000, (nap % 1000) * 1000000};
 		nanosleep(&ts, NULL);
 	}
+	free(was.pk);
+	if (stable >= AGG_STABLE_ROUNDS)
+		return GOSSIP_EXIT_OK;
 	if (!have)
 		gossip_warn("aggregate: no estimate within %g s: is this node's observe running (gossip-node -d %s "
 		            "status)?", timeout_s, o.dir);

@@ -39,12 +39,33 @@ static void put_value(FILE *f, const struct gossip_msg *m)
 		fprintf(f, " (%zu bytes)", m->valuelen);
 }
 
-/* What a query or a response holds, below its value (gossip(7), QUERIES). */
+/* What a share of an aggregation run holds (gossip(7), AGGREGATION). */
+static void show_share(const struct gossip_msg *m)
+{
+	struct gossip_share s;
+	char hex[2 * GOSSIP_AGG_ID_LEN + 1], num[40];
+	if (gossip_share_decode(m->value, m->valuelen, &s) < 0) {
+		printf("\n  share    not one: %s", gossip_error());
+		return;
+	}
+	gossip_hex(hex, s.id, sizeof s.id);
+	printf("\n  run      %s\n  round    %llu", hex, (unsigned long long)s.round);
+	gossip_fmt_double(num, s.mass.s);
+	printf("\n  sum      %s", num);
+	gossip_fmt_double(num, s.mass.w);
+	printf("\n  weight   %s", num);
+}
+
+/* What a query or a response holds, below its value (gossip(7), QUERIES); a share's. */
 static void show_query(const struct gossip_msg *m)
 {
 	struct gossip_query q;
 	struct gossip_response r;
 	char hex[2 * GOSSIP_QUERY_ID_LEN + 1], when[32];
+	if (gossip_msg_is_share(m)) {
+		show_share(m);
+		return;
+	}
 	if (gossip_msg_is_response(m)) {
 		if (gossip_response_decode(m->value, m->valuelen, &r) < 0) {
 			printf("\n  response not one: %s", gossip_error());

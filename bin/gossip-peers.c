@@ -1,9 +1,11 @@
 /* gossip-peers: membership and failure detection: announce, heartbeat, join, leave;
- * observe the message stream into the peer table; list, pick, leader, watch. */
+ * observe the message stream into the peer table; list, pick, leader, watch; aggregate
+ * over every member. */
 #include "gossip.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -27,7 +29,8 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] tag name=value ...\n"
 	        "       gossip-peers [-d dir] untag name ...\n"
 	        "       gossip-peers [-j] [-d dir] tags\n"
-	        "       gossip-peers [-d dir] force-leave name|id\n");
+	        "       gossip-peers [-d dir] force-leave name|id\n"
+	        "       gossip-peers [-j] [-d dir] [-e error] [-r seconds] [-T seconds] aggregate function [input]\n");
 	exit(code);
 }
 
@@ -1105,6 +1108,263 @@ static int do_force_leave(struct opts *o, const char *arg)
 	return GOSSIP_EXIT_OK;
 }
 
+/* ---- aggregate: a push-sum run over every member ---- */
+
+/* A number of seconds from lo to hi, or a one-line error (exit 2). */
+static double seconds(const char *opt, const char *arg, double lo, double hi)
+{
+	char *end;
+	double v = strtod(arg, &end);
+	if (*end || end == arg || !(v >= lo) || !(v <= hi))
+		gossip_die(GOSSIP_EXIT_ERR, "%s %s: want seconds from %g to %g (fractions allowed)", opt, arg, lo, hi);
+	return v;
+}
+
+static void put_num(double v, const char *fmt, int json)
+{
+	if (isnan(v))
+		fputs(json ? "null" : "-", stdout);
+	else
+		printf(fmt, v);
+}
+
+/* One round as the asker sees it: its own node's estimate and the spread. */
+static void put_round(const struct gossip_agg_status *s, int json)
+{
+	double spread = s->high - s->low;
+	if (json) {
+		printf("{\"round\":%llu,\"estimate\":", (unsigned long long)s->round);
+		put_num(s->estimate, "%.17g", 1);
+		fputs(",\"spread\":", stdout);
+		put_num(spread, "%.17g", 1);
+		fputs(",\"low\":", stdout);
+		put_num(s->low, "%.17g", 1);
+		fputs(",\"high\":", stdout);
+		put_num(s->high, "%.17g", 1);
+		printf(",\"shares\":%llu}\n", (unsigned long long)s->shares);
+	} else {
+		printf("%llu ", (unsigned long long)s->round);
+		put_num(s->estimate, "%.10g", 0);
+		putchar(' ');
+		put_num(spread, "%.3g", 0);
+		putchar('\n');
+	}
+	fflush(stdout);
+}
+
+/* Rounds of stability that end a run; runs asked again when members fail. */
+enum { AGG_STABLE_ROUNDS = 3, AGG_RESTARTS = 3 };
+
+/* The members alive when a run was asked (this node among them). */
+struct agg_members {
+	uint8_t (*pk)[32];
+	size_t n, others;
+};
+
+/* Take the alive members now; the least rounds a run needs among them: as many as rumor
+ * needs to reach every member, and two more. */
+static uint64_t agg_members_load(struct agg_members *w, struct opts *o)
+{
+	struct gossip_peers t;
+	load_table(&t, o);
+	free(w->pk);
+	w->n = w->others = 0;
+	if (!(w->pk = calloc(t.n ? t.n : 1, 32)))
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", strerror(ENOMEM));
+	for (size_t i = 0; i < t.n; i++)
+		if (t.v[i].state == GOSSIP_P_ALIVE || t.v[i].self) {
+			memcpy(w->pk[w->n++], t.v[i].pk, 32);
+			w->others += !t.v[i].self;
+		}
+	gossip_peers_free(&t);
+	return (uint64_t)ceil(log2((double)(w->n ? w->n : 1))) + 2;
+}
+
+/* 1 when one of them is dead or gone from the table now (its name in gone). */
+static int agg_members_lost(const struct agg_members *w, struct opts *o, char *gone, size_t n)
+{
+	struct gossip_peers t;
+	int lost = 0;
+	load_table(&t, o);
+	for (size_t i = 0; i < w->n && !lost; i++) {
+		struct gossip_peer *p = gossip_peers_find(&t, w->pk[i], 0);
+		if (!p || p->state == GOSSIP_P_DEAD || p->state == GOSSIP_P_LEFT) {
+			lost = 1;
+			if (p && p->info.name[0])
+				snprintf(gone, n, "%s", p->info.name);
+			else
+				gossip_short_id(gone, w->pk[i]);
+		}
+	}
+	gossip_peers_free(&t);
+	return lost;
+}
+
+/* Sign the run, store it and send it to every live member; its id. */
+static void agg_publish(struct opts *o, const struct gossip_aggregate *a, uint8_t id[GOSSIP_AGG_ID_LEN])
+{
+	struct gossip_buf value = {0}, msg = {0};
+	struct gossip_author au;
+	struct gossip_msg m = {0};
+	if (gossip_agg_encode(&value, a) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
+	m.type = GOSSIP_T_EVENT;
+	m.key = (const uint8_t *)GOSSIP_KEY_AGGREGATE;
+	m.keylen = strlen(GOSSIP_KEY_AGGREGATE);
+	m.value = value.p;
+	m.valuelen = value.len;
+	m.has_value = 1;
+	author_open(&au, o->dir);
+	if (gossip_author_sign(&au, &msg, &m) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate: %s", gossip_error());
+	gossip_author_close(&au);
+	gossip_agg_id(id, msg.p, msg.len);
+	store_and_spread(o, &msg, "aggregate");
+	gossip_buf_free(&msg);
+	gossip_buf_free(&value);
+}
+
+/* aggregate FUNCTION [INPUT]: publish the run (stored, spread, then carried by rumor and
+ * anti-entropy), then follow this node's estimate (DIR/aggregate/ID, written by its
+ * observe) round by round until it is stable to the relative error for three rounds, at
+ * least log2(members) + 2 rounds in, with the spread (the estimates of the last four
+ * rounds' shares) as narrow: exit 0; at the timeout, exit 1. A member that fails during the
+ * run (dead in this node's table) makes it ask again, among the survivors. Its own options. */
+static int aggregate_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+		{"error", required_argument, NULL, 'e'}, {"round", required_argument, NULL, 'r'},
+		{"timeout", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {0}};
+	struct opts o = {.cfg = gossip_peers_defaults};
+	const char *d = NULL;
+	double err = 0.01, round_s = 0.5, timeout_s = 30;
+	char *end;
+	int c;
+	while ((c = getopt_long(argc, argv, "d:je:r:T:h", longopts, NULL)) != -1) {
+		gossip_opt_once(c);
+		switch (c) {
+		case 'd': d = optarg; break;
+		case 'j': o.json = 1; break;
+		case 'e':
+			err = strtod(optarg, &end);
+			if (*end || end == optarg || !(err > 0) || !(err < 1))
+				gossip_die(GOSSIP_EXIT_ERR, "-e %s: want a relative error above 0 and below 1 (0.01 is 1%%)",
+				           optarg);
+			break;
+		case 'r': round_s = seconds("-r", optarg, GOSSIP_AGG_ROUND_MIN / 1000.0, GOSSIP_AGG_ROUND_MAX / 1000.0); break;
+		case 'T': timeout_s = seconds("-T", optarg, 0.1, 86400); break;
+		case 'h': usage(GOSSIP_EXIT_OK); break;
+		case 'V': gossip_print_version(); break;
+		default: usage(GOSSIP_EXIT_ERR);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 2 || argc > 3 || strcmp(argv[0], "aggregate"))
+		usage(GOSSIP_EXIT_ERR);
+	struct gossip_aggregate a = {.fn = gossip_agg_fn_parse(argv[1])};
+	if (a.fn < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate %s: want a function: avg, sum, count, min or max", argv[1]);
+	if (argc == 2 && a.fn != GOSSIP_AGG_COUNT)
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate %s: want an input: tag:NAME, key:KEY or -", argv[1]);
+	if (argc == 3 && (strlen(argv[2]) >= sizeof a.input || gossip_agg_check_input(a.fn, argv[2]) < 0))
+		gossip_die(GOSSIP_EXIT_ERR, "aggregate %s: %s", argv[1],
+		           strlen(argv[2]) >= sizeof a.input ? "the input is too long" : gossip_error());
+	if (argc == 3)
+		snprintf(a.input, sizeof a.input, "%s", argv[2]);
+	o.dir = gossip_state_dir(d);
+	long pid;
+	if (gossip_node_running(o.dir, &pid) != 1)
+		gossip_die(GOSSIP_EXIT_ERR, "%s: no node runs here: the run is computed by the running nodes; "
+		           "start this one with gossip-node -d %s", o.dir, o.dir);
+	uint64_t round_ms = (uint64_t)(round_s * 1000 + 0.5), limit = (uint64_t)(timeout_s * 1000 + 0.5);
+	a.round_ms = round_ms;
+	a.deadline = gossip_now_ms() + limit;
+
+	struct agg_members was = {0};
+	uint8_t id[GOSSIP_AGG_ID_LEN];
+	uint64_t min_rounds = agg_members_load(&was, &o);
+	agg_publish(&o, &a, id);
+
+	struct gossip_agg_status s, last = {0};
+	uint64_t started = gossip_mono_ms(), seen = UINT64_MAX;
+	int stable = 0, have = 0, restarts = 0;
+	double prev = NAN;
+	long nap = (long)(round_ms / 5 ? round_ms / 5 : 1);
+	for (;;) {
+		if (gossip_agg_status_load(o.dir, id, &s) == 0 && s.round != seen) {
+			seen = s.round;
+			last = s;
+			have = 1;
+			put_round(&s, o.json);
+			double tol = err * fmax(fabs(s.estimate), 1e-12), spread = s.high - s.low;
+			int ok = !isnan(s.estimate) && s.round + 1 >= min_rounds && (!was.others || s.shares >= 2) &&
+			         fabs(s.estimate - prev) <= tol && spread <= tol;
+			stable = ok ? stable + 1 : 0;
+			prev = s.estimate;
+			if (stable >= AGG_STABLE_ROUNDS)
+				break;
+			/* A member that failed took its mass along: the survivors' answer is a new run
+			 * without it (the others have it suspect at least by now, and pick it no more). */
+			char gone[64];
+			if (restarts < AGG_RESTARTS && agg_members_lost(&was, &o, gone, sizeof gone)) {
+				restarts++;
+				gossip_warn("aggregate: %s failed during the run: asking again without it", gone);
+				min_rounds = agg_members_load(&was, &o);
+				agg_publish(&o, &a, id);
+				seen = UINT64_MAX;
+				stable = 0;
+				prev = NAN;
+			}
+		}
+		if (stop || gossip_age_ms(gossip_mono_ms(), started) >= limit)
+			break;
+		struct timespec ts = {nap / 1000, (nap % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	free(was.pk);
+	if (stable >= AGG_STABLE_ROUNDS)
+		return GOSSIP_EXIT_OK;
+	if (!have)
+		gossip_warn("aggregate: no estimate within %g s: is this node's observe running (gossip-node -d %s "
+		            "status)?", timeout_s, o.dir);
+	else
+		gossip_warn("aggregate: no estimate stable to %g within %g s (the last: %.10g, spread %.3g); "
+		            "try a longer -T or a larger -e", err, timeout_s, last.estimate, last.high - last.low);
+	return GOSSIP_EXIT_NO;
+}
+
+/* The verb: the first word that is not an option or an option's argument (any verb's:
+ * aggregate has options of its own, parsed apart). */
+static const char *verb_of(int argc, char **argv)
+{
+	static const char *const with_arg[] = {"dir", "error", "round", "timeout", "address", "tag",
+	                                       "every", "interval", "phi", "suspicion", "reap", "count",
+	                                       "exec", "jitter", "partition-share", "score-min",
+	                                       "coalesce", "limit", "ready", NULL};
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
+			return i + 1 < argc ? argv[i + 1] : NULL;
+		if (a[0] != '-' || !a[1])
+			return a;
+		if (a[1] == '-') {
+			for (int k = 0; with_arg[k]; k++)
+				if (!strcmp(a + 2, with_arg[k]))
+					i++;
+			continue;
+		}
+		for (const char *c = a + 1; *c; c++)
+			if (strchr("deTratJiPSRnxck", *c)) {
+				i += !c[1];  /* -e 0.1, not -e0.1 */
+				break;
+			}
+	}
+	return NULL;
+}
+
 /* -i: seconds, fractions allowed, as everywhere; at most 60. It was milliseconds once:
  * such a value is refused, never taken as seconds. */
 static double interval_ms(const char *arg)
@@ -1148,6 +1408,14 @@ int main(int argc, char **argv)
 	int c;
 
 	gossip_init(argv[0]);
+	const char *v0 = verb_of(argc, argv);
+	if (v0 && !strcmp(v0, "aggregate")) {
+		struct sigaction sa = {0};
+		sa.sa_handler = on_stop;
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		return aggregate_main(argc, argv);
+	}
 	o.addrs = calloc((size_t)argc, sizeof *o.addrs);
 	o.tags = calloc((size_t)argc, sizeof *o.tags);
 	o.handlers = calloc(GOSSIP_RUNNER_HANDLERS, sizeof *o.handlers);

@@ -16,6 +16,8 @@
  *   sync      anti-entropy between two stores over any byte stream
  *   peers     member records, the peer table, phi, pick, leader
  *   query     queries (_query events) and their responses (type 6): codec, id, filters
+ *   aggregate push-sum aggregation: _aggregate runs and their shares (type 7)
+ *   aggregate push-sum aggregation: runs (_aggregate events), shares (type 7), a node's part
  *   events    DIR/events: append, follow, run a handler
  *   swim      the prober (SWIM with Lifeguard's confirmations), on a clock it is given
  *   observe   the peer table kept from the stream, the clock, the store and DIR/rejects
@@ -302,11 +304,12 @@ int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32]);
 
 /* Message types (payload field 1). gossip(7) is the authority. */
 enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4, GOSSIP_T_ACK = 5,
-       GOSSIP_T_RESPONSE = 6 };
+       GOSSIP_T_RESPONSE = 6, GOSSIP_T_SHARE = 7 };
 /* Pings and acks (probes) carry only a type and a value, the nonce (and a ping asking
  * for an indirect probe, the target's key after it); they are never stored. A response
  * to a query (query.c) has the same shape: a type and a value (a byte string), no
- * version, no time, never stored. */
+ * version, no time, never stored. So does a share of an aggregation run (type 7,
+ * aggregate.c): its value is the share, checked there. */
 enum { GOSSIP_NONCE_LEN = 8 };
 /* Payload fields. */
 enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
@@ -330,11 +333,13 @@ struct gossip_msg {
 };
 const char *gossip_type_name(unsigned type);
 int gossip_type_parse(const char *s);  /* set, del, event; -1 otherwise */
-/* A message of a probe's shape, {1: type, 5: value}: a ping, an ack, or a response. What
- * holds for probes (any trusted signer may send one, never stored, passed on as news)
- * holds for all three; gossip_msg_is_response tells the response apart. */
+/* A message of a probe's shape, {1: type, 5: value}: a ping, an ack, a response or a
+ * share. What holds for probes (any trusted signer may send one, never stored, passed on
+ * as news) holds for all four; gossip_msg_is_response and gossip_msg_is_share tell the
+ * response and the share apart. */
 int gossip_msg_is_probe(const struct gossip_msg *m);
 int gossip_msg_is_response(const struct gossip_msg *m);
+int gossip_msg_is_share(const struct gossip_msg *m);
 /* The deterministic payload of m. */
 int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m);
 /* Append m, signed by id, to b (a probe as it is; a versioned message by its author,
@@ -853,6 +858,107 @@ int gossip_response_decode(const uint8_t *p, size_t n, struct gossip_response *r
 /* The whole signed response message, by id (a probe-shaped message needs no clock). */
 int gossip_response_sign(struct gossip_buf *b, const struct gossip_response *r,
                          const struct gossip_identity *id);
+
+/* ---- aggregate.c: aggregation by push-sum (gossip-peers aggregate) --------------------- */
+
+/* A run is an ordinary event named _aggregate whose value is a byte string holding the
+ * deterministic CBOR map {1: function, 2: input, 3: round interval (ms), 4: deadline (ms
+ * since 1970, the asker's clock)} (gossip(7), AGGREGATION). Its id is the BLAKE2b-128 hash
+ * of the whole signed message; its rounds start at the message's time. A share is a
+ * message of type 7, {1: 7, 5: [id, round, sum, weight]} (sum and weight float64), signed
+ * by the member that sends it, never stored. */
+#define GOSSIP_KEY_AGGREGATE "_aggregate"
+enum { GOSSIP_AGG_AVG = 1, GOSSIP_AGG_SUM, GOSSIP_AGG_COUNT, GOSSIP_AGG_MIN, GOSSIP_AGG_MAX };
+enum { GOSSIP_AGG_ID_LEN = 16, GOSSIP_AGG_INPUT_MAX = 1028, GOSSIP_AGG_ROUND_MIN = 10,
+       GOSSIP_AGG_ROUND_MAX = 60000,
+       /* Runs a node takes part in at once (a new one replaces the oldest); a run's state
+        * is kept this long after its deadline (its estimate file too), then dropped. */
+       GOSSIP_AGG_RUNS = 8, GOSSIP_AGG_LINGER_MS = 10000 };
+struct gossip_aggregate {
+	int fn;  /* GOSSIP_AGG_AVG ... GOSSIP_AGG_MAX */
+	/* "tag:NAME" (the member's tag), "key:KEY" (its own value of KEY), "-" (its
+	 * DIR/aggregate.input); "" for count, which counts every member. */
+	char input[GOSSIP_AGG_INPUT_MAX + 1];
+	uint64_t round_ms;  /* GOSSIP_AGG_ROUND_MIN to GOSSIP_AGG_ROUND_MAX */
+	uint64_t deadline;
+};
+const char *gossip_agg_fn_name(int fn);
+/* avg, sum, count, min, max: the function; -1 otherwise. */
+int gossip_agg_fn_parse(const char *s);
+/* Whether an input spec fits the function (the reason when not). */
+int gossip_agg_check_input(int fn, const char *input);
+int gossip_agg_encode(struct gossip_buf *b, const struct gossip_aggregate *a);
+int gossip_agg_decode(const uint8_t *p, size_t n, struct gossip_aggregate *a);
+/* A message that is a run: an event named _aggregate with a byte string value. 1 and a
+ * filled; 0 when m is none; -1 when it is one but its value is refused. */
+int gossip_agg_of(const struct gossip_msg *m, struct gossip_aggregate *a);
+/* The id of a signed run message: BLAKE2b-128 of its bytes (the store's hash). */
+void gossip_agg_id(uint8_t id[GOSSIP_AGG_ID_LEN], const uint8_t *p, size_t n);
+
+/* Push-sum (Kempe, Dobra, Gehrke 2003), one node's mass: for avg, sum and count the pair
+ * (sum, weight) whose ratio is the node's estimate; for min and max, sum is the extreme
+ * seen and weight 1 once there is one (0 before). */
+struct gossip_agg_mass {
+	double s, w;
+};
+/* A node's mass at the start: with its input x (has_input), and whether it is the asker
+ * (sum and count give the asker the only weight: the estimate is then the total). */
+struct gossip_agg_mass gossip_agg_initial(int fn, int asker, int has_input, double x);
+/* One round's step at a sender: the share to send (half the mass; for min and max the
+ * extreme), *m keeping the rest. A share of weight 0 (nothing yet) is not worth sending. */
+struct gossip_agg_mass gossip_agg_split(int fn, struct gossip_agg_mass *m);
+/* A share taken in. */
+void gossip_agg_take(int fn, struct gossip_agg_mass *m, struct gossip_agg_mass in);
+/* 1 and the estimate, or 0 when there is none yet (no weight). */
+int gossip_agg_estimate(int fn, const struct gossip_agg_mass *m, double *est);
+
+struct gossip_share {
+	uint8_t id[GOSSIP_AGG_ID_LEN];
+	uint64_t round;
+	struct gossip_agg_mass mass;  /* finite, weight not negative */
+};
+int gossip_share_encode(struct gossip_buf *b, const struct gossip_share *s);
+int gossip_share_decode(const uint8_t *p, size_t n, struct gossip_share *s);
+/* The whole signed share message (probe-shaped: no clock). */
+int gossip_share_sign(struct gossip_buf *b, const struct gossip_share *s,
+                      const struct gossip_identity *id);
+
+/* A node's part in the runs (gossip-peers observe holds one): runs learnt from the stream
+ * or the store, the input read at the first tick, one share a round to a random alive
+ * member (signed with DIR/key, sealed with DIR/keyring, to its udp:// address), the
+ * estimate written to DIR/aggregate/ID (ID in hex) at each round as one line:
+ * "ROUND ESTIMATE LOW HIGH SENT RECEIVED REFUSED BYTES SHARES" (nan where there is none;
+ * LOW and HIGH the least and greatest estimates among this node's and those the shares
+ * of the last four rounds carried; SHARES how many shares those were; BYTES sent). */
+struct gossip_aggregator;
+struct gossip_aggregator *gossip_aggregator_new(const char *dir);
+void gossip_aggregator_free(struct gossip_aggregator *g);
+/* A message that may be a run (from the stream or the store): taken when new and not past
+ * its deadline; with GOSSIP_AGG_RUNS under way, it replaces one past its deadline, or else
+ * the oldest (warned). */
+void gossip_aggregator_event(struct gossip_aggregator *g, const struct gossip_msg *m, uint64_t now);
+/* A share: checked against t (trusted signer, good signature), its mass bounded (weight
+ * at most the run's total, members members for avg, min and max, 1 for sum and count), one
+ * per signer and round, not older than eight rounds; then taken into its run, or kept a
+ * while when the run is not known here yet. 1 taken or kept, 0 refused (counted). */
+int gossip_aggregator_share(struct gossip_aggregator *g, const struct gossip_msg *m,
+                            const struct gossip_trust *t, size_t members, uint64_t now);
+/* The clock (now: wall ms): start the runs learnt (inputs read: the table's self for a
+ * tag, st for a key (may be NULL: none), DIR/aggregate.input), a share from each run at
+ * each new round, estimates written, runs past their deadline and linger dropped. */
+void gossip_aggregator_tick(struct gossip_aggregator *g, struct gossip_peers *t,
+                            struct gossip_store *st, uint64_t now);
+/* Refused shares, all runs. */
+uint64_t gossip_aggregator_refused(const struct gossip_aggregator *g);
+
+/* A run's estimate as DIR/aggregate/ID holds it. 0, or -1 when there is none (yet). */
+struct gossip_agg_status {
+	uint64_t round, sent, received, refused, bytes, shares;
+	double estimate, low, high;  /* NAN when none */
+};
+int gossip_agg_status_load(const char *dir, const uint8_t id[GOSSIP_AGG_ID_LEN],
+                           struct gossip_agg_status *s);
+const char *gossip_agg_path(const char *dir, const uint8_t id[GOSSIP_AGG_ID_LEN]);
 
 /* ---- events.c: the event log, DIR/events, and handlers -------------------------------- */
 

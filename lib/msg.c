@@ -123,7 +123,7 @@ int gossip_cose_verify(const struct gossip_cose *c, const uint8_t pk[32])
 	return 0;
 }
 
-static const char *const type_names[] = {NULL, "set", "del", "event", "ping", "ack", "response"};
+static const char *const type_names[] = {NULL, "set", "del", "event", "ping", "ack", "response", "share"};
 
 const char *gossip_type_name(unsigned type)
 {
@@ -142,7 +142,13 @@ int gossip_type_parse(const char *s)
 
 int gossip_msg_is_probe(const struct gossip_msg *m)
 {
-	return m->type == GOSSIP_T_PING || m->type == GOSSIP_T_ACK || m->type == GOSSIP_T_RESPONSE;
+	return m->type == GOSSIP_T_PING || m->type == GOSSIP_T_ACK || m->type == GOSSIP_T_RESPONSE ||
+	       m->type == GOSSIP_T_SHARE;
+}
+
+int gossip_msg_is_share(const struct gossip_msg *m)
+{
+	return m->type == GOSSIP_T_SHARE;
 }
 
 int gossip_msg_is_response(const struct gossip_msg *m)
@@ -182,19 +188,20 @@ int gossip_msg_payload(struct gossip_buf *b, const struct gossip_msg *m)
 /* The checks a message's fields must pass, shared by making and reading one. */
 static int check_fields(const struct gossip_msg *m)
 {
-	if (m->type < GOSSIP_T_SET || m->type > GOSSIP_T_RESPONSE) {
+	if (m->type < GOSSIP_T_SET || m->type > GOSSIP_T_SHARE) {
 		gossip_seterr("unknown message type %u", m->type);
 		return -1;
 	}
-	if (gossip_msg_is_response(m)) {
-		/* What the value holds is query.c's to judge (gossip_response_decode): here the
-		 * shape, as for a probe. */
+	if (gossip_msg_is_response(m) || gossip_msg_is_share(m)) {
+		/* What the value holds is query.c's or aggregate.c's to judge
+		 * (gossip_response_decode, gossip_share_decode): here the shape, as for a probe. */
+		const char *what = gossip_msg_is_share(m) ? "a share" : "a response";
 		if (m->version || m->time || m->keylen) {
-			gossip_seterr("a response has only a type and a value");
+			gossip_seterr("%s has only a type and a value", what);
 			return -1;
 		}
 		if (!m->has_value || m->value_text || m->valuelen == 0 || m->valuelen > GOSSIP_VALUE_MAX) {
-			gossip_seterr("the value of a response must be a byte string of 1 to %d bytes",
+			gossip_seterr("the value of %s must be a byte string of 1 to %d bytes", what,
 			              GOSSIP_VALUE_MAX);
 			return -1;
 		}

@@ -1,7 +1,8 @@
 /* observe.c: the peer table kept from the message stream and the clock: member records,
  * heartbeats, probes and claims in; failure detection by phi (or by the prober), reaping,
- * partitions; member records that reached the store some other way; reputation; and the
- * responses to queries that it relays to their askers. */
+ * partitions; member records that reached the store some other way; reputation; the
+ * responses to queries that it relays to their askers; and this node's part in
+ * aggregation runs (aggregate.c). */
 #include "gossip.h"
 
 #include <errno.h>
@@ -44,6 +45,7 @@ struct gossip_observer {
 	struct gossip_keyring relay_keys;
 	int relay_ready;  /* relay_out and relay_keys are loaded (at the first relay) */
 	uint64_t relays, relays_refused;
+	struct gossip_aggregator *agg;  /* this node's part in aggregation runs */
 };
 
 struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
@@ -57,6 +59,10 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	snprintf(o->dir, sizeof o->dir, "%s", dir);
 	o->swim = swim;
 	o->started = now;
+	if (!(o->agg = gossip_aggregator_new(dir))) {
+		free(o);
+		return NULL;
+	}
 	/* The arrival times in an old table say nothing about now: every member starts with
 	 * a grace period again. */
 	for (size_t i = 0; i < t->n; i++) {
@@ -85,6 +91,7 @@ void gossip_observer_free(struct gossip_observer *o)
 		return;
 	if (o->fetch > 0 && waitpid(o->fetch, NULL, WNOHANG) == 0)
 		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
+	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
 	gossip_log_tail_close(&o->rejects);
@@ -214,6 +221,41 @@ static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, u
 	return 1;
 }
 
+/* ---- aggregation runs (aggregate.c): the hooks ---- */
+
+static size_t members_now(const struct gossip_observer *o)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < o->table->n; i++)
+		n += o->table->v[i].state != GOSSIP_P_LEFT;
+	return n;
+}
+
+/* A run (an _aggregate event) found in the store: anti-entropy brought it, or this node
+ * asked. 1 when e was one (nothing else to do with it). */
+static int aggregate_stored(struct gossip_observer *o, const struct gossip_entry *e, const uint8_t *p,
+                            uint64_t now)
+{
+	struct gossip_msg m;
+	if (e->type != GOSSIP_T_EVENT || gossip_msg_decode(p, e->len, &m) < 0 ||
+	    !gossip_msg_key_is(&m, GOSSIP_KEY_AGGREGATE))
+		return 0;
+	gossip_aggregator_event(o->agg, &m, now);
+	return 1;
+}
+
+/* A share, checked here against trusted too (signature and signer): the stream may come
+ * from anywhere. Never passed on. */
+static void aggregate_share(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
+{
+	gossip_aggregator_share(o->agg, m, o->store ? &o->trust : NULL, members_now(o), now);
+}
+
+static void aggregate_tick(struct gossip_observer *o, uint64_t now)
+{
+	gossip_aggregator_tick(o->agg, o->table, o->store, now);
+}
+
 /* ---- the store: all the observer reads of it ---- */
 
 struct store_look {
@@ -228,6 +270,8 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 	struct gossip_msg m;
 	/* Only member records: whatever else is stored is not news to the table. */
 	int r;
+	if (aggregate_stored(l->o, e, p, l->now))
+		return 0;
 	/* A force-leave that was not on the stream (anti-entropy brought it, or this node
 	 * signed it): news, on as rumor, when the table takes it. */
 	if (e->type == GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
@@ -445,6 +489,13 @@ int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, ui
 	*pass_on = 1;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return 0;
+	if (gossip_msg_is_share(&m)) {
+		*pass_on = 0;  /* for this node alone */
+		aggregate_share(o, &m, now);
+		return 0;
+	}
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_AGGREGATE) && m.type == GOSSIP_T_EVENT)
+		gossip_aggregator_event(o->agg, &m, now);  /* and on, as any event */
 	if (gossip_msg_is_response(&m)) {
 		*pass_on = 0;  /* for its asker alone */
 		relay(o, &m, p, n, now);
@@ -540,6 +591,7 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	struct gossip_peers *t = o->table;
 	const struct gossip_peers_cfg *cfg = &o->cfg;
 	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
+	aggregate_tick(o, now);
 	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
 	for (size_t i = 0; i < t->n; i++)
 		members += t->v[i].state != GOSSIP_P_LEFT;

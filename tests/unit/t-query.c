@@ -211,10 +211,10 @@ int main(void)
 	m.value_text = 1;
 	ok(gossip_msg_sign(&sm, &m, &id) < 0 && strstr(gossip_error(), "byte string"),
 	   "a response with a text value is refused");
-	m.type = 7;
+	m.type = 8;
 	m.value_text = 0;
-	ok(gossip_msg_sign(&sm, &m, &id) < 0 && strstr(gossip_error(), "unknown message type 7"),
-	   "type 7 is still unknown");
+	ok(gossip_msg_sign(&sm, &m, &id) < 0 && strstr(gossip_error(), "unknown message type 8"),
+	   "type 8 is still unknown");
 
 	gossip_identity_free(&id);
 	gossip_buf_free(&sm);

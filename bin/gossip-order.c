@@ -39,27 +39,6 @@ static double seconds(int opt, const char *s)
 	return v;
 }
 
-/* The node's own UDP address, from DIR/listening (gossip-listen -a writes it). */
-static int node_udp(const char *dir, char *out, size_t outlen)
-{
-	struct gossip_buf b = {0};
-	int r = 0;
-	if (gossip_read_file(gossip_path(dir, "listening"), 65536, &b) < 0 || gossip_buf_put(&b, "", 1) < 0) {
-		gossip_buf_free(&b);
-		return 0;
-	}
-	for (char *line = (char *)b.p, *next; *line && !r; line = next) {
-		next = line + strcspn(line, "\n");
-		if (*next)
-			*next++ = 0;
-		if (!strncmp(line, "udp://", 6) && strlen(line) < outlen) {
-			snprintf(out, outlen, "%s", line);
-			r = 1;
-		}
-	}
-	gossip_buf_free(&b);
-	return r;
-}
 
 /* Hand messages to a node (as gossip-send -t does): it stores them and spreads them. */
 static int hand_over(const char *dir, const char *to, const struct gossip_buf *msgs)
@@ -309,7 +288,7 @@ static void heartbeat(struct filter *f, uint64_t mono)
 	if (!gossip_orderer_waits_on(&f->ord, f->self) || mono - f->last_beat < (uint64_t)(f->o->beat * 1000))
 		return;
 	if (!f->to[0] && !(f->o->to && snprintf(f->to, sizeof f->to, "%s", f->o->to) > 0) &&
-	    !node_udp(f->o->dir, f->to, sizeof f->to))
+	    !gossip_node_udp(f->o->dir, f->to, sizeof f->to))
 		return;
 	f->last_beat = mono;
 	if (gossip_order_sign(f->o->dir, GOSSIP_KEY_ORDER_HB, NULL, 0, &msgs, &resent) < 0 ||

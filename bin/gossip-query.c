@@ -323,27 +323,6 @@ static void summary(struct asker *a)
 	fputc('\n', stderr);
 }
 
-/* The node's own UDP address, from DIR/listening (gossip-listen -a writes it). */
-static int node_udp(const char *dir, char *out, size_t outlen)
-{
-	struct gossip_buf b = {0};
-	int r = 0;
-	if (gossip_read_file(gossip_path(dir, "listening"), 65536, &b) < 0 || gossip_buf_put(&b, "", 1) < 0) {
-		gossip_buf_free(&b);
-		return 0;
-	}
-	for (char *line = (char *)b.p, *next; *line && !r; line = next) {
-		next = line + strcspn(line, "\n");
-		if (*next)
-			*next++ = 0;
-		if (!strncmp(line, "udp://", 6) && strlen(line) < outlen) {
-			snprintf(out, outlen, "%s", line);
-			r = 1;
-		}
-	}
-	gossip_buf_free(&b);
-	return r;
-}
 
 /* The host part of udp://HOST:PORT (brackets kept for IPv6). */
 static void host_of(const char *addr, char *out, size_t outlen)
@@ -364,7 +343,7 @@ static int wildcard(const char *host)
 static int reply_host(const char *dir, char *out, size_t outlen)
 {
 	char addr[300];
-	if (node_udp(dir, addr, sizeof addr)) {
+	if (gossip_node_udp(dir, addr, sizeof addr)) {
 		host_of(addr, out, outlen);
 		if (!wildcard(out))
 			return 1;
@@ -406,7 +385,7 @@ static int ask(const struct ask_opts *o, struct gossip_query *q)
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
 	if (o->peer)
 		snprintf(to, sizeof to, "udp://%s", o->peer);
-	else if (!node_udp(o->dir, to, sizeof to))
+	else if (!gossip_node_udp(o->dir, to, sizeof to))
 		gossip_die(GOSSIP_EXIT_ERR, "%s: no node listens here (no %s/listening): start one with "
 		           "gossip-node -d %s, or ask through a member with -p host:port", o->dir, o->dir, o->dir);
 	if (o->advertise)

@@ -477,6 +477,9 @@ int gossip_listen_on(struct gossip_addr *a);
 int gossip_connect(const struct gossip_addr *a, int timeout_ms);
 /* Send all of p, waiting at most timeout_ms for each bit of progress. */
 int gossip_send_timed(int fd, const void *p, size_t n, int timeout_ms);
+/* The udp:// address a node runs on DIR listens at, from DIR/listening (gossip-listen -a
+ * writes it), into out: 1, or 0 when no node listens there. */
+int gossip_node_udp(const char *dir, char *out, size_t outlen);
 /* Send all of p by deadline (gossip_mono_ms), however slowly the peer reads. */
 int gossip_send_by(int fd, const void *p, size_t n, uint64_t deadline);
 

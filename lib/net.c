@@ -435,3 +435,25 @@ int gossip_looks_sealed(const uint8_t *item, size_t n)
 	       ev.len >= crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
 	                         crypto_aead_xchacha20poly1305_ietf_ABYTES;
 }
+
+/* The node's own UDP address, from DIR/listening (gossip-listen -a writes it). */
+int gossip_node_udp(const char *dir, char *out, size_t outlen)
+{
+	struct gossip_buf b = {0};
+	int r = 0;
+	if (gossip_read_file(gossip_path(dir, "listening"), 65536, &b) < 0 || gossip_buf_put(&b, "", 1) < 0) {
+		gossip_buf_free(&b);
+		return 0;
+	}
+	for (char *line = (char *)b.p, *next; *line && !r; line = next) {
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = 0;
+		if (!strncmp(line, "udp://", 6) && strlen(line) < outlen) {
+			snprintf(out, outlen, "%s", line);
+			r = 1;
+		}
+	}
+	gossip_buf_free(&b);
+	return r;
+}

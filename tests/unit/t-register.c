@@ -188,7 +188,7 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	struct gossip_identity ids[NORIG];
-	char text[4096] = "", line[200], name[8];
+	char text[4096] = "", line[200], name[16];
 	for (int i = 0; i < NORIG; i++) {
 		ids[i] = ident((unsigned char)(0x40 + i));
 		snprintf(name, sizeof name, "o%d", i);

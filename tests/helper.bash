@@ -128,3 +128,10 @@ hup() {
 	kill -HUP "$1"
 	wait_for 5 more_lines "^$3: reloaded: " "$2" "$n"
 }
+
+# under_asan: the programs were built with the sanitizers (./configure
+# --enable-sanitizers): ASan reserves terabytes of address space for its shadow memory,
+# so a test must not bound the address space (ulimit -v) around them.
+under_asan() {
+	ldd "$(command -v gossip-query)" 2>/dev/null | grep -q libasan
+}

@@ -59,7 +59,7 @@ last_estimate() {
 }
 
 @test "avg of ten tags reaches the exact average within 1%, a line a round, exit 0" {
-	run --separate-stderr gossip-peers -d "$T/n1" -r "$ROUND" -e 0.002 -T 30 aggregate avg tag:load
+	run --separate-stderr gossip-peers -d "$T/n1" -r "$ROUND" -e 0.002 -T 60 aggregate avg tag:load
 	assert_success
 	[ "${#lines[@]}" -ge 4 ] || fail "too few rounds: $output"
 	for l in "${lines[@]}"; do
@@ -70,20 +70,20 @@ last_estimate() {
 }
 
 @test "count of ten members is 10 within 1%, without knowing N" {
-	run --separate-stderr gossip-peers -d "$T/n3" -r "$ROUND" -e 0.002 -T 30 aggregate count
+	run --separate-stderr gossip-peers -d "$T/n3" -r "$ROUND" -e 0.002 -T 60 aggregate count
 	assert_success
 	est=$(last_estimate "$output")
 	within "$est" 10 0.01 || fail "count $est: $output"
 }
 
 @test "sum, min and max are right; -j prints JSON lines" {
-	run --separate-stderr gossip-peers -d "$T/n2" -r "$ROUND" -e 0.002 -T 30 aggregate sum tag:load
+	run --separate-stderr gossip-peers -d "$T/n2" -r "$ROUND" -e 0.002 -T 60 aggregate sum tag:load
 	assert_success
 	within "$(last_estimate "$output")" 550 0.01 || fail "sum: $output"
-	run --separate-stderr gossip-peers -d "$T/n4" -r "$ROUND" -e 0.002 -T 30 aggregate min tag:load
+	run --separate-stderr gossip-peers -d "$T/n4" -r "$ROUND" -e 0.002 -T 60 aggregate min tag:load
 	assert_success
 	[ "$(last_estimate "$output")" = 10 ] || fail "min: $output"
-	run --separate-stderr gossip-peers -j -d "$T/n5" -r "$ROUND" -e 0.002 -T 30 aggregate max tag:load
+	run --separate-stderr gossip-peers -j -d "$T/n5" -r "$ROUND" -e 0.002 -T 60 aggregate max tag:load
 	assert_success
 	printf '%s\n' "$output" | jq -e -s 'length >= 3 and all(has("round") and has("estimate") and has("spread"))
 		and (.[-1].estimate == 100) and (.[-1].spread == 0)' >/dev/null || fail "max -j: $output"
@@ -92,7 +92,7 @@ last_estimate() {
 @test "-: each node's DIR/aggregate.input; a node without one relays only" {
 	for i in $(seq 1 9); do echo "$i" >"$T/n$i/aggregate.input"; done
 	rm -f "$T/n10/aggregate.input"
-	run --separate-stderr gossip-peers -d "$T/n6" -r "$ROUND" -e 0.002 -T 30 aggregate avg -
+	run --separate-stderr gossip-peers -d "$T/n6" -r "$ROUND" -e 0.002 -T 60 aggregate avg -
 	assert_success
 	within "$(last_estimate "$output")" 5 0.01 || fail "avg of 1..9: $output"
 }
@@ -133,7 +133,7 @@ run_file() {
 
 @test "an outsider's forged share is refused and changes nothing" {
 	rm -rf "$T/n1/aggregate"
-	gossip-peers -d "$T/n1" -r 0.2 -e 0.002 -T 30 aggregate avg tag:load >"$T/forged.out" 2>"$T/forged.err" &
+	gossip-peers -d "$T/n1" -r 0.2 -e 0.002 -T 60 aggregate avg tag:load >"$T/forged.out" 2>"$T/forged.err" &
 	asker=$!
 	wait_for 10 run_file
 	id=$(run_file)

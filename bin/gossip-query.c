@@ -770,7 +770,9 @@ static void on_query(struct responder *r, const uint8_t *p, size_t n)
 			note(r, "a query that is not one refused: %s%s", "", gossip_error());
 		return;
 	}
-	if (seen_before(r, id, q.deadline, now) || r->first_pass)
+	/* Remembered no longer than a query can be answered (one further ahead is refused). */
+	uint64_t keep = q.deadline - now < GOSSIP_QUERY_AHEAD_MS ? q.deadline : now + GOSSIP_QUERY_AHEAD_MS;
+	if (seen_before(r, id, q.deadline <= now ? q.deadline : keep, now) || r->first_pass)
 		return;
 	if (gossip_authorize(&m, &r->trust, &sg) != GOSSIP_V_OK) {
 		note(r, "query %s refused: %s", q.name, gossip_error());

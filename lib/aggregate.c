@@ -457,6 +457,13 @@ void gossip_aggregator_event(struct gossip_aggregator *g, const struct gossip_ms
 	uint64_t refused;
 	if (gossip_agg_of(m, &a) != 1 || now >= a.deadline)
 		return;
+	/* No asker waits longer than a day (-T): a run further ahead would take a place and a
+	 * share a round from every node for as long. */
+	if (a.deadline - now > GOSSIP_AGG_AHEAD_MS) {
+		if (gossip_rate_allow(&g->full_rate, 1, now, &refused))
+			gossip_warn("aggregate: a run whose deadline is more than a day ahead refused");
+		return;
+	}
 	gossip_agg_id(id, m->bytes, m->nbytes);
 	if (run_find(g, id))
 		return;

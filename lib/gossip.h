@@ -872,6 +872,9 @@ int gossip_response_sign(struct gossip_buf *b, const struct gossip_response *r,
  * by the member that sends it, never stored. */
 #define GOSSIP_KEY_AGGREGATE "_aggregate"
 enum { GOSSIP_AGG_AVG = 1, GOSSIP_AGG_SUM, GOSSIP_AGG_COUNT, GOSSIP_AGG_MIN, GOSSIP_AGG_MAX };
+/* A node takes part in no run whose deadline is more than a day (the asker's longest -T)
+ * and a minute of clock skew ahead of its clock. */
+#define GOSSIP_AGG_AHEAD_MS (86400000ULL + 60000ULL)
 enum { GOSSIP_AGG_ID_LEN = 16, GOSSIP_AGG_INPUT_MAX = 1028, GOSSIP_AGG_ROUND_MIN = 10,
        GOSSIP_AGG_ROUND_MAX = 60000,
        /* Runs a node takes part in at once (a new one replaces the oldest); a run's state

@@ -231,19 +231,6 @@ static size_t members_now(const struct gossip_observer *o)
 	return n;
 }
 
-/* A run (an _aggregate event) found in the store: anti-entropy brought it, or this node
- * asked. 1 when e was one (nothing else to do with it). */
-static int aggregate_stored(struct gossip_observer *o, const struct gossip_entry *e, const uint8_t *p,
-                            uint64_t now)
-{
-	struct gossip_msg m;
-	if (e->type != GOSSIP_T_EVENT || gossip_msg_decode(p, e->len, &m) < 0 ||
-	    !gossip_msg_key_is(&m, GOSSIP_KEY_AGGREGATE))
-		return 0;
-	gossip_aggregator_event(o->agg, &m, now);
-	return 1;
-}
-
 /* A share, checked here against trusted too (signature and signer): the stream may come
  * from anywhere. Never passed on. */
 static void aggregate_share(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
@@ -268,21 +255,24 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 {
 	struct store_look *l = ctx;
 	struct gossip_msg m;
-	/* Only member records: whatever else is stored is not news to the table. */
 	int r;
-	if (aggregate_stored(l->o, e, p, l->now))
+	/* Decoded once; only runs, force-leaves and member records are news to the table. */
+	if (gossip_msg_decode(p, e->len, &m) < 0)
 		return 0;
-	/* A force-leave that was not on the stream (anti-entropy brought it, or this node
-	 * signed it): news, on as rumor, when the table takes it. */
-	if (e->type == GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
-	    gossip_msg_key_is(&m, GOSSIP_KEY_FORCE_LEAVE) && on_force_leave(l->o, &m, l->now)) {
-		l->changed = 1;
-		if (l->o->news)
-			l->o->news(l->o->news_ctx, p, e->len);
+	if (e->type == GOSSIP_T_EVENT) {
+		/* A run (an _aggregate event): anti-entropy brought it, or this node asked. */
+		if (gossip_msg_key_is(&m, GOSSIP_KEY_AGGREGATE))
+			gossip_aggregator_event(l->o->agg, &m, l->now);
+		/* A force-leave that was not on the stream (anti-entropy brought it, or this node
+		 * signed it): news, on as rumor, when the table takes it. */
+		else if (gossip_msg_key_is(&m, GOSSIP_KEY_FORCE_LEAVE) && on_force_leave(l->o, &m, l->now)) {
+			l->changed = 1;
+			if (l->o->news)
+				l->o->news(l->o->news_ctx, p, e->len);
+		}
 		return 0;
 	}
-	if (e->type != GOSSIP_T_EVENT && gossip_msg_decode(p, e->len, &m) == 0 &&
-	    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && (r = on_member(l->o, &m, p, e->len, l->now))) {
+	if (gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && (r = on_member(l->o, &m, p, e->len, l->now))) {
 		l->changed = 1;
 		struct gossip_peer *peer = gossip_peers_find(l->o->table, m.origin, 0);
 		if (r == 2 && l->o->swim && peer)

@@ -271,6 +271,43 @@ static uint32_t reg_id(struct gossip_store *st, const uint8_t kid[16])
 	return (uint32_t)st->nregs - 1;
 }
 
+/* After a compaction: forget the registers that hold no row and no floor (a key whose
+ * rows were all collected, a floor past its time), so that a store whose keys come and go
+ * does not keep every key it ever saw; the entries' register ids follow. */
+static void regs_prune(struct gossip_store *st)
+{
+	if (!st->nregs)
+		return;
+	uint32_t *map = malloc(st->nregs * sizeof *map);
+	if (!map)
+		return;  /* kept as they are: only memory */
+	size_t kept = 0;
+	for (size_t i = 0; i < st->nregs; i++) {
+		struct store_reg *r = &st->regs[i];
+		if (!r->nslots && !r->floor_time) {
+			free(r->slots);
+			map[i] = UINT32_MAX;
+			continue;
+		}
+		map[i] = (uint32_t)kept;
+		if (kept != i)
+			st->regs[kept] = *r;
+		kept++;
+	}
+	for (size_t j = 0; j < st->cap; j++)
+		if (st->tab[j].used && st->tab[j].reg != UINT32_MAX)
+			st->tab[j].reg = map[st->tab[j].reg];
+	free(map);
+	st->nregs = kept;
+	memset(st->rtab, 0, st->rcap * sizeof *st->rtab);
+	for (size_t k = 0; k < kept; k++) {
+		size_t i = slot_hash(st->regs[k].kid) & (st->rcap - 1);
+		while (st->rtab[i])
+			i = (i + 1) & (st->rcap - 1);
+		st->rtab[i] = (uint32_t)k + 1;
+	}
+}
+
 /* A key's register id: BLAKE2b-128 of "r" and its bytes. */
 static void key_id(uint8_t kid[16], const uint8_t *key, size_t keylen)
 {
@@ -1400,6 +1437,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->tab = tab;
 	tab = NULL;
 	st->n = n;
+	regs_prune(st);
 	close(st->fd);
 	st->fd = fd;
 	fd = -1;

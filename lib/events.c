@@ -340,56 +340,6 @@ static int parse(const uint8_t *p, size_t n, struct gossip_event *e)
 	return 0;
 }
 
-void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e)
-{
-	int fds[2];
-	if (pipe(fds) < 0)
-		return;
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* A node's reload (SIGHUP to its process group) is not the handler's to die of. */
-		signal(SIGHUP, SIG_IGN);
-		dup2(fds[0], 0);
-		close(fds[0]);
-		close(fds[1]);
-		setenv("GOSSIP_EVENT", e->event, 1);
-		setenv("GOSSIP_MEMBER_ID", e->id, 1);
-		setenv("GOSSIP_MEMBER_NAME", e->name, 1);
-		setenv("GOSSIP_MEMBER_STATE", e->state, 1);
-		setenv("GOSSIP_MEMBER_ADDRS", e->addrs, 1);
-		setenv("GOSSIP_MEMBER_TAGS", e->tags, 1);
-		setenv("GOSSIP_DIR", dir, 1);
-		execl("/bin/sh", "sh", "-c", handler, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[0]);
-	/* The members on stdin, one line each: name id state addresses tags. */
-	struct gossip_peers t;
-	if (pid > 0 && gossip_peers_load(&t, dir) == 0) {
-		FILE *f = fdopen(fds[1], "w");
-		for (size_t i = 0; f && i < t.n; i++) {
-			char id[45];
-			gossip_b64(id, t.v[i].pk, 32);
-			fprintf(f, "%s %s %s", t.v[i].info.name, id, gossip_pstate_name(t.v[i].state));
-			for (int a = 0; a < t.v[i].info.naddrs; a++)
-				fprintf(f, "%c%s", a ? ',' : ' ', t.v[i].info.addrs[a]);
-			for (int g = 0; g < t.v[i].info.ntags; g++)
-				fprintf(f, "%c%s", g ? ',' : ' ', t.v[i].info.tags[g]);
-			fputc('\n', f);
-		}
-		if (f)
-			fclose(f);
-		else
-			close(fds[1]);
-		gossip_peers_free(&t);
-	} else
-		close(fds[1]);
-	int status;
-	if (pid > 0 && waitpid(pid, &status, 0) > 0 && (!WIFEXITED(status) || WEXITSTATUS(status)))
-		gossip_warn("handler for %s %s failed (exit %d)", e->event, e->name,
-		            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-}
-
 void gossip_event_reader_init(struct gossip_event_reader *r, const char *dir, int from_start)
 {
 	memset(r, 0, sizeof *r);

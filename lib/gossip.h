@@ -1072,11 +1072,6 @@ struct gossip_event {
 	const uint8_t *value, *msg;
 	size_t valuelen, msglen;
 };
-/* Run handler through /bin/sh for e, with GOSSIP_EVENT, GOSSIP_MEMBER_{ID,NAME,STATE,
- * ADDRS,TAGS} and GOSSIP_DIR set and the members on stdin ("name id state addresses
- * tags" lines), and SIGHUP ignored (a node's reload must not kill it); a failure is
- * warned about. Waits for it (gossip_runner does not). */
-void gossip_event_run(const char *handler, const char *dir, const struct gossip_event *e);
 
 /* A place in the log: the file (device, inode) and the offset just after an event. */
 struct gossip_log_pos {

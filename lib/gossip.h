@@ -620,7 +620,9 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 int gossip_store_watermarks(const uint8_t *p, size_t n,
                             void (*each)(void *ctx, const uint8_t pk[32], uint64_t version), void *ctx);
 /* Call fn for every current message stored at or after offset since, in store order; the
- * bytes are valid during the call. fn returning non-zero stops the walk (returned). */
+ * bytes are valid during the call. fn returning non-zero stops the walk (returned). With
+ * since > 0 only the file from since on is read: the cost is that of what lies there, not
+ * of the store (a running node asks every second). */
 int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *fn, void *ctx);
 /* The same for what was stored since the cursor last saw (all of it after a compaction,
  * which moves every message), moving the cursor on. Start with a zeroed cursor. */

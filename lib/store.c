@@ -1466,11 +1466,55 @@ out:
 	return r;
 }
 
+typedef int walk_fn(struct gossip_store *st, const struct store_item *it, uint64_t pos,
+                    const uint8_t *p, void *ctx);
+static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *fn, void *ctx);
+
+/* Whether an indexed entry is current: what current() keeps. */
+static int is_current(const struct gossip_store *st, const struct gossip_entry *e, uint64_t now)
+{
+	return !expired(st, e->type, e->time, e->version, now) && visible(st, e) && !superseded(st, e);
+}
+
+struct each_walk {
+	gossip_each_fn *fn;
+	void *ctx;
+	uint64_t now;
+	int warned;
+};
+
+/* A message of the file is handed over when the index holds it at this offset (not
+ * replaced since) and it is current. */
+static int each_one(struct gossip_store *st, const struct store_item *it, uint64_t pos,
+                    const uint8_t *p, void *ctx)
+{
+	struct each_walk *w = ctx;
+	const struct gossip_entry *e = find(st, it->slot);
+	if (!e || e->off != pos)
+		return 0;
+	if (memcmp(e->hash, it->hash, 16) != 0) {
+		/* Changed on disk since it was indexed: left out, with one line. */
+		if (!w->warned++)
+			gossip_warn("store: %s/store: the message at offset %llu changed on disk since it "
+			            "was verified; it is left out, and the store is read again",
+			            st->dir, (unsigned long long)pos);
+		st->ino = 0;
+		return 0;
+	}
+	return is_current(st, e, w->now) ? w->fn(w->ctx, e, p) : 0;
+}
+
 int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *fn, void *ctx)
 {
 	size_t n;
 	int r = 0;
 	uint8_t *buf;
+	/* What was stored since an offset: read from the file, so that the cost is that of
+	 * what is new, not of the store (a node looks every second). */
+	if (since > 0) {
+		struct each_walk w = {fn, ctx, gossip_now_ms(), 0};
+		return walk(st, since, st->end, each_one, &w);
+	}
 	struct gossip_entry **v = current(st, &n, 0);
 	if (!v || !(buf = malloc(GOSSIP_MSG_MAX))) {
 		free(v);
@@ -1478,8 +1522,6 @@ int gossip_store_each(struct gossip_store *st, uint64_t since, gossip_each_fn *f
 	}
 	/* A message changed on disk since it was indexed is left out, with one line. */
 	for (size_t i = 0, warned = 0; i < n && r == 0; i++) {
-		if (v[i]->off < since)
-			continue;
 		int k = store_read(st, v[i], buf);
 		if (k == -2 && !warned++)
 			gossip_warn("%s", gossip_error());
@@ -1630,12 +1672,11 @@ static int seen_before(const struct gossip_entry *snap, size_t cap, const struct
 	             (e->version == it->version && memcmp(e->hash, it->hash, 16) == 0));
 }
 
-/* Pass on the messages of the store file between from and end (indexed: every message
- * there is proven, its hash in the store's verified set), in file order, skipping damage
- * as the indexing did, news, hidden origins and what snap says was passed on. */
-static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
-                       const struct gossip_entry *snap, size_t snapcap, gossip_each_fn *fn,
-                       void *ctx)
+/* Walk the store file between from and end (indexed: every message there is proven, its
+ * hash in the store's verified set) in file order, as the indexing read it: damage is
+ * skipped byte by byte, news and watermark records whole; each proven message goes to
+ * fn with its item, offset and bytes. */
+static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *fn, void *ctx)
 {
 	uint8_t *buf;
 	uint64_t wpos = 0, pos;
@@ -1643,14 +1684,16 @@ static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
 	int r = 0;
 	if (from >= end)
 		return 0;
-	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
+	/* No bigger than what is to read: an idle look at a few new bytes stays small. */
+	size_t bufsz = end - from < CHUNK + GOSSIP_MSG_MAX ? (size_t)(end - from) : CHUNK + GOSSIP_MSG_MAX;
+	if (!(buf = malloc(bufsz))) {
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
 	for (pos = from; pos < end && r == 0;) {
 		size_t need = end - pos < GOSSIP_MSG_MAX ? (size_t)(end - pos) : GOSSIP_MSG_MAX, len;
 		if (pos < wpos || pos + need > wpos + wlen) {
-			size_t want = end - pos < CHUNK + GOSSIP_MSG_MAX ? (size_t)(end - pos) : CHUNK + GOSSIP_MSG_MAX;
+			size_t want = end - pos < bufsz ? (size_t)(end - pos) : bufsz;
 			ssize_t k;
 			while ((k = pread(st->fd, buf, want, (off_t)pos)) < 0 && errno == EINTR)
 				;
@@ -1688,20 +1731,45 @@ static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
 			pos++;  /* framed like a message, never proven: damage */
 			continue;
 		}
-		uint32_t oid = origin_find(st, it.origin, NULL);
-		if (oid != UINT32_MAX && (!st->visible || st->visible(st->visible_ctx, it.origin)) &&
-		    !(snap && seen_before(snap, snapcap, &it))) {
-			struct gossip_entry e = {.off = pos, .version = it.version, .time = it.time,
-			                         .len = it.len, .origin = oid, .type = it.type, .used = 1,
-			                         .reg = it.reg ? reg_find(st, it.kid, NULL) : UINT32_MAX};
-			memcpy(e.slot, it.slot, 16);
-			memcpy(e.hash, it.hash, 16);
-			r = fn(ctx, &e, p);
-		}
+		r = fn(st, &it, pos, p, ctx);
 		pos += len;
 	}
 	free(buf);
 	return r;
+}
+
+struct follow_walk {
+	const struct gossip_entry *snap;
+	size_t snapcap;
+	gossip_each_fn *fn;
+	void *ctx;
+};
+
+/* For the follower: every visible message, unless snap says it was passed on. */
+static int follow_one(struct gossip_store *st, const struct store_item *it, uint64_t pos,
+                      const uint8_t *p, void *ctx)
+{
+	struct follow_walk *w = ctx;
+	uint32_t oid = origin_find(st, it->origin, NULL);
+	if (oid == UINT32_MAX || (st->visible && !st->visible(st->visible_ctx, it->origin)) ||
+	    (w->snap && seen_before(w->snap, w->snapcap, it)))
+		return 0;
+	struct gossip_entry e = {.off = pos, .version = it->version, .time = it->time,
+	                         .len = it->len, .origin = oid, .type = it->type, .used = 1,
+	                         .reg = it->reg ? reg_find(st, it->kid, NULL) : UINT32_MAX};
+	memcpy(e.slot, it->slot, 16);
+	memcpy(e.hash, it->hash, 16);
+	return w->fn(w->ctx, &e, p);
+}
+
+/* Pass on the messages of the store file between from and end in file order, skipping
+ * hidden origins and what snap says was passed on. */
+static int follow_scan(struct gossip_store *st, uint64_t from, uint64_t end,
+                       const struct gossip_entry *snap, size_t snapcap, gossip_each_fn *fn,
+                       void *ctx)
+{
+	struct follow_walk w = {snap, snapcap, fn, ctx};
+	return walk(st, from, end, follow_one, &w);
 }
 
 int gossip_store_follow_next(struct gossip_store_follower *f, gossip_each_fn *fn, void *ctx)

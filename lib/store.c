@@ -43,9 +43,20 @@ static size_t slot_hash(const uint8_t *p)
 	return (size_t)h;
 }
 
+/* Where a slot's entry starts looking in an index table of cap entries (a power of two):
+ * the slot's leading bits, so that the table is ordered by them (up to probing) and a
+ * Merkle bucket's entries are found in one short stretch of it (store_bucket). */
+static size_t home(const uint8_t *slot, size_t cap)
+{
+	uint64_t h = 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | slot[i];
+	return (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)cap)));
+}
+
 static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t slot[16])
 {
-	size_t i = slot_hash(slot) & (st->cap - 1);
+	size_t i = home(slot, st->cap);
 	while (st->tab[i].used && memcmp(st->tab[i].slot, slot, 16) != 0)
 		i = (i + 1) & (st->cap - 1);
 	return &st->tab[i];
@@ -57,7 +68,7 @@ static const struct gossip_entry *tab_find(const struct gossip_entry *tab, size_
 {
 	if (!cap)
 		return NULL;
-	size_t i = slot_hash(slot) & (cap - 1);
+	size_t i = home(slot, cap);
 	while (tab[i].used && memcmp(tab[i].slot, slot, 16) != 0)
 		i = (i + 1) & (cap - 1);
 	return tab[i].used ? &tab[i] : NULL;
@@ -115,6 +126,115 @@ static int superseded(const struct gossip_store *st, const struct gossip_entry *
 	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
 }
 
+/* ---- the Merkle summary, kept once made (store.h) ---- */
+
+struct expiry {
+	uint64_t at;  /* when a delete or event expires (gossip_now_ms) */
+	uint16_t bucket;
+};
+
+struct store_sum {
+	uint8_t (*l2)[16];  /* 65536 */
+	uint32_t *cnt;  /* 65536 */
+	uint8_t *dirty;  /* 65536: to hash again */
+	uint16_t *dlist;  /* the dirty buckets, ndirty of them */
+	size_t ndirty;
+	int valid;  /* 0: made again from the index at the next digest */
+	uint64_t made_at;  /* the time of the last digest */
+	uint8_t l1[256][16];
+	uint64_t l1cnt[256];
+	struct expiry *heap;  /* a min-heap on at */
+	size_t nheap, capheap;
+};
+
+static size_t bucket_of(const uint8_t *slot)
+{
+	return (size_t)(slot[0] << 8 | slot[1]);
+}
+
+/* The summary must be made again from the index (a new file, a floor, another
+ * visibility rule). */
+static void mk_invalidate(struct gossip_store *st)
+{
+	if (st->sum)
+		st->sum->valid = 0;
+}
+
+static void mk_mark(struct gossip_store *st, size_t b)
+{
+	struct store_sum *m = st->sum;
+	if (!m->dirty[b]) {
+		m->dirty[b] = 1;
+		m->dlist[m->ndirty++] = (uint16_t)b;
+	}
+}
+
+/* When a delete or an event of this type, time and version expires (UINT64_MAX: never);
+ * the moment expired() starts saying so. */
+static uint64_t expires_at(const struct gossip_store *st, uint8_t type, uint64_t time,
+                           uint64_t version)
+{
+	uint64_t ttl = type == GOSSIP_T_DEL ? st->opts.tombstone_ttl_ms
+	               : type == GOSSIP_T_EVENT ? st->opts.event_ttl_ms
+	                                        : UINT64_MAX;
+	if (ttl == UINT64_MAX || time > UINT64_MAX - ttl)
+		return UINT64_MAX;
+	return time + ttl > version ? time + ttl : version;
+}
+
+static int mk_heap_push(struct store_sum *m, uint64_t at, size_t b)
+{
+	if (m->nheap == m->capheap) {
+		size_t cap = m->capheap ? 2 * m->capheap : 256;
+		struct expiry *h = realloc(m->heap, cap * sizeof *h);
+		if (!h)
+			return -1;
+		m->heap = h;
+		m->capheap = cap;
+	}
+	size_t i = m->nheap++;
+	while (i && m->heap[(i - 1) / 2].at > at) {
+		m->heap[i] = m->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	m->heap[i] = (struct expiry){at, (uint16_t)b};
+	return 0;
+}
+
+static struct expiry mk_heap_pop(struct store_sum *m)
+{
+	struct expiry top = m->heap[0], last = m->heap[--m->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= m->nheap)
+			break;
+		if (c + 1 < m->nheap && m->heap[c + 1].at < m->heap[c].at)
+			c++;
+		if (m->heap[c].at >= last.at)
+			break;
+		m->heap[i] = m->heap[c];
+		i = c;
+	}
+	if (m->nheap)
+		m->heap[i] = last;
+	return top;
+}
+
+/* An entry of bucket b may change what is current there: mark it; a delete or event is
+ * remembered by when it expires. Out of memory: made again at the next digest. */
+static void mk_note(struct gossip_store *st, const uint8_t *slot, uint8_t type, uint64_t time,
+                    uint64_t version)
+{
+	struct store_sum *m = st->sum;
+	if (!m || !m->valid)
+		return;
+	mk_mark(st, bucket_of(slot));
+	uint64_t at = expires_at(st, type, time, version);
+	if (at != UINT64_MAX && mk_heap_push(m, at, bucket_of(slot)) < 0)
+		m->valid = 0;
+}
+
 /* The same against the greatest row of any origin, visible or not (kept in r): only to
  * count live and wasted bytes, which do not depend on who is trusted now. */
 static int reg_below_all(const struct gossip_store *st, const struct store_reg *r, uint64_t v,
@@ -145,6 +265,7 @@ void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, vo
 {
 	st->visible = fn;
 	st->visible_ctx = ctx;
+	mk_invalidate(st);
 }
 
 const struct gossip_entry *gossip_store_find(const struct gossip_store *st, const uint8_t slot[16])
@@ -357,6 +478,16 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
+	/* The summary: the key's greatest row before this one may stop being current. */
+	uint8_t top_slot[16];
+	int had_top = 0;
+	if (st->sum && st->sum->valid && it->reg) {
+		const struct gossip_entry *t = reg_top(st, &st->regs[rid]);
+		if (t) {
+			memcpy(top_slot, t->slot, 16);
+			had_top = 1;
+		}
+	}
 	struct gossip_entry *e = probe(st, it->slot);
 	if (e->used) {
 		if (!replaces(it, e)) {
@@ -407,6 +538,9 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	e->reg = rid;
 	e->used = 1;
 	*(live ? &st->live_bytes : &st->dead_bytes) += it->len;
+	mk_note(st, it->slot, it->type, it->time, it->version);
+	if (had_top && st->sum && st->sum->valid)
+		mk_mark(st, bucket_of(top_slot));
 	return 0;
 }
 
@@ -642,6 +776,7 @@ static void wm_floor(void *ctx, const uint8_t kid[16], uint64_t version, const u
 	uint32_t id = reg_id(st, kid);
 	if (id != UINT32_MAX)
 		floor_raise(&st->regs[id], version, origin, time);
+	mk_invalidate(st);
 }
 
 /* Check the record of len bytes at p, then raise its origins' watermarks and its keys'
@@ -744,6 +879,7 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
+	mk_invalidate(st);
 	/* The greatest rows are found again from the file; floors, like watermarks, stay. */
 	for (size_t i = 0; i < st->nregs; i++) {
 		st->regs[i].top_origin = UINT32_MAX;
@@ -1094,6 +1230,14 @@ void gossip_store_close(struct gossip_store *st)
 	free(st->sums);
 	free(st->dmg);
 	gossip_buf_free(&st->sum_new);
+	if (st->sum) {
+		free(st->sum->l2);
+		free(st->sum->cnt);
+		free(st->sum->dirty);
+		free(st->sum->dlist);
+		free(st->sum->heap);
+		free(st->sum);
+	}
 	free(st);
 }
 
@@ -1421,7 +1565,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		st->regs[i].nslots = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
-		size_t j = slot_hash(v[i]->slot) & (cap - 1);
+		size_t j = home(v[i]->slot, cap);
 		while (tab[j].used)
 			j = (j + 1) & (cap - 1);
 		tab[j] = *v[i];
@@ -1438,6 +1582,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	tab = NULL;
 	st->n = n;
 	regs_prune(st);
+	mk_invalidate(st);  /* floors may have moved: made again at the next digest */
 	close(st->fd);
 	st->fd = fd;
 	fd = -1;
@@ -1828,40 +1973,146 @@ int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *co
 	return 0;
 }
 
-/* ---- the Merkle summary ---- */
+/* ---- the Merkle summary: made and kept ---- */
+
+static int by_slot_entry(const void *a, const void *b)
+{
+	return memcmp((*(struct gossip_entry *const *)a)->slot, (*(struct gossip_entry *const *)b)->slot, 16);
+}
+
+/* The current entries of bucket b at time now, in slot order. The table is ordered by
+ * the slot's leading bits (home()): an entry whose home lies in the bucket's stretch
+ * [lo, hi) sits at or after its home with no empty place between, so it is found from lo
+ * on, up to the first empty place at or after hi. */
+static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
+                          struct gossip_entry ***out, size_t *n)
+{
+	struct gossip_entry **v = NULL;
+	size_t cap = 0, k = 0;
+	*out = NULL;
+	*n = 0;
+	if (!st->cap)
+		return 0;
+	unsigned bits = (unsigned)__builtin_ctzll((unsigned long long)st->cap);
+	size_t lo = bits >= 16 ? b << (bits - 16) : b >> (16 - bits);
+	size_t span = bits >= 16 ? (size_t)1 << (bits - 16) : 1;
+	for (size_t i = lo, step = 0; step < st->cap && (step < span || st->tab[i].used);
+	     i = (i + 1) & (st->cap - 1), step++) {
+		struct gossip_entry *e = &st->tab[i];
+		if (!e->used || bucket_of(e->slot) != b || !is_current(st, e, now))
+			continue;
+		if (k == cap) {
+			size_t c2 = cap ? 2 * cap : 16;
+			struct gossip_entry **v2 = realloc(v, c2 * sizeof *v2);
+			if (!v2) {
+				free(v);
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			v = v2;
+			cap = c2;
+		}
+		v[k++] = e;
+	}
+	if (k > 1)
+		qsort(v, k, sizeof *v, by_slot_entry);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+static struct store_sum *mk_alloc(void)
+{
+	struct store_sum *m = calloc(1, sizeof *m);
+	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
+	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
+		free(m->l2);
+		free(m->cnt);
+		free(m->dirty);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* Make it again from the index: every bucket to hash, every delete and event to expire. */
+static int mk_rebuild(struct gossip_store *st)
+{
+	struct store_sum *m = st->sum;
+	m->nheap = 0;
+	m->ndirty = 0;
+	memset(m->dirty, 0, 65536);
+	m->valid = 1;
+	for (size_t b = 0; b < 65536; b++)
+		mk_mark(st, b);
+	for (size_t i = 0; i < st->cap; i++) {
+		const struct gossip_entry *e = &st->tab[i];
+		uint64_t at;
+		if (e->used && (at = expires_at(st, e->type, e->time, e->version)) != UINT64_MAX &&
+		    mk_heap_push(m, at, bucket_of(e->slot)) < 0) {
+			m->valid = 0;
+			gossip_seterr("out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
 
 int store_digest_make(struct store_digest *d, struct gossip_store *st)
 {
-	size_t n;
+	uint64_t now = gossip_now_ms();
 	uint8_t cnt[8];
 	memset(d, 0, sizeof *d);
-	d->l2 = calloc(65536, 16);
-	d->start = calloc(65537, sizeof *d->start);
-	if (!d->l2 || !d->start || !(d->sorted = current(st, &n, 1))) {
-		store_digest_free(d);
+	if (!st->sum && !(st->sum = mk_alloc())) {
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	d->count = n;
-	for (size_t i = 0, b = 0; b <= 65536; b++) {
-		while (i < n && (size_t)(d->sorted[i]->slot[0] << 8 | d->sorted[i]->slot[1]) < b)
-			i++;
-		d->start[b] = i;
-	}
-	for (size_t b = 0; b < 65536; b++) {
-		if (d->start[b] == d->start[b + 1])
-			continue;
-		crypto_generichash_state h;
-		crypto_generichash_init(&h, NULL, 0, 16);
-		for (size_t i = d->start[b]; i < d->start[b + 1]; i++) {
-			crypto_generichash_update(&h, d->sorted[i]->slot, 16);
-			crypto_generichash_update(&h, d->sorted[i]->hash, 16);
+	struct store_sum *m = st->sum;
+	/* A clock set back may bring expired entries back: everything again. */
+	if ((!m->valid || now < m->made_at) && mk_rebuild(st) < 0)
+		return -1;
+	while (m->nheap && m->heap[0].at <= now)
+		mk_mark(st, mk_heap_pop(m).bucket);
+	uint8_t l1dirty[256] = {0};
+	for (size_t k = 0; k < m->ndirty; k++) {
+		size_t b = m->dlist[k];
+		struct gossip_entry **v;
+		size_t n;
+		if (bucket_entries(st, b, now, &v, &n) < 0) {
+			m->valid = 0;  /* dirty marks lost: made again next time */
+			return -1;
 		}
-		crypto_generichash_final(&h, d->l2[b], 16);
+		m->dirty[b] = 0;
+		l1dirty[b >> 8] = 1;
+		m->cnt[b] = (uint32_t)n;
+		memset(m->l2[b], 0, 16);
+		if (n) {
+			crypto_generichash_state h;
+			crypto_generichash_init(&h, NULL, 0, 16);
+			for (size_t i = 0; i < n; i++) {
+				crypto_generichash_update(&h, v[i]->slot, 16);
+				crypto_generichash_update(&h, v[i]->hash, 16);
+			}
+			crypto_generichash_final(&h, m->l2[b], 16);
+		}
+		free(v);
 	}
-	for (size_t a = 0; a < 256; a++)
-		if (d->start[a * 256] != d->start[a * 256 + 256])
-			crypto_generichash(d->l1[a], 16, d->l2[a * 256], 256 * 16, NULL, 0);
+	m->ndirty = 0;
+	m->made_at = now;
+	/* The level-one hashes over the buckets that changed; the count. */
+	for (size_t a = 0; a < 256; a++) {
+		if (l1dirty[a]) {
+			uint64_t in = 0;
+			for (size_t j = 0; j < 256; j++)
+				in += m->cnt[a * 256 + j];
+			m->l1cnt[a] = in;
+			memset(m->l1[a], 0, 16);
+			if (in)
+				crypto_generichash(m->l1[a], 16, m->l2[a * 256], 256 * 16, NULL, 0);
+		}
+		d->count += m->l1cnt[a];
+	}
+	memcpy(d->l1, m->l1, sizeof d->l1);
 	for (int i = 0; i < 8; i++)
 		cnt[i] = (uint8_t)(d->count >> (56 - 8 * i));
 	crypto_generichash_state h;
@@ -1869,13 +2120,19 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 	crypto_generichash_update(&h, &d->l1[0][0], sizeof d->l1);
 	crypto_generichash_update(&h, cnt, 8);
 	crypto_generichash_final(&h, d->root, 16);
+	d->l2 = (const uint8_t(*)[16])m->l2;
+	d->cnt = m->cnt;
+	d->now = now;
 	return 0;
 }
 
 void store_digest_free(struct store_digest *d)
 {
-	free(d->l2);
-	free(d->start);
-	free(d->sorted);
 	memset(d, 0, sizeof *d);
+}
+
+int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
+                 struct gossip_entry ***v, size_t *n)
+{
+	return bucket_entries(st, b, d->now, v, n);
 }

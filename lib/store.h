@@ -53,6 +53,7 @@ struct gossip_store {
 	struct gossip_store_damage *dmg;
 	size_t ndmg, dmgcap;
 	uint64_t compact_retry;  /* after a failed automatic compaction: waste to wait for */
+	struct store_sum *sum;  /* the Merkle summary once made (store_digest_make), or NULL */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one
@@ -95,18 +96,28 @@ int store_compact_if_wasteful(struct gossip_store *st);
 int store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *buf);
 
 /* The Merkle summary: 65536 buckets by the first two bytes of the slot, each the
- * BLAKE2b-128 of its (slot, hash) pairs in slot order (zeros when empty); 256 level-one
- * hashes over 256 buckets each; the root over those and the count. */
+ * BLAKE2b-128 of its current (slot, hash) pairs in slot order (zeros when empty); 256
+ * level-one hashes over 256 buckets each; the root over those and the count. Once made,
+ * the store keeps it (struct store_sum): indexing a message marks the buckets whose
+ * current entries it may change (its own; its key's greatest row before it), a delete or
+ * event is remembered by when it expires, and only marked buckets are hashed again when
+ * the summary is next asked for. A new file, a floor or another visibility rule makes it
+ * again from the index. */
 struct store_digest {
 	uint8_t root[16];
 	uint64_t count;
 	uint8_t l1[256][16];
-	uint8_t (*l2)[16];  /* 65536 */
-	struct gossip_entry **sorted;  /* the entries in slot order */
-	size_t *start;  /* 65537: where each bucket starts in sorted */
+	const uint8_t (*l2)[16];  /* 65536: the store's, unchanged until the next digest */
+	const uint32_t *cnt;  /* 65536: how many current entries each bucket holds */
+	uint64_t now;  /* the time it was made for (what expired then) */
 };
 /* Under the lock. */
 int store_digest_make(struct store_digest *d, struct gossip_store *st);
 void store_digest_free(struct store_digest *d);
+/* The current entries of bucket b (as d counted them), in slot order, without a scan of
+ * the store: the index is ordered by the slot's leading bits. *v is malloc'd (or NULL
+ * when there are none); they point into the index, valid until the next lock. */
+int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
+                 struct gossip_entry ***v, size_t *n);
 
 #endif

@@ -289,11 +289,30 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, 
 	return gossip_merge_flush(mg);
 }
 
-/* The entries of one level-two bucket. */
-static void bucket(const struct store_digest *d, size_t b, struct gossip_entry ***v, size_t *n)
+/* Append the current entries of level-two bucket b to *all (*n of them, room for *cap). */
+static int bucket_add(struct gossip_store *st, const struct store_digest *d, size_t b,
+                      struct gossip_entry ***all, size_t *n, size_t *cap)
 {
-	*v = d->sorted + d->start[b];
-	*n = d->start[b + 1] - d->start[b];
+	struct gossip_entry **v;
+	size_t nv;
+	if (store_bucket(st, d, b, &v, &nv) < 0)
+		return -1;
+	if (*n + nv > *cap) {
+		size_t c = *n + nv > 2 * *cap ? *n + nv : 2 * *cap;
+		struct gossip_entry **a = realloc(*all, c * sizeof *a);
+		if (!a) {
+			free(v);
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		*all = a;
+		*cap = c;
+	}
+	if (nv)
+		memcpy(*all + *n, v, nv * sizeof *v);
+	*n += nv;
+	free(v);
+	return 0;
 }
 
 
@@ -330,10 +349,10 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
 	struct gossip_cur cu;
-	struct gossip_entry **push = NULL;
+	struct gossip_entry **push = NULL, **mine = NULL;
 	struct leaf *leaves = NULL;
 	struct gossip_buf want = {0};
-	size_t npush = 0, nwant = 0, nleaves = 0, capleaves = 0;
+	size_t npush = 0, nwant = 0, nleaves = 0, capleaves = 0, nmine = 0, capmine = 0;
 	uint8_t diff1[256] = {0}, *diff2 = NULL;
 	int r = -1, have_digest = 0;
 	static const char *const modes[] = {NULL, "push", "pull", "push-pull"};
@@ -453,24 +472,23 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		qsort(leaves, nleaves, sizeof *leaves, by_leaf);
 	/* 5. Compare: push what the peer lacks or has older; want what it has newer, each
 	 * slot once (the server refuses a want that repeats). */
-	if (!(push = malloc((d.count ? d.count : 1) * sizeof *push))) {
-		gossip_seterr("out of memory");
-		goto out;
-	}
-	for (size_t b = 0; b < 65536; b++) {
+	for (size_t b = 0; b < 65536 && (mode & GOSSIP_PUSH); b++) {
 		if (!diff2[b])
 			continue;
-		struct gossip_entry **v;
-		size_t nv;
-		bucket(&d, b, &v, &nv);
-		for (size_t i = 0; i < nv; i++) {
+		size_t from = nmine;
+		if (bucket_add(mg->st, &d, b, &mine, &nmine, &capmine) < 0)
+			goto out;
+		for (size_t i = from; i < nmine; i++) {
 			struct leaf key, *l;
-			memcpy(key.slot, v[i]->slot, 16);
+			memcpy(key.slot, mine[i]->slot, 16);
 			l = nleaves ? bsearch(&key, leaves, nleaves, sizeof *leaves, by_leaf) : NULL;
-			if ((!l || leaf_behind(l, v[i])) && (mode & GOSSIP_PUSH))
-				push[npush++] = v[i];
+			if (!l || leaf_behind(l, mine[i]))
+				mine[npush++] = mine[i];
 		}
+		nmine = npush;
 	}
+	push = mine;
+	mine = NULL;
 	for (size_t i = 0; i < nleaves && (mode & GOSSIP_PULL); i++) {
 		if (i && memcmp(leaves[i].slot, leaves[i - 1].slot, 16) == 0)
 			continue;
@@ -501,6 +519,7 @@ out:
 	gossip_keyring_free(&ring);
 	free(diff2);
 	free(push);
+	free(mine);
 	free(leaves);
 	gossip_buf_free(&want);
 	if (have_digest)
@@ -531,8 +550,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	struct gossip_cur cu;
 	struct gossip_ev ev;
 	struct offer *offers = NULL;
-	struct gossip_entry **v = NULL;
-	size_t noffers = 0;
+	struct gossip_entry **v = NULL, **lv = NULL;
+	size_t noffers = 0, caplv = 0;
 	const uint8_t *root;
 	uint64_t count, n1;
 	uint8_t asked[256] = {0};
@@ -587,28 +606,28 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		for (unsigned j = 0; j < 256; j++)
 			if (memcmp(l2 + 16 * j, d.l2[a * 256 + j], 16) != 0) {
 				diff[nd++] = (uint16_t)(a * 256 + j);
-				nl += d.start[a * 256 + j + 1] - d.start[a * 256 + j];
+				if (bucket_add(mg->st, &d, a * 256 + j, &lv, &nl, &caplv) < 0)
+					goto fail;
 			}
 		if (put_op(&c.ss.out, "leaves", 2) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nd) < 0)
 			goto out;
 		for (unsigned j = 0; j < nd; j++)
 			if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, diff[j]) < 0)
 				goto out;
+		if (nl > d.count - noffers) {  /* the digest and the index part: never so */
+			gossip_seterr("store: the summary and the index disagree");
+			goto fail;
+		}
 		if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nl) < 0)
 			goto out;
-		for (unsigned j = 0; j < nd; j++) {
-			struct gossip_entry **e;
-			size_t ne;
-			bucket(&d, diff[j], &e, &ne);
-			for (size_t i = 0; i < ne; i++) {
-				if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 3) < 0 ||
-				    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, e[i]->slot, 16) < 0 ||
-				    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, e[i]->version) < 0 ||
-				    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, e[i]->hash, LEAF_HASH) < 0)
-					goto out;
-				memcpy(offers[noffers].slot, e[i]->slot, 16);
-				offers[noffers++].wanted = 0;
-			}
+		for (size_t i = 0; i < nl; i++) {
+			if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 3) < 0 ||
+			    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, lv[i]->slot, 16) < 0 ||
+			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, lv[i]->version) < 0 ||
+			    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, lv[i]->hash, LEAF_HASH) < 0)
+				goto out;
+			memcpy(offers[noffers].slot, lv[i]->slot, 16);
+			offers[noffers++].wanted = 0;
 		}
 		if (send_out(&c) < 0)
 			goto out;
@@ -666,6 +685,7 @@ out:
 		store_digest_free(&d);
 	free(offers);
 	free(v);
+	free(lv);
 	s->sent_bytes = c.ss.sent;
 	s->recv_bytes = c.ss.wire.bytes;
 	session_free(&c.ss);

@@ -655,7 +655,9 @@ void gossip_store_follow_free(struct gossip_store_follower *f);
 int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
 /* Which origins' messages are visible, as the program decides from its trust (the store
  * knows no trust): a hidden message is left out of gossip_store_each, the summary (and
- * so syncs) and gossip_store_find, and compaction drops it. NULL (the default): all. */
+ * so syncs) and gossip_store_find, and compaction drops it. NULL (the default): all.
+ * The summary is kept between calls: after the trust behind fn changes, call this again
+ * (the same fn and ctx will do), so that the next summary is made afresh. */
 typedef int gossip_visible_fn(void *ctx, const uint8_t origin[32]);
 void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx);
 

@@ -99,6 +99,10 @@ static const struct gossip_entry *find(const struct gossip_store *st, const uint
  * the key, so that revoking a signer brings back what its rows superseded. */
 static const struct gossip_entry *reg_top(const struct gossip_store *st, const struct store_reg *r)
 {
+	/* Found once an epoch: a key written by many origins is not looked through again
+	 * for each of its rows (a summary asks about every row). */
+	if (r->top_epoch == st->epoch && st->epoch)
+		return r->top_cache;
 	const struct gossip_entry *top = NULL;
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		const struct gossip_entry *e = find(st, r->slots[i]);
@@ -107,6 +111,8 @@ static const struct gossip_entry *reg_top(const struct gossip_store *st, const s
 		                     st->origins[top->origin].pk) > 0))
 			top = e;
 	}
+	((struct store_reg *)r)->top_cache = top;  /* a cache: the index is unchanged */
+	((struct store_reg *)r)->top_epoch = st->epoch;
 	return top;
 }
 
@@ -265,6 +271,7 @@ void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, vo
 {
 	st->visible = fn;
 	st->visible_ctx = ctx;
+	st->epoch++;
 	mk_invalidate(st);
 }
 
@@ -285,6 +292,7 @@ static int grow(struct gossip_store *st)
 	}
 	st->tab = tab;
 	st->cap = cap;
+	st->epoch++;
 	for (size_t i = 0; i < oldcap; i++)
 		if (old[i].used)
 			*probe(st, old[i].slot) = old[i];
@@ -471,6 +479,7 @@ static int replaces(const struct store_item *it, const struct gossip_entry *e)
 
 static int store_index_item(struct gossip_store *st, const struct store_item *it, uint64_t off)
 {
+	st->epoch++;
 	if ((st->n + 1) * 10 > st->cap * 7 && grow(st) < 0)
 		return -1;
 	uint32_t oid = origin_id(st, it->origin), rid = it->reg ? reg_id(st, it->kid) : UINT32_MAX;
@@ -538,6 +547,7 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	e->reg = rid;
 	e->used = 1;
 	*(live ? &st->live_bytes : &st->dead_bytes) += it->len;
+	st->epoch++;
 	mk_note(st, it->slot, it->type, it->time, it->version);
 	if (had_top && st->sum && st->sum->valid)
 		mk_mark(st, bucket_of(top_slot));
@@ -879,6 +889,7 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
+	st->epoch++;
 	mk_invalidate(st);
 	/* The greatest rows are found again from the file; floors, like watermarks, stay. */
 	for (size_t i = 0; i < st->nregs; i++) {
@@ -1132,6 +1143,7 @@ int gossip_store_lock(struct gossip_store *st)
 		return -1;
 	}
 	st->locked = 1;
+	st->epoch++;  /* the trust behind the visibility rule may have changed in place */
 	/* A new inode means another process compacted the store: index it afresh. */
 	if (st->fd < 0 || stat(path, &sb) < 0 || (uint64_t)sb.st_ino != st->ino) {
 		if (st->fd >= 0)
@@ -1185,6 +1197,7 @@ struct gossip_store *gossip_store_open(const char *dir, const struct gossip_stor
 		return NULL;
 	}
 	st->fd = st->lockfd = -1;
+	st->epoch = 1;
 	st->opts = o ? *o : gossip_store_defaults;
 	snprintf(st->dir, sizeof st->dir, "%s", dir);
 	if (st->opts.readonly) {
@@ -1582,6 +1595,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	tab = NULL;
 	st->n = n;
 	regs_prune(st);
+	st->epoch++;
 	mk_invalidate(st);  /* floors may have moved: made again at the next digest */
 	close(st->fd);
 	st->fd = fd;

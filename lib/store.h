@@ -25,6 +25,9 @@ struct store_reg {
 	uint8_t floor_origin[32];
 	uint8_t (*slots)[16];  /* the slots holding its rows: one per origin that wrote it */
 	uint32_t nslots, slotcap;
+	/* Its greatest visible row as last found, while the store's epoch is top_epoch. */
+	const struct gossip_entry *top_cache;
+	uint64_t top_epoch;
 };
 
 struct gossip_store {
@@ -54,6 +57,9 @@ struct gossip_store {
 	size_t ndmg, dmgcap;
 	uint64_t compact_retry;  /* after a failed automatic compaction: waste to wait for */
 	struct store_sum *sum;  /* the Merkle summary once made (store_digest_make), or NULL */
+	/* Moves on whenever the index or the visibility rule changes: what was found in the
+	 * index under another epoch is found again. */
+	uint64_t epoch;
 };
 
 /* What the store needs of a message to classify and index it, taken from its one

@@ -504,3 +504,91 @@ int gossip_node_running(const char *dir, long *pid)
 	}
 	return 1;
 }
+
+/* ---- rumor: the dissemination trees ---- */
+
+struct ranked {
+	uint64_t key;
+	const uint8_t *pk;
+	struct gossip_peer *p;  /* NULL: the origin, not in the table */
+};
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return memcmp(x->pk, y->pk, 32);
+}
+
+static uint64_t tree_key(int tree, const uint8_t origin[32], const uint8_t pk[32])
+{
+	uint8_t in[1 + 64], out[8];
+	uint64_t v = 0;
+	in[0] = (uint8_t)tree;
+	memcpy(in + 1, origin, 32);
+	memcpy(in + 33, pk, 32);
+	crypto_generichash(out, sizeof out, in, sizeof in, NULL, 0);
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | out[i];
+	return v;
+}
+
+/* Order v (the members but the origin) for tree: the origin is rank 0, v[i] rank i+1. */
+static void tree_order(struct ranked *v, size_t m, int tree, const uint8_t origin[32])
+{
+	for (size_t i = 0; i < m; i++)
+		v[i].key = tree_key(tree, origin, v[i].pk);
+	qsort(v, m, sizeof *v, ranked_cmp);
+}
+
+size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
+                          struct gossip_peer **out)
+{
+	size_t m = 0, got = 0, rank[GOSSIP_RUMOR_TREES];
+	struct gossip_peer *parent[GOSSIP_RUMOR_TREES] = {0};
+	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
+	struct ranked *v = malloc((t->n + 1) * sizeof *v);
+	if (!v || k == 0) {
+		free(v);
+		return 0;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		if (!memcmp(t->v[i].pk, origin, 32)) {
+			found |= t->v[i].self;
+			continue;
+		}
+		if (t->v[i].state == GOSSIP_P_ALIVE || t->v[i].self)
+			v[m++] = (struct ranked){0, t->v[i].pk, &t->v[i]};
+	}
+	/* Self's rank in each tree, and its parent there (none when it is the origin's child). */
+	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
+		tree_order(v, m, tree, origin);
+		rank[tree] = 0;
+		for (size_t i = 0; i < m; i++)
+			if (v[i].p->self) {
+				rank[tree] = i + 1;
+				parent[tree] = i / k ? v[i / k - 1].p : NULL;
+				found = 1;
+			}
+	}
+	if (!found) {
+		free(v);
+		return 0;  /* no self in the table: nowhere in the trees */
+	}
+	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
+		tree_order(v, m, tree, origin);
+		for (size_t c = k * rank[tree] + 1; c <= k * rank[tree] + k && c <= m; c++) {
+			struct gossip_peer *p = v[c - 1].p;
+			int dup = p->self;
+			for (size_t j = 0; j < got && !dup; j++)
+				dup = out[j] == p;
+			for (int j = 0; j < GOSSIP_RUMOR_TREES && !dup; j++)
+				dup = parent[j] == p;
+			if (!dup)
+				out[got++] = p;
+		}
+	}
+	free(v);
+	return got;
+}

@@ -371,6 +371,8 @@ static int do_observe(const struct opts *o)
 	}
 	gossip_stats_open(&counters, o->dir, "observe");
 	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_stats_add(&counters, "sent_datagrams", &ol.out.datagrams);
+	gossip_stats_add(&counters, "sent_bytes", &ol.out.sent_bytes);
 	if (o->probing) {
 		author_open(&author, o->dir);
 		if (!(swim = gossip_swim_new(&table, &o->cfg, &author, o->dir, prober_send, &ol, now)))

@@ -799,7 +799,9 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
  * k*r+1 to k*r+k (k-ary trees rooted at the origin), never to the origin, itself, nor its
  * own parents. With the same view everywhere every alive member gets the message from
  * each tree once, about GOSSIP_RUMOR_TREES sends per member, in log_k(N) hops; a member
- * failed but not yet declared loses only those below it in one tree. 0 without a self. */
+ * failed but not yet declared loses only those below it in one tree. From an origin not
+ * alive in the table (a joiner's record) there may be no root to start the trees: to
+ * GOSSIP_RUMOR_TREES * k live members at random instead. 0 without a self. */
 enum { GOSSIP_RUMOR_TREES = 2 };
 size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
                           struct gossip_peer **out);

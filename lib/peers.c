@@ -576,6 +576,25 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
 		free(v);
 		return 0;  /* no self in the table: nowhere in the trees */
 	}
+	/* An origin not alive here (a joiner, a member back from the dead): the trees need
+	 * their root to start them, and it may not have; infect-and-die instead, to
+	 * GOSSIP_RUMOR_TREES * k members at random. */
+	struct gossip_peer *o = gossip_peers_find(t, origin, 0);
+	if (!(o && (o->state == GOSSIP_P_ALIVE || o->self))) {
+		size_t live = 0;
+		for (size_t i = 0; i < m; i++)
+			if (!v[i].p->self)
+				v[live++] = v[i];
+		for (; got < GOSSIP_RUMOR_TREES * k && got < live; got++) {
+			size_t j = got + randombytes_uniform((uint32_t)(live - got));
+			struct ranked x = v[got];
+			v[got] = v[j];
+			v[j] = x;
+			out[got] = v[got].p;
+		}
+		free(v);
+		return got;
+	}
 	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
 		tree_order(v, m, tree, origin);
 		for (size_t c = k * rank[tree] + 1; c <= k * rank[tree] + k && c <= m; c++) {

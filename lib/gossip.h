@@ -796,8 +796,7 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
  * GOSSIP_RUMOR_TREES * k). Each of GOSSIP_RUMOR_TREES trees orders the alive members
  * (and the origin, known or not) by a hash of the tree's number, the origin's key and the
  * member's key, the origin first; the member at rank r passes the message on to ranks
- * k*r+1 to k*r+k (k-ary trees rooted at the origin), never to the origin, itself, nor its
- * own parents. With the same view everywhere every alive member gets the message from
+ * k*r+1 to k*r+k (k-ary trees rooted at the origin), never to the origin or itself. With the same view everywhere every alive member gets the message from
  * each tree once, about GOSSIP_RUMOR_TREES sends per member, in log_k(N) hops; a member
  * failed but not yet declared loses only those below it in one tree. From an origin not
  * alive in the table (a joiner's record) there may be no root to start the trees: to

@@ -546,7 +546,6 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
                           struct gossip_peer **out)
 {
 	size_t m = 0, got = 0, rank[GOSSIP_RUMOR_TREES];
-	struct gossip_peer *parent[GOSSIP_RUMOR_TREES] = {0};
 	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
 	struct ranked *v = malloc((t->n + 1) * sizeof *v);
 	if (!v || k == 0) {
@@ -561,14 +560,15 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
 		if (t->v[i].state == GOSSIP_P_ALIVE || t->v[i].self)
 			v[m++] = (struct ranked){0, t->v[i].pk, &t->v[i]};
 	}
-	/* Self's rank in each tree, and its parent there (none when it is the origin's child). */
+	/* Self's rank in each tree. Its parents are not left out of its children: the tree
+	 * that has a member below self may be the only way to it (leaving it out for being
+	 * above self in the other tree can cut it off), and that coincidence is rare (k/N). */
 	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
 		tree_order(v, m, tree, origin);
 		rank[tree] = 0;
 		for (size_t i = 0; i < m; i++)
 			if (v[i].p->self) {
 				rank[tree] = i + 1;
-				parent[tree] = i / k ? v[i / k - 1].p : NULL;
 				found = 1;
 			}
 	}
@@ -602,8 +602,6 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
 			int dup = p->self;
 			for (size_t j = 0; j < got && !dup; j++)
 				dup = out[j] == p;
-			for (int j = 0; j < GOSSIP_RUMOR_TREES && !dup; j++)
-				dup = parent[j] == p;
 			if (!dup)
 				out[got++] = p;
 		}

@@ -22,6 +22,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
 	        "                    [-R seconds] observe\n"
+	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
@@ -469,6 +470,44 @@ static int do_observe(const struct opts *o)
 	gossip_stats_close(&counters);
 	gossip_peers_free(&table);
 	return got < 0 ? GOSSIP_EXIT_ERR : GOSSIP_EXIT_OK;
+}
+
+/* rumor: the messages on stdin (what a sync brought) on along the trees from this node's
+ * place in them, as observe -r passes on what the stream brings: a member that missed a
+ * message, and has it from a sync, is the one whose children most likely missed it too. */
+static int do_rumor(const struct opts *o)
+{
+	struct gossip_peers table;
+	struct gossip_keyring keyring;
+	struct gossip_reader r;
+	struct gossip_stats counters;
+	struct outlet ol = {.rumor = (size_t)o->rumor, .table = &table};
+	const uint8_t *p;
+	size_t n;
+	uint64_t off;
+	int got;
+	if (gossip_peers_load(&table, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (gossip_keyring_load(&keyring, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+	gossip_out_init(&ol.out, 1200, 500, 0, &keyring);
+	gossip_stats_open(&counters, o->dir, "rumor");
+	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
+	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+		rumor_out(&ol, p, n);
+		if (!gossip_reader_ready(&r))
+			gossip_out_flush(&ol.out);
+	}
+	gossip_out_flush(&ol.out);
+	gossip_stats_close(&counters);
+	gossip_out_close(&ol.out);
+	gossip_keyring_free(&keyring);
+	gossip_reader_free(&r);
+	gossip_peers_free(&table);
+	if (got < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	return GOSSIP_EXIT_OK;
 }
 
 /* ---- reading the table ---- */
@@ -1573,7 +1612,8 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);  /* watch's options */
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
-	else if (o.naddrs || o.ntags || ((o.tee || o.probing || o.rumor) && strcmp(verb, "observe")))
+	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
+	         ((o.tee || o.probing) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
 		r = do_beat(&o);
@@ -1583,6 +1623,8 @@ int main(int argc, char **argv)
 		r = do_leave(&o);
 	else if (!strcmp(verb, "observe") && argc == 1)
 		r = do_observe(&o);
+	else if (!strcmp(verb, "rumor") && argc == 1 && o.rumor)
+		r = do_rumor(&o);
 	else if (!strcmp(verb, "list") && argc == 1)
 		r = do_list(&o);
 	else if (!strcmp(verb, "pick") && argc == 1)

@@ -74,7 +74,7 @@ everywhere() {
 	cmp -s before.digest after.digest || fail "a store changed: $(diff before.digest after.digest)"
 }
 
-@test "observe -r: a bad arity is a usage error, and -r is observe's only" {
+@test "observe -r, rumor -r: a bad arity is a usage error; -r is theirs only, and rumor needs it" {
 	run --separate-stderr gossip-peers -d n1 -r 0 observe
 	assert_failure 2
 	assert_error gossip-peers "-r 0: want the rumor trees' arity, 1 to 64"
@@ -85,4 +85,13 @@ everywhere() {
 	assert_failure 2
 	run --separate-stderr gossip-peers -d n1 -r 3 list
 	assert_failure 2
+	run --separate-stderr gossip-peers -d n1 rumor
+	assert_failure 2
+}
+
+@test "gossip-peers rumor: what a sync brought goes on along the trees, and reaches every node" {
+	# As gossip-node's anti-entropy loop does: stored here first, then passed on.
+	gossip-send -d n1 set viarumor 1 | gossip-merge -d n1 | gossip-peers -d n1 -r 2 rumor
+	wait_for 10 everywhere viarumor
+	grep -q '^forwarded [1-9]' n1/stats/rumor || fail "no sends counted: $(cat n1/stats/rumor)"
 }

@@ -20,7 +20,9 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] beat [-e seconds] [-J fraction]\n"
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
-	        "       gossip-peers [-d dir] [-Tp] [-i seconds] [-J fraction] [-P phi] [-S mult] [-R seconds] observe\n"
+	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
+	        "                    [-R seconds] observe\n"
+	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
@@ -39,6 +41,7 @@ struct opts {
 	const char *dir;
 	struct gossip_peers_cfg cfg;
 	int json, tee, sync_addr, probing, from_start;
+	long rumor;  /* observe -r: the arity of the rumor's trees (0: no rumor) */
 	double every;  /* beat -e, seconds */
 	long count;  /* pick -n */
 	struct gossip_handler *handlers;  /* watch -x */
@@ -257,15 +260,39 @@ static int do_beat(const struct opts *o)
 
 /* ---- observe ---- */
 
-/* Where observe's output goes: the copy of the stream (-T), and the prober's datagrams. */
+/* Where observe's output goes: the copy of the stream (-T), the rumor (-r), and the
+ * prober's datagrams. */
 struct outlet {
 	int tee;  /* -T, until stdout fails */
+	size_t rumor;  /* -r: the trees' arity; 0: no rumor */
+	struct gossip_peers *table;
 	struct gossip_out out;
 	struct gossip_buf pending;  /* the store's news, until the table that has it is saved */
+	uint64_t forwarded;  /* rumor sends, for DIR/stats/observe */
 };
+
+/* A message on as rumor: to this node's children in the trees rooted at its origin
+ * (gossip_peers_rumor), queued; sent at the next flush, with whatever else goes to the
+ * same member, in as few datagrams as it fits in. */
+static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n)
+{
+	struct gossip_msg m;
+	struct gossip_peer *to[GOSSIP_RUMOR_TREES * 64];
+	const char *a;
+	long i;
+	if (gossip_msg_decode(p, n, &m) < 0)
+		return;
+	size_t k = gossip_peers_rumor(ol->table, m.origin, ol->rumor, to);
+	for (size_t j = 0; j < k; j++)
+		if ((a = gossip_member_addr(&to[j]->info, GOSSIP_UDP)) && (i = gossip_out_index(&ol->out, a)) >= 0 &&
+		    gossip_out_queue_to(&ol->out, (size_t)i, p, n) == 0)
+			ol->forwarded++;
+}
 
 static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
 {
+	if (ol->rumor)
+		rumor_out(ol, p, n);
 	/* Membership matters more than the copy: a reader that went away stops the copy, not
 	 * the observer. */
 	if (ol->tee && gossip_write_all(1, p, n) < 0) {
@@ -328,7 +355,8 @@ static int do_observe(const struct opts *o)
 	struct gossip_peers table;
 	struct gossip_author author;
 	struct gossip_keyring keyring;
-	struct outlet ol = {.tee = o->tee};
+	struct outlet ol = {.tee = o->tee, .rumor = (size_t)o->rumor, .table = &table};
+	struct gossip_stats counters;
 	struct gossip_swim *swim = NULL;
 	struct gossip_reader r;
 	const uint8_t *p;
@@ -337,11 +365,17 @@ static int do_observe(const struct opts *o)
 	int got, dirty = 1;
 	if (gossip_peers_load(&table, o->dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	if (o->probing) {
-		author_open(&author, o->dir);
+	if (o->probing || o->rumor) {
 		if (gossip_keyring_load(&keyring, o->dir) < 0)
 			gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
 		gossip_out_init(&ol.out, 1200, 500, 0, &keyring);
+	}
+	gossip_stats_open(&counters, o->dir, "observe");
+	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_stats_add(&counters, "sent_datagrams", &ol.out.datagrams);
+	gossip_stats_add(&counters, "sent_bytes", &ol.out.sent_bytes);
+	if (o->probing) {
+		author_open(&author, o->dir);
 		if (!(swim = gossip_swim_new(&table, &o->cfg, &author, o->dir, prober_send, &ol, now)))
 			gossip_die(GOSSIP_EXIT_ERR, "observe: %s", strerror(ENOMEM));
 	}
@@ -360,11 +394,8 @@ static int do_observe(const struct opts *o)
 		if (got == 1) {
 			int pass_on, changed = gossip_observe_msg(obs, p, n, now, &pass_on);
 			dirty |= changed;
-			if (swim) {
-				/* Probe timers stay exact under a busy stream. */
+			if (swim)  /* probe timers stay exact under a busy stream */
 				dirty |= gossip_swim_tick(swim, now);
-				gossip_out_flush(&ol.out);
-			}
 			if (pass_on && changed) {
 				/* A new member is among those gossip-send may tell. */
 				save_table(&table, o->dir);
@@ -373,6 +404,10 @@ static int do_observe(const struct opts *o)
 			}
 			if (pass_on)
 				copy_out(&ol, p, n);
+			/* What came together goes out together: flushed when nothing more is
+			 * buffered, so a burst leaves in few datagrams. */
+			if (!gossip_reader_ready(&r))
+				gossip_out_flush(&ol.out);
 			/* More is buffered: take it first, but never let a busy stream starve the
 			 * clock that turns silent peers suspect. */
 			if (gossip_reader_ready(&r) && now - last_tick < 100)
@@ -395,8 +430,7 @@ static int do_observe(const struct opts *o)
 		/* Again: a probe's timer starts when its ping leaves, after the store was read. */
 		now = gossip_now_ms();
 		dirty |= gossip_observe_tick(obs, now);
-		if (swim)
-			gossip_out_flush(&ol.out);
+		gossip_out_flush(&ol.out);
 		last_tick = now;
 		if (dirty || now - last_save >= 1000) {
 			save_table(&table, o->dir);
@@ -404,24 +438,76 @@ static int do_observe(const struct opts *o)
 			dirty = 0;
 		}
 		if (ol.pending.len) {
+			for (size_t at = 0, k; at < ol.pending.len; at += k)
+				if (gossip_cbor_scan(ol.pending.p + at, ol.pending.len - at, &gossip_msg_limits, NULL, &k) !=
+				    GOSSIP_SCAN_OK)
+					break;
+				else if (ol.rumor)
+					rumor_out(&ol, ol.pending.p + at, k);
+			size_t arity = ol.rumor;  /* the copy only: the rumor went above */
+			ol.rumor = 0;
 			copy_out(&ol, ol.pending.p, ol.pending.len);
+			ol.rumor = arity;
 			ol.pending.len = 0;
+			gossip_out_flush(&ol.out);
 		}
+		gossip_stats_tick(&counters, now);
 	}
 	gossip_buf_free(&ol.pending);
 	gossip_observe_tick(obs, gossip_now_ms());
 	gossip_peers_save(&table, o->dir);
 	gossip_reader_free(&r);
 	gossip_observer_free(obs);
-	if (swim) {
+	if (swim || ol.rumor) {
 		gossip_out_flush(&ol.out);
 		gossip_out_close(&ol.out);
-		gossip_swim_free(swim);
 		gossip_keyring_free(&keyring);
+	}
+	if (swim) {
+		gossip_swim_free(swim);
 		gossip_author_close(&author);
 	}
+	gossip_stats_close(&counters);
 	gossip_peers_free(&table);
 	return got < 0 ? GOSSIP_EXIT_ERR : GOSSIP_EXIT_OK;
+}
+
+/* rumor: the messages on stdin (what a sync brought) on along the trees from this node's
+ * place in them, as observe -r passes on what the stream brings: a member that missed a
+ * message, and has it from a sync, is the one whose children most likely missed it too. */
+static int do_rumor(const struct opts *o)
+{
+	struct gossip_peers table;
+	struct gossip_keyring keyring;
+	struct gossip_reader r;
+	struct gossip_stats counters;
+	struct outlet ol = {.rumor = (size_t)o->rumor, .table = &table};
+	const uint8_t *p;
+	size_t n;
+	uint64_t off;
+	int got;
+	if (gossip_peers_load(&table, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	if (gossip_keyring_load(&keyring, o->dir) < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
+	gossip_out_init(&ol.out, 1200, 500, 0, &keyring);
+	gossip_stats_open(&counters, o->dir, "rumor");
+	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
+	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
+		rumor_out(&ol, p, n);
+		if (!gossip_reader_ready(&r))
+			gossip_out_flush(&ol.out);
+	}
+	gossip_out_flush(&ol.out);
+	gossip_stats_close(&counters);
+	gossip_out_close(&ol.out);
+	gossip_keyring_free(&keyring);
+	gossip_reader_free(&r);
+	gossip_peers_free(&table);
+	if (got < 0)
+		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+	return GOSSIP_EXIT_OK;
 }
 
 /* ---- reading the table ---- */
@@ -1393,7 +1479,7 @@ int main(int argc, char **argv)
 		{"reap", required_argument, NULL, 'R'}, {"count", required_argument, NULL, 'n'},
 		{"sync", no_argument, NULL, 's'}, {"exec", required_argument, NULL, 'x'},
 		{"all", no_argument, NULL, 'A'}, {"tee", no_argument, NULL, 'T'},
-		{"probe", no_argument, NULL, 'p'},
+		{"probe", no_argument, NULL, 'p'}, {"rumor", required_argument, NULL, 'r'},
 		{"jitter", required_argument, NULL, 'J'},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
@@ -1421,7 +1507,7 @@ int main(int argc, char **argv)
 	o.handlers = calloc(GOSSIP_RUNNER_HANDLERS, sizeof *o.handlers);
 	if (!o.addrs || !o.tags || !o.handlers)
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
-	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:sx:c:k:ATph", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:r:sx:c:k:ATph", longopts, NULL)) != -1) {
 		if (c != 'a' && c != 't' && c != 'x')
 			gossip_opt_once(c);
 		switch (c) {
@@ -1474,6 +1560,11 @@ int main(int argc, char **argv)
 			if (*end || o.count < 1 || o.count > 65536)
 				gossip_die(GOSSIP_EXIT_ERR, "-n %s: want a count of 1 or more", optarg);
 			break;
+		case 'r':
+			o.rumor = strtol(optarg, &end, 10);
+			if (*end || !*optarg || o.rumor < 1 || o.rumor > 64)
+				gossip_die(GOSSIP_EXIT_ERR, "-r %s: want the rumor trees' arity, 1 to 64", optarg);
+			break;
 		case 's': o.sync_addr = 1; break;
 		case 'x':
 			if (o.nhandlers == GOSSIP_RUNNER_HANDLERS)
@@ -1521,7 +1612,8 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);  /* watch's options */
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
-	else if (o.naddrs || o.ntags || ((o.tee || o.probing) && strcmp(verb, "observe")))
+	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
+	         ((o.tee || o.probing) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
 		r = do_beat(&o);
@@ -1531,6 +1623,8 @@ int main(int argc, char **argv)
 		r = do_leave(&o);
 	else if (!strcmp(verb, "observe") && argc == 1)
 		r = do_observe(&o);
+	else if (!strcmp(verb, "rumor") && argc == 1 && o.rumor)
+		r = do_rumor(&o);
 	else if (!strcmp(verb, "list") && argc == 1)
 		r = do_list(&o);
 	else if (!strcmp(verb, "pick") && argc == 1)

@@ -103,6 +103,8 @@ struct node_sim {
 	struct gossip_peer **out;
 	double *free_at;  /* --cpus: when each shared processor is next free */
 	uint8_t *taken;  /* --cpus: a new message is being processed */
+	uint32_t *rank[GOSSIP_RUMOR_TREES], *at[GOSSIP_RUMOR_TREES];  /* own trees: rank of a
+	                                                            * member, member at a rank */
 };
 
 /* k random live members other than x: the library's own gossip_peers_pick on a table of
@@ -121,9 +123,40 @@ static uint32_t node_pick(struct node_sim *s, uint32_t x, uint32_t k)
 	return (uint32_t)got;
 }
 
-static int node_forward(struct node_sim *s, uint32_t x, double t)
+/* x's children in the rumor's trees rooted at member 0, the update's origin: the
+ * library's own gossip_peers_rumor on the table (its keys drawn from the run's
+ * generator), or the same rule on orders of the simulator's own (a random order per tree
+ * and run, as the keys' hashes make one). */
+static uint32_t node_children(struct node_sim *s, uint32_t x)
 {
-	uint32_t got = node_pick(s, x, s->c->k);
+	uint32_t k = s->c->k, got = 0, n = s->c->n;
+	if (s->table.v) {
+		s->table.v[x].self = 1;
+		size_t g = gossip_peers_rumor(&s->table, s->table.v[0].pk, k, s->out);
+		s->table.v[x].self = 0;
+		for (size_t i = 0; i < g; i++)
+			s->pick[i] = (uint32_t)(s->out[i] - s->table.v);
+		return (uint32_t)g;
+	}
+	for (int j = 0; j < GOSSIP_RUMOR_TREES; j++) {
+		uint64_t r = s->rank[j][x];
+		for (uint64_t c = k * r + 1; c <= k * r + k && c < n; c++) {
+			uint32_t y = s->at[j][c];
+			int dup = y == x;
+			for (uint32_t i = 0; i < got && !dup; i++)
+				dup = s->pick[i] == y;
+			if (!dup)
+				s->pick[got++] = y;
+		}
+	}
+	return got;
+}
+
+/* x passes the update on: along the trees (what came on the stream), or to k random live
+ * members (what its own sync brought, as gossip-node's sync | gossip-send -k -M). */
+static int node_forward(struct node_sim *s, uint32_t x, double t, int by_sync)
+{
+	uint32_t got = by_sync ? node_pick(s, x, s->c->k) : node_children(s, x);
 	s->drawn += got;
 	for (uint32_t i = 0; i < got; i++) {
 		s->msgs++;
@@ -138,13 +171,13 @@ static int node_forward(struct node_sim *s, uint32_t x, double t)
 
 /* Stored at x: the first copy is new and goes on as rumor, unless it came by a sync that
  * x served (gossip-merge serve stores, and passes nothing on). */
-static int node_learn(struct node_sim *s, uint32_t x, double t, int forward)
+static int node_learn(struct node_sim *s, uint32_t x, double t, int forward, int by_sync)
 {
 	if (s->when[x] != INFINITY)
 		return 0;
 	s->when[x] = t;
 	s->informed++;
-	return forward ? node_forward(s, x, t) : 0;
+	return forward ? node_forward(s, x, t, by_sync) : 0;
 }
 
 int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *out)
@@ -154,7 +187,7 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 	uint32_t repaired = 0;
 	int rc = -1;
 	s.when = malloc(c->n * sizeof *s.when);
-	s.pick = malloc((c->k + 1) * sizeof *s.pick);
+	s.pick = malloc((GOSSIP_RUMOR_TREES * c->k + 1) * sizeof *s.pick);
 	s.free_at = calloc(c->cpus + 1, sizeof *s.free_at);
 	s.taken = calloc(c->n, 1);
 	if (!s.when || !s.pick || !s.free_at || !s.taken)
@@ -162,13 +195,35 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 	/* The library's table where it is cheap: every member alive, in good standing. */
 	if (!c->own_pick && c->n <= 4096) {
 		s.table.v = calloc(c->n, sizeof *s.table.v);
-		s.out = calloc(c->k + 2, sizeof *s.out);
+		s.out = calloc(GOSSIP_RUMOR_TREES * c->k + 2, sizeof *s.out);
 		if (!s.table.v || !s.out)
 			goto oom;
 		s.table.n = c->n;
 		for (uint32_t i = 0; i < c->n; i++) {
 			s.table.v[i].state = GOSSIP_P_ALIVE;
 			s.table.v[i].score = 100;
+			for (int b = 0; b < 32; b += 8) {
+				uint64_t w = gossip_rng_next(r);
+				memcpy(s.table.v[i].pk + b, &w, 8);
+			}
+		}
+	} else {
+		/* Own trees: member 0 at rank 0, the others in a random order per tree. */
+		for (int j = 0; j < GOSSIP_RUMOR_TREES; j++) {
+			s.rank[j] = malloc(c->n * sizeof *s.rank[j]);
+			s.at[j] = malloc(c->n * sizeof *s.at[j]);
+			if (!s.rank[j] || !s.at[j])
+				goto oom;
+			for (uint32_t i = 0; i < c->n; i++)
+				s.at[j][i] = i;
+			for (uint32_t i = c->n - 1; i > 1; i--) {
+				uint32_t m = 1 + gossip_rng_below(r, i);
+				uint32_t tmp = s.at[j][i];
+				s.at[j][i] = s.at[j][m];
+				s.at[j][m] = tmp;
+			}
+			for (uint32_t i = 0; i < c->n; i++)
+				s.rank[j][s.at[j][i]] = i;
 		}
 	}
 	for (uint32_t i = 0; i < c->n; i++)
@@ -179,7 +234,7 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 		if (q_push(&s.q, &e) < 0)
 			goto oom;
 	}
-	if (node_learn(&s, 0, 0, 1) < 0)
+	if (node_learn(&s, 0, 0, 1, 0) < 0)
 		goto oom;
 	while (s.q.n && s.informed < c->n) {
 		struct ev e = q_pop(&s.q);
@@ -200,14 +255,14 @@ int sim_node(const struct sim_cfg *c, struct gossip_rng *r, struct sim_result *o
 			if (q_push(&s.q, &l) < 0)
 				goto oom;
 		} else if (e.kind == N_MSG) {
-			if (node_learn(&s, e.to, t, 1) < 0)
+			if (node_learn(&s, e.to, t, 1, 0) < 0)
 				goto oom;
 		} else if (e.kind == N_DONE) {
-			if (node_learn(&s, e.to, t, 1) < 0)
+			if (node_learn(&s, e.to, t, 1, 0) < 0)
 				goto oom;
 		} else if (e.kind == N_LEARN) {
 			repaired += s.when[e.to] == INFINITY;
-			if (node_learn(&s, e.to, t, e.flag) < 0)
+			if (node_learn(&s, e.to, t, e.flag, 1) < 0)
 				goto oom;
 		} else {
 			/* Push-pull with one random live member: the initiator passes on what it
@@ -264,6 +319,10 @@ done:
 	free(s.q.v);
 	free(s.table.v);
 	free(s.out);
+	for (int j = 0; j < GOSSIP_RUMOR_TREES; j++) {
+		free(s.rank[j]);
+		free(s.at[j]);
+	}
 	return rc;
 }
 

@@ -504,3 +504,108 @@ int gossip_node_running(const char *dir, long *pid)
 	}
 	return 1;
 }
+
+/* ---- rumor: the dissemination trees ---- */
+
+struct ranked {
+	uint64_t key;
+	const uint8_t *pk;
+	struct gossip_peer *p;  /* NULL: the origin, not in the table */
+};
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return memcmp(x->pk, y->pk, 32);
+}
+
+static uint64_t tree_key(int tree, const uint8_t origin[32], const uint8_t pk[32])
+{
+	uint8_t in[1 + 64], out[8];
+	uint64_t v = 0;
+	in[0] = (uint8_t)tree;
+	memcpy(in + 1, origin, 32);
+	memcpy(in + 33, pk, 32);
+	crypto_generichash(out, sizeof out, in, sizeof in, NULL, 0);
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | out[i];
+	return v;
+}
+
+/* Order v (the members but the origin) for tree: the origin is rank 0, v[i] rank i+1. */
+static void tree_order(struct ranked *v, size_t m, int tree, const uint8_t origin[32])
+{
+	for (size_t i = 0; i < m; i++)
+		v[i].key = tree_key(tree, origin, v[i].pk);
+	qsort(v, m, sizeof *v, ranked_cmp);
+}
+
+size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
+                          struct gossip_peer **out)
+{
+	size_t m = 0, got = 0, rank[GOSSIP_RUMOR_TREES];
+	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
+	struct ranked *v = malloc((t->n + 1) * sizeof *v);
+	if (!v || k == 0) {
+		free(v);
+		return 0;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		if (!memcmp(t->v[i].pk, origin, 32)) {
+			found |= t->v[i].self;
+			continue;
+		}
+		if (t->v[i].state == GOSSIP_P_ALIVE || t->v[i].self)
+			v[m++] = (struct ranked){0, t->v[i].pk, &t->v[i]};
+	}
+	/* Self's rank in each tree. Its parents are not left out of its children: the tree
+	 * that has a member below self may be the only way to it (leaving it out for being
+	 * above self in the other tree can cut it off), and that coincidence is rare (k/N). */
+	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
+		tree_order(v, m, tree, origin);
+		rank[tree] = 0;
+		for (size_t i = 0; i < m; i++)
+			if (v[i].p->self) {
+				rank[tree] = i + 1;
+				found = 1;
+			}
+	}
+	if (!found) {
+		free(v);
+		return 0;  /* no self in the table: nowhere in the trees */
+	}
+	/* An origin not alive here (a joiner, a member back from the dead): the trees need
+	 * their root to start them, and it may not have; infect-and-die instead, to
+	 * GOSSIP_RUMOR_TREES * k members at random. */
+	struct gossip_peer *o = gossip_peers_find(t, origin, 0);
+	if (!(o && (o->state == GOSSIP_P_ALIVE || o->self))) {
+		size_t live = 0;
+		for (size_t i = 0; i < m; i++)
+			if (!v[i].p->self)
+				v[live++] = v[i];
+		for (; got < GOSSIP_RUMOR_TREES * k && got < live; got++) {
+			size_t j = got + randombytes_uniform((uint32_t)(live - got));
+			struct ranked x = v[got];
+			v[got] = v[j];
+			v[j] = x;
+			out[got] = v[got].p;
+		}
+		free(v);
+		return got;
+	}
+	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
+		tree_order(v, m, tree, origin);
+		for (size_t c = k * rank[tree] + 1; c <= k * rank[tree] + k && c <= m; c++) {
+			struct gossip_peer *p = v[c - 1].p;
+			int dup = p->self;
+			for (size_t j = 0; j < got && !dup; j++)
+				dup = out[j] == p;
+			if (!dup)
+				out[got++] = p;
+		}
+	}
+	free(v);
+	return got;
+}

@@ -76,6 +76,85 @@ static void logs(const char *dir)
 	unsetenv("GOSSIP_LOG_MAX");
 }
 
+/* The rumor's trees, simulated over n members that all see the same table: from each
+ * origin every member gets the message, each member sends at most 2k copies and about
+ * two on average, never to the origin or itself; with one member failed (in every table,
+ * not declared) all but it still get it. */
+static void rumor(void)
+{
+	enum { N = 100, K = 4 };
+	static uint8_t pk[N][32];
+	static struct gossip_peers views[N];
+	for (int i = 0; i < N; i++) {
+		uint8_t seed = (uint8_t)i;  /* fixed keys: the trees, and so the test, repeat */
+		crypto_generichash(pk[i], 32, &seed, 1, NULL, 0);
+	}
+	for (int i = 0; i < N; i++) {
+		memset(&views[i], 0, sizeof views[i]);
+		for (int j = 0; j < N; j++) {
+			struct gossip_peer *p = gossip_peers_find(&views[i], pk[j], 1);
+			p->state = GOSSIP_P_ALIVE;
+			p->self = i == j;
+		}
+		memcpy(views[i].self_pk, pk[i], 32);
+		views[i].has_self = 1;
+	}
+	int all = 1, bounded = 1, clean = 1, missed_in_all = 0;
+	size_t sends = 0, maxdepth = 0;
+	for (int failed = -1; failed < 3; failed++)
+		for (int o = 0; o < (failed < 0 ? N : 10); o++) {
+			int have[N] = {0}, queue[N], depth[N] = {0}, qh = 0, qt = 0;
+			have[o] = 1;
+			queue[qt++] = o;
+			while (qh < qt) {
+				int x = queue[qh++];
+				if (x == failed && x != o)
+					continue;  /* gets it, passes nothing on */
+				struct gossip_peer *out[2 * K];
+				size_t got = gossip_peers_rumor(&views[x], pk[o], K, out);
+				bounded &= got <= 2 * K;
+				if (failed < 0)
+					sends += got;
+				for (size_t i = 0; i < got; i++) {
+					int y = (int)(out[i] - views[x].v);
+					clean &= y != x && y != o;
+					if (!have[y]) {
+						have[y] = 1;
+						depth[y] = depth[x] + 1;
+						maxdepth = (size_t)depth[y] > maxdepth ? (size_t)depth[y] : maxdepth;
+						queue[qt++] = y;
+					}
+				}
+			}
+			int missed = 0;
+			for (int i = 0; i < N; i++)
+				missed += !have[i];
+			if (failed < 0)
+				all &= missed == 0;
+			else
+				missed_in_all += missed;
+		}
+	ok(all, "the trees: every one of %d members gets a rumor from each of the %d origins", N, N);
+	ok(bounded && clean, "each member sends at most 2k, never to the origin or itself");
+	ok(sends <= N * 2 * (N - 1), "about two sends a member (%.2f)", sends / (double)N / N);
+	ok(maxdepth <= 6, "in a few hops (%zu at most for %d members, k=%d)", maxdepth, N, K);
+	/* A member that fails cuts off those below it in both trees: a few, now and then. */
+	ok(missed_in_all <= 30 * N / 50, "one member failed and not declared: %d of %d deliveries missed in 30 rumors",
+	   missed_in_all, 30 * N);
+	/* A member not in the table (a joiner): its record still goes on, rooted at it. */
+	uint8_t stranger[32];
+	struct gossip_peer *out[2 * K];
+	randombytes_buf(stranger, 32);
+	size_t n0 = 0;
+	for (int i = 0; i < N; i++)
+		n0 += gossip_peers_rumor(&views[i], stranger, K, out);
+	ok(n0 == (size_t)N * 2 * K, "a rumor from an origin no table has: 2k members at random from each (%zu)", n0);
+	struct gossip_peers none = {0};
+	ok(gossip_peers_rumor(&none, stranger, K, out) == 0, "no self: no sends");
+	for (int i = 0; i < N; i++)
+		gossip_peers_free(&views[i]);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -261,6 +340,7 @@ int main(void)
 	gossip_peers_free(&t);
 
 	logs(dir);
+	rumor();
 
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bats
+# Coverage without anti-entropy: twenty gossip-nodes on loopback (short probe interval,
+# anti-entropy an hour away) list each other alive soon after the last start, and values
+# published at one reach every node by rumor alone, along the trees rooted at their
+# origin (gossip-peers(1), Rumor; gossip(7), THE NODE), a couple of sends a node each.
+load helper
+load node
+
+N=20
+
+setup() {
+	base_setup
+	NODES=''
+	for i in $(seq 1 $N); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
+	for i in $(seq 1 $N); do cat n*.pub >"n$i/trusted"; done
+	read -ra PORTS <<<"$(freeports $N)"
+	HB=0.3 JITTER=0.1 FANOUT=4 SYNC=3600
+}
+
+teardown() {
+	nodes_stop
+}
+
+alive_everywhere() {
+	local i
+	for i in $(seq 1 $N); do
+		[ "$(gossip-peers -d "$T/n$i" -j list 2>/dev/null | grep -c '"state":"alive"')" -ge $N ] || return 1
+	done
+}
+
+everywhere() {  # everywhere KEY: every node has KEY in its store
+	local i
+	for i in $(seq 1 $N); do gossip-merge -d "$T/n$i" get "$1" >/dev/null 2>&1 || return 1; done
+}
+
+sent() {  # sent: the rumor sends of every node's observe, summed
+	cat "$T"/n*/stats/observe 2>/dev/null | awk '$1 == "forwarded" { s += $2 } END { print s + 0 }'
+}
+
+@test "twenty nodes: membership converges quickly; values reach all by rumor, anti-entropy off" {
+	node_start n1 "${PORTS[0]}"
+	for i in $(seq 2 $N); do node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	# Generous for a loaded 2-core machine (about 2 s when it is idle).
+	wait_for 30 alive_everywhere
+	sleep 1  # the stats files are written once a second
+	before=$(sent)
+	for r in 1 2 3 4 5; do
+		gossip-send -d n3 -t "udp://127.0.0.1:${PORTS[2]}" set "cover$r" "value $r"
+	done
+	# By rumor alone: the next anti-entropy round is an hour away.
+	for r in 1 2 3 4 5; do wait_for 10 everywhere "cover$r"; done
+	for i in $(seq 1 $N); do
+		[ "$(gossip-merge -d "$T/n$i" get cover5)" = "value 5" ] || fail "n$i: cover5 is not value 5"
+	done
+	# About two sends a node for each value (the trees), never the old fanout's 4 each;
+	# membership traffic may add a few.
+	wait_for 5 test "$(sent)" -ge $((before + 5 * (N - 1)))
+	sleep 1.5
+	sends=$(($(sent) - before))
+	[ "$sends" -le $((5 * 3 * N)) ] || fail "$sends rumor sends for 5 values at $N nodes (want about $((5 * 2 * N)))"
+	# Syncs: none ran (the anti-entropy interval is an hour).
+	for i in $(seq 1 $N); do
+		[ "$(awk '$1 == "syncs_done" { s += $2 } END { print s + 0 }' "$T/n$i"/stats/* 2>/dev/null)" = 0 ] ||
+			fail "n$i ran a sync"
+	done
+}

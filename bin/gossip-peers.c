@@ -274,7 +274,7 @@ struct outlet {
 /* A message on as rumor: to this node's children in the trees rooted at its origin
  * (gossip_peers_rumor), queued; sent at the next flush, with whatever else goes to the
  * same member, in as few datagrams as it fits in. */
-static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n)
+static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n, int off_tree)
 {
 	struct gossip_msg m;
 	struct gossip_peer *to[GOSSIP_RUMOR_TREES * 64];
@@ -282,7 +282,7 @@ static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n)
 	long i;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return;
-	size_t k = gossip_peers_rumor(ol->table, m.origin, ol->rumor, to);
+	size_t k = gossip_peers_rumor_from(ol->table, m.origin, ol->rumor, off_tree, to);
 	for (size_t j = 0; j < k; j++)
 		if ((a = gossip_member_addr(&to[j]->info, GOSSIP_UDP)) && (i = gossip_out_index(&ol->out, a)) >= 0 &&
 		    gossip_out_queue_to(&ol->out, (size_t)i, p, n) == 0)
@@ -292,7 +292,7 @@ static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n)
 static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
 {
 	if (ol->rumor)
-		rumor_out(ol, p, n);
+		rumor_out(ol, p, n, 0);
 	/* Membership matters more than the copy: a reader that went away stops the copy, not
 	 * the observer. */
 	if (ol->tee && gossip_write_all(1, p, n) < 0) {
@@ -307,7 +307,7 @@ static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
 static void news_out(void *ctx, const uint8_t *p, size_t n)
 {
 	struct outlet *ol = ctx;
-	if (ol->tee && gossip_buf_put(&ol->pending, p, n) < 0)
+	if ((ol->tee || ol->rumor) && gossip_buf_put(&ol->pending, p, n) < 0)
 		gossip_warn("observe: %s", strerror(ENOMEM));
 }
 
@@ -419,7 +419,7 @@ static int do_observe(const struct opts *o)
 		}
 		if (want_reload) {
 			want_reload = 0;
-			reload(obs, swim ? &keyring : NULL, o->dir);
+			reload(obs, swim || ol.rumor ? &keyring : NULL, o->dir);
 		}
 		gossip_observe_rejects(obs);
 		/* A look is a stat when the store has not changed. */
@@ -442,8 +442,8 @@ static int do_observe(const struct opts *o)
 				if (gossip_cbor_scan(ol.pending.p + at, ol.pending.len - at, &gossip_msg_limits, NULL, &k) !=
 				    GOSSIP_SCAN_OK)
 					break;
-				else if (ol.rumor)
-					rumor_out(&ol, ol.pending.p + at, k);
+				else if (ol.rumor)  /* off the trees: a sync brought it here */
+					rumor_out(&ol, ol.pending.p + at, k, 1);
 			size_t arity = ol.rumor;  /* the copy only: the rumor went above */
 			ol.rumor = 0;
 			copy_out(&ol, ol.pending.p, ol.pending.len);
@@ -495,7 +495,7 @@ static int do_rumor(const struct opts *o)
 	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
-		rumor_out(&ol, p, n);
+		rumor_out(&ol, p, n, 0);  /* from this node's place in the trees */
 		if (!gossip_reader_ready(&r))
 			gossip_out_flush(&ol.out);
 	}
@@ -1599,6 +1599,10 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);
 	o.dir = gossip_state_dir(d);
 	const char *verb = argv[0];
+	/* Without the prober nothing judges a claim news, and every copy of one would be
+	 * passed on: observe's rumor needs it. */
+	if (o.rumor && !o.probing && !strcmp(verb, "observe"))
+		gossip_die(GOSSIP_EXIT_ERR, "observe -r needs -p: the prober judges which claims are news");
 	struct sigaction sa = {0};
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);

@@ -797,7 +797,7 @@ void gossip_peers_free(struct gossip_peers *t);
 size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *cfg, size_t k,
                          struct gossip_peer **out);
 /* Rumor: the members a message from origin goes on to from this node (out holds up to
- * GOSSIP_RUMOR_TREES * k). Each of GOSSIP_RUMOR_TREES trees orders the alive members
+ * GOSSIP_RUMOR_TREES * k). Each of GOSSIP_RUMOR_TREES trees orders the members alive or suspect
  * (and the origin, known or not) by a hash of the tree's number, the origin's key and the
  * member's key, the origin first; the member at rank r passes the message on to ranks
  * k*r+1 to k*r+k (k-ary trees rooted at the origin), never to the origin or itself. With the same view everywhere every alive member gets the message from
@@ -808,6 +808,12 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
 enum { GOSSIP_RUMOR_TREES = 2 };
 size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
                           struct gossip_peer **out);
+/* The same, for a message that reached this node off the trees (found in the store after
+ * a sync: a joiner's record its join sync brought): when off_tree, to GOSSIP_RUMOR_TREES * k
+ * live members at random, as from an origin not alive, since the root may not have
+ * started the trees (the joiner knows nobody yet). */
+size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
+                               int off_tree, struct gossip_peer **out);
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
 /* Whether a node runs on DIR: DIR/node.lock exists and an exclusive flock(2) on a fresh

@@ -545,9 +545,24 @@ static void tree_order(struct ranked *v, size_t m, int tree, const uint8_t origi
 size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
                           struct gossip_peer **out)
 {
-	size_t m = 0, got = 0, rank[GOSSIP_RUMOR_TREES];
+	return gossip_peers_rumor_from(t, origin, k, 0, out);
+}
+
+/* In the trees: alive or suspect, and self. A suspicion is one member's view and comes
+ * and goes; membership (dead, left) is what every member comes to share, so trees over it
+ * agree between members where trees over "alive" would not, and a member that ranks
+ * itself differently sends to the wrong children in both. */
+static int in_trees(const struct gossip_peer *p)
+{
+	return p->self || p->state == GOSSIP_P_ALIVE || p->state == GOSSIP_P_SUSPECT;
+}
+
+size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
+                               int off_tree, struct gossip_peer **out)
+{
+	size_t m = 0, got = 0, stride = t->n + 1;
 	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
-	struct ranked *v = malloc((t->n + 1) * sizeof *v);
+	struct ranked *v = malloc(stride * GOSSIP_RUMOR_TREES * sizeof *v);
 	if (!v || k == 0) {
 		free(v);
 		return 0;
@@ -557,33 +572,24 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
 			found |= t->v[i].self;
 			continue;
 		}
-		if (t->v[i].state == GOSSIP_P_ALIVE || t->v[i].self)
+		if (in_trees(&t->v[i])) {
 			v[m++] = (struct ranked){0, t->v[i].pk, &t->v[i]};
-	}
-	/* Self's rank in each tree. Its parents are not left out of its children: the tree
-	 * that has a member below self may be the only way to it (leaving it out for being
-	 * above self in the other tree can cut it off), and that coincidence is rare (k/N). */
-	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
-		tree_order(v, m, tree, origin);
-		rank[tree] = 0;
-		for (size_t i = 0; i < m; i++)
-			if (v[i].p->self) {
-				rank[tree] = i + 1;
-				found = 1;
-			}
+			found |= t->v[i].self;
+		}
 	}
 	if (!found) {
 		free(v);
 		return 0;  /* no self in the table: nowhere in the trees */
 	}
-	/* An origin not alive here (a joiner, a member back from the dead): the trees need
-	 * their root to start them, and it may not have; infect-and-die instead, to
-	 * GOSSIP_RUMOR_TREES * k members at random. */
+	/* An origin not in the trees here (a joiner, a member back from the dead), or a
+	 * message that came off the trees: the trees need their root to start them, and it
+	 * may not have; infect-and-die instead, to GOSSIP_RUMOR_TREES * k alive members at
+	 * random. */
 	struct gossip_peer *o = gossip_peers_find(t, origin, 0);
-	if (!(o && (o->state == GOSSIP_P_ALIVE || o->self))) {
+	if (off_tree || !(o && in_trees(o))) {
 		size_t live = 0;
 		for (size_t i = 0; i < m; i++)
-			if (!v[i].p->self)
+			if (!v[i].p->self && v[i].p->state == GOSSIP_P_ALIVE)
 				v[live++] = v[i];
 		for (; got < GOSSIP_RUMOR_TREES * k && got < live; got++) {
 			size_t j = got + randombytes_uniform((uint32_t)(live - got));
@@ -595,10 +601,21 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
 		free(v);
 		return got;
 	}
+	/* Each tree's order, made once: self's rank in it, then its children. Its parents
+	 * are not left out of its children: the tree that has a member below self may be the
+	 * only way to it (leaving it out for being above self in the other tree can cut it
+	 * off), and that coincidence is rare (k/N). */
+	for (int tree = 1; tree < GOSSIP_RUMOR_TREES; tree++)
+		memcpy(v + tree * stride, v, m * sizeof *v);
 	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
-		tree_order(v, m, tree, origin);
-		for (size_t c = k * rank[tree] + 1; c <= k * rank[tree] + k && c <= m; c++) {
-			struct gossip_peer *p = v[c - 1].p;
+		struct ranked *w = v + tree * stride;
+		size_t rank = 0;  /* self's; 0: self is the origin, the root */
+		tree_order(w, m, tree, origin);
+		for (size_t i = 0; i < m && !rank; i++)
+			if (w[i].p->self)
+				rank = i + 1;
+		for (size_t c = k * rank + 1; c <= k * rank + k && c <= m; c++) {
+			struct gossip_peer *p = w[c - 1].p;
 			int dup = p->self;
 			for (size_t j = 0; j < got && !dup; j++)
 				dup = out[j] == p;

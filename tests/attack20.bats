@@ -83,10 +83,15 @@ everywhere() {
 	assert_error gossip-peers "-r x: want the rumor trees' arity, 1 to 64"
 	run --separate-stderr gossip-peers -d n1 -r 65 observe
 	assert_failure 2
+	assert_error gossip-peers "-r 65: want the rumor trees' arity, 1 to 64"
 	run --separate-stderr gossip-peers -d n1 -r 3 list
 	assert_failure 2
 	run --separate-stderr gossip-peers -d n1 rumor
 	assert_failure 2
+	# Without the prober, a replayed claim would be passed on at every copy.
+	run --separate-stderr gossip-peers -d n1 -r 3 observe
+	assert_failure 2
+	assert_error gossip-peers "observe -r needs -p: the prober judges which claims are news"
 }
 
 @test "gossip-peers rumor: what a sync brought goes on along the trees, and reaches every node" {

@@ -82,7 +82,6 @@ jqs() {
 	# n2 passed what it published on along the rumor's trees (n1 may be a leaf of
 	# both, forwarding nothing).
 	wait_for 10 jqs n2 '.forwarded > 0'
-	jqs n1 '.forwarded >= 0' || fail "n1: no forwarded count"
 
 	# Anti-entropy runs every SYNC seconds.
 	wait_for 15 jqs n1 '.syncs.done > 0'

@@ -141,6 +141,39 @@ static void rumor(void)
 	/* A member that fails cuts off those below it in both trees: a few, now and then. */
 	ok(missed_in_all <= 30 * N / 50, "one member failed and not declared: %d of %d deliveries missed in 30 rumors",
 	   missed_in_all, 30 * N);
+	/* Views that disagree on suspicion (each member suspects 5 of the others, its own
+	 * choice): the trees are over every member not dead or left, so all still agree, and
+	 * every member gets every rumor. */
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < 5; j++) {
+			size_t y = randombytes_uniform(N);
+			if ((int)y != i)
+				views[i].v[y].state = GOSSIP_P_SUSPECT;
+		}
+	int susp_missed = 0;
+	for (int o = 0; o < N; o++) {
+		int have[N] = {0}, queue[N], qh = 0, qt = 0;
+		have[o] = 1;
+		queue[qt++] = o;
+		while (qh < qt) {
+			int x = queue[qh++];
+			struct gossip_peer *out[2 * K];
+			size_t got = gossip_peers_rumor(&views[x], pk[o], K, out);
+			for (size_t i = 0; i < got; i++) {
+				int y = (int)(out[i] - views[x].v);
+				if (!have[y]) {
+					have[y] = 1;
+					queue[qt++] = y;
+				}
+			}
+		}
+		for (int i = 0; i < N; i++)
+			susp_missed += !have[i];
+	}
+	ok(susp_missed == 0, "views that disagree on who is suspect: %d of %d deliveries missed", susp_missed, N * N);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < N; j++)
+			views[i].v[j].state = GOSSIP_P_ALIVE;
 	/* A member not in the table (a joiner): its record still goes on, rooted at it. */
 	uint8_t stranger[32];
 	struct gossip_peer *out[2 * K];
@@ -149,6 +182,19 @@ static void rumor(void)
 	for (int i = 0; i < N; i++)
 		n0 += gossip_peers_rumor(&views[i], stranger, K, out);
 	ok(n0 == (size_t)N * 2 * K, "a rumor from an origin no table has: 2k members at random from each (%zu)", n0);
+	/* A known origin's message that came off the trees (a sync brought it): 2k members at
+	 * random, never the origin or self, each once. */
+	int off_ok = 1;
+	for (int i = 0; i < N && off_ok; i++) {
+		size_t k = gossip_peers_rumor_from(&views[i], pk[(i + 1) % N], K, 1, out);
+		off_ok = k == 2 * K;
+		for (size_t a = 0; a < k; a++) {
+			off_ok &= !out[a]->self && memcmp(out[a]->pk, pk[(i + 1) % N], 32) != 0;
+			for (size_t b = 0; b < a; b++)
+				off_ok &= out[a] != out[b];
+		}
+	}
+	ok(off_ok, "off the trees: 2k distinct members at random, never the origin or self");
 	struct gossip_peers none = {0};
 	ok(gossip_peers_rumor(&none, stranger, K, out) == 0, "no self: no sends");
 	for (int i = 0; i < N; i++)

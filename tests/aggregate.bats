@@ -127,12 +127,19 @@ PY
 	done
 }
 
+# runs_before: remember the runs n1 has now (an earlier test's run may still be writing
+# its file there, so the directory cannot simply be emptied); run_file: the first run
+# that came since.
+runs_before() {
+	OLD_RUNS=$(ls "$T/n1/aggregate" 2>/dev/null | grep -E '^[0-9a-f]{32}$' | sort)
+}
 run_file() {
-	ls "$T/n1/aggregate" 2>/dev/null | grep -E '^[0-9a-f]{32}$' | head -n 1 | grep .
+	ls "$T/n1/aggregate" 2>/dev/null | grep -E '^[0-9a-f]{32}$' | sort | comm -13 <(echo "$OLD_RUNS") - |
+		head -n 1 | grep .
 }
 
 @test "an outsider's forged share is refused and changes nothing" {
-	rm -rf "$T/n1/aggregate"
+	runs_before
 	gossip-peers -d "$T/n1" -r 0.2 -e 0.002 -T 60 aggregate avg tag:load >"$T/forged.out" 2>"$T/forged.err" &
 	asker=$!
 	wait_for 10 run_file
@@ -200,7 +207,7 @@ runs_stored() {
 # 50 (10..90; all ten's is 55), within the error. -e is small so that the first run cannot
 # settle before the failure is detected (a few seconds at HB 0.2).
 @test "a node killed mid-run: the asker asks again, and the survivors reach their own average" {
-	rm -rf "$T/n1/aggregate"
+	runs_before
 	gossip-peers -d "$T/n1" -r 0.2 -e 0.0001 -T 60 aggregate avg tag:load >"$T/kill.out" 2>"$T/kill.err" &
 	asker=$!
 	wait_for 10 run_file

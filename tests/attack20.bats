@@ -40,6 +40,16 @@ everywhere() {
 	local i
 	for i in $(seq 1 $N); do gossip-merge -d "$T/n$i" get "$1" >/dev/null 2>&1 || return 1; done
 }
+forwarded_at_least() { [ "$(forwarded)" -ge "$1" ]; }
+# marker_sends BEFORE: a member's value sent after the attack reaches all and its sends
+# are counted (so the counters work and were written since the attack); print how many
+# rumor sends there were since BEFORE: the marker's are at most 2(N-1).
+marker_sends() {
+	gossip-send -d n2 set "marker$RANDOM" m | gossip-send -d n2 "udp://127.0.0.1:${PORTS[1]}"
+	wait_for 15 forwarded_at_least $(($1 + N - 1))
+	sleep 1.5  # the last stats files settle (written once a second)
+	echo $(($(forwarded) - $1))
+}
 
 @test "an outsider's messages, a member record of hers included, are forwarded by no node" {
 	sleep 1.5  # the stats files settle (written once a second)
@@ -48,8 +58,11 @@ everywhere() {
 	gossip-send -d mallory set evil x >>rec
 	for i in $(seq 1 $N); do gossip-send -d mallory "udp://127.0.0.1:${PORTS[$i - 1]}" <rec; done
 	sleep 2
-	# Only probes went out meanwhile: no rumor send.
+	# Only probes went out meanwhile: no rumor send; then a member's value, which is.
 	[ "$(forwarded)" = "$before" ] || fail "forwarded went from $before to $(forwarded)"
+	sends=$(marker_sends "$before")
+	[ "$sends" -le $((2 * (N - 1))) ] || fail "$sends rumor sends: more than a member's one value"
+
 	for i in $(seq 1 $N); do
 		run gossip-merge -d "$T/n$i" get evil
 		assert_failure 1
@@ -71,6 +84,8 @@ everywhere() {
 	sleep 2
 	[ "$(forwarded)" = "$before" ] || fail "forwarded went from $before to $(forwarded) for a replay"
 	stores >after.digest
+	sends=$(marker_sends "$before")
+	[ "$sends" -le $((2 * (N - 1))) ] || fail "$sends rumor sends: more than a member's one value"
 	cmp -s before.digest after.digest || fail "a store changed: $(diff before.digest after.digest)"
 }
 

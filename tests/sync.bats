@@ -127,6 +127,15 @@ diverge() {
 	[ "$(gossip-merge -d a get a7)" = new7 ]
 }
 
+@test "a store of 100000 messages syncs to an empty one: the whole table does not decode, its sixteen parts do" {
+	for i in $(seq 1 100000); do echo "set k$i $i"; done | gossip-send -d b batch | gossip-merge -d b >/dev/null
+	run --separate-stderr gossip-merge -v -d a -t 300 --pull sync "gossip-merge -d $T/b -t 300 serve"
+	assert_success
+	[[ $stderr == *"received 100000 messages"* ]] || fail "$stderr"
+	[ "$(digest a)" = "$(digest b)" ]
+	[ "$(gossip-merge -d a get k99999)" = 99999 ]
+}
+
 @test "sync over TCP (inetd-style serve under socat) and a unix socket" {
 	gossip-send -d b set over tcp | gossip-merge -d b >/dev/null
 	port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

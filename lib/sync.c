@@ -525,8 +525,11 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 				goto out;
 			if (pr == 1)
 				continue;
-			if (pt->k < STORE_IBLT_K && pt->rounds < SYNC_ROUNDS) {
-				unsigned k = pt->k + 2 > STORE_IBLT_K ? STORE_IBLT_K : pt->k + 2;
+			if (pt->k < STORE_IBLT_K) {
+				/* Four times larger, and the largest by the last round. */
+				unsigned k = pt->k + 2 > STORE_IBLT_K || pt->rounds + 1 >= SYNC_ROUNDS
+				                     ? STORE_IBLT_K
+				                     : pt->k + 2;
 				next[nnext++] = (struct part){pt->bits, pt->prefix, k, pt->rounds + 1};
 			} else if (pt->bits < SYNC_BITS_MAX) {
 				for (unsigned j = 0; j < 16; j++)

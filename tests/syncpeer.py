@@ -12,7 +12,8 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
   old SEED                   a server of version 2: refuses version 3 by name, as it would
   want SEED REPEAT [invent]  a client that wants the first id it decodes REPEAT times
                              (an amplification attack), or ids it makes up
-  tables SEED N              a client that asks for N tables of the largest size
+  tables SEED N [split]      a client that asks for N tables of the largest size, or
+                             for a sixteenth's before the whole's largest
   pull SEED                  a client that pulls everything (--out FILE: the messages)
 
 Clients report what came back as one JSON line on stderr (stdout may be the stream).
@@ -324,11 +325,14 @@ def want(s, repeat, invent=None):
     report({"decoded": len(ids), "last": item, "received": received})
 
 
-def tables(s, n):
+def tables(s, n, split=None):
     s.client()
     s.send(["summary", "pull", bytes(16), 0])
     s.item()
-    s.send(*[["table", 0, 0, KMAX] for _ in range(n)])
+    if split:  # a sixteenth before the whole was sent at the largest size
+        s.send(["table", 4, 0, 12])
+    else:
+        s.send(*[["table", 0, 0, KMAX] for _ in range(n)])
     received = 0
     try:
         while True:

@@ -1,12 +1,15 @@
-/* sync.c: anti-entropy: two stores compare Merkle summaries and send each other only
- * what the other lacks, inside a session (session.c) that is authenticated and encrypted
- * between trusted identities, over any byte stream. gossip(7) documents the protocol.
+/* sync.c: anti-entropy: two stores compare Merkle roots, then find what differs with
+ * invertible Bloom lookup tables of their ids (kept by the store, store.h), whose size
+ * grows with the difference, and send each other only what the other lacks, inside a
+ * session (session.c) that is authenticated and encrypted between trusted identities,
+ * over any byte stream. gossip(7) documents the protocol (version 3).
  *
  * Every sync is bounded, whoever the peer: one deadline for the whole session at both
- * ends (not per read, so a trickle cannot stretch it); the server sends only messages it
- * offered in this session's leaves, each once, so a want cannot amplify; the client takes
- * no more leaves than the server announced, and a server may announce at most
- * SYNC_LEAVES_MAX, so a peer cannot make the client allocate without bound. */
+ * ends (not per read, so a trickle cannot stretch it); the server sends only the tables
+ * allowed (a part at most SYNC_ROUNDS times, each larger; the sixteen parts once the
+ * whole was sent at the largest), and messages only for ids it holds, each once, no more
+ * than its tables could name, so a want cannot amplify; the client takes only the tables
+ * it asked for, and no more messages than it wanted. */
 #include "session.h"
 #include "store.h"
 
@@ -20,9 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The most messages a peer's store may hold for a sync: at 24 bytes a leaf, the client
- * holds at most 96 MiB of the peer's leaves. gossip(7) documents it. */
-enum { SYNC_LEAVES_MAX = 1 << 22 };
 
 struct conn {
 	struct session ss;

@@ -2,7 +2,7 @@
  * each message another handle stores, once, in store order; across compactions nothing
  * already passed on comes again and nothing stored meanwhile is lost; news, damage and
  * hidden origins are left out; a store made after the follower started is followed. */
-#include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 #include "fixture.h"
 
@@ -45,18 +45,7 @@ static const char *follow(struct gossip_store_follower *f)
 /* Append the messages in b (back to back) through st, as the merger does. */
 static int append(struct gossip_store *st, struct gossip_buf *b)
 {
-	struct store_item it[16];
-	enum gossip_class cls[16];
-	size_t n = 0, at = 0, len;
-	while (at < b->len && n < 16 &&
-	       gossip_cbor_scan(b->p + at, b->len - at, &gossip_msg_limits, NULL, &len) == GOSSIP_SCAN_OK) {
-		struct gossip_msg m;
-		if (gossip_msg_decode(b->p + at, len, &m) < 0)
-			return -1;
-		store_item_of(&it[n++], &m, len);
-		at += len;
-	}
-	int r = store_append(st, it, b->p, n, 1, cls);
+	int r = fixture_append(st, b, 1, NULL);
 	b->len = 0;
 	return r;
 }

@@ -3,7 +3,7 @@
  * cursor), and the summary kept up to date as messages come, are superseded, expire and
  * are hidden. Random writes by three origins (sets and deletes of shared keys, _ keys,
  * events, equivocations, replays), compactions, a reader handle and a writer handle. */
-#include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 #include "fixture.h"
 
@@ -20,18 +20,7 @@ static uint32_t rnd(uint32_t n)
 
 static int append(struct gossip_store *st, struct gossip_buf *b)
 {
-	struct store_item it[64];
-	enum gossip_class cls[64];
-	size_t n = 0, at = 0, len;
-	while (at < b->len && n < 64 &&
-	       gossip_cbor_scan(b->p + at, b->len - at, &gossip_msg_limits, NULL, &len) == GOSSIP_SCAN_OK) {
-		struct gossip_msg m;
-		if (gossip_msg_decode(b->p + at, len, &m) < 0)
-			return -1;
-		store_item_of(&it[n++], &m, len);
-		at += len;
-	}
-	return store_append(st, it, b->p, n, 0, cls);
+	return fixture_append(st, b, 0, NULL);
 }
 
 /* A walk's messages: offset and hash of each, in the order given. */

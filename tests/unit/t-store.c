@@ -2,7 +2,7 @@
  * second process's handle, the cursor over what is new, compaction and watermarks, a
  * torn tail, news never indexed, a summary that does not depend on order, equivocations
  * (the lower hash kept), a visibility filter, and no watermark ahead of the clock. */
-#include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 #include "fixture.h"
 
@@ -15,18 +15,7 @@ static const uint64_t T = 1700000000000ULL;
 /* Append the messages in b (back to back) to st, as the merger does. */
 static int append(struct gossip_store *st, struct gossip_buf *b, enum gossip_class *cls)
 {
-	struct store_item it[16];
-	size_t n = 0, at = 0, len;
-	while (at < b->len && n < 16 &&
-	       gossip_cbor_scan(b->p + at, b->len - at, &gossip_msg_limits, NULL, &len) == GOSSIP_SCAN_OK) {
-		struct gossip_msg m;
-		if (gossip_msg_decode(b->p + at, len, &m) < 0)
-			return -1;
-		store_item_of(&it[n++], &m, len);
-		at += len;
-	}
-	enum gossip_class dummy[16];
-	return store_append(st, it, b->p, n, 1, cls ? cls : dummy);
+	return fixture_append(st, b, 1, cls);
 }
 
 /* What the message (a set of value v, else a delete) would be to st. */

@@ -1143,7 +1143,10 @@ int gossip_store_lock(struct gossip_store *st)
 		return -1;
 	}
 	st->locked = 1;
-	st->epoch++;  /* the trust behind the visibility rule may have changed in place */
+	/* The trust behind the visibility rule may have changed in place: each key's greatest
+	 * visible row is found again. The kept summary is not: a caller that reloads trust
+	 * calls gossip_store_set_visible, which remakes it (gossip.h). */
+	st->epoch++;
 	/* A new inode means another process compacted the store: index it afresh. */
 	if (st->fd < 0 || stat(path, &sb) < 0 || (uint64_t)sb.st_ino != st->ino) {
 		if (st->fd >= 0)

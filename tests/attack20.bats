@@ -11,8 +11,7 @@ N=5
 setup() {
 	base_setup
 	NODES=''
-	for i in $(seq 1 $N); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
-	for i in $(seq 1 $N); do cat n*.pub >"n$i/trusted"; done
+	node_ids $N
 	gossip-keygen -d "$T/mallory" -n mallory >/dev/null
 	cat n*.pub >mallory/trusted  # she knows every public key; no member trusts her
 	read -ra PORTS <<<"$(freeports $N)"

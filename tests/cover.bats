@@ -11,8 +11,7 @@ N=20
 setup() {
 	base_setup
 	NODES=''
-	for i in $(seq 1 $N); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
-	for i in $(seq 1 $N); do cat n*.pub >"n$i/trusted"; done
+	node_ids $N
 	read -ra PORTS <<<"$(freeports $N)"
 	HB=0.3 JITTER=0.1 FANOUT=4 SYNC=3600
 }

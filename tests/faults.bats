@@ -12,8 +12,7 @@ setup() {
 	NS=gf$$
 	NODES=
 	net_up "$NS" 10 || fail "cannot set up the namespaces"
-	for i in $(seq 1 10); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
-	for i in $(seq 1 10); do cat n*.pub >"n$i/trusted"; done
+	node_ids 10
 }
 
 teardown() {

@@ -12,8 +12,7 @@ N=8
 setup() {
 	base_setup
 	NODES=''
-	for i in $(seq 1 $N); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
-	for i in $(seq 1 $N); do cat n?.pub >"n$i/trusted"; done
+	node_ids $N
 	read -ra PORTS <<<"$(freeports $N)"
 	# gossip-node's defaults (gossip-node(1)), not the fast ones of the other tests.
 	HB=1.25 JITTER=0.1 FANOUT=5 SYNC=60

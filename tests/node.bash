@@ -6,6 +6,14 @@ JITTER=${JITTER:-0.1}  # probe jitter, a fraction of the interval
 FANOUT=${FANOUT:-3}
 SYNC=${SYNC:-1}        # anti-entropy interval, seconds
 
+# node_ids N: identities n1..nN in $T (each public key line beside it, in n$i.pub), every
+# one trusting all N.
+node_ids() {
+	local i
+	for i in $(seq 1 "$1"); do gossip-keygen -d "$T/n$i" -n "n$i" >"$T/n$i.pub"; done
+	for i in $(seq 1 "$1"); do cat "$T"/n*.pub >"$T/n$i/trusted"; done
+}
+
 # node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
 # 127.0.0.1:PORT (UDP and TCP), joining through the node at SEED_PORT (-p); return once
 # it listens.

@@ -12,8 +12,7 @@ setup() {
 	set -- $(freeports 12)
 	PORTS=("$@")
 	# Eleven identities (n11 joins late) and a stranger; the members trust each other.
-	for i in $(seq 1 11); do gossip-keygen -d "$T/n$i" -n "n$i" >"n$i.pub"; done
-	for i in $(seq 1 11); do cat n*.pub >"n$i/trusted"; done
+	node_ids 11
 	gossip-keygen -d "$T/mallory" -n mallory >/dev/null
 }
 

@@ -37,6 +37,7 @@ PY
 listen() {
 	local node=$1 out=$2
 	shift 2
+	rm -f "$out.addrs"  # an earlier listener's would pass for this one's
 	gossip-listen -d "$node" -a "$out.addrs" "$@" >"$out" 2>"$out.err" &
 	BG="$BG $!"
 	eval "${out//[^a-zA-Z0-9]/_}_pid=$!"
@@ -390,7 +391,7 @@ PY
 # first one still receives.
 busy_case() {
 	local addr=$2 text=$3
-	run --separate-stderr gossip-listen -d b -a second.addrs "$addr"
+	run --separate-stderr timeout 10 gossip-listen -d b -a second.addrs "$addr"
 	assert_failure 2
 	assert_error gossip-listen "$text"
 	[ ! -e second.addrs ] || fail "the -a file was written: $(cat second.addrs)"
@@ -502,7 +503,7 @@ PY
 			set -- $pair
 			BG=
 			listen b got "$kind://$1:$port"
-			run --separate-stderr gossip-listen -d b -a second.addrs "$kind://$2:$port"
+			run --separate-stderr timeout 10 gossip-listen -d b -a second.addrs "$kind://$2:$port"
 			assert_failure 2
 			assert_error gossip-listen "$kind://$2:$port: cannot listen: Address already in use: another process"
 			[ ! -e second.addrs ]
@@ -514,7 +515,7 @@ PY
 	done
 	BG=
 	listen b got "udp://[::1]:$port"
-	run --separate-stderr gossip-listen -d b "udp://[::1]:$port"
+	run --separate-stderr timeout 10 gossip-listen -d b "udp://[::1]:$port"
 	assert_failure 2
 	assert_error gossip-listen "udp://[::1]:$port: cannot listen: Address already in use: another process"
 	gossip-send -d a -t "udp://[::1]:$port" set v6 x

@@ -25,12 +25,6 @@ teardown() {
 	nodes_stop
 }
 
-alive_everywhere() {
-	local i
-	for i in $(seq 1 $N); do
-		[ "$(gossip-peers -d "$T/n$i" -j list 2>/dev/null | grep -c '"state":"alive"')" -ge $N ] || return 1
-	done
-}
 forwarded() {  # the rumor sends of every node's observe, summed
 	cat "$T"/n*/stats/observe 2>/dev/null | awk '$1 == "forwarded" { s += $2 } END { print s + 0 }'
 }

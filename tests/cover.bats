@@ -20,13 +20,6 @@ teardown() {
 	nodes_stop
 }
 
-alive_everywhere() {
-	local i
-	for i in $(seq 1 $N); do
-		[ "$(gossip-peers -d "$T/n$i" -j list 2>/dev/null | grep -c '"state":"alive"')" -ge $N ] || return 1
-	done
-}
-
 everywhere() {  # everywhere KEY: every node has KEY in its store
 	local i
 	for i in $(seq 1 $N); do gossip-merge -d "$T/n$i" get "$1" >/dev/null 2>&1 || return 1; done

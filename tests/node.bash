@@ -14,6 +14,14 @@ node_ids() {
 	for i in $(seq 1 "$1"); do cat "$T"/n*.pub >"$T/n$i/trusted"; done
 }
 
+# alive_everywhere: each of n1..n$N lists N members alive.
+alive_everywhere() {
+	local i
+	for i in $(seq 1 $N); do
+		[ "$(gossip-peers -d "$T/n$i" -j list 2>/dev/null | grep -c '"state":"alive"')" -ge $N ] || return 1
+	done
+}
+
 # node_start NAME PORT [SEED_PORT] [more gossip-node options...]: start NAME on
 # 127.0.0.1:PORT (UDP and TCP), joining through the node at SEED_PORT (-p); return once
 # it listens.

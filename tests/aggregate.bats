@@ -20,8 +20,9 @@ setup_file() {
 	node_start n1 "$1" "" -t load=10
 	for i in $(seq 2 10); do
 		eval "port=\${$i}"
-		node_start "n$i" "$port" "$1" -t "load=$((i * 10))"
+		node_spawn "n$i" "$port" "$1" -t "load=$((i * 10))"
 	done
+	node_listens $NODES || return 1
 	export NODES PORTS="$*"
 	for i in $(seq 1 10); do export "PGID_n$i"; done
 	local tries=0

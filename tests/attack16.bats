@@ -33,9 +33,9 @@ cluster() {
 	shift
 	node_start n1 "${PORTS[0]}" "" -x "query=printf '%s ok' \"\$GOSSIP_SELF_NAME\"" "$@" || return 1
 	for ((i = 2; i <= k; i++)); do
-		node_start "n$i" "${PORTS[i - 1]}" "${PORTS[0]}" -x "query=printf '%s ok' \"\$GOSSIP_SELF_NAME\"" "$@" ||
-			return 1
+		node_spawn "n$i" "${PORTS[i - 1]}" "${PORTS[0]}" -x "query=printf '%s ok' \"\$GOSSIP_SELF_NAME\"" "$@"
 	done
+	node_listens $NODES || return 1
 	for ((i = 1; i <= k; i++)); do
 		wait_for 20 all_alive "n$i" "$k"
 	done

@@ -17,7 +17,8 @@ setup() {
 	read -ra PORTS <<<"$(freeports $N)"
 	HB=0.2 JITTER=0.1 FANOUT=2 SYNC=3600
 	node_start n1 "${PORTS[0]}"
-	for i in $(seq 2 $N); do node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	node_listens $NODES
 	wait_for 20 alive_everywhere
 }
 

@@ -35,7 +35,8 @@ sent_at_least() {  # sent_at_least COUNT: read again at each call (the stats lag
 
 @test "twenty nodes: membership converges quickly; values reach all by rumor, anti-entropy off" {
 	node_start n1 "${PORTS[0]}"
-	for i in $(seq 2 $N); do node_start "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	node_listens $NODES
 	# Generous for a loaded 2-core machine (about 2 s when it is idle).
 	wait_for 30 alive_everywhere
 	sleep 1  # the stats files are written once a second

@@ -26,8 +26,9 @@ detect_wait() {
 
 three_nodes() {
 	node_start n1 "${PORTS[0]}" "" || return 1
-	node_start n2 "${PORTS[1]}" "${PORTS[0]}" || return 1
-	node_start n3 "${PORTS[2]}" "${PORTS[0]}" || return 1
+	node_spawn n2 "${PORTS[1]}" "${PORTS[0]}"
+	node_spawn n3 "${PORTS[2]}" "${PORTS[0]}"
+	node_listens n2 n3 || return 1
 	for n in n1 n2 n3; do
 		wait_for 15 sh -c "[ \"\$(gossip-node -d $T/$n -j status | jq .states.alive)\" = 3 ]"
 	done

@@ -478,14 +478,15 @@ busy_case() {
 }
 
 @test "the sync command gossip-listen spawns runs with SIGHUP ignored" {
-	listen b got -s 'grep SigIgn /proc/self/status >'"$T"'/sigign; sleep 5' tcp://127.0.0.1:0
+	# The command ends when the connection does (at teardown), not at a timer.
+	listen b got -s 'grep SigIgn /proc/self/status >'"$T"'/sigign; exec cat >/dev/null' tcp://127.0.0.1:0
 	$PY - "$(cat got.addrs)" <<'PY' &
 import socket, sys, time
 host, port = sys.argv[1][6:].rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
 # A sync request: an array of five whose first element is "gossip-sync".
 s.sendall(bytes([0x85, 0x6b]) + b"gossip-sync" + bytes([1, 2, 3, 4]))
-time.sleep(3)
+time.sleep(30)  # until teardown
 PY
 	BG="$BG $!"
 	wait_for 5 test -s sigign

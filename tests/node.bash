@@ -26,21 +26,35 @@ alive_everywhere() {
 # 127.0.0.1:PORT (UDP and TCP), joining through the node at SEED_PORT (-p); return once
 # it listens.
 node_start() {
-	local n=$1 port=$2 seed=${3:-} pid
+	node_spawn "$@" && node_listens "$1"
+}
+
+# node_spawn: node_start's arguments; starts the node and returns at once (node_listens
+# waits), so that a cluster's nodes start side by side.
+node_spawn() {
+	local n=$1 port=$2 seed=${3:-}
 	shift 3 2>/dev/null || shift $#
 	rm -f "$T/$n/listening"
 	gossip-node -d "$T/$n" -n "$n" -l "127.0.0.1:$port" ${seed:+-p "127.0.0.1:$seed"} \
 		-i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" "$@" </dev/null >/dev/null 2>>"$T/$n.log" 3>&- &
-	pid=$!
 	# Known before it is waited for, so that nodes_stop stops it whatever happens.
-	eval "PGID_$n=$pid"
+	eval "PGID_$n=$!"
 	NODES="${NODES:-} $n"
-	for _ in $(seq 1 200); do
-		[ -s "$T/$n/listening" ] && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
+}
+
+# node_listens NAME...: wait (10 s at most) until each node listens; a node that ended
+# or did not is an error, with its log.
+node_listens() {
+	local n pid
+	for n in "$@"; do
+		eval "pid=\${PGID_$n:-}"
+		for _ in $(seq 1 200); do
+			[ -s "$T/$n/listening" ] && break
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		[ -s "$T/$n/listening" ] || { cat "$T/$n.log" >&2; return 1; }
 	done
-	[ -s "$T/$n/listening" ] || { cat "$T/$n.log" >&2; return 1; }
 }
 
 # node_kill NAME [SIGNAL]: signal every process of the node (default: kill -9, after
@@ -56,6 +70,8 @@ node_kill() {
 	else
 		kill -"$sig" -- "-$pg" 2>/dev/null || true
 	fi
+	# A handler runs in a group of its own inside the node's session: it ends too.
+	case $sig in 9 | TERM) session_kill " $pg " ;; esac
 	case $sig in 9 | TERM) eval "PGID_$1=" ;; esac
 	return 0
 }
@@ -73,8 +89,40 @@ wait_until() {
 }
 
 nodes_stop() {
-	for n in ${NODES:-}; do node_kill "$n" CONT; node_kill "$n" 9; done
+	# A failed test says where each node stood (CI shows only what a test printed).
+	[ -z "${BATS_TEST_NAME:-}" ] || [ -n "${BATS_TEST_COMPLETED:-}" ] || nodes_diag >&3
+	local n pg sids=" "
+	for n in ${NODES:-}; do
+		eval "pg=\${PGID_$n:-}"
+		[ -z "$pg" ] || { kill -CONT -- "-$pg"; kill -9 -- "-$pg"; sids="$sids$pg "; } 2>/dev/null
+		eval "PGID_$n="
+	done
+	# Their handlers (groups of their own in the nodes' sessions): one look for all.
+	[ "$sids" = " " ] || session_kill "$sids"
 	NODES=
+}
+
+# nodes_diag: each running node's view of the members and the end of its log.
+nodes_diag() {
+	local n
+	for n in ${NODES:-}; do
+		echo "# == $n: $(gossip-peers -d "$T/$n" list 2>&1 | tr '\n' ';')"
+		tail -n 5 "$T/$n.log" 2>/dev/null | sed 's/^/#    /'
+	done
+	return 0
+}
+
+# session_kill " SID... ": kill -9 what still runs in the sessions SID (nodes': gossip-node
+# leads one; no other process's session has its pid as id).
+session_kill() {
+	local sids=$1 f s
+	for f in /proc/[0-9]*; do
+		{ read -r s <"$f/stat"; } 2>/dev/null || continue
+		# shellcheck disable=SC2086
+		set -- ${s##*) }   # state, parent, group, session...
+		[[ $sids == *" $4 "* ]] && kill -9 "${f#/proc/}" 2>/dev/null
+	done
+	return 0
 }
 
 # group_procs PGID: the processes of a process group that still run (not zombies), one

@@ -191,8 +191,9 @@ assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
 	for i in 1 2 3; do gossip-keygen -d "$T/n$i" -n "n$i" >"$T/n$i.pub"; done
 	for i in 1 2 3; do cat "$T"/n*.pub >"$T/n$i/trusted"; done
 	node_start n1 "$1"
-	node_start n2 "$2" "$1"
-	node_start n3 "$3" "$1"
+	node_spawn n2 "$2" "$1"
+	node_spawn n3 "$3" "$1"
+	node_listens n2 n3 || return 1
 	# Total order waits on the members in the table: start once every node knows all.
 	for i in 1 2 3; do
 		wait_for 20 eval '[ "$(gossip-peers -d n'$i' -j list | jq -r .state | grep -c alive)" = 3 ]'

@@ -86,7 +86,8 @@ no_failures() {
 @test "five live nodes: rotate the cluster key, add a sixth member, revoke one; nothing lost, no false failure" {
 	members 1 2 3 4 5
 	node_start n1 "${PORTS[0]}" ""
-	for i in 2 3 4 5; do node_start "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
+	for i in 2 3 4 5; do node_spawn "n$i" "${PORTS[$((i - 1))]}" "${PORTS[0]}"; done
+	node_listens $NODES
 	wait_for 20 all_alive 5
 	keys=()
 	publish_all before; keys+=(before-n1 before-n2 before-n3 before-n4 before-n5)

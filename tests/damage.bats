@@ -373,8 +373,9 @@ converged() {
 	for n in n1 n2 n3; do cat a.pub n1.pub n2.pub n3.pub >$n/trusted; done
 	for n in n1 n2 n3; do gossip-merge -d $n msgs >/dev/null; done
 	node_start n1 $1 ""
-	node_start n2 $2 $1
-	node_start n3 $3 $1
+	node_spawn n2 $2 $1
+	node_spawn n3 $3 $1
+	node_listens n2 n3
 	wait_for 20 converged n1 n2 n3
 	want=$(gossip-merge -d n1 digest)
 	# One flipped byte in the middle of the 10th record of n3's store.

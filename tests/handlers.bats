@@ -131,10 +131,12 @@ key app/color del  true true"
 	set -- $(freeports 5)
 	PORTS=("$@")
 	for i in 1 2 3 4 5; do
-		node_start "n$i" "${PORTS[i - 1]}" "$([ "$i" = 1 ] || echo "${PORTS[0]}")" -t "role=r$i" \
+		node_spawn "n$i" "${PORTS[i - 1]}" "$([ "$i" = 1 ] || echo "${PORTS[0]}")" -t "role=r$i" \
 			-x "user=$T/h.sh $T/n$i.user" -x "key:app/=$T/h.sh $T/n$i.key" \
 			-x "user:deploy=$T/h.sh $T/n$i.deploy" -x "user:slow=sleep 30" -x "user:fail=exit 1"
 	done
+	node_listens $NODES
+	N=5 wait_for 20 alive_everywhere
 	gossip-send -d "$T/admin" -t "udp://127.0.0.1:${PORTS[2]}" event deploy 'v1.2 now'
 	for i in 1 2 3 4 5; do wait_for 20 lines_are 1 "n$i.deploy"; done
 	for i in 1 2 3 4 5; do

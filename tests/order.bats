@@ -227,8 +227,8 @@ assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
 			</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
 		eval "PGID_n$i=$!"
 		NODES="$NODES n$i"
-		wait_for 10 test -s "$T/n$i/listening"
 	done
+	for i in $(seq 1 10); do wait_for 10 test -s "$T/n$i/listening"; done
 	for i in $(seq 1 10); do
 		wait_for 60 eval '[ "$(gossip-peers -d n'$i' -j list | jq -r .state | grep -c alive)" = 10 ]'
 	done

@@ -75,14 +75,16 @@ static const struct cbor_callbacks callbacks = {
 long gossip_cbor_event(const uint8_t *p, size_t n, struct gossip_ev *ev)
 {
 	struct evctx x = {ev, p, p + n, 0};
+	memset(ev, 0, sizeof *ev);
 	if (n == 0)
 		return 0;
-	memset(ev, 0, sizeof *ev);
 	struct cbor_decoder_result r = cbor_stream_decode(p, n, &callbacks, &x);
 	if (r.status == CBOR_DECODER_FINISHED)
 		return x.bad || r.read == 0 || r.read > n ? -1 : (long)r.read;
-	if (r.status == CBOR_DECODER_NEDATA)
+	if (r.status == CBOR_DECODER_NEDATA) {
+		ev->u = r.required;  /* at least this many bytes from p (a string's length) */
 		return 0;
+	}
 	/* libcbor 0.8 rejects two kinds of one-byte heads that RFC 8949 allows: tags 6 to 20
 	 * (0xc6..0xd4; COSE_Sign1's tag 18 is 0xd2) and the unassigned simple values
 	 * (0xe0..0xf3, and 0xf8 with a following byte of 32 or more; below 32 is not
@@ -154,7 +156,9 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 		}
 		long k = gossip_cbor_event(p + pos, n - pos, &ev);
 		if (k == 0) {
-			if (n >= lim->max_size) {
+			/* Too large already when the head says so: a peer that declares a huge
+			 * string and then stalls is refused now, not at its time limit. */
+			if (n >= lim->max_size || ev.u > lim->max_size - pos) {
 				gossip_seterr("item is larger than %zu bytes", lim->max_size);
 				break;
 			}

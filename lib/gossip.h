@@ -150,8 +150,9 @@ struct gossip_ev {
 	const uint8_t *data;
 	size_t len;
 };
-/* Decode one head at p. Returns the bytes it takes (>0), 0 when more input is needed,
- * -1 when the bytes are not well-formed CBOR. */
+/* Decode one head at p. Returns the bytes it takes (>0), 0 when more input is needed
+ * (ev->u then holds at least how many bytes from p the item needs, when known), -1 when
+ * the bytes are not well-formed CBOR. */
 long gossip_cbor_event(const uint8_t *p, size_t n, struct gossip_ev *ev);
 
 struct gossip_limits {

@@ -132,9 +132,19 @@ diverge() {
 	assert_failure 2
 	assert_error gossip-merge "peer: not the sync protocol"
 	[ "$(snapshot a)" = "$before" ]
+	# A head that declares more than an item may hold (a string of 1,159,324,849 bytes):
+	# refused at once, not when the peer's silence reaches the time limit (30 s).
+	t0=$(date +%s)
+	run --separate-stderr gossip-merge -d a sync "exec 3<&0; cat <&3 >/dev/null 3<&- & printf '\\132\\105\\031\\334\\261'"
+	assert_failure 2
+	assert_error gossip-merge "peer: offset 0: item is larger than"
+	[ $(($(date +%s) - t0)) -lt 10 ] || fail "refused only after $(($(date +%s) - t0)) s"
+	[ "$(snapshot a)" = "$before" ]
+	# Random bytes may also be a well-formed start that the peer never finishes (while
+	# it keeps its end open): -t bounds that case.
 	for i in 1 2 3 4 5; do
 		head -c 300 /dev/urandom >rnd
-		run --separate-stderr gossip-merge -d a sync "exec 3<&0; cat <&3 >/dev/null 3<&- & cat $T/rnd"
+		run --separate-stderr gossip-merge -d a -t 3 sync "exec 3<&0; cat <&3 >/dev/null 3<&- & cat $T/rnd"
 		assert_failure 2
 		assert_error gossip-merge "peer: "
 		[ "$(snapshot a)" = "$before" ]

@@ -70,6 +70,12 @@ int main(void)
 			all_more = 0;
 	}
 	ok(all_more, "every proper prefix of an item asks for more");
+	/* A head that declares more than the limit is refused at once, whole or nested, not
+	 * after the limit's worth of bytes have come (a peer would stall there instead). */
+	struct gossip_limits small = {1000, 100, 8};
+	ok(scan_hex("5a4519dcb1", &small, &len) == GOSSIP_SCAN_BAD, "a string head over the limit");
+	ok(scan_hex("82015903e9", &small, &len) == GOSSIP_SCAN_BAD, "a nested string head over the limit");
+	ok(scan_hex("82015903e0", &small, &len) == GOSSIP_SCAN_MORE, "a string head within it waits");
 	ok(scan_hex("ff", &gossip_any_limits, &len) == GOSSIP_SCAN_BAD && len == 0,
 	   "a break at the top is not well-formed");
 	ok(scan_hex("8201ff", &gossip_any_limits, &len) == GOSSIP_SCAN_BAD && len == 2,

@@ -104,6 +104,8 @@ report() {
 	[ "$got" -lt 880 ] || fail "$got of 1000 arrived: want about 800"
 
 	cluster
+	# The members find each other through the loss first; then every value must reach all.
+	wait_for 60 sees 10 alive $NODES || fail "$(report)"
 	t0=$(date +%s)
 	for i in $(seq 1 30); do publish "n$((i % 10 + 1))" "lossy$i" "$i"; done
 	keys=$(seq 1 30 | sed 's/^/lossy/')

@@ -7,7 +7,7 @@
 #include "gossip.h"
 
 enum {
-	SESSION_VERSION = 2,  /* the sync protocol version; 1 was plaintext and is refused */
+	SESSION_VERSION = 3,  /* the sync protocol version; 1 (plaintext) and 2 (Merkle leaves) are refused */
 	SESSION_SUITE = 1,  /* X25519, Ed25519, BLAKE2b, XChaCha20-Poly1305 (secretstream) */
 	SESSION_KID = 8,  /* bytes of a cluster key's id */
 	SESSION_FRAME = 65536,  /* plaintext bytes in one frame, at most */

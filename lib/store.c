@@ -132,6 +132,183 @@ static int superseded(const struct gossip_store *st, const struct gossip_entry *
 	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
 }
 
+/* ---- the reconciliation table (store.h; gossip(7), ANTI-ENTROPY) ---- */
+
+uint64_t store_id(const uint8_t slot[16], const uint8_t hash[16])
+{
+	uint8_t in[32], h[16];
+	memcpy(in, slot, 16);
+	memcpy(in + 16, hash, 16);
+	crypto_generichash(h, 16, in, 32, NULL, 0);
+	uint64_t id = (uint64_t)slot[0] << 56 | (uint64_t)slot[1] << 48;
+	for (int i = 0; i < 6; i++)
+		id |= (uint64_t)h[i] << (40 - 8 * i);
+	return id;
+}
+
+/* An id's cell in each of the three parts (before reduction to the part's size) and its
+ * check sum: BLAKE2b-128 of its 8 bytes, big-endian: bytes 4j to 4j+3 (little-endian)
+ * for part j, bytes 12 to 14 the check. */
+static void cell_hash(uint64_t id, uint32_t idx[3], uint32_t *chk)
+{
+	uint8_t in[8], h[16];
+	for (int i = 0; i < 8; i++)
+		in[i] = (uint8_t)(id >> (56 - 8 * i));
+	crypto_generichash(h, 16, in, 8, NULL, 0);
+	for (int j = 0; j < 3; j++)
+		idx[j] = (uint32_t)h[4 * j] | (uint32_t)h[4 * j + 1] << 8 | (uint32_t)h[4 * j + 2] << 16 |
+		         (uint32_t)h[4 * j + 3] << 24;
+	*chk = (uint32_t)h[12] | (uint32_t)h[13] << 8 | (uint32_t)h[14] << 16;
+}
+
+void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign)
+{
+	uint32_t idx[3], chk;
+	size_t size = (size_t)1 << k;
+	cell_hash(id, idx, &chk);
+	for (size_t j = 0; j < 3; j++) {
+		struct store_cell *c = &t[j * size + (idx[j] & (size - 1))];
+		c->count = (uint8_t)(c->count + sign);
+		c->id ^= id;
+		c->chk ^= chk;
+	}
+}
+
+/* Entry e enters the table (insum 0) or leaves it (insum 1); the caller flips insum. */
+static void iblt_toggle(struct store_cell *t, unsigned k, const struct gossip_entry *e)
+{
+	store_iblt_add(t, k, store_id(e->slot, e->hash), e->insum ? -1 : 1);
+}
+
+void store_iblt_fold(const struct store_cell *src, unsigned ksrc, struct store_cell *dst, unsigned k)
+{
+	size_t from = (size_t)1 << ksrc, size = (size_t)1 << k;
+	memset(dst, 0, 3 * size * sizeof *dst);
+	for (size_t j = 0; j < 3; j++)
+		for (size_t i = 0; i < from; i++) {
+			const struct store_cell *a = &src[j * from + i];
+			struct store_cell *c = &dst[j * size + (i & (size - 1))];
+			c->count = (uint8_t)(c->count + a->count);
+			c->id ^= a->id;
+			c->chk ^= a->chk;
+		}
+}
+
+int store_iblt_put(struct gossip_buf *b, const struct store_cell *t, unsigned k)
+{
+	size_t n = (size_t)3 << k;
+	uint8_t c[STORE_CELL_BYTES];
+	if (gossip_cbor_head(b, GOSSIP_MT_BSTR, n * STORE_CELL_BYTES) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		c[0] = t[i].count;
+		for (int j = 0; j < 8; j++)
+			c[1 + j] = (uint8_t)(t[i].id >> (56 - 8 * j));
+		c[9] = (uint8_t)(t[i].chk >> 16);
+		c[10] = (uint8_t)(t[i].chk >> 8);
+		c[11] = (uint8_t)t[i].chk;
+		if (gossip_buf_put(b, c, sizeof c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void store_iblt_get(const uint8_t *p, unsigned k, struct store_cell *t)
+{
+	size_t n = (size_t)3 << k;
+	for (size_t i = 0; i < n; i++, p += STORE_CELL_BYTES) {
+		t[i].count = p[0];
+		t[i].id = 0;
+		for (int j = 0; j < 8; j++)
+			t[i].id = t[i].id << 8 | p[1 + j];
+		t[i].chk = (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+	}
+}
+
+void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k)
+{
+	size_t n = (size_t)3 << k;
+	for (size_t i = 0; i < n; i++) {
+		a[i].count = (uint8_t)(a[i].count - b[i].count);
+		a[i].id ^= b[i].id;
+		a[i].chk ^= b[i].chk;
+	}
+}
+
+/* Whether cell i (of part j) holds exactly one id, once added or once taken away. */
+static int pure(const struct store_cell *c, size_t j, size_t i, unsigned k)
+{
+	uint32_t idx[3], chk;
+	if (c->count != 1 && c->count != 255)
+		return 0;
+	cell_hash(c->id, idx, &chk);
+	return chk == c->chk && (idx[j] & (((size_t)1 << k) - 1)) == i;
+}
+
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
+                      size_t *n)
+{
+	size_t size = (size_t)1 << k, ncells = 3 * size, got = 0;
+	uint32_t *queue = malloc(3 * ncells * sizeof *queue);
+	size_t qn = 0;
+	int r = -1;
+	*n = 0;
+	if (max > ncells)
+		max = ncells;
+	if (!queue)
+		return -2;
+	for (size_t c = 0; c < ncells; c++)
+		if (pure(&t[c], c / size, c % size, k))
+			queue[qn++] = (uint32_t)c;
+	while (qn) {
+		size_t c = queue[--qn];
+		if (!pure(&t[c], c / size, c % size, k))
+			continue;
+		if (got == max)
+			goto out;  /* more ids than the table can hold: a lie */
+		uint64_t id = t[c].id;
+		int s = t[c].count == 1 ? 1 : -1;
+		ids[got] = id;
+		sign[got++] = (int8_t)s;
+		store_iblt_add(t, k, id, -s);
+		uint32_t idx[3], chk;
+		cell_hash(id, idx, &chk);
+		/* Each of its cells may have become pure: at most three more, and a cell is
+		 * queued again only when it changes, so the queue never overflows. */
+		for (size_t j = 0; j < 3; j++) {
+			size_t d = j * size + (idx[j] & (size - 1));
+			if (d != c && pure(&t[d], j, d % size, k) && qn < 3 * ncells)
+				queue[qn++] = (uint32_t)d;
+		}
+	}
+	for (size_t c = 0; c < ncells; c++)
+		if (t[c].count || t[c].id || t[c].chk)
+			goto out;  /* not all peeled: too small a table, or a lie */
+	/* An id twice is a lie: an honest difference holds each id once. */
+	uint64_t *v = malloc((got ? got : 1) * sizeof *v);
+	if (!v) {
+		r = -2;
+		goto out;
+	}
+	memcpy(v, ids, got * sizeof *v);
+	qsort(v, got, sizeof *v, by_u64);
+	r = 0;
+	for (size_t i = 1; i < got; i++)
+		if (v[i] == v[i - 1])
+			r = -1;
+	free(v);
+	*n = got;
+out:
+	free(queue);
+	return r;
+}
+
 /* ---- the Merkle summary, kept once made (store.h) ---- */
 
 struct expiry {
@@ -151,6 +328,9 @@ struct store_sum {
 	uint64_t l1cnt[256];
 	struct expiry *heap;  /* a min-heap on at */
 	size_t nheap, capheap;
+	/* The reconciliation table (store.h): the ids of the current entries as of the last
+	 * digest, each entry's insum saying whether its id is in. */
+	struct store_cell *iblt;  /* STORE_IBLT_CELLS */
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -536,6 +716,11 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 			r->top_len = it->len;
 		}
 	}
+	/* The entry replaced leaves the table; the new one enters it when its bucket is next
+	 * hashed, if current. */
+	if (e->used && e->insum && st->sum && st->sum->valid)
+		iblt_toggle(st->sum->iblt, STORE_IBLT_K, e);
+	e->insum = 0;
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
 	e->off = off;
@@ -1252,6 +1437,7 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->dirty);
 		free(st->sum->dlist);
 		free(st->sum->heap);
+		free(st->sum->iblt);
 		free(st->sum);
 	}
 	free(st);
@@ -2002,7 +2188,7 @@ static int by_slot_entry(const void *a, const void *b)
  * [lo, hi) sits at or after its home with no empty place between, so it is found from lo
  * on, up to the first empty place at or after hi. */
 static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
-                          struct gossip_entry ***out, size_t *n)
+                          struct gossip_entry ***out, size_t *n, struct store_cell *iblt)
 {
 	struct gossip_entry **v = NULL;
 	size_t cap = 0, k = 0;
@@ -2016,7 +2202,14 @@ static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
 	for (size_t i = lo, step = 0; step < st->cap && (step < span || st->tab[i].used);
 	     i = (i + 1) & (st->cap - 1), step++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (!e->used || bucket_of(e->slot) != b || !is_current(st, e, now))
+		if (!e->used || bucket_of(e->slot) != b)
+			continue;
+		int cur = is_current(st, e, now);
+		if (iblt && cur != e->insum) {  /* the table follows what is current */
+			iblt_toggle(iblt, STORE_IBLT_K, e);
+			e->insum = (uint8_t)cur;
+		}
+		if (!cur)
 			continue;
 		if (k == cap) {
 			size_t c2 = cap ? 2 * cap : 16;
@@ -2042,7 +2235,10 @@ static struct store_sum *mk_alloc(void)
 {
 	struct store_sum *m = calloc(1, sizeof *m);
 	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
-	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
+	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)) ||
+	          !(m->iblt = calloc(STORE_IBLT_CELLS, sizeof *m->iblt)))) {
+		free(m->dlist);
+		free(m->iblt);
 		free(m->l2);
 		free(m->cnt);
 		free(m->dirty);
@@ -2060,10 +2256,12 @@ static int mk_rebuild(struct gossip_store *st)
 	m->ndirty = 0;
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
+	memset(m->iblt, 0, STORE_IBLT_CELLS * sizeof *m->iblt);
 	for (size_t b = 0; b < 65536; b++)
 		mk_mark(st, b);
 	for (size_t i = 0; i < st->cap; i++) {
-		const struct gossip_entry *e = &st->tab[i];
+		struct gossip_entry *e = &st->tab[i];
+		e->insum = 0;
 		uint64_t at;
 		if (e->used && (at = expires_at(st, e->type, e->time, e->version)) != UINT64_MAX &&
 		    mk_heap_push(m, at, bucket_of(e->slot)) < 0) {
@@ -2095,7 +2293,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		size_t b = m->dlist[k];
 		struct gossip_entry **v;
 		size_t n;
-		if (bucket_entries(st, b, now, &v, &n) < 0) {
+		if (bucket_entries(st, b, now, &v, &n, m->iblt) < 0) {
 			m->valid = 0;  /* dirty marks lost: made again next time */
 			return -1;
 		}
@@ -2151,5 +2349,41 @@ void store_digest_free(struct store_digest *d)
 int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
                  struct gossip_entry ***v, size_t *n)
 {
-	return bucket_entries(st, b, d->now, v, n);
+	return bucket_entries(st, b, d->now, v, n, NULL);
+}
+
+int store_table(struct gossip_store *st, const struct store_digest *d, unsigned bits,
+                unsigned prefix, unsigned k, struct store_cell *out)
+{
+	if (bits == 0) {
+		store_iblt_fold(st->sum->iblt, STORE_IBLT_K, out, k);
+		return 0;
+	}
+	memset(out, 0, ((size_t)3 << k) * sizeof *out);
+	size_t from = (size_t)prefix << (16 - bits), to = (size_t)(prefix + 1) << (16 - bits);
+	for (size_t b = from; b < to; b++) {
+		struct gossip_entry **v;
+		size_t n;
+		if (!d->cnt[b])
+			continue;
+		if (bucket_entries(st, b, d->now, &v, &n, NULL) < 0)
+			return -1;
+		for (size_t i = 0; i < n; i++)
+			store_iblt_add(out, k, store_id(v[i]->slot, v[i]->hash), 1);
+		free(v);
+	}
+	return 0;
+}
+
+struct gossip_entry *store_find_id(struct gossip_store *st, const struct store_digest *d, uint64_t id)
+{
+	struct gossip_entry **v, *e = NULL;
+	size_t n;
+	if (bucket_entries(st, (size_t)(id >> 48), d->now, &v, &n, NULL) < 0)
+		return NULL;
+	for (size_t i = 0; i < n && !e; i++)
+		if (store_id(v[i]->slot, v[i]->hash) == id)
+			e = v[i];
+	free(v);
+	return e;
 }

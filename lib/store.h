@@ -126,4 +126,41 @@ void store_digest_free(struct store_digest *d);
 int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
                  struct gossip_entry ***v, size_t *n);
 
+/* Reconciliation (gossip(7), ANTI-ENTROPY): an invertible Bloom lookup table of the
+ * current entries' ids, kept with the summary (an entry's insum says whether its id is
+ * in): three parts of 2^k cells each, an id in one cell of each part, so that a table
+ * folds in halves down to any smaller k. An id is 8 bytes: the slot's first two (its
+ * bucket) and the first six of BLAKE2b-128(slot || hash). */
+enum {
+	STORE_IBLT_K = 15,  /* the kept table: 3 x 2^15 cells */
+	STORE_IBLT_KMIN = 3,  /* the smallest sent: 24 cells */
+	STORE_IBLT_CELLS = 3 << STORE_IBLT_K,
+	STORE_CELL_BYTES = 12  /* on the wire: count, id sum, 3-byte check sum */
+};
+struct store_cell {
+	uint64_t id;
+	uint32_t chk;
+	uint8_t count;
+};
+uint64_t store_id(const uint8_t slot[16], const uint8_t hash[16]);
+/* Add (sign 1) or take away (-1) an id from a table of 3 x 2^k cells. */
+void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign);
+/* dst (3 x 2^k cells) = src (3 x 2^ksrc, ksrc >= k) folded. */
+void store_iblt_fold(const struct store_cell *src, unsigned ksrc, struct store_cell *dst, unsigned k);
+/* As a CBOR byte string of 12-byte cells; p holds 3 x 2^k of them. */
+int store_iblt_put(struct gossip_buf *b, const struct store_cell *t, unsigned k);
+void store_iblt_get(const uint8_t *p, unsigned k, struct store_cell *t);
+void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k);
+/* Peel a difference a - b (consumed): ids[] and sign[] (1: in a only, -1: in b only), at
+ * most max of them. 0: decoded; -1: it does not decode (too small, or a lie: more than
+ * max ids, an id twice); -2: out of memory. */
+int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
+                      size_t *n);
+/* The table of the current entries whose slots start with the bits-bit prefix (bits 0:
+ * all, the kept table folded; 4 or 8: made from the index), as of digest d. */
+int store_table(struct gossip_store *st, const struct store_digest *d, unsigned bits,
+                unsigned prefix, unsigned k, struct store_cell *out);
+/* The current entry (as of d) whose id is id, or NULL. */
+struct gossip_entry *store_find_id(struct gossip_store *st, const struct store_digest *d, uint64_t id);
+
 #endif

@@ -135,6 +135,31 @@ static void random_msg(struct gossip_buf *b, const struct gossip_identity *ids, 
 		sign_msg(b, id, GOSSIP_T_EVENT, "ev", val, v, rnd(2) ? now - ttl + 300 : t);
 }
 
+/* Whether st's kept table (folded to nothing smaller) is the sum of its parts' tables
+ * made from the index. */
+static int table_matches(struct gossip_store *st)
+{
+	static struct store_cell kept[STORE_IBLT_CELLS], part[STORE_IBLT_CELLS], sum[STORE_IBLT_CELLS];
+	struct store_digest d;
+	int same = 0;
+	if (store_digest_make(&d, st) < 0 || store_table(st, &d, 0, 0, STORE_IBLT_K, kept) < 0)
+		return 0;
+	memset(sum, 0, sizeof sum);
+	for (unsigned p = 0; p < 16; p++) {
+		if (store_table(st, &d, 4, p, STORE_IBLT_K, part) < 0)
+			goto out;
+		store_iblt_sub(sum, part, STORE_IBLT_K);  /* counts negated: compared below */
+	}
+	same = 1;
+	for (size_t i = 0; i < STORE_IBLT_CELLS; i++)
+		if ((uint8_t)(kept[i].count + sum[i].count) != 0 || kept[i].id != sum[i].id ||
+		    kept[i].chk != sum[i].chk)
+			same = 0;
+out:
+	store_digest_free(&d);
+	return same;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -147,7 +172,7 @@ int main(void)
 	struct gossip_store_cursor cur = {0};
 	struct gossip_buf b = {0};
 	uint64_t ver = 1000, now = gossip_now_ms();
-	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1;
+	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1, iblt_ok = 1;
 	size_t walked = 0, rounds = 0;
 	ok(w && r, "a writer and a reader open one store");
 	for (int round = 0; round < 60; round++, rounds++) {
@@ -197,6 +222,12 @@ int main(void)
 			printf("# round %d: summary count %llu, a full walk %zu\n", round, (unsigned long long)count,
 			     all.n);
 		}
+		/* The reconciliation table, kept as the store changed, is the one made from the
+		 * index (the sixteen parts' tables added up): the same cells. */
+		if (!table_matches(r) || (round % 10 == 9 && !table_matches(w))) {
+			iblt_ok = 0;
+			printf("# round %d: the kept table is not the index's\n", round);
+		}
 		gossip_store_unlock(r);
 		/* The writer's summary (kept as it appended) is a fresh handle's. */
 		if (round % 10 == 9) {
@@ -228,6 +259,7 @@ int main(void)
 	ok(since_ok, "each since an offset is a full walk cut at that offset");
 	ok(sum_ok, "the summary is what a full walk makes of it, every round");
 	ok(fresh_ok, "the writer's summary is a freshly opened store's");
+	ok(iblt_ok, "the kept reconciliation table is the index's, every round");
 
 	/* Expiry: the deletes and events made ttl - 300 ms ago leave the summary as their
 	 * time passes, with nothing stored meanwhile. */

@@ -212,7 +212,7 @@ int main(void)
 	struct session s;
 	session_init(&s, sv[1], sv[1], 2000);
 	int r = session_server(&s, &b);
-	ok(r < 0 && has(gossip_error(), "the client speaks sync protocol version 1, the server version 2"),
+	ok(r < 0 && has(gossip_error(), "the client speaks sync protocol version 1, the server version 3: upgrade the older node"),
 	   "a version 1 client is refused, naming both versions: %s", gossip_error());
 	session_free(&s);
 	uint8_t back[256];

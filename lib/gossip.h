@@ -553,7 +553,6 @@ struct gossip_entry {
 	uint32_t reg;  /* index into the store's registers (UINT32_MAX: an event, a _ key) */
 	uint8_t type;
 	uint8_t used;
-	uint8_t insum;  /* its id is in the store's reconciliation table (store.c) */
 };
 struct gossip_store_opts {
 	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */

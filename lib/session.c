@@ -410,6 +410,7 @@ int session_client(struct session *s, const struct session_auth *a)
 	 * sealed identity: the client's signature names the server it is for. */
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
+	kdf(s->salt, s->k, "id salt", th);
 	struct gossip_buf m3 = {0};
 	size_t at = s->wout.len;
 	if (gossip_cbor_head(&s->wout, GOSSIP_MT_ARRAY, 2) < 0 ||
@@ -566,6 +567,7 @@ int session_server(struct session *s, const struct session_auth *a)
 	}
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
+	kdf(s->salt, s->k, "id salt", th);
 	if (open_box(&plain, ev.data, ev.len, s->k->hs) < 0) {
 		refuse(s, cluster ? "refused: the client's handshake does not open: it lacks the "
 		                    "cluster key, or the bytes were changed in transit"

@@ -134,15 +134,15 @@ static int superseded(const struct gossip_store *st, const struct gossip_entry *
 
 /* ---- the reconciliation table (store.h; gossip(7), ANTI-ENTROPY) ---- */
 
-uint64_t store_id(const uint8_t slot[16], const uint8_t hash[16])
+uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16])
 {
-	uint8_t in[32], h[16];
+	uint8_t in[32], h[8];
 	memcpy(in, slot, 16);
 	memcpy(in + 16, hash, 16);
-	crypto_generichash(h, 16, in, 32, NULL, 0);
-	uint64_t id = (uint64_t)slot[0] << 56 | (uint64_t)slot[1] << 48;
-	for (int i = 0; i < 6; i++)
-		id |= (uint64_t)h[i] << (40 - 8 * i);
+	crypto_generichash(h, 8, in, 32, salt, 32);
+	uint64_t id = 0;
+	for (int i = 0; i < 8; i++)
+		id = id << 8 | h[i];
 	return id;
 }
 
@@ -172,12 +172,6 @@ void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign)
 		c->id ^= id;
 		c->chk ^= chk;
 	}
-}
-
-/* Entry e enters the table (insum 0) or leaves it (insum 1); the caller flips insum. */
-static void iblt_toggle(struct store_cell *t, unsigned k, const struct gossip_entry *e)
-{
-	store_iblt_add(t, k, store_id(e->slot, e->hash), e->insum ? -1 : 1);
 }
 
 void store_iblt_fold(const struct store_cell *src, unsigned ksrc, struct store_cell *dst, unsigned k)
@@ -328,9 +322,6 @@ struct store_sum {
 	uint64_t l1cnt[256];
 	struct expiry *heap;  /* a min-heap on at */
 	size_t nheap, capheap;
-	/* The reconciliation table (store.h): the ids of the current entries as of the last
-	 * digest, each entry's insum saying whether its id is in. */
-	struct store_cell *iblt;  /* STORE_IBLT_CELLS */
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -716,11 +707,6 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 			r->top_len = it->len;
 		}
 	}
-	/* The entry replaced leaves the table; the new one enters it when its bucket is next
-	 * hashed, if current. */
-	if (e->used && e->insum && st->sum && st->sum->valid)
-		iblt_toggle(st->sum->iblt, STORE_IBLT_K, e);
-	e->insum = 0;
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
 	e->off = off;
@@ -1437,7 +1423,6 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->dirty);
 		free(st->sum->dlist);
 		free(st->sum->heap);
-		free(st->sum->iblt);
 		free(st->sum);
 	}
 	free(st);
@@ -2188,7 +2173,7 @@ static int by_slot_entry(const void *a, const void *b)
  * [lo, hi) sits at or after its home with no empty place between, so it is found from lo
  * on, up to the first empty place at or after hi. */
 static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
-                          struct gossip_entry ***out, size_t *n, struct store_cell *iblt)
+                          struct gossip_entry ***out, size_t *n)
 {
 	struct gossip_entry **v = NULL;
 	size_t cap = 0, k = 0;
@@ -2202,14 +2187,7 @@ static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
 	for (size_t i = lo, step = 0; step < st->cap && (step < span || st->tab[i].used);
 	     i = (i + 1) & (st->cap - 1), step++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (!e->used || bucket_of(e->slot) != b)
-			continue;
-		int cur = is_current(st, e, now);
-		if (iblt && cur != e->insum) {  /* the table follows what is current */
-			iblt_toggle(iblt, STORE_IBLT_K, e);
-			e->insum = (uint8_t)cur;
-		}
-		if (!cur)
+		if (!e->used || bucket_of(e->slot) != b || !is_current(st, e, now))
 			continue;
 		if (k == cap) {
 			size_t c2 = cap ? 2 * cap : 16;
@@ -2235,10 +2213,8 @@ static struct store_sum *mk_alloc(void)
 {
 	struct store_sum *m = calloc(1, sizeof *m);
 	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
-	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)) ||
-	          !(m->iblt = calloc(STORE_IBLT_CELLS, sizeof *m->iblt)))) {
+	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
 		free(m->dlist);
-		free(m->iblt);
 		free(m->l2);
 		free(m->cnt);
 		free(m->dirty);
@@ -2256,12 +2232,10 @@ static int mk_rebuild(struct gossip_store *st)
 	m->ndirty = 0;
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
-	memset(m->iblt, 0, STORE_IBLT_CELLS * sizeof *m->iblt);
 	for (size_t b = 0; b < 65536; b++)
 		mk_mark(st, b);
 	for (size_t i = 0; i < st->cap; i++) {
-		struct gossip_entry *e = &st->tab[i];
-		e->insum = 0;
+		const struct gossip_entry *e = &st->tab[i];
 		uint64_t at;
 		if (e->used && (at = expires_at(st, e->type, e->time, e->version)) != UINT64_MAX &&
 		    mk_heap_push(m, at, bucket_of(e->slot)) < 0) {
@@ -2293,7 +2267,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		size_t b = m->dlist[k];
 		struct gossip_entry **v;
 		size_t n;
-		if (bucket_entries(st, b, now, &v, &n, m->iblt) < 0) {
+		if (bucket_entries(st, b, now, &v, &n) < 0) {
 			m->valid = 0;  /* dirty marks lost: made again next time */
 			return -1;
 		}
@@ -2349,41 +2323,110 @@ void store_digest_free(struct store_digest *d)
 int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
                  struct gossip_entry ***v, size_t *n)
 {
-	return bucket_entries(st, b, d->now, v, n, NULL);
+	return bucket_entries(st, b, d->now, v, n);
 }
 
-int store_table(struct gossip_store *st, const struct store_digest *d, unsigned bits,
-                unsigned prefix, unsigned k, struct store_cell *out)
+/* ---- a sync's ids (store.h) ---- */
+
+static int by_idref(const void *a, const void *b)
 {
-	if (bits == 0) {
-		store_iblt_fold(st->sum->iblt, STORE_IBLT_K, out, k);
-		return 0;
-	}
-	memset(out, 0, ((size_t)3 << k) * sizeof *out);
-	size_t from = (size_t)prefix << (16 - bits), to = (size_t)(prefix + 1) << (16 - bits);
-	for (size_t b = from; b < to; b++) {
-		struct gossip_entry **v;
-		size_t n;
-		if (!d->cnt[b])
+	uint64_t x = ((const struct store_idref *)a)->id, y = ((const struct store_idref *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32])
+{
+	size_t n = 0, cap = 0;
+	struct store_idref *v = NULL;
+	for (size_t i = 0; i < st->cap; i++) {
+		struct gossip_entry *e = &st->tab[i];
+		if (!e->used || !is_current(st, e, now))
 			continue;
-		if (bucket_entries(st, b, d->now, &v, &n, NULL) < 0)
-			return -1;
-		for (size_t i = 0; i < n; i++)
-			store_iblt_add(out, k, store_id(v[i]->slot, v[i]->hash), 1);
-		free(v);
+		if (n == cap) {
+			size_t c2 = cap ? 2 * cap : 1024;
+			struct store_idref *v2 = realloc(v, c2 * sizeof *v2);
+			if (!v2) {
+				free(v);
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			v = v2;
+			cap = c2;
+		}
+		v[n].id = store_id(salt, e->slot, e->hash);
+		v[n++].e = e;
 	}
+	if (n)
+		qsort(v, n, sizeof *v, by_idref);
+	/* Two entries of one id (chance about n^2 / 2^65): both are left out of this sync,
+	 * whose tables would not decode with a count of 2; the next sync's salt parts them. */
+	size_t k = 0, collided = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && v[j].id == v[i].id)
+			j++;
+		if (j - i == 1)
+			v[k++] = v[i];
+		else
+			collided += j - i;
+		i = j;
+	}
+	store_ids_free(s);
+	s->v = v;
+	s->n = k;
+	s->collided = collided;
 	return 0;
 }
 
-struct gossip_entry *store_find_id(struct gossip_store *st, const struct store_digest *d, uint64_t id)
+void store_ids_free(struct store_ids *s)
 {
-	struct gossip_entry **v, *e = NULL;
-	size_t n;
-	if (bucket_entries(st, (size_t)(id >> 48), d->now, &v, &n, NULL) < 0)
-		return NULL;
-	for (size_t i = 0; i < n && !e; i++)
-		if (store_id(v[i]->slot, v[i]->hash) == id)
-			e = v[i];
-	free(v);
-	return e;
+	free(s->v);
+	free(s->whole);
+	s->v = NULL;
+	s->whole = NULL;
+	s->n = s->collided = 0;
+}
+
+/* The first of s's ids at or above id. */
+static size_t ids_lower(const struct store_ids *s, uint64_t id)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->v[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
+                struct store_cell *out)
+{
+	if (bits == 0) {
+		/* The whole, made once at the largest size and folded to each size asked. */
+		if (!s->whole) {
+			if (!(s->whole = calloc(STORE_IBLT_CELLS, sizeof *s->whole))) {
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			for (size_t i = 0; i < s->n; i++)
+				store_iblt_add(s->whole, STORE_IBLT_K, s->v[i].id, 1);
+		}
+		store_iblt_fold(s->whole, STORE_IBLT_K, out, k);
+		return 0;
+	}
+	memset(out, 0, ((size_t)3 << k) * sizeof *out);
+	uint64_t lo = (uint64_t)prefix << (64 - bits);
+	size_t from = ids_lower(s, lo);
+	for (size_t i = from; i < s->n && s->v[i].id >> (64 - bits) == prefix; i++)
+		store_iblt_add(out, k, s->v[i].id, 1);
+	return 0;
+}
+
+struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id)
+{
+	size_t i = ids_lower(s, id);
+	return i < s->n && s->v[i].id == id ? s->v[i].e : NULL;
 }

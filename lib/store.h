@@ -127,12 +127,12 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
                  struct gossip_entry ***v, size_t *n);
 
 /* Reconciliation (gossip(7), ANTI-ENTROPY): an invertible Bloom lookup table of the
- * current entries' ids, kept with the summary (an entry's insum says whether its id is
- * in): three parts of 2^k cells each, an id in one cell of each part, so that a table
- * folds in halves down to any smaller k. An id is 8 bytes: the slot's first two (its
- * bucket) and the first six of BLAKE2b-128(slot || hash). */
+ * current entries' ids, made for each sync from the index: three parts of 2^k cells each,
+ * an id in one cell of each part, so that a table folds in halves down to any smaller k.
+ * An id is 8 bytes, BLAKE2b-64 keyed with the session's salt (session.h) of slot || hash:
+ * new at every sync, so that no two messages can be made to collide ahead of one. */
 enum {
-	STORE_IBLT_K = 15,  /* the kept table: 3 x 2^15 cells */
+	STORE_IBLT_K = 15,  /* the largest table: 3 x 2^15 cells */
 	STORE_IBLT_KMIN = 3,  /* the smallest sent: 24 cells */
 	STORE_IBLT_CELLS = 3 << STORE_IBLT_K,
 	STORE_CELL_BYTES = 12  /* on the wire: count, id sum, 3-byte check sum */
@@ -142,7 +142,7 @@ struct store_cell {
 	uint32_t chk;
 	uint8_t count;
 };
-uint64_t store_id(const uint8_t slot[16], const uint8_t hash[16]);
+uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
 /* Add (sign 1) or take away (-1) an id from a table of 3 x 2^k cells. */
 void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign);
 /* dst (3 x 2^k cells) = src (3 x 2^ksrc, ksrc >= k) folded. */
@@ -156,11 +156,27 @@ void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k
  * max ids, an id twice); -2: out of memory. */
 int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
                       size_t *n);
-/* The table of the current entries whose slots start with the bits-bit prefix (bits 0:
- * all, the kept table folded; 4 or 8: made from the index), as of digest d. */
-int store_table(struct gossip_store *st, const struct store_digest *d, unsigned bits,
-                unsigned prefix, unsigned k, struct store_cell *out);
-/* The current entry (as of d) whose id is id, or NULL. */
-struct gossip_entry *store_find_id(struct gossip_store *st, const struct store_digest *d, uint64_t id);
+
+/* One sync's ids: those of the current entries (as of the time now, a digest's), under
+ * one salt, sorted. Entries whose ids collide (all of a group) are left out and counted
+ * in collided. The entries point into the index: valid until the next lock. */
+struct store_idref {
+	uint64_t id;
+	struct gossip_entry *e;
+};
+struct store_ids {
+	struct store_idref *v;
+	size_t n, collided;
+	struct store_cell *whole;  /* the table of all at the largest size, once asked for */
+};
+/* Under the lock, or with the index as the last lock left it. O(entries). s is {0} or
+ * made before (its old ids are freed). */
+int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32]);
+void store_ids_free(struct store_ids *s);
+/* The table at size k of the ids whose first bits bits are prefix (bits 0: all). */
+int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
+                struct store_cell *out);
+/* The entry whose id is id, or NULL. */
+struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id);
 
 #endif

@@ -1,15 +1,16 @@
 /* sync.c: anti-entropy: two stores compare Merkle roots, then find what differs with
- * invertible Bloom lookup tables of their ids (kept by the store, store.h), whose size
- * grows with the difference, and send each other only what the other lacks, inside a
- * session (session.c) that is authenticated and encrypted between trusted identities,
- * over any byte stream. gossip(7) documents the protocol (version 3).
+ * invertible Bloom lookup tables of their ids (store.h), ids keyed by a salt new at each
+ * session (session.h), tables whose size grows with the difference, and send each other
+ * only what the other lacks, inside a session (session.c) that is authenticated and
+ * encrypted between trusted identities, over any byte stream. gossip(7) documents the
+ * protocol (version 3).
  *
  * Every sync is bounded, whoever the peer: one deadline for the whole session at both
  * ends (not per read, so a trickle cannot stretch it); the server sends only the tables
- * allowed (a part at most SYNC_ROUNDS times, each larger; the sixteen parts once the
- * whole was sent at the largest), and messages only for ids it holds, each once, no more
- * than its tables could name, so a want cannot amplify; the client takes only the tables
- * it asked for, and no more messages than it wanted. */
+ * an honest client asks for (each part's sizes in the order the client's rule gives; the
+ * sixteen parts once the whole was sent at the largest), and messages only for ids it
+ * holds, each once, no more than its tables could name, so a want cannot amplify; the
+ * client takes only the tables it asked for, and no more messages than it wanted. */
 #include "session.h"
 #include "store.h"
 
@@ -333,6 +334,13 @@ static size_t part_index(unsigned bits, unsigned prefix)
 	return bits == 0 ? 0 : 1 + prefix;
 }
 
+/* The size of a part's next table after one of size k, its rounds-th, did not decode:
+ * four times larger, and the largest by the last round. */
+static unsigned next_k(unsigned k, unsigned rounds)
+{
+	return k + 2 > STORE_IBLT_K || rounds + 1 >= SYNC_ROUNDS ? STORE_IBLT_K : k + 2;
+}
+
 /* The table size for a count difference: at least 1.5 cells a difference, in 3 parts of
  * a power of two, from 2^STORE_IBLT_KMIN to 2^STORE_IBLT_K. */
 static unsigned table_k(uint64_t a, uint64_t b)
@@ -345,8 +353,8 @@ static unsigned table_k(uint64_t a, uint64_t b)
 }
 
 /* ["table", bits, prefix, k, cells] for part (bits, prefix) at size k. */
-static int send_table(struct conn *c, struct gossip_store *st, const struct store_digest *d,
-                      unsigned bits, unsigned prefix, unsigned k)
+static int send_table(struct conn *c, struct store_ids *ids, unsigned bits, unsigned prefix,
+                      unsigned k)
 {
 	struct store_cell *t = malloc(((size_t)3 << k) * sizeof *t);
 	int r = -1;
@@ -354,7 +362,7 @@ static int send_table(struct conn *c, struct gossip_store *st, const struct stor
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	if (store_table(st, d, bits, prefix, k, t) == 0 && put_op(&c->ss.out, "table", 4) == 0 &&
+	if (store_table(ids, bits, prefix, k, t) == 0 && put_op(&c->ss.out, "table", 4) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, bits) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, prefix) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, k) == 0 && store_iblt_put(&c->ss.out, t, k) == 0)
@@ -393,8 +401,7 @@ static int idlist_add(struct idlist *l, uint64_t id)
 
 /* Receive the table of part p and reconcile it with ours: 1 decoded (ids added), 0 it
  * does not (the next request put in *next, or parts to split into), -1 an error. */
-static int client_part(struct conn *c, struct gossip_store *st, const struct store_digest *d,
-                       struct part *p, struct idlist *push, struct idlist *want,
+static int client_part(struct conn *c, struct store_ids *mine_ids, struct part *p, struct idlist *push, struct idlist *want,
                        const uint8_t *item, size_t nitem)
 {
 	struct gossip_cur cu;
@@ -434,7 +441,7 @@ static int client_part(struct conn *c, struct gossip_store *st, const struct sto
 		goto out;
 	}
 	store_iblt_get(cells, p->k, theirs);
-	if (store_table(st, d, p->bits, p->prefix, p->k, mine) < 0)
+	if (store_table(mine_ids, p->bits, p->prefix, p->k, mine) < 0)
 		goto out;
 	store_iblt_sub(mine, theirs, p->k);
 	int dr = store_iblt_decode(mine, p->k, ids, sign, ncells, &nids);
@@ -467,10 +474,11 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
+	struct store_ids ids = {0};
 	struct gossip_entry **pushv = NULL;
 	struct idlist push = {0}, want = {0};
 	struct part *todo = NULL, *next = NULL;
-	size_t ntodo = 0, npushv = 0;
+	size_t ntodo = 0, npushv = 0, nfailed = 0;
 	int r = -1, have_digest = 0;
 	static const char *const modes[] = {NULL, "push", "pull", "push-pull"};
 
@@ -511,6 +519,11 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		r = 0;
 		goto out;
 	}
+	/* Our ids under this session's salt: the index is as the digest's lock left it. */
+	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0) {
+		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
+		goto out;
+	}
 	/* 2. Tables: the server's of the whole first, at the size it chose; then, for each
 	 * part that does not decode, the next size up (all asked at once, answered in
 	 * order), or past the largest its 16 parts. */
@@ -519,28 +532,21 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		size_t nnext = 0;
 		for (size_t i = 0; i < ntodo; i++) {
 			struct part *pt = &todo[i];
-			int pr = client_part(&c, mg->st, &d, pt, &push, &want, p, n);
+			int pr = client_part(&c, &ids, pt, &push, &want, p, n);
 			p = NULL;
 			if (pr < 0)
 				goto out;
 			if (pr == 1)
 				continue;
 			if (pt->k < STORE_IBLT_K) {
-				/* Four times larger, and the largest by the last round. */
-				unsigned k = pt->k + 2 > STORE_IBLT_K || pt->rounds + 1 >= SYNC_ROUNDS
-				                     ? STORE_IBLT_K
-				                     : pt->k + 2;
-				next[nnext++] = (struct part){pt->bits, pt->prefix, k, pt->rounds + 1};
+				next[nnext++] = (struct part){pt->bits, pt->prefix, next_k(pt->k, pt->rounds),
+				                              pt->rounds + 1};
 			} else if (pt->bits < SYNC_BITS_MAX) {
 				for (unsigned j = 0; j < 16; j++)
 					next[nnext++] = (struct part){pt->bits + SYNC_SPLIT, pt->prefix << SYNC_SPLIT | j,
 					                              SYNC_SPLIT_K, 1};
-			} else {
-				refuse(&c, "refused: the stores differ by more than one sync reconciles (about "
-				       "75000 messages in a sixteenth of the slots): merge a copy of the "
-				       "peer's store instead (gossip-merge -d DIR < COPY)");
-				goto out;
-			}
+			} else
+				nfailed++;  /* what the other parts found is still exchanged */
 		}
 		if (nnext > SYNC_PARTS) {  /* never: at most 16 parts split at once per level */
 			gossip_seterr("sync: too many parts");
@@ -567,7 +573,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			goto out;
 		}
 		for (size_t i = 0; i < push.n; i++) {
-			struct gossip_entry *e = store_find_id(mg->st, &d, push.v[i]);
+			struct gossip_entry *e = store_find_id(&ids, push.v[i]);
 			if (!e) {
 				refuse(&c, "refused: the server's table names an entry this store does not hold");
 				goto out;
@@ -593,6 +599,14 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	/* 4. What we asked for (no more), then the end. */
 	if (recv_msgs(&c, mg, "peer", want.n) < 0 || get_op(&c, &(struct gossip_cur){0}, "done", 0) < 0)
 		goto out;
+	if (nfailed) {
+		gossip_seterr("the stores differ by more than one sync reconciles in %zu of 16 parts "
+		              "(about 75000 messages in a sixteenth of the ids): the %zu the other "
+		              "parts found were exchanged; merge a copy of the peer's store for the "
+		              "rest (gossip-merge -d DIR < COPY)",
+		              nfailed, npushv + want.n);
+		goto out;
+	}
 	r = 0;
 out:
 	conn_close(&c, r < 0);
@@ -603,6 +617,7 @@ out:
 	free(want.v);
 	free(todo);
 	free(next);
+	store_ids_free(&ids);
 	if (have_digest)
 		store_digest_free(&d);
 	return r;
@@ -623,6 +638,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
+	struct store_ids ids = {0};
 	struct gossip_cur cu;
 	struct gossip_ev ev;
 	struct gossip_entry **v = NULL;
@@ -657,6 +673,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
+	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
+		goto fail;
 	/* Our table of the whole, sized by the count difference; then each table asked for:
 	 * a part at most SYNC_ROUNDS times, each larger than the last; a part's 16 parts only
 	 * once it was sent at the largest size. */
@@ -664,7 +682,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	sentk[0] = (uint8_t)k0;
 	rounds[0] = 1;
 	cells_sent = (uint64_t)3 << k0;
-	if (send_table(&c, mg->st, &d, 0, 0, k0) < 0 || send_out(&c) < 0)
+	if (send_table(&c, &ids, 0, 0, k0) < 0 || send_out(&c) < 0)
 		goto out;
 	uint64_t nmore;
 	int which;
@@ -678,8 +696,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		}
 		size_t pi = part_index((unsigned)bits, (unsigned)prefix);
 		size_t parent = bits == 0 ? 0 : part_index((unsigned)bits - 4, (unsigned)prefix >> 4);
-		if (k < STORE_IBLT_KMIN || k <= sentk[pi] || rounds[pi] >= SYNC_ROUNDS ||
-		    (bits && sentk[parent] != STORE_IBLT_K)) {
+		/* Exactly the size the client's rule asks next (so that the tables of a session
+		 * are bounded as gossip(7) says): a sixteenth first at SYNC_SPLIT_K. */
+		unsigned want_k = sentk[pi] ? next_k(sentk[pi], rounds[pi]) : SYNC_SPLIT_K;
+		if (k != want_k || sentk[pi] == STORE_IBLT_K || (bits && sentk[parent] != STORE_IBLT_K)) {
 			refuse(&c, "refused: the client asks for table %u/%u of size %u again, or out of turn",
 			       (unsigned)bits, (unsigned)prefix, (unsigned)k);
 			goto out;
@@ -687,7 +707,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		sentk[pi] = (uint8_t)k;
 		rounds[pi]++;
 		cells_sent += (uint64_t)3 << k;
-		if (send_table(&c, mg->st, &d, (unsigned)bits, (unsigned)prefix, (unsigned)k) < 0)
+		if (send_table(&c, &ids, (unsigned)bits, (unsigned)prefix, (unsigned)k) < 0)
 			goto fail;
 		if (c.ss.out.len >= 1 << 20 && send_out(&c) < 0)
 			goto out;
@@ -707,6 +727,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	}
 	if (recv_msgs_n(&c, mg, "peer", npush, UINT32_MAX) < 0)
 		goto out;
+	/* What was pushed moved the index (and may have replaced what was wanted): the ids of
+	 * what it holds now, under the same salt. */
+	if (npush && store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
+		goto fail;
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
@@ -731,10 +755,9 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 			refuse(&c, "refused: the client wants one message twice");
 			goto out;
 		}
-	/* Our index may have moved on since the summary (what was pushed): what it holds now. */
 	size_t nv = 0;
 	for (uint64_t i = 0; i < nw; i++) {
-		struct gossip_entry *e = store_find_id(mg->st, &d, wanted[i]);
+		struct gossip_entry *e = store_find_id(&ids, wanted[i]);
 		if (e)
 			v[nv++] = e;
 	}
@@ -746,6 +769,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 fail:
 	session_refuse(&c.ss, gossip_error());
 out:
+	store_ids_free(&ids);
 	if (have_digest)
 		store_digest_free(&d);
 	free(wanted);

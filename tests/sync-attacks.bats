@@ -285,6 +285,28 @@ PY
 	[ "$(snapshot b)" = "$bb" ]
 }
 
+@test "a server sends at most the tables an honest client asks for: 32.5 MB, then a refusal" {
+	port=$(freeport)
+	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b
+	wait_port "$port"
+	bb=$(snapshot b)
+	# Every size of every part, one step at a time (before: 39 MB of tables): the second
+	# size of the whole is not the one the rule gives.
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" tables $SEED 1 sizes
+	[[ $stderr == *'"last": ["error", "refused: the client asks for table 0/0 of size '*' again, or out of turn"]'* ]] || fail "$stderr"
+	received=$(echo "$stderr" | jq .received)
+	[ "$received" -lt 100000 ] || fail "got $received bytes back: $stderr"
+	# The most an honest client asks: the whole at each size of the rule, each sixteenth
+	# at 2^12, 2^14 and 2^15 cells a part; one table more is refused.
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" tables $SEED 1 max
+	[[ $stderr == *'"last": ["error", "refused: the client asks for table 4/15 of size 15 again, or out of turn"]'* ]] || fail "$stderr"
+	[ "$(echo "$stderr" | jq .tables)" -eq 53 ] || fail "$stderr"
+	received=$(echo "$stderr" | jq .received)
+	[ "$received" -le 32500000 ] || fail "got $received bytes back: $stderr"
+	[ "$received" -gt 31000000 ] || fail "got only $received bytes back: $stderr"
+	[ "$(snapshot b)" = "$bb" ]
+}
+
 @test "a server whose tables lie, or never decode, is refused in bounded bytes and time; nothing stored changes" {
 	aa=$(snapshot a)
 	run --separate-stderr gossip-merge -d a sync "$PY $P liar $SEED yours"
@@ -310,6 +332,13 @@ PY
 	[ "${BASH_REMATCH[1]}" -lt 33000000 ] # 2656248 cells of 12 bytes || fail "$stderr"
 	[ "$took" -lt 25000 ] || fail "took $took ms"
 	[ "$(snapshot a)" = "$aa" ]
+}
+
+@test "a sixteenth that does not decode keeps what the other fifteen found, and says so" {
+	run --separate-stderr gossip-merge -d a --pull sync "$PY $P liar $SEED partial"
+	assert_failure 2
+	assert_error gossip-merge "the stores differ by more than one sync reconciles in 1 of 16 parts (about 75000 messages in a sixteenth of the ids): the 15 the other parts found were exchanged; merge a copy of the peer's store for the rest (gossip-merge -d DIR < COPY)"
+	[ "$(gossip-merge -d a keys | grep -c '^part')" -eq 15 ] || fail "$(gossip-merge -d a keys)"
 }
 
 @test "N trickling syncs from one address cannot stop a member's sync through gossip-listen -s" {

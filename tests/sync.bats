@@ -221,3 +221,28 @@ diverge() {
 	[[ $stderr == *'"last": ["done"]'* ]] || fail "$stderr"
 	[ "$(gossip-inspect -d b -j pulled | jq -r 'select(.key == "interop") | .value')" = yes ]
 }
+
+@test "the fuzz seeds of the session and sync harnesses speak this version (3: tables)" {
+	run $PY - "$BATS_TEST_DIRNAME/fuzz/corpus" <<'PY'
+import cbor2, glob, io, os, sys
+bad, found = [], {"version": 0, "table": 0}
+for f in sorted(glob.glob(sys.argv[1] + "/session/*") + glob.glob(sys.argv[1] + "/sync/*")):
+    data = open(f, "rb").read()
+    s = io.BytesIO(data[1:])  # the first byte picks the library's role
+    while s.tell() < len(data) - 1:
+        try:
+            item = cbor2.load(s)
+        except Exception:
+            break  # sealed frames follow the handshake
+        if isinstance(item, list) and item and item[0] == "gossip-sync":
+            found["version"] += 1
+            if item[1] != 3:
+                bad.append("%s: version %s" % (os.path.basename(f), item[1]))
+        if isinstance(item, list) and item and item[0] in ("l1", "l2", "leaves"):
+            bad.append("%s: a version 2 item %s" % (os.path.basename(f), item[0]))
+        found["table"] += isinstance(item, list) and bool(item) and item[0] == "table"
+print(bad, found)
+sys.exit(1 if bad or not found["version"] or not found["table"] else 0)
+PY
+	assert_success
+}

@@ -6,14 +6,18 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
   fakepeer SEED N K          a server whose table names N made-up entries, that sends K
                              of the N messages wanted, and quits
   liar SEED HOW              a server whose tables lie: "garbage" (never decode, however
-                             large), "yours" (names entries the client does not hold),
+                             large), "partial" (garbage but for fifteen sixteenths that
+                             name one id each, whose messages it sends when wanted),
+                             "yours" (names entries the client does not hold),
                              "size" (a size not asked for), "more" (answers "more" asked
                              or not)
   old SEED                   a server of version 2: refuses version 3 by name, as it would
   want SEED REPEAT [invent]  a client that wants the first id it decodes REPEAT times
                              (an amplification attack), or ids it makes up
-  tables SEED N [split]      a client that asks for N tables of the largest size, or
-                             for a sixteenth's before the whole's largest
+  tables SEED N [HOW]        a client that asks for N tables of the largest size; HOW
+                             "split": a sixteenth's before the whole's largest; "max":
+                             every table an honest client may ask for, then one more;
+                             "sizes": every size of every part, one step at a time
   pull SEED                  a client that pulls everything (--out FILE: the messages)
 
 Clients report what came back as one JSON line on stderr (stdout may be the stream).
@@ -275,7 +279,21 @@ def liar(s, how):
                 break
             _, bits, prefix, k = item
             sent += 3 * (1 << k)
-            s.send(["table", bits, prefix, k, os.urandom(12 * 3 * (1 << k))])
+            if how == "partial" and bits == 4 and prefix > 0:
+                # An id of the server's alone in the sixteenth's first bits (decodable).
+                i = prefix << 60 | int.from_bytes(os.urandom(8), "big") >> 4
+                s.send(["table", bits, prefix, k, put(table([i], k))])
+            else:
+                s.send(["table", bits, prefix, k, os.urandom(12 * 3 * (1 << k))])
+        if item[0] == "msgs":  # the client is done with tables: end the exchange
+            while not (isinstance(item, list) and item[0] == "want"):
+                item, _ = s.item()
+            now = int(time.time() * 1000)
+            n = len(item[1]) if how == "partial" else 0
+            s.send(["msgs", n], raw=b"".join(sign_msg(s.sk, {1: 1, 2: now + i, 3: now,
+                                                              4: "part%d" % i, 5: "v"})
+                                              for i in range(n)))
+            s.send(["done"])
     finally:
         if how == "garbage":
             print(json.dumps({"cells": sent}), file=sys.stderr)
@@ -325,24 +343,43 @@ def want(s, repeat, invent=None):
     report({"decoded": len(ids), "last": item, "received": received})
 
 
-def tables(s, n, split=None):
+def next_k(k, rounds):
+    """The size a client asks for next when a part's table of size k, its rounds-th, did
+    not decode."""
+    return KMAX if k + 2 > KMAX or rounds + 1 >= 5 else k + 2
+
+
+def tables(s, n, how=None):
     s.client()
     s.send(["summary", "pull", bytes(16), 0])
-    s.item()
-    if split:  # a sixteenth before the whole was sent at the largest size
+    first, raw = s.item()
+    received, count = len(raw), 1
+    if how == "split":  # a sixteenth before the whole was sent at the largest size
         s.send(["table", 4, 0, 12])
+    elif how == "max":  # every table an honest client can ask for, then one more
+        k, rounds, reqs = first[3], 1, []
+        while k < KMAX:
+            k = next_k(k, rounds)
+            rounds += 1
+            reqs.append(["table", 0, 0, k])
+        reqs += [["table", 4, j, k] for j in range(16) for k in (12, 14, 15)]
+        s.send(*reqs, ["table", 4, 15, KMAX])
+    elif how == "sizes":  # each size of the whole, then of each sixteenth, one by one
+        reqs = [["table", 0, 0, k] for k in range(first[3] + 1, KMAX + 1)]
+        reqs += [["table", 4, j, k] for j in range(16) for k in range(11, KMAX + 1)]
+        s.send(*reqs)
     else:
         s.send(*[["table", 0, 0, KMAX] for _ in range(n)])
-    received = 0
     try:
         while True:
             item, raw = s.item()
             received += len(raw)
             if item[0] != "table":
                 break
+            count += 1
     except (EOFError, SystemExit) as e:
         item = str(e)
-    report({"last": item, "received": received})
+    report({"last": item, "received": received, "tables": count})
 
 
 def report(what):

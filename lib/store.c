@@ -2358,24 +2358,28 @@ int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, c
 	}
 	if (n)
 		qsort(v, n, sizeof *v, by_idref);
+	size_t k = store_ids_unique(v, n);
+	store_ids_free(s);
+	s->v = v;
+	s->n = k;
+	s->collided = n - k;
+	return 0;
+}
+
+size_t store_ids_unique(struct store_idref *v, size_t n)
+{
 	/* Two entries of one id (chance about n^2 / 2^65): both are left out of this sync,
 	 * whose tables would not decode with a count of 2; the next sync's salt parts them. */
-	size_t k = 0, collided = 0;
+	size_t k = 0;
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && v[j].id == v[i].id)
 			j++;
 		if (j - i == 1)
 			v[k++] = v[i];
-		else
-			collided += j - i;
 		i = j;
 	}
-	store_ids_free(s);
-	s->v = v;
-	s->n = k;
-	s->collided = collided;
-	return 0;
+	return k;
 }
 
 void store_ids_free(struct store_ids *s)

@@ -173,6 +173,8 @@ struct store_ids {
  * made before (its old ids are freed). */
 int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32]);
 void store_ids_free(struct store_ids *s);
+/* Of v (sorted by id), keep the ids that occur once, in order: how many. */
+size_t store_ids_unique(struct store_idref *v, size_t n);
 /* The table at size k of the ids whose first bits bits are prefix (bits 0: all). */
 int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
                 struct store_cell *out);

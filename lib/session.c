@@ -692,6 +692,11 @@ int session_next(struct session *s, const uint8_t **p, size_t *n)
 		                     &k) == GOSSIP_SCAN_BAD) {
 			char why[512];
 			snprintf(why, sizeof why, "%s", gossip_error());
+			/* Said to the peer too: an honest peer's item that is too large shows
+			 * at its end, not as a broken pipe. */
+			char told[600];
+			snprintf(told, sizeof told, "refused: an item is not the sync protocol (%s)", why);
+			session_refuse(s, told);
 			gossip_seterr("peer: not the sync protocol (%s)", why);
 			return -1;
 		}

@@ -329,6 +329,24 @@ static int get_op2(struct conn *c, struct gossip_cur *cu, const char *a, const c
 enum { SYNC_SPLIT = 4, SYNC_BITS_MAX = 4, SYNC_ROUNDS = 5, SYNC_SPLIT_K = 12 };
 enum { SYNC_PARTS = 1 + 16 };  /* every part there can be */
 
+/* The most ids a client wants in one sync: its ["want", [ids]] is one item, and an item
+ * holds at most 2^20 data items (gossip_any_limits) and 16 MB; 1,000,000 ids of 9 bytes
+ * each stay well under both. The rest of what the client lacks is wanted by the next
+ * sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it (for
+ * tests). */
+enum { SYNC_WANT_MAX = 1000000 };
+
+static size_t want_max(void)
+{
+	const char *e = getenv("GOSSIP_SYNC_WANT_MAX");
+	char *end;
+	unsigned long long v;
+	if (!e || !*e)
+		return SYNC_WANT_MAX;
+	v = strtoull(e, &end, 10);
+	return *end || v == 0 || v > SYNC_WANT_MAX ? SYNC_WANT_MAX : (size_t)v;
+}
+
 static size_t part_index(unsigned bits, unsigned prefix)
 {
 	return bits == 0 ? 0 : 1 + prefix;
@@ -583,6 +601,10 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	}
 	if (!(mode & GOSSIP_PULL))
 		want.n = 0;
+	if (want.n > want_max()) {  /* the rest next time: the ids are in no useful order */
+		s->want_left = want.n - want_max();
+		want.n = want_max();
+	}
 	if (send_entries(&c, mg->st, pushv, npushv) < 0)
 		goto out;
 	if (put_op(&c.ss.out, "want", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, want.n) < 0)

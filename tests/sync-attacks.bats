@@ -270,6 +270,17 @@ PY
 	[ "$(snapshot b)" = "$bb" ]
 }
 
+@test "a want too large to be one item (2^20 - 2 ids) is refused by name, not a broken pipe" {
+	port=$(freeport)
+	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b
+	wait_port "$port"
+	bb=$(snapshot b)
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" want $SEED 1048574 invent
+	[[ $stderr == *'"last": ["error", "refused: an item is not the sync protocol (item has more than 1048576 data items)"]'* ]] ||
+		fail "$stderr"
+	[ "$(snapshot b)" = "$bb" ]
+}
+
 @test "a client asking for table after table, or out of turn, is refused; what it gets stays bounded" {
 	port=$(freeport)
 	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b

@@ -136,6 +136,18 @@ diverge() {
 	[ "$(gossip-merge -d a get k99999)" = 99999 ]
 }
 
+@test "a pull wants at most GOSSIP_SYNC_WANT_MAX ids a sync; the next sync wants the rest" {
+	for i in $(seq 1 7); do echo "set k$i v$i"; done | gossip-send -d b batch | gossip-merge -d b >/dev/null
+	got=
+	for round in 1 2 3 4; do
+		run --separate-stderr env GOSSIP_SYNC_WANT_MAX=3 gossip-merge -v -d a --pull sync "gossip-merge -d $T/b serve"
+		assert_success
+		got="$got $(echo "$stderr" | sed -n 's/.*received \([0-9]*\) messages.*/\1/p')"
+	done
+	[ "$got" = " 3 3 1 0" ] || fail "received after each sync:$got"
+	[ "$(digest a)" = "$(digest b)" ]
+}
+
 @test "sync over TCP (inetd-style serve under socat) and a unix socket" {
 	gossip-send -d b set over tcp | gossip-merge -d b >/dev/null
 	port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

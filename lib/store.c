@@ -295,7 +295,7 @@ int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *s
 	r = 0;
 	for (size_t i = 1; i < got; i++)
 		if (v[i] == v[i - 1])
-			r = -1;
+			r = -3;
 	free(v);
 	*n = got;
 out:
@@ -2427,6 +2427,14 @@ int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
 	for (size_t i = from; i < s->n && s->v[i].id >> (64 - bits) == prefix; i++)
 		store_iblt_add(out, k, s->v[i].id, 1);
 	return 0;
+}
+
+size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, size_t *from)
+{
+	size_t i = *from = bits ? ids_lower(s, (uint64_t)prefix << (64 - bits)) : 0;
+	while (i < s->n && (!bits || s->v[i].id >> (64 - bits) == prefix))
+		i++;
+	return i - *from;
 }
 
 struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id)

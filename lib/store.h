@@ -153,7 +153,8 @@ void store_iblt_get(const uint8_t *p, unsigned k, struct store_cell *t);
 void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k);
 /* Peel a difference a - b (consumed): ids[] and sign[] (1: in a only, -1: in b only), at
  * most max of them. 0: decoded; -1: it does not decode (too small, or a lie: more than
- * max ids, an id twice); -2: out of memory. */
+ * max ids); -2: out of memory; -3: it peels to all zeros but into an id twice, which no
+ * honest difference does (a lie). */
 int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
                       size_t *n);
 
@@ -175,6 +176,8 @@ int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, c
 void store_ids_free(struct store_ids *s);
 /* Of v (sorted by id), keep the ids that occur once, in order: how many. */
 size_t store_ids_unique(struct store_idref *v, size_t n);
+/* The ids whose first bits bits are prefix (bits 0: all): s->v[*from] on, how many. */
+size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, size_t *from);
 /* The table at size k of the ids whose first bits bits are prefix (bits 0: all). */
 int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
                 struct store_cell *out);

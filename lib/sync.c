@@ -467,8 +467,21 @@ static int client_part(struct conn *c, struct store_ids *mine_ids, struct part *
 		gossip_seterr("out of memory");
 		goto out;
 	}
+	if (dr == -3) {
+		refuse(c, "refused: the server's table %u/%u peels into an id twice (a table that lies)",
+		       p->bits, p->prefix);
+		goto out;
+	}
 	r = 0;
 	if (dr == 0) {
+		/* Every id of a part starts with its prefix: one that does not is a lie. */
+		for (size_t i = 0; i < nids; i++)
+			if (p->bits && ids[i] >> (64 - p->bits) != p->prefix) {
+				refuse(c, "refused: the server's table %u/%u names an id outside its part "
+				       "(a table that lies)", p->bits, p->prefix);
+				r = -1;
+				goto out;
+			}
 		for (size_t i = 0; i < nids; i++)
 			if (idlist_add(sign[i] > 0 ? push : want, ids[i]) < 0) {
 				r = -1;
@@ -623,10 +636,10 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		goto out;
 	if (nfailed) {
 		gossip_seterr("the stores differ by more than one sync reconciles in %zu of 16 parts "
-		              "(about 75000 messages in a sixteenth of the ids): the %zu the other "
-		              "parts found were exchanged; merge a copy of the peer's store for the "
-		              "rest (gossip-merge -d DIR < COPY)",
-		              nfailed, npushv + want.n);
+		              "(about 75000 messages in a sixteenth of the ids): the %llu messages "
+		              "the other parts found were exchanged; merge a copy of the peer's store "
+		              "for the rest (gossip-merge -d DIR < COPY)",
+		              nfailed, (unsigned long long)(s->sent_msgs + s->recv_msgs));
 		goto out;
 	}
 	r = 0;

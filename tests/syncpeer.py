@@ -7,7 +7,8 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
                              of the N messages wanted, and quits
   liar SEED HOW              a server whose tables lie: "garbage" (never decode, however
                              large), "partial" (garbage but for fifteen sixteenths that
-                             name one id each, whose messages it sends when wanted),
+                             name one id each, whose messages but one it sends when
+                             wanted), "outside" (those ids in the wrong sixteenth),
                              "yours" (names entries the client does not hold),
                              "size" (a size not asked for), "more" (answers "more" asked
                              or not)
@@ -279,9 +280,11 @@ def liar(s, how):
                 break
             _, bits, prefix, k = item
             sent += 3 * (1 << k)
-            if how == "partial" and bits == 4 and prefix > 0:
-                # An id of the server's alone in the sixteenth's first bits (decodable).
-                i = prefix << 60 | int.from_bytes(os.urandom(8), "big") >> 4
+            if how in ("partial", "outside") and bits == 4 and prefix > 0:
+                # An id of the server's alone in the sixteenth's first bits (decodable);
+                # "outside": in the next sixteenth's bits (a lie).
+                p = prefix if how == "partial" else (prefix + 1) % 16
+                i = p << 60 | int.from_bytes(os.urandom(8), "big") >> 4
                 s.send(["table", bits, prefix, k, put(table([i], k))])
             else:
                 s.send(["table", bits, prefix, k, os.urandom(12 * 3 * (1 << k))])
@@ -289,7 +292,8 @@ def liar(s, how):
             while not (isinstance(item, list) and item[0] == "want"):
                 item, _ = s.item()
             now = int(time.time() * 1000)
-            n = len(item[1]) if how == "partial" else 0
+            # One fewer than wanted: an id the server no longer holds.
+            n = len(item[1]) - 1 if how == "partial" and item[1] else 0
             s.send(["msgs", n], raw=b"".join(sign_msg(s.sk, {1: 1, 2: now + i, 3: now,
                                                               4: "part%d" % i, 5: "v"})
                                               for i in range(n)))

@@ -8,7 +8,8 @@
  * Every sync is bounded, whoever the peer: one deadline for the whole session at both
  * ends (not per read, so a trickle cannot stretch it); the server sends only the tables
  * an honest client asks for (each part's sizes in the order the client's rule gives; the
- * sixteen parts once the whole was sent at the largest), and messages only for ids it
+ * sixteen parts once the whole was sent at the largest; a sixteenth's ids, once, after
+ * its largest table), and messages only for ids it
  * holds, each once, no more than its tables could name, so a want cannot amplify; the
  * client takes only the tables it asked for, and no more messages than it wanted. */
 #include "session.h"
@@ -297,10 +298,10 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, 
 	return recv_msgs_n(c, mg, src, n, max);
 }
 
-/* Read an item [op, ...] whose op is one of two: which (0 or 1), the cursor after the op
- * and the number of elements after it. */
-static int get_op2(struct conn *c, struct gossip_cur *cu, const char *a, const char *b,
-                   uint64_t *nmore)
+/* Read an item [op, ...] whose op is one of three: which (0, 1 or 2), the cursor after
+ * the op and the number of elements after it. */
+static int get_op3(struct conn *c, struct gossip_cur *cu, const char *a, const char *b,
+                   const char *x, uint64_t *nmore)
 {
 	struct gossip_ev ev;
 	const uint8_t *p;
@@ -317,9 +318,11 @@ static int get_op2(struct conn *c, struct gossip_cur *cu, const char *a, const c
 				return 0;
 			if (ev.len == strlen(b) && memcmp(ev.data, b, ev.len) == 0)
 				return 1;
+			if (ev.len == strlen(x) && memcmp(ev.data, x, ev.len) == 0)
+				return 2;
 		}
 	}
-	gossip_seterr("peer: not the sync protocol (wanted \"%s\" or \"%s\")", a, b);
+	gossip_seterr("peer: not the sync protocol (wanted \"%s\", \"%s\" or \"%s\")", a, b, x);
 	return -1;
 }
 
@@ -335,6 +338,8 @@ enum { SYNC_PARTS = 1 + 16 };  /* every part there can be */
  * sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it (for
  * tests). */
 enum { SYNC_WANT_MAX = 1000000 };
+/* The most ids in one ["ids", ...] item of a listing (512 KB). */
+enum { SYNC_LIST_MAX = 65536 };
 
 static size_t want_max(void)
 {
@@ -393,6 +398,7 @@ static int send_table(struct conn *c, struct store_ids *ids, unsigned bits, unsi
 
 struct part {
 	unsigned bits, prefix, k, rounds;
+	int list;  /* given up at the largest size: its ids listed instead */
 };
 
 /* ids: a growing list of 8-byte ids. */
@@ -497,6 +503,56 @@ out:
 	return r;
 }
 
+/* Receive the listing of part p (["ids", bits, prefix, ids] items of at most
+ * SYNC_LIST_MAX ids, sorted, ending with an empty one) and compare it with our ids of the
+ * part: what only we hold to push, what only the server holds to want. 1 done, -1 an
+ * error. */
+static int client_list(struct conn *c, struct store_ids *mine, struct part *p, struct idlist *push,
+                       struct idlist *want)
+{
+	size_t from, nmine = store_part(mine, p->bits, p->prefix, &from), i = 0;
+	uint64_t last = 0;
+	int any = 0;
+	for (;;) {
+		struct gossip_cur cu;
+		struct gossip_ev ev;
+		uint64_t bits, prefix;
+		if (get_op(c, &cu, "ids", 3) < 0 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+		    get_uint(&cu, &prefix, 255) < 0)
+			return -1;
+		if (bits != p->bits || prefix != p->prefix)
+			return refuse(c, "refused: the server lists ids that were not asked for");
+		if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "sync item") < 0 || ev.len % 8 ||
+		    ev.len / 8 > SYNC_LIST_MAX) {
+			gossip_seterr("peer: not the sync protocol (a list of ids)");
+			return -1;
+		}
+		if (ev.len == 0)
+			break;
+		for (size_t j = 0; j < ev.len / 8; j++) {
+			uint64_t id = 0;
+			for (int b = 0; b < 8; b++)
+				id = id << 8 | ev.data[8 * j + b];
+			if ((any && id <= last) || id >> (64 - p->bits) != p->prefix)
+				return refuse(c, "refused: the server's list of part %u/%u is not its ids in "
+				              "order (a list that lies)", p->bits, p->prefix);
+			any = 1;
+			last = id;
+			while (i < nmine && mine->v[from + i].id < id)
+				if (idlist_add(push, mine->v[from + i++].id) < 0)
+					return -1;
+			if (i < nmine && mine->v[from + i].id == id)
+				i++;
+			else if (idlist_add(want, id) < 0)
+				return -1;
+		}
+	}
+	while (i < nmine)
+		if (idlist_add(push, mine->v[from + i++].id) < 0)
+			return -1;
+	return 1;
+}
+
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
                        struct gossip_sync_stats *s)
 {
@@ -509,7 +565,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	struct gossip_entry **pushv = NULL;
 	struct idlist push = {0}, want = {0};
 	struct part *todo = NULL, *next = NULL;
-	size_t ntodo = 0, npushv = 0, nfailed = 0;
+	size_t ntodo = 0, npushv = 0;
 	int r = -1, have_digest = 0;
 	static const char *const modes[] = {NULL, "push", "pull", "push-pull"};
 
@@ -558,12 +614,13 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	/* 2. Tables: the server's of the whole first, at the size it chose; then, for each
 	 * part that does not decode, the next size up (all asked at once, answered in
 	 * order), or past the largest its 16 parts. */
-	todo[ntodo++] = (struct part){0, 0, 0, 1};  /* its size: the server's */
+	todo[ntodo++] = (struct part){0, 0, 0, 1, 0};  /* its size: the server's */
 	while (ntodo) {
 		size_t nnext = 0;
 		for (size_t i = 0; i < ntodo; i++) {
 			struct part *pt = &todo[i];
-			int pr = client_part(&c, &ids, pt, &push, &want, p, n);
+			int pr = pt->list ? client_list(&c, &ids, pt, &push, &want)
+			                  : client_part(&c, &ids, pt, &push, &want, p, n);
 			p = NULL;
 			if (pr < 0)
 				goto out;
@@ -571,23 +628,23 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 				continue;
 			if (pt->k < STORE_IBLT_K) {
 				next[nnext++] = (struct part){pt->bits, pt->prefix, next_k(pt->k, pt->rounds),
-				                              pt->rounds + 1};
+				                              pt->rounds + 1, 0};
 			} else if (pt->bits < SYNC_BITS_MAX) {
 				for (unsigned j = 0; j < 16; j++)
 					next[nnext++] = (struct part){pt->bits + SYNC_SPLIT, pt->prefix << SYNC_SPLIT | j,
-					                              SYNC_SPLIT_K, 1};
-			} else
-				nfailed++;  /* what the other parts found is still exchanged */
+					                              SYNC_SPLIT_K, 1, 0};
+			} else  /* the largest size of a sixteenth: its ids listed */
+				next[nnext++] = (struct part){pt->bits, pt->prefix, 0, 0, 1};
 		}
 		if (nnext > SYNC_PARTS) {  /* never: at most 16 parts split at once per level */
 			gossip_seterr("sync: too many parts");
 			goto out;
 		}
 		for (size_t i = 0; i < nnext; i++)
-			if (put_op(&c.ss.out, "table", 3) < 0 ||
+			if (put_op(&c.ss.out, next[i].list ? "ids" : "table", next[i].list ? 2 : 3) < 0 ||
 			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].bits) < 0 ||
 			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].prefix) < 0 ||
-			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].k) < 0)
+			    (!next[i].list && gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].k) < 0))
 				goto out;
 		if (nnext && send_out(&c) < 0)
 			goto out;
@@ -634,14 +691,6 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	/* 4. What we asked for (no more), then the end. */
 	if (recv_msgs(&c, mg, "peer", want.n) < 0 || get_op(&c, &(struct gossip_cur){0}, "done", 0) < 0)
 		goto out;
-	if (nfailed) {
-		gossip_seterr("the stores differ by more than one sync reconciles in %zu of 16 parts "
-		              "(about 75000 messages in a sixteenth of the ids): the %llu messages "
-		              "the other parts found were exchanged; merge a copy of the peer's store "
-		              "for the rest (gossip-merge -d DIR < COPY)",
-		              nfailed, (unsigned long long)(s->sent_msgs + s->recv_msgs));
-		goto out;
-	}
 	r = 0;
 out:
 	conn_close(&c, r < 0);
@@ -659,6 +708,32 @@ out:
 }
 
 /* ---- the server ---- */
+
+/* Answer ["ids", bits, prefix]: the part's ids, sorted, in items of at most
+ * SYNC_LIST_MAX, then an empty one. */
+static int send_list(struct conn *c, struct store_ids *ids, unsigned bits, unsigned prefix)
+{
+	size_t from, n = store_part(ids, bits, prefix, &from), at = 0;
+	for (;;) {  /* the last item is empty */
+		size_t m = n - at < SYNC_LIST_MAX ? n - at : SYNC_LIST_MAX;
+		if (put_op(&c->ss.out, "ids", 3) < 0 || gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, bits) < 0 ||
+		    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, prefix) < 0 ||
+		    gossip_cbor_head(&c->ss.out, GOSSIP_MT_BSTR, 8 * m) < 0)
+			return -1;
+		for (size_t i = 0; i < m; i++) {
+			uint8_t b[8];
+			for (int j = 0; j < 8; j++)
+				b[j] = (uint8_t)(ids->v[from + at + i].id >> (56 - 8 * j));
+			if (gossip_buf_put(&c->ss.out, b, 8) < 0)
+				return -1;
+		}
+		at += m;
+		if (c->ss.out.len >= 1 << 20 && send_out(c) < 0)
+			return -1;
+		if (m == 0)
+			return 0;
+	}
+}
 
 static int by_id(const void *a, const void *b)
 {
@@ -682,6 +757,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	uint64_t count, cells_sent = 0;
 	/* Per part: the largest size sent (0: none), and how many tables. */
 	uint8_t sentk[SYNC_PARTS] = {0}, rounds[SYNC_PARTS] = {0};
+	uint8_t listed[SYNC_PARTS] = {0};
+	uint64_t ids_sent = 0;  /* ids listed */
 	int r = -1, have_digest = 0;
 
 	memset(s, 0, sizeof *s);
@@ -721,8 +798,32 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		goto out;
 	uint64_t nmore;
 	int which;
-	while ((which = get_op2(&c, &cu, "table", "msgs", &nmore)) == 0) {
+	while ((which = get_op3(&c, &cu, "table", "msgs", "ids", &nmore)) != 1) {
 		uint64_t bits, prefix, k;
+		if (which < 0)
+			goto out;
+		if (which == 2) {
+			/* A sixteenth sent at the largest size (and not decoded there): its ids,
+			 * once. */
+			if (nmore != 2 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+			    get_uint(&cu, &prefix, 255) < 0 || bits != SYNC_SPLIT || prefix >= 16) {
+				refuse(&c, "refused: an ids request that is not the sync protocol");
+				goto out;
+			}
+			size_t pi = part_index((unsigned)bits, (unsigned)prefix), from;
+			if (sentk[pi] != STORE_IBLT_K || listed[pi]) {
+				refuse(&c, "refused: the client asks for the ids of part %u/%u again, or "
+				       "before its largest table", (unsigned)bits, (unsigned)prefix);
+				goto out;
+			}
+			listed[pi] = 1;
+			ids_sent += store_part(&ids, (unsigned)bits, (unsigned)prefix, &from);
+			if (send_list(&c, &ids, (unsigned)bits, (unsigned)prefix) < 0)
+				goto fail;
+			if (session_ready(&c.ss) == 0 && send_out(&c) < 0)
+				goto out;
+			continue;
+		}
 		if (nmore != 3 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
 		    get_uint(&cu, &prefix, 255) < 0 || get_uint(&cu, &k, STORE_IBLT_K) < 0 ||
 		    (bits != 0 && bits != SYNC_SPLIT) || prefix >= (1u << bits)) {
@@ -749,8 +850,6 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		if (session_ready(&c.ss) == 0 && send_out(&c) < 0)
 			goto out;
 	}
-	if (which < 0)
-		goto out;
 	/* What the client pushes, then what it wants: no more ids than the cells we sent
 	 * could decode into, each once; ids of entries we no longer hold (replaced by what
 	 * was pushed) are skipped. */
@@ -769,9 +868,9 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
-	if (nw > cells_sent) {
+	if (nw > cells_sent + ids_sent) {
 		refuse(&c, "refused: the client wants %llu messages, more than the %llu cells sent could name",
-		       (unsigned long long)nw, (unsigned long long)cells_sent);
+		       (unsigned long long)nw, (unsigned long long)(cells_sent + ids_sent));
 		goto out;
 	}
 	if (!(wanted = malloc((nw ? nw : 1) * sizeof *wanted)) || !(v = malloc((nw ? nw : 1) * sizeof *v)))

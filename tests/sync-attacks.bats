@@ -332,12 +332,13 @@ PY
 	assert_error gossip-merge "refused: the server sends a table that was not asked for"
 	[ "$(snapshot a)" = "$aa" ]
 	# Garbage at every size: the client asks five sizes of the whole (the last the
-	# largest), then three of each sixteenth, and stops.
+	# largest), then three of each sixteenth, then each sixteenth's ids (none: the liar
+	# holds nothing, so the client's are pushed), and stops.
 	t0=$(ms)
 	run --separate-stderr gossip-merge -v -d a sync "$PY $P liar $SEED garbage"
 	took=$(($(ms) - t0))
-	assert_failure 2
-	[[ $stderr == *"the stores differ by more than one sync reconciles"* ]] || fail "$stderr"
+	assert_success
+	[[ $stderr == *"sent 1 messages"* ]] || fail "$stderr"
 	[[ $stderr == *'{"cells": 2656248}'* ]] || fail "$stderr"
 	[[ $stderr =~ received\ 0\ messages,\ ([0-9]+)\ bytes ]] || fail "$stderr"
 	[ "${BASH_REMATCH[1]}" -lt 33000000 ] # 2656248 cells of 12 bytes || fail "$stderr"
@@ -345,12 +346,35 @@ PY
 	[ "$(snapshot a)" = "$aa" ]
 }
 
-@test "a sixteenth that does not decode keeps what the other fifteen found, and says so" {
-	run --separate-stderr gossip-merge -d a --pull sync "$PY $P liar $SEED partial"
+@test "a sixteenth that does not decode at the largest size is listed: its ids are compared one by one" {
+	# Fifteen sixteenths decode into an id each; the sixteenth lists one more; the server
+	# sends all but one of the 16 wanted (it holds no message for one).
+	run --separate-stderr gossip-merge -v -d a --pull sync "$PY $P liar $SEED partial"
+	assert_success
+	[[ $stderr == *"received 15 messages"* ]] || fail "$stderr"
+	[ "$(gossip-merge -d a keys | grep -c '^part')" -eq 15 ] || fail "$(gossip-merge -d a keys)"
+	# A list out of order is a lie, refused.
+	aa=$(snapshot a)
+	run --separate-stderr gossip-merge -d a sync "$PY $P liar $SEED unsorted"
 	assert_failure 2
-	# 15 ids wanted, 14 messages sent (the server no longer holds one): it counts messages.
-	assert_error gossip-merge "the stores differ by more than one sync reconciles in 1 of 16 parts (about 75000 messages in a sixteenth of the ids): the 14 messages the other parts found were exchanged; merge a copy of the peer's store for the rest (gossip-merge -d DIR < COPY)"
-	[ "$(gossip-merge -d a keys | grep -c '^part')" -eq 14 ] || fail "$(gossip-merge -d a keys)"
+	assert_error gossip-merge "refused: the server's list of part 4/0 is not its ids in order (a list that lies)"
+	[ "$(snapshot a)" = "$aa" ]
+}
+
+@test "a server lists a sixteenth's ids only after its largest table, once each; the listing is its ids, 8 bytes each" {
+	port=$(freeport)
+	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b
+	wait_port "$port"
+	for i in $(seq 1 40); do echo "set k$i v$i"; done | gossip-send -d b batch | gossip-merge -d b >/dev/null
+	bb=$(snapshot b)
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" tables $SEED 0 ids
+	[[ $stderr == *'"last": ["error", "refused: the client asks for the ids of part 4/3 again, or before its largest table"]'* ]] || fail "$stderr"
+	# every message of b (its 41: 40 and the one of setup) listed once
+	[ "$(echo "$stderr" | jq .ids)" -eq 41 ] || fail "$stderr"
+	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" tables $SEED 0 early
+	[[ $stderr == *'"last": ["error", "refused: the client asks for the ids of part 4/0 again, or before its largest table"]'* ]] || fail "$stderr"
+	[ "$(echo "$stderr" | jq .ids)" -eq 0 ] || fail "$stderr"
+	[ "$(snapshot b)" = "$bb" ]
 }
 
 @test "a server whose sixteenth's table names an id outside that sixteenth is refused" {

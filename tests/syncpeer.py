@@ -8,7 +8,9 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
   liar SEED HOW              a server whose tables lie: "garbage" (never decode, however
                              large), "partial" (garbage but for fifteen sixteenths that
                              name one id each, whose messages but one it sends when
-                             wanted), "outside" (those ids in the wrong sixteenth),
+                             wanted, and lists one id for the other), "outside" (those
+                             ids in the wrong sixteenth), "unsorted" (garbage, and a
+                             list out of order),
                              "yours" (names entries the client does not hold),
                              "size" (a size not asked for), "more" (answers "more" asked
                              or not)
@@ -18,6 +20,8 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
   tables SEED N [HOW]        a client that asks for N tables of the largest size; HOW
                              "split": a sixteenth's before the whole's largest; "max":
                              every table an honest client may ask for, then one more;
+                             "ids": every table, then every sixteenth's ids, then one
+                             sixteenth's again; "early": a sixteenth's ids too early;
                              "sizes": every size of every part, one step at a time
   pull SEED                  a client that pulls everything (--out FILE: the messages)
 
@@ -276,6 +280,16 @@ def liar(s, how):
     try:
         while True:
             item, _ = s.item()
+            if item[0] == "ids":  # a sixteenth given up at the largest size: its ids
+                _, bits, prefix = item
+                ids = []
+                if how == "partial" and prefix == 0:
+                    ids = [int.from_bytes(os.urandom(8), "big") >> 4]
+                elif how == "unsorted" and prefix == 0:
+                    ids = [2, 1]
+                s.send(*[["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in ids)]][:len(ids)],
+                       ["ids", bits, prefix, b""])
+                continue
             if item[0] != "table":
                 break
             _, bits, prefix, k = item
@@ -368,22 +382,43 @@ def tables(s, n, how=None):
             reqs.append(["table", 0, 0, k])
         reqs += [["table", 4, j, k] for j in range(16) for k in (12, 14, 15)]
         s.send(*reqs, ["table", 4, 15, KMAX])
+    elif how in ("ids", "early"):
+        # "ids": every table an honest client can ask for, then each sixteenth's ids, then
+        # one sixteenth's ids again; "early": a sixteenth's ids before its largest table
+        k, rounds, reqs = first[3], 1, []
+        while k < KMAX:
+            k = next_k(k, rounds)
+            rounds += 1
+            reqs.append(["table", 0, 0, k])
+        if how == "early":
+            reqs += [["table", 4, 0, 12], ["ids", 4, 0]]
+        else:
+            reqs += [["table", 4, j, k] for j in range(16) for k in (12, 14, 15)]
+            reqs += [["ids", 4, j] for j in range(16)]  # then one again (below)
+        s.send(*reqs)
     elif how == "sizes":  # each size of the whole, then of each sixteenth, one by one
         reqs = [["table", 0, 0, k] for k in range(first[3] + 1, KMAX + 1)]
         reqs += [["table", 4, j, k] for j in range(16) for k in range(11, KMAX + 1)]
         s.send(*reqs)
     else:
         s.send(*[["table", 0, 0, KMAX] for _ in range(n)])
+    listed = ends = 0
     try:
         while True:
             item, raw = s.item()
             received += len(raw)
+            if item[0] == "ids":
+                listed += len(item[3]) // 8
+                ends += len(item[3]) == 0
+                if how == "ids" and ends == 16:
+                    s.send(["ids", 4, 3])
+                continue
             if item[0] != "table":
                 break
             count += 1
     except (EOFError, SystemExit) as e:
         item = str(e)
-    report({"last": item, "received": received, "tables": count})
+    report({"last": item, "received": received, "tables": count, "ids": listed})
 
 
 def report(what):

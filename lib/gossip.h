@@ -705,6 +705,8 @@ enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };
 struct gossip_sync_stats {
 	uint64_t sent_msgs, recv_msgs, sent_bytes, recv_bytes;
 	int equal;  /* the summaries matched: nothing else was exchanged */
+	uint64_t want_left;  /* the client lacks this many more than one sync wants: the next
+	                      * sync wants them */
 };
 /* Sync with PEER: tcp://HOST:PORT, unix:/PATH, or a shell command whose stdin and stdout
  * reach a serving peer. Received messages go through mg (and its on_new). Both ends

@@ -38,8 +38,8 @@ struct session_keys {
 /* Handshake items and frames on the wire: flat arrays, or one byte string. */
 static const struct gossip_limits wire_limits = {SESSION_FRAME + 64, 1, 8};
 
-static const char SIG_SERVER[] = "gossip-sync 2 server signature";
-static const char SIG_CLIENT[] = "gossip-sync 2 client signature";
+static const char SIG_SERVER[] = "gossip-sync 3 server signature";
+static const char SIG_CLIENT[] = "gossip-sync 3 client signature";
 
 /* ---- hashing: BLAKE2b over parts, keyed or not ---- */
 
@@ -66,10 +66,10 @@ void session_key_id(uint8_t id[SESSION_KID], const uint8_t key[32])
 	hash(id, SESSION_KID, key, 32, (struct part[]){{label, sizeof label - 1}}, 1);
 }
 
-/* prk = BLAKE2b-512(key: the cluster key, or none; "gossip-sync 2 prk" || q). */
+/* prk = BLAKE2b-512(key: the cluster key, or none; "gossip-sync 3 prk" || q). */
 static void make_prk(struct session_keys *k, const uint8_t *cluster)
 {
-	static const char label[] = "gossip-sync 2 prk";
+	static const char label[] = "gossip-sync 3 prk";
 	hash(k->prk, 64, cluster, cluster ? 32 : 0,
 	     (struct part[]){{label, sizeof label - 1}, {k->q, 32}}, 2);
 }
@@ -346,7 +346,7 @@ int session_client(struct session *s, const struct session_auth *a)
 	if (cluster)
 		session_key_id(kid, cluster);
 	crypto_kx_keypair(epk, s->k->esk);
-	/* M1 = ["gossip-sync", 2, 1, kid, E_c]: in the clear (nothing to hide yet). */
+	/* M1 = ["gossip-sync", 3, 1, kid, E_c]: in the clear (nothing to hide yet). */
 	if (gossip_cbor_head(&m1, GOSSIP_MT_ARRAY, 5) < 0 ||
 	    gossip_cbor_str(&m1, GOSSIP_MT_TSTR, "gossip-sync", 11) < 0 ||
 	    gossip_cbor_head(&m1, GOSSIP_MT_UINT, SESSION_VERSION) < 0 ||
@@ -356,8 +356,16 @@ int session_client(struct session *s, const struct session_auth *a)
 	    gossip_buf_put(&s->wout, m1.p, m1.len) < 0 || wire_send(s) < 0)
 		goto out;
 
-	/* M2 = ["hs", E_s, box_s]. */
-	if (hs_next(s, &p, &n) < 0 || gossip_buf_put(&m2, p, n) < 0)
+	/* M2 = ["hs", E_s, box_s]. A server of another version refuses ours by name. */
+	if (hs_next(s, &p, &n) < 0) {
+		if (strstr(gossip_error(), "sync protocol version") && !strstr(gossip_error(), "upgrade")) {
+			char why[512];
+			snprintf(why, sizeof why, "%s: upgrade the older node", gossip_error());
+			gossip_seterr("%s", why);
+		}
+		goto out;
+	}
+	if (gossip_buf_put(&m2, p, n) < 0)
 		goto out;
 	struct gossip_cur cu = {m2.p, m2.len, 0};
 	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "") < 0 || ev.u != 3 ||
@@ -402,6 +410,7 @@ int session_client(struct session *s, const struct session_auth *a)
 	 * sealed identity: the client's signature names the server it is for. */
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
+	kdf(s->salt, s->k, "id salt", th);
 	struct gossip_buf m3 = {0};
 	size_t at = s->wout.len;
 	if (gossip_cbor_head(&s->wout, GOSSIP_MT_ARRAY, 2) < 0 ||
@@ -470,7 +479,7 @@ int session_server(struct session *s, const struct session_auth *a)
 	version = ev.u;
 	if (version != SESSION_VERSION) {
 		snprintf(why, sizeof why, "refused: the client speaks sync protocol version %llu, the "
-		         "server version %d (authenticated and encrypted)", (unsigned long long)version,
+		         "server version %d: upgrade the older node", (unsigned long long)version,
 		         SESSION_VERSION);
 		refuse(s, why);
 		goto out;
@@ -558,6 +567,7 @@ int session_server(struct session *s, const struct session_auth *a)
 	}
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
+	kdf(s->salt, s->k, "id salt", th);
 	if (open_box(&plain, ev.data, ev.len, s->k->hs) < 0) {
 		refuse(s, cluster ? "refused: the client's handshake does not open: it lacks the "
 		                    "cluster key, or the bytes were changed in transit"
@@ -682,6 +692,11 @@ int session_next(struct session *s, const uint8_t **p, size_t *n)
 		                     &k) == GOSSIP_SCAN_BAD) {
 			char why[512];
 			snprintf(why, sizeof why, "%s", gossip_error());
+			/* Said to the peer too: an honest peer's item that is too large shows
+			 * at its end, not as a broken pipe. */
+			char told[600];
+			snprintf(told, sizeof told, "refused: an item is not the sync protocol (%s)", why);
+			session_refuse(s, told);
 			gossip_seterr("peer: not the sync protocol (%s)", why);
 			return -1;
 		}

@@ -132,6 +132,177 @@ static int superseded(const struct gossip_store *st, const struct gossip_entry *
 	return e->reg != UINT32_MAX && reg_below(st, &st->regs[e->reg], e->version, st->origins[e->origin].pk);
 }
 
+/* ---- the reconciliation table (store.h; gossip(7), ANTI-ENTROPY) ---- */
+
+uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16])
+{
+	uint8_t in[32], h[8];
+	memcpy(in, slot, 16);
+	memcpy(in + 16, hash, 16);
+	crypto_generichash(h, 8, in, 32, salt, 32);
+	uint64_t id = 0;
+	for (int i = 0; i < 8; i++)
+		id = id << 8 | h[i];
+	return id;
+}
+
+/* An id's cell in each of the three parts (before reduction to the part's size) and its
+ * check sum: BLAKE2b-128 of its 8 bytes, big-endian: bytes 4j to 4j+3 (little-endian)
+ * for part j, bytes 12 to 14 the check. */
+static void cell_hash(uint64_t id, uint32_t idx[3], uint32_t *chk)
+{
+	uint8_t in[8], h[16];
+	for (int i = 0; i < 8; i++)
+		in[i] = (uint8_t)(id >> (56 - 8 * i));
+	crypto_generichash(h, 16, in, 8, NULL, 0);
+	for (int j = 0; j < 3; j++)
+		idx[j] = (uint32_t)h[4 * j] | (uint32_t)h[4 * j + 1] << 8 | (uint32_t)h[4 * j + 2] << 16 |
+		         (uint32_t)h[4 * j + 3] << 24;
+	*chk = (uint32_t)h[12] | (uint32_t)h[13] << 8 | (uint32_t)h[14] << 16;
+}
+
+void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign)
+{
+	uint32_t idx[3], chk;
+	size_t size = (size_t)1 << k;
+	cell_hash(id, idx, &chk);
+	for (size_t j = 0; j < 3; j++) {
+		struct store_cell *c = &t[j * size + (idx[j] & (size - 1))];
+		c->count = (uint8_t)(c->count + sign);
+		c->id ^= id;
+		c->chk ^= chk;
+	}
+}
+
+void store_iblt_fold(const struct store_cell *src, unsigned ksrc, struct store_cell *dst, unsigned k)
+{
+	size_t from = (size_t)1 << ksrc, size = (size_t)1 << k;
+	memset(dst, 0, 3 * size * sizeof *dst);
+	for (size_t j = 0; j < 3; j++)
+		for (size_t i = 0; i < from; i++) {
+			const struct store_cell *a = &src[j * from + i];
+			struct store_cell *c = &dst[j * size + (i & (size - 1))];
+			c->count = (uint8_t)(c->count + a->count);
+			c->id ^= a->id;
+			c->chk ^= a->chk;
+		}
+}
+
+int store_iblt_put(struct gossip_buf *b, const struct store_cell *t, unsigned k)
+{
+	size_t n = (size_t)3 << k;
+	uint8_t c[STORE_CELL_BYTES];
+	if (gossip_cbor_head(b, GOSSIP_MT_BSTR, n * STORE_CELL_BYTES) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		c[0] = t[i].count;
+		for (int j = 0; j < 8; j++)
+			c[1 + j] = (uint8_t)(t[i].id >> (56 - 8 * j));
+		c[9] = (uint8_t)(t[i].chk >> 16);
+		c[10] = (uint8_t)(t[i].chk >> 8);
+		c[11] = (uint8_t)t[i].chk;
+		if (gossip_buf_put(b, c, sizeof c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void store_iblt_get(const uint8_t *p, unsigned k, struct store_cell *t)
+{
+	size_t n = (size_t)3 << k;
+	for (size_t i = 0; i < n; i++, p += STORE_CELL_BYTES) {
+		t[i].count = p[0];
+		t[i].id = 0;
+		for (int j = 0; j < 8; j++)
+			t[i].id = t[i].id << 8 | p[1 + j];
+		t[i].chk = (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+	}
+}
+
+void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k)
+{
+	size_t n = (size_t)3 << k;
+	for (size_t i = 0; i < n; i++) {
+		a[i].count = (uint8_t)(a[i].count - b[i].count);
+		a[i].id ^= b[i].id;
+		a[i].chk ^= b[i].chk;
+	}
+}
+
+/* Whether cell i (of part j) holds exactly one id, once added or once taken away. */
+static int pure(const struct store_cell *c, size_t j, size_t i, unsigned k)
+{
+	uint32_t idx[3], chk;
+	if (c->count != 1 && c->count != 255)
+		return 0;
+	cell_hash(c->id, idx, &chk);
+	return chk == c->chk && (idx[j] & (((size_t)1 << k) - 1)) == i;
+}
+
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
+                      size_t *n)
+{
+	size_t size = (size_t)1 << k, ncells = 3 * size, got = 0;
+	uint32_t *queue = malloc(3 * ncells * sizeof *queue);
+	size_t qn = 0;
+	int r = -1;
+	*n = 0;
+	if (max > ncells)
+		max = ncells;
+	if (!queue)
+		return -2;
+	for (size_t c = 0; c < ncells; c++)
+		if (pure(&t[c], c / size, c % size, k))
+			queue[qn++] = (uint32_t)c;
+	while (qn) {
+		size_t c = queue[--qn];
+		if (!pure(&t[c], c / size, c % size, k))
+			continue;
+		if (got == max)
+			goto out;  /* more ids than the table can hold: a lie */
+		uint64_t id = t[c].id;
+		int s = t[c].count == 1 ? 1 : -1;
+		ids[got] = id;
+		sign[got++] = (int8_t)s;
+		store_iblt_add(t, k, id, -s);
+		uint32_t idx[3], chk;
+		cell_hash(id, idx, &chk);
+		/* Each of its cells may have become pure: at most three more, and a cell is
+		 * queued again only when it changes, so the queue never overflows. */
+		for (size_t j = 0; j < 3; j++) {
+			size_t d = j * size + (idx[j] & (size - 1));
+			if (d != c && pure(&t[d], j, d % size, k) && qn < 3 * ncells)
+				queue[qn++] = (uint32_t)d;
+		}
+	}
+	for (size_t c = 0; c < ncells; c++)
+		if (t[c].count || t[c].id || t[c].chk)
+			goto out;  /* not all peeled: too small a table, or a lie */
+	/* An id twice is a lie: an honest difference holds each id once. */
+	uint64_t *v = malloc((got ? got : 1) * sizeof *v);
+	if (!v) {
+		r = -2;
+		goto out;
+	}
+	memcpy(v, ids, got * sizeof *v);
+	qsort(v, got, sizeof *v, by_u64);
+	r = 0;
+	for (size_t i = 1; i < got; i++)
+		if (v[i] == v[i - 1])
+			r = -3;
+	free(v);
+	*n = got;
+out:
+	free(queue);
+	return r;
+}
+
 /* ---- the Merkle summary, kept once made (store.h) ---- */
 
 struct expiry {
@@ -2043,6 +2214,7 @@ static struct store_sum *mk_alloc(void)
 	struct store_sum *m = calloc(1, sizeof *m);
 	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
 	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
+		free(m->dlist);
 		free(m->l2);
 		free(m->cnt);
 		free(m->dirty);
@@ -2152,4 +2324,121 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
                  struct gossip_entry ***v, size_t *n)
 {
 	return bucket_entries(st, b, d->now, v, n);
+}
+
+/* ---- a sync's ids (store.h) ---- */
+
+static int by_idref(const void *a, const void *b)
+{
+	uint64_t x = ((const struct store_idref *)a)->id, y = ((const struct store_idref *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32])
+{
+	size_t n = 0, cap = 0;
+	struct store_idref *v = NULL;
+	for (size_t i = 0; i < st->cap; i++) {
+		struct gossip_entry *e = &st->tab[i];
+		if (!e->used || !is_current(st, e, now))
+			continue;
+		if (n == cap) {
+			size_t c2 = cap ? 2 * cap : 1024;
+			struct store_idref *v2 = realloc(v, c2 * sizeof *v2);
+			if (!v2) {
+				free(v);
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			v = v2;
+			cap = c2;
+		}
+		v[n].id = store_id(salt, e->slot, e->hash);
+		v[n++].e = e;
+	}
+	if (n)
+		qsort(v, n, sizeof *v, by_idref);
+	size_t k = store_ids_unique(v, n);
+	store_ids_free(s);
+	s->v = v;
+	s->n = k;
+	s->collided = n - k;
+	return 0;
+}
+
+size_t store_ids_unique(struct store_idref *v, size_t n)
+{
+	/* Two entries of one id (chance about n^2 / 2^65): both are left out of this sync,
+	 * whose tables would not decode with a count of 2; the next sync's salt parts them. */
+	size_t k = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && v[j].id == v[i].id)
+			j++;
+		if (j - i == 1)
+			v[k++] = v[i];
+		i = j;
+	}
+	return k;
+}
+
+void store_ids_free(struct store_ids *s)
+{
+	free(s->v);
+	free(s->whole);
+	s->v = NULL;
+	s->whole = NULL;
+	s->n = s->collided = 0;
+}
+
+/* The first of s's ids at or above id. */
+static size_t ids_lower(const struct store_ids *s, uint64_t id)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->v[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
+                struct store_cell *out)
+{
+	if (bits == 0) {
+		/* The whole, made once at the largest size and folded to each size asked. */
+		if (!s->whole) {
+			if (!(s->whole = calloc(STORE_IBLT_CELLS, sizeof *s->whole))) {
+				gossip_seterr("out of memory");
+				return -1;
+			}
+			for (size_t i = 0; i < s->n; i++)
+				store_iblt_add(s->whole, STORE_IBLT_K, s->v[i].id, 1);
+		}
+		store_iblt_fold(s->whole, STORE_IBLT_K, out, k);
+		return 0;
+	}
+	memset(out, 0, ((size_t)3 << k) * sizeof *out);
+	uint64_t lo = (uint64_t)prefix << (64 - bits);
+	size_t from = ids_lower(s, lo);
+	for (size_t i = from; i < s->n && s->v[i].id >> (64 - bits) == prefix; i++)
+		store_iblt_add(out, k, s->v[i].id, 1);
+	return 0;
+}
+
+size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, size_t *from)
+{
+	size_t i = *from = bits ? ids_lower(s, (uint64_t)prefix << (64 - bits)) : 0;
+	while (i < s->n && (!bits || s->v[i].id >> (64 - bits) == prefix))
+		i++;
+	return i - *from;
+}
+
+struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id)
+{
+	size_t i = ids_lower(s, id);
+	return i < s->n && s->v[i].id == id ? s->v[i].e : NULL;
 }

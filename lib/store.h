@@ -126,4 +126,62 @@ void store_digest_free(struct store_digest *d);
 int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b,
                  struct gossip_entry ***v, size_t *n);
 
+/* Reconciliation (gossip(7), ANTI-ENTROPY): an invertible Bloom lookup table of the
+ * current entries' ids, made for each sync from the index: three parts of 2^k cells each,
+ * an id in one cell of each part, so that a table folds in halves down to any smaller k.
+ * An id is 8 bytes, BLAKE2b-64 keyed with the session's salt (session.h) of slot || hash:
+ * new at every sync, so that no two messages can be made to collide ahead of one. */
+enum {
+	STORE_IBLT_K = 15,  /* the largest table: 3 x 2^15 cells */
+	STORE_IBLT_KMIN = 3,  /* the smallest sent: 24 cells */
+	STORE_IBLT_CELLS = 3 << STORE_IBLT_K,
+	STORE_CELL_BYTES = 12  /* on the wire: count, id sum, 3-byte check sum */
+};
+struct store_cell {
+	uint64_t id;
+	uint32_t chk;
+	uint8_t count;
+};
+uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
+/* Add (sign 1) or take away (-1) an id from a table of 3 x 2^k cells. */
+void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign);
+/* dst (3 x 2^k cells) = src (3 x 2^ksrc, ksrc >= k) folded. */
+void store_iblt_fold(const struct store_cell *src, unsigned ksrc, struct store_cell *dst, unsigned k);
+/* As a CBOR byte string of 12-byte cells; p holds 3 x 2^k of them. */
+int store_iblt_put(struct gossip_buf *b, const struct store_cell *t, unsigned k);
+void store_iblt_get(const uint8_t *p, unsigned k, struct store_cell *t);
+void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k);
+/* Peel a difference a - b (consumed): ids[] and sign[] (1: in a only, -1: in b only), at
+ * most max of them. 0: decoded; -1: it does not decode (too small, or a lie: more than
+ * max ids); -2: out of memory; -3: it peels to all zeros but into an id twice, which no
+ * honest difference does (a lie). */
+int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
+                      size_t *n);
+
+/* One sync's ids: those of the current entries (as of the time now, a digest's), under
+ * one salt, sorted. Entries whose ids collide (all of a group) are left out and counted
+ * in collided. The entries point into the index: valid until the next lock. */
+struct store_idref {
+	uint64_t id;
+	struct gossip_entry *e;
+};
+struct store_ids {
+	struct store_idref *v;
+	size_t n, collided;
+	struct store_cell *whole;  /* the table of all at the largest size, once asked for */
+};
+/* Under the lock, or with the index as the last lock left it. O(entries). s is {0} or
+ * made before (its old ids are freed). */
+int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32]);
+void store_ids_free(struct store_ids *s);
+/* Of v (sorted by id), keep the ids that occur once, in order: how many. */
+size_t store_ids_unique(struct store_idref *v, size_t n);
+/* The ids whose first bits bits are prefix (bits 0: all): s->v[*from] on, how many. */
+size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, size_t *from);
+/* The table at size k of the ids whose first bits bits are prefix (bits 0: all). */
+int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
+                struct store_cell *out);
+/* The entry whose id is id, or NULL. */
+struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id);
+
 #endif

@@ -1,12 +1,17 @@
-/* sync.c: anti-entropy: two stores compare Merkle summaries and send each other only
- * what the other lacks, inside a session (session.c) that is authenticated and encrypted
- * between trusted identities, over any byte stream. gossip(7) documents the protocol.
+/* sync.c: anti-entropy: two stores compare Merkle roots, then find what differs with
+ * invertible Bloom lookup tables of their ids (store.h), ids keyed by a salt new at each
+ * session (session.h), tables whose size grows with the difference, and send each other
+ * only what the other lacks, inside a session (session.c) that is authenticated and
+ * encrypted between trusted identities, over any byte stream. gossip(7) documents the
+ * protocol (version 3).
  *
  * Every sync is bounded, whoever the peer: one deadline for the whole session at both
- * ends (not per read, so a trickle cannot stretch it); the server sends only messages it
- * offered in this session's leaves, each once, so a want cannot amplify; the client takes
- * no more leaves than the server announced, and a server may announce at most
- * SYNC_LEAVES_MAX, so a peer cannot make the client allocate without bound. */
+ * ends (not per read, so a trickle cannot stretch it); the server sends only the tables
+ * an honest client asks for (each part's sizes in the order the client's rule gives; the
+ * sixteen parts once the whole was sent at the largest; a sixteenth's ids, once, after
+ * its largest table), and messages only for ids it
+ * holds, each once, no more than its tables could name, so a want cannot amplify; the
+ * client takes only the tables it asked for, and no more messages than it wanted. */
 #include "session.h"
 #include "store.h"
 
@@ -20,9 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The most messages a peer's store may hold for a sync: at 24 bytes a leaf, the client
- * holds at most 96 MiB of the peer's leaves. gossip(7) documents it. */
-enum { SYNC_LEAVES_MAX = 1 << 22 };
 
 struct conn {
 	struct session ss;
@@ -256,16 +258,14 @@ out:
 	return r;
 }
 
-/* Receive ["msgs", n] and n messages into the merger, storing as they come in batches,
- * so that a peer that fails mid-way leaves every whole message it sent. */
-static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, uint64_t max)
+/* After ["msgs", n]: n messages into the merger, storing as they come in batches, so
+ * that a peer that fails mid-way leaves every whole message it sent. */
+static int recv_msgs_n(struct conn *c, struct gossip_merger *mg, const char *src, uint64_t n,
+                       uint64_t max)
 {
-	struct gossip_cur cu;
-	uint64_t n, off;
+	uint64_t off;
 	const uint8_t *p;
 	size_t len;
-	if (get_op(c, &cu, "msgs", 1) < 0 || get_uint(&cu, &n, UINT32_MAX) < 0)
-		return -1;
 	if (n > max)
 		return refuse(c, "refused: the peer sends %llu messages, more than the %llu asked for",
 		              (unsigned long long)n, (unsigned long long)max);
@@ -289,55 +289,268 @@ static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, 
 	return gossip_merge_flush(mg);
 }
 
-/* Append the current entries of level-two bucket b to *all (*n of them, room for *cap). */
-static int bucket_add(struct gossip_store *st, const struct store_digest *d, size_t b,
-                      struct gossip_entry ***all, size_t *n, size_t *cap)
+static int recv_msgs(struct conn *c, struct gossip_merger *mg, const char *src, uint64_t max)
 {
-	struct gossip_entry **v;
-	size_t nv;
-	if (store_bucket(st, d, b, &v, &nv) < 0)
+	struct gossip_cur cu;
+	uint64_t n;
+	if (get_op(c, &cu, "msgs", 1) < 0 || get_uint(&cu, &n, UINT32_MAX) < 0)
 		return -1;
-	if (*n + nv > *cap) {
-		size_t c = *n + nv > 2 * *cap ? *n + nv : 2 * *cap;
-		struct gossip_entry **a = realloc(*all, c * sizeof *a);
-		if (!a) {
-			free(v);
-			gossip_seterr("out of memory");
-			return -1;
-		}
-		*all = a;
-		*cap = c;
-	}
-	if (nv)
-		memcpy(*all + *n, v, nv * sizeof *v);
-	*n += nv;
-	free(v);
-	return 0;
+	return recv_msgs_n(c, mg, src, n, max);
 }
 
+/* Read an item [op, ...] whose op is one of three: which (0, 1 or 2), the cursor after
+ * the op and the number of elements after it. */
+static int get_op3(struct conn *c, struct gossip_cur *cu, const char *a, const char *b,
+                   const char *x, uint64_t *nmore)
+{
+	struct gossip_ev ev;
+	const uint8_t *p;
+	size_t n;
+	if (recv_item(c, &p, &n) < 0)
+		return -1;
+	*cu = (struct gossip_cur){p, n, 0};
+	if (session_peer_error(p, n))
+		return -1;
+	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") == 0 && ev.u >= 1) {
+		*nmore = ev.u - 1;
+		if (gossip_cur_expect(cu, GOSSIP_EV_TSTR, &ev, "sync item") == 0) {
+			if (ev.len == strlen(a) && memcmp(ev.data, a, ev.len) == 0)
+				return 0;
+			if (ev.len == strlen(b) && memcmp(ev.data, b, ev.len) == 0)
+				return 1;
+			if (ev.len == strlen(x) && memcmp(ev.data, x, ev.len) == 0)
+				return 2;
+		}
+	}
+	gossip_seterr("peer: not the sync protocol (wanted \"%s\", \"%s\" or \"%s\")", a, b, x);
+	return -1;
+}
+
+/* A part of the slot space: the slots whose first bits bits are prefix (bits 0: all). A
+ * sync reconciles the whole; when its largest table does not decode, it is split 16
+ * ways, once. */
+enum { SYNC_SPLIT = 4, SYNC_BITS_MAX = 4, SYNC_ROUNDS = 5, SYNC_SPLIT_K = 12 };
+enum { SYNC_PARTS = 1 + 16 };  /* every part there can be */
+
+/* The most ids a client wants in one sync: its ["want", [ids]] is one item, and an item
+ * holds at most 2^20 data items (gossip_any_limits) and 16 MB; 1,000,000 ids of 9 bytes
+ * each stay well under both. The rest of what the client lacks is wanted by the next
+ * sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it (for
+ * tests). */
+enum { SYNC_WANT_MAX = 1000000 };
+/* The most ids in one ["ids", ...] item of a listing (512 KB). */
+enum { SYNC_LIST_MAX = 65536 };
+
+static size_t want_max(void)
+{
+	const char *e = getenv("GOSSIP_SYNC_WANT_MAX");
+	char *end;
+	unsigned long long v;
+	if (!e || !*e)
+		return SYNC_WANT_MAX;
+	v = strtoull(e, &end, 10);
+	return *end || v == 0 || v > SYNC_WANT_MAX ? SYNC_WANT_MAX : (size_t)v;
+}
+
+static size_t part_index(unsigned bits, unsigned prefix)
+{
+	return bits == 0 ? 0 : 1 + prefix;
+}
+
+/* The size of a part's next table after one of size k, its rounds-th, did not decode:
+ * four times larger, and the largest by the last round. */
+static unsigned next_k(unsigned k, unsigned rounds)
+{
+	return k + 2 > STORE_IBLT_K || rounds + 1 >= SYNC_ROUNDS ? STORE_IBLT_K : k + 2;
+}
+
+/* The table size for a count difference: at least 1.5 cells a difference, in 3 parts of
+ * a power of two, from 2^STORE_IBLT_KMIN to 2^STORE_IBLT_K. */
+static unsigned table_k(uint64_t a, uint64_t b)
+{
+	uint64_t diff = a > b ? a - b : b - a, need = (3 * diff / 2 + 2) / 3;
+	unsigned k = STORE_IBLT_KMIN;
+	while (k < STORE_IBLT_K && ((uint64_t)1 << k) < need)
+		k++;
+	return k;
+}
+
+/* ["table", bits, prefix, k, cells] for part (bits, prefix) at size k. */
+static int send_table(struct conn *c, struct store_ids *ids, unsigned bits, unsigned prefix,
+                      unsigned k)
+{
+	struct store_cell *t = malloc(((size_t)3 << k) * sizeof *t);
+	int r = -1;
+	if (!t) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	if (store_table(ids, bits, prefix, k, t) == 0 && put_op(&c->ss.out, "table", 4) == 0 &&
+	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, bits) == 0 &&
+	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, prefix) == 0 &&
+	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, k) == 0 && store_iblt_put(&c->ss.out, t, k) == 0)
+		r = 0;
+	free(t);
+	return r;
+}
 
 /* ---- the client ---- */
 
-/* A peer's entry: its slot, version and the first bytes of its message's hash, so that
- * two different messages of one version (an equivocation) are told apart and exchanged,
- * and each store keeps the same one of them (gossip(7), STATE AND MERGE RULES). */
-enum { LEAF_HASH = 8 };
-struct leaf {
-	uint8_t slot[16];
-	uint64_t version;
-	uint8_t hash[LEAF_HASH];
+struct part {
+	unsigned bits, prefix, k, rounds;
+	int list;  /* given up at the largest size: its ids listed instead */
 };
 
-/* Whether our entry e is not what the peer's leaf l says it has: newer, or of the
- * same version but another message. */
-static int leaf_behind(const struct leaf *l, const struct gossip_entry *e)
+/* ids: a growing list of 8-byte ids. */
+struct idlist {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int idlist_add(struct idlist *l, uint64_t id)
 {
-	return l->version < e->version || (l->version == e->version && memcmp(l->hash, e->hash, LEAF_HASH));
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		uint64_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v) {
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+	return 0;
 }
 
-static int by_leaf(const void *a, const void *b)
+/* Receive the table of part p and reconcile it with ours: 1 decoded (ids added), 0 it
+ * does not (the next request put in *next, or parts to split into), -1 an error. */
+static int client_part(struct conn *c, struct store_ids *mine_ids, struct part *p, struct idlist *push, struct idlist *want,
+                       const uint8_t *item, size_t nitem)
 {
-	return memcmp(((const struct leaf *)a)->slot, ((const struct leaf *)b)->slot, 16);
+	struct gossip_cur cu;
+	uint64_t bits, prefix, k;
+	const uint8_t *cells;
+	struct store_cell *theirs = NULL, *mine = NULL;
+	uint64_t *ids = NULL;
+	int8_t *sign = NULL;
+	size_t nids;
+	int r = -1;
+	if (item) {  /* read already: the first answer to the summary */
+		struct gossip_ev ev;
+		cu = (struct gossip_cur){item, nitem, 0};
+		if (session_peer_error(item, nitem))
+			return -1;
+		if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u != 5 ||
+		    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0 || ev.len != 5 ||
+		    memcmp(ev.data, "table", 5) != 0) {
+			gossip_seterr("peer: not the sync protocol (wanted \"table\")");
+			return -1;
+		}
+	} else if (get_op(c, &cu, "table", 4) < 0)
+		return -1;
+	if (get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+	    get_uint(&cu, &prefix, 255) < 0 || get_uint(&cu, &k, STORE_IBLT_K) < 0)
+		return -1;
+	/* The first table's size is the server's to choose; after that, what was asked. */
+	if (bits != p->bits || prefix != p->prefix || k < STORE_IBLT_KMIN || (p->k && k != p->k))
+		return refuse(c, "refused: the server sends a table that was not asked for");
+	p->k = (unsigned)k;
+	size_t ncells = (size_t)3 << k;
+	if (get_bstr(&cu, ncells * STORE_CELL_BYTES, &cells) < 0)
+		return -1;
+	if (!(theirs = malloc(ncells * sizeof *theirs)) || !(mine = malloc(ncells * sizeof *mine)) ||
+	    !(ids = malloc(ncells * sizeof *ids)) || !(sign = malloc(ncells))) {
+		gossip_seterr("out of memory");
+		goto out;
+	}
+	store_iblt_get(cells, p->k, theirs);
+	if (store_table(mine_ids, p->bits, p->prefix, p->k, mine) < 0)
+		goto out;
+	store_iblt_sub(mine, theirs, p->k);
+	int dr = store_iblt_decode(mine, p->k, ids, sign, ncells, &nids);
+	if (dr == -2) {
+		gossip_seterr("out of memory");
+		goto out;
+	}
+	if (dr == -3) {
+		refuse(c, "refused: the server's table %u/%u peels into an id twice (a table that lies)",
+		       p->bits, p->prefix);
+		goto out;
+	}
+	r = 0;
+	if (dr == 0) {
+		/* Every id of a part starts with its prefix: one that does not is a lie. */
+		for (size_t i = 0; i < nids; i++)
+			if (p->bits && ids[i] >> (64 - p->bits) != p->prefix) {
+				refuse(c, "refused: the server's table %u/%u names an id outside its part "
+				       "(a table that lies)", p->bits, p->prefix);
+				r = -1;
+				goto out;
+			}
+		for (size_t i = 0; i < nids; i++)
+			if (idlist_add(sign[i] > 0 ? push : want, ids[i]) < 0) {
+				r = -1;
+				goto out;
+			}
+		r = 1;
+	}
+out:
+	free(theirs);
+	free(mine);
+	free(ids);
+	free(sign);
+	return r;
+}
+
+/* Receive the listing of part p (["ids", bits, prefix, ids] items of at most
+ * SYNC_LIST_MAX ids, sorted, ending with an empty one) and compare it with our ids of the
+ * part: what only we hold to push, what only the server holds to want. 1 done, -1 an
+ * error. */
+static int client_list(struct conn *c, struct store_ids *mine, struct part *p, struct idlist *push,
+                       struct idlist *want)
+{
+	size_t from, nmine = store_part(mine, p->bits, p->prefix, &from), i = 0;
+	uint64_t last = 0;
+	int any = 0;
+	for (;;) {
+		struct gossip_cur cu;
+		struct gossip_ev ev;
+		uint64_t bits, prefix;
+		if (get_op(c, &cu, "ids", 3) < 0 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+		    get_uint(&cu, &prefix, 255) < 0)
+			return -1;
+		if (bits != p->bits || prefix != p->prefix)
+			return refuse(c, "refused: the server lists ids that were not asked for");
+		if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "sync item") < 0 || ev.len % 8 ||
+		    ev.len / 8 > SYNC_LIST_MAX) {
+			gossip_seterr("peer: not the sync protocol (a list of ids)");
+			return -1;
+		}
+		if (ev.len == 0)
+			break;
+		for (size_t j = 0; j < ev.len / 8; j++) {
+			uint64_t id = 0;
+			for (int b = 0; b < 8; b++)
+				id = id << 8 | ev.data[8 * j + b];
+			if ((any && id <= last) || id >> (64 - p->bits) != p->prefix)
+				return refuse(c, "refused: the server's list of part %u/%u is not its ids in "
+				              "order (a list that lies)", p->bits, p->prefix);
+			any = 1;
+			last = id;
+			while (i < nmine && mine->v[from + i].id < id)
+				if (idlist_add(push, mine->v[from + i++].id) < 0)
+					return -1;
+			if (i < nmine && mine->v[from + i].id == id)
+				i++;
+			else if (idlist_add(want, id) < 0)
+				return -1;
+		}
+	}
+	while (i < nmine)
+		if (idlist_add(push, mine->v[from + i++].id) < 0)
+			return -1;
+	return 1;
 }
 
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
@@ -348,12 +561,11 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
-	struct gossip_cur cu;
-	struct gossip_entry **push = NULL, **mine = NULL;
-	struct leaf *leaves = NULL;
-	struct gossip_buf want = {0};
-	size_t npush = 0, nwant = 0, nleaves = 0, capleaves = 0, nmine = 0, capmine = 0;
-	uint8_t diff1[256] = {0}, *diff2 = NULL;
+	struct store_ids ids = {0};
+	struct gossip_entry **pushv = NULL;
+	struct idlist push = {0}, want = {0};
+	struct part *todo = NULL, *next = NULL;
+	size_t ntodo = 0, npushv = 0;
 	int r = -1, have_digest = 0;
 	static const char *const modes[] = {NULL, "push", "pull", "push-pull"};
 
@@ -368,6 +580,10 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	if (dr < 0)
 		goto out;
 	have_digest = 1;
+	if (!(todo = calloc(SYNC_PARTS, sizeof *todo)) || !(next = calloc(SYNC_PARTS, sizeof *next))) {
+		gossip_seterr("out of memory");
+		goto out;
+	}
 	if (conn_open(&c, peer, deadline) < 0)
 		goto out;
 	session_init(&c.ss, c.fd, c.fd, timeout_ms);
@@ -390,138 +606,102 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		r = 0;
 		goto out;
 	}
-	/* 2. The peer's level-one hashes and its count: find the buckets that differ. */
-	cu = (struct gossip_cur){p, n, 0};
-	struct gossip_ev ev;
-	const uint8_t *l1;
-	uint64_t count;
-	if (gossip_cur_expect(&cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u != 3 ||
-	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0 || ev.len != 2 ||
-	    memcmp(ev.data, "l1", 2) != 0 || get_bstr(&cu, 4096, &l1) < 0 ||
-	    get_uint(&cu, &count, UINT64_MAX) < 0) {
-		if (!session_peer_error(p, n))
-			gossip_seterr("peer: not the sync protocol (wanted \"l1\")");
+	/* Our ids under this session's salt: the index is as the digest's lock left it. */
+	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0) {
+		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
 		goto out;
 	}
-	if (count > SYNC_LEAVES_MAX) {
-		refuse(&c, "refused: the server announces %llu messages; a sync takes at most %d",
-		       (unsigned long long)count, SYNC_LEAVES_MAX);
-		goto out;
-	}
-	unsigned ndiff1 = 0;
-	for (int i = 0; i < 256; i++)
-		if (memcmp(l1 + 16 * i, d.l1[i], 16) != 0)
-			diff1[i] = 1, ndiff1++;
-	/* 3. Our level-two hashes under those buckets. */
-	if (put_op(&c.ss.out, "l2", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, ndiff1) < 0)
-		goto out;
-	for (int i = 0; i < 256; i++)
-		if (diff1[i] && (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 2) < 0 ||
-		                 gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, (uint64_t)i) < 0 ||
-		                 gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.l2[i * 256], 4096) < 0))
-			goto out;
-	if (send_out(&c) < 0)
-		goto out;
-	/* 4. The peer's entries in the level-two buckets that differ, one item per level-one
-	 * bucket: ["leaves", [b2...], [[slot, version, hash8]...]]. No more leaves than the peer
-	 * announced messages: that bounds what we hold. */
-	if (!(diff2 = calloc(65536, 1))) {
-		gossip_seterr("out of memory");
-		goto out;
-	}
-	for (unsigned k = 0; k < ndiff1; k++) {
-		uint64_t nb, nl, b2, v;
-		const uint8_t *slot;
-		if (get_op(&c, &cu, "leaves", 2) < 0 || get_array(&cu, &nb, 256) < 0)
-			goto out;
-		for (uint64_t i = 0; i < nb; i++) {
-			if (get_uint(&cu, &b2, 65535) < 0)
+	/* 2. Tables: the server's of the whole first, at the size it chose; then, for each
+	 * part that does not decode, the next size up (all asked at once, answered in
+	 * order), or past the largest its 16 parts. */
+	todo[ntodo++] = (struct part){0, 0, 0, 1, 0};  /* its size: the server's */
+	while (ntodo) {
+		size_t nnext = 0;
+		for (size_t i = 0; i < ntodo; i++) {
+			struct part *pt = &todo[i];
+			int pr = pt->list ? client_list(&c, &ids, pt, &push, &want)
+			                  : client_part(&c, &ids, pt, &push, &want, p, n);
+			p = NULL;
+			if (pr < 0)
 				goto out;
-			diff2[b2] = 1;
+			if (pr == 1)
+				continue;
+			if (pt->k < STORE_IBLT_K) {
+				next[nnext++] = (struct part){pt->bits, pt->prefix, next_k(pt->k, pt->rounds),
+				                              pt->rounds + 1, 0};
+			} else if (pt->bits < SYNC_BITS_MAX) {
+				for (unsigned j = 0; j < 16; j++)
+					next[nnext++] = (struct part){pt->bits + SYNC_SPLIT, pt->prefix << SYNC_SPLIT | j,
+					                              SYNC_SPLIT_K, 1, 0};
+			} else  /* the largest size of a sixteenth: its ids listed */
+				next[nnext++] = (struct part){pt->bits, pt->prefix, 0, 0, 1};
 		}
-		if (get_array(&cu, &nl, UINT32_MAX) < 0)
-			goto out;
-		if (nl > count - nleaves) {
-			refuse(&c, "refused: the server sends more leaves than the %llu messages it "
-			       "announced", (unsigned long long)count);
+		if (nnext > SYNC_PARTS) {  /* never: at most 16 parts split at once per level */
+			gossip_seterr("sync: too many parts");
 			goto out;
 		}
-		if (nleaves + nl > capleaves) {
-			capleaves = nleaves + nl > 2 * capleaves ? nleaves + nl : 2 * capleaves;
-			if (capleaves > count)
-				capleaves = count;
-			struct leaf *nl2 = realloc(leaves, capleaves * sizeof *leaves);
-			if (!nl2) {
-				gossip_seterr("out of memory");
+		for (size_t i = 0; i < nnext; i++)
+			if (put_op(&c.ss.out, next[i].list ? "ids" : "table", next[i].list ? 2 : 3) < 0 ||
+			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].bits) < 0 ||
+			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].prefix) < 0 ||
+			    (!next[i].list && gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, next[i].k) < 0))
+				goto out;
+		if (nnext && send_out(&c) < 0)
+			goto out;
+		struct part *t = todo;
+		todo = next;
+		next = t;
+		ntodo = nnext;
+	}
+	/* 3. Push what only we hold (each must be ours: a table that names an entry we do not
+	 * hold lied), want what only the server holds. */
+	if (mode & GOSSIP_PUSH) {
+		if (push.n && !(pushv = malloc(push.n * sizeof *pushv))) {
+			gossip_seterr("out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < push.n; i++) {
+			struct gossip_entry *e = store_find_id(&ids, push.v[i]);
+			if (!e) {
+				refuse(&c, "refused: the server's table names an entry this store does not hold");
 				goto out;
 			}
-			leaves = nl2;
-		}
-		for (uint64_t i = 0; i < nl; i++) {
-			uint64_t three;
-			const uint8_t *h;
-			if (get_array(&cu, &three, 3) < 0 || three != 3 || get_bstr(&cu, 16, &slot) < 0 ||
-			    get_uint(&cu, &v, UINT64_MAX) < 0 || get_bstr(&cu, LEAF_HASH, &h) < 0)
-				goto out;
-			memcpy(leaves[nleaves].slot, slot, 16);
-			memcpy(leaves[nleaves].hash, h, LEAF_HASH);
-			leaves[nleaves++].version = v;
+			pushv[npushv++] = e;
 		}
 	}
-	if (nleaves)
-		qsort(leaves, nleaves, sizeof *leaves, by_leaf);
-	/* 5. Compare: push what the peer lacks or has older; want what it has newer, each
-	 * slot once (the server refuses a want that repeats). */
-	for (size_t b = 0; b < 65536 && (mode & GOSSIP_PUSH); b++) {
-		if (!diff2[b])
-			continue;
-		size_t from = nmine;
-		if (bucket_add(mg->st, &d, b, &mine, &nmine, &capmine) < 0)
-			goto out;
-		for (size_t i = from; i < nmine; i++) {
-			struct leaf key, *l;
-			memcpy(key.slot, mine[i]->slot, 16);
-			l = nleaves ? bsearch(&key, leaves, nleaves, sizeof *leaves, by_leaf) : NULL;
-			if (!l || leaf_behind(l, mine[i]))
-				mine[npush++] = mine[i];
-		}
-		nmine = npush;
+	if (!(mode & GOSSIP_PULL))
+		want.n = 0;
+	if (want.n > want_max()) {  /* the rest next time: the ids are in no useful order */
+		s->want_left = want.n - want_max();
+		want.n = want_max();
 	}
-	push = mine;
-	mine = NULL;
-	for (size_t i = 0; i < nleaves && (mode & GOSSIP_PULL); i++) {
-		if (i && memcmp(leaves[i].slot, leaves[i - 1].slot, 16) == 0)
-			continue;
-		const struct gossip_entry *e = gossip_store_find(mg->st, leaves[i].slot);
-		if (!e || e->version < leaves[i].version ||
-		    (e->version == leaves[i].version && memcmp(e->hash, leaves[i].hash, LEAF_HASH))) {
-			if (gossip_buf_put(&want, leaves[i].slot, 16) < 0)
-				goto out;
-			nwant++;
-		}
-	}
-	if (send_entries(&c, mg->st, push, npush) < 0)
+	if (send_entries(&c, mg->st, pushv, npushv) < 0)
 		goto out;
-	if (put_op(&c.ss.out, "want", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nwant) < 0)
+	if (put_op(&c.ss.out, "want", 1) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, want.n) < 0)
 		goto out;
-	for (size_t i = 0; i < nwant; i++)
-		if (gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, want.p + 16 * i, 16) < 0)
+	for (size_t i = 0; i < want.n; i++) {
+		uint8_t b[8];
+		for (int j = 0; j < 8; j++)
+			b[j] = (uint8_t)(want.v[i] >> (56 - 8 * j));
+		if (gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, b, 8) < 0)
 			goto out;
+	}
 	if (send_out(&c) < 0)
 		goto out;
-	/* 6. What we asked for (no more), then the end. */
-	if (recv_msgs(&c, mg, "peer", nwant) < 0 || get_op(&c, &cu, "done", 0) < 0)
+	/* 4. What we asked for (no more), then the end. */
+	if (recv_msgs(&c, mg, "peer", want.n) < 0 || get_op(&c, &(struct gossip_cur){0}, "done", 0) < 0)
 		goto out;
 	r = 0;
 out:
 	conn_close(&c, r < 0);
 	gossip_identity_free(&id);
 	gossip_keyring_free(&ring);
-	free(diff2);
-	free(push);
-	free(mine);
-	free(leaves);
-	gossip_buf_free(&want);
+	free(pushv);
+	free(push.v);
+	free(want.v);
+	free(todo);
+	free(next);
+	store_ids_free(&ids);
 	if (have_digest)
 		store_digest_free(&d);
 	return r;
@@ -529,15 +709,36 @@ out:
 
 /* ---- the server ---- */
 
-/* A slot offered in this session's leaves, and whether it has been wanted. */
-struct offer {
-	uint8_t slot[16];
-	uint8_t wanted;
-};
-
-static int by_offer(const void *a, const void *b)
+/* Answer ["ids", bits, prefix]: the part's ids, sorted, in items of at most
+ * SYNC_LIST_MAX, then an empty one. */
+static int send_list(struct conn *c, struct store_ids *ids, unsigned bits, unsigned prefix)
 {
-	return memcmp(a, b, 16);
+	size_t from, n = store_part(ids, bits, prefix, &from), at = 0;
+	for (;;) {  /* the last item is empty */
+		size_t m = n - at < SYNC_LIST_MAX ? n - at : SYNC_LIST_MAX;
+		if (put_op(&c->ss.out, "ids", 3) < 0 || gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, bits) < 0 ||
+		    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, prefix) < 0 ||
+		    gossip_cbor_head(&c->ss.out, GOSSIP_MT_BSTR, 8 * m) < 0)
+			return -1;
+		for (size_t i = 0; i < m; i++) {
+			uint8_t b[8];
+			for (int j = 0; j < 8; j++)
+				b[j] = (uint8_t)(ids->v[from + at + i].id >> (56 - 8 * j));
+			if (gossip_buf_put(&c->ss.out, b, 8) < 0)
+				return -1;
+		}
+		at += m;
+		if (c->ss.out.len >= 1 << 20 && send_out(c) < 0)
+			return -1;
+		if (m == 0)
+			return 0;
+	}
+}
+
+static int by_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
 }
 
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
@@ -547,14 +748,17 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
+	struct store_ids ids = {0};
 	struct gossip_cur cu;
 	struct gossip_ev ev;
-	struct offer *offers = NULL;
-	struct gossip_entry **v = NULL, **lv = NULL;
-	size_t noffers = 0, caplv = 0;
+	struct gossip_entry **v = NULL;
+	uint64_t *wanted = NULL;
 	const uint8_t *root;
-	uint64_t count, n1;
-	uint8_t asked[256] = {0};
+	uint64_t count, cells_sent = 0;
+	/* Per part: the largest size sent (0: none), and how many tables. */
+	uint8_t sentk[SYNC_PARTS] = {0}, rounds[SYNC_PARTS] = {0};
+	uint8_t listed[SYNC_PARTS] = {0};
+	uint64_t ids_sent = 0;  /* ids listed */
 	int r = -1, have_digest = 0;
 
 	memset(s, 0, sizeof *s);
@@ -581,97 +785,115 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
-	if (put_op(&c.ss.out, "l1", 2) < 0 || gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.l1, 4096) < 0 ||
-	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
-		goto out;
-	if (!(offers = malloc((d.count ? d.count : 1) * sizeof *offers)))
+	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
 		goto fail;
-	/* The client's level-two hashes: answer with our entries where they differ, and
-	 * note each one offered. */
-	if (get_op(&c, &cu, "l2", 1) < 0 || get_array(&cu, &n1, 256) < 0)
+	/* Our table of the whole, sized by the count difference; then each table asked for:
+	 * a part at most SYNC_ROUNDS times, each larger than the last; a part's 16 parts only
+	 * once it was sent at the largest size. */
+	unsigned k0 = table_k(count, d.count);
+	sentk[0] = (uint8_t)k0;
+	rounds[0] = 1;
+	cells_sent = (uint64_t)3 << k0;
+	if (send_table(&c, &ids, 0, 0, k0) < 0 || send_out(&c) < 0)
 		goto out;
-	for (uint64_t k = 0; k < n1; k++) {
-		uint64_t two, a;
-		const uint8_t *l2;
-		uint16_t diff[256];
-		unsigned nd = 0;
-		size_t nl = 0;
-		if (get_array(&cu, &two, 2) < 0 || two != 2 || get_uint(&cu, &a, 255) < 0 ||
-		    get_bstr(&cu, 4096, &l2) < 0)
+	uint64_t nmore;
+	int which;
+	while ((which = get_op3(&c, &cu, "table", "msgs", "ids", &nmore)) != 1) {
+		uint64_t bits, prefix, k;
+		if (which < 0)
 			goto out;
-		if (asked[a]++) {
-			refuse(&c, "refused: the client asks for level-one bucket %u twice", (unsigned)a);
-			goto out;
-		}
-		for (unsigned j = 0; j < 256; j++)
-			if (memcmp(l2 + 16 * j, d.l2[a * 256 + j], 16) != 0) {
-				diff[nd++] = (uint16_t)(a * 256 + j);
-				if (bucket_add(mg->st, &d, a * 256 + j, &lv, &nl, &caplv) < 0)
-					goto fail;
+		if (which == 2) {
+			/* A sixteenth sent at the largest size (and not decoded there): its ids,
+			 * once. */
+			if (nmore != 2 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+			    get_uint(&cu, &prefix, 255) < 0 || bits != SYNC_SPLIT || prefix >= 16) {
+				refuse(&c, "refused: an ids request that is not the sync protocol");
+				goto out;
 			}
-		if (put_op(&c.ss.out, "leaves", 2) < 0 || gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nd) < 0)
-			goto out;
-		for (unsigned j = 0; j < nd; j++)
-			if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, diff[j]) < 0)
+			size_t pi = part_index((unsigned)bits, (unsigned)prefix), from;
+			if (sentk[pi] != STORE_IBLT_K || listed[pi]) {
+				refuse(&c, "refused: the client asks for the ids of part %u/%u again, or "
+				       "before its largest table", (unsigned)bits, (unsigned)prefix);
 				goto out;
-		if (nl > d.count - noffers) {  /* the digest and the index part: never so */
-			gossip_seterr("store: the summary and the index disagree");
+			}
+			listed[pi] = 1;
+			ids_sent += store_part(&ids, (unsigned)bits, (unsigned)prefix, &from);
+			if (send_list(&c, &ids, (unsigned)bits, (unsigned)prefix) < 0)
+				goto fail;
+			if (session_ready(&c.ss) == 0 && send_out(&c) < 0)
+				goto out;
+			continue;
+		}
+		if (nmore != 3 || get_uint(&cu, &bits, SYNC_BITS_MAX) < 0 ||
+		    get_uint(&cu, &prefix, 255) < 0 || get_uint(&cu, &k, STORE_IBLT_K) < 0 ||
+		    (bits != 0 && bits != SYNC_SPLIT) || prefix >= (1u << bits)) {
+			refuse(&c, "refused: a table request that is not the sync protocol");
+			goto out;
+		}
+		size_t pi = part_index((unsigned)bits, (unsigned)prefix);
+		size_t parent = bits == 0 ? 0 : part_index((unsigned)bits - 4, (unsigned)prefix >> 4);
+		/* Exactly the size the client's rule asks next (so that the tables of a session
+		 * are bounded as gossip(7) says): a sixteenth first at SYNC_SPLIT_K. */
+		unsigned want_k = sentk[pi] ? next_k(sentk[pi], rounds[pi]) : SYNC_SPLIT_K;
+		if (k != want_k || sentk[pi] == STORE_IBLT_K || (bits && sentk[parent] != STORE_IBLT_K)) {
+			refuse(&c, "refused: the client asks for table %u/%u of size %u again, or out of turn",
+			       (unsigned)bits, (unsigned)prefix, (unsigned)k);
+			goto out;
+		}
+		sentk[pi] = (uint8_t)k;
+		rounds[pi]++;
+		cells_sent += (uint64_t)3 << k;
+		if (send_table(&c, &ids, (unsigned)bits, (unsigned)prefix, (unsigned)k) < 0)
 			goto fail;
-		}
-		if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, nl) < 0)
+		if (c.ss.out.len >= 1 << 20 && send_out(&c) < 0)
 			goto out;
-		for (size_t i = 0; i < nl; i++) {
-			if (gossip_cbor_head(&c.ss.out, GOSSIP_MT_ARRAY, 3) < 0 ||
-			    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, lv[i]->slot, 16) < 0 ||
-			    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, lv[i]->version) < 0 ||
-			    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, lv[i]->hash, LEAF_HASH) < 0)
-				goto out;
-			memcpy(offers[noffers].slot, lv[i]->slot, 16);
-			offers[noffers++].wanted = 0;
-		}
-		if (send_out(&c) < 0)
+		if (session_ready(&c.ss) == 0 && send_out(&c) < 0)
 			goto out;
 	}
-	/* The digest points into the store's index, which merging may move: from here on
-	 * the offers (copies) say what was offered. */
-	store_digest_free(&d);
-	have_digest = 0;
-	if (noffers)
-		qsort(offers, noffers, sizeof *offers, by_offer);
-	/* What the client pushes, then what it wants: only slots offered, each once, so the
-	 * reply is bounded by what this server told the client it has. */
-	if (recv_msgs(&c, mg, "peer", UINT32_MAX) < 0)
+	/* What the client pushes, then what it wants: no more ids than the cells we sent
+	 * could decode into, each once; ids of entries we no longer hold (replaced by what
+	 * was pushed) are skipped. */
+	uint64_t npush;
+	if (nmore != 1 || get_uint(&cu, &npush, UINT32_MAX) < 0) {
+		if (nmore != 1)
+			gossip_seterr("peer: not the sync protocol (\"msgs\")");
 		goto out;
+	}
+	if (recv_msgs_n(&c, mg, "peer", npush, UINT32_MAX) < 0)
+		goto out;
+	/* What was pushed moved the index (and may have replaced what was wanted): the ids of
+	 * what it holds now, under the same salt. */
+	if (npush && store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
+		goto fail;
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
-	if (nw > noffers) {
-		refuse(&c, "refused: the client wants %llu messages, more than the %zu offered",
-		       (unsigned long long)nw, noffers);
+	if (nw > cells_sent + ids_sent) {
+		refuse(&c, "refused: the client wants %llu messages, more than the %llu cells sent could name",
+		       (unsigned long long)nw, (unsigned long long)(cells_sent + ids_sent));
 		goto out;
 	}
-	size_t nv = 0;
-	if (!(v = malloc((nw ? nw : 1) * sizeof *v)))
+	if (!(wanted = malloc((nw ? nw : 1) * sizeof *wanted)) || !(v = malloc((nw ? nw : 1) * sizeof *v)))
 		goto fail;
 	for (uint64_t i = 0; i < nw; i++) {
-		const uint8_t *slot;
-		char hex[33];
-		if (get_bstr(&cu, 16, &slot) < 0)
+		const uint8_t *b;
+		if (get_bstr(&cu, 8, &b) < 0)
 			goto out;
-		struct offer *o = bsearch(slot, offers, noffers, sizeof *offers, by_offer);
-		gossip_hex(hex, slot, 16);
-		if (!o) {
-			refuse(&c, "refused: the client wants slot %s, which was not offered", hex);
+		wanted[i] = 0;
+		for (int j = 0; j < 8; j++)
+			wanted[i] = wanted[i] << 8 | b[j];
+	}
+	qsort(wanted, nw, sizeof *wanted, by_id);
+	for (uint64_t i = 1; i < nw; i++)
+		if (wanted[i] == wanted[i - 1]) {
+			refuse(&c, "refused: the client wants one message twice");
 			goto out;
 		}
-		if (o->wanted++) {
-			refuse(&c, "refused: the client wants slot %s twice", hex);
-			goto out;
-		}
-		/* Our index may have moved on since the summary; send what it holds now. */
-		const struct gossip_entry *e = gossip_store_find(mg->st, slot);
+	size_t nv = 0;
+	for (uint64_t i = 0; i < nw; i++) {
+		struct gossip_entry *e = store_find_id(&ids, wanted[i]);
 		if (e)
-			v[nv++] = (struct gossip_entry *)e;
+			v[nv++] = e;
 	}
 	if (send_entries(&c, mg->st, v, nv) < 0 || put_op(&c.ss.out, "done", 0) < 0 ||
 	    send_out(&c) < 0)
@@ -681,11 +903,11 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 fail:
 	session_refuse(&c.ss, gossip_error());
 out:
+	store_ids_free(&ids);
 	if (have_digest)
 		store_digest_free(&d);
-	free(offers);
+	free(wanted);
 	free(v);
-	free(lv);
 	s->sent_bytes = c.ss.sent;
 	s->recv_bytes = c.ss.wire.bytes;
 	session_free(&c.ss);

@@ -3,11 +3,26 @@ handshake, the key schedule, the sealed frames), written from the page with Debi
 python3-nacl and python3-cbor2, to play the peers the tests need, honest or not. It speaks
 on stdin and stdout (a command peer, or under socat), or connects with --connect HOST:PORT.
 
-  fakepeer SEED N K          a server that promises N messages, sends K, and quits
-  leaves SEED COUNT PER      a server that announces COUNT messages, then answers each
-                             level-one bucket with PER made-up leaves (a memory attack)
-  want SEED REPEAT [invent]  a client that wants the first slot it is offered REPEAT times
-                             (an amplification attack), or a slot it makes up
+  fakepeer SEED N K          a server whose table names N made-up entries, that sends K
+                             of the N messages wanted, and quits
+  liar SEED HOW              a server whose tables lie: "garbage" (never decode, however
+                             large), "partial" (garbage but for fifteen sixteenths that
+                             name one id each, whose messages but one it sends when
+                             wanted, and lists one id for the other), "outside" (those
+                             ids in the wrong sixteenth), "unsorted" (garbage, and a
+                             list out of order),
+                             "yours" (names entries the client does not hold),
+                             "size" (a size not asked for), "more" (answers "more" asked
+                             or not)
+  old SEED                   a server of version 2: refuses version 3 by name, as it would
+  want SEED REPEAT [invent]  a client that wants the first id it decodes REPEAT times
+                             (an amplification attack), or ids it makes up
+  tables SEED N [HOW]        a client that asks for N tables of the largest size; HOW
+                             "split": a sixteenth's before the whole's largest; "max":
+                             every table an honest client may ask for, then one more;
+                             "ids": every table, then every sixteenth's ids, then one
+                             sixteenth's again; "early": a sixteenth's ids too early;
+                             "sizes": every size of every part, one step at a time
   pull SEED                  a client that pulls everything (--out FILE: the messages)
 
 Clients report what came back as one JSON line on stderr (stdout may be the stream).
@@ -79,7 +94,7 @@ class Session:
         self.plain = b""
 
     def prk(self, q):
-        return H(b"gossip-sync 2 prk", q, size=64, key=self.cluster or b"")
+        return H(b"gossip-sync 3 prk", q, size=64, key=self.cluster or b"")
 
     def kdf(self, label, th):
         return H(label.encode(), th, key=self._prk)
@@ -105,7 +120,7 @@ class Session:
     def client(self):
         epk, esk = nb.crypto_kx_keypair()
         kid = key_id(self.cluster) if self.cluster else b""
-        m1 = cbor2.dumps(["gossip-sync", 2, 1, kid, epk])
+        m1 = cbor2.dumps(["gossip-sync", 3, 1, kid, epk])
         self.w.send(m1)
         obj, m2 = self.w.item()
         if obj[0] == "error":
@@ -113,26 +128,26 @@ class Session:
         _, es, box = obj
         self._prk = self.prk(nb.crypto_scalarmult(esk, es))
         th2 = H(m1, es)
-        self.peer = self.check(box, b"gossip-sync 2 server signature", th2,
+        self.peer = self.check(box, b"gossip-sync 3 server signature", th2,
                                self.kdf("server handshake", th2))
         th3 = H(m1, m2)
-        m3 = cbor2.dumps(["hs", self.proof(b"gossip-sync 2 client signature", th3,
+        m3 = cbor2.dumps(["hs", self.proof(b"gossip-sync 3 client signature", th3,
                                            self.kdf("client handshake", th3))])
         self.pending = m3 + self.streams(H(m1, m2, m3), "client to server", "server to client")
 
     def server(self):
         obj, m1 = self.w.item()
         _, version, suite, kid, ec = obj
-        assert version == 2 and suite == 1, obj
+        assert version == 3 and suite == 1, obj
         epk, esk = nb.crypto_kx_keypair()
         self._prk = self.prk(nb.crypto_scalarmult(esk, ec))
         th2 = H(m1, epk)
-        m2 = cbor2.dumps(["hs", epk, self.proof(b"gossip-sync 2 server signature", th2,
+        m2 = cbor2.dumps(["hs", epk, self.proof(b"gossip-sync 3 server signature", th2,
                                                 self.kdf("server handshake", th2))])
         self.w.send(m2)
         obj, m3 = self.w.item()
         th3 = H(m1, m2)
-        self.peer = self.check(obj[1], b"gossip-sync 2 client signature", th3,
+        self.peer = self.check(obj[1], b"gossip-sync 3 client signature", th3,
                                self.kdf("client handshake", th3))
         self.pending = self.streams(H(m1, m2, m3), "server to client", "client to server")
 
@@ -175,44 +190,165 @@ def sign_msg(sk, fields):
                                          sk.sign(tbs).signature]))
 
 
+# The reconciliation table (gossip(7), ANTI-ENTROPY): 3 parts of 2^k cells, 12 bytes a
+# cell (count, id sum, check sum), an id of 8 bytes in one cell of each part.
+KMIN, KMAX = 3, 15
+
+
+def cell_hash(i):
+    h = H(i.to_bytes(8, "big"), size=16)
+    return [int.from_bytes(h[4 * j:4 * j + 4], "little") for j in range(3)], int.from_bytes(h[12:15], "little")
+
+
+def table(ids, k):
+    size = 1 << k
+    t = [[0, 0, 0] for _ in range(3 * size)]
+    for i in ids:
+        idx, chk = cell_hash(i)
+        for j in range(3):
+            c = t[j * size + (idx[j] & (size - 1))]
+            c[0] = (c[0] + 1) & 255
+            c[1] ^= i
+            c[2] ^= chk
+    return t
+
+
+def put(t):
+    return b"".join(bytes([c[0]]) + c[1].to_bytes(8, "big") + c[2].to_bytes(3, "big") for c in t)
+
+
+def get(b):
+    return [[b[a], int.from_bytes(b[a + 1:a + 9], "big"), int.from_bytes(b[a + 9:a + 12], "big")]
+            for a in range(0, len(b), 12)]
+
+
+def peel(t, k):
+    """The ids of a table holding only one side's (all counts 1): None if it does not decode."""
+    size, out = 1 << k, []
+    changed = True
+    while changed:
+        changed = False
+        for n, c in enumerate(t):
+            if c[0] == 1:
+                idx, chk = cell_hash(c[1])
+                if chk != c[2] or (idx[n // size] & (size - 1)) != n % size:
+                    continue
+                i = c[1]
+                out.append(i)
+                for j in range(3):
+                    d = t[j * size + (idx[j] & (size - 1))]
+                    d[0] = (d[0] - 1) & 255
+                    d[1] ^= i
+                    d[2] ^= chk
+                changed = True
+    return out if all(c == [0, 0, 0] for c in t) else None
+
+
 def fakepeer(s, n, k):
     s.server()
     s.item()  # ["summary", mode, root, count]
-    s.send(["l1", b"\xff" * 4096, n])
-    l2, _ = s.item()
-    # N made-up slots in the first bucket asked for, so that the client wants N.
-    offer = [[os.urandom(16), 1, os.urandom(8)] for _ in range(n)]
-    s.send(*[["leaves", [], offer if i == 0 else []] for i in range(len(l2[1]))])
-    s.item()  # ["msgs", 0]
-    s.item()  # ["want", [...]]
+    ids = [int.from_bytes(os.urandom(8), "big") for _ in range(n)]
+    kk = KMIN
+    while kk < KMAX and (1 << kk) * 3 < 2 * n:
+        kk += 1
+    s.send(["table", 0, 0, kk, put(table(ids, kk))])
+    while s.item()[0][0] != "want":  # ["msgs", 0] and what the client pushes
+        pass
     now = int(time.time() * 1000)
     s.send(["msgs", n], raw=b"".join(sign_msg(s.sk, {1: 1, 2: now + i, 3: now, 4: "fake%d" % i,
                                                      5: "v"}) for i in range(k)))
 
 
-def leaves(s, count, per):
+def liar(s, how):
     s.server()
     s.item()
-    s.send(["l1", b"\xff" * 4096, count])
-    l2, _ = s.item()
-    for _ in l2[1]:
-        s.send(["leaves", [], [[b"\x01" * 16, 1, b"\x02" * 8]] * per])
+    k = KMIN
+    if how == "yours":  # a table with entries of the server's taken away: "only the client's"
+        t = table([int.from_bytes(os.urandom(8), "big") for _ in range(3)], k)
+        for c in t:
+            c[0] = (-c[0]) & 255
+        s.send(["table", 0, 0, k, put(t)])
+    elif how == "size":
+        s.send(["table", 0, 0, KMAX + 1, b"\0" * 12 * 3 * (1 << KMIN)])
+    elif how == "more":
+        s.send(["table", 0, 0, k, os.urandom(12 * 3 * (1 << k))])
+        s.item()
+        s.send(*[["table", 0, 0, k, os.urandom(12 * 3 * (1 << k))] for _ in range(5)])
+    else:
+        s.send(["table", 0, 0, k, os.urandom(12 * 3 * (1 << k))])
+    sent = 3 * (1 << k)
+    try:
+        while True:
+            item, _ = s.item()
+            if item[0] == "ids":  # a sixteenth given up at the largest size: its ids
+                _, bits, prefix = item
+                ids = []
+                if how == "partial" and prefix == 0:
+                    ids = [int.from_bytes(os.urandom(8), "big") >> 4]
+                elif how == "unsorted" and prefix == 0:
+                    ids = [2, 1]
+                s.send(*[["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in ids)]][:len(ids)],
+                       ["ids", bits, prefix, b""])
+                continue
+            if item[0] != "table":
+                break
+            _, bits, prefix, k = item
+            sent += 3 * (1 << k)
+            if how in ("partial", "outside") and bits == 4 and prefix > 0:
+                # An id of the server's alone in the sixteenth's first bits (decodable);
+                # "outside": in the next sixteenth's bits (a lie).
+                p = prefix if how == "partial" else (prefix + 1) % 16
+                i = p << 60 | int.from_bytes(os.urandom(8), "big") >> 4
+                s.send(["table", bits, prefix, k, put(table([i], k))])
+            else:
+                s.send(["table", bits, prefix, k, os.urandom(12 * 3 * (1 << k))])
+        if item[0] == "msgs":  # the client is done with tables: end the exchange
+            while not (isinstance(item, list) and item[0] == "want"):
+                item, _ = s.item()
+            now = int(time.time() * 1000)
+            # One fewer than wanted: an id the server no longer holds.
+            n = len(item[1]) - 1 if how == "partial" and item[1] else 0
+            s.send(["msgs", n], raw=b"".join(sign_msg(s.sk, {1: 1, 2: now + i, 3: now,
+                                                              4: "part%d" % i, 5: "v"})
+                                              for i in range(n)))
+            s.send(["done"])
+    finally:
+        if how == "garbage":
+            print(json.dumps({"cells": sent}), file=sys.stderr)
+
+
+def old(s):
+    """A version 2 server: it reads M1 and refuses another version in the clear."""
+    obj, _ = s.w.item()
+    s.w.send(cbor2.dumps(["error", "refused: the client speaks sync protocol version %d, the "
+                                   "server version 2 (authenticated and encrypted)" % obj[1]]))
+
+
+def first_ids(s):
+    """As a client with an empty store: the summary, then the server's tables until one
+    decodes: its ids."""
+    s.send(["summary", "pull", bytes(16), 0])
+    t, _ = s.item()
+    if t[0] != "table":
+        return None, t
+    while True:
+        _, bits, prefix, k, cells = t
+        ids = peel(get(cells), k)
+        if ids is not None:
+            return ids, t
+        if k == KMAX:
+            return None, "does not decode"
+        s.send(["table", 0, 0, min(KMAX, k + 2)])
+        t, _ = s.item()
 
 
 def want(s, repeat, invent=None):
     s.client()
-    s.send(["summary", "pull", bytes(16), 0])
-    l1, _ = s.item()
-    if l1[0] != "l1":
-        return report({"answer": l1})
-    hashes = l1[1]
-    asked = [i for i in range(256) if hashes[16 * i:16 * i + 16] != bytes(16)]
-    s.send(["l2", [[i, bytes(4096)] for i in asked]])
-    offered = []
-    for _ in asked:
-        item, _ = s.item()
-        offered += [leaf[0] for leaf in item[2]]
-    s.send(["msgs", 0], ["want", [os.urandom(16) if invent else offered[0]] * repeat])
+    ids, answer = first_ids(s)
+    if ids is None:
+        return report({"answer": answer})
+    asked = [os.urandom(8) for _ in range(repeat)] if invent else [ids[0].to_bytes(8, "big")] * repeat
+    s.send(["msgs", 0], ["want", asked])
     received = 0
     try:
         while True:
@@ -222,7 +358,67 @@ def want(s, repeat, invent=None):
                 break
     except (EOFError, SystemExit) as e:
         item = str(e)
-    report({"offered": len(offered), "last": item, "received": received})
+    report({"decoded": len(ids), "last": item, "received": received})
+
+
+def next_k(k, rounds):
+    """The size a client asks for next when a part's table of size k, its rounds-th, did
+    not decode."""
+    return KMAX if k + 2 > KMAX or rounds + 1 >= 5 else k + 2
+
+
+def tables(s, n, how=None):
+    s.client()
+    s.send(["summary", "pull", bytes(16), 0])
+    first, raw = s.item()
+    received, count = len(raw), 1
+    if how == "split":  # a sixteenth before the whole was sent at the largest size
+        s.send(["table", 4, 0, 12])
+    elif how == "max":  # every table an honest client can ask for, then one more
+        k, rounds, reqs = first[3], 1, []
+        while k < KMAX:
+            k = next_k(k, rounds)
+            rounds += 1
+            reqs.append(["table", 0, 0, k])
+        reqs += [["table", 4, j, k] for j in range(16) for k in (12, 14, 15)]
+        s.send(*reqs, ["table", 4, 15, KMAX])
+    elif how in ("ids", "early"):
+        # "ids": every table an honest client can ask for, then each sixteenth's ids, then
+        # one sixteenth's ids again; "early": a sixteenth's ids before its largest table
+        k, rounds, reqs = first[3], 1, []
+        while k < KMAX:
+            k = next_k(k, rounds)
+            rounds += 1
+            reqs.append(["table", 0, 0, k])
+        if how == "early":
+            reqs += [["table", 4, 0, 12], ["ids", 4, 0]]
+        else:
+            reqs += [["table", 4, j, k] for j in range(16) for k in (12, 14, 15)]
+            reqs += [["ids", 4, j] for j in range(16)]  # then one again (below)
+        s.send(*reqs)
+    elif how == "sizes":  # each size of the whole, then of each sixteenth, one by one
+        reqs = [["table", 0, 0, k] for k in range(first[3] + 1, KMAX + 1)]
+        reqs += [["table", 4, j, k] for j in range(16) for k in range(11, KMAX + 1)]
+        s.send(*reqs)
+    else:
+        s.send(*[["table", 0, 0, KMAX] for _ in range(n)])
+    listed = ends = 0
+    try:
+        while True:
+            item, raw = s.item()
+            received += len(raw)
+            if item[0] == "ids":
+                listed += len(item[3]) // 8
+                ends += len(item[3]) == 0
+                if how == "ids" and ends == 16:
+                    s.send(["ids", 4, 3])
+                continue
+            if item[0] != "table":
+                break
+            count += 1
+    except (EOFError, SystemExit) as e:
+        item = str(e)
+    report({"last": item, "received": received, "tables": count, "ids": listed})
 
 
 def report(what):
@@ -231,17 +427,10 @@ def report(what):
 
 def pull(s, out):
     s.client()
-    s.send(["summary", "pull", bytes(16), 0])
-    l1, _ = s.item()
-    if l1[0] != "l1":
-        return report({"answer": l1})
-    asked = [i for i in range(256) if l1[1][16 * i:16 * i + 16] != bytes(16)]
-    s.send(["l2", [[i, bytes(4096)] for i in asked]])
-    offered = []
-    for _ in asked:
-        item, _ = s.item()
-        offered += [leaf[0] for leaf in item[2]]
-    s.send(["msgs", 0], ["want", offered])
+    ids, answer = first_ids(s)
+    if ids is None:
+        return report({"answer": answer})
+    s.send(["msgs", 0], ["want", [i.to_bytes(8, "big") for i in ids]])
     head, _ = s.item()
     with open(out, "wb") as f:
         for _ in range(head[1]):
@@ -271,10 +460,11 @@ def main():
     rest = [int(a) if a.isdigit() else a for a in args[2:]]
     s = Session(Wire(rfd, wfd), seed, cluster)
     try:
-        {"fakepeer": fakepeer, "leaves": leaves, "want": want, "pull": pull}[cmd](s, *rest)
+        {"fakepeer": fakepeer, "liar": liar, "old": old, "want": want, "tables": tables,
+         "pull": pull}[cmd](s, *rest)
     except (BrokenPipeError, ConnectionResetError, EOFError, SystemExit) as e:
         # A client says how it ended; a server's peer has its own words for it.
-        if cmd in ("want", "pull"):
+        if cmd in ("want", "pull", "tables"):
             report({"ended": str(e) or type(e).__name__})
     return 0
 

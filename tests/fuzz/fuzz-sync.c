@@ -1,9 +1,9 @@
 /* fuzz-sync: the sync protocol's items (gossip(7) ANTI-ENTROPY, The exchange) as the
  * library parses them behind the session, both roles. The input is the peer's plaintext:
  * a CBOR sequence of sync items and messages. The first input byte picks the library's
- * role: even, gossip_sync_serve (the rest is what the client says: summary, l2, msgs,
- * want); odd, gossip_sync_client in mode 1 + (byte >> 1) % 3 (push, pull, push-pull;
- * the rest is what the server says: equal or l1, leaves, msgs, done).
+ * role: even, gossip_sync_serve (the rest is what the client says: summary, tables
+ * asked for, msgs, want); odd, gossip_sync_client in mode 1 + (byte >> 1) % 3 (push,
+ * pull, push-pull; the rest is what the server says: equal or tables, msgs, done).
  *
  * The library's end is alpha with its fixed store (stream.h), put back before every
  * input. The peer is beta, in a thread: it makes a real handshake with the library

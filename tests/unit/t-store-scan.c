@@ -135,6 +135,38 @@ static void random_msg(struct gossip_buf *b, const struct gossip_identity *ids, 
 		sign_msg(b, id, GOSSIP_T_EVENT, "ev", val, v, rnd(2) ? now - ttl + 300 : t);
 }
 
+/* Whether a sync's table of st, made from the index under a fresh salt, holds one id for
+ * each current entry (the digest's count) and is the sum of its sixteen parts' tables. */
+static int table_matches(struct gossip_store *st)
+{
+	static struct store_cell whole[STORE_IBLT_CELLS], part[STORE_IBLT_CELLS], sum[STORE_IBLT_CELLS];
+	struct store_digest d;
+	struct store_ids ids = {0};
+	uint8_t salt[32];
+	int same = 0;
+	randombytes_buf(salt, sizeof salt);
+	if (store_digest_make(&d, st) < 0)
+		return 0;
+	if (store_ids_make(&ids, st, d.now, salt) < 0 || ids.n + ids.collided != d.count ||
+	    store_table(&ids, 0, 0, STORE_IBLT_K, whole) < 0)
+		goto out;
+	memset(sum, 0, sizeof sum);
+	for (unsigned p = 0; p < 16; p++) {
+		if (store_table(&ids, 4, p, STORE_IBLT_K, part) < 0)
+			goto out;
+		store_iblt_sub(sum, part, STORE_IBLT_K);  /* counts negated: compared below */
+	}
+	same = 1;
+	for (size_t i = 0; i < STORE_IBLT_CELLS; i++)
+		if ((uint8_t)(whole[i].count + sum[i].count) != 0 || whole[i].id != sum[i].id ||
+		    whole[i].chk != sum[i].chk)
+			same = 0;
+out:
+	store_ids_free(&ids);
+	store_digest_free(&d);
+	return same;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -147,7 +179,7 @@ int main(void)
 	struct gossip_store_cursor cur = {0};
 	struct gossip_buf b = {0};
 	uint64_t ver = 1000, now = gossip_now_ms();
-	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1;
+	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1, iblt_ok = 1;
 	size_t walked = 0, rounds = 0;
 	ok(w && r, "a writer and a reader open one store");
 	for (int round = 0; round < 60; round++, rounds++) {
@@ -197,6 +229,11 @@ int main(void)
 			printf("# round %d: summary count %llu, a full walk %zu\n", round, (unsigned long long)count,
 			     all.n);
 		}
+		/* A sync's table names every current entry once, and is its sixteen parts'. */
+		if (!table_matches(r) || (round % 10 == 9 && !table_matches(w))) {
+			iblt_ok = 0;
+			printf("# round %d: the table is not the index's\n", round);
+		}
 		gossip_store_unlock(r);
 		/* The writer's summary (kept as it appended) is a fresh handle's. */
 		if (round % 10 == 9) {
@@ -228,6 +265,7 @@ int main(void)
 	ok(since_ok, "each since an offset is a full walk cut at that offset");
 	ok(sum_ok, "the summary is what a full walk makes of it, every round");
 	ok(fresh_ok, "the writer's summary is a freshly opened store's");
+	ok(iblt_ok, "a sync's table names each current entry once, and is its parts', every round");
 
 	/* Expiry: the deletes and events made ttl - 300 ms ago leave the summary as their
 	 * time passes, with nothing stored meanwhile. */

@@ -383,6 +383,8 @@ static int do_observe(const struct opts *o)
 	if (!obs)
 		gossip_die(GOSSIP_EXIT_ERR, "observe: %s", strerror(ENOMEM));
 	gossip_observer_on_news(obs, news_out, &ol);
+	if (swim)
+		gossip_stats_add(&counters, "repairs", gossip_observe_repairs(obs));
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);

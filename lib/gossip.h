@@ -311,6 +311,9 @@ enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4
  * version, no time, never stored. So does a share of an aggregation run (type 7,
  * aggregate.c): its value is the share, checked there. */
 enum { GOSSIP_NONCE_LEN = 8 };
+/* The store summary a direct ping or an ack may carry after its nonce: the first bytes of
+ * the sender's Merkle root (gossip(7), THE NODE). */
+enum { GOSSIP_SUM_LEN = 2 };
 /* Payload fields. */
 enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
        GOSSIP_F_VALUE = 5 };
@@ -1203,6 +1206,15 @@ void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now);
 int gossip_swim_tick(struct gossip_swim *s, uint64_t now);
 /* How long until the clock needs a tick: 1 to 100 ms. */
 int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
+/* Repair (gossip(7), THE NODE): this node's store summary (GOSSIP_SUM_LEN bytes; NULL:
+ * none yet), carried in its pings and acks to members that read it (learnt with a hello
+ * ping, which older nodes ack as a plain one). */
+void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);
+/* A member to repair with by a push-pull sync: one whose summary differed from ours with
+ * the same pair of summaries standing for two intervals, chosen within the last interval;
+ * never while busy (a repair under way) nor within an interval of the last. 1 with its
+ * key in pk (taken: the next needs the pair to stand two intervals again). */
+int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32]);
 
 /* ---- observe.c: the peer table, kept from the message stream and the clock ----------- */
 
@@ -1246,6 +1258,8 @@ long gossip_observe_reload(struct gossip_observer *o);
 /* Reputation: each line DIR/rejects gained (followed into rejects.1 when it is renamed,
  * so every line once) costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
+/* Repairs started (push-pull syncs with a member whose summary differs), for DIR/stats. */
+uint64_t *gossip_observe_repairs(struct gossip_observer *o);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
  * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator

@@ -35,6 +35,8 @@ struct gossip_observer {
 	uint64_t last_lookup;  /* for a signer not in the table */
 	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
 	uint64_t last_fetch;
+	pid_t repair;  /* a push-pull sync with a member whose summary differs (0: none) */
+	uint64_t repairs;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
@@ -91,6 +93,8 @@ void gossip_observer_free(struct gossip_observer *o)
 		return;
 	if (o->fetch > 0 && waitpid(o->fetch, NULL, WNOHANG) == 0)
 		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
+	if (o->repair > 0 && waitpid(o->repair, NULL, WNOHANG) == 0)
+		kill(o->repair, SIGTERM);
 	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
@@ -340,39 +344,30 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		o->store_size = (uint64_t)sb.st_size;
 	}
 	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
+	if (o->swim) {
+		/* The summary our pings and acks carry (kept by the store: cheap to read). */
+		uint8_t root[16];
+		uint64_t count;
+		if (gossip_store_summary(o->store, root, &count) == 0)
+			gossip_swim_summary(o->swim, root, now);
+	}
 	gossip_store_unlock(o->store);
 	return l.changed;
 }
 
 /* ---- the stream ---- */
 
-/* A pull sync with a random live member, in a child of its own, so that the stream is
- * not held up: it brings the record of a member that probes us but is in no store here
- * yet (its own join told the members it knew, not us). The store's next look finds it. At
- * most one at a time, one a second. */
-static void fetch(struct gossip_observer *o, uint64_t now)
+/* A sync (mode) with addr in a child of its own, so that the stream is not held up; the
+ * child's pid, or -1. what names it in warnings. */
+static pid_t sync_child(struct gossip_observer *o, const char *what, const char *addr, int mode)
 {
-	struct gossip_peer *pick[1];
-	const char *addr;
-	if (o->fetch > 0) {
-		if (waitpid(o->fetch, NULL, WNOHANG) == 0)
-			return;
-		o->fetch = 0;
-	}
-	if (gossip_age_ms(now, o->last_fetch) < 1000 ||
-	    gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
-	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
-		return;
-	o->last_fetch = now;
 	pid_t pid = fork();
 	if (pid < 0) {
-		gossip_warn("fetch: fork: %s", strerror(errno));
-		return;
+		gossip_warn("%s: fork: %s", what, strerror(errno));
+		return -1;
 	}
-	if (pid > 0) {
-		o->fetch = pid;
-		return;
-	}
+	if (pid > 0)
+		return pid;
 	/* The child: nothing of its own on the stream (stdout is the node's pipeline). */
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	if (null >= 0)
@@ -388,12 +383,60 @@ static void fetch(struct gossip_observer *o, uint64_t now)
 		_exit(2);
 	struct gossip_merger mg = {.st = st, .trust = &trust};
 	struct gossip_sync_stats stats;
-	int r = gossip_sync_client(&mg, addr, GOSSIP_PULL, 5000, &stats);
+	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
 	if (r < 0)
-		gossip_warn("fetch: %s: %s", addr, gossip_error());
+		gossip_warn("%s: %s: %s", what, addr, gossip_error());
 	gossip_merger_free(&mg);
 	gossip_store_close(st);
 	_exit(r < 0 ? 1 : 0);
+}
+
+/* A pull sync with a random live member: it brings the record of a member that probes us
+ * but is in no store here yet (its own join told the members it knew, not us). The
+ * store's next look finds it. At most one at a time, one a second. */
+static void fetch(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peer *pick[1];
+	const char *addr;
+	pid_t pid;
+	if (o->fetch > 0) {
+		if (waitpid(o->fetch, NULL, WNOHANG) == 0)
+			return;
+		o->fetch = 0;
+	}
+	if (gossip_age_ms(now, o->last_fetch) < 1000 ||
+	    gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
+	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
+		return;
+	o->last_fetch = now;
+	if ((pid = sync_child(o, "fetch", addr, GOSSIP_PULL)) > 0)
+		o->fetch = pid;
+}
+
+/* Repair (gossip(7), THE NODE): a push-pull sync with the member the prober chose, whose
+ * summary differs from ours, so that both are repaired. One at a time; the prober allows
+ * one an interval. What it brings the store's next look finds, and the merge passes on. */
+static void repair(struct gossip_observer *o, uint64_t now)
+{
+	uint8_t pk[32];
+	const struct gossip_peer *p;
+	const char *addr;
+	pid_t pid;
+	if (o->repair > 0 && waitpid(o->repair, NULL, WNOHANG) != 0)
+		o->repair = 0;  /* over (while under way, no other) */
+	if (!gossip_swim_repair(o->swim, o->repair > 0, now, pk) || !(p = gossip_peers_find(o->table, pk, 0)) ||
+	    !(addr = gossip_member_addr(&p->info, GOSSIP_TCP)))
+		return;
+	gossip_warn("repair: store summaries differ from %s's: push-pull sync with %s", p->info.name, addr);
+	if ((pid = sync_child(o, "repair", addr, GOSSIP_PUSH_PULL)) > 0) {
+		o->repair = pid;
+		o->repairs++;
+	}
+}
+
+uint64_t *gossip_observe_repairs(struct gossip_observer *o)
+{
+	return &o->repairs;
 }
 
 /* A probe or a claim from a signer not in the table: its member record may be in the
@@ -581,6 +624,8 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	struct gossip_peers *t = o->table;
 	const struct gossip_peers_cfg *cfg = &o->cfg;
 	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
+	if (o->swim)
+		repair(o, now);
 	aggregate_tick(o, now);
 	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
 	for (size_t i = 0; i < t->n; i++)

@@ -332,6 +332,155 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
+	/* Repair: summaries in pings and acks, and when they start a push-pull sync. */
+	nsent = 0;
+	cfg.jitter = 0;  /* a ping exactly every interval */
+	make_table(&t, 2);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	uint8_t mine[GOSSIP_SUM_LEN] = {0xaa, 0xaa}, theirs[GOSSIP_SUM_LEN] = {0xbb, 0xbb};
+	uint8_t v[GOSSIP_NONCE_LEN + 32], pk[32];
+	now = T0 + 1001;
+	gossip_swim_tick(s, now);
+	ok(nsent == 1 && is_ping(&sent[0], GOSSIP_NONCE_LEN), "no summary of our own yet: a plain ping");
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[0].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	gossip_swim_summary(s, mine, T0);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32) &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, ids[1].pk, 32),
+	   "a member not known to read summaries gets a hello: its own key after the nonce");
+	/* An older node acks the hello as a plain ping. */
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN),
+	   "acked without a summary: plain pings to it from then on");
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	/* A new incarnation (a restart: maybe upgraded): asked again; a summary in its ack. */
+	peer(&t, 1)->info.incarnation++;
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "at a new incarnation: a hello again");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	memcpy(v + GOSSIP_NONCE_LEN, theirs, GOSSIP_SUM_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	uint64_t seen1 = now + 5;
+	arrive(s, &b, seen1);
+	ok(!gossip_swim_repair(s, 0, seen1, pk), "a summary that differs, seen once: no repair (it may be in flight)");
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN) &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, mine, GOSSIP_SUM_LEN),
+	   "to a member that reads summaries: pings carry ours");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	arrive(s, &b, now + 5);
+	ok(!gossip_swim_repair(s, 0, now + 5, pk), "the same pair after one interval: not yet");
+	now += 1001;
+	gossip_swim_tick(s, now);
+	memcpy(v, sent[nsent - 1].m.value, GOSSIP_NONCE_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	arrive(s, &b, now + 5);
+	ok(!gossip_swim_repair(s, 1, now + 5, pk), "standing two intervals, but a repair under way: none");
+	ok(gossip_swim_repair(s, 0, now + 6, pk) && !memcmp(pk, ids[1].pk, 32),
+	   "standing two intervals: a repair with the member whose summary differs");
+	ok(!gossip_swim_repair(s, 0, now + 7, pk), "taken once");
+	gossip_swim_free(s);
+
+	/* Acks from this node: a summary only to those that read it. */
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_summary(s, mine, T0);
+	randombytes_buf(v, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 10);
+	ok(nsent == mark + 1 && sent[mark].m.type == GOSSIP_T_ACK && sent[mark].m.valuelen == GOSSIP_NONCE_LEN,
+	   "a plain ping (an older node's): a plain ack");
+	memcpy(v + GOSSIP_NONCE_LEN, ids[0].pk, 32);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + 32);
+	arrive(s, &b, T0 + 20);
+	ok(nsent == mark + 1 && sent[mark].m.type == GOSSIP_T_ACK &&
+	   sent[mark].m.valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, mine, GOSSIP_SUM_LEN),
+	   "a hello: acked with our summary");
+	/* A ping with a summary, then the same ping replayed over two intervals. */
+	randombytes_buf(v, GOSSIP_NONCE_LEN);
+	memcpy(v + GOSSIP_NONCE_LEN, theirs, GOSSIP_SUM_LEN);
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	int taken = 0;
+	for (uint64_t at = T0 + 100; at <= T0 + 3100; at += 250) {
+		arrive(s, &b, at);
+		taken += gossip_swim_repair(s, 0, at, pk);
+	}
+	ok(taken == 0, "a ping with a summary replayed for three intervals: no repair");
+	/* A value in flight: a differing summary, then ours becomes the same. */
+	uint64_t at = T0 + 5000;
+	for (int k = 0; k < 12; k++, at += 250) {
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		if (k == 2)
+			gossip_swim_summary(s, theirs, at);
+		arrive(s, &b, at);
+		taken += gossip_swim_repair(s, 0, at, pk);
+	}
+	ok(taken == 0, "a summary that ours comes to match: no repair");
+	/* Ours changes while theirs stands: the pair stands from the change. */
+	gossip_swim_summary(s, mine, at);
+	uint64_t changed = at + 1500, due = 0;
+	for (int k = 0; k < 20; k++, at += 250) {
+		if (at >= changed && at < changed + 250) {
+			uint8_t third[GOSSIP_SUM_LEN] = {0xcc, 0xcc};
+			gossip_swim_summary(s, third, at);
+		}
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		arrive(s, &b, at);
+		if (gossip_swim_repair(s, 0, at, pk) && !due)
+			due = at;
+	}
+	ok(due >= changed + 2000, "ours changed: the pair stands from then (a repair %llu ms after the change)",
+	   (unsigned long long)(due - changed));
+	/* A liar: a member whose summary never matches, pinging every 100 ms for 20 intervals. */
+	taken = 0;
+	int busy_taken = 0;
+	uint64_t last = 0, gap = UINT64_MAX;
+	at += 10000;
+	for (int k = 0; k < 200; k++, at += 100) {
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		arrive(s, &b, at);
+		busy_taken += gossip_swim_repair(s, 1, at, pk);
+		if (gossip_swim_repair(s, 0, at, pk)) {
+			if (last && at - last < gap)
+				gap = at - last;
+			last = at;
+			taken++;
+		}
+	}
+	ok(busy_taken == 0, "none while one is under way");
+	ok(taken >= 1 && taken <= 20 && gap >= (uint64_t)cfg.interval_ms,
+	   "a liar: %d repairs in 20 intervals, at least %llu ms apart", taken, (unsigned long long)gap);
+	/* An outsider (not in the table) with a summary: nothing. */
+	taken = 0;
+	for (int k = 0; k < 40; k++, at += 100) {
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		probe_by(&b, 4, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		mark = nsent;
+		arrive(s, &b, at);
+		taken += gossip_swim_repair(s, 0, at, pk) + (int)(nsent - mark);
+	}
+	ok(taken == 0, "an outsider's pings with a summary: no ack, no repair");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
 	for (size_t k = 0; k < sizeof sent / sizeof *sent; k++)
 		gossip_buf_free(&sent[k].b);
 	gossip_buf_free(&b);

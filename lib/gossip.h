@@ -1215,6 +1215,9 @@ void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now
  * never while busy (a repair under way) nor within an interval of the last. 1 with its
  * key in pk (taken: the next needs the pair to stand two intervals again). */
 int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32]);
+/* The summary fixed (NULL: none, so pings and acks are as an older node's): later ones
+ * are ignored. For tests (GOSSIP_SUMMARY, gossip-peers(1)): a control, or a liar. */
+void gossip_swim_pin_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);
 
 /* ---- observe.c: the peer table, kept from the message stream and the clock ----------- */
 

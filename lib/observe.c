@@ -381,12 +381,20 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	struct gossip_trust trust;
 	if (!st || gossip_trust_load(&trust, o->dir) < 0)
 		_exit(2);
-	struct gossip_merger mg = {.st = st, .trust = &trust};
+	/* What it stores is logged as the merge logs it (user events, key changes), so that
+	 * the handlers hear of it however it came. */
+	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_merger mg = {.st = st, .trust = &trust, .on_stored = gossip_event_record, .sctx = &rec};
 	struct gossip_sync_stats stats;
 	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
 	if (r < 0)
 		gossip_warn("%s: %s: %s", what, addr, gossip_error());
+	else if (mode == GOSSIP_PUSH_PULL)
+		gossip_warn("%s: %s: %s; sent %llu messages, received %llu, %llu new here", what, addr,
+		            stats.equal ? "stores equal" : "stores differed", (unsigned long long)stats.sent_msgs,
+		            (unsigned long long)stats.recv_msgs, (unsigned long long)mg.added);
 	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
 	gossip_store_close(st);
 	_exit(r < 0 ? 1 : 0);
 }

@@ -66,7 +66,7 @@ struct gossip_swim {
 	uint64_t next_probe;
 	/* Repair (gossip(7), THE NODE): this node's summary and since when it is unchanged;
 	 * the others seen; the member chosen for a push-pull sync, not yet taken. */
-	int have_sum;
+	int have_sum, pinned;
 	uint8_t sum[GOSSIP_SUM_LEN];
 	uint64_t sum_since;
 	struct seen_sum sums[SUMS];
@@ -189,8 +189,17 @@ static void saw_summary(struct gossip_swim *s, const struct gossip_peer *p, cons
 	}
 }
 
+void gossip_swim_pin_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now)
+{
+	s->pinned = 0;
+	gossip_swim_summary(s, sum, now);
+	s->pinned = 1;
+}
+
 void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now)
 {
+	if (s->pinned)
+		return;
 	if (!sum) {
 		s->have_sum = 0;
 		return;

@@ -71,7 +71,10 @@ repairs() {  # repairs NODE: the repairs its log reports
 	grep -c '^gossip-peers: repair: store summaries differ' "$T/$1.log" 2>/dev/null || true
 }
 
-@test "a host that missed a value (all its input dropped) has it within a few probe intervals, anti-entropy off" {
+# a_miss: five hosts, anti-entropy an hour away; host 4 drops all input while n1 publishes
+# the event missed-event and the key missed-key, which every other node then has; the
+# drop is lifted at $lifted (ms since 1970).
+a_miss() {
 	why=$(net_ok) || skip "$why"
 	NS=gr$$
 	net_up "$NS" 5 || fail "cannot set up the namespaces"
@@ -81,7 +84,6 @@ repairs() {  # repairs NODE: the repairs its log reports
 	for i in 2 3 4 5; do ns_start "$i" 1; done
 	for i in 2 3 4 5; do wait_for 10 test -s "$T/n$i/listening"; done
 	wait_for 30 sees 5 alive $NODES
-	# Quiet for two intervals, so that every node's summary has stood.
 	wait_for 10 eval '[ "$(for n in $NODES; do gossip-merge -d "$T/$n" digest; done | sort -u | wc -l)" = 1 ]'
 	net_nft "$NS" 4 'table inet deaf {
 		chain in { type filter hook input priority 0; iifname "eth0" drop; }
@@ -94,6 +96,10 @@ repairs() {  # repairs NODE: the repairs its log reports
 	assert_failure 1
 	lifted=$(($(date +%s%N) / 1000000))
 	ip netns exec "$NS-4" nft delete table inet deaf
+}
+
+@test "a host that missed a value (all its input dropped) has it within a few probe intervals, anti-entropy off" {
+	a_miss
 	# Anti-entropy is an hour away: only a repair brings it. Typically 3-4 intervals
 	# (0.3 s each); the bound leaves room for a loaded machine.
 	wait_for 15 has missed-key n4
@@ -111,6 +117,17 @@ repairs() {  # repairs NODE: the repairs its log reports
 		[ "$(awk '$1 == "syncs_done" { s += $2 } END { print s + 0 }' "$T/$n"/stats/* 2>/dev/null)" = 0 ] ||
 			fail "$n ran an anti-entropy sync"
 	done
+}
+
+@test "the control: with no summaries (GOSSIP_SUMMARY=off), the miss stays" {
+	export GOSSIP_SUMMARY=off
+	a_miss
+	# Twenty intervals, five times what a repair takes above: still missing, and no
+	# repair started anywhere.
+	sleep 6
+	run gossip-merge -d "$T/n4" get missed-key
+	assert_failure 1
+	for n in $NODES; do [ "$(repairs "$n")" = 0 ] || fail "$n repaired"; done
 }
 
 # A cluster of three on loopback, each listing all alive.
@@ -155,8 +172,15 @@ data_rows() {  # data_rows NODE: what it stores under keys that are not a member
 	# n2's key (a member's, trusted): one ping, replayed for six intervals.
 	ping_by "$T/n2" "1112131415161718ffff" >replay.ping
 	send_to "${PORTS[0]}" replay.ping 40
-	# The outsider's were refused as from an untrusted signer.
+	# A ping made the old way (the nonce alone) and one with a summary are both a
+	# member's probe, never a rejection.
+	ping_by "$T/n2" "2122232425262728" >old.ping
+	send_to "${PORTS[0]}" old.ping 1
+	# The outsider's were refused as from an untrusted signer; n2's were not.
 	wait_for 10 grep -q "untrusted" "$T/n1.log"
+	k2=$(cut -d' ' -f1 "$T/n2.pub")
+	run grep -F " $k2 " "$T/n1/rejects"
+	assert_failure
 	[ "$(repairs n1)" = 0 ] || fail "n1 repaired: $(grep repair "$T/n1.log")"
 	data_rows n1 >after
 	diff before after || fail "n1's data changed"

@@ -32,6 +32,7 @@ struct gossip_observer {
 	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
 	uint64_t store_ino, store_size;  /* DIR/store as it was at the last look */
+	uint64_t sum_at;  /* when the summary was last read */
 	uint64_t last_lookup;  /* for a signer not in the table */
 	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
 	uint64_t last_fetch;
@@ -319,9 +320,11 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
 	struct stat sb;
-	/* Unchanged since the last look: nothing to take the lock for (a look can come often). */
+	/* Unchanged since the last look: nothing to take the lock for (a look can come often),
+	 * but for the summary once an interval: events and deletes expire by the clock. */
 	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
-	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size)
+	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size &&
+	    (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms))
 		return 0;
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
@@ -350,6 +353,7 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		uint64_t count;
 		if (gossip_store_summary(o->store, root, &count) == 0)
 			gossip_swim_summary(o->swim, root, now);
+		o->sum_at = now;
 	}
 	gossip_store_unlock(o->store);
 	return l.changed;

@@ -434,8 +434,8 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 			if (m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN) {
 				set_caps(s, from, 1);
 				saw_summary(s, from, m->value + GOSSIP_NONCE_LEN, now);
-			} else if (s->probes[i].hello)
-				set_caps(s, from, 0);
+			} else if (s->probes[i].hello && !s->probes[i].indirect)
+				set_caps(s, from, 0);  /* after indirect pings, it may be a helper's plain relay */
 			return;
 		}
 	for (size_t i = 0; i < RELAYS; i++) {

@@ -479,6 +479,26 @@ int main(void)
 	}
 	ok(taken == 0, "an outsider's pings with a summary: no ack, no repair");
 	gossip_swim_free(s);
+
+	/* A plain ack to a hello after the retry may be a helper's relay (plain): no verdict. */
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_summary(s, mine, T0);
+	now = T0 + 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "a hello");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	gossip_swim_tick(s, now + 201);
+	ok(nsent > mark && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "its retry: the hello again");
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 250);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32),
+	   "a plain ack after indirect pings began: asked again, not taken for an older node");
+	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
 	for (size_t k = 0; k < sizeof sent / sizeof *sent; k++)

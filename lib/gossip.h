@@ -1212,9 +1212,16 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
 void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);
 /* A member to repair with by a push-pull sync: one whose summary differed from ours with
  * the same pair of summaries standing for two intervals, chosen within the last interval;
- * never while busy (a repair under way) nor within an interval of the last. 1 with its
- * key in pk (taken: the next needs the pair to stand two intervals again). */
+ * never while busy (a repair under way) nor within an interval of the last, nor with a
+ * member on the pair (ours, theirs) the last repair with it was made on. 1 with its key
+ * in pk (taken: the next needs the pair to stand two intervals again). Summaries, and
+ * whether a member reads them, are taken from acks to this node's own pings only. */
 int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32]);
+/* The repair with pk that gossip_swim_repair gave is over: ok, or failed (it backs off,
+ * an interval doubling to max_ms, before another with pk; neither is made again on the
+ * same pair of summaries until one side changes). */
+void gossip_swim_repair_done(struct gossip_swim *s, const uint8_t pk[32], int ok, uint64_t max_ms,
+                             uint64_t now);
 /* The summary fixed (NULL: none, so pings and acks are as an older node's): later ones
  * are ignored. For tests (GOSSIP_SUMMARY, gossip-peers(1)): a control, or a liar. */
 void gossip_swim_pin_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);

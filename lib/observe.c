@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@ struct gossip_observer {
 	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
 	uint64_t last_fetch;
 	pid_t repair;  /* a push-pull sync with a member whose summary differs (0: none) */
+	uint8_t repair_pk[32];  /* with whom */
+	char repair_name[64];
 	uint64_t repairs;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
@@ -313,7 +316,23 @@ long gossip_observe_reload(struct gossip_observer *o)
 	}
 	gossip_trust_free(&o->trust);
 	o->trust = t;  /* in place: the store's filter points at it */
+	/* Said again, so that the store makes its kept summary afresh (gossip.h): else a
+	 * revoked signer's messages would stay in the summary pings and acks carry. */
+	gossip_store_set_visible(o->store, gossip_trust_has, &o->trust);
 	return (long)o->trust.n;
+}
+
+/* Whether DIR/store.lock is free now (tried without waiting, and let go at once). */
+static int lock_free(const char *dir)
+{
+	int fd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	int r = flock(fd, LOCK_EX | LOCK_NB);
+	if (r == 0)
+		flock(fd, LOCK_UN);
+	close(fd);
+	return r == 0 || errno != EWOULDBLOCK;
 }
 
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
@@ -323,9 +342,16 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 	/* Unchanged since the last look: nothing to take the lock for (a look can come often),
 	 * but for the summary once an interval: events and deletes expire by the clock. */
 	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
-	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size &&
-	    (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms))
-		return 0;
+	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size) {
+		if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
+			return 0;
+		/* Only the summary is due: not worth waiting for the lock. When another process
+		 * holds it (a compaction), this interval is skipped. */
+		if (!lock_free(o->dir)) {
+			o->sum_at = now;
+			return 0;
+		}
+	}
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
 		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
@@ -385,18 +411,23 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	struct gossip_trust trust;
 	if (!st || gossip_trust_load(&trust, o->dir) < 0)
 		_exit(2);
+	/* As gossip-merge does: a signer removed from trusted is neither offered nor
+	 * summarised (its messages stay hidden here, not pushed to the member). */
+	gossip_store_set_visible(st, gossip_trust_has, &trust);
 	/* What it stores is logged as the merge logs it (user events, key changes), so that
 	 * the handlers hear of it however it came. */
 	struct gossip_event_recorder rec = {.dir = o->dir};
 	struct gossip_merger mg = {.st = st, .trust = &trust, .on_stored = gossip_event_record, .sctx = &rec};
 	struct gossip_sync_stats stats;
 	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
+	/* One line at most: a failure, or (a repair) what was exchanged; nothing when
+	 * nothing was. */
 	if (r < 0)
 		gossip_warn("%s: %s: %s", what, addr, gossip_error());
-	else if (mode == GOSSIP_PUSH_PULL)
-		gossip_warn("%s: %s: %s; sent %llu messages, received %llu, %llu new here", what, addr,
-		            stats.equal ? "stores equal" : "stores differed", (unsigned long long)stats.sent_msgs,
-		            (unsigned long long)stats.recv_msgs, (unsigned long long)mg.added);
+	else if (mode == GOSSIP_PUSH_PULL && (stats.sent_msgs || stats.recv_msgs))
+		gossip_warn("%s: %s: sent %llu messages, received %llu, %llu new here", what, addr,
+		            (unsigned long long)stats.sent_msgs, (unsigned long long)stats.recv_msgs,
+		            (unsigned long long)mg.added);
 	gossip_merger_free(&mg);
 	gossip_event_recorder_free(&rec);
 	gossip_store_close(st);
@@ -431,17 +462,29 @@ static void fetch(struct gossip_observer *o, uint64_t now)
 static void repair(struct gossip_observer *o, uint64_t now)
 {
 	uint8_t pk[32];
+	char what[128];
 	const struct gossip_peer *p;
 	const char *addr;
 	pid_t pid;
-	if (o->repair > 0 && waitpid(o->repair, NULL, WNOHANG) != 0)
-		o->repair = 0;  /* over (while under way, no other) */
-	if (!gossip_swim_repair(o->swim, o->repair > 0, now, pk) || !(p = gossip_peers_find(o->table, pk, 0)) ||
-	    !(addr = gossip_member_addr(&p->info, GOSSIP_TCP)))
+	int status;
+	if (o->repair > 0 && (pid = waitpid(o->repair, &status, WNOHANG)) != 0) {
+		/* Over (while under way, no other): a failure backs off, doubling to a minute. */
+		gossip_swim_repair_done(o->swim, o->repair_pk, pid > 0 && WIFEXITED(status) && !WEXITSTATUS(status),
+		                        60000, now);
+		o->repair = 0;
+	}
+	if (!gossip_swim_repair(o->swim, o->repair > 0, now, pk) || !(p = gossip_peers_find(o->table, pk, 0)))
 		return;
-	gossip_warn("repair: store summaries differ from %s's: push-pull sync with %s", p->info.name, addr);
-	if ((pid = sync_child(o, "repair", addr, GOSSIP_PUSH_PULL)) > 0) {
+	/* The child names the member in its one line (if any): what a repair brought, or why
+	 * it failed. */
+	snprintf(what, sizeof what, "repair: store summaries differ from %s's: push-pull sync", p->info.name);
+	if (!(addr = gossip_member_addr(&p->info, GOSSIP_TCP))) {
+		gossip_swim_repair_done(o->swim, pk, 0, 60000, now);
+		return;
+	}
+	if ((pid = sync_child(o, what, addr, GOSSIP_PUSH_PULL)) > 0) {
 		o->repair = pid;
+		memcpy(o->repair_pk, pk, 32);
 		o->repairs++;
 	}
 }

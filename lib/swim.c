@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8, NONCES = 64 };
+enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8 };
 
 /* A ping under way: the round's (probes[0]), or one checking another member's claim. */
 struct probe {
@@ -36,11 +36,18 @@ struct relay {
 };
 
 /* Whether a member reads store summaries in pings and acks, as learnt at its incarnation
- * (a restart may have upgraded it: asked again at a new one). */
+ * (a restart may have upgraded it: asked again at a new one), from its acks to our own
+ * pings only (a ping can be replayed; an ack to our fresh nonce cannot). And the repairs
+ * made with it: the pair of summaries the last was made on (not again on that pair), and
+ * the back-off after a failed one. */
 struct caps {
 	uint8_t pk[32];
 	uint64_t incarnation;
+	int known;  /* what speaks says is known at incarnation */
 	int speaks;  /* 1: it does; 0: it acked a hello without one */
+	int paired;  /* pair holds the last repair's (ours, theirs) */
+	uint8_t pair[2 * GOSSIP_SUM_LEN];
+	uint64_t backoff, retry_at;  /* after a failed repair: none before retry_at */
 };
 
 /* A summary other than ours, seen from members: since when, and when last. */
@@ -72,10 +79,8 @@ struct gossip_swim {
 	struct seen_sum sums[SUMS];
 	struct caps *caps;
 	size_t ncaps;
-	uint8_t nonces[NONCES][GOSSIP_NONCE_LEN + 8];  /* pings with a summary lately: no replays */
-	size_t nonce_next;
 	int due;
-	uint8_t due_pk[32];
+	uint8_t due_pk[32], due_sum[GOSSIP_SUM_LEN];
 	uint64_t due_at, last_repair;
 	int repaired;  /* last_repair is set */
 };
@@ -126,14 +131,12 @@ static uint64_t ack_ms(const struct gossip_swim *s)
 }
 
 /* What is known of whether p reads summaries: NULL when nothing (at its incarnation). */
-static struct caps *caps_of(struct gossip_swim *s, const struct gossip_peer *p, int make)
+/* The entry of member pk (made when make is set and there is none), or NULL. */
+static struct caps *caps_find(struct gossip_swim *s, const uint8_t pk[32], int make)
 {
 	for (size_t i = 0; i < s->ncaps; i++)
-		if (!memcmp(s->caps[i].pk, p->pk, 32)) {
-			if (s->caps[i].incarnation != p->info.incarnation)
-				return NULL;  /* another incarnation (a restart, maybe another version): ask again */
+		if (!memcmp(s->caps[i].pk, pk, 32))
 			return &s->caps[i];
-		}
 	if (!make)
 		return NULL;
 	struct caps *c = realloc(s->caps, (s->ncaps + 1) * sizeof *c);
@@ -141,23 +144,39 @@ static struct caps *caps_of(struct gossip_swim *s, const struct gossip_peer *p, 
 		return NULL;
 	s->caps = c;
 	c = &s->caps[s->ncaps++];
-	memcpy(c->pk, p->pk, 32);
+	memset(c, 0, sizeof *c);
+	memcpy(c->pk, pk, 32);
 	return c;
+}
+
+static struct caps *caps_of(struct gossip_swim *s, const struct gossip_peer *p)
+{
+	struct caps *c = caps_find(s, p->pk, 0);
+	/* Nothing known, or at another incarnation (a restart, maybe another version): ask. */
+	return c && c->known && c->incarnation == p->info.incarnation ? c : NULL;
 }
 
 static void set_caps(struct gossip_swim *s, const struct gossip_peer *p, int speaks)
 {
-	struct caps *c = NULL;
-	for (size_t i = 0; i < s->ncaps && !c; i++)
-		if (!memcmp(s->caps[i].pk, p->pk, 32))
-			c = &s->caps[i];
-	if (c || (c = caps_of(s, p, 1))) {
+	struct caps *c = caps_find(s, p->pk, 1);
+	if (c) {
 		c->incarnation = p->info.incarnation;
+		c->known = 1;
 		c->speaks = speaks;
 	}
 }
 
-/* A summary sum from member p (a ping of its own, or an ack to ours): when it differs from
+/* Keys no longer in the table are dropped (at a round's reshuffle). */
+static void caps_prune(struct gossip_swim *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->ncaps; i++)
+		if (gossip_peers_find(s->table, s->caps[i].pk, 0))
+			s->caps[k++] = s->caps[i];
+	s->ncaps = k;
+}
+
+/* A summary sum from member p in an ack to our own ping: when it differs from
  * ours, and this pair of summaries has stood for two intervals (a value in flight would
  * have arrived by then), p is the member to repair with. */
 static void saw_summary(struct gossip_swim *s, const struct gossip_peer *p, const uint8_t *sum,
@@ -185,6 +204,7 @@ static void saw_summary(struct gossip_swim *s, const struct gossip_peer *p, cons
 	if (gossip_age_ms(now, since) >= i2) {
 		s->due = 1;
 		memcpy(s->due_pk, p->pk, 32);
+		memcpy(s->due_sum, sum, GOSSIP_SUM_LEN);
 		s->due_at = now;
 	}
 }
@@ -227,6 +247,19 @@ int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk
 	s->due = 0;
 	if (!p || p->self || p->state != GOSSIP_P_ALIVE)
 		return 0;
+	/* A repair was made on this very pair (ours, theirs): it fixed nothing (trust that
+	 * differs, a liar, revoked messages) and would fix nothing again until a side
+	 * changes. After a failed one, not before its back-off is over. */
+	uint8_t pair[2 * GOSSIP_SUM_LEN];
+	memcpy(pair, s->sum, GOSSIP_SUM_LEN);
+	memcpy(pair + GOSSIP_SUM_LEN, s->due_sum, GOSSIP_SUM_LEN);
+	struct caps *c = caps_find(s, p->pk, 1);
+	if (c && ((c->paired && !memcmp(c->pair, pair, sizeof pair)) || (c->backoff && now < c->retry_at)))
+		return 0;
+	if (c) {
+		c->paired = 1;
+		memcpy(c->pair, pair, sizeof pair);
+	}
 	memcpy(pk, s->due_pk, 32);
 	s->last_repair = now;
 	s->repaired = 1;
@@ -236,17 +269,22 @@ int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk
 	return 1;
 }
 
-/* A ping with a summary seen lately (its nonce and signer): a replay is not news. */
-static int replayed(struct gossip_swim *s, const struct gossip_msg *m)
+void gossip_swim_repair_done(struct gossip_swim *s, const uint8_t pk[32], int ok, uint64_t max_ms,
+                             uint64_t now)
 {
-	uint8_t k[GOSSIP_NONCE_LEN + 8];
-	memcpy(k, m->value, GOSSIP_NONCE_LEN);
-	memcpy(k + GOSSIP_NONCE_LEN, m->origin, 8);
-	for (size_t i = 0; i < NONCES; i++)
-		if (!memcmp(s->nonces[i], k, sizeof k))
-			return 1;
-	memcpy(s->nonces[s->nonce_next++ % NONCES], k, sizeof k);
-	return 0;
+	struct caps *c = caps_find(s, pk, 0);
+	if (!c)
+		return;
+	if (ok) {
+		c->backoff = 0;
+		return;
+	}
+	/* Failed (reachable by UDP, not by TCP; refused): an interval, doubling to max_ms. */
+	uint64_t i = (uint64_t)s->cfg.interval_ms;
+	c->backoff = c->backoff ? 2 * c->backoff : (i ? i : 1);
+	if (max_ms && c->backoff > max_ms)
+		c->backoff = max_ms;
+	c->retry_at = now + c->backoff;
 }
 
 static void send_probe(struct gossip_swim *s, const struct gossip_peer *to, int type,
@@ -393,15 +431,13 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 	if (m->type == GOSSIP_T_PING) {
 		/* Acked even when it left: it is evidently up, and is refuting that. A ping with
 		 * a summary, or a hello (our own key as the target: no older node sends that),
-		 * comes from a node that reads one in the ack. */
+		 * comes from a node that reads one in the ack. Nothing else is taken from a
+		 * ping, which anyone who saw it can replay: summaries, and whether a member reads
+		 * them, come from acks to our own pings. */
 		int sum = m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN;
 		if (m->valuelen == GOSSIP_NONCE_LEN || sum || !memcmp(m->value + GOSSIP_NONCE_LEN, s->author->id.pk, 32)) {
 			uint8_t v[GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN];
 			int reads = m->valuelen != GOSSIP_NONCE_LEN;
-			if (reads)
-				set_caps(s, from, 1);
-			if (sum && !replayed(s, m))
-				saw_summary(s, from, m->value + GOSSIP_NONCE_LEN, now);
 			memcpy(v, m->value, GOSSIP_NONCE_LEN);
 			if (reads && s->have_sum)
 				memcpy(v + GOSSIP_NONCE_LEN, s->sum, GOSSIP_SUM_LEN);
@@ -473,7 +509,7 @@ static void start_probe(struct gossip_swim *s, const struct gossip_peer *t, cons
 	/* With our summary to a member that reads it; to one not known to, a hello (its own
 	 * key after the nonce, which an older node acks as a plain ping); to one that said
 	 * no at this incarnation, a plain ping. Without a summary of our own, plain. */
-	struct caps *c = s->have_sum ? caps_of(s, t, 0) : NULL;
+	struct caps *c = s->have_sum ? caps_of(s, t) : NULL;
 	uint8_t v[GOSSIP_NONCE_LEN + 32];
 	memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
 	pr->sentlen = GOSSIP_NONCE_LEN;
@@ -544,6 +580,7 @@ static struct gossip_peer *next_target(struct gossip_swim *s)
 			return NULL;
 		s->order = o;
 		s->norder = s->order_pos = 0;
+		caps_prune(s);
 		for (size_t i = 0; i < t->n; i++) {
 			if (!live(&t->v[i]))
 				continue;
@@ -619,6 +656,11 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
 			memcpy(v + GOSSIP_NONCE_LEN, pr->target, 32);
 			send_probe(s, target, GOSSIP_T_PING, pr->sent, pr->sentlen);
+			/* A member marked as reading summaries missed an ack to one: asked with a
+			 * hello again next time (it may have restarted as an older node). */
+			struct caps *c;
+			if (pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
+				c->known = 0;
 			for (size_t k = 0; k < t->n; k++)
 				cand += !t->v[k].self && t->v[k].state == GOSSIP_P_ALIVE && &t->v[k] != target;
 			for (size_t k = 0, left = cand, want = INDIRECT; k < t->n && want; k++) {

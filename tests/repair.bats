@@ -3,7 +3,7 @@
 # and a node whose summary differs from a member's for two probe intervals runs a
 # push-pull sync with it. A miss is repaired within a few intervals, with anti-entropy an
 # hour away; outsiders, liars and replays cannot make a node sync more than once an
-# interval, nor change what it stores.
+# interval, nor again on a pair of summaries it synced on, nor change what it stores.
 load helper
 load node
 load netns
@@ -67,8 +67,8 @@ while b.tell() < len(data):
 sys.exit(1)' "$1/events" "$2" 2>/dev/null
 }
 
-repairs() {  # repairs NODE: the repairs its log reports
-	grep -c '^gossip-peers: repair: store summaries differ' "$T/$1.log" 2>/dev/null || true
+repairs() {  # repairs NODE: the repairs it started (DIR/stats/observe, written once a second)
+	awk '$1 == "repairs" { s += $2 } END { print s + 0 }' "$T/$1/stats/observe" 2>/dev/null || echo 0
 }
 
 # a_miss: five hosts, anti-entropy an hour away; host 4 drops all input while n1 publishes
@@ -113,8 +113,11 @@ a_miss() {
 	[ "$took" -lt 6000 ] || fail "repaired $took ms after the drop was lifted: want a few intervals"
 	[ "$(gossip-merge -d "$T/n4" get missed-key)" = 1 ]
 	total=0
-	for n in $NODES; do total=$((total + $(repairs "$n"))); done
-	[ "$total" -ge 1 ] || fail "no repair logged"
+	wait_for 5 eval 'total=0; for n in $NODES; do total=$((total + $(repairs "$n"))); done; [ "$total" -ge 1 ]' ||
+		fail "no repair counted"
+	# What the repair brought is logged (one line: only a repair that exchanged something).
+	run grep -h '^gossip-peers: repair: store summaries differ from .*: sent [0-9]* messages, received' $(for n in $NODES; do echo "$T/$n.log"; done)
+	assert_success
 	# Anti-entropy ran nowhere.
 	for n in $NODES; do
 		[ "$(awk '$1 == "syncs_done" { s += $2 } END { print s + 0 }' "$T/$n"/stats/* 2>/dev/null)" = 0 ] ||
@@ -126,7 +129,7 @@ a_miss() {
 	export GOSSIP_SUMMARY=off
 	a_miss
 	# Twenty intervals, five times what a repair takes above: still missing, and no
-	# repair started anywhere.
+	# repair started anywhere (the counters are written once a second: 6 s is after).
 	sleep 6
 	run gossip-merge -d "$T/n4" get missed-key
 	assert_failure 1
@@ -172,24 +175,28 @@ data_rows() {  # data_rows NODE: what it stores under keys that are not a member
 	# A summary no store has, after a fresh nonce.
 	ping_by "$T/outsider" "0102030405060708ffff" >outsider.ping
 	send_to "${PORTS[0]}" outsider.ping 40
-	# n2's key (a member's, trusted): one ping, replayed for six intervals.
+	# n2's key (a member's, trusted): one ping, replayed for six intervals. gossip-listen's
+	# duplicate filter drops the copies before the prober sees them: this shows only
+	# that filter. The prober's own rule (summaries from acks to its own pings only, so a
+	# replayed ping, or a member's fresh one, starts nothing) is shown in t-swim.
 	ping_by "$T/n2" "1112131415161718ffff" >replay.ping
 	send_to "${PORTS[0]}" replay.ping 40
 	# A ping made the old way (the nonce alone) and one with a summary are both a
 	# member's probe, never a rejection.
 	ping_by "$T/n2" "2122232425262728" >old.ping
 	send_to "${PORTS[0]}" old.ping 1
-	# The outsider's were refused as from an untrusted signer; n2's were not.
+	# The outsider's were refused as from an untrusted signer; n2's were not: n1's
+	# listener counted none malformed (its statistics, written once a second).
 	wait_for 10 grep -q "untrusted" "$T/n1.log"
-	k2=$(cut -d' ' -f1 "$T/n2.pub")
-	run grep -F " $k2 " "$T/n1/rejects"
-	assert_failure
+	wait_for 5 grep -q '^refused_untrusted [1-9]' "$T/n1/stats/listen"
+	run grep '^refused_malformed ' "$T/n1/stats/listen"
+	[ -z "$output" ] || [ "$output" = "refused_malformed 0" ] || fail "n1 refused some as malformed: $output"
 	[ "$(repairs n1)" = 0 ] || fail "n1 repaired: $(grep repair "$T/n1.log")"
 	data_rows n1 >after
 	diff before after || fail "n1's data changed"
 }
 
-@test "a member whose summary never matches: syncs with it at most once an interval, nothing stored changes" {
+@test "a member whose summary never matches: synced with once per pair of summaries, nothing stored changes" {
 	node_ids 3
 	read -ra PORTS <<<"$(freeports 3)"
 	node_start n1 "${PORTS[0]}"
@@ -201,20 +208,17 @@ data_rows() {  # data_rows NODE: what it stores under keys that are not a member
 	gossip-send -d "$T/n2" -t "udp://127.0.0.1:${PORTS[1]}" set kept 1
 	wait_for 10 eval 'gossip-merge -d "$T/n1" get kept >/dev/null 2>&1'
 	data_rows n1 >before
-	# The liar is repaired with (a push-pull sync that finds the stores equal) now and then.
+	# The liar is repaired with once (a push-pull sync that finds the stores equal and
+	# exchanges nothing, so it logs nothing), and not again on that pair of summaries:
+	# twenty intervals on, still one (the pair is remembered until a side changes).
 	wait_for 20 eval '[ "$(repairs n1)" -ge 1 ]'
-	start=$(($(date +%s%N) / 1000000))
-	r0=$(repairs n1)
-	wait_for 20 eval '[ "$(repairs n1)" -ge $((r0 + 2)) ]'
-	sleep 3  # a span to count over; the bound is in intervals of it, whatever the load
-	r1=$(repairs n1)
-	span=$(($(date +%s%N) / 1000000 - start))
-	echo "# n1 synced with the liar $((r1 - r0)) times in $span ms (interval 300 ms)" >&3
-	[ $((r1 - r0)) -le $((span / 300 + 1)) ] || fail "$((r1 - r0)) repairs in $span ms: more than one an interval"
-	# Every repair n1 made was with the liar, and brought nothing.
+	sleep 6
+	r=$(repairs n1)
+	echo "# n1 synced with the liar $r times in 6 s and more (interval 300 ms)" >&3
+	[ "$r" -le 2 ] || fail "$r repairs with the liar: want one per pair of summaries"
+	# None with n2 (its summary matches), and none brought anything.
 	run grep '^gossip-peers: repair: store summaries differ' "$T/n1.log"
 	refute_output --partial "from n2's"
-	run grep '^gossip-peers: repair: tcp' "$T/n1.log"
 	refute_output --regexp '[1-9][0-9]* new here'
 	data_rows n1 >after
 	diff before after || fail "n1's data changed"

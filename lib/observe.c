@@ -39,7 +39,6 @@ struct gossip_observer {
 	uint64_t last_fetch;
 	pid_t repair;  /* a push-pull sync with a member whose summary differs (0: none) */
 	uint8_t repair_pk[32];  /* with whom */
-	char repair_name[64];
 	uint64_t repairs;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
@@ -486,7 +485,8 @@ static void repair(struct gossip_observer *o, uint64_t now)
 		o->repair = pid;
 		memcpy(o->repair_pk, pk, 32);
 		o->repairs++;
-	}
+	} else
+		gossip_swim_repair_done(o->swim, pk, 0, 60000, now);
 }
 
 uint64_t *gossip_observe_repairs(struct gossip_observer *o)

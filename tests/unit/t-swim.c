@@ -527,12 +527,23 @@ int main(void)
 	ok(len == GOSSIP_NONCE_LEN + 32, "missed: the next is a hello");
 	/* A replayed hello of its marks nothing: an older node after a restart stays plain. */
 	peer(&t, 1)->info.incarnation++;
+	peer(&t, 1)->state = GOSSIP_P_ALIVE;  /* its restart refuted the suspicion */
 	round_ack(s, &now, 1, NULL);  /* a hello, acked plain: an older node */
 	randombytes_buf(v, GOSSIP_NONCE_LEN);
 	memcpy(v + GOSSIP_NONCE_LEN, ids[0].pk, 32);
 	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + 32);
 	arrive(s, &b, now + 500);
 	ok(round_ack(s, &now, 1, NULL) == GOSSIP_NONCE_LEN, "a hello replayed to us: still a plain ping to an older node");
+	/* A member gone from the table (reaped) is forgotten at the round's reshuffle: back,
+	 * it is asked with a hello again, whatever it said before. */
+	peer(&t, 1)->info.incarnation++;
+	round_ack(s, &now, 1, theirs);  /* the hello, acked with a summary */
+	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "it reads summaries again");
+	t.n = 1;  /* member 1 reaped (its entry stays in memory, to come back) */
+	now += 1001;
+	gossip_swim_tick(s, now);
+	t.n = 2;
+	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + 32, "reaped, then back: a hello");
 	at = now + 10000;
 	/* An outsider (not in the table) with a summary: nothing. */
 	taken = 0;

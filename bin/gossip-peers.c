@@ -316,6 +316,23 @@ static void save_table(const struct gossip_peers *t, const char *dir)
 	gossip_peers_keep(t, dir);  /* a failure warns, at most once a minute */
 }
 
+/* GOSSIP_SUMMARY (gossip-peers(1), ENVIRONMENT), for tests: "off" sends no summary (as a
+ * node from before summaries), hex bytes always the same one (a member that lies). */
+static void pin_summary(struct gossip_swim *swim, uint64_t now)
+{
+	const char *e = getenv("GOSSIP_SUMMARY");
+	uint8_t sum[GOSSIP_SUM_LEN];
+	size_t n = 0;
+	if (!e || !*e)
+		return;
+	if (!strcmp(e, "off"))
+		gossip_swim_pin_summary(swim, NULL, now);
+	else if (sodium_hex2bin(sum, sizeof sum, e, strlen(e), NULL, &n, NULL) == 0 && n == sizeof sum)
+		gossip_swim_pin_summary(swim, sum, now);
+	else
+		gossip_die(GOSSIP_EXIT_ERR, "GOSSIP_SUMMARY: %s: want off or %d bytes in hex", e, GOSSIP_SUM_LEN);
+}
+
 static void prober_send(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
 {
 	struct outlet *ol = ctx;
@@ -383,6 +400,10 @@ static int do_observe(const struct opts *o)
 	if (!obs)
 		gossip_die(GOSSIP_EXIT_ERR, "observe: %s", strerror(ENOMEM));
 	gossip_observer_on_news(obs, news_out, &ol);
+	if (swim) {
+		gossip_stats_add(&counters, "repairs", gossip_observe_repairs(obs));
+		pin_summary(swim, now);
+	}
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);

@@ -312,6 +312,9 @@ enum { GOSSIP_T_SET = 1, GOSSIP_T_DEL = 2, GOSSIP_T_EVENT = 3, GOSSIP_T_PING = 4
  * version, no time, never stored. So does a share of an aggregation run (type 7,
  * aggregate.c): its value is the share, checked there. */
 enum { GOSSIP_NONCE_LEN = 8 };
+/* The store summary a direct ping or an ack may carry after its nonce: the first bytes of
+ * the sender's Merkle root (gossip(7), THE NODE). */
+enum { GOSSIP_SUM_LEN = 2 };
 /* Payload fields. */
 enum { GOSSIP_F_TYPE = 1, GOSSIP_F_VERSION = 2, GOSSIP_F_TIME = 3, GOSSIP_F_KEY = 4,
        GOSSIP_F_VALUE = 5 };
@@ -1206,6 +1209,25 @@ void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now);
 int gossip_swim_tick(struct gossip_swim *s, uint64_t now);
 /* How long until the clock needs a tick: 1 to 100 ms. */
 int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
+/* Repair (gossip(7), THE NODE): this node's store summary (GOSSIP_SUM_LEN bytes; NULL:
+ * none yet), carried in its pings and acks to members that read it (learnt with a hello
+ * ping, which older nodes ack as a plain one). */
+void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);
+/* A member to repair with by a push-pull sync: one whose summary differed from ours with
+ * the same pair of summaries standing for two intervals, chosen within the last interval;
+ * never while busy (a repair under way) nor within an interval of the last, nor with a
+ * member on the pair (ours, theirs) the last repair with it was made on. 1 with its key
+ * in pk (taken: the next needs the pair to stand two intervals again). Summaries, and
+ * whether a member reads them, are taken from acks to this node's own pings only. */
+int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32]);
+/* The repair with pk that gossip_swim_repair gave is over: ok, or failed (it backs off,
+ * an interval doubling to max_ms, before another with pk; neither is made again on the
+ * same pair of summaries until one side changes). */
+void gossip_swim_repair_done(struct gossip_swim *s, const uint8_t pk[32], int ok, uint64_t max_ms,
+                             uint64_t now);
+/* The summary fixed (NULL: none, so pings and acks are as an older node's): later ones
+ * are ignored. For tests (GOSSIP_SUMMARY, gossip-peers(1)): a control, or a liar. */
+void gossip_swim_pin_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now);
 
 /* ---- observe.c: the peer table, kept from the message stream and the clock ----------- */
 
@@ -1249,6 +1271,8 @@ long gossip_observe_reload(struct gossip_observer *o);
 /* Reputation: each line DIR/rejects gained (followed into rejects.1 when it is renamed,
  * so every line once) costs its signer 10 points. */
 void gossip_observe_rejects(struct gossip_observer *o);
+/* Repairs started (push-pull syncs with a member whose summary differs), for DIR/stats. */
+uint64_t *gossip_observe_repairs(struct gossip_observer *o);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
  * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator

@@ -213,12 +213,16 @@ static int check_fields(const struct gossip_msg *m)
 			              m->type == GOSSIP_T_PING ? "a ping" : "an ack");
 			return -1;
 		}
+		/* A nonce; a ping's may be followed by the target of an indirect ping, and a
+		 * direct ping's or an ack's by the sender's store summary (gossip(7), THE NODE:
+		 * sent only to members that showed they read it). */
 		if (!m->has_value || m->value_text ||
-		    !(m->valuelen == GOSSIP_NONCE_LEN ||
+		    !(m->valuelen == GOSSIP_NONCE_LEN || m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN ||
 		      (m->type == GOSSIP_T_PING && m->valuelen == GOSSIP_NONCE_LEN + 32))) {
-			gossip_seterr("the value of %s must be an %d-byte nonce%s",
+			gossip_seterr("the value of %s must be an %d-byte nonce%s, then an optional %d-byte summary",
 			              m->type == GOSSIP_T_PING ? "a ping" : "an ack", GOSSIP_NONCE_LEN,
-			              m->type == GOSSIP_T_PING ? ", then a 32-byte target for an indirect ping" : "");
+			              m->type == GOSSIP_T_PING ? " (or a 32-byte target for an indirect ping)" : "",
+			              GOSSIP_SUM_LEN);
 			return -1;
 		}
 		return 0;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,9 +33,13 @@ struct gossip_observer {
 	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
 	uint64_t store_ino, store_size;  /* DIR/store as it was at the last look */
+	uint64_t sum_at;  /* when the summary was last read */
 	uint64_t last_lookup;  /* for a signer not in the table */
 	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
 	uint64_t last_fetch;
+	pid_t repair;  /* a push-pull sync with a member whose summary differs (0: none) */
+	uint8_t repair_pk[32];  /* with whom */
+	uint64_t repairs;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
@@ -91,6 +96,8 @@ void gossip_observer_free(struct gossip_observer *o)
 		return;
 	if (o->fetch > 0 && waitpid(o->fetch, NULL, WNOHANG) == 0)
 		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
+	if (o->repair > 0 && waitpid(o->repair, NULL, WNOHANG) == 0)
+		kill(o->repair, SIGTERM);
 	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
@@ -308,17 +315,42 @@ long gossip_observe_reload(struct gossip_observer *o)
 	}
 	gossip_trust_free(&o->trust);
 	o->trust = t;  /* in place: the store's filter points at it */
+	/* Said again, so that the store makes its kept summary afresh (gossip.h): else a
+	 * revoked signer's messages would stay in the summary pings and acks carry. */
+	gossip_store_set_visible(o->store, gossip_trust_has, &o->trust);
 	return (long)o->trust.n;
+}
+
+/* Whether DIR/store.lock is free now (tried without waiting, and let go at once). */
+static int lock_free(const char *dir)
+{
+	int fd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	int r = flock(fd, LOCK_EX | LOCK_NB);
+	if (r == 0)
+		flock(fd, LOCK_UN);
+	close(fd);
+	return r == 0 || errno != EWOULDBLOCK;
 }
 
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
 	struct stat sb;
-	/* Unchanged since the last look: nothing to take the lock for (a look can come often). */
+	/* Unchanged since the last look: nothing to take the lock for (a look can come often),
+	 * but for the summary once an interval: events and deletes expire by the clock. */
 	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
-	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size)
-		return 0;
+	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size) {
+		if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
+			return 0;
+		/* Only the summary is due: not worth waiting for the lock. When another process
+		 * holds it (a compaction), this interval is skipped. */
+		if (!lock_free(o->dir)) {
+			o->sum_at = now;
+			return 0;
+		}
+	}
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
 		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
@@ -340,39 +372,31 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		o->store_size = (uint64_t)sb.st_size;
 	}
 	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
+	if (o->swim) {
+		/* The summary our pings and acks carry (kept by the store: cheap to read). */
+		uint8_t root[16];
+		uint64_t count;
+		if (gossip_store_summary(o->store, root, &count) == 0)
+			gossip_swim_summary(o->swim, root, now);
+		o->sum_at = now;
+	}
 	gossip_store_unlock(o->store);
 	return l.changed;
 }
 
 /* ---- the stream ---- */
 
-/* A pull sync with a random live member, in a child of its own, so that the stream is
- * not held up: it brings the record of a member that probes us but is in no store here
- * yet (its own join told the members it knew, not us). The store's next look finds it. At
- * most one at a time, one a second. */
-static void fetch(struct gossip_observer *o, uint64_t now)
+/* A sync (mode) with addr in a child of its own, so that the stream is not held up; the
+ * child's pid, or -1. what names it in warnings. */
+static pid_t sync_child(struct gossip_observer *o, const char *what, const char *addr, int mode)
 {
-	struct gossip_peer *pick[1];
-	const char *addr;
-	if (o->fetch > 0) {
-		if (waitpid(o->fetch, NULL, WNOHANG) == 0)
-			return;
-		o->fetch = 0;
-	}
-	if (gossip_age_ms(now, o->last_fetch) < 1000 ||
-	    gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
-	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
-		return;
-	o->last_fetch = now;
 	pid_t pid = fork();
 	if (pid < 0) {
-		gossip_warn("fetch: fork: %s", strerror(errno));
-		return;
+		gossip_warn("%s: fork: %s", what, strerror(errno));
+		return -1;
 	}
-	if (pid > 0) {
-		o->fetch = pid;
-		return;
-	}
+	if (pid > 0)
+		return pid;
 	/* The child: nothing of its own on the stream (stdout is the node's pipeline). */
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	if (null >= 0)
@@ -386,14 +410,88 @@ static void fetch(struct gossip_observer *o, uint64_t now)
 	struct gossip_trust trust;
 	if (!st || gossip_trust_load(&trust, o->dir) < 0)
 		_exit(2);
-	struct gossip_merger mg = {.st = st, .trust = &trust};
+	/* As gossip-merge does: a signer removed from trusted is neither offered nor
+	 * summarised (its messages stay hidden here, not pushed to the member). */
+	gossip_store_set_visible(st, gossip_trust_has, &trust);
+	/* What it stores is logged as the merge logs it (user events, key changes), so that
+	 * the handlers hear of it however it came. */
+	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_merger mg = {.st = st, .trust = &trust, .on_stored = gossip_event_record, .sctx = &rec};
 	struct gossip_sync_stats stats;
-	int r = gossip_sync_client(&mg, addr, GOSSIP_PULL, 5000, &stats);
+	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
+	/* One line at most: a failure, or (a repair) what was exchanged; nothing when
+	 * nothing was. */
 	if (r < 0)
-		gossip_warn("fetch: %s: %s", addr, gossip_error());
+		gossip_warn("%s: %s: %s", what, addr, gossip_error());
+	else if (mode == GOSSIP_PUSH_PULL && (stats.sent_msgs || stats.recv_msgs))
+		gossip_warn("%s: %s: sent %llu messages, received %llu, %llu new here", what, addr,
+		            (unsigned long long)stats.sent_msgs, (unsigned long long)stats.recv_msgs,
+		            (unsigned long long)mg.added);
 	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
 	gossip_store_close(st);
 	_exit(r < 0 ? 1 : 0);
+}
+
+/* A pull sync with a random live member: it brings the record of a member that probes us
+ * but is in no store here yet (its own join told the members it knew, not us). The
+ * store's next look finds it. At most one at a time, one a second. */
+static void fetch(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peer *pick[1];
+	const char *addr;
+	pid_t pid;
+	if (o->fetch > 0) {
+		if (waitpid(o->fetch, NULL, WNOHANG) == 0)
+			return;
+		o->fetch = 0;
+	}
+	if (gossip_age_ms(now, o->last_fetch) < 1000 ||
+	    gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
+	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
+		return;
+	o->last_fetch = now;
+	if ((pid = sync_child(o, "fetch", addr, GOSSIP_PULL)) > 0)
+		o->fetch = pid;
+}
+
+/* Repair (gossip(7), THE NODE): a push-pull sync with the member the prober chose, whose
+ * summary differs from ours, so that both are repaired. One at a time; the prober allows
+ * one an interval. What it brings the store's next look finds, and the merge passes on. */
+static void repair(struct gossip_observer *o, uint64_t now)
+{
+	uint8_t pk[32];
+	char what[128];
+	const struct gossip_peer *p;
+	const char *addr;
+	pid_t pid;
+	int status;
+	if (o->repair > 0 && (pid = waitpid(o->repair, &status, WNOHANG)) != 0) {
+		/* Over (while under way, no other): a failure backs off, doubling to a minute. */
+		gossip_swim_repair_done(o->swim, o->repair_pk, pid > 0 && WIFEXITED(status) && !WEXITSTATUS(status),
+		                        60000, now);
+		o->repair = 0;
+	}
+	if (!gossip_swim_repair(o->swim, o->repair > 0, now, pk) || !(p = gossip_peers_find(o->table, pk, 0)))
+		return;
+	/* The child names the member in its one line (if any): what a repair brought, or why
+	 * it failed. */
+	snprintf(what, sizeof what, "repair: store summaries differ from %s's: push-pull sync", p->info.name);
+	if (!(addr = gossip_member_addr(&p->info, GOSSIP_TCP))) {
+		gossip_swim_repair_done(o->swim, pk, 0, 60000, now);
+		return;
+	}
+	if ((pid = sync_child(o, what, addr, GOSSIP_PUSH_PULL)) > 0) {
+		o->repair = pid;
+		memcpy(o->repair_pk, pk, 32);
+		o->repairs++;
+	} else
+		gossip_swim_repair_done(o->swim, pk, 0, 60000, now);
+}
+
+uint64_t *gossip_observe_repairs(struct gossip_observer *o)
+{
+	return &o->repairs;
 }
 
 /* A probe or a claim from a signer not in the table: its member record may be in the
@@ -581,6 +679,8 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	struct gossip_peers *t = o->table;
 	const struct gossip_peers_cfg *cfg = &o->cfg;
 	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
+	if (o->swim)
+		repair(o, now);
 	aggregate_tick(o, now);
 	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
 	for (size_t i = 0; i < t->n; i++)

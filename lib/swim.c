@@ -16,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4 };
+enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8 };
 
 /* A ping under way: the round's (probes[0]), or one checking another member's claim. */
 struct probe {
 	int active, indirect;  /* indirect: other members were asked to ping too */
+	int hello;  /* sent as a hello (the target's key after the nonce): does it read summaries? */
+	uint8_t sent[GOSSIP_NONCE_LEN + 32];  /* the ping's value, which a retry repeats */
+	size_t sentlen;
 	uint8_t target[32], nonce[GOSSIP_NONCE_LEN];
 	uint8_t claimer[32];  /* checking a claim: who made it */
 	uint64_t start;
@@ -30,6 +33,28 @@ struct probe {
 struct relay {
 	uint8_t nonce[GOSSIP_NONCE_LEN], asker[32];
 	uint64_t until;
+};
+
+/* Whether a member reads store summaries in pings and acks, as learnt at its incarnation
+ * (a restart may have upgraded it: asked again at a new one), from its acks to our own
+ * pings only (a ping can be replayed; an ack to our fresh nonce cannot). And the repairs
+ * made with it: the pair of summaries the last was made on (not again on that pair), and
+ * the back-off after a failed one. */
+struct caps {
+	uint8_t pk[32];
+	uint64_t incarnation;
+	int known;  /* what speaks says is known at incarnation */
+	int speaks;  /* 1: it does; 0: it acked a hello without one */
+	int paired;  /* pair holds the last repair's (ours, theirs) */
+	uint8_t pair[2 * GOSSIP_SUM_LEN];
+	uint64_t backoff, retry_at;  /* after a failed repair: none before retry_at */
+};
+
+/* A summary other than ours, seen from members: since when, and when last. */
+struct seen_sum {
+	uint8_t sum[GOSSIP_SUM_LEN];
+	uint64_t first, last;
+	int used;
 };
 
 struct gossip_swim {
@@ -46,6 +71,18 @@ struct gossip_swim {
 	uint8_t (*order)[32];  /* the round: members in a shuffled order */
 	size_t norder, order_pos;
 	uint64_t next_probe;
+	/* Repair (gossip(7), THE NODE): this node's summary and since when it is unchanged;
+	 * the others seen; the member chosen for a push-pull sync, not yet taken. */
+	int have_sum, pinned;
+	uint8_t sum[GOSSIP_SUM_LEN];
+	uint64_t sum_since;
+	struct seen_sum sums[SUMS];
+	struct caps *caps;
+	size_t ncaps;
+	int due;
+	uint8_t due_pk[32], due_sum[GOSSIP_SUM_LEN];
+	uint64_t due_at, last_repair;
+	int repaired;  /* last_repair is set */
 };
 
 struct gossip_swim *gossip_swim_new(struct gossip_peers *t, const struct gossip_peers_cfg *cfg,
@@ -78,6 +115,7 @@ void gossip_swim_free(struct gossip_swim *s)
 		return;
 	gossip_buf_free(&s->self_record);
 	free(s->order);
+	free(s->caps);
 	free(s);
 }
 
@@ -90,6 +128,163 @@ static int live(const struct gossip_peer *p)
 static uint64_t ack_ms(const struct gossip_swim *s)
 {
 	return s->cfg.interval_ms >= 5 ? (uint64_t)(s->cfg.interval_ms / 5) : 1;
+}
+
+/* What is known of whether p reads summaries: NULL when nothing (at its incarnation). */
+/* The entry of member pk (made when make is set and there is none), or NULL. */
+static struct caps *caps_find(struct gossip_swim *s, const uint8_t pk[32], int make)
+{
+	for (size_t i = 0; i < s->ncaps; i++)
+		if (!memcmp(s->caps[i].pk, pk, 32))
+			return &s->caps[i];
+	if (!make)
+		return NULL;
+	struct caps *c = realloc(s->caps, (s->ncaps + 1) * sizeof *c);
+	if (!c)
+		return NULL;
+	s->caps = c;
+	c = &s->caps[s->ncaps++];
+	memset(c, 0, sizeof *c);
+	memcpy(c->pk, pk, 32);
+	return c;
+}
+
+static struct caps *caps_of(struct gossip_swim *s, const struct gossip_peer *p)
+{
+	struct caps *c = caps_find(s, p->pk, 0);
+	/* Nothing known, or at another incarnation (a restart, maybe another version): ask. */
+	return c && c->known && c->incarnation == p->info.incarnation ? c : NULL;
+}
+
+static void set_caps(struct gossip_swim *s, const struct gossip_peer *p, int speaks)
+{
+	struct caps *c = caps_find(s, p->pk, 1);
+	if (c) {
+		c->incarnation = p->info.incarnation;
+		c->known = 1;
+		c->speaks = speaks;
+	}
+}
+
+/* Keys no longer in the table are dropped (at a round's reshuffle). */
+static void caps_prune(struct gossip_swim *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->ncaps; i++)
+		if (gossip_peers_find(s->table, s->caps[i].pk, 0))
+			s->caps[k++] = s->caps[i];
+	s->ncaps = k;
+}
+
+/* A summary sum from member p in an ack to our own ping: when it differs from
+ * ours, and this pair of summaries has stood for two intervals (a value in flight would
+ * have arrived by then), p is the member to repair with. */
+static void saw_summary(struct gossip_swim *s, const struct gossip_peer *p, const uint8_t *sum,
+                        uint64_t now)
+{
+	if (!s->have_sum || !memcmp(sum, s->sum, GOSSIP_SUM_LEN) || p->state != GOSSIP_P_ALIVE)
+		return;
+	uint64_t i2 = 2 * (uint64_t)s->cfg.interval_ms;
+	struct seen_sum *e = NULL, *old = &s->sums[0];
+	for (size_t i = 0; i < SUMS && !e; i++) {
+		if (s->sums[i].used && !memcmp(s->sums[i].sum, sum, GOSSIP_SUM_LEN))
+			e = &s->sums[i];
+		else if (!s->sums[i].used || (old->used && s->sums[i].last < old->last))
+			old = &s->sums[i];
+	}
+	/* Not seen for over three intervals: it stands from now (seen again, not still). */
+	if (!e || gossip_age_ms(now, e->last) > 3 * (uint64_t)s->cfg.interval_ms) {
+		e = e ? e : old;
+		memcpy(e->sum, sum, GOSSIP_SUM_LEN);
+		e->used = 1;
+		e->first = now;
+	}
+	e->last = now;
+	uint64_t since = e->first > s->sum_since ? e->first : s->sum_since;
+	if (gossip_age_ms(now, since) >= i2) {
+		s->due = 1;
+		memcpy(s->due_pk, p->pk, 32);
+		memcpy(s->due_sum, sum, GOSSIP_SUM_LEN);
+		s->due_at = now;
+	}
+}
+
+void gossip_swim_pin_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now)
+{
+	s->pinned = 0;
+	gossip_swim_summary(s, sum, now);
+	s->pinned = 1;
+}
+
+void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now)
+{
+	if (s->pinned)
+		return;
+	if (!sum) {
+		s->have_sum = 0;
+		return;
+	}
+	if (!s->have_sum || memcmp(sum, s->sum, GOSSIP_SUM_LEN)) {
+		memcpy(s->sum, sum, GOSSIP_SUM_LEN);
+		s->sum_since = now;
+		s->have_sum = 1;
+		s->due = 0;  /* a pair that no longer stands */
+	}
+}
+
+int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32])
+{
+	if (!s->due)
+		return 0;
+	/* A choice older than an interval is dropped: the next summary seen decides. */
+	if (gossip_age_ms(now, s->due_at) > (uint64_t)s->cfg.interval_ms) {
+		s->due = 0;
+		return 0;
+	}
+	if (busy || (s->repaired && gossip_age_ms(now, s->last_repair) < (uint64_t)s->cfg.interval_ms))
+		return 0;
+	struct gossip_peer *p = gossip_peers_find(s->table, s->due_pk, 0);
+	s->due = 0;
+	if (!p || p->self || p->state != GOSSIP_P_ALIVE)
+		return 0;
+	/* A repair was made on this very pair (ours, theirs): it fixed nothing (trust that
+	 * differs, a liar, revoked messages) and would fix nothing again until a side
+	 * changes. After a failed one, not before its back-off is over. */
+	uint8_t pair[2 * GOSSIP_SUM_LEN];
+	memcpy(pair, s->sum, GOSSIP_SUM_LEN);
+	memcpy(pair + GOSSIP_SUM_LEN, s->due_sum, GOSSIP_SUM_LEN);
+	struct caps *c = caps_find(s, p->pk, 1);
+	if (c && ((c->paired && !memcmp(c->pair, pair, sizeof pair)) || (c->backoff && now < c->retry_at)))
+		return 0;
+	if (c) {
+		c->paired = 1;
+		memcpy(c->pair, pair, sizeof pair);
+	}
+	memcpy(pk, s->due_pk, 32);
+	s->last_repair = now;
+	s->repaired = 1;
+	/* The pair must stand two intervals again before the next repair it asks for. */
+	for (size_t i = 0; i < SUMS; i++)
+		s->sums[i].used = 0;
+	return 1;
+}
+
+void gossip_swim_repair_done(struct gossip_swim *s, const uint8_t pk[32], int ok, uint64_t max_ms,
+                             uint64_t now)
+{
+	struct caps *c = caps_find(s, pk, 0);
+	if (!c)
+		return;
+	if (ok) {
+		c->backoff = 0;
+		return;
+	}
+	/* Failed (reachable by UDP, not by TCP; refused): an interval, doubling to max_ms. */
+	uint64_t i = (uint64_t)s->cfg.interval_ms;
+	c->backoff = c->backoff ? 2 * c->backoff : (i ? i : 1);
+	if (max_ms && c->backoff > max_ms)
+		c->backoff = max_ms;
+	c->retry_at = now + c->backoff;
 }
 
 static void send_probe(struct gossip_swim *s, const struct gossip_peer *to, int type,
@@ -234,9 +429,20 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 		return;
 	heard_from(s, from, now);
 	if (m->type == GOSSIP_T_PING) {
-		/* Acked even when it left: it is evidently up, and is refuting that. */
-		if (m->valuelen == GOSSIP_NONCE_LEN || !memcmp(m->value + GOSSIP_NONCE_LEN, s->author->id.pk, 32)) {
-			send_probe(s, from, GOSSIP_T_ACK, m->value, GOSSIP_NONCE_LEN);
+		/* Acked even when it left: it is evidently up, and is refuting that. A ping with
+		 * a summary, or a hello (our own key as the target: no older node sends that),
+		 * comes from a node that reads one in the ack. Nothing else is taken from a
+		 * ping, which anyone who saw it can replay: summaries, and whether a member reads
+		 * them, come from acks to our own pings. */
+		int sum = m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN;
+		if (m->valuelen == GOSSIP_NONCE_LEN || sum || !memcmp(m->value + GOSSIP_NONCE_LEN, s->author->id.pk, 32)) {
+			uint8_t v[GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN];
+			int reads = m->valuelen != GOSSIP_NONCE_LEN;
+			memcpy(v, m->value, GOSSIP_NONCE_LEN);
+			if (reads && s->have_sum)
+				memcpy(v + GOSSIP_NONCE_LEN, s->sum, GOSSIP_SUM_LEN);
+			send_probe(s, from, GOSSIP_T_ACK, v,
+			           reads && s->have_sum ? sizeof v : GOSSIP_NONCE_LEN);
 			return;
 		}
 		if (from->state == GOSSIP_P_LEFT)
@@ -260,6 +466,12 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 		if (s->probes[i].active && !memcmp(m->value, s->probes[i].nonce, GOSSIP_NONCE_LEN) &&
 		    !memcmp(m->origin, s->probes[i].target, 32)) {
 			s->probes[i].active = 0;
+			/* An ack to our own nonce: fresh, never a replay. */
+			if (m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN) {
+				set_caps(s, from, 1);
+				saw_summary(s, from, m->value + GOSSIP_NONCE_LEN, now);
+			} else if (s->probes[i].hello && !s->probes[i].indirect)
+				set_caps(s, from, 0);  /* after indirect pings, it may be a helper's plain relay */
 			return;
 		}
 	for (size_t i = 0; i < RELAYS; i++) {
@@ -293,7 +505,24 @@ static void start_probe(struct gossip_swim *s, const struct gossip_peer *t, cons
 	pr->start = now;
 	pr->indirect = 0;
 	pr->active = 1;
-	send_probe(s, t, GOSSIP_T_PING, pr->nonce, sizeof pr->nonce);
+	pr->hello = 0;
+	/* With our summary to a member that reads it; to one not known to, a hello (its own
+	 * key after the nonce, which an older node acks as a plain ping); to one that said
+	 * no at this incarnation, a plain ping. Without a summary of our own, plain. */
+	struct caps *c = s->have_sum ? caps_of(s, t) : NULL;
+	uint8_t v[GOSSIP_NONCE_LEN + 32];
+	memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
+	pr->sentlen = GOSSIP_NONCE_LEN;
+	if (c && c->speaks) {
+		memcpy(v + GOSSIP_NONCE_LEN, s->sum, GOSSIP_SUM_LEN);
+		pr->sentlen += GOSSIP_SUM_LEN;
+	} else if (s->have_sum && !c) {
+		memcpy(v + GOSSIP_NONCE_LEN, t->pk, 32);
+		pr->hello = 1;
+		pr->sentlen += 32;
+	}
+	memcpy(pr->sent, v, pr->sentlen);
+	send_probe(s, t, GOSSIP_T_PING, v, pr->sentlen);
 }
 
 int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_t now)
@@ -351,6 +580,7 @@ static struct gossip_peer *next_target(struct gossip_swim *s)
 			return NULL;
 		s->order = o;
 		s->norder = s->order_pos = 0;
+		caps_prune(s);
 		for (size_t i = 0; i < t->n; i++) {
 			if (!live(&t->v[i]))
 				continue;
@@ -425,7 +655,12 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			size_t cand = 0;
 			memcpy(v, pr->nonce, GOSSIP_NONCE_LEN);
 			memcpy(v + GOSSIP_NONCE_LEN, pr->target, 32);
-			send_probe(s, target, GOSSIP_T_PING, pr->nonce, GOSSIP_NONCE_LEN);
+			send_probe(s, target, GOSSIP_T_PING, pr->sent, pr->sentlen);
+			/* A member marked as reading summaries missed an ack to one: asked with a
+			 * hello again next time (it may have restarted as an older node). */
+			struct caps *c;
+			if (pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
+				c->known = 0;
 			for (size_t k = 0; k < t->n; k++)
 				cand += !t->v[k].self && t->v[k].state == GOSSIP_P_ALIVE && &t->v[k] != target;
 			for (size_t k = 0, left = cand, want = INDIRECT; k < t->n && want; k++) {

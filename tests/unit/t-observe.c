@@ -8,7 +8,12 @@
 
 #include <sodium.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 enum { MEMBERS = 7 };
 static const uint64_t T0 = 1000000000;
@@ -121,11 +126,58 @@ static void count_news(void *ctx, const uint8_t *p, size_t n)
 }
 
 static size_t acks;
+static uint8_t ack_sum[GOSSIP_SUM_LEN];  /* the summary in the last ack, if any */
+static int ack_has_sum;
 static void count_acks(void *ctx, const struct gossip_peer *to, const uint8_t *p, size_t n)
 {
 	struct gossip_msg m;
 	(void)ctx;
-	acks += to && gossip_msg_decode(p, n, &m) == 0 && m.type == GOSSIP_T_ACK;
+	if (!to || gossip_msg_decode(p, n, &m) < 0 || m.type != GOSSIP_T_ACK)
+		return;
+	acks++;
+	if ((ack_has_sum = m.valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN))
+		memcpy(ack_sum, m.value + GOSSIP_NONCE_LEN, GOSSIP_SUM_LEN);
+}
+
+/* The summary o's prober acks a hello from member i with (0 when none). */
+static int summary_acked(struct gossip_observer *o, int i, uint64_t now, uint8_t sum[GOSSIP_SUM_LEN])
+{
+	struct gossip_buf b = {0};
+	uint8_t v[GOSSIP_NONCE_LEN + 32];
+	struct gossip_msg m = {0};
+	randombytes_buf(v, GOSSIP_NONCE_LEN);
+	memcpy(v + GOSSIP_NONCE_LEN, ids[0].pk, 32);
+	m.type = GOSSIP_T_PING;
+	m.value = v;
+	m.valuelen = sizeof v;
+	m.has_value = 1;
+	gossip_msg_sign(&b, &m, &ids[i]);
+	ack_has_sum = 0;
+	observe(o, &b, now, NULL);
+	gossip_buf_free(&b);
+	memcpy(sum, ack_sum, GOSSIP_SUM_LEN);
+	return ack_has_sum;
+}
+
+/* The first bytes of DIR/store's summary as a fresh reader with DIR/trusted sees it. */
+static int summary_now(uint8_t sum[GOSSIP_SUM_LEN])
+{
+	struct gossip_store *st = gossip_store_open(dir, NULL);
+	struct gossip_trust trust;
+	uint8_t root[16];
+	uint64_t count;
+	int r = -1;
+	if (!st || gossip_trust_load(&trust, dir) < 0)
+		return -1;
+	gossip_store_set_visible(st, gossip_trust_has, &trust);
+	if (gossip_store_lock(st) == 0 && gossip_store_summary(st, root, &count) == 0) {
+		memcpy(sum, root, GOSSIP_SUM_LEN);
+		r = 0;
+	}
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+	gossip_trust_free(&trust);
+	return r;
 }
 
 int main(void)
@@ -369,6 +421,69 @@ int main(void)
 	msg_by(&b, 0, GOSSIP_T_DEL, GOSSIP_KEY_MEMBER, v++, NULL, 0);
 	ok(observe(o, &b, now, &pass_on) == 1 && state(&t, 0) == GOSSIP_P_ALIVE && events("member-leave", "n0") == 0,
 	   "a leave of this node's while it runs: still alive, no member-leave");
+
+	/* Repair: the summary its acks carry follows the store, and trust. */
+	uint8_t sum0[GOSSIP_SUM_LEN], sum1[GOSSIP_SUM_LEN], want[GOSSIP_SUM_LEN];
+	now += 1001;
+	gossip_observe_store(o, now);
+	ok(summary_acked(o, 6, now, sum0) && summary_now(want) == 0 && !memcmp(sum0, want, GOSSIP_SUM_LEN),
+	   "a hello is acked with the store's summary");
+	msg_by(&b, 4, GOSSIP_T_SET, "revoked-soon", v++, (const uint8_t *)"1", 1);
+	store_put(&b);
+	now += 1001;
+	gossip_observe_store(o, now);
+	ok(summary_acked(o, 6, now, sum1) && summary_now(want) == 0 && !memcmp(sum1, want, GOSSIP_SUM_LEN) &&
+	   memcmp(sum1, sum0, GOSSIP_SUM_LEN), "n4 writes a value: the summary acked changes with the store");
+	/* n4 is removed from trusted, and the node reloaded: its messages are hidden, and
+	 * the summary is made afresh (not the one kept from before). */
+	{
+		char tr[2000] = "";
+		for (int i = 1; i < MEMBERS; i++) {
+			char name[16];
+			if (i == 4)
+				continue;
+			snprintf(name, sizeof name, "n%d", i);
+			gossip_pub_line(line, sizeof line, ids[i].pk, name);
+			strcat(line, "\n");
+			strcat(tr, line);
+		}
+		write_file("trusted", tr, "w");
+	}
+	gossip_observe_reload(o);
+	now += 1001;
+	gossip_observe_store(o, now);
+	ok(summary_acked(o, 6, now, sum1) && summary_now(want) == 0 && !memcmp(sum1, want, GOSSIP_SUM_LEN),
+	   "n4 revoked and the node reloaded: the summary acked is the store's without n4's messages");
+	/* Another process (a compaction) holds the store's lock: the once-an-interval look
+	 * for the summary does not wait for it, it skips that interval. */
+	{
+		int fds[2];
+		char c;
+		if (pipe(fds) < 0)
+			return 1;
+		pid_t pid = fork();
+		if (pid == 0) {
+			int fd = open(gossip_path(dir, "store.lock"), O_RDWR | O_CLOEXEC);
+			if (fd < 0 || flock(fd, LOCK_EX) < 0)
+				_exit(1);
+			if (write(fds[1], "x", 1) != 1)
+				_exit(1);
+			usleep(1500000);
+			_exit(0);
+		}
+		close(fds[1]);
+		if (read(fds[0], &c, 1) != 1)
+			return 1;
+		close(fds[0]);
+		struct timespec t0, t1;
+		now += 1001;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		gossip_observe_store(o, now);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		waitpid(pid, NULL, 0);
+		ok(ms < 500, "the store locked by another process: the summary look skipped, not waited (%ld ms)", ms);
+	}
 	gossip_observer_free(o);
 	gossip_swim_free(s);
 	gossip_peers_free(&t);

@@ -160,6 +160,29 @@ static int events(const char *name, const char *member)
 	return count_events(dir, name, member, NULL);
 }
 
+/* One interval in a table of this node and member 1: the clock ticks to the next ping,
+ * which member 1 acks at once (when ack) with sum after the nonce (when not NULL). The
+ * ping's length, or 0 when there was none. */
+static size_t round_ack(struct gossip_swim *s, uint64_t *now, int ack, const uint8_t *sum)
+{
+	struct gossip_buf b = {0};
+	uint8_t v[GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN];
+	size_t mark = nsent, len = 0;
+	*now += 1001;
+	gossip_swim_tick(s, *now);
+	for (size_t k = mark; k < nsent && !len; k++)
+		if (sent[k].ours && sent[k].to == 1 && sent[k].m.type == GOSSIP_T_PING)
+			len = sent[k].m.valuelen, memcpy(v, sent[k].m.value, GOSSIP_NONCE_LEN);
+	if (len && ack) {
+		if (sum)
+			memcpy(v + GOSSIP_NONCE_LEN, sum, GOSSIP_SUM_LEN);
+		probe_by(&b, 1, GOSSIP_T_ACK, v, sum ? sizeof v : GOSSIP_NONCE_LEN);
+		arrive(s, &b, *now + 5);
+	}
+	gossip_buf_free(&b);
+	return len;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0 || !mkdtemp(dir))
@@ -329,6 +352,229 @@ int main(void)
 	arrive(s, &ack, T0 + 40);
 	ok(nsent == mark + 1, "only once");
 	gossip_buf_free(&ack);
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* Repair: summaries in pings and acks, and when they start a push-pull sync. */
+	nsent = 0;
+	cfg.jitter = 0;  /* a ping exactly every interval */
+	make_table(&t, 2);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	uint8_t mine[GOSSIP_SUM_LEN] = {0xaa, 0xaa}, theirs[GOSSIP_SUM_LEN] = {0xbb, 0xbb};
+	uint8_t v[GOSSIP_NONCE_LEN + 32], pk[32];
+	now = T0 + 1001;
+	gossip_swim_tick(s, now);
+	ok(nsent == 1 && is_ping(&sent[0], GOSSIP_NONCE_LEN), "no summary of our own yet: a plain ping");
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[0].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	gossip_swim_summary(s, mine, T0);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32) &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, ids[1].pk, 32),
+	   "a member not known to read summaries gets a hello: its own key after the nonce");
+	/* An older node acks the hello as a plain ping. */
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN),
+	   "acked without a summary: plain pings to it from then on");
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 5);
+	/* A new incarnation (a restart: maybe upgraded): asked again; a summary in its ack. */
+	peer(&t, 1)->info.incarnation++;
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "at a new incarnation: a hello again");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	memcpy(v + GOSSIP_NONCE_LEN, theirs, GOSSIP_SUM_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	uint64_t seen1 = now + 5;
+	arrive(s, &b, seen1);
+	ok(!gossip_swim_repair(s, 0, seen1, pk), "a summary that differs, seen once: no repair (it may be in flight)");
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN) &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, mine, GOSSIP_SUM_LEN),
+	   "to a member that reads summaries: pings carry ours");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	arrive(s, &b, now + 5);
+	ok(!gossip_swim_repair(s, 0, now + 5, pk), "the same pair after one interval: not yet");
+	now += 1001;
+	gossip_swim_tick(s, now);
+	memcpy(v, sent[nsent - 1].m.value, GOSSIP_NONCE_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+	arrive(s, &b, now + 5);
+	ok(!gossip_swim_repair(s, 1, now + 5, pk), "standing two intervals, but a repair under way: none");
+	ok(gossip_swim_repair(s, 0, now + 6, pk) && !memcmp(pk, ids[1].pk, 32),
+	   "standing two intervals: a repair with the member whose summary differs");
+	ok(!gossip_swim_repair(s, 0, now + 7, pk), "taken once");
+	gossip_swim_free(s);
+
+	/* Acks from this node: a summary only to those that read it. */
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_summary(s, mine, T0);
+	randombytes_buf(v, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 10);
+	ok(nsent == mark + 1 && sent[mark].m.type == GOSSIP_T_ACK && sent[mark].m.valuelen == GOSSIP_NONCE_LEN,
+	   "a plain ping (an older node's): a plain ack");
+	memcpy(v + GOSSIP_NONCE_LEN, ids[0].pk, 32);
+	mark = nsent;
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + 32);
+	arrive(s, &b, T0 + 20);
+	ok(nsent == mark + 1 && sent[mark].m.type == GOSSIP_T_ACK &&
+	   sent[mark].m.valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN &&
+	   !memcmp(sent[mark].m.value + GOSSIP_NONCE_LEN, mine, GOSSIP_SUM_LEN),
+	   "a hello: acked with our summary");
+	/* Pings with a summary (each fresh) for three intervals: acked with ours, but nothing
+	 * is taken from them (anyone who saw one can replay it): no repair, and it is not
+	 * marked as reading summaries (our next ping to it is a hello). */
+	int taken = 0;
+	uint64_t at = T0 + 100;
+	for (; at <= T0 + 3100; at += 250) {
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		memcpy(v + GOSSIP_NONCE_LEN, theirs, GOSSIP_SUM_LEN);
+		probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		mark = nsent;
+		arrive(s, &b, at);
+		taken += gossip_swim_repair(s, 0, at, pk);
+	}
+	ok(nsent == mark + 1 && sent[mark].m.valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN,
+	   "a ping with a summary: acked with ours");
+	ok(taken == 0, "a member's pings with a summary for three intervals: no repair (acks to our pings only)");
+	now = T0;
+	ok(round_ack(s, &now, 1, NULL) == GOSSIP_NONCE_LEN + 32,
+	   "its pings and hellos teach nothing: our ping to it is a hello");
+	gossip_swim_free(s);
+
+	/* Summaries from acks to our own pings. A value in flight: a differing summary,
+	 * then ours becomes the same. */
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_summary(s, mine, T0);
+	now = T0;
+	round_ack(s, &now, 1, theirs);  /* the hello, acked with a summary */
+	taken = gossip_swim_repair(s, 0, now + 6, pk);
+	round_ack(s, &now, 1, theirs);
+	gossip_swim_summary(s, theirs, now + 10);
+	for (int k = 0; k < 4; k++) {
+		round_ack(s, &now, 1, theirs);
+		taken += gossip_swim_repair(s, 0, now + 6, pk);
+	}
+	ok(taken == 0, "a summary that ours comes to match: no repair");
+	/* Ours changes while theirs stands: the pair stands from the change. */
+	uint8_t third[GOSSIP_SUM_LEN] = {0xcc, 0xcc};
+	gossip_swim_summary(s, third, now + 10);
+	uint64_t changed = now + 10, due = 0;
+	for (int k = 0; k < 5 && !due; k++) {
+		round_ack(s, &now, 1, theirs);
+		if (gossip_swim_repair(s, 0, now + 6, pk))
+			due = now + 6;
+	}
+	ok(due >= changed + 2000, "ours changed: the pair stands from then (a repair %llu ms after the change)",
+	   (unsigned long long)(due - changed));
+	/* The same pair again (a liar, trust that differs, revoked messages: a repair that
+	 * fixes nothing): never again on that pair, though it stands 20 intervals. */
+	int busy_taken = 0;
+	taken = 0;
+	for (int k = 0; k < 20; k++) {
+		round_ack(s, &now, 1, theirs);
+		busy_taken += gossip_swim_repair(s, 1, now + 6, pk);
+		taken += gossip_swim_repair(s, 0, now + 6, pk);
+	}
+	ok(busy_taken == 0, "none while one is under way");
+	ok(taken == 0, "the pair a repair was made on, standing 20 intervals more: %d repairs", taken);
+	gossip_swim_repair_done(s, ids[1].pk, 1, 60000, now);
+	/* Theirs changes: a new pair, repaired once it stands. */
+	uint8_t fourth[GOSSIP_SUM_LEN] = {0xdd, 0xdd};
+	taken = 0;
+	for (int k = 0; k < 6; k++) {
+		round_ack(s, &now, 1, fourth);
+		taken += gossip_swim_repair(s, 0, now + 6, pk);
+	}
+	ok(taken == 1, "theirs changed: a new pair, one repair (%d)", taken);
+	/* That one failed (no TCP): the member backs off an interval, doubling, up to the
+	 * cap, whatever pairs come. */
+	uint64_t fails[5];
+	for (int f = 0; f < 5; f++) {
+		gossip_swim_repair_done(s, ids[1].pk, 0, 8000, now + 6);
+		uint64_t failed = now + 6;
+		fails[f] = 0;
+		for (int k = 0; k < 20 && !fails[f]; k++) {
+			uint8_t pair[GOSSIP_SUM_LEN] = {(uint8_t)f, (uint8_t)(k / 3)};  /* a new pair every 3 */
+			round_ack(s, &now, 1, pair);
+			if (gossip_swim_repair(s, 0, now + 6, pk))
+				fails[f] = now + 6 - failed;
+		}
+	}
+	ok(fails[0] >= 2000 && fails[1] >= 2000 && fails[2] >= 4000 && fails[3] >= 8000 && fails[4] >= 8000 &&
+	   fails[4] < 12100,
+	   "failed repairs back off: next ones %llu, %llu, %llu, %llu, %llu ms later (1, 2, 4, 8 s capped at 8)",
+	   (unsigned long long)fails[0], (unsigned long long)fails[1], (unsigned long long)fails[2],
+	   (unsigned long long)fails[3], (unsigned long long)fails[4]);
+	/* A member that reads summaries misses a direct ack: asked with a hello again. */
+	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "it reads summaries: ours in the ping");
+	ok(round_ack(s, &now, 0, NULL) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "a ping it does not ack");
+	gossip_swim_tick(s, now + 201);  /* its retry, also missed: asked indirectly */
+	size_t len = round_ack(s, &now, 1, theirs);
+	ok(len == GOSSIP_NONCE_LEN + 32, "missed: the next is a hello");
+	/* A replayed hello of its marks nothing: an older node after a restart stays plain. */
+	peer(&t, 1)->info.incarnation++;
+	peer(&t, 1)->state = GOSSIP_P_ALIVE;  /* its restart refuted the suspicion */
+	round_ack(s, &now, 1, NULL);  /* a hello, acked plain: an older node */
+	randombytes_buf(v, GOSSIP_NONCE_LEN);
+	memcpy(v + GOSSIP_NONCE_LEN, ids[0].pk, 32);
+	probe_by(&b, 1, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + 32);
+	arrive(s, &b, now + 500);
+	ok(round_ack(s, &now, 1, NULL) == GOSSIP_NONCE_LEN, "a hello replayed to us: still a plain ping to an older node");
+	/* A member gone from the table (reaped) is forgotten at the round's reshuffle: back,
+	 * it is asked with a hello again, whatever it said before. */
+	peer(&t, 1)->info.incarnation++;
+	round_ack(s, &now, 1, theirs);  /* the hello, acked with a summary */
+	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "it reads summaries again");
+	t.n = 1;  /* member 1 reaped (its entry stays in memory, to come back) */
+	now += 1001;
+	gossip_swim_tick(s, now);
+	t.n = 2;
+	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + 32, "reaped, then back: a hello");
+	at = now + 10000;
+	/* An outsider (not in the table) with a summary: nothing. */
+	taken = 0;
+	for (int k = 0; k < 40; k++, at += 100) {
+		randombytes_buf(v, GOSSIP_NONCE_LEN);
+		probe_by(&b, 4, GOSSIP_T_PING, v, GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN);
+		mark = nsent;
+		arrive(s, &b, at);
+		taken += gossip_swim_repair(s, 0, at, pk) + (int)(nsent - mark);
+	}
+	ok(taken == 0, "an outsider's pings with a summary: no ack, no repair");
+	gossip_swim_free(s);
+
+	/* A plain ack to a hello after the retry may be a helper's relay (plain): no verdict. */
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	gossip_swim_summary(s, mine, T0);
+	now = T0 + 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "a hello");
+	memcpy(v, sent[mark].m.value, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	gossip_swim_tick(s, now + 201);
+	ok(nsent > mark && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32), "its retry: the hello again");
+	probe_by(&b, 1, GOSSIP_T_ACK, v, GOSSIP_NONCE_LEN);
+	arrive(s, &b, now + 250);
+	now += 1001;
+	mark = nsent;
+	gossip_swim_tick(s, now);
+	ok(nsent == mark + 1 && is_ping(&sent[mark], GOSSIP_NONCE_LEN + 32),
+	   "a plain ack after indirect pings began: asked again, not taken for an older node");
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 

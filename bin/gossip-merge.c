@@ -855,6 +855,9 @@ int main(int argc, char **argv)
 			            (unsigned long long)s.sent_msgs, (unsigned long long)s.sent_bytes,
 			            (unsigned long long)s.recv_msgs, (unsigned long long)s.recv_bytes,
 			            (unsigned long long)mg.added);
+		if (r >= 0 && s.want_left)
+			gossip_warn("%s: %llu more messages to pull than one sync wants: sync again", argv[1],
+			            (unsigned long long)s.want_left);
 		if (mg.rejected && status == GOSSIP_EXIT_OK)
 			status = GOSSIP_EXIT_NO;
 		gossip_merger_free(&mg);

@@ -333,11 +333,12 @@ enum { SYNC_SPLIT = 4, SYNC_BITS_MAX = 4, SYNC_ROUNDS = 5, SYNC_SPLIT_K = 12 };
 enum { SYNC_PARTS = 1 + 16 };  /* every part there can be */
 
 /* The most ids a client wants in one sync: its ["want", [ids]] is one item, and an item
- * holds at most 2^20 data items (gossip_any_limits) and 16 MB; 1,000,000 ids of 9 bytes
- * each stay well under both. The rest of what the client lacks is wanted by the next
- * sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it (for
- * tests). */
-enum { SYNC_WANT_MAX = 1000000 };
+ * holds at most 2^20 data items (gossip_any_limits) and 16 MB; 250,000 ids of 9 bytes
+ * each stay well under both, and the server's scan of a want that comes in frames (which
+ * grows with its square) stays near 0.1 s. The rest of what the client lacks is wanted
+ * by the next sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it
+ * (for tests). */
+enum { SYNC_WANT_MAX = 250000 };
 /* The most ids in one ["ids", ...] item of a listing (512 KB). */
 enum { SYNC_LIST_MAX = 65536 };
 
@@ -505,12 +506,13 @@ out:
 
 /* Receive the listing of part p (["ids", bits, prefix, ids] items of at most
  * SYNC_LIST_MAX ids, sorted, ending with an empty one) and compare it with our ids of the
- * part: what only we hold to push, what only the server holds to want. 1 done, -1 an
- * error. */
+ * part: what only we hold to push, what only the server holds to want. Past what one sync
+ * wants, ids are only counted (in *left): a listing that never ends costs time, bounded
+ * by the deadline, not memory. 1 done, -1 an error. */
 static int client_list(struct conn *c, struct store_ids *mine, struct part *p, struct idlist *push,
-                       struct idlist *want)
+                       struct idlist *want, uint64_t *left)
 {
-	size_t from, nmine = store_part(mine, p->bits, p->prefix, &from), i = 0;
+	size_t from, nmine = store_part(mine, p->bits, p->prefix, &from), i = 0, wmax = want_max();
 	uint64_t last = 0;
 	int any = 0;
 	for (;;) {
@@ -523,10 +525,8 @@ static int client_list(struct conn *c, struct store_ids *mine, struct part *p, s
 		if (bits != p->bits || prefix != p->prefix)
 			return refuse(c, "refused: the server lists ids that were not asked for");
 		if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "sync item") < 0 || ev.len % 8 ||
-		    ev.len / 8 > SYNC_LIST_MAX) {
-			gossip_seterr("peer: not the sync protocol (a list of ids)");
-			return -1;
-		}
+		    ev.len / 8 > SYNC_LIST_MAX)
+			return refuse(c, "refused: not the sync protocol (a list of ids)");
 		if (ev.len == 0)
 			break;
 		for (size_t j = 0; j < ev.len / 8; j++) {
@@ -543,6 +543,8 @@ static int client_list(struct conn *c, struct store_ids *mine, struct part *p, s
 					return -1;
 			if (i < nmine && mine->v[from + i].id == id)
 				i++;
+			else if (want->n >= wmax)
+				++*left;
 			else if (idlist_add(want, id) < 0)
 				return -1;
 		}
@@ -619,7 +621,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		size_t nnext = 0;
 		for (size_t i = 0; i < ntodo; i++) {
 			struct part *pt = &todo[i];
-			int pr = pt->list ? client_list(&c, &ids, pt, &push, &want)
+			int pr = pt->list ? client_list(&c, &ids, pt, &push, &want, &s->want_left)
 			                  : client_part(&c, &ids, pt, &push, &want, p, n);
 			p = NULL;
 			if (pr < 0)
@@ -672,7 +674,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	if (!(mode & GOSSIP_PULL))
 		want.n = 0;
 	if (want.n > want_max()) {  /* the rest next time: the ids are in no useful order */
-		s->want_left = want.n - want_max();
+		s->want_left += want.n - want_max();
 		want.n = want_max();
 	}
 	if (send_entries(&c, mg->st, pushv, npushv) < 0)

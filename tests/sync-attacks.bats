@@ -361,6 +361,24 @@ PY
 	[ "$(snapshot a)" = "$aa" ]
 }
 
+@test "a listing that never ends costs the client time up to its limit, not memory" {
+	aa=$(snapshot a)
+	# (Under AddressSanitizer, freed memory waits in a quarantine of 256 MB: kept small.)
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4 \
+		gossip-merge -d a -t 4 --pull sync "$PY $P liar $SEED endless" >/dev/null 2>endless.err & pid=$!
+	peak=0
+	while kill -0 "$pid" 2>/dev/null; do
+		hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+		[ -z "$hwm" ] || [ "$hwm" -le "$peak" ] || peak=$hwm
+		sleep 0.1
+	done
+	wait "$pid" && fail "the sync succeeded: $(cat endless.err)"
+	grep -q "timed out after 4 s" endless.err || fail "$(cat endless.err)"
+	# It keeps at most 250000 ids (2 MB); without that bound it grew by about 100 MB a second.
+	[ "$peak" -lt 150000 ] || fail "peak RSS $peak kB"
+	[ "$(snapshot a)" = "$aa" ]
+}
+
 @test "a server lists a sixteenth's ids only after its largest table, once each; the listing is its ids, 8 bytes each" {
 	port=$(freeport)
 	serve_on TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr b

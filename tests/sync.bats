@@ -138,13 +138,15 @@ diverge() {
 
 @test "a pull wants at most GOSSIP_SYNC_WANT_MAX ids a sync; the next sync wants the rest" {
 	for i in $(seq 1 7); do echo "set k$i v$i"; done | gossip-send -d b batch | gossip-merge -d b >/dev/null
-	got=
+	got= left=
 	for round in 1 2 3 4; do
 		run --separate-stderr env GOSSIP_SYNC_WANT_MAX=3 gossip-merge -v -d a --pull sync "gossip-merge -d $T/b serve"
 		assert_success
 		got="$got $(echo "$stderr" | sed -n 's/.*received \([0-9]*\) messages.*/\1/p')"
+		left="$left $(echo "$stderr" | sed -n 's/.*: \([0-9]*\) more messages to pull than one sync wants: sync again$/\1/p')"
 	done
 	[ "$got" = " 3 3 1 0" ] || fail "received after each sync:$got"
+	[ "$left" = " 4 1  " ] || fail "said left after each sync:$left"
 	[ "$(digest a)" = "$(digest b)" ]
 }
 

@@ -287,6 +287,12 @@ def liar(s, how):
                     ids = [int.from_bytes(os.urandom(8), "big") >> 4]
                 elif how == "unsorted" and prefix == 0:
                     ids = [2, 1]
+                elif how == "endless" and prefix == 0:
+                    # A listing that never ends: ever more ids, in order, in the part.
+                    base = 1
+                    while True:
+                        s.send(["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in range(base, base + 65536))])
+                        base += 65536
                 s.send(*[["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in ids)]][:len(ids)],
                        ["ids", bits, prefix, b""])
                 continue

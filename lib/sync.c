@@ -180,9 +180,10 @@ int gossip_sync_starts(const uint8_t *p, size_t n)
 	return r;
 }
 
-/* Read an item, check it is [op, ...] with nmore more elements, leave the cursor after
- * the op. An ["error", text] from the peer becomes our error. */
-static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigned nmore)
+/* Read an item [op, ...]: the op (a text string) in *op, the number of elements after it
+ * in *nmore, the cursor after it. 0; -1 an error (an ["error", text] from the peer
+ * becomes ours); -2 not an [op, ...] (the caller names what it wanted). */
+static int recv_op(struct conn *c, struct gossip_cur *cu, struct gossip_ev *op, uint64_t *nmore)
 {
 	struct gossip_ev ev;
 	const uint8_t *p;
@@ -192,15 +193,29 @@ static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigne
 	*cu = (struct gossip_cur){p, n, 0};
 	if (session_peer_error(p, n))
 		return -1;
-	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u < 1)
-		goto bad;
-	uint64_t len = ev.u;
-	if (gossip_cur_expect(cu, GOSSIP_EV_TSTR, &ev, "sync item") < 0)
-		goto bad;
-	if (ev.len != strlen(op) || memcmp(ev.data, op, ev.len) != 0 || len != 1 + nmore)
-		goto bad;
+	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") < 0 || ev.u < 1 ||
+	    gossip_cur_expect(cu, GOSSIP_EV_TSTR, op, "sync item") < 0)
+		return -2;
+	*nmore = ev.u - 1;
 	return 0;
-bad:
+}
+
+static int is_op(const struct gossip_ev *op, const char *name)
+{
+	return op->len == strlen(name) && memcmp(op->data, name, op->len) == 0;
+}
+
+/* Read an item, check it is [op, ...] with nmore more elements, leave the cursor after
+ * the op. An ["error", text] from the peer becomes our error. */
+static int get_op(struct conn *c, struct gossip_cur *cu, const char *op, unsigned nmore)
+{
+	struct gossip_ev ev;
+	uint64_t more;
+	int r = recv_op(c, cu, &ev, &more);
+	if (r == -1)
+		return -1;
+	if (r == 0 && is_op(&ev, op) && more == nmore)
+		return 0;
 	gossip_seterr("peer: not the sync protocol (wanted \"%s\")", op);
 	return -1;
 }
@@ -304,24 +319,11 @@ static int get_op3(struct conn *c, struct gossip_cur *cu, const char *a, const c
                    const char *x, uint64_t *nmore)
 {
 	struct gossip_ev ev;
-	const uint8_t *p;
-	size_t n;
-	if (recv_item(c, &p, &n) < 0)
+	int r = recv_op(c, cu, &ev, nmore);
+	if (r == -1)
 		return -1;
-	*cu = (struct gossip_cur){p, n, 0};
-	if (session_peer_error(p, n))
-		return -1;
-	if (gossip_cur_expect(cu, GOSSIP_EV_ARRAY, &ev, "sync item") == 0 && ev.u >= 1) {
-		*nmore = ev.u - 1;
-		if (gossip_cur_expect(cu, GOSSIP_EV_TSTR, &ev, "sync item") == 0) {
-			if (ev.len == strlen(a) && memcmp(ev.data, a, ev.len) == 0)
-				return 0;
-			if (ev.len == strlen(b) && memcmp(ev.data, b, ev.len) == 0)
-				return 1;
-			if (ev.len == strlen(x) && memcmp(ev.data, x, ev.len) == 0)
-				return 2;
-		}
-	}
+	if (r == 0 && (is_op(&ev, a) || is_op(&ev, b) || is_op(&ev, x)))
+		return is_op(&ev, a) ? 0 : is_op(&ev, b) ? 1 : 2;
 	gossip_seterr("peer: not the sync protocol (wanted \"%s\", \"%s\" or \"%s\")", a, b, x);
 	return -1;
 }

@@ -67,15 +67,6 @@ same_digest() {
 	[ "$(wc -l <digests)" = 1 ]
 }
 
-# sees COUNT STATE NODES...: each of NODES has COUNT members in STATE.
-sees() {
-	local count=$1 state=$2 n
-	shift 2
-	for n in "$@"; do
-		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c "^$state\$")" = "$count" ] || return 1
-	done
-}
-
 report() {
 	for n in $NODES; do
 		echo "== $n $(gossip-merge -d "$T/$n" digest) $(gossip-merge -d "$T/$n" keys | tr '\n' ' ')"

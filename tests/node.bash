@@ -151,6 +151,15 @@ dir_procs() {
 	return 0
 }
 
+# sees COUNT STATE NODES...: each of NODES has COUNT members in STATE.
+sees() {
+	local count=$1 state=$2 n
+	shift 2
+	for n in "$@"; do
+		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c "^$state\$")" = "$count" ] || return 1
+	done
+}
+
 # state_of OBSERVER NAME: NAME's state in OBSERVER's table.
 state_of() {
 	gossip-peers -d "$T/$1" -j list 2>/dev/null | jq -r --arg n "$2" 'select(.name == $n) | .state'

@@ -38,15 +38,6 @@ publish() {
 	ip netns exec "$NS-$i" gossip-send -d "$T/$1" -t "udp://10.222.0.$i:7946" "$2" "$3" "$4"
 }
 
-# sees COUNT STATE NODES...: each of NODES has COUNT members in STATE.
-sees() {
-	local count=$1 state=$2 n
-	shift 2
-	for n in "$@"; do
-		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c "^$state\$")" = "$count" ] || return 1
-	done
-}
-
 has() {  # has KEY NODES...: each node stores KEY
 	local n key=$1
 	shift

@@ -90,7 +90,7 @@ wait_until() {
 
 nodes_stop() {
 	# A failed test says where each node stood (CI shows only what a test printed).
-	[ -z "${BATS_TEST_NAME:-}" ] || [ -n "${BATS_TEST_COMPLETED:-}" ] || nodes_diag >&3
+	[ -z "${BATS_TEST_NAME:-}" ] || [ -n "${BATS_TEST_COMPLETED:-}" ] || nodes_diag
 	local n pg sids=" "
 	for n in ${NODES:-}; do
 		eval "pg=\${PGID_$n:-}"
@@ -106,7 +106,7 @@ nodes_stop() {
 nodes_diag() {
 	local n
 	for n in ${NODES:-}; do
-		echo "# == $n: $(gossip-peers -d "$T/$n" list 2>&1 | tr '\n' ';')"
+		echo "# == $n: $(gossip-peers -d "$T/$n" -j list 2>&1 | jq -r '"\(.name)=\(.state)"' 2>&1 | tr '\n' ' ')"
 		tail -n 5 "$T/$n.log" 2>/dev/null | sed 's/^/#    /'
 	done
 	return 0

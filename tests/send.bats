@@ -49,7 +49,7 @@ load helper
 	mknode a
 	{
 		echo "# a comment"
-		for i in $(seq 1 200); do echo "set key$i value $i"; done
+		seq 1 200 | sed 's/.*/set key& value &/'
 		echo "set64 bin AAEC/w=="
 		echo "del key1"
 		echo "event done all good"

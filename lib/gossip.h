@@ -587,6 +587,8 @@ void gossip_store_close(struct gossip_store *st);
 const char *gossip_store_dir(const struct gossip_store *st);
 /* Take the store's lock and index what other processes appended or compacted since. */
 int gossip_store_lock(struct gossip_store *st);
+/* The same without waiting: 1 (nothing taken) when another process holds the lock. */
+int gossip_store_trylock(struct gossip_store *st);
 void gossip_store_unlock(struct gossip_store *st);
 /* The slot of a decoded message. */
 void gossip_slot(uint8_t slot[16], const struct gossip_msg *m);

@@ -321,35 +321,18 @@ long gossip_observe_reload(struct gossip_observer *o)
 	return (long)o->trust.n;
 }
 
-/* Whether DIR/store.lock is free now (tried without waiting, and let go at once). */
-static int lock_free(const char *dir)
-{
-	int fd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 1;
-	int r = flock(fd, LOCK_EX | LOCK_NB);
-	if (r == 0)
-		flock(fd, LOCK_UN);
-	close(fd);
-	return r == 0 || errno != EWOULDBLOCK;
-}
-
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
 	struct stat sb;
+	int summary_only = 0, r;
 	/* Unchanged since the last look: nothing to take the lock for (a look can come often),
 	 * but for the summary once an interval: events and deletes expire by the clock. */
 	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
 	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size) {
 		if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
 			return 0;
-		/* Only the summary is due: not worth waiting for the lock. When another process
-		 * holds it (a compaction), this interval is skipped. */
-		if (!lock_free(o->dir)) {
-			o->sum_at = now;
-			return 0;
-		}
+		summary_only = 1;
 	}
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
@@ -362,7 +345,14 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
 		o->store = st;
 	}
-	if (gossip_store_lock(o->store) < 0) {
+	/* Only the summary is due: not worth waiting for the lock (the prober waits on this
+	 * look). When another process holds it (a compaction), this interval is skipped. */
+	r = summary_only ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);
+	if (r == 1) {
+		o->sum_at = now;
+		return 0;
+	}
+	if (r < 0) {
 		gossip_warn("%s", gossip_error());
 		return 0;
 	}

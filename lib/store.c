@@ -1304,12 +1304,15 @@ static int load_watermarks(struct gossip_store *st)
 	return 0;
 }
 
-int gossip_store_lock(struct gossip_store *st)
+/* Take the lock, waiting for it unless nowait (then 1 when another process holds it). */
+static int store_lock(struct gossip_store *st, int nowait)
 {
 	const char *path = gossip_path(st->dir, "store");
 	struct stat sb;
 	int ro = st->opts.readonly;
-	if (st->lockfd >= 0 && flock(st->lockfd, ro ? LOCK_SH : LOCK_EX) < 0) {
+	if (st->lockfd >= 0 && flock(st->lockfd, (ro ? LOCK_SH : LOCK_EX) | (nowait ? LOCK_NB : 0)) < 0) {
+		if (nowait && errno == EWOULDBLOCK)
+			return 1;
 		gossip_seterr("store: cannot lock %s/store.lock: %s", st->dir, strerror(errno));
 		return -1;
 	}
@@ -1354,6 +1357,16 @@ int gossip_store_lock(struct gossip_store *st)
 				break;
 			}
 	return 0;
+}
+
+int gossip_store_lock(struct gossip_store *st)
+{
+	return store_lock(st, 0);
+}
+
+int gossip_store_trylock(struct gossip_store *st)
+{
+	return store_lock(st, 1);
 }
 
 void gossip_store_unlock(struct gossip_store *st)

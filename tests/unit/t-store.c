@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const uint64_t T = 1700000000000ULL;
@@ -237,6 +238,64 @@ static void write_store(const char *d, const uint8_t *p, size_t n)
 	if (fd < 0 || gossip_write_all(fd, p, n) < 0)
 		exit(2);
 	close(fd);
+}
+
+/* gossip_store_trylock: while another process holds the lock, 1 at once and nothing taken
+ * (a hang here would be the old check-then-lock wait: SIGALRM fails the test); once it is
+ * let go, 0, with what was appended meanwhile indexed. A reader's try shares a reader's
+ * lock. */
+static void test_trylock(const struct gossip_identity *a, uint64_t now)
+{
+	char *d = strdup(temp_dir("t-store-try"));
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	uint8_t root[16];
+	uint64_t count = 0;
+	int go[2], held[2];
+	char c;
+	if (!st || pipe(go) < 0 || pipe(held) < 0)
+		exit(1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* Another process: append a message, take the lock, wait to be told (not for ever). */
+		alarm(20);
+		struct gossip_store *w = gossip_store_open(d, NULL);
+		struct gossip_buf one = {0};
+		enum gossip_class cls[1];
+		sign_msg(&one, a, GOSSIP_T_SET, "held", "1", 3, now);
+		if (!w || fixture_append(w, &one, 1, cls) < 0 || gossip_store_lock(w) < 0)
+			_exit(1);
+		if (write(held[1], "h", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		gossip_store_unlock(w);
+		_exit(0);
+	}
+	alarm(10);
+	ok(read(held[0], &c, 1) == 1, "another process holds the lock");
+	ok(gossip_store_trylock(st) == 1, "trylock while it is held: 1 at once");
+	ok(gossip_store_summary(st, root, &count) == 0 && count == 0, "and nothing was indexed");
+	ok(write(go[1], "g", 1) == 1 && waitpid(pid, NULL, 0) == pid, "the other process lets go");
+	ok(gossip_store_trylock(st) == 0 && gossip_store_summary(st, root, &count) == 0 && count == 1,
+	   "trylock then: 0, and the message the other appended is indexed");
+	gossip_store_unlock(st);
+	alarm(0);
+	struct gossip_store_opts ro = {0};
+	ro.readonly = 1;
+	struct gossip_store *r1 = gossip_store_open(d, &ro), *r2 = gossip_store_open(d, &ro);
+	ok(r1 && r2 && gossip_store_lock(r1) == 0 && gossip_store_trylock(r2) == 0,
+	   "two readers: a try shares the other's lock");
+	gossip_store_unlock(r2);
+	gossip_store_unlock(r1);
+	ok(gossip_store_trylock(st) == 0, "and a writer's try takes it once both let go");
+	gossip_store_unlock(st);
+	gossip_store_close(r1);
+	gossip_store_close(r2);
+	gossip_store_close(st);
+	close(go[0]);
+	close(go[1]);
+	close(held[0]);
+	close(held[1]);
+	rm_dir(d);
+	free(d);
 }
 
 /* Scanning past damage: the scan resynchronises on the next proven message, so every
@@ -523,6 +582,7 @@ int main(void)
 	test_future_watermark(&a, now);
 	test_resync(&a, now);
 	test_watermark_record(&a, now);
+	test_trylock(&a, now);
 
 	rm_dir(d1);
 	rm_dir(d2);

@@ -9,7 +9,8 @@
  * too, and tells the claimer when it gets no ack either: with such a confirmation the
  * claimer declares the target dead after the suspicion timeout, without one only after
  * SLOW times that; so do the others, from when they heard the claim, unless a dead claim
- * comes first. */
+ * comes first. A deadline that passed while this node did not run is no verdict: once a
+ * probe, it gets as long again as the stall. */
 #include "gossip.h"
 
 #include <sodium.h>
@@ -22,6 +23,7 @@ enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8 };
 struct probe {
 	int active, indirect;  /* indirect: other members were asked to ping too */
 	int hello;  /* sent as a hello (the target's key after the nonce): does it read summaries? */
+	int graced;  /* its deadline passed while this node did not run: given more time, once */
 	uint8_t sent[GOSSIP_NONCE_LEN + 32];  /* the ping's value, which a retry repeats */
 	size_t sentlen;
 	uint8_t target[32], nonce[GOSSIP_NONCE_LEN];
@@ -504,6 +506,7 @@ static void start_probe(struct gossip_swim *s, const struct gossip_peer *t, cons
 	randombytes_buf(pr->nonce, sizeof pr->nonce);
 	pr->start = now;
 	pr->indirect = 0;
+	pr->graced = 0;
 	pr->active = 1;
 	pr->hello = 0;
 	/* With our summary to a member that reads it; to one not known to, a hello (its own
@@ -648,7 +651,20 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			pr->active = 0;
 			continue;
 		}
-		if (!pr->indirect && now >= pr->start + a) {
+		/* A deadline that passed while this node did not run (the machine stalled, or
+		 * this process was busy) says nothing of the target: its ack may be waiting
+		 * behind the stall. Once a probe, the stage due happens now, as if on time,
+		 * and the verdict waits as long again as the stall (the time the others take
+		 * to catch up with it), two fifths at least and an interval at most
+		 * (gossip-peers(1), Probing). */
+		uint64_t due = pr->start + (pr->indirect ? 3 : 1) * a;
+		int late = !pr->graced && now > due + a / 4 + 1;
+		if (late) {
+			uint64_t more = now - due < 2 * a ? 2 * a : now - due > 5 * a ? 5 * a : now - due;
+			pr->start = now + more - 3 * a;
+			pr->graced = 1;
+		}
+		if (!pr->indirect && (late || now >= pr->start + a)) {
 			/* Again directly (one datagram may have been lost), and through INDIRECT
 			 * other alive members, chosen at random. */
 			uint8_t v[GOSSIP_NONCE_LEN + 32];
@@ -659,7 +675,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			/* A member marked as reading summaries missed an ack to one: asked with a
 			 * hello again next time (it may have restarted as an older node). */
 			struct caps *c;
-			if (pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
+			if (!late && pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
 				c->known = 0;
 			for (size_t k = 0; k < t->n; k++)
 				cand += !t->v[k].self && t->v[k].state == GOSSIP_P_ALIVE && &t->v[k] != target;

@@ -220,6 +220,66 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
+	/* A deadline that passes while this node does not run (a stalled machine, a busy
+	 * process) is no verdict on the target: once a probe, the stage happens late and the
+	 * verdict waits as long again as the stall (two fifths at least, an interval at most). */
+	char *late_dir = strdup(temp_dir("t-swim-late"));  /* its events apart */
+	for (int part = 0; part < 4; part++) {
+		nsent = 0;
+		make_table(&t, MEMBERS);
+		s = gossip_swim_new(&t, &cfg, &me, late_dir, capture, NULL, T0);
+		gossip_swim_tick(s, T0 + 1000);
+		int y = sent[0].to;
+		uint8_t yn[GOSSIP_NONCE_LEN];
+		memcpy(yn, sent[0].m.value, GOSSIP_NONCE_LEN);
+		if (part == 0) {
+			gossip_swim_tick(s, T0 + 1500);  /* the retry was due at 1200 */
+			ok(nsent == 5 && peer(&t, y)->state == GOSSIP_P_ALIVE,
+			   "woken 300 ms after the retry was due: the retry and 3 indirect pings now (%zu sent), no verdict",
+			   nsent);
+			gossip_swim_tick(s, T0 + 1799);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "no verdict within as long again as the stall");
+			probe_by(&b, y, GOSSIP_T_ACK, yn, GOSSIP_NONCE_LEN);
+			arrive(s, &b, T0 + 1790);
+			gossip_swim_tick(s, T0 + 1800);
+			gossip_swim_tick(s, T0 + 3000);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "the ack that came after the stall clears the probe");
+		} else if (part == 1) {
+			gossip_swim_tick(s, T0 + 1200);
+			gossip_swim_tick(s, T0 + 2000);  /* the verdict was due at 1600 */
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "woken 400 ms after the verdict was due: no verdict yet");
+			gossip_swim_tick(s, T0 + 2399);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "none within 400 ms more");
+			ok(gossip_swim_tick(s, T0 + 2400) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "still no ack 400 ms after waking: suspect");
+		} else if (part == 2) {
+			gossip_swim_tick(s, T0 + 1500);  /* late once: the verdict at 1800 */
+			ok(gossip_swim_tick(s, T0 + 2500) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "late a second time: the verdict at once (more time only once a probe)");
+		} else {
+			gossip_swim_tick(s, T0 + 1200);
+			gossip_swim_tick(s, T0 + 9600);  /* a stall of 8 s */
+			gossip_swim_tick(s, T0 + 10599);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "after a stall of 8 s: no verdict within an interval");
+			ok(gossip_swim_tick(s, T0 + 10600) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "and the verdict an interval after waking, not 8 s");
+		}
+		gossip_swim_free(s);
+		gossip_peers_free(&t);
+	}
+	/* Late by less than a twentieth of the interval (a scheduler's noise): no grace. */
+	nsent = 0;
+	make_table(&t, MEMBERS);
+	s = gossip_swim_new(&t, &cfg, &me, late_dir, capture, NULL, T0);
+	gossip_swim_tick(s, T0 + 1000);
+	gossip_swim_tick(s, T0 + 1240);
+	ok(gossip_swim_tick(s, T0 + 1640) == 1 && peer(&t, sent[0].to)->state == GOSSIP_P_SUSPECT,
+	   "40 ms late at each deadline: suspect at the second");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+	rm_dir(late_dir);
+	free(late_dir);
+
 	/* No ack: a retry and indirect pings, then suspicion. */
 	nsent = 0;
 	make_table(&t, MEMBERS);
@@ -523,6 +583,7 @@ int main(void)
 	ok(round_ack(s, &now, 1, theirs) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "it reads summaries: ours in the ping");
 	ok(round_ack(s, &now, 0, NULL) == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN, "a ping it does not ack");
 	gossip_swim_tick(s, now + 201);  /* its retry, also missed: asked indirectly */
+	gossip_swim_tick(s, now + 601);  /* no ack by three fifths: suspect */
 	size_t len = round_ack(s, &now, 1, theirs);
 	ok(len == GOSSIP_NONCE_LEN + 32, "missed: the next is a hello");
 	/* A replayed hello of its marks nothing: an older node after a restart stays plain. */

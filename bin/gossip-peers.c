@@ -478,6 +478,7 @@ static int do_observe(const struct opts *o)
 	gossip_observe_tick(obs, gossip_now_ms());
 	gossip_peers_save(&table, o->dir);
 	gossip_reader_free(&r);
+	gossip_stats_close(&counters);  /* before the observer: it holds the repairs counter */
 	gossip_observer_free(obs);
 	if (swim || ol.rumor) {
 		gossip_out_flush(&ol.out);
@@ -488,7 +489,6 @@ static int do_observe(const struct opts *o)
 		gossip_swim_free(swim);
 		gossip_author_close(&author);
 	}
-	gossip_stats_close(&counters);
 	gossip_peers_free(&table);
 	return got < 0 ? GOSSIP_EXIT_ERR : GOSSIP_EXIT_OK;
 }

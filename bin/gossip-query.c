@@ -1005,7 +1005,9 @@ int main(int argc, char **argv)
 		if (pass == 1) {
 			if (optind < argc)
 				gossip_die(GOSSIP_EXIT_ERR, "answer: %s: want -x handler specs only", argv[optind]);
-			return answer(gossip_state_dir(dir), specs, nspecs);
+			int rc = answer(gossip_state_dir(dir), specs, nspecs);
+			free(specs);
+			return rc;
 		}
 		break;
 	}

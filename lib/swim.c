@@ -10,7 +10,7 @@
  * claimer declares the target dead after the suspicion timeout, without one only after
  * SLOW times that; so do the others, from when they heard the claim, unless a dead claim
  * comes first. A deadline that passed while this node did not run is no verdict: once a
- * probe, it gets as long again as the stall. */
+ * probe, it gets as long again as the deadline was overdue. */
 #include "gossip.h"
 
 #include <sodium.h>
@@ -651,14 +651,14 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			pr->active = 0;
 			continue;
 		}
-		/* A deadline that passed while this node did not run (the machine stalled, or
-		 * this process was busy) says nothing of the target: its ack may be waiting
-		 * behind the stall. Once a probe, the stage due happens now, as if on time,
-		 * and the verdict waits as long again as the stall (the time the others take
-		 * to catch up with it), two fifths at least and an interval at most
+		/* A deadline overdue by more than a quarter of the ack window (the machine
+		 * stalled, or this process was busy) says nothing of the target: its ack may
+		 * be waiting behind the stall. Once a probe, a retry then due is sent at once,
+		 * and the verdict waits as long again as the deadline was overdue (the time
+		 * the others take to catch up), two ack windows at least and five at most
 		 * (gossip-peers(1), Probing). */
 		uint64_t due = pr->start + (pr->indirect ? 3 : 1) * a;
-		int late = !pr->graced && now > due + a / 4 + 1;
+		int late = !pr->graced && now > due + a / 4;
 		if (late) {
 			uint64_t more = now - due < 2 * a ? 2 * a : now - due > 5 * a ? 5 * a : now - due;
 			pr->start = now + more - 3 * a;
@@ -675,7 +675,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			/* A member marked as reading summaries missed an ack to one: asked with a
 			 * hello again next time (it may have restarted as an older node). */
 			struct caps *c;
-			if (!late && pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
+			if (pr->sentlen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN && (c = caps_find(s, pr->target, 0)))
 				c->known = 0;
 			for (size_t k = 0; k < t->n; k++)
 				cand += !t->v[k].self && t->v[k].state == GOSSIP_P_ALIVE && &t->v[k] != target;

@@ -224,27 +224,31 @@ int main(void)
 	 * process) is no verdict on the target: once a probe, the stage happens late and the
 	 * verdict waits as long again as the stall (two fifths at least, an interval at most). */
 	char *late_dir = strdup(temp_dir("t-swim-late"));  /* its events apart */
-	for (int part = 0; part < 4; part++) {
+	struct gossip_peers_cfg steady = cfg;
+	steady.jitter = 0;  /* rounds exactly an interval apart */
+	for (int part = 0; part < 9; part++) {
 		nsent = 0;
 		make_table(&t, MEMBERS);
-		s = gossip_swim_new(&t, &cfg, &me, late_dir, capture, NULL, T0);
+		s = gossip_swim_new(&t, part == 8 ? &steady : &cfg, &me, late_dir, capture, NULL, T0);
 		gossip_swim_tick(s, T0 + 1000);
 		int y = sent[0].to;
 		uint8_t yn[GOSSIP_NONCE_LEN];
 		memcpy(yn, sent[0].m.value, GOSSIP_NONCE_LEN);
-		if (part == 0) {
+		switch (part) {
+		case 0:
 			gossip_swim_tick(s, T0 + 1500);  /* the retry was due at 1200 */
 			ok(nsent == 5 && peer(&t, y)->state == GOSSIP_P_ALIVE,
 			   "woken 300 ms after the retry was due: the retry and 3 indirect pings now (%zu sent), no verdict",
 			   nsent);
 			gossip_swim_tick(s, T0 + 1799);
-			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "no verdict within as long again as the stall");
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "no verdict within 2/5 of the interval after");
 			probe_by(&b, y, GOSSIP_T_ACK, yn, GOSSIP_NONCE_LEN);
-			arrive(s, &b, T0 + 1790);
+			arrive(s, &b, T0 + 1799);
 			gossip_swim_tick(s, T0 + 1800);
 			gossip_swim_tick(s, T0 + 3000);
 			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "the ack that came after the stall clears the probe");
-		} else if (part == 1) {
+			break;
+		case 1:
 			gossip_swim_tick(s, T0 + 1200);
 			gossip_swim_tick(s, T0 + 2000);  /* the verdict was due at 1600 */
 			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "woken 400 ms after the verdict was due: no verdict yet");
@@ -252,31 +256,66 @@ int main(void)
 			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "none within 400 ms more");
 			ok(gossip_swim_tick(s, T0 + 2400) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
 			   "still no ack 400 ms after waking: suspect");
-		} else if (part == 2) {
-			gossip_swim_tick(s, T0 + 1500);  /* late once: the verdict at 1800 */
+			break;
+		case 2:
+			gossip_swim_tick(s, T0 + 1500);  /* late once: the verdict at 1900 */
 			ok(gossip_swim_tick(s, T0 + 2500) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
 			   "late a second time: the verdict at once (more time only once a probe)");
-		} else {
+			break;
+		case 3:
 			gossip_swim_tick(s, T0 + 1200);
 			gossip_swim_tick(s, T0 + 9600);  /* a stall of 8 s */
 			gossip_swim_tick(s, T0 + 10599);
 			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "after a stall of 8 s: no verdict within an interval");
 			ok(gossip_swim_tick(s, T0 + 10600) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
 			   "and the verdict an interval after waking, not 8 s");
+			break;
+		case 4:
+			gossip_swim_tick(s, T0 + 1700);  /* the retry 500 ms overdue, more than 2/5 */
+			ok(nsent == 5, "woken 500 ms after the retry was due: the retry and indirect pings at once (%zu sent)",
+			   nsent);
+			gossip_swim_tick(s, T0 + 2199);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "no verdict within 500 ms after");
+			ok(gossip_swim_tick(s, T0 + 2200) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "the verdict 500 ms after waking");
+			break;
+		case 5:
+			gossip_swim_tick(s, T0 + 1300);  /* 100 ms overdue: the verdict 2/5 after, not 100 ms */
+			gossip_swim_tick(s, T0 + 1699);
+			ok(nsent == 5 && peer(&t, y)->state == GOSSIP_P_ALIVE, "woken 100 ms late: no verdict within 2/5 after");
+			ok(gossip_swim_tick(s, T0 + 1700) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "the verdict 2/5 of the interval after waking");
+			break;
+		case 6:
+			gossip_swim_tick(s, T0 + 1250);  /* late by a twentieth: a scheduler's noise */
+			ok(gossip_swim_tick(s, T0 + 1600) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "50 ms late (a twentieth of the interval): no more time, suspect at three fifths");
+			break;
+		case 7:
+			gossip_swim_tick(s, T0 + 1251);
+			gossip_swim_tick(s, T0 + 1650);
+			ok(peer(&t, y)->state == GOSSIP_P_ALIVE, "51 ms late: more time");
+			ok(gossip_swim_tick(s, T0 + 1651) == 1 && peer(&t, y)->state == GOSSIP_P_SUSPECT,
+			   "the verdict 2/5 after waking");
+			break;
+		default:
+			/* A probe that had its grace, answered; the next one has a grace of its own. */
+			gossip_swim_tick(s, T0 + 1500);
+			probe_by(&b, y, GOSSIP_T_ACK, yn, GOSSIP_NONCE_LEN);
+			arrive(s, &b, T0 + 1500);
+			size_t mark0 = nsent;
+			gossip_swim_tick(s, T0 + 2000);
+			int z = nsent == mark0 + 1 ? sent[mark0].to : -1;
+			gossip_swim_tick(s, T0 + 2500);
+			gossip_swim_tick(s, T0 + 2899);
+			ok(z > 0 && peer(&t, z)->state == GOSSIP_P_ALIVE,
+			   "the next probe, woken 300 ms late too: more time as well (n%d)", z);
+			ok(z > 0 && gossip_swim_tick(s, T0 + 2900) == 1 && peer(&t, z)->state == GOSSIP_P_SUSPECT,
+			   "its verdict 2/5 after waking");
 		}
 		gossip_swim_free(s);
 		gossip_peers_free(&t);
 	}
-	/* Late by less than a twentieth of the interval (a scheduler's noise): no grace. */
-	nsent = 0;
-	make_table(&t, MEMBERS);
-	s = gossip_swim_new(&t, &cfg, &me, late_dir, capture, NULL, T0);
-	gossip_swim_tick(s, T0 + 1000);
-	gossip_swim_tick(s, T0 + 1240);
-	ok(gossip_swim_tick(s, T0 + 1640) == 1 && peer(&t, sent[0].to)->state == GOSSIP_P_SUSPECT,
-	   "40 ms late at each deadline: suspect at the second");
-	gossip_swim_free(s);
-	gossip_peers_free(&t);
 	rm_dir(late_dir);
 	free(late_dir);
 

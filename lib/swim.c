@@ -10,14 +10,15 @@
  * claimer declares the target dead after the suspicion timeout, without one only after
  * SLOW times that; so do the others, from when they heard the claim, unless a dead claim
  * comes first. A deadline that passed while this node did not run is no verdict: once a
- * probe, it gets as long again as the deadline was overdue. */
+ * probe, it gets as long again as the deadline was overdue. A node claimed down was too
+ * slow, and slows its probes down (Lifeguard's local health). */
 #include "gossip.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8 };
+enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8, HEALTH = 8 };
 
 /* A ping under way: the round's (probes[0]), or one checking another member's claim. */
 struct probe {
@@ -67,6 +68,11 @@ struct gossip_swim {
 	gossip_swim_send_fn *send;
 	void *ctx;
 	uint64_t incarnation;  /* this node's, raised by each refutation */
+	/* Lifeguard's local health: 0 is well. Each new claim that this node is down (it was
+	 * too slow to answer) raises it, up to HEALTH; each ack to its own round's ping
+	 * lowers it. Ack windows and the interval are 1 + health times as long, so that a
+	 * node too busy to answer in time also accuses less, and later. */
+	int health;
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
 	struct probe probes[PROBES];
 	struct relay relays[RELAYS];
@@ -129,7 +135,7 @@ static int live(const struct gossip_peer *p)
 
 static uint64_t ack_ms(const struct gossip_swim *s)
 {
-	return s->cfg.interval_ms >= 5 ? (uint64_t)(s->cfg.interval_ms / 5) : 1;
+	return (s->cfg.interval_ms >= 5 ? (uint64_t)(s->cfg.interval_ms / 5) : 1) * (uint64_t)(1 + s->health);
 }
 
 /* What is known of whether p reads summaries: NULL when nothing (at its incarnation). */
@@ -468,6 +474,8 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 		if (s->probes[i].active && !memcmp(m->value, s->probes[i].nonce, GOSSIP_NONCE_LEN) &&
 		    !memcmp(m->origin, s->probes[i].target, 32)) {
 			s->probes[i].active = 0;
+			if (i == 0 && s->health > 0)
+				s->health--;
 			/* An ack to our own nonce: fresh, never a replay. */
 			if (m->valuelen == GOSSIP_NONCE_LEN + GOSSIP_SUM_LEN) {
 				set_caps(s, from, 1);
@@ -540,6 +548,8 @@ int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_
 	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
 		return 0;
 	if (t->self) {
+		if (ev.u >= s->incarnation && s->health < HEALTH)
+			s->health++;
 		refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now);
 		return 0;
 	}
@@ -694,7 +704,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			changed |= probe_failed(s, pr, target, now);
 	}
 	if (now >= s->next_probe) {
-		double d = s->cfg.interval_ms *
+		double d = s->cfg.interval_ms * (1 + s->health) *
 		           (1 + s->cfg.jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
 		struct gossip_peer *target;
 		s->next_probe = now + (uint64_t)d;

@@ -425,6 +425,46 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
+	/* Lifeguard's local health: a new claim that this node is down (it was too slow to
+	 * answer) makes its ack windows and interval twice as long; an ack to its own round's
+	 * ping makes them as before. */
+	make_table(&t, 3);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);
+	arrive(s, &b, T0 + 10);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 1000);
+	int h = -1;
+	uint8_t hn[GOSSIP_NONCE_LEN];
+	for (size_t k = mark; k < nsent; k++)
+		if (is_ping(&sent[k], GOSSIP_NONCE_LEN))
+			h = sent[k].to, memcpy(hn, sent[k].m.value, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 1399);
+	ok(h > 0 && nsent == mark, "after a claim that this node is down: no retry within twice the ack window");
+	gossip_swim_tick(s, T0 + 1400);
+	ok(nsent > mark, "the retry at twice the ack window");
+	probe_by(&b, h, GOSSIP_T_ACK, hn, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 1450);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 9000);
+	for (size_t k = mark; k < nsent; k++)
+		if (is_ping(&sent[k], GOSSIP_NONCE_LEN))
+			h = sent[k].to, memcpy(hn, sent[k].m.value, GOSSIP_NONCE_LEN);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 9200);
+	ok(nsent > mark, "acked: the next ping's retry at the ack window again");
+	probe_by(&b, h, GOSSIP_T_ACK, hn, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 9250);
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);  /* the refuted incarnation: old news */
+	arrive(s, &b, T0 + 9300);
+	gossip_swim_tick(s, T0 + 19000);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 19200);
+	ok(nsent > mark, "a claim about an incarnation already refuted changes nothing");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
 	/* Pings from others: acked; relayed for an asker, whose ack goes back unchanged. */
 	make_table(&t, 3);
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);

@@ -25,6 +25,7 @@ struct probe {
 	int active, indirect;  /* indirect: other members were asked to ping too */
 	int hello;  /* sent as a hello (the target's key after the nonce): does it read summaries? */
 	int graced;  /* its deadline passed while this node did not run: given more time, once */
+	uint64_t window;  /* the ack window when it started: a drop in health does not shorten it */
 	uint8_t sent[GOSSIP_NONCE_LEN + 32];  /* the ping's value, which a retry repeats */
 	size_t sentlen;
 	uint8_t target[32], nonce[GOSSIP_NONCE_LEN];
@@ -136,6 +137,13 @@ static int live(const struct gossip_peer *p)
 static uint64_t ack_ms(const struct gossip_swim *s)
 {
 	return (s->cfg.interval_ms >= 5 ? (uint64_t)(s->cfg.interval_ms / 5) : 1) * (uint64_t)(1 + s->health);
+}
+
+/* A probe's ack window: as long as when it started, or longer if health fell since. */
+static uint64_t window(const struct gossip_swim *s, const struct probe *pr)
+{
+	uint64_t a = ack_ms(s);
+	return pr->window > a ? pr->window : a;
 }
 
 /* What is known of whether p reads summaries: NULL when nothing (at its incarnation). */
@@ -372,6 +380,12 @@ static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_
 	struct gossip_peer *self = gossip_peers_find(s->table, s->author->id.pk, 0);
 	if (!self)
 		return;
+	if (claimed == UINT64_MAX) {
+		/* No incarnation is newer: nothing to say that would win (a wrap to 0 would
+		 * make every old claim new again). */
+		gossip_warn("a claim that this node is down at incarnation 2^64-1 cannot be refuted; ignored");
+		return;
+	}
 	if (claimed >= s->incarnation) {
 		struct gossip_member m = self->info;
 		struct gossip_buf rec = {0}, signed_rec = {0};
@@ -515,6 +529,7 @@ static void start_probe(struct gossip_swim *s, const struct gossip_peer *t, cons
 	pr->start = now;
 	pr->indirect = 0;
 	pr->graced = 0;
+	pr->window = ack_ms(s);
 	pr->active = 1;
 	pr->hello = 0;
 	/* With our summary to a member that reads it; to one not known to, a hello (its own
@@ -548,7 +563,7 @@ int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_
 	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
 		return 0;
 	if (t->self) {
-		if (ev.u >= s->incarnation && s->health < HEALTH)
+		if (ev.u >= s->incarnation && ev.u != UINT64_MAX && s->health < HEALTH)
 			s->health++;
 		refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now);
 		return 0;
@@ -653,7 +668,6 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 {
 	struct gossip_peers *t = s->table;
 	int changed = 0;
-	uint64_t a = ack_ms(s);
 	for (size_t i = 0; i < PROBES; i++) {
 		struct probe *pr = &s->probes[i];
 		struct gossip_peer *target = pr->active ? gossip_peers_find(t, pr->target, 0) : NULL;
@@ -661,6 +675,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 			pr->active = 0;
 			continue;
 		}
+		uint64_t a = window(s, pr);
 		/* A deadline overdue by more than a quarter of the ack window (the machine
 		 * stalled, or this process was busy) says nothing of the target: its ack may
 		 * be waiting behind the stall. Once a probe, a retry then due is sent at once,
@@ -719,7 +734,7 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 	uint64_t due = s->next_probe;
 	for (size_t i = 0; i < PROBES; i++)
 		if (s->probes[i].active) {
-			uint64_t d = s->probes[i].start + (s->probes[i].indirect ? 3 : 1) * ack_ms(s);
+			uint64_t d = s->probes[i].start + (s->probes[i].indirect ? 3 : 1) * window(s, &s->probes[i]);
 			due = d < due ? d : due;
 		}
 	return due <= now ? 1 : due - now > 100 ? 100 : (int)(due - now);

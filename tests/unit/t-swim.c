@@ -465,6 +465,57 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
+	/* At most 9 times: ten claims at new incarnations, the window is 1800 ms. */
+	make_table(&t, 3);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	for (int k = 0; k < 10; k++) {
+		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 2 * (uint64_t)T0 + (uint64_t)k);
+		arrive(s, &b, T0 + 10 + (uint64_t)k);
+	}
+	gossip_swim_tick(s, T0 + 1000);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 2799);
+	ok(nsent == mark, "ten claims: no retry within 9 ack windows");
+	gossip_swim_tick(s, T0 + 2800);
+	ok(nsent > mark, "the retry at 9 ack windows: no more");
+	/* A claim at the largest incarnation cannot be refuted: no wrap to 0, no more health. */
+	mark = nsent;
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, UINT64_MAX);
+	arrive(s, &b, T0 + 2900);
+	ok(nsent == mark, "a claim at incarnation 2^64-1: ignored, nothing sent");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* A probe keeps the ack window it started with when health falls meanwhile: a check
+	 * of another member's claim, started at twice the window, is not cut short. */
+	make_table(&t, 4);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 1000);
+	for (size_t k = mark; k < nsent; k++)
+		if (is_ping(&sent[k], GOSSIP_NONCE_LEN))
+			h = sent[k].to, memcpy(hn, sent[k].m.value, GOSSIP_NONCE_LEN);
+	int zc = h == 1 ? 2 : 1, cl = h == 3 || zc == 3 ? (h == 2 || zc == 2 ? 1 : 2) : 3;
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);  /* health 1 */
+	arrive(s, &b, T0 + 1010);
+	claim_by(&b, cl, GOSSIP_KEY_SUSPECT, zc, 100);  /* checked with a 400 ms window */
+	arrive(s, &b, T0 + 1020);
+	probe_by(&b, h, GOSSIP_T_ACK, hn, GOSSIP_NONCE_LEN);  /* the round's ack: health 0 */
+	arrive(s, &b, T0 + 1030);
+	mark = nsent;
+	for (uint64_t at = T0 + 1100; at < T0 + 2220; at += 20)
+		gossip_swim_tick(s, at);
+	int told = 0;
+	for (size_t k = mark; k < nsent; k++)
+		told += sent[k].to == cl && is_claim(&sent[k], GOSSIP_KEY_SUSPECT, zc, 100);
+	ok(h > 0 && zc != h && cl != zc && cl != h && !told, "no confirmation to the claimer within 3 windows of 400 ms");
+	gossip_swim_tick(s, T0 + 2220);
+	for (size_t k = mark; k < nsent; k++)
+		told += sent[k].to == cl && is_claim(&sent[k], GOSSIP_KEY_SUSPECT, zc, 100);
+	ok(told == 1, "then the confirmation");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
 	/* Pings from others: acked; relayed for an asker, whose ack goes back unchanged. */
 	make_table(&t, 3);
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);

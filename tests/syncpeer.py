@@ -263,11 +263,18 @@ def liar(s, how):
     s.server()
     s.item()
     k = KMIN
-    if how == "yours":  # a table with entries of the server's taken away: "only the client's"
-        t = table([int.from_bytes(os.urandom(8), "big") for _ in range(3)], k)
+    fake = [int.from_bytes(os.urandom(8), "big") for _ in range(3)]
+
+    def negated(bits, prefix, k):
+        """A table with entries of the server's taken away: "only the client's". The same
+        lie at every size asked for: one size may not decode (6 syncs in 300 at the
+        smallest), the next almost surely does."""
+        t = table([i for i in fake if bits == 0 or i >> (64 - bits) == prefix], k)
         for c in t:
             c[0] = (-c[0]) & 255
-        s.send(["table", 0, 0, k, put(t)])
+        return put(t)
+    if how == "yours":
+        s.send(["table", 0, 0, k, negated(0, 0, k)])
     elif how == "size":
         s.send(["table", 0, 0, KMAX + 1, b"\0" * 12 * 3 * (1 << KMIN)])
     elif how == "more":
@@ -306,6 +313,8 @@ def liar(s, how):
                 p = prefix if how == "partial" else (prefix + 1) % 16
                 i = p << 60 | int.from_bytes(os.urandom(8), "big") >> 4
                 s.send(["table", bits, prefix, k, put(table([i], k))])
+            elif how == "yours":
+                s.send(["table", bits, prefix, k, negated(bits, prefix, k)])
             else:
                 s.send(["table", bits, prefix, k, os.urandom(12 * 3 * (1 << k))])
         if item[0] == "msgs":  # the client is done with tables: end the exchange

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -307,8 +308,31 @@ static void fill_gaps(struct filter *f, uint64_t mono)
 	if (f->sync_pid > 0 || gossip_orderer_oldest(&f->ord, f->now) < gap || mono - f->last_sync < gap)
 		return;
 	f->last_sync = mono;
+	/* One such sync at a time on the node, one a gap interval: its filters read one
+	 * store, so what one brings fills the others' gaps too. DIR/order.gap's lock is held
+	 * while a sync runs (by the child, which keeps the descriptor), its time is when the
+	 * last one started; a filter that finds either asks again in a quarter second. */
+	int lk = open(gossip_path(f->o->dir, "order.gap"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	struct stat sb;
+	if (lk >= 0) {
+		int busy = flock(lk, LOCK_EX | LOCK_NB) < 0;
+		/* A new file (empty) has no start in it. */
+		if (!busy && fstat(lk, &sb) == 0 && sb.st_size > 0) {
+			uint64_t at = (uint64_t)sb.st_mtim.tv_sec * 1000 + (uint64_t)sb.st_mtim.tv_nsec / 1000000;
+			busy = f->now >= at && f->now - at < gap;
+		}
+		if (busy) {
+			close(lk);
+			f->last_sync = mono - gap + (gap < 250 ? gap : 250);
+			return;
+		}
+		if (ftruncate(lk, 1) == 0)  /* else (a full disk) no stamp: the sync goes anyway */
+			futimens(lk, NULL);
+	}
 	pid_t pid = fork();
 	if (pid == 0) {
+		if (lk >= 0)
+			fcntl(lk, F_SETFD, 0);
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, 0);
@@ -320,6 +344,8 @@ static void fill_gaps(struct filter *f, uint64_t mono)
 		      "sh", f->o->dir, (char *)NULL);
 		_exit(127);
 	}
+	if (lk >= 0)
+		close(lk);
 	if (pid > 0)
 		f->sync_pid = pid;
 }
@@ -413,7 +439,10 @@ static int do_filter(const struct opts *o, int mode, int argc, char **argv)
 			continue;
 		f.now = gossip_now_ms();
 		if (gossip_store_follow_next(fo, feed, &f) < 0) {
-			gossip_warn("store: %s", gossip_error());
+			/* A stop that cut the wait for the store's lock short is a stop. */
+			if (stop)
+				break;
+			gossip_warn("%s", gossip_error());
 			status = GOSSIP_EXIT_ERR;
 			break;
 		}

@@ -170,6 +170,61 @@ p = cbor2.loads(m.value[2]); v = cbor2.loads(p[5])
 assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
 }
 
+@test "the filters of one node ask anti-entropy for a gap one at a time, not each its own" {
+	signers
+	for i in 1 2 3; do osend a "a$i"; done
+	cat a1 a3 | gossip-merge -d s >/dev/null   # a2 is the gap
+	# A gossip-peers that says when each sync's pick starts and ends, slowly, and finds
+	# nobody (the sync goes no further).
+	mkdir fake
+	printf '#!/bin/sh\necho "start $(date +%%s%%N)" >>%s/picks\nsleep 0.3\necho "end $(date +%%s%%N)" >>%s/picks\nexit 1\n' \
+		"$T" "$T" >fake/gossip-peers
+	chmod +x fake/gossip-peers
+	for mode in fifo causal total; do
+		PATH=$T/fake:$PATH filter "$mode" s -g 0.2 "$mode"
+	done
+	wait_for 10 eval '[ "$(cat picks 2>/dev/null | grep -c start)" -ge 6 ]'
+	kill $FILTERS
+	wait $FILTERS 2>/dev/null || true
+	FILTERS=
+	# Never two at once: sorted by time, each start is followed by its end.
+	run sh -c "sort -k2,2n picks | awk '{ print \$1 }' | uniq -c | awk '\$1 != 1'"
+	assert_output ''
+	run cat fifo.err causal.err total.err
+	assert_output ''
+}
+
+# waits_for_lock PID: PID is blocked on a file lock (/proc/locks lists it with "->").
+waits_for_lock() {
+	grep -q -- "-> FLOCK .* $1 " /proc/locks
+}
+
+@test "a stop while a filter waits for the store's lock is a stop: exit 0, not one line" {
+	signers
+	for i in 1 2; do gossip-order -d a send ev "a$i"; done | gossip-merge -d s >/dev/null
+	gossip-order -d s fifo >f.out 2>f.err &
+	pid=$!
+	FILTERS="$FILTERS $pid"
+	wait_for 5 lines 2 f.out
+	# Another process holds the lock while the store grows: the filter waits for it.
+	flock -o s/store.lock sleep 60 </dev/null >/dev/null 2>&1 3>&- &
+	holder=$!
+	wait_for 5 sh -c '! flock -n s/store.lock true'
+	printf x >>s/store
+	wait_for 5 waits_for_lock "$pid"
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	FILTERS=
+	pkill -P "$holder" sleep || true
+	kill "$holder" 2>/dev/null || true
+	[ "$rc" = 0 ] || fail "the filter stopped with exit $rc"
+	run cat f.err
+	assert_output ''
+	run awk '{print $2}' f.out
+	assert_output "$(printf '1\n2')"
+}
+
 @test "bad usage: exit 2, one line, nothing stored changed" {
 	mknode a
 	gossip-order -d a send ev x | gossip-merge -d a >/dev/null
@@ -223,9 +278,14 @@ assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
 	net_up "$NS" 10 || fail "cannot set up the namespaces"
 	for i in $(seq 1 10); do gossip-keygen -d "$T/n$i" -n "n$i" >"$T/n$i.pub"; done
 	for i in $(seq 1 10); do cat "$T"/n*.pub >"$T/n$i/trusted"; done
+	# Anti-entropy (-s, and each filter's -g when it sees a gap) starts processes, and each
+	# total filter's heartbeat (-H) is a message every store takes: under the sanitizers
+	# they come $(slow) times less often (helper.bash).
+	sync=$((2 * $(slow)))
+	beat=$(awk -v s="$(slow)" 'BEGIN { print 0.3 * s }')
 	for i in $(seq 1 10); do
 		ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
-			$([ "$i" = 1 ] || echo -p 10.222.0.1:7946) -i 0.5 -S 8 -J "$JITTER" -k "$FANOUT" -s 2 \
+			$([ "$i" = 1 ] || echo -p 10.222.0.1:7946) -i 0.5 -S 8 -J "$JITTER" -k "$FANOUT" -s "$sync" \
 			</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
 		eval "PGID_n$i=$!"
 		NODES="$NODES n$i"
@@ -243,9 +303,9 @@ assert v[1] == 3 and v[2] == 3 and v[3] == [] and v[4] == b"three", v' m3
 		}'
 	done
 	for i in $(seq 1 10); do
-		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" fifo >"f$i.out" 2>>"f$i.err" & FILTERS="$FILTERS $!"
-		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" causal >"c$i.out" 2>>"c$i.err" & FILTERS="$FILTERS $!"
-		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -H 0.3 total >"t$i.out" 2>>"t$i.err" & FILTERS="$FILTERS $!"
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -g "$sync" fifo >"f$i.out" 2>>"f$i.err" & FILTERS="$FILTERS $!"
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -g "$sync" causal >"c$i.out" 2>>"c$i.err" & FILTERS="$FILTERS $!"
+		ip netns exec "$NS-$i" gossip-order -d "$T/n$i" -g "$sync" -H "$beat" total >"t$i.out" 2>>"t$i.err" & FILTERS="$FILTERS $!"
 	done
 	for k in 1 2 3 4 5; do
 		for i in $(seq 1 10); do

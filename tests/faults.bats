@@ -20,21 +20,27 @@ teardown() {
 	net_down "${NS:-none}"
 }
 
-# ns_start I [SEED]: node nI in host I, joining host SEED.
-ns_start() {
-	local i=$1 pid
+# ns_spawn I [SEED]: start node nI in host I, joining host SEED; return at once.
+ns_spawn() {
+	local i=$1
 	ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
 		${2:+-p "10.222.0.$2:7946"} -i "$HB" -J "$JITTER" -k "$FANOUT" -s "$SYNC" \
 		</dev/null >/dev/null 2>>"$T/n$i.log" 3>&- &
-	pid=$!
-	eval "PGID_n$i=$pid"   # teardown stops it, whatever happens
+	eval "PGID_n$i=$!"   # teardown stops it, whatever happens
 	NODES="$NODES n$i"
-	wait_for 10 test -s "$T/n$i/listening" || fail "n$i did not start: $(cat "$T/n$i.log")"
 }
 
+# ns_listens I: wait until node nI listens.
+ns_listens() {
+	wait_for 20 test -s "$T/n$1/listening" || fail "n$1 did not start: $(cat "$T/n$1.log")"
+}
+
+# cluster: n1, then the nine others side by side, joining through it.
 cluster() {
-	ns_start 1
-	for i in $(seq 2 10); do ns_start "$i" 1; done
+	ns_spawn 1
+	ns_listens 1
+	for i in $(seq 2 10); do ns_spawn "$i" 1; done
+	for i in $(seq 2 10); do ns_listens "$i"; done
 }
 
 # publish nI KEY VALUE: through the node's own port, from its host, as gossip-node(1) says

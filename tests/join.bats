@@ -67,7 +67,7 @@ agreed_at() {
 			if (state[$3] == "alive") up--
 			state[$3] = $4
 			if ($4 == "alive") up++
-			if (up == n && !was) at = $1
+			if (up == n && was == 0) at = $1
 			was = up == n
 		}
 		END { if (was) print at }' "$T/$1.log")

@@ -368,7 +368,8 @@ PY
 		gossip-merge -d a -t 4 --pull sync "$PY $P liar $SEED endless" >/dev/null 2>endless.err & pid=$!
 	peak=0
 	while kill -0 "$pid" 2>/dev/null; do
-		hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+		# It may end between kill -0 and the read: then its /proc entry is gone.
+		hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
 		[ -z "$hwm" ] || [ "$hwm" -le "$peak" ] || peak=$hwm
 		sleep 0.1
 	done

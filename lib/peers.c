@@ -481,8 +481,10 @@ int gossip_node_running(const char *dir, long *pid)
 		gossip_seterr("%s: %s", gossip_path(dir, "node.lock"), strerror(errno));
 		return -1;
 	}
-	/* A fresh open: a lock of ours elsewhere in this process would not count. */
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+	/* A fresh open: a lock of ours elsewhere in this process would not count. Shared: it
+	 * fails only on the node's exclusive lock, never on another probe's (gossip-node stop
+	 * probes every 50 ms while the stopping node runs gossip-peers leave, which probes). */
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
 		close(fd);  /* and so released */
 		return 0;
 	}

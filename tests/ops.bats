@@ -136,6 +136,26 @@ elapsed_ms() {
 	[ "$status" = 3 ]
 }
 
+@test "a question beside another (a shared hold of node.lock) is not a running node: status says so, leave leaves" {
+	# gossip-node stop asks every 50 ms whether the node still runs while the stopping
+	# node runs gossip-peers leave, which asks too. Asked with exclusive locks, one took
+	# the other's for the node, and the leave was refused: the members saw n1 fail, not
+	# leave (a local .ci/run's sanitizer pass, status, reload and stop above). Each now
+	# asks with a shared lock, which only the node's exclusive one refuses.
+	: >n1/node.lock
+	flock -s n1/node.lock sleep 30 </dev/null >/dev/null 2>&1 3>&- & holder=$!
+	wait_for 5 eval '! flock -n n1/node.lock true'
+	run --separate-stderr gossip-node -d "$T/n1" status
+	[ "$status" = 3 ] && [ "$output" = "not running" ] || fail "status: $status: $output $stderr"
+	run --separate-stderr gossip-node -d "$T/n1" stop
+	[ "$status" = 0 ] && [ "$stderr" = "gossip-node: $T/n1: no node is running here" ] || fail "stop: $status: $stderr"
+	run --separate-stderr gossip-peers -d "$T/n1" leave
+	kill "$holder"
+	wait "$holder" || true
+	[ "$status" = 0 ] || fail "leave: exit $status: $stderr"
+	gossip-merge -d "$T/n1" -j dump | grep -q '"type":"del","key":"_member"' || fail "no leave stored: $(gossip-merge -d "$T/n1" -j dump)"
+}
+
 @test "kill -9 of the main process: every process of the node ends within a second; it restarts" {
 	# Every kind of process running: a join loop (through a port where nothing answers),
 	# anti-entropy, watch and a handler it started.

@@ -22,7 +22,7 @@ setup_file() {
 	# for dead while the rounds ran (a local .ci/run's sanitizer pass: n3 and n8 failed
 	# during a run, which was asked again without them).
 	local susp
-	susp=$(awk -v s="$(slow)" 'BEGIN { print 0.8 * s }')
+	susp=$(slow_times 0.8)
 	[ "$(slow)" = 1 ] || HB=0.4
 	node_start n1 "$1" "" -t load=10 -S "$susp"
 	for i in $(seq 2 10); do
@@ -217,7 +217,7 @@ runs_stored() {
 # with the longer probes and suspicion of setup_file, rounds are slow times as long too).
 @test "a node killed mid-run: the asker asks again, and the survivors reach their own average" {
 	runs_before
-	gossip-peers -d "$T/n1" -r "$(awk -v s="$(slow)" 'BEGIN { print 0.2 * s }')" -e 0.0001 -T 60 aggregate avg tag:load >"$T/kill.out" 2>"$T/kill.err" &
+	gossip-peers -d "$T/n1" -r "$(slow_times 0.2)" -e 0.0001 -T 60 aggregate avg tag:load >"$T/kill.out" 2>"$T/kill.err" &
 	asker=$!
 	wait_for 10 run_file
 	id=$(run_file)

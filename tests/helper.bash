@@ -143,3 +143,9 @@ under_asan() {
 slow() {
 	if under_asan; then echo 4; else echo 1; fi
 }
+
+# slow_times SECONDS: SECONDS (a decimal) times slow, for intervals a test stretches
+# under the sanitizers.
+slow_times() {
+	awk -v x="$1" -v s="$(slow)" 'BEGIN { print x * s }'
+}

@@ -282,7 +282,7 @@ waits_for_lock() {
 	# total filter's heartbeat (-H) is a message every store takes: under the sanitizers
 	# they come $(slow) times less often (helper.bash).
 	sync=$((2 * $(slow)))
-	beat=$(awk -v s="$(slow)" 'BEGIN { print 0.3 * s }')
+	beat=$(slow_times 0.3)
 	for i in $(seq 1 10); do
 		ip netns exec "$NS-$i" gossip-node -d "$T/n$i" -n "n$i" -l "10.222.0.$i:7946" \
 			$([ "$i" = 1 ] || echo -p 10.222.0.1:7946) -i 0.5 -S 8 -J "$JITTER" -k "$FANOUT" -s "$sync" \

@@ -91,8 +91,8 @@ report() {
 	# end marks follow them (on one link, in order): once one is in, every x that made it is.
 	ip netns exec "$NS-2" socat -u UDP-RECV:9999,bind=10.222.0.2 OPEN:got,creat,append & sink=$!
 	wait_for 5 eval 'ip netns exec "$NS-2" ss -Hlun | grep -q "10.222.0.2:9999 "'
-	for _ in $(seq 1 1000); do echo x; done | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
-	for _ in $(seq 1 50); do echo e; done | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
+	seq 1 1000 | sed "s/.*/x/" | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
+	seq 1 50 | sed "s/.*/e/" | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
 	wait_for 5 grep -q '^e$' got
 	kill $sink 2>/dev/null || true
 	got=$(grep -c '^x$' got)

@@ -298,8 +298,9 @@ waits_for_lock() {
 	for i in $(seq 1 10); do
 		wait_for 60 eval '[ "$(gossip-peers -d n'$i' -j list | jq -r .state | grep -c alive)" = 10 ]'
 	done
-	# Probes every 0.5 s ($(slow) times that under the sanitizers) with a long suspicion (-S 8): 20% loss must not make a live member
-	# dead (total order drops what a member declared dead sends after the order passed it).
+	# Probes every 0.5 s ($(slow) times that under the sanitizers) with a long suspicion
+	# (-S 8): 20% loss must not make a live member dead (total order drops what a member
+	# declared dead sends after the order passed it).
 	for i in $(seq 1 10); do
 		net_nft "$NS" "$i" 'table inet loss {
 			chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 100 < 20 drop; }

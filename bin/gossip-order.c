@@ -286,7 +286,7 @@ static void heartbeat(struct filter *f, uint64_t mono)
 {
 	struct gossip_buf msgs = {0};
 	int resent;
-	if (!gossip_orderer_waits_on(&f->ord, f->self) || mono - f->last_beat < (uint64_t)(f->o->beat * 1000))
+	if (mono - f->last_beat < (uint64_t)(f->o->beat * 1000) || !gossip_orderer_waits_on(&f->ord, f->self))
 		return;
 	if (!f->to[0] && !(f->o->to && snprintf(f->to, sizeof f->to, "%s", f->o->to) > 0) &&
 	    !gossip_node_udp(f->o->dir, f->to, sizeof f->to))

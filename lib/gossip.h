@@ -1432,6 +1432,10 @@ struct gossip_orderer {
 	size_t norigins, ocap;
 	struct gossip_omsg *held;
 	size_t nheld, hcap;
+	size_t *hidx;  /* held by (origin, seq): open addressing, held index + 1 (0 empty) */
+	size_t hidxcap;  /* a power of two, at least twice nheld */
+	uint8_t hkey[16];  /* the index's SipHash key, random: no one picks colliding seqs */
+	uint64_t held_time;  /* no held message was signed before this (ms; a gap's expiry) */
 	uint8_t (*members)[32];  /* total order waits on these (self included) */
 	size_t nmembers;
 	int has_members;  /* else on every origin heard of */

@@ -3,6 +3,7 @@
  * early and release messages in FIFO, causal or total order. */
 #include "gossip.h"
 
+#include <sodium.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -365,6 +366,8 @@ void gossip_orderer_init(struct gossip_orderer *o, int mode)
 	memset(o, 0, sizeof *o);
 	o->mode = mode;
 	o->expire_ms = 3600 * 1000;
+	if (sodium_init() >= 0)  /* else (cannot happen once a program has started) a zero key */
+		randombytes_buf(o->hkey, sizeof o->hkey);
 }
 
 void gossip_omsg_free(struct gossip_omsg *m)
@@ -380,17 +383,85 @@ void gossip_orderer_free(struct gossip_orderer *o)
 	for (size_t i = 0; i < o->nheld; i++)
 		gossip_omsg_free(&o->held[i]);
 	free(o->held);
+	free(o->hidx);
 	free(o->origins);
 	free(o->members);
 	memset(o, 0, sizeof *o);
 }
 
+/* ---- the held messages' index: (origin, seq) to where it is in held, so that a lookup,
+ * an arrival and a delivery each cost the same however many are held ---- */
+
+static size_t held_home(const struct gossip_orderer *o, const uint8_t pk[32], uint64_t seq)
+{
+	uint8_t in[40], h[crypto_shorthash_BYTES];
+	uint64_t v;
+	memcpy(in, pk, 32);
+	for (int i = 0; i < 8; i++)
+		in[32 + i] = (uint8_t)(seq >> (8 * i));
+	crypto_shorthash(h, in, sizeof in, o->hkey);
+	memcpy(&v, h, sizeof v);
+	return (size_t)v & (o->hidxcap - 1);
+}
+
+/* The index's cell that holds (pk, seq), or the empty cell where it would go. */
+static size_t held_cell(const struct gossip_orderer *o, const uint8_t pk[32], uint64_t seq)
+{
+	size_t c = held_home(o, pk, seq);
+	while (o->hidx[c]) {
+		const struct gossip_omsg *h = &o->held[o->hidx[c] - 1];
+		if (h->seq == seq && !memcmp(h->origin, pk, 32))
+			break;
+		c = (c + 1) & (o->hidxcap - 1);
+	}
+	return c;
+}
+
 static struct gossip_omsg *held_find(struct gossip_orderer *o, const uint8_t pk[32], uint64_t seq)
 {
+	if (!o->nheld)
+		return NULL;
+	size_t c = held_cell(o, pk, seq);
+	return o->hidx[c] ? &o->held[o->hidx[c] - 1] : NULL;
+}
+
+/* Room in the index for one more held message (rebuilt at twice the size when half full). */
+static int held_index_grow(struct gossip_orderer *o)
+{
+	if (2 * (o->nheld + 1) <= o->hidxcap)
+		return 0;
+	size_t cap = o->hidxcap ? 2 * o->hidxcap : 128;
+	size_t *t = calloc(cap, sizeof *t);
+	if (!t)
+		return -1;
+	free(o->hidx);
+	o->hidx = t;
+	o->hidxcap = cap;
 	for (size_t i = 0; i < o->nheld; i++)
-		if (o->held[i].seq == seq && !memcmp(o->held[i].origin, pk, 32))
-			return &o->held[i];
-	return NULL;
+		o->hidx[held_cell(o, o->held[i].origin, o->held[i].seq)] = i + 1;
+	return 0;
+}
+
+/* Take held[i] out (its last one moves into its place), with its index cell: the cells
+ * after it in its run move back where they may (linear probing's deletion). */
+static void held_remove(struct gossip_orderer *o, size_t i)
+{
+	size_t mask = o->hidxcap - 1, hole = held_cell(o, o->held[i].origin, o->held[i].seq);
+	for (size_t c = (hole + 1) & mask; o->hidx[c]; c = (c + 1) & mask) {
+		const struct gossip_omsg *h = &o->held[o->hidx[c] - 1];
+		size_t home = held_home(o, h->origin, h->seq);
+		/* It may fill the hole when its home is not in (hole, c], cyclically. */
+		if (hole <= c ? (home <= hole || home > c) : (home <= hole && home > c)) {
+			o->hidx[hole] = o->hidx[c];
+			hole = c;
+		}
+	}
+	o->hidx[hole] = 0;
+	size_t last = --o->nheld;
+	if (i != last) {
+		o->hidx[held_cell(o, o->held[last].origin, o->held[last].seq)] = i + 1;
+		o->held[i] = o->held[last];
+	}
 }
 
 /* Move an origin's run of received messages on: contig is the highest seq up to which
@@ -436,6 +507,10 @@ int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, con
 		return GOSSIP_ORDER_DUP;
 	if (o->mode == GOSSIP_ORDER_TOTAL && o->has_pos && !key_less(o->pos_lamport, o->pos_origin, e->lamport, m->origin))
 		return GOSSIP_ORDER_LATE;  /* the order has passed it (its origin was taken for dead) */
+	if (held_index_grow(o) < 0) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
 	if (o->nheld == o->hcap) {
 		size_t cap = o->hcap ? 2 * o->hcap : 64;
 		void *v = realloc(o->held, cap * sizeof *o->held);
@@ -472,7 +547,9 @@ int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, con
 		memcpy(h->deps, e->deps, e->ndeps * sizeof *h->deps);
 	h->ndeps = e->ndeps;
 	h->heartbeat = m->keylen == strlen(GOSSIP_KEY_ORDER_HB) && !memcmp(m->key, GOSSIP_KEY_ORDER_HB, m->keylen);
-	o->nheld++;
+	if (!o->nheld || h->time < o->held_time)
+		o->held_time = h->time;
+	o->hidx[held_cell(o, h->origin, h->seq)] = ++o->nheld;
 	advance_contig(o, r);
 	return GOSSIP_ORDER_HELD;
 }
@@ -530,22 +607,25 @@ static int total_stable(struct gossip_orderer *o, const struct gossip_omsg *h)
 	return 1;
 }
 
-/* The index of the held message to deliver next, or -1. */
+/* The index of the held message to deliver next, or -1. Each origin's candidate is its
+ * next seq, held (its clocks rise with its seq, so in total order too that is its least
+ * (lamport, origin)): the cost grows with the origins, not with what is held. */
 static long pick_next(struct gossip_orderer *o)
 {
 	long best = -1;
-	for (size_t i = 0; i < o->nheld; i++) {
-		struct gossip_omsg *h = &o->held[i];
-		struct gossip_oorigin *r = origin_find(o, h->origin, 0);
+	for (size_t i = 0; i < o->norigins; i++) {
+		struct gossip_oorigin *r = &o->origins[i];
+		struct gossip_omsg *h;
+		if (r->contig < r->next || !(h = held_find(o, r->pk, r->next)))
+			continue;
+		long at = (long)(h - o->held);
 		if (o->mode != GOSSIP_ORDER_TOTAL) {
-			if (h->seq == r->next && (o->mode == GOSSIP_ORDER_FIFO || causal_ready(o, h)))
-				return (long)i;
+			if (o->mode == GOSSIP_ORDER_FIFO || causal_ready(o, h))
+				return at;
 			continue;
 		}
-		if (h->seq > r->contig)
-			continue;
 		if (best < 0 || key_less(h->lamport, h->origin, o->held[best].lamport, o->held[best].origin))
-			best = (long)i;
+			best = at;
 	}
 	if (best >= 0 && !total_stable(o, &o->held[best]))
 		best = -1;
@@ -558,12 +638,20 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 	long i = pick_next(o);
 	if (i < 0) {
 		/* A gap older than the stores keep events can never be filled: skip it. The
-		 * message after it is older than that; what is missing is older still. */
+		 * message after it is older than that; what is missing is older still. None
+		 * is, while the oldest held is younger (no look at each held message). */
+		if (!o->nheld || gossip_age_ms(now, o->held_time) <= o->expire_ms)
+			return 0;
+		o->held_time = UINT64_MAX;
+		for (size_t j = 0; j < o->nheld; j++)
+			if (o->held[j].time < o->held_time)
+				o->held_time = o->held[j].time;
 		for (size_t j = 0; j < o->nheld; j++) {
 			struct gossip_omsg *h = &o->held[j];
+			if (gossip_age_ms(now, h->time) <= o->expire_ms)
+				continue;
 			struct gossip_oorigin *r = origin_find(o, h->origin, 0);
-			if (h->seq > r->next && gossip_age_ms(now, h->time) > o->expire_ms &&
-			    held_find(o, h->origin, r->next) == NULL) {
+			if (h->seq > r->next && held_find(o, h->origin, r->next) == NULL) {
 				uint64_t low = h->seq;
 				for (size_t k = 0; k < o->nheld; k++)
 					if (!memcmp(o->held[k].origin, h->origin, 32) && o->held[k].seq < low)
@@ -590,7 +678,7 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 		o->has_pos = 1;
 	}
 	*out = *h;
-	o->held[i] = o->held[--o->nheld];
+	held_remove(o, (size_t)i);
 	return 1;
 }
 

@@ -157,6 +157,107 @@ static void total(void)
 	gossip_orderer_free(&o);
 }
 
+/* Quietly: m of origin pk, seq, lamport, no payload; the result. */
+static int put(struct gossip_orderer *o, const uint8_t pk[32], uint64_t seq, uint64_t lamport)
+{
+	struct gossip_msg m = {0};
+	struct gossip_oev e = {.seq = seq, .lamport = lamport};
+	memcpy(m.origin, pk, 32);
+	m.type = GOSSIP_T_EVENT;
+	m.key = (const uint8_t *)"ev";
+	m.keylen = 2;
+	m.time = 1000;
+	return gossip_orderer_add(o, &m, &e, 5000);
+}
+
+/* Thousands held at once, arriving in a shuffled order with deliveries between: every
+ * one delivered once, in order, and each already held or delivered one a duplicate (the
+ * index of held messages moves them as deliveries take others out). */
+static void many(int mode)
+{
+	enum { PER = 3000, NO = 3 };
+	const uint8_t *pk[NO] = {A, B, C};
+	static uint32_t v[PER * NO];
+	struct gossip_orderer o;
+	struct gossip_rng rng;
+	struct gossip_omsg m;
+	uint64_t skipped, next[NO] = {1, 1, 1}, last_l = 0;
+	int got = 0, bad_order = 0, bad_dup = 0, i;
+	const uint8_t *last_o = NULL;
+	gossip_orderer_init(&o, mode);
+	if (mode == GOSSIP_ORDER_TOTAL) {
+		uint8_t members[NO][32];
+		for (i = 0; i < NO; i++)
+			memcpy(members[i], pk[i], 32);
+		gossip_orderer_members(&o, (const uint8_t(*)[32])members, NO);
+	}
+	for (i = 0; i < PER * NO; i++)
+		v[i] = (uint32_t)i;
+	gossip_rng_seed(&rng, 7, 1);
+	for (i = PER * NO - 1; i > 0; i--) {
+		uint32_t j = gossip_rng_below(&rng, (uint32_t)i + 1), t = v[i];
+		v[i] = v[j], v[j] = t;
+	}
+	/* Origin k's seq s has the clock 3s + k: each origin's clocks rise with its seq. */
+	for (i = 0; i < PER * NO; i++) {
+		int k = (int)(v[i] % NO);
+		uint64_t seq = v[i] / NO + 1;
+		if (put(&o, pk[k], seq, 3 * seq + (uint64_t)k) != GOSSIP_ORDER_HELD)
+			bad_dup++;
+		if (put(&o, pk[k], seq, 3 * seq + (uint64_t)k) != GOSSIP_ORDER_DUP)
+			bad_dup++;
+		if (i % 37)
+			continue;
+		while (gossip_orderer_next(&o, 5000, &m, &skipped) == 1) {
+			int from = m.origin[0] == A[0] ? 0 : m.origin[0] == B[0] ? 1 : 2;
+			bad_order += m.seq != next[from]++;
+			if (mode == GOSSIP_ORDER_TOTAL) {
+				bad_order += last_o && (m.lamport < last_l || (m.lamport == last_l && memcmp(m.origin, last_o, 32) <= 0));
+				last_l = m.lamport, last_o = pk[from];
+			}
+			got++;
+			gossip_omsg_free(&m);
+			if (put(&o, pk[from], next[from] - 1, 3 * (next[from] - 1) + (uint64_t)from) != GOSSIP_ORDER_DUP)
+				bad_dup++;
+		}
+	}
+	while (gossip_orderer_next(&o, 5000, &m, &skipped) == 1) {
+		int from = m.origin[0] == A[0] ? 0 : m.origin[0] == B[0] ? 1 : 2;
+		bad_order += m.seq != next[from]++;
+		got++;
+		gossip_omsg_free(&m);
+	}
+	const char *name = gossip_order_mode_name(mode);
+	ok(bad_dup == 0, "%s, up to %d held: each arrival held once, every repeat a duplicate (%d wrong)", name,
+	   PER * NO, bad_dup);
+	ok(bad_order == 0, "%s: each origin's events in seq order%s (%d out)", name,
+	   mode == GOSSIP_ORDER_TOTAL ? ", all by (lamport, origin)" : "", bad_order);
+	/* Total: the last event of each of B and C waits for a member's clock past it. */
+	int want = mode == GOSSIP_ORDER_TOTAL ? PER * NO - 2 : PER * NO;
+	ok(got == want && o.nheld == (size_t)(PER * NO - want), "%s: %d delivered (want %d), %zu held", name, got, want,
+	   o.nheld);
+	gossip_orderer_free(&o);
+}
+
+/* Total order: an origin whose clock goes back (a liar) still has its events delivered
+ * in its seq order, none left behind for good. */
+static void clock_back(void)
+{
+	struct gossip_orderer o;
+	gossip_orderer_init(&o, GOSSIP_ORDER_TOTAL);
+	uint8_t members[2][32];
+	memcpy(members[0], A, 32);
+	memcpy(members[1], B, 32);
+	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 2);
+	add(&o, A, 1, 5, NULL, 0, "a1", GOSSIP_ORDER_HELD);
+	add(&o, A, 2, 3, NULL, 0, "a2", GOSSIP_ORDER_HELD);
+	add(&o, B, 1, 9, NULL, 0, "b1", GOSSIP_ORDER_HELD);
+	add(&o, A, 3, 10, NULL, 0, "a3", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "a1 a2 b1", "total: a clock that goes back: a1 then a2, nothing stuck");
+	ok(o.nheld == 1, "total: only a3 (past b's clock) waits");
+	gossip_orderer_free(&o);
+}
+
 int main(void)
 {
 	gossip_init("t-order");
@@ -167,5 +268,9 @@ int main(void)
 	fifo();
 	causal();
 	total();
+	many(GOSSIP_ORDER_FIFO);
+	many(GOSSIP_ORDER_CAUSAL);
+	many(GOSSIP_ORDER_TOTAL);
+	clock_back();
 	return tap_done();
 }

@@ -1376,6 +1376,9 @@ void gossip_stats_close(struct gossip_stats *s);
  * empty payload: it moves a member's clock on for total order, and is never shown. */
 #define GOSSIP_KEY_ORDER_HB "_order"
 enum { GOSSIP_ORDER_DEPS_MAX = 1024, GOSSIP_ORDER_PAYLOAD_MAX = 16384 };
+/* The largest seq and Lamport clock an ordered event may carry: no counter of an honest
+ * node comes near it, and what follows it (seq + 1, a clock one more) cannot wrap. */
+#define GOSSIP_ORDER_NUM_MAX (UINT64_C(1) << 62)
 struct gossip_odep {
 	uint8_t origin[32];
 	uint64_t seq;
@@ -1436,6 +1439,7 @@ struct gossip_orderer {
 	size_t hidxcap;  /* a power of two, at least twice nheld */
 	uint8_t hkey[16];  /* the index's SipHash key, random: no one picks colliding seqs */
 	uint64_t held_time;  /* no held message was signed before this (ms; a gap's expiry) */
+	uint64_t looked;  /* now, at the last look for an expired gap that found none (+1; 0: none) */
 	uint8_t (*members)[32];  /* total order waits on these (self included) */
 	size_t nmembers;
 	int has_members;  /* else on every origin heard of */
@@ -1452,7 +1456,8 @@ int gossip_orderer_start(struct gossip_orderer *o, const uint8_t pk[32], uint64_
 int gossip_orderer_members(struct gossip_orderer *o, const uint8_t (*pks)[32], size_t n);
 enum { GOSSIP_ORDER_HELD = 0, GOSSIP_ORDER_DUP = 1, GOSSIP_ORDER_LATE = 2 };
 /* Take m (decoded; e its ordered event) arriving now: HELD, DUP (delivered or held
- * already), LATE (total: the order has passed it), or -1 (no memory). */
+ * already, or a seq or clock past GOSSIP_ORDER_NUM_MAX), LATE (total: the order has
+ * passed it), or -1 (no memory). */
 int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, const struct gossip_oev *e,
                        uint64_t now);
 /* 1 and the next message in order (the caller frees it); 2 when a gap older than

@@ -23,8 +23,8 @@ static int cmp_dep(const void *a, const void *b)
 
 int gossip_order_encode(struct gossip_buf *b, const struct gossip_oev *e)
 {
-	if (e->seq == 0) {
-		gossip_seterr("an ordered event's sequence number starts at 1");
+	if (e->seq == 0 || e->seq > GOSSIP_ORDER_NUM_MAX || e->lamport > GOSSIP_ORDER_NUM_MAX) {
+		gossip_seterr("an ordered event's sequence number starts at 1, and it and its clock are at most 2^62");
 		return -1;
 	}
 	if (e->ndeps > GOSSIP_ORDER_DEPS_MAX) {
@@ -40,10 +40,10 @@ int gossip_order_encode(struct gossip_buf *b, const struct gossip_oev *e)
 		memcpy(d, e->deps, e->ndeps * sizeof *d);
 		qsort(d, e->ndeps, sizeof *d, cmp_dep);
 		for (size_t i = 0; i < e->ndeps; i++)
-			if ((i && !memcmp(d[i].origin, d[i - 1].origin, 32)) || d[i].seq == 0) {
+			if ((i && !memcmp(d[i].origin, d[i - 1].origin, 32)) || d[i].seq == 0 || d[i].seq > GOSSIP_ORDER_NUM_MAX) {
 				free(d);
 				gossip_seterr("an ordered event names each origin once in its dependencies, "
-				              "with a sequence number from 1");
+				              "with a sequence number from 1 to 2^62");
 				return -1;
 			}
 	}
@@ -102,6 +102,11 @@ int gossip_order_decode(const uint8_t *p, size_t n, struct gossip_oev *e)
 		gossip_seterr("an ordered event's sequence number starts at 1");
 		return -1;
 	}
+	/* Past 2^62 a seq or a clock could wrap (the next seq, a clock one more). */
+	if (e->seq > GOSSIP_ORDER_NUM_MAX || e->lamport > GOSSIP_ORDER_NUM_MAX) {
+		gossip_seterr("an ordered event's sequence number and clock are at most 2^62");
+		return -1;
+	}
 	if (count && !(e->deps = calloc(count, sizeof *e->deps))) {
 		gossip_seterr("out of memory");
 		return -1;
@@ -111,7 +116,8 @@ int gossip_order_decode(const uint8_t *p, size_t n, struct gossip_oev *e)
 		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "a dependency's origin") < 0 || ev.len != 32)
 			goto bad;
 		memcpy(e->deps[i].origin, ev.data, 32);
-		if (want_uint(&c, &e->deps[i].seq, "a dependency's sequence number") < 0 || e->deps[i].seq == 0)
+		if (want_uint(&c, &e->deps[i].seq, "a dependency's sequence number") < 0 || e->deps[i].seq == 0 ||
+		    e->deps[i].seq > GOSSIP_ORDER_NUM_MAX)
 			goto bad;
 		if (i && memcmp(e->deps[i - 1].origin, e->deps[i].origin, 32) >= 0) {
 			gossip_seterr("an ordered event's dependencies are not sorted by origin, once each");
@@ -489,8 +495,17 @@ int gossip_orderer_start(struct gossip_orderer *o, const uint8_t pk[32], uint64_
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	if (next > r->next)
+	if (next > r->next) {
 		r->next = next;
+		/* What is held below it is delivered already (a saved state): dropped. Down
+		 * from the end: a removal moves the last one into the hole, seen already. */
+		for (size_t i = o->nheld; i-- > 0;)
+			if (o->held[i].seq < next && !memcmp(o->held[i].origin, pk, 32)) {
+				struct gossip_omsg gone = o->held[i];
+				held_remove(o, i);
+				gossip_omsg_free(&gone);
+			}
+	}
 	advance_contig(o, r);
 	return 0;
 }
@@ -503,7 +518,9 @@ int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, con
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	if (e->seq < r->next || held_find(o, m->origin, e->seq))
+	/* Past 2^62 (decoding refuses it): taken as nothing new, never let wrap. */
+	if (e->seq < r->next || e->seq > GOSSIP_ORDER_NUM_MAX || e->lamport > GOSSIP_ORDER_NUM_MAX ||
+	    held_find(o, m->origin, e->seq))
 		return GOSSIP_ORDER_DUP;
 	if (o->mode == GOSSIP_ORDER_TOTAL && o->has_pos && !key_less(o->pos_lamport, o->pos_origin, e->lamport, m->origin))
 		return GOSSIP_ORDER_LATE;  /* the order has passed it (its origin was taken for dead) */
@@ -642,6 +659,11 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 		 * is, while the oldest held is younger (no look at each held message). */
 		if (!o->nheld || gossip_age_ms(now, o->held_time) <= o->expire_ms)
 			return 0;
+		/* A look that found none is not made again within a second: an event that
+		 * can never go (or one signed long ago) keeps held_time old, and a look at
+		 * each pass would scan everything held at each pass. */
+		if (o->looked && gossip_age_ms(now, o->looked - 1) < 1000)
+			return 0;
 		o->held_time = UINT64_MAX;
 		for (size_t j = 0; j < o->nheld; j++)
 			if (o->held[j].time < o->held_time)
@@ -663,6 +685,7 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 				return 2;
 			}
 		}
+		o->looked = now + 1;
 		return 0;
 	}
 	struct gossip_omsg *h = &o->held[i];

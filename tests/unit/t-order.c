@@ -239,6 +239,56 @@ static void many(int mode)
 	gossip_orderer_free(&o);
 }
 
+/* Numbers that could wrap are refused; a start past held events drops them; an event that
+ * can never go, signed long ago, does not make every pass look at all that is held. */
+static void bounds(void)
+{
+	struct gossip_buf b = {0};
+	struct gossip_oev e = {.seq = GOSSIP_ORDER_NUM_MAX, .lamport = GOSSIP_ORDER_NUM_MAX}, g;
+	ok(gossip_order_encode(&b, &e) == 0 && gossip_order_decode(b.p, b.len, &g) == 0, "seq and clock 2^62 taken");
+	gossip_oev_free(&g);
+	e.seq = GOSSIP_ORDER_NUM_MAX + 1;
+	ok(gossip_order_encode(&b, &e) < 0, "seq 2^62 + 1 not encoded: %s", gossip_error());
+	e.seq = 1, e.lamport = UINT64_MAX;
+	ok(gossip_order_encode(&b, &e) < 0, "clock 2^64 - 1 not encoded");
+	/* {1: 2^64 - 1, 2: 1, 3: [], 4: h''} and {1: 1, 2: 2^64 - 1, ...} */
+	unsigned char x[64];
+	size_t n = unhex(x, "a4011bffffffffffffffff0201038004 40");
+	n = unhex(x, "a4011bffffffffffffffff020103800440");
+	ok(gossip_order_decode(x, n, &g) < 0, "seq 2^64 - 1 refused: %s", gossip_error());
+	n = unhex(x, "a40101021bffffffffffffffff03800440");
+	ok(gossip_order_decode(x, n, &g) < 0, "clock 2^64 - 1 refused");
+	gossip_buf_free(&b);
+
+	struct gossip_orderer o;
+	gossip_orderer_init(&o, GOSSIP_ORDER_FIFO);
+	ok(put(&o, A, GOSSIP_ORDER_NUM_MAX + 1, 1) == GOSSIP_ORDER_DUP && o.nheld == 0,
+	   "added past 2^62 (not decoded): nothing new, nothing held");
+	add(&o, A, 2, 2, NULL, 0, "a2", GOSSIP_ORDER_HELD);
+	add(&o, A, 5, 5, NULL, 0, "a5", GOSSIP_ORDER_HELD);
+	ok(gossip_orderer_start(&o, A, 4) == 0 && o.nheld == 1, "a start at 4 drops a2, held below it");
+	add(&o, A, 4, 4, NULL, 0, "a4", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 5000), "a4 a5", "then 4 and 5 go");
+	gossip_orderer_free(&o);
+
+	/* Causal: b1 depends on b's own seq 2, so it never goes; it was signed at 1000. */
+	gossip_orderer_init(&o, GOSSIP_ORDER_CAUSAL);
+	o.expire_ms = 1000;
+	struct gossip_odep self = {{0}, 2};
+	memcpy(self.origin, B, 32);
+	add(&o, B, 1, 1, &self, 1, "b1", GOSSIP_ORDER_HELD);
+	struct gossip_msg m = {.type = GOSSIP_T_EVENT, .key = (const uint8_t *)"ev", .keylen = 2, .time = 8500};
+	struct gossip_oev a2 = {.seq = 2, .lamport = 2, .payload = (const uint8_t *)"a2", .paylen = 2};
+	memcpy(m.origin, A, 32);
+	ok(gossip_orderer_add(&o, &m, &a2, 8500) == GOSSIP_ORDER_HELD, "a2, signed at 8500, held (a1 missing)");
+	is_str(drain(&o, 9000), "", "b1 expired but not a gap, a2's gap young: a look, none found");
+	ok(o.looked == 9001, "the look is remembered (%llu)", (unsigned long long)o.looked);
+	/* At 9800 a2 has expired: only the look's pause holds its skip back. */
+	is_str(drain(&o, 9800), "", "within a second of the last look: no other look");
+	is_str(drain(&o, 10001), "[skip 1] a2", "a second on: the expired gap is skipped");
+	gossip_orderer_free(&o);
+}
+
 /* Total order: an origin whose clock goes back (a liar) still has its events delivered
  * in its seq order, none left behind for good. */
 static void clock_back(void)
@@ -272,5 +322,6 @@ int main(void)
 	many(GOSSIP_ORDER_CAUSAL);
 	many(GOSSIP_ORDER_TOTAL);
 	clock_back();
+	bounds();
 	return tap_done();
 }

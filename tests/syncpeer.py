@@ -244,6 +244,17 @@ def peel(t, k):
     return out if all(c == [0, 0, 0] for c in t) else None
 
 
+def in_part(ids, bits, prefix):
+    """The ids in a part: all (bits 0), or those whose first bits are prefix."""
+    return [i for i in ids if bits == 0 or i >> (64 - bits) == prefix]
+
+
+def send_ids(s, bits, prefix, ids):
+    """A part's listing: its ids (if any) in one item, then the empty item that ends it."""
+    s.send(*[["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in ids)]][:len(ids)],
+           ["ids", bits, prefix, b""])
+
+
 def fakepeer(s, n, k):
     s.server()
     s.item()  # ["summary", mode, root, count]
@@ -258,12 +269,10 @@ def fakepeer(s, n, k):
             break
         # A table that did not decode (rare: 5 ids in 24 cells): the client asks for a
         # larger one, or a sixteenth's, and gets the same ids; or, given up, their list.
-        part = [i for i in ids if item[0] in ("table", "ids") and (item[1] == 0 or i >> (64 - item[1]) == item[2])]
         if item[0] == "table":
-            s.send(["table", item[1], item[2], item[3], put(table(part, item[3]))])
+            s.send(["table", item[1], item[2], item[3], put(table(in_part(ids, item[1], item[2]), item[3]))])
         elif item[0] == "ids":
-            s.send(*[["ids", item[1], item[2], b"".join(i.to_bytes(8, "big") for i in sorted(part))]][:len(part)],
-                   ["ids", item[1], item[2], b""])
+            send_ids(s, item[1], item[2], sorted(in_part(ids, item[1], item[2])))
     now = int(time.time() * 1000)
     s.send(["msgs", n], raw=b"".join(sign_msg(s.sk, {1: 1, 2: now + i, 3: now, 4: "fake%d" % i,
                                                      5: "v"}) for i in range(k)))
@@ -279,7 +288,7 @@ def liar(s, how):
         """A table with entries of the server's taken away: "only the client's". The same
         lie at every size asked for: one size may not decode (6 syncs in 300 at the
         smallest), the next almost surely does."""
-        t = table([i for i in fake if bits == 0 or i >> (64 - bits) == prefix], k)
+        t = table(in_part(fake, bits, prefix), k)
         for c in t:
             c[0] = (-c[0]) & 255
         return put(t)
@@ -310,8 +319,7 @@ def liar(s, how):
                     while True:
                         s.send(["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in range(base, base + 65536))])
                         base += 65536
-                s.send(*[["ids", bits, prefix, b"".join(i.to_bytes(8, "big") for i in ids)]][:len(ids)],
-                       ["ids", bits, prefix, b""])
+                send_ids(s, bits, prefix, ids)
                 continue
             if item[0] != "table":
                 break

@@ -128,15 +128,21 @@ static void causal(void)
 	gossip_orderer_free(&o);
 }
 
+/* Total order's members: the first n of a, b and c. */
+static void members(struct gossip_orderer *o, size_t n)
+{
+	uint8_t m[3][32];
+	memcpy(m[0], A, 32);
+	memcpy(m[1], B, 32);
+	memcpy(m[2], C, 32);
+	gossip_orderer_members(o, (const uint8_t(*)[32])m, n);
+}
+
 static void total(void)
 {
 	struct gossip_orderer o;
 	gossip_orderer_init(&o, GOSSIP_ORDER_TOTAL);
-	uint8_t members[3][32];
-	memcpy(members[0], A, 32);
-	memcpy(members[1], B, 32);
-	memcpy(members[2], C, 32);
-	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 3);
+	members(&o, 3);
 	add(&o, B, 1, 1, NULL, 0, "b1", GOSSIP_ORDER_HELD);
 	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
 	is_str(drain(&o, 5000), "", "total: nothing until every member is past it");
@@ -149,7 +155,7 @@ static void total(void)
 	is_str(drain(&o, 5000), "c1", "total: c1 once a and b are past 3");
 	add(&o, B, 1, 1, NULL, 0, "b1", GOSSIP_ORDER_DUP);
 	/* C taken for dead: the order goes on without it, and its old clock comes too late. */
-	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 2);
+	members(&o, 2);
 	add(&o, A, 3, 5, NULL, 0, "a3", GOSSIP_ORDER_HELD);
 	add(&o, B, 3, 6, NULL, 0, "b3", GOSSIP_ORDER_HELD);
 	is_str(drain(&o, 5000), "a2 b2 a3", "total: without c");
@@ -185,12 +191,8 @@ static void many(int mode)
 	int got = 0, bad_order = 0, bad_dup = 0, i;
 	const uint8_t *last_o = NULL;
 	gossip_orderer_init(&o, mode);
-	if (mode == GOSSIP_ORDER_TOTAL) {
-		uint8_t members[NO][32];
-		for (i = 0; i < NO; i++)
-			memcpy(members[i], pk[i], 32);
-		gossip_orderer_members(&o, (const uint8_t(*)[32])members, NO);
-	}
+	if (mode == GOSSIP_ORDER_TOTAL)
+		members(&o, NO);
 	for (i = 0; i < PER * NO; i++)
 		v[i] = (uint32_t)i;
 	gossip_rng_seed(&rng, 7, 1);
@@ -295,10 +297,7 @@ static void clock_back(void)
 {
 	struct gossip_orderer o;
 	gossip_orderer_init(&o, GOSSIP_ORDER_TOTAL);
-	uint8_t members[2][32];
-	memcpy(members[0], A, 32);
-	memcpy(members[1], B, 32);
-	gossip_orderer_members(&o, (const uint8_t(*)[32])members, 2);
+	members(&o, 2);
 	add(&o, A, 1, 5, NULL, 0, "a1", GOSSIP_ORDER_HELD);
 	add(&o, A, 2, 3, NULL, 0, "a2", GOSSIP_ORDER_HELD);
 	add(&o, B, 1, 9, NULL, 0, "b1", GOSSIP_ORDER_HELD);

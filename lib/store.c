@@ -317,6 +317,7 @@ struct store_sum {
 	uint16_t *dlist;  /* the dirty buckets, ndirty of them */
 	size_t ndirty;
 	int valid;  /* 0: made again from the index at the next digest */
+	int l1all;  /* made again: every level-one hash to be made again too */
 	uint64_t made_at;  /* the time of the last digest */
 	uint8_t l1[256][16];
 	uint64_t l1cnt[256];
@@ -2237,7 +2238,9 @@ static struct store_sum *mk_alloc(void)
 	return m;
 }
 
-/* Make it again from the index: every bucket to hash, every delete and event to expire. */
+/* Make it again from the index: every bucket that holds an entry or held one when last
+ * hashed (the others are zeros already, as is a new summary's every bucket) to hash,
+ * every delete and event to expire. */
 static int mk_rebuild(struct gossip_store *st)
 {
 	struct store_sum *m = st->sum;
@@ -2245,12 +2248,17 @@ static int mk_rebuild(struct gossip_store *st)
 	m->ndirty = 0;
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
+	m->l1all = 1;
 	for (size_t b = 0; b < 65536; b++)
-		mk_mark(st, b);
+		if (m->cnt[b])
+			mk_mark(st, b);
 	for (size_t i = 0; i < st->cap; i++) {
 		const struct gossip_entry *e = &st->tab[i];
 		uint64_t at;
-		if (e->used && (at = expires_at(st, e->type, e->time, e->version)) != UINT64_MAX &&
+		if (!e->used)
+			continue;
+		mk_mark(st, bucket_of(e->slot));
+		if ((at = expires_at(st, e->type, e->time, e->version)) != UINT64_MAX &&
 		    mk_heap_push(m, at, bucket_of(e->slot)) < 0) {
 			m->valid = 0;
 			gossip_seterr("out of memory");
@@ -2303,7 +2311,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 	m->made_at = now;
 	/* The level-one hashes over the buckets that changed; the count. */
 	for (size_t a = 0; a < 256; a++) {
-		if (l1dirty[a]) {
+		if (l1dirty[a] || m->l1all) {
 			uint64_t in = 0;
 			for (size_t j = 0; j < 256; j++)
 				in += m->cnt[a * 256 + j];
@@ -2314,6 +2322,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		}
 		d->count += m->l1cnt[a];
 	}
+	m->l1all = 0;
 	memcpy(d->l1, m->l1, sizeof d->l1);
 	for (int i = 0; i < 8; i++)
 		cnt[i] = (uint8_t)(d->count >> (56 - 8 * i));
@@ -2421,8 +2430,10 @@ static size_t ids_lower(const struct store_ids *s, uint64_t id)
 int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
                 struct store_cell *out)
 {
-	if (bits == 0) {
-		/* The whole, made once at the largest size and folded to each size asked. */
+	if (bits == 0 && s->n >= STORE_IBLT_CELLS / 4) {
+		/* The whole, made once at the largest size and folded to each size asked (a
+		 * fold puts each id where an add at size k would). Fewer ids are added at the
+		 * size asked: cheaper than 1.5 MB of cells for a small store. */
 		if (!s->whole) {
 			if (!(s->whole = calloc(STORE_IBLT_CELLS, sizeof *s->whole))) {
 				gossip_seterr("out of memory");
@@ -2435,9 +2446,8 @@ int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
 		return 0;
 	}
 	memset(out, 0, ((size_t)3 << k) * sizeof *out);
-	uint64_t lo = (uint64_t)prefix << (64 - bits);
-	size_t from = ids_lower(s, lo);
-	for (size_t i = from; i < s->n && s->v[i].id >> (64 - bits) == prefix; i++)
+	size_t from = 0, n = store_part(s, bits, prefix, &from);
+	for (size_t i = from; i < from + n; i++)
 		store_iblt_add(out, k, s->v[i].id, 1);
 	return 0;
 }

@@ -167,6 +167,8 @@ static void test_visible(const struct gossip_identity *a, const struct gossip_id
 	gossip_slot(slot, &dm);
 	gossip_store_lock(st);
 	ok(gossip_store_find(st, slot) != NULL, "b's set is found");
+	ok(gossip_store_summary(st, root, &count) == 0 && count == 3 && memcmp(root, root_a, 16) != 0,
+	   "the summary counts b's messages too (%llu)", (unsigned long long)count);
 	gossip_store_set_visible(st, hide_b, (void *)b->pk);
 	gossip_store_each(st, 0, count_each, &n);
 	ok(n == 1, "hidden: b's messages leave the listing (%d)", n);
@@ -177,6 +179,8 @@ static void test_visible(const struct gossip_identity *a, const struct gossip_id
 	n = 0;
 	gossip_store_each(st, 0, count_each, &n);
 	ok(n == 3, "shown again, they are back (%d)", n);
+	ok(gossip_store_summary(st, root, &count) == 0 && count == 3, "and counted (%llu)",
+	   (unsigned long long)count);
 	gossip_store_unlock(st);
 	gossip_store_set_visible(st, hide_b, (void *)b->pk);
 	uint64_t before, after;
@@ -189,6 +193,10 @@ static void test_visible(const struct gossip_identity *a, const struct gossip_id
 	gossip_store_each(st, 0, count_each, &n);
 	gossip_store_unlock(st);
 	ok(n == 1, "for good: shown again, only a's remains (%d)", n);
+	gossip_store_lock(st);
+	ok(gossip_store_summary(st, root, &count) == 0 && count == 1 && memcmp(root, root_a, 16) == 0,
+	   "the summary made again after the compaction: the root of a's message alone");
+	gossip_store_unlock(st);
 	gossip_store_close(st);
 	rm_dir(d);
 	gossip_buf_free(&m);

@@ -49,13 +49,6 @@ setup() {
 	unset GOSSIP_DIR
 }
 
-all_alive() {
-	local n
-	for n in $(seq 1 10); do
-		[ "$(gossip-peers -d "$T/n$n" -j list 2>/dev/null | jq -r .state | grep -c '^alive$')" = "$1" ] || return 1
-	done
-}
-
 # within X WANT REL: |X - WANT| <= REL * |WANT|.
 within() {
 	awk -v x="$1" -v w="$2" -v r="$3" 'BEGIN { d = x - w; if (d < 0) d = -d; a = w < 0 ? -w : w; exit !(d <= r * a) }'

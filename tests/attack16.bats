@@ -22,10 +22,6 @@ teardown() {
 	nodes_stop
 }
 
-all_alive() {
-	[ "$(gossip-peers -d "$T/$1" -j list | jq -s '[.[] | select(.state == "alive")] | length')" = "$2" ]
-}
-
 # cluster N [gossip-node options...]: nodes n1..nN, each answering every query with
 # "NAME ok", all alive everywhere.
 cluster() {
@@ -37,7 +33,7 @@ cluster() {
 	done
 	node_listens $NODES || return 1
 	for ((i = 1; i <= k; i++)); do
-		wait_for 20 all_alive "n$i" "$k"
+		wait_for 20 sees "$k" alive "n$i"
 	done
 }
 

@@ -54,12 +54,14 @@ publish() {
 # value) everywhere. Not the whole digest: under loss, members' records change every few
 # seconds (each refuted suspicion is a new incarnation), so whole stores agree only by luck
 # of timing; the members' states are checked on their own (sees).
+# A dump line is the message (origin, name, type, key, value, version, time, in that order),
+# the same at every node that holds it; grep picks the keys' lines (jq, at 25 ms of CPU
+# each, ten a poll, slowed the nodes it waited for).
 converged() {
-	local n k filter
-	filter=$(printf '"%s",' "$@")
-	filter="select(.key | IN(${filter%,})) | [.key, .origin, .version, .value] | @json"
+	local n k
+	for k; do printf '"key":"%s",\n' "$k"; done >keys.want
 	for n in $NODES; do
-		gossip-merge -d "$T/$n" -j dump 2>/dev/null | jq -r "$filter" | sort >"rows.$n" || return 1
+		gossip-merge -d "$T/$n" -j dump 2>/dev/null | grep -F -f keys.want | sort >"rows.$n" || return 1
 		[ "$(wc -l <"rows.$n")" = $# ] || return 1
 	done
 	for n in $NODES; do cat "rows.$n"; done | sort -u >rows
@@ -84,11 +86,17 @@ report() {
 @test "20% packet loss on every host: every node still converges" {
 	for i in $(seq 1 10); do
 		net_nft "$NS" "$i" 'table inet loss {
-			chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 100 < 20 drop; }
+			chain in {
+				type filter hook input priority 0;
+				iifname "eth0" counter;
+				iifname "eth0" numgen random mod 100 < 20 counter drop;
+			}
 		}'
 	done
-	# Loss is real: a thousand datagrams from host 1 to host 2 lose about a fifth. Fifty
-	# end marks follow them (on one link, in order): once one is in, every x that made it is.
+	# Loss is real: a thousand datagrams from host 1 to host 2 and fifty end marks after
+	# them (on one link, in order: once one is in, every x that made it is). Host 2's rule
+	# counts what it saw and what it dropped: about a fifth. What arrives is shown, not
+	# judged: a receiving socket starved of CPU drops more on its own.
 	ip netns exec "$NS-2" socat -u UDP-RECV:9999,bind=10.222.0.2 OPEN:got,creat,append & sink=$!
 	wait_for 5 eval 'ip netns exec "$NS-2" ss -Hlun | grep -q "10.222.0.2:9999 "'
 	seq 1 1000 | sed "s/.*/x/" | ip netns exec "$NS-1" socat -b2 -u - UDP-SENDTO:10.222.0.2:9999
@@ -96,9 +104,13 @@ report() {
 	wait_for 5 grep -q '^e$' got
 	kill $sink 2>/dev/null || true
 	got=$(grep -c '^x$' got)
-	echo "# 1000 datagrams sent, $got arrived" >&3
-	[ "$got" -gt 700 ] || fail "$got of 1000 arrived: want about 800"
-	[ "$got" -lt 880 ] || fail "$got of 1000 arrived: want about 800"
+	ip netns exec "$NS-2" nft list chain inet loss in | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' >counted
+	seen=$(sed -n 1p counted) dropped=$(sed -n 2p counted)
+	echo "# 1050 datagrams sent: host 2's rule saw $seen packets and dropped $dropped; $got of 1000 x arrived" >&3
+	[ "$seen" -ge 1050 ] || fail "host 2's rule saw $seen packets of the 1050 sent"
+	awk -v d="$dropped" -v s="$seen" 'BEGIN { exit !(d > 0.13 * s && d < 0.27 * s) }' ||
+		fail "host 2's rule dropped $dropped of $seen packets: want about a fifth"
+	[ "$got" -gt 0 ] && [ "$got" -le $((1050 - dropped)) ] || fail "$got of 1000 arrived past $dropped drops"
 
 	cluster
 	# The members find each other through the loss first; then every value must reach all.
@@ -107,7 +119,7 @@ report() {
 	for i in $(seq 1 30); do publish "n$((i % 10 + 1))" "lossy$i" "$i"; done
 	keys=$(seq 1 30 | sed 's/^/lossy/')
 	# shellcheck disable=SC2086
-	# Typically 30-40 s; the bound leaves room for a loaded machine (and sanitizers).
+	# Typically 3-10 s; the bound leaves room for a loaded machine (and sanitizers).
 	wait_for 120 converged $keys || fail "$(report)"
 	wait_for 60 sees 10 alive $NODES || fail "$(report)"
 	echo "# converged under 20% loss $(($(date +%s) - t0)) s after the first publish" >&3

@@ -36,21 +36,6 @@ start_cluster() {
 	wait_for 20 all_alive "$count" || fail "not all alive: $(for n in $NODES; do echo "== $n"; gossip-peers -d $T/$n list; done)"
 }
 
-# all_alive N: every node's table holds N alive members.
-all_alive() {
-	for n in $NODES; do
-		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c '^alive$')" = "$1" ] || return 1
-	done
-}
-
-# all_see STATE NAME: every other running node sees NAME in STATE.
-all_see() {
-	for n in $NODES; do
-		[ "$n" = "$2" ] && continue
-		[ "$(state_of "$n" "$2")" = "$1" ] || return 1
-	done
-}
-
 # all_heard NAME: every other running node has had a heartbeat from NAME (phi judges it).
 all_heard() {
 	for n in $NODES; do

@@ -53,13 +53,6 @@ teardown() {
 	:
 }
 
-all_alive() {
-	local n
-	for n in n1 n2 n3 n4 n5; do
-		[ "$(gossip-peers -d "$T/$n" -j list 2>/dev/null | jq -r .state | grep -c '^alive$')" = "$1" ] || return 1
-	done
-}
-
 @test "a query is answered by every member: names and answers, the summary, exit 0" {
 	run --separate-stderr gossip-query -d "$T/n1" -T 10 hello there
 	assert_success

@@ -58,7 +58,7 @@ assert_error() {
 # a core from the nodes it waits for. COMMAND runs with errexit off, as in any condition:
 # a function given here must return its failures (`|| return 1`), not rely on errexit.
 wait_for() {
-	local limit=$1 end t0 took
+	local limit=$1 end t0 took pause
 	shift
 	us_of "$limit" || fail "wait_for: $limit: want seconds"
 	end=$((${EPOCHREALTIME//[!0-9]/} + REPLY))
@@ -67,7 +67,9 @@ wait_for() {
 		"$@" && return 0
 		took=$((${EPOCHREALTIME//[!0-9]/} - t0))
 		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || break
-		if [ "$took" -gt 50000 ]; then sleep "$((took / 1000000)).$(printf %06d $((took % 1000000)))"; else sleep 0.05; fi
+		pause=$((took > 50000 ? took : 50000))
+		printf -v pause '%d.%06d' $((pause / 1000000)) $((pause % 1000000))
+		sleep "$pause"
 	done
 	fail "timed out after $limit s waiting for: $*"
 }

@@ -195,14 +195,23 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 }
 
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {
+	# The numbers' bounds exactly (the checks are the shell's, not awk's): 0.001 to 60 for
+	# -i, below 1 for -J, above 0 for -s and -S, whatever the digits after the point.
 	for args in "-l 7946" "-l 127.0.0.1:99999" "-l 127.0.0.1:x" "-i 0" "-i abc" "-i 500" "-k 0" \
-		"-J 1.5" "-s -1" "-p 10.0.0.1" "extra"; do
-		# shellcheck disable=SC2086
-		run --separate-stderr gossip-node -d "$T/fresh" $args
+		"-i 60.0000001" "-i 0.0009999" "-i 1.2.3" "-i ." "-J 1.5" "-J 1.0000000" "-J 1.00000001" "-J x" \
+		"-s -1" "-s 0.000" "-S 0" "-S 0.0000000" "-s 99999999999999999999x" "-p 10.0.0.1" "extra"; do
+		# shellcheck disable=SC2086 (timeout: were one taken, the node would run, not hang here)
+		run --separate-stderr timeout 10 gossip-node -d "$T/fresh" $args
 		[ "$status" = 2 ] || fail "$args: exit $status"
 		[ -n "$stderr" ] && [ "$(printf '%s\n' "$stderr" | wc -l)" -le 2 ] || fail "$args: $stderr"
 		[[ "$stderr" == gossip-node:* || "$stderr" == usage:* ]] || fail "$args: $stderr"
 		[ ! -e "$T/fresh" ] || fail "$args made the state directory"
+	done
+	# The bounds themselves pass the checks (and the verb after them is what is refused).
+	for args in "-i 60" "-i 60.000000" "-i 0.001" "-J 0" "-J 0.9999999" "-S 0.0000001"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr gossip-node -d "$T/fresh" $args stop
+		[ "$stderr" = "gossip-node: ${args%% *} is for running a node, not for stop" ] || fail "$args: $stderr"
 	done
 	run gossip-node --help
 	assert_success

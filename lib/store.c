@@ -54,6 +54,11 @@ static size_t home(const uint8_t *slot, size_t cap)
 	return (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)cap)));
 }
 
+size_t store_home(const uint8_t *slot, size_t cap)
+{
+	return home(slot, cap);
+}
+
 static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t slot[16])
 {
 	size_t i = home(slot, st->cap);
@@ -1189,7 +1194,6 @@ static int catch_up(struct gossip_store *st)
 	int r = -1;
 	if (st->fd < 0)
 		return 0;
-	sum_load(st);
 	if (fstat(st->fd, &sb) < 0) {
 		gossip_seterr("store: %s", strerror(errno));
 		return -1;
@@ -1197,6 +1201,7 @@ static int catch_up(struct gossip_store *st)
 	size = (uint64_t)sb.st_size;
 	if (size <= st->end)
 		return 0;
+	sum_load(st);  /* only when there is something to read */
 	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
 		gossip_seterr("store: out of memory");
 		return -1;
@@ -1310,7 +1315,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 {
 	const char *path = gossip_path(st->dir, "store");
 	struct stat sb;
-	int ro = st->opts.readonly;
+	int ro = st->opts.readonly, fresh = 0;
 	if (st->lockfd >= 0 && flock(st->lockfd, (ro ? LOCK_SH : LOCK_EX) | (nowait ? LOCK_NB : 0)) < 0) {
 		if (nowait && errno == EWOULDBLOCK)
 			return 1;
@@ -1338,12 +1343,15 @@ static int store_lock(struct gossip_store *st, int nowait)
 			return -1;
 		}
 		st->ino = (uint64_t)sb.st_ino;
+		fresh = 1;
+		store_index_load(st);
 		if (load_watermarks(st) < 0) {
 			gossip_store_unlock(st);
 			return -1;
 		}
 	}
-	int fresh = st->end == 0;
+	fresh |= st->end == 0;
+	uint64_t from = st->end;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
@@ -1357,6 +1365,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 					            st->dir, st->dir);
 				break;
 			}
+	store_index_save(st, st->end - from, 0);
 	return 0;
 }
 
@@ -1416,6 +1425,16 @@ void gossip_store_close(struct gossip_store *st)
 {
 	if (!st)
 		return;
+	/* Leave an image of what this process indexed or stored for the next to open, when
+	 * the store is free now and unchanged since (never waiting for it). */
+	struct stat sb;
+	if (!st->opts.readonly && st->fd >= 0 && st->lockfd >= 0 &&
+	    (st->locked || flock(st->lockfd, LOCK_EX | LOCK_NB) == 0)) {
+		st->locked = 1;
+		if (stat(gossip_path(st->dir, "store"), &sb) == 0 && (uint64_t)sb.st_ino == st->ino &&
+		    (uint64_t)sb.st_size == st->end)
+			store_index_save(st, 0, 1);
+	}
 	gossip_store_unlock(st);
 	if (st->fd >= 0)
 		close(st->fd);
@@ -1588,6 +1607,7 @@ int store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *b
 		              "was verified; it is left out, and the store is read again",
 		              st->dir, (unsigned long long)e->off);
 		st->ino = 0;  /* the next lock indexes afresh, and quarantines it */
+		st->idx_end = 0;  /* and an image that vouched for it is written again */
 		return -2;
 	}
 	return 0;
@@ -1716,6 +1736,10 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	if (!(v = current(st, &n, 0)) || !(buf = malloc(GOSSIP_MSG_MAX)) ||
 	    !(tab = calloc(cap, sizeof *tab)))
 		goto out;
+	/* The image of the index is of the file about to be replaced: its room goes to the
+	 * new file (written again after, when the new file is worth one). */
+	if (unlink(gossip_path(st->dir, "store.idx")) == 0)
+		st->idx_end = 0;
 	snprintf(tmp, sizeof tmp, "%s/store.new", st->dir);
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
 		gossip_seterr("store: cannot create %s: %s", tmp, strerror(errno));
@@ -1795,6 +1819,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->dead_bytes = 0;
 	if (after)
 		*after = off;
+	store_index_save(st, 0, 1);  /* the new file's, which it lacks entirely */
 	r = 0;
 out:
 	if (fd >= 0) {
@@ -1802,9 +1827,14 @@ out:
 		unlink(tmp);
 	}
 	if (r < 0) {
-		/* Offsets may be half rewritten: index the unchanged file afresh. */
+		/* Offsets may be half rewritten: index the unchanged file afresh (and, when a
+		 * message changed on disk under the image, write the image again). */
+		struct stat fb;
 		reset_index(st);
-		catch_up(st);
+		if (fstat(st->fd, &fb) == 0 && catch_up(st) == 0) {
+			st->ino = (uint64_t)fb.st_ino;  /* indexed afresh: no need to again */
+			store_index_save(st, st->end, 0);
+		}
 	}
 	free(tab);
 	free(v);
@@ -1846,6 +1876,7 @@ static int each_one(struct gossip_store *st, const struct store_item *it, uint64
 			            "was verified; it is left out, and the store is read again",
 			            st->dir, (unsigned long long)pos);
 		st->ino = 0;
+		st->idx_end = 0;
 		return 0;
 	}
 	return is_current(st, e, w->now) ? w->fn(w->ctx, e, p) : 0;
@@ -1899,28 +1930,50 @@ const char *gossip_store_row_state(const struct gossip_store *st, const struct g
 	return e->reg == UINT32_MAX ? "current" : "wins";
 }
 
+/* What the slot of key by origin o holds, if anything (the key's own bytes are checked
+ * when the row is read). */
+static const struct gossip_entry *row_of(const struct gossip_store *st, const uint8_t *key,
+                                         size_t keylen, uint32_t o)
+{
+	struct gossip_msg m = {0};
+	uint8_t slot[16];
+	m.type = GOSSIP_T_SET;
+	memcpy(m.origin, st->origins[o].pk, 32);
+	m.key = key;
+	m.keylen = keylen;
+	gossip_slot(slot, &m);
+	return find(st, slot);
+}
+
 int gossip_store_rows(struct gossip_store *st, const uint8_t *key, size_t keylen,
                       gossip_each_fn *fn, void *ctx)
 {
 	uint8_t kid[16], *buf = NULL;
-	uint32_t rid = UINT32_MAX;
-	int reg = gossip_key_is_register(key, keylen), r = 0;
+	int r = 0;
 	size_t n = 0;
-	struct row *v = malloc((st->n ? st->n : 1) * sizeof *v);
-	if (reg) {
+	const struct store_reg *g = NULL;
+	if (gossip_key_is_register(key, keylen)) {
+		uint32_t rid;
 		key_id(kid, key, keylen);
-		rid = reg_find(st, kid, NULL);
+		if ((rid = reg_find(st, kid, NULL)) == UINT32_MAX)
+			return 0;
+		g = &st->regs[rid];
 	}
+	/* Found through the index, not by a look at every entry: a register's rows are in
+	 * the slots it lists (one per origin that wrote it), a _ key's in each origin's slot
+	 * for it. At most one row per origin. */
+	size_t most = g ? g->nslots : st->norigins;
+	struct row *v = malloc((most ? most : 1) * sizeof *v);
 	if (!v || !(buf = malloc(GOSSIP_MSG_MAX))) {
 		free(v);
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < st->cap; i++) {
-		const struct gossip_entry *e = &st->tab[i];
-		if (e->used && visible(st, e) && (e->type == GOSSIP_T_SET || e->type == GOSSIP_T_DEL) &&
-		    (reg ? rid != UINT32_MAX && e->reg == rid : e->reg == UINT32_MAX))
-			v[n++] = (struct row){&st->tab[i], st->origins[e->origin].pk};
+	for (size_t i = 0; i < most; i++) {
+		const struct gossip_entry *e = g ? find(st, g->slots[i]) : row_of(st, key, keylen, (uint32_t)i);
+		if (e && visible(st, e) && (e->type == GOSSIP_T_SET || e->type == GOSSIP_T_DEL) &&
+		    (g ? e->reg == (uint32_t)(g - st->regs) : e->reg == UINT32_MAX))
+			v[n++] = (struct row){(struct gossip_entry *)e, st->origins[e->origin].pk};
 	}
 	qsort(v, n, sizeof *v, by_row);
 	for (size_t i = 0; i < n && r == 0; i++) {
@@ -2037,6 +2090,7 @@ static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *f
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
+	sum_load(st);  /* what DIR/store.sum vouches for, unless catch_up read it already */
 	for (pos = from; pos < end && r == 0;) {
 		size_t need = end - pos < GOSSIP_MSG_MAX ? (size_t)(end - pos) : GOSSIP_MSG_MAX, len;
 		if (pos < wpos || pos + need > wpos + wlen) {
@@ -2074,9 +2128,14 @@ static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *f
 			continue;
 		}
 		store_item_of(&it, &m, len);
+		/* Proven as the index read it (an index taken from DIR/store.idx read none of
+		 * it, and DIR/store.sum may have been lost since): listed, or verified now. */
 		if (!sum_has(st, it.hash)) {
-			pos++;  /* framed like a message, never proven: damage */
-			continue;
+			if (gossip_msg_verify(&m) < 0) {
+				pos++;  /* framed like a message, never proven: damage */
+				continue;
+			}
+			(void)sum_add(st, it.hash);  /* only the cache suffers */
 		}
 		r = fn(st, &it, pos, p, ctx);
 		pos += len;

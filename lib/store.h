@@ -73,10 +73,10 @@ size_t store_home(const uint8_t *slot, size_t cap);
  * image when it matches the file (1), or leave it empty to be made from the file (0). */
 int store_index_load(struct gossip_store *st);
 /* Under the lock, as a writer, with the index caught up with the file: write the image
- * when what it lacks is worth it. Taking the lock: when this process has just read (read
- * bytes) a sixteenth of the store or more that the image lacks; closing: when it lacks a
- * megabyte or more (what this process stored, say). Never for a process's own appends
- * while it runs, so that a long merge writes it once, at its end. */
+ * when it lacks a sixteenth of the store or more (a megabyte at least), and, when taking
+ * the lock (not closing), this process has just read (read bytes) as much: never for a
+ * process's own appends while it runs, so that a long merge writes it once, at its end,
+ * and a growing store is written again O(log) times, not at every megabyte. */
 void store_index_save(struct gossip_store *st, uint64_t read, int closing);
 
 /* What the store needs of a message to classify and index it, taken from its one

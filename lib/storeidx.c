@@ -336,9 +336,9 @@ void store_index_save(struct gossip_store *st, uint64_t read, int closing)
 	if (st->opts.readonly || !st->locked || st->fd < 0 || st->end < IDX_MIN)
 		return;
 	uint64_t have = st->idx_ino == st->ino ? st->idx_end : 0;
-	uint64_t lacks = st->end > have ? st->end - have : st->end;
+	uint64_t lacks = st->end >= have ? st->end - have : st->end;
 	uint64_t want = st->end / 16 > IDX_MIN ? st->end / 16 : IDX_MIN;
-	if (closing ? lacks < IDX_MIN : read < want || lacks < want)
+	if (lacks < want || (!closing && read < want))
 		return;
 	/* A failure is ignored, as DIR/store.sum's are: the store is intact, and opening it
 	 * reads it whole until an image can be written. Not tried again before the store

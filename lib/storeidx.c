@@ -12,8 +12,8 @@
  *
  * Layout (host byte order and struct sizes, both checked): the header below, then the
  * n entries of the slot table (placed again in a table of cap on reading), the origins,
- * their table, the registers (the on-disk form, their slot lists gathered after them),
- * the registers' table and the damage list. */
+ * their table, the registers (each in its on-disk form followed by its slot list), the
+ * registers' table and the damage list. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -63,34 +63,74 @@ static int tail_hash(int fd, uint64_t end, uint8_t out[16])
 	return 0;
 }
 
-static int read_all(int fd, void *p, size_t n, crypto_generichash_state *h)
+/* The image's body as a stream: buffered both ways, and hashed as it passes. */
+struct stream {
+	int fd;
+	crypto_generichash_state h;
+	size_t pos, len;
+	uint8_t buf[1 << 16];
+};
+
+static struct stream *stream_new(int fd)
+{
+	struct stream *s = malloc(sizeof *s);
+	if (s) {
+		s->fd = fd;
+		s->pos = s->len = 0;
+		crypto_generichash_init(&s->h, NULL, 0, 16);
+	}
+	return s;
+}
+
+static int get(struct stream *s, void *p, size_t n)
 {
 	uint8_t *q = p;
 	for (size_t got = 0; got < n;) {
-		ssize_t k = read(fd, q + got, n - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		got += (size_t)k;
+		if (s->pos == s->len) {
+			ssize_t k = read(s->fd, s->buf, sizeof s->buf);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return -1;
+			crypto_generichash_update(&s->h, s->buf, (size_t)k);
+			s->pos = 0;
+			s->len = (size_t)k;
+		}
+		size_t take = n - got < s->len - s->pos ? n - got : s->len - s->pos;
+		memcpy(q + got, s->buf + s->pos, take);
+		s->pos += take;
+		got += take;
 	}
-	crypto_generichash_update(h, p, n);
 	return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n, crypto_generichash_state *h)
+static int flush(struct stream *s)
 {
-	const uint8_t *q = p;
-	for (size_t put = 0; put < n;) {
-		ssize_t k = write(fd, q + put, n - put);
+	for (size_t put = 0; put < s->len;) {
+		ssize_t k = write(s->fd, s->buf + put, s->len - put);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			return -1;
 		put += (size_t)k;
 	}
-	if (h)
-		crypto_generichash_update(h, p, n);
+	crypto_generichash_update(&s->h, s->buf, s->len);
+	s->len = 0;
+	return 0;
+}
+
+static int put(struct stream *s, const void *p, size_t n)
+{
+	const uint8_t *q = p;
+	while (n) {
+		if (s->len == sizeof s->buf && flush(s) < 0)
+			return -1;
+		size_t take = n < sizeof s->buf - s->len ? n : sizeof s->buf - s->len;
+		memcpy(s->buf + s->len, q, take);
+		s->len += take;
+		q += take;
+		n -= take;
+	}
 	return 0;
 }
 
@@ -109,15 +149,13 @@ int store_index_load(struct gossip_store *st)
 {
 	struct idx_head h;
 	struct stat sb, ib;
-	crypto_generichash_state hs;
 	uint8_t sum[16];
-	struct gossip_entry *tab = NULL;
+	struct gossip_entry *tab = NULL, e;
 	struct gossip_origin_wm *origins = NULL;
 	uint32_t *otab = NULL, *rtab = NULL;
-	struct idx_reg *ir = NULL;
-	uint8_t(*slots)[16] = NULL;
 	struct store_reg *regs = NULL;
 	struct gossip_store_damage *dmg = NULL;
+	struct stream *s = NULL;
 	size_t built = 0;
 	int ok = 0, fd;
 
@@ -125,74 +163,63 @@ int store_index_load(struct gossip_store *st)
 		return 0;
 	if ((fd = open(gossip_path(st->dir, "store.idx"), O_RDONLY | O_CLOEXEC)) < 0)
 		return 0;
-	crypto_generichash_init(&hs, NULL, 0, 16);
 	if (fstat(fd, &ib) < 0 || fstat(st->fd, &sb) < 0 ||
 	    pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, idx_magic, 8) ||
 	    h.version != IDX_VERSION || h.order != 0x01020304 ||
 	    h.entry_size != sizeof(struct gossip_entry) || h.reg_size != sizeof(struct idx_reg) ||
 	    h.origin_size != sizeof(struct gossip_origin_wm) ||
 	    h.damage_size != sizeof(struct gossip_store_damage) || h.ino != st->ino ||
-	    h.end > (uint64_t)sb.st_size || h.end < IDX_MIN || !pow2(h.cap) || h.n > h.cap ||
+	    h.end > (uint64_t)sb.st_size || h.end < IDX_MIN || !pow2(h.cap) || h.n * 10 > h.cap * 7 ||
 	    !pow2(h.ocap) || h.norigins > h.ocap / 2 || !pow2(h.rcap) || h.nregs > h.rcap / 2 ||
 	    h.nslots > h.n || h.ndmg > 1u << 20)
 		goto out;
 	/* The size it must have, so that a torn image is refused before anything is read. */
 	uint64_t body = h.n * sizeof *tab + h.ocap / 2 * sizeof *origins + h.ocap * sizeof *otab +
-	                h.nregs * sizeof *ir + h.nslots * 16 + h.rcap * sizeof *rtab +
+	                h.nregs * sizeof(struct idx_reg) + h.nslots * 16 + h.rcap * sizeof *rtab +
 	                h.ndmg * sizeof *dmg;
 	if ((uint64_t)ib.st_size != sizeof h + body || tail_hash(st->fd, h.end, sum) < 0 ||
-	    memcmp(sum, h.tail, 16) || lseek(fd, sizeof h, SEEK_SET) < 0)
+	    memcmp(sum, h.tail, 16) || lseek(fd, sizeof h, SEEK_SET) < 0 || !(s = stream_new(fd)))
 		goto out;
-	if (h.n * 10 > h.cap * 7 || !(tab = calloc(h.cap ? h.cap : 1, sizeof *tab)) || !(origins = alloc(h.ocap / 2 * sizeof *origins)) ||
-	    !(otab = alloc(h.ocap * sizeof *otab)) || !(ir = alloc(h.nregs * sizeof *ir)) ||
-	    !(slots = alloc(h.nslots * 16)) || !(rtab = alloc(h.rcap * sizeof *rtab)) ||
-	    !(regs = calloc(h.rcap / 2 + 1, sizeof *regs)) || !(dmg = alloc(h.ndmg * sizeof *dmg)))
+	if (!(tab = calloc(h.cap ? h.cap : 1, sizeof *tab)) ||
+	    !(origins = alloc(h.ocap / 2 * sizeof *origins)) || !(otab = alloc(h.ocap * sizeof *otab)) ||
+	    !(rtab = alloc(h.rcap * sizeof *rtab)) || !(regs = calloc(h.rcap / 2 + 1, sizeof *regs)) ||
+	    !(dmg = alloc(h.ndmg * sizeof *dmg)))
 		goto out;
 	/* The entries, placed as the index places them (storing them as they lie in the
 	 * table would write the empty places too). */
-	struct gossip_entry chunk[1024];
-	for (uint64_t i = 0; i < h.n;) {
-		size_t k = h.n - i < 1024 ? (size_t)(h.n - i) : 1024;
-		if (read_all(fd, chunk, k * sizeof *chunk, &hs) < 0)
+	for (uint64_t i = 0; i < h.n; i++) {
+		if (get(s, &e, sizeof e) < 0 || !e.used)
 			goto out;
-		for (size_t j = 0; j < k; j++) {
-			size_t at = store_home(chunk[j].slot, h.cap);
-			if (!chunk[j].used)
-				goto out;
-			while (tab[at].used)
-				at = (at + 1) & (h.cap - 1);
-			tab[at] = chunk[j];
-		}
-		i += k;
+		size_t at = store_home(e.slot, h.cap);
+		while (tab[at].used)
+			at = (at + 1) & (h.cap - 1);
+		tab[at] = e;
 	}
-	if (read_all(fd, origins, h.ocap / 2 * sizeof *origins, &hs) < 0 ||
-	    read_all(fd, otab, h.ocap * sizeof *otab, &hs) < 0 ||
-	    read_all(fd, ir, h.nregs * sizeof *ir, &hs) < 0 || read_all(fd, slots, h.nslots * 16, &hs) < 0 ||
-	    read_all(fd, rtab, h.rcap * sizeof *rtab, &hs) < 0 ||
-	    read_all(fd, dmg, h.ndmg * sizeof *dmg, &hs) < 0)
-		goto out;
-	crypto_generichash_final(&hs, sum, 16);
-	if (memcmp(sum, h.body, 16))
+	if (get(s, origins, h.ocap / 2 * sizeof *origins) < 0 || get(s, otab, h.ocap * sizeof *otab) < 0)
 		goto out;
 	/* The registers, each with its own slot list (they grow one by one after this). */
-	for (uint64_t i = 0, at = 0; i < h.nregs; i++, built++) {
+	for (uint64_t i = 0, left = h.nslots; i < h.nregs; i++, built++) {
 		struct store_reg *r = &regs[i];
-		if (ir[i].nslots > h.nslots - at)
+		struct idx_reg x;
+		if (get(s, &x, sizeof x) < 0 || x.nslots > left)
 			goto out;
-		memcpy(r->kid, ir[i].kid, 16);
-		r->top_version = ir[i].top_version;
-		r->top_origin = ir[i].top_origin;
-		r->top_len = ir[i].top_len;
-		r->floor_version = ir[i].floor_version;
-		r->floor_time = ir[i].floor_time;
-		memcpy(r->floor_origin, ir[i].floor_origin, 32);
-		r->nslots = r->slotcap = ir[i].nslots;
-		if (r->nslots && !(r->slots = malloc(r->nslots * 16)))
+		memcpy(r->kid, x.kid, 16);
+		r->top_version = x.top_version;
+		r->top_origin = x.top_origin;
+		r->top_len = x.top_len;
+		r->floor_version = x.floor_version;
+		r->floor_time = x.floor_time;
+		memcpy(r->floor_origin, x.floor_origin, 32);
+		r->nslots = r->slotcap = x.nslots;
+		left -= x.nslots;
+		if (r->nslots && (!(r->slots = malloc(r->nslots * 16)) || get(s, r->slots, r->nslots * 16) < 0))
 			goto out;
-		if (r->nslots)
-			memcpy(r->slots, slots + at, r->nslots * 16);
-		at += r->nslots;
 	}
+	if (get(s, rtab, h.rcap * sizeof *rtab) < 0 || get(s, dmg, h.ndmg * sizeof *dmg) < 0)
+		goto out;
+	crypto_generichash_final(&s->h, sum, 16);
+	if (s->pos != s->len || memcmp(sum, h.body, 16))
+		goto out;
 	/* In place of the empty index the lock has just made. */
 	free(st->tab);
 	free(st->origins);
@@ -222,16 +249,15 @@ int store_index_load(struct gossip_store *st)
 	ok = 1;
 out:
 	if (regs)
-		for (size_t i = 0; i < built; i++)
+		for (size_t i = 0; i <= built && i < h.nregs; i++)
 			free(regs[i].slots);
 	free(tab);
 	free(origins);
 	free(otab);
-	free(ir);
-	free(slots);
 	free(rtab);
 	free(regs);
 	free(dmg);
+	free(s);
 	close(fd);
 	return ok;
 }
@@ -241,7 +267,8 @@ static int save(struct gossip_store *st)
 {
 	char tmp[4200];
 	struct idx_head h = {0};
-	crypto_generichash_state hs;
+	struct stream *s = NULL;
+	struct gossip_origin_wm zero = {0};
 	int fd, r = -1;
 	uint64_t nslots = 0;
 
@@ -273,19 +300,17 @@ static int save(struct gossip_store *st)
 	snprintf(tmp, sizeof tmp, "%s/store.idx.new", st->dir);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
 		return -1;
-	crypto_generichash_init(&hs, NULL, 0, 16);
-	/* The origins' array holds ocap / 2 (what origin_id keeps room for): unused ones
-	 * are written as zeros, so that the image does not depend on what memory held. */
-	struct gossip_origin_wm *o = calloc(h.ocap / 2 + 1, sizeof *o);
-	if (!o || write_all(fd, &h, sizeof h, NULL) < 0)
+	if (!(s = stream_new(fd)) || lseek(fd, sizeof h, SEEK_SET) < 0)
 		goto out;
 	for (size_t i = 0; i < st->cap; i++)
-		if (st->tab[i].used && write_all(fd, &st->tab[i], sizeof *st->tab, &hs) < 0)
+		if (st->tab[i].used && put(s, &st->tab[i], sizeof *st->tab) < 0)
 			goto out;
-	if (st->norigins)
-		memcpy(o, st->origins, st->norigins * sizeof *o);
-	if (write_all(fd, o, h.ocap / 2 * sizeof *o, &hs) < 0 ||
-	    write_all(fd, st->otab, st->ocap * sizeof *st->otab, &hs) < 0)
+	/* The origins' array holds ocap / 2 (what origin_id keeps room for): the unused
+	 * places are written as zeros, so that the image does not depend on what memory held. */
+	for (size_t i = 0; i < h.ocap / 2; i++)
+		if (put(s, i < st->norigins ? &st->origins[i] : &zero, sizeof zero) < 0)
+			goto out;
+	if (put(s, st->otab, st->ocap * sizeof *st->otab) < 0)
 		goto out;
 	for (size_t i = 0; i < st->nregs; i++) {
 		const struct store_reg *g = &st->regs[i];
@@ -298,21 +323,21 @@ static int save(struct gossip_store *st)
 		x.top_origin = g->top_origin;
 		x.top_len = g->top_len;
 		x.nslots = g->nslots;
-		if (write_all(fd, &x, sizeof x, &hs) < 0)
+		if (put(s, &x, sizeof x) < 0 || put(s, g->slots, g->nslots * 16) < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < st->nregs; i++)
-		if (write_all(fd, st->regs[i].slots, st->regs[i].nslots * 16, &hs) < 0)
-			goto out;
-	if (write_all(fd, st->rtab, st->rcap * sizeof *st->rtab, &hs) < 0)
+	if (put(s, st->rtab, st->rcap * sizeof *st->rtab) < 0)
 		goto out;
 	for (size_t i = 0; i < st->ndmg; i++) {
-		struct gossip_store_damage d = {0};  /* zero padding */
+		struct gossip_store_damage d;
+		memset(&d, 0, sizeof d);  /* its padding too */
 		d.off = st->dmg[i].off, d.len = st->dmg[i].len, d.torn = st->dmg[i].torn;
-		if (write_all(fd, &d, sizeof d, &hs) < 0)
+		if (put(s, &d, sizeof d) < 0)
 			goto out;
 	}
-	crypto_generichash_final(&hs, h.body, 16);
+	if (flush(s) < 0)
+		goto out;
+	crypto_generichash_final(&s->h, h.body, 16);
 	/* No fsync: a crash may leave zeros or half an image, which its hashes refuse. */
 	if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || close(fd) < 0) {
 		fd = -1;
@@ -323,7 +348,7 @@ static int save(struct gossip_store *st)
 		goto out;
 	r = 0;
 out:
-	free(o);
+	free(s);
 	if (fd >= 0)
 		close(fd);
 	if (r < 0)

@@ -54,11 +54,6 @@ static size_t home(const uint8_t *slot, size_t cap)
 	return (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)cap)));
 }
 
-size_t store_home(const uint8_t *slot, size_t cap)
-{
-	return home(slot, cap);
-}
-
 static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t slot[16])
 {
 	size_t i = home(slot, st->cap);
@@ -1194,6 +1189,7 @@ static int catch_up(struct gossip_store *st)
 	int r = -1;
 	if (st->fd < 0)
 		return 0;
+	sum_load(st);
 	if (fstat(st->fd, &sb) < 0) {
 		gossip_seterr("store: %s", strerror(errno));
 		return -1;
@@ -1201,7 +1197,6 @@ static int catch_up(struct gossip_store *st)
 	size = (uint64_t)sb.st_size;
 	if (size <= st->end)
 		return 0;
-	sum_load(st);  /* only when there is something to read */
 	if (!(buf = malloc(CHUNK + GOSSIP_MSG_MAX))) {
 		gossip_seterr("store: out of memory");
 		return -1;
@@ -1315,7 +1310,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 {
 	const char *path = gossip_path(st->dir, "store");
 	struct stat sb;
-	int ro = st->opts.readonly, fresh = 0;
+	int ro = st->opts.readonly;
 	if (st->lockfd >= 0 && flock(st->lockfd, (ro ? LOCK_SH : LOCK_EX) | (nowait ? LOCK_NB : 0)) < 0) {
 		if (nowait && errno == EWOULDBLOCK)
 			return 1;
@@ -1343,15 +1338,12 @@ static int store_lock(struct gossip_store *st, int nowait)
 			return -1;
 		}
 		st->ino = (uint64_t)sb.st_ino;
-		fresh = 1;
-		store_index_load(st);
 		if (load_watermarks(st) < 0) {
 			gossip_store_unlock(st);
 			return -1;
 		}
 	}
-	fresh |= st->end == 0;
-	uint64_t from = st->end;
+	int fresh = st->end == 0;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
@@ -1365,7 +1357,6 @@ static int store_lock(struct gossip_store *st, int nowait)
 					            st->dir, st->dir);
 				break;
 			}
-	store_index_save(st, st->end - from, 0);
 	return 0;
 }
 
@@ -1425,16 +1416,6 @@ void gossip_store_close(struct gossip_store *st)
 {
 	if (!st)
 		return;
-	/* Leave an image of what this process indexed or stored for the next to open, when
-	 * the store is free now and unchanged since (never waiting for it). */
-	struct stat sb;
-	if (!st->opts.readonly && st->fd >= 0 && st->lockfd >= 0 &&
-	    (st->locked || flock(st->lockfd, LOCK_EX | LOCK_NB) == 0)) {
-		st->locked = 1;
-		if (stat(gossip_path(st->dir, "store"), &sb) == 0 && (uint64_t)sb.st_ino == st->ino &&
-		    (uint64_t)sb.st_size == st->end)
-			store_index_save(st, 0, 1);
-	}
 	gossip_store_unlock(st);
 	if (st->fd >= 0)
 		close(st->fd);
@@ -1607,7 +1588,6 @@ int store_read(struct gossip_store *st, const struct gossip_entry *e, uint8_t *b
 		              "was verified; it is left out, and the store is read again",
 		              st->dir, (unsigned long long)e->off);
 		st->ino = 0;  /* the next lock indexes afresh, and quarantines it */
-		st->idx_end = 0;  /* and an image that vouched for it is written again */
 		return -2;
 	}
 	return 0;
@@ -1736,10 +1716,6 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	if (!(v = current(st, &n, 0)) || !(buf = malloc(GOSSIP_MSG_MAX)) ||
 	    !(tab = calloc(cap, sizeof *tab)))
 		goto out;
-	/* The image of the index is of the file about to be replaced: its room goes to the
-	 * new file (written again after, when the new file is worth one). */
-	if (unlink(gossip_path(st->dir, "store.idx")) == 0)
-		st->idx_end = 0;
 	snprintf(tmp, sizeof tmp, "%s/store.new", st->dir);
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
 		gossip_seterr("store: cannot create %s: %s", tmp, strerror(errno));
@@ -1819,7 +1795,6 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->dead_bytes = 0;
 	if (after)
 		*after = off;
-	store_index_save(st, 0, 1);  /* the new file's, which it lacks entirely */
 	r = 0;
 out:
 	if (fd >= 0) {
@@ -1827,14 +1802,9 @@ out:
 		unlink(tmp);
 	}
 	if (r < 0) {
-		/* Offsets may be half rewritten: index the unchanged file afresh (and, when a
-		 * message changed on disk under the image, write the image again). */
-		struct stat fb;
+		/* Offsets may be half rewritten: index the unchanged file afresh. */
 		reset_index(st);
-		if (fstat(st->fd, &fb) == 0 && catch_up(st) == 0) {
-			st->ino = (uint64_t)fb.st_ino;  /* indexed afresh: no need to again */
-			store_index_save(st, st->end, 0);
-		}
+		catch_up(st);
 	}
 	free(tab);
 	free(v);
@@ -1876,7 +1846,6 @@ static int each_one(struct gossip_store *st, const struct store_item *it, uint64
 			            "was verified; it is left out, and the store is read again",
 			            st->dir, (unsigned long long)pos);
 		st->ino = 0;
-		st->idx_end = 0;
 		return 0;
 	}
 	return is_current(st, e, w->now) ? w->fn(w->ctx, e, p) : 0;
@@ -2090,7 +2059,6 @@ static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *f
 		gossip_seterr("store: out of memory");
 		return -1;
 	}
-	sum_load(st);  /* what DIR/store.sum vouches for, unless catch_up read it already */
 	for (pos = from; pos < end && r == 0;) {
 		size_t need = end - pos < GOSSIP_MSG_MAX ? (size_t)(end - pos) : GOSSIP_MSG_MAX, len;
 		if (pos < wpos || pos + need > wpos + wlen) {
@@ -2128,14 +2096,9 @@ static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *f
 			continue;
 		}
 		store_item_of(&it, &m, len);
-		/* Proven as the index read it (an index taken from DIR/store.idx read none of
-		 * it, and DIR/store.sum may have been lost since): listed, or verified now. */
 		if (!sum_has(st, it.hash)) {
-			if (gossip_msg_verify(&m) < 0) {
-				pos++;  /* framed like a message, never proven: damage */
-				continue;
-			}
-			(void)sum_add(st, it.hash);  /* only the cache suffers */
+			pos++;  /* framed like a message, never proven: damage */
+			continue;
 		}
 		r = fn(st, &it, pos, p, ctx);
 		pos += len;

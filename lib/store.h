@@ -60,24 +60,7 @@ struct gossip_store {
 	/* Moves on whenever the index or the visibility rule changes: what was found in the
 	 * index under another epoch is found again. */
 	uint64_t epoch;
-	/* What DIR/store.idx holds, as far as this process knows: the index of store file
-	 * idx_ino up to idx_end (storeidx.c). */
-	uint64_t idx_ino, idx_end;
 };
-
-/* Where a slot's entry starts looking in an index table of cap entries (a power of two):
- * the slot's leading bits, so that the table is ordered by them up to probing. */
-size_t store_home(const uint8_t *slot, size_t cap);
-/* DIR/store.idx, an image of the index (gossip(7), THE STORE): under the lock, after the
- * store file was opened afresh and before anything was indexed, take the index from the
- * image when it matches the file (1), or leave it empty to be made from the file (0). */
-int store_index_load(struct gossip_store *st);
-/* Under the lock, as a writer, with the index caught up with the file: write the image
- * when it lacks a sixteenth of the store or more (a megabyte at least), and, when taking
- * the lock (not closing), this process has just read (read bytes) as much: never for a
- * process's own appends while it runs, so that a long merge writes it once, at its end,
- * and a growing store is written again O(log) times, not at every megabyte. */
-void store_index_save(struct gossip_store *st, uint64_t read, int closing);
 
 /* What the store needs of a message to classify and index it, taken from its one
  * decode, so that nothing is decoded again on the way to the disk. */

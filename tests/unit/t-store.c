@@ -422,92 +422,6 @@ static void test_watermark_record(const struct gossip_identity *a, uint64_t now)
 	gossip_buf_free(&f);
 }
 
-/* The state a handle answers with: the summary, what a stale write and a duplicate are,
- * and how many rows a _ key written by two origins has. */
-struct answers {
-	uint8_t root[16];
-	uint64_t count;
-	enum gossip_class collected, dup, newer;
-	int own_rows;
-};
-
-static void answers_of(struct gossip_store *st, const struct gossip_identity *a, uint64_t now,
-                       struct answers *x)
-{
-	memset(x, 0, sizeof *x);
-	gossip_store_summary(st, x->root, &x->count);
-	gossip_store_lock(st);
-	x->collected = classify(st, a, GOSSIP_T_SET, "gone", 100, now - 10000);
-	x->dup = classify_v(st, a, GOSSIP_T_SET, "key7", "value-7", 107, now);
-	x->newer = classify(st, a, GOSSIP_T_SET, "key7", 9000, now);
-	gossip_store_rows(st, (const uint8_t *)"_own", 4, count_each, &x->own_rows);
-	gossip_store_unlock(st);
-}
-
-static int same_file(const char *path, const struct stat *was)
-{
-	struct stat sb;
-	return stat(path, &sb) == 0 && sb.st_ino == was->st_ino && sb.st_size == was->st_size &&
-	       sb.st_mtim.tv_sec == was->st_mtim.tv_sec && sb.st_mtim.tv_nsec == was->st_mtim.tv_nsec;
-}
-
-/* DIR/store.idx: a compacted store of over a megabyte (an origin's watermark, a _ key of
- * two origins) answers from its image as when read whole. */
-static void test_image(const struct gossip_identity *a, const struct gossip_identity *b, uint64_t now)
-{
-	char *d = temp_dir("t-store-image");
-	struct gossip_store_opts opts = gossip_store_defaults;
-	struct gossip_buf m = {0};
-	enum gossip_class cls[64];
-	char key[32], val[80];
-	int failed = 0;
-	opts.tombstone_ttl_ms = opts.event_ttl_ms = 1000;
-	struct gossip_store *st = gossip_store_open(d, &opts);
-	for (int i = 0; st && i < 8000; i++) {
-		snprintf(key, sizeof key, "key%d", i);
-		snprintf(val, sizeof val, "value-%d", i);
-		sign_msg(&m, a, GOSSIP_T_SET, key, val, 100 + (uint64_t)i, now);
-		if (i % 64 == 63 || i == 7999) {
-			failed |= append(st, &m, cls) != 0;
-			m.len = 0;
-		}
-	}
-	sign_msg(&m, a, GOSSIP_T_SET, "gone", "v", 100, now - 10000);
-	sign_msg(&m, a, GOSSIP_T_DEL, "gone", NULL, 200, now - 10000);
-	sign_msg(&m, a, GOSSIP_T_SET, "_own", "a's", 5, now);
-	sign_msg(&m, b, GOSSIP_T_SET, "_own", "b's", 6, now);
-	failed |= !st || append(st, &m, cls) != 0;
-	ok(!failed && gossip_store_compact(st, NULL, NULL) == 0 && file_size(d, "store") > 1 << 20 &&
-	   file_size(d, "store.idx") > 0, "a compacted store of %llu bytes leaves an image of %llu",
-	   (unsigned long long)file_size(d, "store"), (unsigned long long)file_size(d, "store.idx"));
-	gossip_store_close(st);
-
-	struct stat was;
-	struct answers img, whole;
-	stat(gossip_path(d, "store.idx"), &was);
-	st = gossip_store_open(d, &opts);
-	answers_of(st, a, now, &img);
-	gossip_store_close(st);
-	ok(same_file(gossip_path(d, "store.idx"), &was),
-	   "a writer that opened it from the image left the image as it was");
-	rename(gossip_path(d, "store.idx"), gossip_path(d, "idx.aside"));
-	st = gossip_store_open(d, &opts);
-	answers_of(st, a, now, &whole);
-	gossip_store_close(st);
-	ok(whole.count == 8002 && img.count == whole.count && memcmp(img.root, whole.root, 16) == 0,
-	   "the same summary from the image as from the store (%llu and %llu messages)",
-	   (unsigned long long)img.count, (unsigned long long)whole.count);
-	ok(whole.collected == GOSSIP_STALE && img.collected == whole.collected,
-	   "a set whose delete was collected is stale either way (the watermark; %d and %d)",
-	   img.collected, whole.collected);
-	ok(whole.dup == GOSSIP_DUP && img.dup == whole.dup && whole.newer == GOSSIP_NEW &&
-	   img.newer == whole.newer, "a duplicate and a newer write are what they are either way");
-	ok(whole.own_rows == 2 && img.own_rows == whole.own_rows, "a _ key keeps both origins' rows");
-	ok(file_size(d, "store.idx") > 0, "a writer that read it whole wrote the image again");
-	rm_dir(d);
-	gossip_buf_free(&m);
-}
-
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -676,7 +590,6 @@ int main(void)
 	test_future_watermark(&a, now);
 	test_resync(&a, now);
 	test_watermark_record(&a, now);
-	test_image(&a, &b, now);
 	test_trylock(&a, now);
 
 	rm_dir(d1);

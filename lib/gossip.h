@@ -413,6 +413,9 @@ const struct gossip_signer *gossip_trust_find(const struct gossip_trust *t,
 /* 1 when pk is trusted (t is a struct gossip_trust): the store's visibility rule, so that
  * a line removed from trusted hides its signer's messages (gossip_store_set_visible). */
 int gossip_trust_has(void *t, const uint8_t pk[32]);
+/* An id of the set of signers gossip_trust_has accepts (BLAKE2b-128 of their keys in
+ * order): equal sets, equal ids. */
+void gossip_trust_id(const struct gossip_trust *t, uint8_t id[16]);
 /* The signer named name (a trusted line's comment), or NULL. */
 const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, const char *name);
 /* 1 when the signer may write key (its prefixes allow it). */
@@ -566,6 +569,9 @@ struct gossip_store_opts {
 	int readonly;
 	/* Verify every message's signature when indexing, even those DIR/store.sum lists. */
 	int verify_all;
+	/* Index nothing at open: the first lock does (a sync that the kept summary ends
+	 * never reads the store). */
+	int lazy;
 };
 extern const struct gossip_store_opts gossip_store_defaults;
 
@@ -666,6 +672,19 @@ int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *co
  * (the same fn and ctx will do), so that the next summary is made afresh. */
 typedef int gossip_visible_fn(void *ctx, const uint8_t origin[32]);
 void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx);
+/* The kept summary, DIR/store.root (gossip(7), FILES): a writer whose lock read the
+ * whole store records the summary it made there, with a key over what it depends on
+ * (the store file's identity, size and change times, DIR/watermarks' likewise, the
+ * time-to-live options, and rule, the visibility rule's id: gossip_trust_id), and the
+ * time it holds until (the next delete or event to expire). keep names the rule and
+ * turns the record on; the record is made with the summary and written by
+ * gossip_store_summary_save (a sync saves it when it ended equal: one that failed or
+ * sent anything leaves nothing behind); gossip_store_summary_kept answers from the record without reading
+ * the store: 0 with root and count when it matches the store as it is now, 1 when there
+ * is none or it does not match (make the summary then), never an error. */
+void gossip_store_keep_summary(struct gossip_store *st, const uint8_t rule[16]);
+void gossip_store_summary_save(struct gossip_store *st);
+int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_t *count);
 
 /* ---- merge.c: the merger: messages in, new ones stored and reported ---------------- */
 
@@ -710,6 +729,7 @@ enum { GOSSIP_PUSH = 1, GOSSIP_PULL = 2, GOSSIP_PUSH_PULL = 3 };
 struct gossip_sync_stats {
 	uint64_t sent_msgs, recv_msgs, sent_bytes, recv_bytes;
 	int equal;  /* the summaries matched: nothing else was exchanged */
+	int kept;  /* equal by this end's kept summary: its store was not read */
 	uint64_t want_left;  /* the client lacks this many more than one sync wants: the next
 	                      * sync wants them */
 };

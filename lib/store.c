@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0};
+const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0};
 
 enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
 /* How long a key's floor outlives the del it was made from (origin time): gossip(7). */
@@ -1348,6 +1348,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 		gossip_store_unlock(st);
 		return -1;
 	}
+	st->fresh = fresh;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
 	if (fresh && !ro && access(gossip_path(st->dir, "watermarks"), F_OK) != 0 && errno == ENOENT)
 		for (size_t i = 0; i < st->norigins; i++)
@@ -1374,7 +1375,7 @@ void gossip_store_unlock(struct gossip_store *st)
 {
 	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
-	st->locked = 0;
+	st->locked = st->fresh = 0;
 }
 
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
@@ -1403,9 +1404,11 @@ struct gossip_store *gossip_store_open(const char *dir, const struct gossip_stor
 		gossip_seterr("store: cannot open %s: %s", gossip_path(dir, "store.lock"), strerror(errno));
 		goto fail;
 	}
-	if (gossip_store_lock(st) < 0)
-		goto fail;
-	gossip_store_unlock(st);
+	if (!st->opts.lazy) {
+		if (gossip_store_lock(st) < 0)
+			goto fail;
+		gossip_store_unlock(st);
+	}
 	return st;
 fail:
 	gossip_store_close(st);
@@ -2290,6 +2293,112 @@ static int mk_rebuild(struct gossip_store *st)
 	return 0;
 }
 
+/* ---- the kept summary: DIR/store.root ----
+ * 80 bytes: "gsroot1\n"; the key (16); made at, valid until, count (big-endian 64-bit);
+ * the root (16); BLAKE2b-128 of the 64 bytes before (a torn or damaged record is none).
+ * The key hashes what the summary depends on besides the store's bytes, and the store
+ * file's identity, size and change times, which any write to it moves: a record made
+ * by a whole read matches only the file that read saw (gossip.h). */
+enum { ROOT_REC = 80 };
+
+static void stat_key(crypto_generichash_state *h, const char *path)
+{
+	struct stat sb;
+	uint64_t v[7] = {0};
+	if (stat(path, &sb) == 0) {
+		v[0] = (uint64_t)sb.st_dev;
+		v[1] = (uint64_t)sb.st_ino;
+		v[2] = (uint64_t)sb.st_size;
+		v[3] = (uint64_t)sb.st_mtim.tv_sec;
+		v[4] = (uint64_t)sb.st_mtim.tv_nsec;
+		v[5] = (uint64_t)sb.st_ctim.tv_sec;
+		v[6] = (uint64_t)sb.st_ctim.tv_nsec;
+	}
+	crypto_generichash_update(h, (const uint8_t *)v, sizeof v);
+}
+
+static int root_key(const struct gossip_store *st, uint8_t key[16])
+{
+	crypto_generichash_state h;
+	uint64_t ttl[2] = {st->opts.tombstone_ttl_ms, st->opts.event_ttl_ms};
+	struct stat sb;
+	if (stat(gossip_path(st->dir, "store"), &sb) < 0)
+		return -1;
+	crypto_generichash_init(&h, (const uint8_t *)"gossip root key", 15, 16);
+	stat_key(&h, gossip_path(st->dir, "store"));
+	stat_key(&h, gossip_path(st->dir, "watermarks"));
+	crypto_generichash_update(&h, (const uint8_t *)ttl, sizeof ttl);
+	crypto_generichash_update(&h, st->rule, 16);
+	crypto_generichash_final(&h, key, 16);
+	return 0;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The record of d (made at d->now, holding until until) for the file as it is now
+ * (under the lock of a whole read), kept until gossip_store_summary_save. */
+static void root_record(struct gossip_store *st, const struct store_digest *d, uint64_t until)
+{
+	uint8_t *rec = st->root_rec;
+	memcpy(rec, "gsroot1\n", 8);
+	if (root_key(st, rec + 8) < 0)
+		return;
+	put64(rec + 24, d->now);
+	put64(rec + 32, until);
+	put64(rec + 40, d->count);
+	memcpy(rec + 48, d->root, 16);
+	crypto_generichash(rec + 64, 16, rec, 64, NULL, 0);
+	st->root_pending = 1;
+}
+
+void gossip_store_summary_save(struct gossip_store *st)
+{
+	/* A cache: when it cannot be written, the next sync reads the store. */
+	if (st->root_pending)
+		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), st->root_rec, ROOT_REC, 0600);
+	st->root_pending = 0;
+}
+
+void gossip_store_keep_summary(struct gossip_store *st, const uint8_t rule[16])
+{
+	memcpy(st->rule, rule, 16);
+	st->keep_root = 1;
+}
+
+int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_t *count)
+{
+	uint8_t rec[ROOT_REC + 1], key[16], check[16];
+	uint64_t now = gossip_now_ms();
+	if (!st->keep_root)
+		return 1;
+	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, rec, sizeof rec);
+	close(fd);
+	if (n != ROOT_REC || memcmp(rec, "gsroot1\n", 8) != 0)
+		return 1;
+	crypto_generichash(check, 16, rec, 64, NULL, 0);
+	if (sodium_memcmp(check, rec + 64, 16) != 0 || root_key(st, key) < 0 ||
+	    memcmp(key, rec + 8, 16) != 0 || now < get64(rec + 24) || now >= get64(rec + 32))
+		return 1;
+	*count = get64(rec + 40);
+	memcpy(root, rec + 48, 16);
+	return 0;
+}
+
 int store_digest_make(struct store_digest *d, struct gossip_store *st)
 {
 	uint64_t now = gossip_now_ms();
@@ -2356,6 +2465,8 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 	d->l2 = (const uint8_t(*)[16])m->l2;
 	d->cnt = m->cnt;
 	d->now = now;
+	if (st->keep_root && st->fresh && st->locked && !st->opts.readonly)
+		root_record(st, d, m->nheap ? m->heap[0].at : UINT64_MAX);
 	return 0;
 }
 

@@ -60,6 +60,10 @@ struct gossip_store {
 	/* Moves on whenever the index or the visibility rule changes: what was found in the
 	 * index under another epoch is found again. */
 	uint64_t epoch;
+	/* The kept summary, DIR/store.root (gossip_store_keep_summary): written when the
+	 * program named its visibility rule (rule) and this lock read the whole file (fresh). */
+	int keep_root, fresh, root_pending;
+	uint8_t rule[16], root_rec[80];  /* the record made, until saved */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one

@@ -557,6 +557,17 @@ static int client_list(struct conn *c, struct store_ids *mine, struct part *p, s
 	return 1;
 }
 
+/* The store's summary under its lock (the first lock of a lazy open reads the store). */
+static int make_digest(struct gossip_store *st, struct store_digest *d, int *have)
+{
+	if (gossip_store_lock(st) < 0)
+		return -1;
+	int r = store_digest_make(d, st);
+	gossip_store_unlock(st);
+	*have = r == 0;
+	return r;
+}
+
 int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int timeout_ms,
                        struct gossip_sync_stats *s)
 {
@@ -577,13 +588,13 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	session_init(&c.ss, -1, -1, timeout_ms);
 	if (auth_load(mg, &id, &ring) < 0)
 		goto out;
-	if (gossip_store_lock(mg->st) < 0)
+	/* The kept summary when it matches the store: equal stores then end the sync before
+	 * this end reads its store. */
+	uint8_t kroot[16];
+	uint64_t kcount;
+	int kept = gossip_store_summary_kept(mg->st, kroot, &kcount) == 0;
+	if (!kept && make_digest(mg->st, &d, &have_digest) < 0)
 		goto out;
-	int dr = store_digest_make(&d, mg->st);
-	gossip_store_unlock(mg->st);
-	if (dr < 0)
-		goto out;
-	have_digest = 1;
 	if (!(todo = calloc(SYNC_PARTS, sizeof *todo)) || !(next = calloc(SYNC_PARTS, sizeof *next))) {
 		gossip_seterr("out of memory");
 		goto out;
@@ -598,8 +609,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	/* 1. Our summary; an equal store ends it here. */
 	if (put_op(&c.ss.out, "summary", 3) < 0 ||
 	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_TSTR, modes[mode], strlen(modes[mode])) < 0 ||
-	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, d.root, 16) < 0 ||
-	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, d.count) < 0 || send_out(&c) < 0)
+	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, kept ? kroot : d.root, 16) < 0 ||
+	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, kept ? kcount : d.count) < 0 || send_out(&c) < 0)
 		goto out;
 	const uint8_t *p;
 	size_t n;
@@ -607,7 +618,12 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		goto out;
 	if (n == 7 && memcmp(p, "\x81\x65" "equal", 7) == 0) {
 		s->equal = 1;
+		s->kept = kept;
 		r = 0;
+		goto out;
+	}
+	if (kept && make_digest(mg->st, &d, &have_digest) < 0) {
+		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
 		goto out;
 	}
 	/* Our ids under this session's salt: the index is as the digest's lock left it. */
@@ -698,6 +714,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	r = 0;
 out:
 	conn_close(&c, r < 0);
+	if (r == 0 && s->equal)  /* after a sync that sent anything the record is stale */
+		gossip_store_summary_save(mg->st);
 	gossip_identity_free(&id);
 	gossip_keyring_free(&ring);
 	free(pushv);
@@ -777,13 +795,17 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
 	    get_uint(&cu, &count, UINT64_MAX) < 0)
 		goto out;
-	if (gossip_store_lock(mg->st) < 0)
+	/* Equal to the kept summary: equal stores, and this end never reads its store. */
+	uint8_t kroot[16];
+	uint64_t kcount;
+	if (gossip_store_summary_kept(mg->st, kroot, &kcount) == 0 && memcmp(root, kroot, 16) == 0 &&
+	    count == kcount) {
+		s->equal = s->kept = 1;
+		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
+		goto out;
+	}
+	if (make_digest(mg->st, &d, &have_digest) < 0)
 		goto fail;
-	int dr = store_digest_make(&d, mg->st);
-	gossip_store_unlock(mg->st);
-	if (dr < 0)
-		goto fail;
-	have_digest = 1;
 	if (memcmp(root, d.root, 16) == 0 && count == d.count) {
 		s->equal = 1;
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
@@ -907,6 +929,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 fail:
 	session_refuse(&c.ss, gossip_error());
 out:
+	if (r == 0 && s->equal)  /* after a sync that sent anything the record is stale */
+		gossip_store_summary_save(mg->st);
 	store_ids_free(&ids);
 	if (have_digest)
 		store_digest_free(&d);

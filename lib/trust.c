@@ -197,6 +197,15 @@ int gossip_trust_has(void *t, const uint8_t pk[32])
 	return gossip_trust_find(t, pk) != NULL;
 }
 
+void gossip_trust_id(const struct gossip_trust *t, uint8_t id[16])
+{
+	crypto_generichash_state h;
+	crypto_generichash_init(&h, (const uint8_t *)"gossip trust id", 15, 16);
+	for (size_t i = 0; i < t->n; i++)  /* sorted by key (gossip_trust_find) */
+		crypto_generichash_update(&h, t->v[i].pk, 32);
+	crypto_generichash_final(&h, id, 16);
+}
+
 const struct gossip_signer *gossip_trust_named(const struct gossip_trust *t, const char *name)
 {
 	for (size_t i = 0; i < t->n; i++)

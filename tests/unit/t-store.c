@@ -422,6 +422,71 @@ static void test_watermark_record(const struct gossip_identity *a, uint64_t now)
 	gossip_buf_free(&f);
 }
 
+/* The kept summary (DIR/store.root): written only by a writer that named its rule and
+ * whose lock read the whole file; never by a later lock or a read-only handle; matching
+ * only the file and rule it was made for; a lazy open reads nothing until it is asked. */
+static void test_kept(const struct gossip_identity *a, uint64_t now)
+{
+	char *dir = temp_dir("t-store-kept");
+	struct gossip_buf b = {0};
+	uint8_t rule[16] = {1}, other[16] = {2}, root[16], kroot[16];
+	uint64_t count, kcount;
+	struct gossip_store *st = gossip_store_open(dir, NULL);
+	sign_msg(&b, a, GOSSIP_T_SET, "k", "v", 1, now);
+	append(st, &b, NULL);
+	gossip_store_keep_summary(st, rule);
+	/* This handle's locks catch up (the open read the file): no record. */
+	ok(gossip_store_lock(st) == 0 && gossip_store_summary(st, root, &count) == 0 &&
+	   (gossip_store_summary_save(st), 1) && access(gossip_path(dir, "store.root"), F_OK) != 0, "a lock that only caught up writes no record");
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+
+	struct gossip_store_opts ro = gossip_store_defaults;
+	ro.readonly = ro.lazy = 1;  /* so that its first lock reads the whole file */
+	st = gossip_store_open(dir, &ro);
+	gossip_store_keep_summary(st, rule);
+	ok(gossip_store_lock(st) == 0 && gossip_store_summary(st, root, &count) == 0 &&
+	   (gossip_store_summary_save(st), 1) && access(gossip_path(dir, "store.root"), F_OK) != 0, "a read-only handle writes no record");
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+
+	struct gossip_store_opts lazy = gossip_store_defaults;
+	lazy.lazy = 1;
+	st = gossip_store_open(dir, &lazy);
+	ok(st && st->end == 0, "a lazy open reads nothing");
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "without a rule named, no kept summary");
+	gossip_store_keep_summary(st, rule);
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "without a record, none");
+	ok(gossip_store_lock(st) == 0 && gossip_store_summary(st, root, &count) == 0 &&
+	   (gossip_store_summary_save(st), 1) && access(gossip_path(dir, "store.root"), F_OK) == 0, "the first lock reads the whole file; its summary is recorded");
+	gossip_store_unlock(st);
+	gossip_store_close(st);
+
+	st = gossip_store_open(dir, &lazy);
+	gossip_store_keep_summary(st, rule);
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 0 && !memcmp(kroot, root, 16) && kcount == count &&
+	   st->end == 0, "another handle has it without reading the store");
+	gossip_store_keep_summary(st, other);
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "not under another rule");
+	gossip_store_close(st);
+
+	/* An append by a handle that never reads afresh: the record no longer matches. */
+	st = gossip_store_open(dir, NULL);
+	b.len = 0;
+	sign_msg(&b, a, GOSSIP_T_SET, "k2", "v", 2, now);
+	append(st, &b, NULL);
+	gossip_store_keep_summary(st, rule);
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "after an append the record does not match");
+	gossip_store_lock(st);
+	gossip_store_summary(st, root, &count);
+	gossip_store_unlock(st);
+	gossip_store_summary_save(st);
+	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "nor after that handle's summary (not a whole read)");
+	gossip_store_close(st);
+	gossip_buf_free(&b);
+	rm_dir(dir);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -590,6 +655,7 @@ int main(void)
 	test_future_watermark(&a, now);
 	test_resync(&a, now);
 	test_watermark_record(&a, now);
+	test_kept(&a, now);
 	test_trylock(&a, now);
 
 	rm_dir(d1);

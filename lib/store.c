@@ -2383,10 +2383,12 @@ int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_
 	uint64_t now = gossip_now_ms();
 	if (!st->keep_root)
 		return 1;
-	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_CLOEXEC);
+	/* Not waiting on what is not a file (a fifo put there). */
+	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat sb;
 	if (fd < 0)
 		return 1;
-	ssize_t n = read(fd, rec, sizeof rec);
+	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, rec, sizeof rec) : -1;
 	close(fd);
 	if (n != ROOT_REC || memcmp(rec, "gsroot1\n", 8) != 0)
 		return 1;

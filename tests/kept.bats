@@ -109,7 +109,7 @@ settle() {
 	assert_output 1
 	same
 	i=0
-	for bad in torn garbage check empty long; do
+	for bad in torn garbage check empty long fifo dir; do
 		i=$((i + 1))
 		settle
 		gossip-send -d b set bad$i $i | gossip-merge -d b >/dev/null
@@ -119,9 +119,12 @@ settle() {
 		check) $PY -c 'import sys; b = bytearray(open("a/store.root", "rb").read()); b[79] ^= 1; sys.stdout.buffer.write(b)' >b/store.root ;;
 		empty) : >b/store.root ;;
 		long) { cat a/store.root; echo x; } >b/store.root ;;
+		fifo) rm b/store.root && mkfifo b/store.root ;;
+		dir) rm -f b/store.root && mkdir b/store.root ;;
 		esac
 		sync
 		! server_kept
+		[ "$(wc -l <<<"$out")" -eq 2 ] || fail "$bad: more than the two verbose lines: $out"
 		run gossip-merge -d a get bad$i
 		assert_output $i
 		same

@@ -865,8 +865,9 @@ int main(int argc, char **argv)
 			gossip_warn("%s: %s; sent %llu messages, %llu bytes; received %llu messages, %llu "
 			            "bytes, %llu new",
 			            v == 6 ? "serve" : argv[1],
-			            s.kept ? "stores equal (by the kept summary: the store was not read)"
-			                   : s.equal ? "stores equal" : "stores differed",
+			            r < 0    ? "failed"
+			            : s.kept ? "stores equal (by the kept summary: the store was not read)"
+			            : s.equal ? "stores equal" : "stores differed",
 			            (unsigned long long)s.sent_msgs, (unsigned long long)s.sent_bytes,
 			            (unsigned long long)s.recv_msgs, (unsigned long long)s.recv_bytes,
 			            (unsigned long long)mg.added);

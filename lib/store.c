@@ -1264,6 +1264,7 @@ out:
 }
 
 static int write_watermarks(struct gossip_store *st);
+static int root_key(const struct gossip_store *st, uint8_t key[16]);
 
 static int load_watermarks(struct gossip_store *st)
 {
@@ -1344,6 +1345,9 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 	}
 	int fresh = st->end == 0;
+	/* The kept summary's key as the file is before the whole read: a change during the
+	 * read moves it, and then nothing is recorded (root_record). */
+	st->key_ok = fresh && st->keep_root && !ro && root_key(st, st->key) == 0;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
@@ -2353,7 +2357,7 @@ static void root_record(struct gossip_store *st, const struct store_digest *d, u
 {
 	uint8_t *rec = st->root_rec;
 	memcpy(rec, "gsroot1\n", 8);
-	if (root_key(st, rec + 8) < 0)
+	if (!st->key_ok || root_key(st, rec + 8) < 0 || memcmp(rec + 8, st->key, 16) != 0)
 		return;
 	put64(rec + 24, d->now);
 	put64(rec + 32, until);
@@ -2383,9 +2387,11 @@ int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_
 	uint64_t now = gossip_now_ms();
 	if (!st->keep_root)
 		return 1;
-	/* Not waiting on what is not a file (a fifo put there). */
-	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	/* Opening only a file (not a fifo, a device or a link put there). */
 	struct stat sb;
+	if (lstat(gossip_path(st->dir, "store.root"), &sb) < 0 || !S_ISREG(sb.st_mode))
+		return 1;
+	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return 1;
 	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, rec, sizeof rec) : -1;

@@ -62,8 +62,9 @@ struct gossip_store {
 	uint64_t epoch;
 	/* The kept summary, DIR/store.root (gossip_store_keep_summary): written when the
 	 * program named its visibility rule (rule) and this lock read the whole file (fresh). */
-	int keep_root, fresh, root_pending;
+	int keep_root, fresh, root_pending, key_ok;
 	uint8_t rule[16], root_rec[80];  /* the record made, until saved */
+	uint8_t key[16];  /* its key before this lock's whole read (when key_ok) */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one

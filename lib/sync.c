@@ -593,8 +593,12 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	uint8_t kroot[16];
 	uint64_t kcount;
 	int kept = gossip_store_summary_kept(mg->st, kroot, &kcount) == 0;
-	if (!kept && make_digest(mg->st, &d, &have_digest) < 0)
+	if (!kept && make_digest(mg->st, &d, &have_digest) < 0) {
+		char why[512];
+		snprintf(why, sizeof why, "%s", gossip_error());
+		gossip_seterr("this node's %s", why);  /* not the peer's */
 		goto out;
+	}
 	if (!(todo = calloc(SYNC_PARTS, sizeof *todo)) || !(next = calloc(SYNC_PARTS, sizeof *next))) {
 		gossip_seterr("out of memory");
 		goto out;
@@ -804,8 +808,11 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
-	if (make_digest(mg->st, &d, &have_digest) < 0)
-		goto fail;
+	if (make_digest(mg->st, &d, &have_digest) < 0) {
+		/* This end's store (opened here, lazily): its path and lines are for our log. */
+		session_refuse(&c.ss, "refused: the server cannot sync (see its log)");
+		goto out;
+	}
 	if (memcmp(root, d.root, 16) == 0 && count == d.count) {
 		s->equal = 1;
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);

@@ -209,3 +209,25 @@ settle() {
 	[ "$(gossip-merge -d c digest)" = "$(gossip-merge -d b digest)" ]
 	[ "$(gossip-merge -d a digest | cut -d' ' -f2)" -eq $((50 + 18 + 18)) ]
 }
+
+@test "a store that cannot be read: the serve logs why, the peer hears only that it cannot sync" {
+	settle
+	bb=$(snapshot b)
+	echo garbage >a/watermarks
+	echo garbage >b/watermarks
+	# The client's own store: its error, named as this node's, before it reaches the peer.
+	run --separate-stderr gossip-merge -d a sync "gossip-merge -d b serve"
+	assert_failure 2
+	assert_error gossip-merge "this node's store: a/watermarks line 1"
+	rm a/watermarks
+	run --separate-stderr gossip-merge -d a sync "gossip-merge -v -d b serve 2>serve.log"
+	assert_failure 2
+	assert_error gossip-merge "peer says: refused: the server cannot sync (see its log)"
+	[[ $stderr != *watermarks* ]] || fail "the peer learnt: $stderr"
+	grep -q 'serve: store: b/watermarks line 1' serve.log || fail "$(cat serve.log)"
+	grep -q 'serve: failed' serve.log || fail "$(cat serve.log)"
+	rm b/watermarks
+	[ "$(snapshot b)" = "$bb" ]
+	sync
+	same
+}

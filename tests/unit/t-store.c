@@ -483,6 +483,22 @@ static void test_kept(const struct gossip_identity *a, uint64_t now)
 	gossip_store_summary_save(st);
 	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "nor after that handle's summary (not a whole read)");
 	gossip_store_close(st);
+
+	/* A change in place between the whole read and the summary (another process, no
+	 * lock): the record would describe bytes the file no longer holds; none is made. */
+	unlink(gossip_path(dir, "store.root"));
+	st = gossip_store_open(dir, &lazy);
+	gossip_store_keep_summary(st, rule);
+	int ok_lock = gossip_store_lock(st) == 0;
+	int fd = open(gossip_path(dir, "store"), O_WRONLY | O_CLOEXEC);
+	ok(ok_lock && fd >= 0 && pwrite(fd, "X", 1, 40) == 1, "a byte of the store changed in place after the read");
+	close(fd);
+	gossip_store_summary(st, root, &count);
+	gossip_store_unlock(st);
+	gossip_store_summary_save(st);
+	ok(access(gossip_path(dir, "store.root"), F_OK) != 0, "no record of the read made before the change");
+	gossip_store_close(st);
+
 	gossip_buf_free(&b);
 	rm_dir(dir);
 }

@@ -589,6 +589,10 @@ const struct gossip_store_damage *gossip_store_damage(const struct gossip_store 
  * that DIR/store.sum does not list), recover a torn tail, skip and quarantine damage;
  * NULL on error. */
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o);
+/* In a child after fork(): a lock of its own (the lock is held by an open file, which
+ * parent and child would share: each would let the other in and let go of the other's
+ * lock); the index stays, and the next lock reads only what is new. Not while locked. */
+int gossip_store_detach(struct gossip_store *st);
 void gossip_store_close(struct gossip_store *st);
 const char *gossip_store_dir(const struct gossip_store *st);
 /* Take the store's lock and index what other processes appended or compacted since. */

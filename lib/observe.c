@@ -396,17 +396,23 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	 * at once, or it holds the node's lock (and its leave) for the whole fetch. */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	struct gossip_store *st = gossip_store_open(o->dir, NULL);
-	struct gossip_trust trust;
-	if (!st || gossip_trust_load(&trust, o->dir) < 0)
-		_exit(2);
-	/* As gossip-merge does: a signer removed from trusted is neither offered nor
-	 * summarised (its messages stay hidden here, not pushed to the member). */
-	gossip_store_set_visible(st, gossip_trust_has, &trust);
+	/* The observer's store as its last look left it (index, summary and trust), with a
+	 * lock of its own: the sync reads only what is new, not the whole store. Without
+	 * one yet, its own. */
+	struct gossip_store *st = o->store;
+	struct gossip_trust own, *trust = &o->trust;
+	if (!st || gossip_store_detach(st) < 0) {
+		if (!(st = gossip_store_open(o->dir, NULL)) || gossip_trust_load(&own, o->dir) < 0)
+			_exit(2);
+		trust = &own;
+		/* As gossip-merge does: a signer removed from trusted is neither offered nor
+		 * summarised (its messages stay hidden here, not pushed to the member). */
+		gossip_store_set_visible(st, gossip_trust_has, trust);
+	}
 	/* What it stores is logged as the merge logs it (user events, key changes), so that
 	 * the handlers hear of it however it came. */
 	struct gossip_event_recorder rec = {.dir = o->dir};
-	struct gossip_merger mg = {.st = st, .trust = &trust, .on_stored = gossip_event_record, .sctx = &rec};
+	struct gossip_merger mg = {.st = st, .trust = trust, .on_stored = gossip_event_record, .sctx = &rec};
 	struct gossip_sync_stats stats;
 	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
 	/* One line at most: a failure, or (a repair) what was exchanged; nothing when
@@ -419,8 +425,7 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 		            (unsigned long long)mg.added);
 	gossip_merger_free(&mg);
 	gossip_event_recorder_free(&rec);
-	gossip_store_close(st);
-	_exit(r < 0 ? 1 : 0);
+	_exit(r < 0 ? 1 : 0);  /* the store is the parent's (or freed with the process) */
 }
 
 /* A pull sync with a random live member: it brings the record of a member that probes us

@@ -1419,6 +1419,25 @@ fail:
 	return NULL;
 }
 
+int gossip_store_detach(struct gossip_store *st)
+{
+	const char *path = gossip_path(st->dir, "store.lock");
+	if (st->locked) {
+		gossip_seterr("store: detached under the lock");
+		return -1;
+	}
+	int fd = st->opts.readonly ? open(path, O_RDONLY | O_CLOEXEC)
+	                           : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 && !st->opts.readonly) {
+		gossip_seterr("store: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st->lockfd >= 0)
+		close(st->lockfd);
+	st->lockfd = fd;
+	return 0;
+}
+
 void gossip_store_close(struct gossip_store *st)
 {
 	if (!st)

@@ -306,6 +306,59 @@ static void test_trylock(const struct gossip_identity *a, uint64_t now)
 	free(d);
 }
 
+/* gossip_store_detach: a forked child keeps the parent's index (its next lock reads only
+ * what is new) and gets a lock of its own, which shuts the parent out while it holds it. */
+static void test_detach(const struct gossip_identity *a, uint64_t now)
+{
+	char *d = strdup(temp_dir("t-store-detach"));
+	struct gossip_store *st = gossip_store_open(d, NULL);
+	struct gossip_buf b = {0};
+	uint8_t root[16];
+	uint64_t count = 0;
+	int go[2], held[2];
+	char c;
+	sign_msg(&b, a, GOSSIP_T_SET, "first", "1", 1, now);
+	if (!st || fixture_append(st, &b, 1, NULL) < 0 || pipe(go) < 0 || pipe(held) < 0)
+		exit(1);
+	uint64_t end = st->end;
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(20);
+		b.len = 0;
+		sign_msg(&b, a, GOSSIP_T_SET, "second", "2", 2, now);
+		/* Exit codes: 3 the index was not kept, 4 the lock not taken, 5 no append. */
+		if (gossip_store_detach(st) < 0)
+			_exit(1);
+		if (st->end != end || st->n != 1)
+			_exit(3);
+		if (gossip_store_lock(st) < 0)
+			_exit(4);
+		if (write(held[1], "h", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		gossip_store_unlock(st);
+		_exit(fixture_append(st, &b, 1, NULL) < 0 ? 5 : 0);
+	}
+	alarm(10);
+	ok(read(held[0], &c, 1) == 1, "a forked child, detached, takes the lock");
+	ok(gossip_store_trylock(st) == 1, "the parent is shut out while the child holds it");
+	int status = -1;
+	ok(write(go[1], "g", 1) == 1 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	   WEXITSTATUS(status) == 0, "the child kept the index it inherited, and appended (status %d)",
+	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	ok(gossip_store_lock(st) == 0 && gossip_store_summary(st, root, &count) == 0 && count == 2,
+	   "the parent then indexes the child's append");
+	gossip_store_unlock(st);
+	alarm(0);
+	gossip_store_close(st);
+	gossip_buf_free(&b);
+	close(go[0]);
+	close(go[1]);
+	close(held[0]);
+	close(held[1]);
+	rm_dir(d);
+	free(d);
+}
+
 /* Scanning past damage: the scan resynchronises on the next proven message, so every
  * intact message keeps its exact offset, and each damaged region is reported as the
  * bytes between (read-only: nothing written; a writer quarantines them). */
@@ -672,6 +725,7 @@ int main(void)
 	test_resync(&a, now);
 	test_watermark_record(&a, now);
 	test_kept(&a, now);
+	test_detach(&a, now);
 	test_trylock(&a, now);
 
 	rm_dir(d1);

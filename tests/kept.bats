@@ -43,7 +43,7 @@ settle() {
 @test "equal stores: the sync ends by both ends' kept summaries, which match a fresh read" {
 	sync
 	[[ $out == *"stores differed"* ]]
-	! client_kept
+	! client_kept || fail "$out"
 	settle
 	[[ $out == *"sent 0 messages"* ]]
 	same
@@ -58,7 +58,7 @@ settle() {
 	settle
 	gossip-send -d a set late 1 | gossip-merge -d a >/dev/null
 	sync
-	! client_kept
+	! client_kept || fail "$out"
 	[[ $out == *"stores differed"* ]]
 	run gossip-merge -d b get late
 	assert_output 1
@@ -67,7 +67,7 @@ settle() {
 	settle
 	gossip-send -d b set fromb 2 | gossip-merge --lazy --verified -d b >/dev/null
 	sync
-	! server_kept
+	! server_kept || fail "$out"
 	run gossip-merge -d a get fromb
 	assert_output 2
 	same
@@ -90,7 +90,7 @@ settle() {
 	touch -r "$T/stamp" a/store
 	[ "$(stat -c %s a/store)" -eq "$before" ]
 	sync
-	! client_kept
+	! client_kept || fail "$out"
 	run gossip-merge -d a get k7
 	assert_output v7
 	same
@@ -104,7 +104,7 @@ settle() {
 	# b's store now differs from a's; give b a copy of a's record (a's key, a's root).
 	cp a/store.root b/store.root
 	sync
-	! server_kept
+	! server_kept || fail "$out"
 	run gossip-merge -d a get only-b
 	assert_output 1
 	same
@@ -123,7 +123,7 @@ settle() {
 		dir) rm -f b/store.root && mkdir b/store.root ;;
 		esac
 		sync
-		! server_kept
+		! server_kept || fail "$out"
 		[ "$(wc -l <<<"$out")" -eq 2 ] || fail "$bad: more than the two verbose lines: $out"
 		run gossip-merge -d a get bad$i
 		assert_output $i
@@ -142,7 +142,7 @@ settle() {
 	# b no longer trusts c: its summary leaves c's message out, so the stores differ.
 	grep -v "$(cut -d' ' -f1 c.pub)" b/trusted >t && mv t b/trusted
 	sync || true
-	! server_kept
+	! server_kept || fail "$out"
 	[[ $out == *"stores differed"* ]]
 	# Neither does a: equal again, by new records.
 	grep -v "$(cut -d' ' -f1 c.pub)" a/trusted >t && mv t a/trusted
@@ -151,8 +151,8 @@ settle() {
 	cat c.pub >>a/trusted
 	cat c.pub >>b/trusted
 	sync
-	! client_kept
-	! server_kept
+	! client_kept || fail "$out"
+	! server_kept || fail "$out"
 	[[ $out == *"stores equal"* ]]
 	same
 	run gossip-merge -d b get fromc
@@ -167,8 +167,8 @@ settle() {
 	[ "$until" != 18446744073709551615 ] || fail "settling took longer than the event's 5 s"
 	wait_for 15 sh -c '[ "$(gossip-merge --event-ttl 5 -d a digest | cut -d" " -f2)" = 50 ]'
 	sync --event-ttl 5
-	! client_kept
-	! server_kept
+	! client_kept || fail "$out"
+	! server_kept || fail "$out"
 	[[ $out == *"stores equal"* ]]
 	settle --event-ttl 5
 	[ "$(od -An -tu8 --endian=big -j32 -N8 a/store.root | tr -d ' ')" = 18446744073709551615 ]
@@ -181,8 +181,8 @@ settle() {
 	[ ! -e a/store.root ]
 	settle
 	sync --tombstone-ttl 100000
-	! client_kept
-	! server_kept
+	! client_kept || fail "$out"
+	! server_kept || fail "$out"
 }
 
 @test "syncs at once, with appends between: no sync ends equal by a record that lies" {

@@ -1352,7 +1352,6 @@ static int store_lock(struct gossip_store *st, int nowait)
 		gossip_store_unlock(st);
 		return -1;
 	}
-	st->fresh = fresh;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
 	if (fresh && !ro && access(gossip_path(st->dir, "watermarks"), F_OK) != 0 && errno == ENOENT)
 		for (size_t i = 0; i < st->norigins; i++)
@@ -1379,7 +1378,7 @@ void gossip_store_unlock(struct gossip_store *st)
 {
 	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
-	st->locked = st->fresh = 0;
+	st->locked = st->key_ok = 0;
 }
 
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
@@ -2322,8 +2321,6 @@ static int mk_rebuild(struct gossip_store *st)
  * The key hashes what the summary depends on besides the store's bytes, and the store
  * file's identity, size and change times, which any write to it moves: a record made
  * by a whole read matches only the file that read saw (gossip.h). */
-enum { ROOT_REC = 80 };
-
 static void stat_key(crypto_generichash_state *h, const char *path)
 {
 	struct stat sb;
@@ -2390,7 +2387,7 @@ void gossip_store_summary_save(struct gossip_store *st)
 {
 	/* A cache: when it cannot be written, the next sync reads the store. */
 	if (st->root_pending)
-		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), st->root_rec, ROOT_REC, 0600);
+		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), st->root_rec, STORE_ROOT_REC, 0600);
 	st->root_pending = 0;
 }
 
@@ -2402,7 +2399,7 @@ void gossip_store_keep_summary(struct gossip_store *st, const uint8_t rule[16])
 
 int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_t *count)
 {
-	uint8_t rec[ROOT_REC + 1], key[16], check[16];
+	uint8_t rec[STORE_ROOT_REC + 1], key[16], check[16];
 	uint64_t now = gossip_now_ms();
 	if (!st->keep_root)
 		return 1;
@@ -2415,7 +2412,7 @@ int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_
 		return 1;
 	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, rec, sizeof rec) : -1;
 	close(fd);
-	if (n != ROOT_REC || memcmp(rec, "gsroot1\n", 8) != 0)
+	if (n != STORE_ROOT_REC || memcmp(rec, "gsroot1\n", 8) != 0)
 		return 1;
 	crypto_generichash(check, 16, rec, 64, NULL, 0);
 	if (sodium_memcmp(check, rec + 64, 16) != 0 || root_key(st, key) < 0 ||
@@ -2492,7 +2489,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 	d->l2 = (const uint8_t(*)[16])m->l2;
 	d->cnt = m->cnt;
 	d->now = now;
-	if (st->keep_root && st->fresh && st->locked && !st->opts.readonly)
+	if (st->key_ok && st->locked)  /* a writer's whole read in this lock */
 		root_record(st, d, m->nheap ? m->heap[0].at : UINT64_MAX);
 	return 0;
 }

@@ -30,6 +30,8 @@ struct store_reg {
 	uint64_t top_epoch;
 };
 
+enum { STORE_ROOT_REC = 80 };  /* bytes of DIR/store.root */
+
 struct gossip_store {
 	char dir[4096];
 	int fd, lockfd, locked;
@@ -60,11 +62,12 @@ struct gossip_store {
 	/* Moves on whenever the index or the visibility rule changes: what was found in the
 	 * index under another epoch is found again. */
 	uint64_t epoch;
-	/* The kept summary, DIR/store.root (gossip_store_keep_summary): written when the
-	 * program named its visibility rule (rule) and this lock read the whole file (fresh). */
-	int keep_root, fresh, root_pending, key_ok;
-	uint8_t rule[16], root_rec[80];  /* the record made, until saved */
-	uint8_t key[16];  /* its key before this lock's whole read (when key_ok) */
+	/* The kept summary, DIR/store.root (gossip_store_keep_summary): made when the
+	 * program named its visibility rule (rule) and this lock read the whole file, whose
+	 * key before the read is key (key_ok, until the unlock). */
+	int keep_root, root_pending, key_ok;
+	uint8_t rule[16], key[16];
+	uint8_t root_rec[STORE_ROOT_REC];  /* the record made, until saved */
 };
 
 /* What the store needs of a message to classify and index it, taken from its one

@@ -248,6 +248,17 @@ static void write_store(const char *d, const uint8_t *p, size_t n)
 	close(fd);
 }
 
+/* The end of a test with a helper process: its two pipes closed, its directory gone. */
+static void pipes_done(int go[2], int held[2], char *d)
+{
+	close(go[0]);
+	close(go[1]);
+	close(held[0]);
+	close(held[1]);
+	rm_dir(d);
+	free(d);
+}
+
 /* gossip_store_trylock: while another process holds the lock, 1 at once and nothing taken
  * (a hang here would be the old check-then-lock wait: SIGALRM fails the test); once it is
  * let go, 0, with what was appended meanwhile indexed. A reader's try shares a reader's
@@ -298,12 +309,7 @@ static void test_trylock(const struct gossip_identity *a, uint64_t now)
 	gossip_store_close(r1);
 	gossip_store_close(r2);
 	gossip_store_close(st);
-	close(go[0]);
-	close(go[1]);
-	close(held[0]);
-	close(held[1]);
-	rm_dir(d);
-	free(d);
+	pipes_done(go, held, d);
 }
 
 /* gossip_store_detach: a forked child keeps the parent's index (its next lock reads only
@@ -351,12 +357,7 @@ static void test_detach(const struct gossip_identity *a, uint64_t now)
 	alarm(0);
 	gossip_store_close(st);
 	gossip_buf_free(&b);
-	close(go[0]);
-	close(go[1]);
-	close(held[0]);
-	close(held[1]);
-	rm_dir(d);
-	free(d);
+	pipes_done(go, held, d);
 }
 
 /* Scanning past damage: the scan resynchronises on the next proven message, so every

@@ -21,7 +21,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
-	        "                    [-R seconds] observe\n"
+	        "                    [-R seconds] [-e seconds] observe\n"
 	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
@@ -42,7 +42,7 @@ struct opts {
 	struct gossip_peers_cfg cfg;
 	int json, tee, sync_addr, probing, from_start;
 	long rumor;  /* observe -r: the arity of the rumor's trees (0: no rumor) */
-	double every;  /* beat -e, seconds */
+	double every;  /* beat -e, observe -e: seconds */
 	long count;  /* pick -n */
 	struct gossip_handler *handlers;  /* watch -x */
 	int nhandlers;
@@ -263,6 +263,7 @@ static int do_beat(const struct opts *o)
 /* Where observe's output goes: the copy of the stream (-T), the rumor (-r), and the
  * prober's datagrams. */
 struct outlet {
+	const char *dir;
 	int tee;  /* -T, until stdout fails */
 	size_t rumor;  /* -r: the trees' arity; 0: no rumor */
 	struct gossip_peers *table;
@@ -309,6 +310,28 @@ static void news_out(void *ctx, const uint8_t *p, size_t n)
 	struct outlet *ol = ctx;
 	if ((ol->tee || ol->rumor) && gossip_buf_put(&ol->pending, p, n) < 0)
 		gossip_warn("observe: %s", strerror(ENOMEM));
+}
+
+/* In the anti-entropy child: what its sync stored, on as rumor from this node's place in
+ * the trees (a member that missed a message is the one whose children most likely missed
+ * it too); at the end (p NULL), sent, and the sends added to DIR/stats/rumor. */
+static void brought_out(void *ctx, const uint8_t *p, size_t n)
+{
+	struct outlet *ol = ctx;
+	static uint64_t sent;  /* this child's */
+	if (!ol->rumor)
+		return;
+	if (p) {
+		uint64_t before = ol->forwarded;
+		rumor_out(ol, p, n, 0);
+		sent += ol->forwarded - before;
+		return;
+	}
+	gossip_out_flush(&ol->out);
+	struct gossip_stats counters;
+	gossip_stats_open(&counters, ol->dir, "rumor");
+	gossip_stats_add(&counters, "forwarded", &sent);
+	gossip_stats_close(&counters);
 }
 
 static void save_table(const struct gossip_peers *t, const char *dir)
@@ -372,7 +395,7 @@ static int do_observe(const struct opts *o)
 	struct gossip_peers table;
 	struct gossip_author author;
 	struct gossip_keyring keyring;
-	struct outlet ol = {.tee = o->tee, .rumor = (size_t)o->rumor, .table = &table};
+	struct outlet ol = {.dir = o->dir, .tee = o->tee, .rumor = (size_t)o->rumor, .table = &table};
 	struct gossip_stats counters;
 	struct gossip_swim *swim = NULL;
 	struct gossip_reader r;
@@ -403,6 +426,11 @@ static int do_observe(const struct opts *o)
 	if (swim) {
 		gossip_stats_add(&counters, "repairs", gossip_observe_repairs(obs));
 		pin_summary(swim, now);
+	}
+	if (o->every > 0) {
+		gossip_observer_anti_entropy(obs, (uint64_t)(o->every * 1000 + 0.5), brought_out, &ol, now);
+		gossip_stats_add(&counters, "syncs_done", gossip_observe_syncs(obs, 0));
+		gossip_stats_add(&counters, "syncs_failed", gossip_observe_syncs(obs, 1));
 	}
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
@@ -1538,8 +1566,8 @@ int main(int argc, char **argv)
 		case 't': o.tags[o.ntags++] = optarg; break;
 		case 'e':
 			o.every = strtod(optarg, &end);
-			if (*end || !(o.every > 0) || o.every > 3600)
-				gossip_die(GOSSIP_EXIT_ERR, "-e %s: want seconds, more than 0", optarg);
+			if (*end || !(o.every >= 0.001) || o.every > 86400)
+				gossip_die(GOSSIP_EXIT_ERR, "-e %s: want seconds, 0.001 to 86400", optarg);
 			break;
 		case 'J':
 			o.cfg.jitter = strtod(optarg, &end);

@@ -1299,6 +1299,14 @@ long gossip_observe_reload(struct gossip_observer *o);
 void gossip_observe_rejects(struct gossip_observer *o);
 /* Repairs started (push-pull syncs with a member whose summary differs), for DIR/stats. */
 uint64_t *gossip_observe_repairs(struct gossip_observer *o);
+/* Anti-entropy: every every_ms (0: none, the default), from now, a push-pull sync with a
+ * member gossip_peers_pick picks, in a child process that uses the observer's store (no
+ * whole read of it), one at a time, each within 10 s. In the child, fn gets each message
+ * the sync stored, then (NULL, 0) once: how gossip-peers passes them on as rumor. */
+void gossip_observer_anti_entropy(struct gossip_observer *o, uint64_t every_ms, gossip_observe_news_fn *fn,
+                                  void *ctx, uint64_t now);
+/* Anti-entropy syncs done (failed 0) or failed (1), for DIR/stats. */
+uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
  * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator

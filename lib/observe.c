@@ -40,6 +40,11 @@ struct gossip_observer {
 	pid_t repair;  /* a push-pull sync with a member whose summary differs (0: none) */
 	uint8_t repair_pk[32];  /* with whom */
 	uint64_t repairs;
+	pid_t sync;  /* an anti-entropy sync under way (0: none) */
+	uint64_t sync_ms, sync_next;  /* one every sync_ms (0: none), the next due at sync_next */
+	uint64_t syncs_done, syncs_failed;
+	gossip_observe_news_fn *brought;  /* in the child: what its anti-entropy sync stored */
+	void *brought_ctx;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
@@ -90,6 +95,15 @@ void gossip_observer_on_news(struct gossip_observer *o, gossip_observe_news_fn *
 	o->news_ctx = ctx;
 }
 
+void gossip_observer_anti_entropy(struct gossip_observer *o, uint64_t every_ms, gossip_observe_news_fn *fn,
+                                  void *ctx, uint64_t now)
+{
+	o->sync_ms = every_ms;
+	o->sync_next = now + every_ms;  /* as the node's loop did: the first after one interval */
+	o->brought = fn;
+	o->brought_ctx = ctx;
+}
+
 void gossip_observer_free(struct gossip_observer *o)
 {
 	if (!o)
@@ -98,6 +112,8 @@ void gossip_observer_free(struct gossip_observer *o)
 		kill(o->fetch, SIGTERM);  /* its sync would end by its own limit anyway */
 	if (o->repair > 0 && waitpid(o->repair, NULL, WNOHANG) == 0)
 		kill(o->repair, SIGTERM);
+	if (o->sync > 0 && waitpid(o->sync, NULL, WNOHANG) == 0)
+		kill(o->sync, SIGTERM);
 	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
@@ -376,9 +392,32 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 
 /* ---- the stream ---- */
 
-/* A sync (mode) with addr in a child of its own, so that the stream is not held up; the
- * child's pid, or -1. what names it in warnings. */
-static pid_t sync_child(struct gossip_observer *o, const char *what, const char *addr, int mode)
+/* Each message a sync stored, kept for the anti-entropy child's callback (after the sync:
+ * the rumor goes out once the store has them all). */
+static void keep_new(void *ctx, const uint8_t *p, size_t n)
+{
+	if (gossip_buf_put(ctx, p, n) < 0)
+		gossip_warn("anti-entropy: %s; what the sync brought is stored, not passed on", strerror(ENOMEM));
+}
+
+/* What a sync child's merge did, added to DIR/stats/merge.others as gossip-merge sync adds
+ * it: the pipeline's merge owns DIR/stats/merge. */
+static void count_merge(const struct gossip_observer *o, struct gossip_merger *mg)
+{
+	struct gossip_stats counters;
+	gossip_stats_open(&counters, o->dir, "merge");
+	gossip_stats_add(&counters, "stored", &mg->added);
+	gossip_stats_add(&counters, "stale", &mg->stale);
+	gossip_stats_add(&counters, "refused_by_merge", &mg->rejected);
+	gossip_stats_add(&counters, "equivocations", &mg->equivocations);
+	gossip_stats_close(&counters);
+}
+
+/* A sync (mode, within timeout_ms) with addr in a child of its own, so that the stream is
+ * not held up; the child's pid, or -1. what names it in warnings; with brings, what it
+ * stored goes to o->brought (anti-entropy). */
+static pid_t sync_child(struct gossip_observer *o, const char *what, const char *addr, int mode, int timeout_ms,
+                        int brings)
 {
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -412,17 +451,35 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	/* What it stores is logged as the merge logs it (user events, key changes), so that
 	 * the handlers hear of it however it came. */
 	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_buf got = {0};
 	struct gossip_merger mg = {.st = st, .trust = trust, .on_stored = gossip_event_record, .sctx = &rec};
+	if (brings && o->brought) {
+		mg.on_new = keep_new;
+		mg.ctx = &got;
+	}
 	struct gossip_sync_stats stats;
-	int r = gossip_sync_client(&mg, addr, mode, 5000, &stats);
+	int r = gossip_sync_client(&mg, addr, mode, timeout_ms, &stats);
 	/* One line at most: a failure, or (a repair) what was exchanged; nothing when
-	 * nothing was. */
-	if (r < 0)
+	 * nothing was. Anti-entropy's failures are counted, not logged: now and then it
+	 * picks a member believed down on purpose. */
+	if (r < 0 && !brings)
 		gossip_warn("%s: %s: %s", what, addr, gossip_error());
-	else if (mode == GOSSIP_PUSH_PULL && (stats.sent_msgs || stats.recv_msgs))
+	else if (mode == GOSSIP_PUSH_PULL && !brings && (stats.sent_msgs || stats.recv_msgs))
 		gossip_warn("%s: %s: sent %llu messages, received %llu, %llu new here", what, addr,
 		            (unsigned long long)stats.sent_msgs, (unsigned long long)stats.recv_msgs,
 		            (unsigned long long)mg.added);
+	count_merge(o, &mg);
+	/* Stored (even by a sync that failed later): on as rumor. */
+	if (got.len) {
+		size_t k;
+		for (size_t at = 0; at < got.len; at += k)
+			if (gossip_cbor_scan(got.p + at, got.len - at, &gossip_msg_limits, NULL, &k) != GOSSIP_SCAN_OK)
+				break;
+			else
+				o->brought(o->brought_ctx, got.p + at, k);
+		o->brought(o->brought_ctx, NULL, 0);
+	}
+	gossip_buf_free(&got);
 	gossip_merger_free(&mg);
 	gossip_event_recorder_free(&rec);
 	_exit(r < 0 ? 1 : 0);  /* the store is the parent's (or freed with the process) */
@@ -446,7 +503,7 @@ static void fetch(struct gossip_observer *o, uint64_t now)
 	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
 		return;
 	o->last_fetch = now;
-	if ((pid = sync_child(o, "fetch", addr, GOSSIP_PULL)) > 0)
+	if ((pid = sync_child(o, "fetch", addr, GOSSIP_PULL, 5000, 0)) > 0)
 		o->fetch = pid;
 }
 
@@ -476,7 +533,7 @@ static void repair(struct gossip_observer *o, uint64_t now)
 		gossip_swim_repair_done(o->swim, pk, 0, 60000, now);
 		return;
 	}
-	if ((pid = sync_child(o, what, addr, GOSSIP_PUSH_PULL)) > 0) {
+	if ((pid = sync_child(o, what, addr, GOSSIP_PUSH_PULL, 5000, 0)) > 0) {
 		o->repair = pid;
 		memcpy(o->repair_pk, pk, 32);
 		o->repairs++;
@@ -487,6 +544,39 @@ static void repair(struct gossip_observer *o, uint64_t now)
 uint64_t *gossip_observe_repairs(struct gossip_observer *o)
 {
 	return &o->repairs;
+}
+
+/* Anti-entropy (gossip(7), THE NODE): every sync_ms a push-pull sync with a member picked
+ * as gossip-peers pick picks (now and then one believed down, so that a healed partition
+ * finds its way back), one at a time, each within 10 s at both ends. The child syncs with
+ * the observer's store, as repair does, and passes what it stored on as rumor. */
+static void anti_entropy(struct gossip_observer *o, uint64_t now)
+{
+	struct gossip_peer *pick[1];
+	const char *addr;
+	pid_t pid;
+	int status;
+	if (o->sync > 0) {
+		if ((pid = waitpid(o->sync, &status, WNOHANG)) == 0)
+			return;
+		(*(pid > 0 && WIFEXITED(status) && !WEXITSTATUS(status) ? &o->syncs_done : &o->syncs_failed))++;
+		o->sync = 0;
+	}
+	if (!o->sync_ms || now < o->sync_next)
+		return;
+	o->sync_next = now + o->sync_ms;
+	if (gossip_peers_pick(o->table, &o->cfg, 1, pick) != 1 ||
+	    !(addr = gossip_member_addr(&pick[0]->info, GOSSIP_TCP)))
+		return;  /* no one to sync with yet */
+	if ((pid = sync_child(o, "anti-entropy", addr, GOSSIP_PUSH_PULL, 10000, 1)) > 0)
+		o->sync = pid;
+	else
+		o->syncs_failed++;
+}
+
+uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed)
+{
+	return failed ? &o->syncs_failed : &o->syncs_done;
 }
 
 /* A probe or a claim from a signer not in the table: its member record may be in the
@@ -676,6 +766,7 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
 	if (o->swim)
 		repair(o, now);
+	anti_entropy(o, now);
 	aggregate_tick(o, now);
 	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
 	for (size_t i = 0; i < t->n; i++)

@@ -143,9 +143,10 @@ under_asan() {
 }
 
 # slow: how many times a test of many nodes stretches the intervals that start processes
-# (anti-entropy: a round starts four): 4 under the sanitizers, where a process's start and
-# its leak check at exit cost about ten times the CPU (0.1 s against 0.01 s here); at the
-# usual intervals ten such nodes keep two cores busy, and a starved node is taken for dead.
+# (anti-entropy: a round starts the serving end and forks the other): 4 under the
+# sanitizers, where a process's start and its leak check at exit cost about ten times the
+# CPU (0.1 s against 0.01 s here); at the usual intervals ten such nodes keep two cores
+# busy, and a starved node is taken for dead.
 slow() {
 	if under_asan; then echo 4; else echo 1; fi
 }

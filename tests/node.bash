@@ -4,9 +4,10 @@
 HB=${HB:-0.2}          # probe interval (gossip-node -i), seconds
 JITTER=${JITTER:-0.1}  # probe jitter, a fraction of the interval
 FANOUT=${FANOUT:-3}
-# Anti-entropy interval, seconds: 1, or helper.bash's slow under the sanitizers (each
-# round starts four processes; at 1 s ten sanitized nodes kept two cores busy and took
-# each other for dead). The benches and contrib/demo load this file without helper.bash.
+# Anti-entropy interval, seconds: 1, or helper.bash's slow under the sanitizers (a round
+# starts the serving end and forks the other; at 1 s ten sanitized nodes kept two cores
+# busy and took each other for dead). The benches and contrib/demo load this file
+# without helper.bash.
 SYNC=${SYNC:-$(if command -v slow >/dev/null 2>&1; then slow; else echo 1; fi)}
 
 # node_ids N: identities n1..nN in $T (each public key line beside it, in n$i.pub), every

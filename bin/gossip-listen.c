@@ -19,8 +19,8 @@ static void usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	        "usage: gossip-listen [-q] [-d dir] [-a file] [-c connections] [-t seconds] [-s command]\n"
-	        "                     [--max-skew seconds] address ...\n"
-	        "       gossip-listen [-q] [-d dir] [-s command] [--max-skew seconds] -\n");
+	        "                     [-H socket] [--max-skew seconds] address ...\n"
+	        "       gossip-listen [-q] [-d dir] [-s command] [-H socket] [--max-skew seconds] -\n");
 	exit(code);
 }
 
@@ -46,6 +46,7 @@ static struct gossip_buf out, plain;
 static int quiet;
 static volatile sig_atomic_t want_stats, want_exit, want_reload;
 static const char *statedir, *sync_cmd;
+static const char *hand_path;  /* -H: where syncs go first (gossip-peers observe -H) */
 /* At most SYNCS_MAX syncs at once, and SYNCS_PER_PEER from one peer address, so that a
  * few bad peers cannot take every slot (each sync ends by its command's time limit); a
  * stream that is no whole sync request after SYNC_WAIT_MS is taken as messages. */
@@ -346,7 +347,30 @@ static void refuse_sync(int fd, const char *peer, const char *why)
 	gossip_buf_free(&b);
 }
 
-/* Run sh -c sync_cmd with the connection as its stdin and stdout, in a free slot. */
+/* In a sync's own process: hand the connection to -H's server, and wait until its sync is
+ * over (the pipe's other end closes), so that the limits below count it; when none takes
+ * it now, return: the command runs instead. */
+static void hand_to_server(int fd, const char *peer)
+{
+	int p[2];
+	if (!hand_path || pipe2(p, O_CLOEXEC) < 0)
+		return;
+	if (gossip_hand_send(hand_path, fd, p[1], peer) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	close(p[1]);
+	close(fd);
+	/* A minute at most: the server's sync has a limit of its own (gossip-merge's -t). */
+	struct pollfd pfd = {p[0], POLLIN, 0};
+	while (poll(&pfd, 1, 60000) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+/* Run sh -c sync_cmd with the connection as its stdin and stdout, in a free slot (or hand
+ * it to -H's server). */
 static void hand_off(int fd, const char *peer, const char *who)
 {
 	int slot = -1, same = 0;
@@ -380,6 +404,7 @@ static void hand_off(int fd, const char *peer, const char *who)
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		hand_to_server(fd, peer);
 		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
 			_exit(127);
 		setenv("GOSSIP_PEER", peer, 1);
@@ -428,6 +453,7 @@ static int serve_stdin(void)
 			signal(SIGHUP, SIG_IGN);
 			signal(SIGPIPE, SIG_DFL);
 			fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
+			hand_to_server(0, c.peer);
 			if (dup2(0, 1) < 0)
 				gossip_die(GOSSIP_EXIT_ERR, "dup2: %s", strerror(errno));
 			setenv("GOSSIP_PEER", c.peer, 1);
@@ -493,6 +519,7 @@ int main(int argc, char **argv)
 		{"dir", required_argument, NULL, 'd'}, {"addresses", required_argument, NULL, 'a'},
 		{"connections", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'}, {"sync", required_argument, NULL, 's'},
+		{"hand", required_argument, NULL, 'H'},
 		{"max-skew", required_argument, NULL, 256},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
 	const char *dir = NULL, *addrfile = NULL;
@@ -500,7 +527,7 @@ int main(int argc, char **argv)
 	char *end;
 
 	gossip_init(argv[0]);
-	while ((c = getopt_long(argc, argv, "d:a:c:t:s:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:a:c:t:s:H:qh", longopts, NULL)) != -1) {
 		gossip_opt_once(c);
 		switch (c) {
 		case 'd': dir = optarg; break;
@@ -517,6 +544,11 @@ int main(int argc, char **argv)
 			break;
 		case 'q': quiet = 1; break;
 		case 's': sync_cmd = optarg; break;
+		case 'H':
+			if (!*optarg)
+				gossip_die(GOSSIP_EXIT_ERR, "-H: want the path of gossip-peers observe -H's socket");
+			hand_path = optarg;
+			break;
 		case 256: {
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (*end || !*optarg || v < 1 || v > 365ULL * 86400)
@@ -533,6 +565,8 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (argc < 1)
 		usage(GOSSIP_EXIT_ERR);
+	if (hand_path && !sync_cmd)
+		gossip_die(GOSSIP_EXIT_ERR, "-H needs -s: the command serves the syncs no server takes");
 	dir = gossip_state_dir(dir);
 	statedir = dir;
 	if (gossip_trust_load(&trust, dir) < 0)

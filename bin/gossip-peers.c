@@ -21,7 +21,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
-	        "                    [-R seconds] [-e seconds] observe\n"
+	        "                    [-R seconds] [-e seconds] [-H socket] observe\n"
 	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
@@ -48,6 +48,7 @@ struct opts {
 	int nhandlers;
 	uint64_t limit_ms, coalesce_ms;  /* watch -k, -c */
 	const char *ready;  /* watch --ready */
+	const char *hand;  /* observe -H: serve the syncs gossip-listen -H hands over there */
 	char **addrs, **tags;  /* announce -a, -t */
 	int naddrs, ntags;
 };
@@ -427,12 +428,19 @@ static int do_observe(const struct opts *o)
 		gossip_stats_add(&counters, "repairs", gossip_observe_repairs(obs));
 		pin_summary(swim, now);
 	}
+	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
+	if (o->hand) {
+		/* Without it gossip-listen runs its command for every sync: slower, not wrong. */
+		if ((r.wake_fd = gossip_observer_serve(obs, o->hand)) < 0)
+			gossip_warn("-H %s; the syncs go to gossip-listen's command", gossip_error());
+		gossip_stats_add(&counters, "serves_done", gossip_observe_serves(obs, 0));
+		gossip_stats_add(&counters, "serves_failed", gossip_observe_serves(obs, 1));
+	}
 	if (o->every > 0) {
 		gossip_observer_anti_entropy(obs, (uint64_t)(o->every * 1000 + 0.5), brought_out, &ol, now);
 		gossip_stats_add(&counters, "syncs_done", gossip_observe_syncs(obs, 0));
 		gossip_stats_add(&counters, "syncs_failed", gossip_observe_syncs(obs, 1));
 	}
-	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
@@ -471,6 +479,7 @@ static int do_observe(const struct opts *o)
 			reload(obs, swim || ol.rumor ? &keyring : NULL, o->dir);
 		}
 		gossip_observe_rejects(obs);
+		gossip_observe_hand(obs);
 		/* A look is a stat when the store has not changed. */
 		if (now - last_scan >= 100) {
 			dirty |= gossip_observe_store(obs, now);
@@ -1535,6 +1544,7 @@ int main(int argc, char **argv)
 		{"coalesce", required_argument, NULL, 'c'},
 		{"limit", required_argument, NULL, 'k'},
 		{"ready", required_argument, NULL, 258},
+		{"hand", required_argument, NULL, 'H'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {0}};
 	struct opts o = {.cfg = gossip_peers_defaults, .count = 1, .limit_ms = 60000};
@@ -1556,7 +1566,7 @@ int main(int argc, char **argv)
 	o.handlers = calloc(GOSSIP_RUNNER_HANDLERS, sizeof *o.handlers);
 	if (!o.addrs || !o.tags || !o.handlers)
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
-	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:r:sx:c:k:ATph", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:r:sx:c:k:H:ATph", longopts, NULL)) != -1) {
 		if (c != 'a' && c != 't' && c != 'x')
 			gossip_opt_once(c);
 		switch (c) {
@@ -1634,6 +1644,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 258: o.ready = optarg; break;
+		case 'H':
+			if (!*optarg)
+				gossip_die(GOSSIP_EXIT_ERR, "-H: want a path for the socket gossip-listen -H hands syncs to");
+			o.hand = optarg;
+			break;
 		case 'A': o.from_start = 1; break;
 		case 'T': o.tee = 1; break;
 		case 'p': o.probing = 1; break;
@@ -1666,7 +1681,7 @@ int main(int argc, char **argv)
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
 	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
-	         ((o.tee || o.probing) && strcmp(verb, "observe")))
+	         ((o.tee || o.probing || o.hand) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
 		r = do_beat(&o);

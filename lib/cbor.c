@@ -254,6 +254,7 @@ void gossip_reader_init(struct gossip_reader *r, int fd, const char *name,
 	r->fd = fd;
 	r->name = name;
 	r->lim = *lim;
+	r->wake_fd = -1;
 }
 
 int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *len,
@@ -322,11 +323,15 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 			if (wait < 0 || left < (uint64_t)wait)
 				wait = (int)(left > 86400000 ? 86400000 : left), late = 1;
 		}
-		if (wait >= 0) {
-			struct pollfd pfd = {r->fd, POLLIN, 0};
-			int pr = poll(&pfd, 1, wait);
+		if (wait >= 0 || r->wake_fd >= 0) {
+			struct pollfd pfd[2] = {{r->fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+			int pr = poll(pfd, r->wake_fd >= 0 ? 2 : 1, wait);
 			if (pr < 0 && errno == EINTR)
 				continue;
+			if (pr > 0 && !pfd[0].revents) {
+				gossip_seterr("%s: timed out: woken", r->name);
+				return -1;
+			}
 			if (pr == 0 && late) {
 				gossip_seterr("%s: timed out: the time limit ran out", r->name);
 				return -1;

@@ -197,6 +197,8 @@ struct gossip_reader {
 	size_t ready;  /* length of the buffered item gossip_reader_ready found, or 0 */
 	uint64_t deadline;  /* > 0: no waiting past this gossip_mono_ms() time, however the
 	                     * bytes trickle in */
+	int wake_fd;  /* >= 0 (-1 from init): a wait also ends, as "timed out", when this is
+	               * readable */
 };
 /* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
 int gossip_reader_ready(struct gossip_reader *r);
@@ -750,6 +752,23 @@ int gossip_sync_starts(const uint8_t *p, size_t n);
 /* The other end, on rfd and wfd (stdin and stdout under inetd), with the same checks. */
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s);
+
+/* ---- hand.c: a sync's connection handed to the process that keeps the store open --------
+ * gossip-listen -H hands a stream that is a sync to gossip-peers observe -H (a unix
+ * datagram socket, SCM_RIGHTS): the connection, and a pipe's write end that the serving
+ * process holds until the sync is over (its end is what the hand-off waits for), with the
+ * peer's name. */
+enum { GOSSIP_HAND_PEER = 320 };
+/* Bind PATH (a socket left there before is replaced; anything else is an error), mode 0600,
+ * non-blocking: its fd, or -1. */
+int gossip_hand_listen(const char *path);
+/* Hand conn and done to the process at PATH, without waiting: 0, or -1 when none takes it
+ * now (none there, or its queue full). */
+int gossip_hand_send(const char *path, int conn, int done, const char *peer);
+/* The next hand-off, without waiting: 1 with *conn, *done (close-on-exec) and peer; 0 none
+ * now; -1 an error. Only this user's hand-offs, whole, of a socket and a pipe are taken;
+ * others are dropped, at most 64 a call. */
+int gossip_hand_recv(int sock, int *conn, int *done, char *peer, size_t peersz);
 
 /* ---- peers.c: membership ------------------------------------------------------------ */
 
@@ -1307,6 +1326,14 @@ void gossip_observer_anti_entropy(struct gossip_observer *o, uint64_t every_ms, 
                                   void *ctx, uint64_t now);
 /* Anti-entropy syncs done (failed 0) or failed (1), for DIR/stats. */
 uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed);
+/* Serve the syncs gossip-listen -H hands over at path (gossip_hand_listen; removed when
+ * the observer is freed), each in a child with the observer's store, as repairs do: its
+ * fd (for the reader's wake_fd), or -1. */
+int gossip_observer_serve(struct gossip_observer *o, const char *path);
+/* Take the syncs handed over since, and reap the serves that ended: at every turn. */
+void gossip_observe_hand(struct gossip_observer *o);
+/* Handed syncs served (failed 0) or failed (1), for DIR/stats. */
+uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
  * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator

@@ -17,6 +17,8 @@
 
 /* Responses relayed lately, by query id, responder and kind: each is relayed once. */
 enum { RELAYED = 512, RELAY_RATE = 200 };
+/* Syncs handed over and served at once, at most (gossip-listen allows 16). */
+enum { SERVES = 32 };
 struct relayed {
 	uint8_t id[GOSSIP_QUERY_ID_LEN], who[32];
 	uint8_t kind;
@@ -45,6 +47,10 @@ struct gossip_observer {
 	uint64_t syncs_done, syncs_failed;
 	gossip_observe_news_fn *brought;  /* in the child: what its anti-entropy sync stored */
 	void *brought_ctx;
+	int hand;  /* syncs handed over by gossip-listen -H (-1: none) */
+	char hand_path[108];
+	pid_t serves[SERVES];  /* serving them (0: a free slot) */
+	uint64_t serves_done, serves_failed;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
@@ -69,6 +75,7 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	snprintf(o->dir, sizeof o->dir, "%s", dir);
 	o->swim = swim;
 	o->started = now;
+	o->hand = -1;
 	if (!(o->agg = gossip_aggregator_new(dir))) {
 		free(o);
 		return NULL;
@@ -114,6 +121,11 @@ void gossip_observer_free(struct gossip_observer *o)
 		kill(o->repair, SIGTERM);
 	if (o->sync > 0 && waitpid(o->sync, NULL, WNOHANG) == 0)
 		kill(o->sync, SIGTERM);
+	if (o->hand >= 0) {
+		close(o->hand);
+		unlink(o->hand_path);
+	}
+	/* Syncs being served end by their own limit; the parent does not wait for them. */
 	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
 	gossip_trust_free(&o->trust);
@@ -413,6 +425,37 @@ static void count_merge(const struct gossip_observer *o, struct gossip_merger *m
 	gossip_stats_close(&counters);
 }
 
+/* In a child that syncs (after the fork): the store to sync with, and in *trust the
+ * signers it takes. */
+static struct gossip_store *child_store(struct gossip_observer *o, struct gossip_trust **trust,
+                                        struct gossip_trust *own)
+{
+	/* Nothing of its own on the stream (stdout is the node's pipeline). */
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null >= 0)
+		dup2(null, 1);
+	signal(SIGHUP, SIG_IGN);
+	/* The parent's handlers only set flags this child never looks at: a stop must end it
+	 * at once, or it holds the node's lock (and its leave) for the whole fetch. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	/* The observer's store as its last look left it (index, summary and trust), with a
+	 * lock of its own: the sync reads only what is new, not the whole store. Without
+	 * one yet, its own. */
+	struct gossip_store *st = o->store;
+	*trust = &o->trust;
+	if (!st || gossip_store_detach(st) < 0) {
+		if (!(st = gossip_store_open(o->dir, NULL)) || gossip_trust_load(own, o->dir) < 0)
+			_exit(2);
+		*trust = own;
+		/* As gossip-merge does: a signer removed from trusted is neither offered nor
+		 * summarised (its messages stay hidden here, not pushed to the member). */
+		gossip_store_set_visible(st, gossip_trust_has, own);
+	}
+	return st;
+}
+
 /* A sync (mode, within timeout_ms) with addr in a child of its own, so that the stream is
  * not held up; the child's pid, or -1. what names it in warnings; with brings, what it
  * stored goes to o->brought (anti-entropy). */
@@ -426,28 +469,8 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	}
 	if (pid > 0)
 		return pid;
-	/* The child: nothing of its own on the stream (stdout is the node's pipeline). */
-	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	if (null >= 0)
-		dup2(null, 1);
-	signal(SIGHUP, SIG_IGN);
-	/* The parent's handlers only set flags this child never looks at: a stop must end it
-	 * at once, or it holds the node's lock (and its leave) for the whole fetch. */
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	/* The observer's store as its last look left it (index, summary and trust), with a
-	 * lock of its own: the sync reads only what is new, not the whole store. Without
-	 * one yet, its own. */
-	struct gossip_store *st = o->store;
-	struct gossip_trust own, *trust = &o->trust;
-	if (!st || gossip_store_detach(st) < 0) {
-		if (!(st = gossip_store_open(o->dir, NULL)) || gossip_trust_load(&own, o->dir) < 0)
-			_exit(2);
-		trust = &own;
-		/* As gossip-merge does: a signer removed from trusted is neither offered nor
-		 * summarised (its messages stay hidden here, not pushed to the member). */
-		gossip_store_set_visible(st, gossip_trust_has, trust);
-	}
+	struct gossip_trust own, *trust;
+	struct gossip_store *st = child_store(o, &trust, &own);
 	/* What it stores is logged as the merge logs it (user events, key changes), so that
 	 * the handlers hear of it however it came. */
 	struct gossip_event_recorder rec = {.dir = o->dir};
@@ -577,6 +600,70 @@ static void anti_entropy(struct gossip_observer *o, uint64_t now)
 uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed)
 {
 	return failed ? &o->syncs_failed : &o->syncs_done;
+}
+
+/* ---- syncs handed over by gossip-listen -H ---- */
+
+int gossip_observer_serve(struct gossip_observer *o, const char *path)
+{
+	if ((o->hand = gossip_hand_listen(path)) < 0)
+		return -1;
+	snprintf(o->hand_path, sizeof o->hand_path, "%s", path);
+	return o->hand;
+}
+
+/* Serve a sync handed over (conn, from peer) in a child, as gossip-merge serve would, with
+ * the observer's store; done stays open in the child until it is over. */
+static void serve_child(struct gossip_observer *o, int conn, int done, const char *peer)
+{
+	size_t slot = 0;
+	while (slot < SERVES && o->serves[slot] > 0)
+		slot++;
+	pid_t pid = slot < SERVES ? fork() : -1;
+	if (pid != 0) {
+		/* The parent (or none to serve it: the client sees the connection end). */
+		if (pid < 0)
+			o->serves_failed++;
+		else
+			o->serves[slot] = pid;
+		close(conn);
+		close(done);
+		return;
+	}
+	struct gossip_trust own, *trust;
+	struct gossip_store *st = child_store(o, &trust, &own);
+	fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
+	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_merger mg = {.st = st, .trust = trust, .on_stored = gossip_event_record, .sctx = &rec};
+	struct gossip_sync_stats stats;
+	int r = gossip_sync_serve(&mg, conn, conn, 10000, &stats);
+	if (r < 0)
+		gossip_warn("serve: %s: %s", peer, gossip_error());
+	count_merge(o, &mg);
+	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
+	_exit(r < 0 ? 1 : 0);
+}
+
+void gossip_observe_hand(struct gossip_observer *o)
+{
+	int status, conn, done;
+	char peer[GOSSIP_HAND_PEER];
+	for (size_t i = 0; i < SERVES; i++)
+		if (o->serves[i] > 0 && waitpid(o->serves[i], &status, WNOHANG) == o->serves[i]) {
+			(*(WIFEXITED(status) && !WEXITSTATUS(status) ? &o->serves_done : &o->serves_failed))++;
+			o->serves[i] = 0;
+		}
+	if (o->hand < 0)
+		return;
+	/* As many as are waiting (gossip-listen bounds how many run at once). */
+	while (gossip_hand_recv(o->hand, &conn, &done, peer, sizeof peer) == 1)
+		serve_child(o, conn, done, peer);
+}
+
+uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed)
+{
+	return failed ? &o->serves_failed : &o->serves_done;
 }
 
 /* A probe or a claim from a signer not in the table: its member record may be in the

@@ -2,8 +2,10 @@
 # Anti-entropy as the node runs it: gossip-peers observe -e (gossip-node -s), every
 # interval a push-pull sync with a member picked at random, in a child process that syncs
 # with the observer's own store (no whole read of it, no process started), one at a time;
-# what it stores is counted, and goes on as rumor. Summaries are off (GOSSIP_SUMMARY), so
-# no repair runs: only anti-entropy can move a value stored in one store only.
+# what it stores is counted, and goes on as rumor. At the other end gossip-listen -H hands
+# the sync to the member's observe -H (DIR/serve.sock), which serves it the same way.
+# Summaries are off (GOSSIP_SUMMARY), so no repair runs: only anti-entropy can move a
+# value stored in one store only.
 load helper
 load node
 
@@ -38,6 +40,16 @@ only_in() {
 
 syncs_at_least() { [ "$(counter "$1" observe syncs_done)" -ge "$2" ]; }
 failed_at_least() { [ "$(counter "$1" observe syncs_failed)" -ge "$2" ]; }
+served_at_least() { [ "$(counter "$1" observe serves_done)" -ge "$2" ]; }
+serve_failed_at_least() { [ "$(counter "$1" observe serves_failed)" -ge "$2" ]; }
+
+observe_pid() {  # observe_pid NODE: the pid of NODE's gossip-peers observe
+	dir_procs "$T/$1" | awk '/gossip-peers .* observe$/ { print $1; exit }'
+}
+
+merge_served() { [ "$(counter "$1" merge.others serves_done)" -ge 1 ]; }  # by gossip-merge serve
+fds() { ls "/proc/$1/fd" | wc -l; }
+fds_at_most() { [ "$(fds "$1")" -le "$2" ]; }
 
 # cluster: n1 and n3 without anti-entropy (an hour), n2 with it every 0.3 s.
 cluster() {
@@ -62,6 +74,11 @@ cluster() {
 	for n in n1 n3; do
 		[ "$(counter $n observe syncs_done)" = 0 ] || fail "$n ran a sync"
 	done
+	# The syncs' other end: served by the members' observe (handed over by gossip-listen
+	# -H), never by gossip-merge serve.
+	wait_for 5 served_at_least n1 1 || fail "$(cat "$T/n1/stats/"*)"
+	[ "$(counter n1 merge.others serves_done)" = 0 ] || fail "gossip-merge served: $(cat "$T/n1/stats/"*)"
+	[[ "$(stat -c %A "$T/n1/serve.sock")" == s??????--- ]] || fail "serve.sock: $(stat -c %A "$T/n1/serve.sock")"
 	# gossip-node status counts the syncs.
 	run gossip-node -j -d "$T/n2" status
 	assert_success
@@ -111,4 +128,124 @@ cluster() {
 		run --separate-stderr gossip-node -d "$T/fresh" -s "$s" stop
 		[ "$stderr" = "gossip-node: -s is for running a node, not for stop" ] || fail "-s $s: $stderr"
 	done
+}
+
+@test "serve.sock: what is not a whole hand-off from this user is dropped; nothing stored changes, no descriptor is kept, syncs are still served" {
+	gossip-keygen -d client -n client >client.pub
+	cat client.pub >>"$T/n1/trusted"
+	cat "$T/n1.pub" >client/trusted
+	node_start n1 "${PORTS[0]}" ""
+	gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}" >/dev/null
+	wait_for 5 served_at_least n1 1
+	pid=$(observe_pid n1)
+	[ -n "$pid" ] || fail "no observe: $(dir_procs "$T/n1")"
+	before=$(gossip-merge -d "$T/n1" -j digest)
+	fd0=$(fds "$pid")
+	# Another user may not hand anything (the socket is this user's, mode 0600).
+	run setpriv --reuid=nobody --regid=nogroup --clear-groups $PY -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"x\0", sys.argv[1])' "$T/n1/serve.sock"
+	assert_failure
+	# This user's junk: no descriptors, one, a file for the socket, a socket for the pipe,
+	# three, an unended or doubled name; two hundred rounds.
+	$PY - "$T/n1/serve.sock" <<'PY'
+import os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(path)
+r, w = os.pipe()
+a, b = socket.socketpair()
+f = os.open("/dev/null", os.O_RDONLY)
+cases = [(b"", []), (b"x\0", []), (b"x\0", [a.fileno()]), (b"x\0", [f, w]),
+         (b"x\0", [a.fileno(), a.fileno()]), (b"x\0", [a.fileno(), w, r]), (b"x", [a.fileno(), w]),
+         (b"x\0y\0", [a.fileno(), w])]
+for _ in range(200):
+    for data, fds in cases:
+        if fds:
+            socket.send_fds(s, [data], fds)
+        else:
+            s.send(data)
+PY
+	# A whole hand-off whose connection speaks no sync: its serve fails, and the pipe's
+	# end closes when it is over.
+	run timeout 20 $PY - "$T/n1/serve.sock" <<'PY'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+r, w = os.pipe()
+a, b = socket.socketpair()
+socket.send_fds(s, [b"junk peer\0"], [a.fileno(), w])
+os.close(w); a.close()
+b.sendall(b"\xff" * 64)
+while os.read(r, 1):
+    pass
+print("over")
+PY
+	assert_success
+	assert_output over
+	wait_for 5 serve_failed_at_least n1 1
+	# Still running, nothing kept, nothing stored, and a real sync is served.
+	kill -0 "$pid"
+	wait_for 5 fds_at_most "$pid" "$fd0" || fail "observe holds $(fds "$pid") descriptors, $fd0 before"
+	[ "$(gossip-merge -d "$T/n1" -j digest)" = "$before" ] || fail "n1's store changed"
+	served=$(counter n1 observe serves_done)
+	gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}" >/dev/null
+	wait_for 5 served_at_least n1 $((served + 1))
+}
+
+@test "a sync through the port from a signer n1 does not trust is refused by observe's serve; nothing stored changes" {
+	node_start n1 "${PORTS[0]}" ""
+	gossip-keygen -d outsider -n outsider >outsider.pub
+	cat "$T/n1.pub" >outsider/trusted
+	gossip-send -d outsider set planted x | gossip-merge -d outsider >/dev/null
+	before=$(gossip-merge -d "$T/n1" -j digest)
+	run --separate-stderr gossip-merge -d outsider -t 10 sync "tcp://127.0.0.1:${PORTS[0]}"
+	assert_failure
+	[[ "$stderr" == *refused* ]] || fail "$stderr"
+	wait_for 5 serve_failed_at_least n1 1
+	[ "$(gossip-merge -d "$T/n1" -j digest)" = "$before" ] || fail "n1's store changed"
+	[ "$(counter n1 merge.others serves_failed)" = 0 ] || fail "gossip-merge served it"
+}
+
+@test "serve.sock taken by a file: observe says so, gossip-merge serve takes the syncs, the file stays" {
+	mkdir -p "$T/n1"
+	echo keep >"$T/n1/serve.sock"
+	gossip-keygen -d client -n client >client.pub
+	cat client.pub >>"$T/n1/trusted"
+	cat "$T/n1.pub" >client/trusted
+	node_start n1 "${PORTS[0]}" ""
+	grep -q "serve.sock: exists and is not a socket: remove it; the syncs go to gossip-listen's command" "$T/n1.log" ||
+		fail "$(cat "$T/n1.log")"
+	gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}" >/dev/null
+	wait_for 5 merge_served n1
+	[ "$(cat "$T/n1/serve.sock")" = keep ]
+}
+
+@test "gossip-listen -H: without a server there, the command serves; -H needs -s; observe -H is observe's" {
+	two_nodes
+	cat a.pub >>a/trusted
+	cat b.pub >>a/trusted
+	cat b.pub >>b/trusted
+	read -ra P <<<"$(freeports 1)"
+	gossip-listen -d b -H "$T/nobody.sock" -s "exec gossip-merge -d '$T/b' serve" "tcp://127.0.0.1:${P[0]}" \
+		>/dev/null 2>listen.log &
+	listener=$!
+	gossip-send -d a set k v | gossip-merge -d a >/dev/null
+	wait_for 10 gossip-merge -d a -t 10 sync "tcp://127.0.0.1:${P[0]}"
+	kill "$listener"
+	wait "$listener" || true
+	[ "$(gossip-merge -d b get k)" = v ]
+	run --separate-stderr gossip-listen -d b -H "$T/x.sock" "tcp://127.0.0.1:${P[0]}"
+	assert_failure 2
+	assert_error gossip-listen "-H needs -s: the command serves the syncs no server takes"
+	run --separate-stderr gossip-listen -d b -H "" -s true "tcp://127.0.0.1:${P[0]}"
+	assert_failure 2
+	assert_error gossip-listen "-H: want the path of gossip-peers observe -H's socket"
+	run --separate-stderr gossip-peers -d b -H "" observe
+	assert_failure 2
+	assert_error gossip-peers "-H: want a path for the socket gossip-listen -H hands syncs to"
+	run --separate-stderr gossip-peers -d b -H "$T/x.sock" list
+	assert_failure 2
 }

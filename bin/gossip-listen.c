@@ -347,24 +347,46 @@ static void refuse_sync(int fd, const char *peer, const char *why)
 	gossip_buf_free(&b);
 }
 
-/* In a sync's own process: hand the connection to -H's server, and wait until its sync is
- * over (the pipe's other end closes), so that the limits below count it; when none takes
- * it now, return: the command runs instead. */
+/* In a sync's own process (it never returns to the listener): signals as a command
+ * would have them, and of the listener's descriptors only stderr and the connection, as
+ * fd 3 (returned); 0 and 1 are /dev/null. A process that waits for -H's server keeps
+ * nothing else open (no listening socket, no other client's connection, not the
+ * listener's output), and the command gets only what it is given. */
+static int sync_process(int fd)
+{
+	signal(SIGHUP, SIG_IGN);  /* a reload of the node must not end a sync */
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
+	int c = fcntl(fd, F_DUPFD, 10), null = open("/dev/null", O_RDWR);
+	if (c < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(c, 3) < 0)
+		_exit(127);
+	close_range(4, ~0U, 0);
+	fcntl(3, F_SETFL, fcntl(3, F_GETFL) & ~O_NONBLOCK);
+	return 3;
+}
+
+/* Hand the connection (fd 3) to -H's server, and once it took it wait until its sync is
+ * over (the pair's other end closes), so that the limits below count it; when none takes
+ * it within 2 s (none there, its queue full, or it is stopped), return: the command runs
+ * instead, and the server, if it looks later, drops it. */
 static void hand_to_server(int fd, const char *peer)
 {
-	int p[2];
-	if (!hand_path || pipe2(p, O_CLOEXEC) < 0)
+	int sp[2];
+	if (!hand_path || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return;
-	if (gossip_hand_send(hand_path, fd, p[1], peer) < 0) {
-		close(p[0]);
-		close(p[1]);
+	int sent = gossip_hand_send(hand_path, fd, sp[1], peer) == 0;
+	close(sp[1]);  /* the server's, now (or no one's) */
+	if (!sent || gossip_hand_given(sp[0], 2000) < 0) {
+		close(sp[0]);
 		return;
 	}
-	close(p[1]);
 	close(fd);
-	/* A minute at most: the server's sync has a limit of its own (gossip-merge's -t). */
-	struct pollfd pfd = {p[0], POLLIN, 0};
-	while (poll(&pfd, 1, 60000) < 0 && errno == EINTR)
+	/* The server's sync ends within its limit (10 s); a margin over that. */
+	struct pollfd pfd = {sp[0], POLLIN, 0};
+	while (poll(&pfd, 1, 15000) < 0 && errno == EINTR)
 		;
 	_exit(0);
 }
@@ -399,14 +421,11 @@ static void hand_off(int fd, const char *peer, const char *who)
 		return;
 	}
 	if (pid == 0) {
-		/* A reload of the node (SIGHUP to its process group) must not end a sync. */
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGCHLD, SIG_DFL);
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		fd = sync_process(fd);
 		hand_to_server(fd, peer);
 		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
 			_exit(127);
+		close(fd);
 		setenv("GOSSIP_PEER", peer, 1);
 		execl("/bin/sh", "sh", "-c", sync_cmd, (char *)NULL);
 		_exit(127);
@@ -450,12 +469,11 @@ static int serve_stdin(void)
 			s = is_sync(0);
 		}
 		if (s == 1) {
-			signal(SIGHUP, SIG_IGN);
-			signal(SIGPIPE, SIG_DFL);
-			fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
-			hand_to_server(0, c.peer);
-			if (dup2(0, 1) < 0)
+			int fd = sync_process(0);
+			hand_to_server(fd, c.peer);
+			if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
 				gossip_die(GOSSIP_EXIT_ERR, "dup2: %s", strerror(errno));
+			close(fd);
 			setenv("GOSSIP_PEER", c.peer, 1);
 			execl("/bin/sh", "sh", "-c", sync_cmd, (char *)NULL);
 			gossip_die(GOSSIP_EXIT_ERR, "/bin/sh: %s", strerror(errno));

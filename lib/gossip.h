@@ -755,19 +755,27 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 
 /* ---- hand.c: a sync's connection handed to the process that keeps the store open --------
  * gossip-listen -H hands a stream that is a sync to gossip-peers observe -H (a unix
- * datagram socket, SCM_RIGHTS): the connection, and a pipe's write end that the serving
- * process holds until the sync is over (its end is what the hand-off waits for), with the
- * peer's name. */
+ * datagram socket, SCM_RIGHTS): the connection, and one end of a socket pair ("done")
+ * that the serving process holds until the sync is over, with the peer's name. The
+ * server takes it by sending 'T' on done (gossip_hand_take); the sender answers 'G' if
+ * it still waits (gossip_hand_given), and then leaves the connection to the server; one
+ * that got no 'T' in time closes done and serves the sync itself, and the server, reading
+ * no 'G', drops it: never both. */
 enum { GOSSIP_HAND_PEER = 320 };
-/* Bind PATH (a socket left there before is replaced; anything else is an error), mode 0600,
- * non-blocking: its fd, or -1. */
-int gossip_hand_listen(const char *path);
+/* Bind PATH (a socket left there by a process that stopped is replaced; one in use, or
+ * anything else, is an error), mode 0700 in effect, non-blocking: its fd, or -1; *ino the
+ * socket file's inode (remove the path only while it is still that file). */
+int gossip_hand_listen(const char *path, uint64_t *ino);
+/* The server's side of the handshake: 0 when the sync is its to serve, -1 when not (drop
+ * it). The sender's: 0 when the server took it, -1 when none did within timeout_ms. */
+int gossip_hand_take(int done, int timeout_ms);
+int gossip_hand_given(int done, int timeout_ms);
 /* Hand conn and done to the process at PATH, without waiting: 0, or -1 when none takes it
  * now (none there, or its queue full). */
 int gossip_hand_send(const char *path, int conn, int done, const char *peer);
 /* The next hand-off, without waiting: 1 with *conn, *done (close-on-exec) and peer; 0 none
- * now; -1 an error. Only this user's hand-offs, whole, of a socket and a pipe are taken;
- * others are dropped, at most 64 a call. */
+ * now; -1 an error. Only this user's hand-offs, whole, of two sockets are taken; others
+ * are dropped, at most 64 a call. */
 int gossip_hand_recv(int sock, int *conn, int *done, char *peer, size_t peersz);
 
 /* ---- peers.c: membership ------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,19 +24,30 @@ static int hand_addr(struct sockaddr_un *a, const char *path)
 	return 0;
 }
 
-int gossip_hand_listen(const char *path)
+int gossip_hand_listen(const char *path, uint64_t *ino)
 {
 	struct sockaddr_un a;
 	struct stat sb;
 	int one = 1;
 	if (hand_addr(&a, path) < 0)
 		return -1;
-	/* A socket left by a process that stopped is replaced; anything else is not ours. */
-	if (lstat(path, &sb) == 0 && !S_ISSOCK(sb.st_mode)) {
-		gossip_seterr("%s: exists and is not a socket: remove it", path);
-		return -1;
+	/* A socket left by a process that stopped is replaced; one a process still reads
+	 * (another observe on the same path), or anything else, is not ours. */
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			gossip_seterr("%s: exists and is not a socket: remove it", path);
+			return -1;
+		}
+		int t = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		int live = t >= 0 && connect(t, (struct sockaddr *)&a, sizeof a) == 0;
+		if (t >= 0)
+			close(t);
+		if (live) {
+			gossip_seterr("%s: another process serves there (a second observe on the same directory?)", path);
+			return -1;
+		}
+		unlink(path);
 	}
-	unlink(path);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) {
 		gossip_seterr("%s: socket: %s", path, strerror(errno));
@@ -47,11 +59,12 @@ int gossip_hand_listen(const char *path)
 	mode_t old = umask(077);
 	int r = bind(fd, (struct sockaddr *)&a, sizeof a);
 	umask(old);
-	if (r < 0) {
+	if (r < 0 || lstat(path, &sb) < 0) {
 		gossip_seterr("%s: bind: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
+	*ino = (uint64_t)sb.st_ino;
 	return fd;
 }
 
@@ -90,6 +103,31 @@ int gossip_hand_send(const char *path, int conn, int done, const char *peer)
 	return 0;
 }
 
+int gossip_hand_take(int done, int timeout_ms)
+{
+	char c = 'T';
+	struct pollfd p = {done, POLLIN, 0};
+	if (send(done, &c, 1, MSG_NOSIGNAL) != 1)
+		return -1;
+	while (poll(&p, 1, timeout_ms) < 0)
+		if (errno != EINTR)
+			return -1;
+	return recv(done, &c, 1, MSG_DONTWAIT) == 1 && c == 'G' ? 0 : -1;
+}
+
+int gossip_hand_given(int done, int timeout_ms)
+{
+	char c;
+	struct pollfd p = {done, POLLIN, 0};
+	while (poll(&p, 1, timeout_ms) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (recv(done, &c, 1, MSG_DONTWAIT) != 1 || c != 'T')
+		return -1;
+	c = 'G';
+	return send(done, &c, 1, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
 int gossip_hand_recv(int sock, int *conn, int *done, char *peer, size_t peersz)
 {
 	union {
@@ -119,12 +157,12 @@ int gossip_hand_recv(int sock, int *conn, int *done, char *peer, size_t peersz)
 				from_us = cr.uid == geteuid();
 			}
 		}
-		/* A hand-off is this user's, whole, with a socket and a pipe, and a name; anything
+		/* A hand-off is this user's, whole, with two sockets, and a name; anything
 		 * else is dropped (its descriptors closed) and the next one looked at. */
 		struct stat s0, s1;
 		int good = from_us && nfd == 2 && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) && k >= 2 &&
 		           name[k - 1] == 0 && memchr(name, 0, (size_t)k - 1) == NULL && fstat(fds[0], &s0) == 0 &&
-		           S_ISSOCK(s0.st_mode) && fstat(fds[1], &s1) == 0 && S_ISFIFO(s1.st_mode);
+		           S_ISSOCK(s0.st_mode) && fstat(fds[1], &s1) == 0 && S_ISSOCK(s1.st_mode);
 		if (good) {
 			*conn = fds[0];
 			*done = fds[1];

@@ -34,7 +34,7 @@ struct gossip_observer {
 	struct gossip_store *store;  /* opened at the first look */
 	struct gossip_trust trust;  /* whose member records the store shows */
 	struct gossip_store_cursor store_seen;  /* how far the store has been looked at */
-	uint64_t store_ino, store_size;  /* DIR/store as it was at the last look */
+	uint64_t store_ino, store_size, store_ctime;  /* DIR/store as it was at the last look */
 	uint64_t sum_at;  /* when the summary was last read */
 	uint64_t last_lookup;  /* for a signer not in the table */
 	pid_t fetch;  /* a pull sync under way for a signer the store lacks (0: none) */
@@ -49,6 +49,7 @@ struct gossip_observer {
 	void *brought_ctx;
 	int hand;  /* syncs handed over by gossip-listen -H (-1: none) */
 	char hand_path[108];
+	uint64_t hand_ino;  /* the socket file bound there */
 	pid_t serves[SERVES];  /* serving them (0: a free slot) */
 	uint64_t serves_done, serves_failed;
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
@@ -122,8 +123,11 @@ void gossip_observer_free(struct gossip_observer *o)
 	if (o->sync > 0 && waitpid(o->sync, NULL, WNOHANG) == 0)
 		kill(o->sync, SIGTERM);
 	if (o->hand >= 0) {
+		struct stat sb;
 		close(o->hand);
-		unlink(o->hand_path);
+		/* Still ours (not another's that replaced a stale one). */
+		if (lstat(o->hand_path, &sb) == 0 && (uint64_t)sb.st_ino == o->hand_ino)
+			unlink(o->hand_path);
 	}
 	/* Syncs being served end by their own limit; the parent does not wait for them. */
 	gossip_aggregator_free(o->agg);
@@ -349,6 +353,11 @@ long gossip_observe_reload(struct gossip_observer *o)
 	return (long)o->trust.n;
 }
 
+static uint64_t ctime_ns(const struct stat *sb)
+{
+	return (uint64_t)sb->st_ctim.tv_sec * 1000000000u + (uint64_t)sb->st_ctim.tv_nsec;
+}
+
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
@@ -358,9 +367,24 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 	 * but for the summary once an interval: events and deletes expire by the clock. */
 	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
 	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size) {
-		if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
+		if (ctime_ns(&sb) != o->store_ctime) {
+			/* Changed in place: no write of the store's own does that (they append, or
+			 * compact into a new file), so it is damage (or a hand). The index, which
+			 * the syncs this observer starts and serves use, would hide it: read the
+			 * store afresh, which finds (and sets aside) what is wrong, and the next
+			 * sync brings it back. */
+			struct gossip_store *st = gossip_store_open(o->dir, NULL);
+			if (!st) {
+				gossip_warn("%s", gossip_error());
+				return 0;
+			}
+			gossip_store_set_visible(st, gossip_trust_has, &o->trust);
+			gossip_store_close(o->store);
+			o->store = st;
+		} else if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
 			return 0;
-		summary_only = 1;
+		else
+			summary_only = 1;
 	}
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);
@@ -388,6 +412,7 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 	if (stat(gossip_path(o->dir, "store"), &sb) == 0) {
 		o->store_ino = (uint64_t)sb.st_ino;
 		o->store_size = (uint64_t)sb.st_size;
+		o->store_ctime = ctime_ns(&sb);
 	}
 	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
 	if (o->swim) {
@@ -426,10 +451,14 @@ static void count_merge(const struct gossip_observer *o, struct gossip_merger *m
 }
 
 /* In a child that syncs (after the fork): the store to sync with, and in *trust the
- * signers it takes. */
+ * signers it takes: DIR/trusted as it is now, as gossip-merge would read it (a line
+ * removed counts from the next sync, reload or not); what does not load fails the sync,
+ * as it would fail gossip-merge. */
 static struct gossip_store *child_store(struct gossip_observer *o, struct gossip_trust **trust,
                                         struct gossip_trust *own)
 {
+	if (o->hand >= 0)
+		close(o->hand);  /* the observer's alone: a child must not keep it when it dies */
 	/* Nothing of its own on the stream (stdout is the node's pipeline). */
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	if (null >= 0)
@@ -444,15 +473,24 @@ static struct gossip_store *child_store(struct gossip_observer *o, struct gossip
 	 * lock of its own: the sync reads only what is new, not the whole store. Without
 	 * one yet, its own. */
 	struct gossip_store *st = o->store;
-	*trust = &o->trust;
+	uint8_t was[16], now[16];
+	if (gossip_trust_load(own, o->dir) < 0) {
+		gossip_warn("trusted: %s", gossip_error());
+		_exit(2);
+	}
+	*trust = own;
 	if (!st || gossip_store_detach(st) < 0) {
-		if (!(st = gossip_store_open(o->dir, NULL)) || gossip_trust_load(own, o->dir) < 0)
+		if (!(st = gossip_store_open(o->dir, NULL)))
 			_exit(2);
-		*trust = own;
-		/* As gossip-merge does: a signer removed from trusted is neither offered nor
-		 * summarised (its messages stay hidden here, not pushed to the member). */
 		gossip_store_set_visible(st, gossip_trust_has, own);
 	}
+	/* As gossip-merge does: a signer removed from trusted is neither offered nor
+	 * summarised (its messages stay hidden here, not pushed to the member). The summary
+	 * is made afresh (from the index, not the disk) only when the set changed. */
+	gossip_trust_id(&o->trust, was);
+	gossip_trust_id(own, now);
+	if (memcmp(was, now, 16))
+		gossip_store_set_visible(st, gossip_trust_has, own);
 	return st;
 }
 
@@ -606,7 +644,7 @@ uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed)
 
 int gossip_observer_serve(struct gossip_observer *o, const char *path)
 {
-	if ((o->hand = gossip_hand_listen(path)) < 0)
+	if ((o->hand = gossip_hand_listen(path, &o->hand_ino)) < 0)
 		return -1;
 	snprintf(o->hand_path, sizeof o->hand_path, "%s", path);
 	return o->hand;
@@ -630,6 +668,9 @@ static void serve_child(struct gossip_observer *o, int conn, int done, const cha
 		close(done);
 		return;
 	}
+	/* Ours only once the sender, still waiting, says so; else it serves it itself. */
+	if (gossip_hand_take(done, 2000) < 0)
+		_exit(3);
 	struct gossip_trust own, *trust;
 	struct gossip_store *st = child_store(o, &trust, &own);
 	fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
@@ -638,7 +679,7 @@ static void serve_child(struct gossip_observer *o, int conn, int done, const cha
 	struct gossip_sync_stats stats;
 	int r = gossip_sync_serve(&mg, conn, conn, 10000, &stats);
 	if (r < 0)
-		gossip_warn("serve: %s: %s", peer, gossip_error());
+		gossip_warn("serve: %s (from %s)", gossip_error(), peer);  /* as gossip-merge serve says it */
 	count_merge(o, &mg);
 	gossip_merger_free(&mg);
 	gossip_event_recorder_free(&rec);
@@ -651,7 +692,9 @@ void gossip_observe_hand(struct gossip_observer *o)
 	char peer[GOSSIP_HAND_PEER];
 	for (size_t i = 0; i < SERVES; i++)
 		if (o->serves[i] > 0 && waitpid(o->serves[i], &status, WNOHANG) == o->serves[i]) {
-			(*(WIFEXITED(status) && !WEXITSTATUS(status) ? &o->serves_done : &o->serves_failed))++;
+			/* 3: the sender served it itself (it gave up waiting). */
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 3)
+				(*(WIFEXITED(status) && !WEXITSTATUS(status) ? &o->serves_done : &o->serves_failed))++;
 			o->serves[i] = 0;
 		}
 	if (o->hand < 0)

@@ -91,14 +91,13 @@ cluster() {
 	! grep -q "anti-entropy" "$T/n2.log" || fail "$(cat "$T/n2.log")"
 }
 
-@test "anti-entropy takes only what the trusted file allows as reloaded: a revoked signer's value is not brought, nothing else changes" {
+@test "anti-entropy takes only what the trusted file allows now: a revoked signer's value is not brought, nothing else changes" {
 	cluster
-	# n2 stops trusting n4, and reloads (gossip-node reload: SIGHUP to its processes).
+	# n2 stops trusting n4: each sync reads the file as gossip-merge would, no reload
+	# needed (observe itself still trusts n4 until one).
 	grep -v ' n4$' "$T/n2/trusted" >"$T/n2/trusted.new"
 	[ "$(wc -l <"$T/n2/trusted.new")" = 3 ] || fail "$(cat "$T/n2/trusted.new")"
 	mv "$T/n2/trusted.new" "$T/n2/trusted"
-	gossip-node -d "$T/n2" reload
-	wait_for 10 grep -q "reloaded: 3 trusted signers" "$T/n2.log"
 	only_in n1 n4 revoked v1
 	only_in n1 n1 fine v2
 	wait_for 15 has fine n2 || fail "fine never reached n2: $(cat "$T/n2.log")"
@@ -161,6 +160,8 @@ f = os.open("/dev/null", os.O_RDONLY)
 cases = [(b"", []), (b"x\0", []), (b"x\0", [a.fileno()]), (b"x\0", [f, w]),
          (b"x\0", [a.fileno(), a.fileno()]), (b"x\0", [a.fileno(), w, r]), (b"x", [a.fileno(), w]),
          (b"x\0y\0", [a.fileno(), w])]
+c, e = socket.socketpair()
+cases.append((b"x\0", [c.fileno(), e.fileno()]))  # whole, but no one answers the 'T'
 for _ in range(200):
     for data, fds in cases:
         if fds:
@@ -168,18 +169,20 @@ for _ in range(200):
         else:
             s.send(data)
 PY
-	# A whole hand-off whose connection speaks no sync: its serve fails, and the pipe's
-	# end closes when it is over.
+	# A whole hand-off (taken: 'T', given: 'G') whose connection speaks no sync: its serve
+	# fails, and the done pair's end closes when it is over.
 	run timeout 20 $PY - "$T/n1/serve.sock" <<'PY'
-import os, socket, sys
+import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.connect(sys.argv[1])
-r, w = os.pipe()
 a, b = socket.socketpair()
-socket.send_fds(s, [b"junk peer\0"], [a.fileno(), w])
-os.close(w); a.close()
+d, e = socket.socketpair()
+socket.send_fds(s, [b"junk peer\0"], [a.fileno(), e.fileno()])
+a.close(); e.close()
+assert d.recv(1) == b"T"
+d.send(b"G")
 b.sendall(b"\xff" * 64)
-while os.read(r, 1):
+while d.recv(1):
     pass
 print("over")
 PY
@@ -248,4 +251,41 @@ PY
 	assert_error gossip-peers "-H: want a path for the socket gossip-listen -H hands syncs to"
 	run --separate-stderr gossip-peers -d b -H "$T/x.sock" list
 	assert_failure 2
+}
+
+@test "observe stopped: a sync through the port is served by gossip-merge serve within its limit; resumed, observe drops what waited, and serves again" {
+	gossip-keygen -d client -n client >client.pub
+	cat client.pub >>"$T/n1/trusted"
+	cat "$T/n1.pub" >client/trusted
+	node_start n1 "${PORTS[0]}" ""
+	pid=$(observe_pid n1)
+	[ -n "$pid" ] || fail "no observe: $(dir_procs "$T/n1")"
+	kill -STOP "$pid"
+	gossip-send -d client set while-stopped 1 | gossip-merge -d client >/dev/null
+	run --separate-stderr gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}"
+	kill -CONT "$pid"
+	assert_success
+	wait_for 5 merge_served n1
+	[ "$(gossip-merge -d "$T/n1" get while-stopped)" = 1 ]
+	# The hand-off that waited is dropped (the sender served it itself), not served twice.
+	served=$(counter n1 observe serves_done)
+	gossip-send -d client set after 2 | gossip-merge -d client >/dev/null
+	gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}" >/dev/null
+	wait_for 5 served_at_least n1 $((served + 1))
+	[ "$(counter n1 observe serves_failed)" = 0 ] || fail "$(cat "$T/n1/stats/observe")"
+	[ "$(gossip-merge -d "$T/n1" get after)" = 2 ]
+}
+
+@test "a second observe on a serve.sock in use leaves it alone: it says so, and the node still serves there" {
+	gossip-keygen -d client -n client >client.pub
+	cat client.pub >>"$T/n1/trusted"
+	cat "$T/n1.pub" >client/trusted
+	node_start n1 "${PORTS[0]}" ""
+	ino=$(stat -c %i "$T/n1/serve.sock")
+	run --separate-stderr timeout 3 gossip-peers -d "$T/n2" -H "$T/n1/serve.sock" observe </dev/null
+	[[ "$stderr" == *"serve.sock: another process serves there (a second observe on the same directory?); the syncs go to gossip-listen's command"* ]] ||
+		fail "$stderr"
+	[ "$(stat -c %i "$T/n1/serve.sock")" = "$ino" ] || fail "replaced or removed"
+	gossip-merge -d client -t 10 sync "tcp://127.0.0.1:${PORTS[0]}" >/dev/null
+	wait_for 5 served_at_least n1 1
 }

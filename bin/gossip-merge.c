@@ -97,10 +97,7 @@ static uint64_t syncs_done, syncs_failed, serves_done, serves_failed;
 static void count_merger(struct gossip_merger *mg)
 {
 	gossip_stats_open(&counters, dir, "merge");
-	gossip_stats_add(&counters, "stored", &mg->added);
-	gossip_stats_add(&counters, "stale", &mg->stale);
-	gossip_stats_add(&counters, "refused_by_merge", &mg->rejected);
-	gossip_stats_add(&counters, "equivocations", &mg->equivocations);
+	gossip_merger_count(&counters, mg);
 	gossip_stats_add(&counters, "syncs_done", &syncs_done);
 	gossip_stats_add(&counters, "syncs_failed", &syncs_failed);
 	gossip_stats_add(&counters, "serves_done", &serves_done);

@@ -728,6 +728,10 @@ int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, cons
 /* Store what is pending; then compact when waste has grown. */
 int gossip_merge_flush(struct gossip_merger *mg);
 void gossip_merger_free(struct gossip_merger *mg);
+/* The merger's counters (stored, stale, refused_by_merge, equivocations) added to s, as
+ * every program that merges counts them for gossip-node status (DIR/stats). */
+struct gossip_stats;
+void gossip_merger_count(struct gossip_stats *s, struct gossip_merger *mg);
 
 /* ---- sync.c: anti-entropy between two stores ------------------------------------ */
 

@@ -329,6 +329,14 @@ int gossip_merge_flush(struct gossip_merger *mg)
 	return store_compact_if_wasteful(mg->st);
 }
 
+void gossip_merger_count(struct gossip_stats *s, struct gossip_merger *mg)
+{
+	gossip_stats_add(s, "stored", &mg->added);
+	gossip_stats_add(s, "stale", &mg->stale);
+	gossip_stats_add(s, "refused_by_merge", &mg->rejected);
+	gossip_stats_add(s, "equivocations", &mg->equivocations);
+}
+
 void gossip_merger_free(struct gossip_merger *mg)
 {
 	if (!mg->cache)

@@ -437,25 +437,13 @@ static void keep_new(void *ctx, const uint8_t *p, size_t n)
 		gossip_warn("anti-entropy: %s; what the sync brought is stored, not passed on", strerror(ENOMEM));
 }
 
-/* What a sync child's merge did, added to DIR/stats/merge.others as gossip-merge sync adds
- * it: the pipeline's merge owns DIR/stats/merge. */
-static void count_merge(const struct gossip_observer *o, struct gossip_merger *mg)
-{
-	struct gossip_stats counters;
-	gossip_stats_open(&counters, o->dir, "merge");
-	gossip_stats_add(&counters, "stored", &mg->added);
-	gossip_stats_add(&counters, "stale", &mg->stale);
-	gossip_stats_add(&counters, "refused_by_merge", &mg->rejected);
-	gossip_stats_add(&counters, "equivocations", &mg->equivocations);
-	gossip_stats_close(&counters);
-}
-
-/* In a child that syncs (after the fork): the store to sync with, and in *trust the
- * signers it takes: DIR/trusted as it is now, as gossip-merge would read it (a line
- * removed counts from the next sync, reload or not); what does not load fails the sync,
- * as it would fail gossip-merge. */
-static struct gossip_store *child_store(struct gossip_observer *o, struct gossip_trust **trust,
-                                        struct gossip_trust *own)
+/* In a child that syncs (after the fork): its merger, with the store to sync with and the
+ * signers it takes, DIR/trusted as it is now, as gossip-merge would read it (a line removed
+ * counts from the next sync, reload or not; what does not load fails the sync, as it
+ * would fail gossip-merge). What it stores is logged as the merge logs it (user events,
+ * key changes), so that the handlers hear of it however it came. */
+static void child_merger(struct gossip_observer *o, struct gossip_merger *mg, struct gossip_event_recorder *rec,
+                         struct gossip_trust *own)
 {
 	if (o->hand >= 0)
 		close(o->hand);  /* the observer's alone: a child must not keep it when it dies */
@@ -478,7 +466,6 @@ static struct gossip_store *child_store(struct gossip_observer *o, struct gossip
 		gossip_warn("trusted: %s", gossip_error());
 		_exit(2);
 	}
-	*trust = own;
 	if (!st || gossip_store_detach(st) < 0) {
 		if (!(st = gossip_store_open(o->dir, NULL)))
 			_exit(2);
@@ -491,7 +478,22 @@ static struct gossip_store *child_store(struct gossip_observer *o, struct gossip
 	gossip_trust_id(own, now);
 	if (memcmp(was, now, 16))
 		gossip_store_set_visible(st, gossip_trust_has, own);
-	return st;
+	*rec = (struct gossip_event_recorder){.dir = o->dir};
+	*mg = (struct gossip_merger){.st = st, .trust = own, .on_stored = gossip_event_record, .sctx = rec};
+}
+
+/* The end of a child that synced: what its merge did added to DIR/stats/merge.others, as
+ * gossip-merge sync adds it (the pipeline's merge owns DIR/stats/merge); then exit. */
+static _Noreturn void child_end(struct gossip_observer *o, struct gossip_merger *mg, struct gossip_event_recorder *rec,
+                      int code)
+{
+	struct gossip_stats counters;
+	gossip_stats_open(&counters, o->dir, "merge");
+	gossip_merger_count(&counters, mg);
+	gossip_stats_close(&counters);
+	gossip_merger_free(mg);
+	gossip_event_recorder_free(rec);
+	_exit(code);  /* the store is the parent's (or freed with the process) */
 }
 
 /* A sync (mode, within timeout_ms) with addr in a child of its own, so that the stream is
@@ -507,13 +509,11 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 	}
 	if (pid > 0)
 		return pid;
-	struct gossip_trust own, *trust;
-	struct gossip_store *st = child_store(o, &trust, &own);
-	/* What it stores is logged as the merge logs it (user events, key changes), so that
-	 * the handlers hear of it however it came. */
-	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_trust own;
+	struct gossip_event_recorder rec;
+	struct gossip_merger mg;
 	struct gossip_buf got = {0};
-	struct gossip_merger mg = {.st = st, .trust = trust, .on_stored = gossip_event_record, .sctx = &rec};
+	child_merger(o, &mg, &rec, &own);
 	if (brings && o->brought) {
 		mg.on_new = keep_new;
 		mg.ctx = &got;
@@ -529,7 +529,6 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 		gossip_warn("%s: %s: sent %llu messages, received %llu, %llu new here", what, addr,
 		            (unsigned long long)stats.sent_msgs, (unsigned long long)stats.recv_msgs,
 		            (unsigned long long)mg.added);
-	count_merge(o, &mg);
 	/* Stored (even by a sync that failed later): on as rumor. */
 	if (got.len) {
 		size_t k;
@@ -541,9 +540,7 @@ static pid_t sync_child(struct gossip_observer *o, const char *what, const char 
 		o->brought(o->brought_ctx, NULL, 0);
 	}
 	gossip_buf_free(&got);
-	gossip_merger_free(&mg);
-	gossip_event_recorder_free(&rec);
-	_exit(r < 0 ? 1 : 0);  /* the store is the parent's (or freed with the process) */
+	child_end(o, &mg, &rec, r < 0 ? 1 : 0);
 }
 
 /* A pull sync with a random live member: it brings the record of a member that probes us
@@ -671,19 +668,16 @@ static void serve_child(struct gossip_observer *o, int conn, int done, const cha
 	/* Ours only once the sender, still waiting, says so; else it serves it itself. */
 	if (gossip_hand_take(done, 2000) < 0)
 		_exit(3);
-	struct gossip_trust own, *trust;
-	struct gossip_store *st = child_store(o, &trust, &own);
+	struct gossip_trust own;
+	struct gossip_event_recorder rec;
+	struct gossip_merger mg;
+	child_merger(o, &mg, &rec, &own);
 	fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
-	struct gossip_event_recorder rec = {.dir = o->dir};
-	struct gossip_merger mg = {.st = st, .trust = trust, .on_stored = gossip_event_record, .sctx = &rec};
 	struct gossip_sync_stats stats;
 	int r = gossip_sync_serve(&mg, conn, conn, 10000, &stats);
 	if (r < 0)
 		gossip_warn("serve: %s (from %s)", gossip_error(), peer);  /* as gossip-merge serve says it */
-	count_merge(o, &mg);
-	gossip_merger_free(&mg);
-	gossip_event_recorder_free(&rec);
-	_exit(r < 0 ? 1 : 0);
+	child_end(o, &mg, &rec, r < 0 ? 1 : 0);
 }
 
 void gossip_observe_hand(struct gossip_observer *o)

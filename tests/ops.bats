@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # Operating a node: one node per directory (a lock), the stop, status and reload verbs
 # with their exit codes, SIGHUP as reload, nothing outliving a node killed by kill -9, a
-# clean stop, a busy port, join failures in the log, old spellings refused, and -a (bind
-# one address, announce another) between network namespaces.
+# node that ends when a process of its pipeline dies, a clean stop, a busy port, join
+# failures in the log, old spellings refused, and -a (bind one address, announce another)
+# between network namespaces.
 load helper
 load node
 load netns
@@ -172,6 +173,33 @@ elapsed_ms() {
 	{ wait "$pid"; } 2>/dev/null || true   # no job notice in the log
 	PGID_n1=
 	# The same port and directory, at once.
+	node_start n1 "${PORTS[0]}" ""
+	run gossip-node -d "$T/n1" status
+	assert_success
+}
+
+@test "a process of the pipeline killed (kill -9): the node says which, ends with exit 1, nothing left running" {
+	local what name pid victim st
+	# Without traffic nothing else would notice: the others read or write nothing.
+	for what in 'gossip-listen' 'gossip-merge --verified' 'gossip-peers observe'; do
+		gossip-node -d "$T/n1" -l "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
+			</dev/null >/dev/null 2>n1.log 3>&- &
+		pid=$! PGID_n1=$! NODES=" n1"
+		wait_for 10 test -s "$T/n1/listening"
+		name=${what% *}
+		victim=$(dir_procs "$T/n1" | awk -v n="$name" -v w="${what#* }" \
+			'$2 == n && (w == n || index($0, " " w)) { print $1; exit }')
+		[ -n "$victim" ] || fail "no $what: $(dir_procs "$T/n1")"
+		kill -9 "$victim"
+		wait_for 5 gone "$pid" || fail "$what killed: left running: $(group_procs "$pid")"
+		st=0
+		wait "$pid" 2>/dev/null || st=$?
+		[ "$st" = 1 ] || fail "$what killed: exit $st: $(cat n1.log)"
+		grep -qx "gossip-node: $what ended (exit status 137); stopping" n1.log || fail "$(cat n1.log)"
+		run ! grep -E "Killed|Terminated|Broken pipe" n1.log
+		PGID_n1= NODES=
+	done
+	# It starts again at once.
 	node_start n1 "${PORTS[0]}" ""
 	run gossip-node -d "$T/n1" status
 	assert_success

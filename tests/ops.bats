@@ -178,10 +178,12 @@ elapsed_ms() {
 	assert_success
 }
 
-@test "a process of the pipeline killed (kill -9): the node says which, ends with exit 1, nothing left running" {
+@test "a process of the node killed (kill -9): the node says which, ends with exit 1, nothing left running" {
 	local what name pid victim st
-	# Without traffic nothing else would notice: the others read or write nothing.
-	for what in 'gossip-listen' 'gossip-merge --verified' 'gossip-peers observe'; do
+	# Without traffic nothing else would notice the pipeline's: the others read or write
+	# nothing; and nothing would notice watch's or query answer's at all.
+	for what in 'gossip-listen' 'gossip-merge --verified' 'gossip-peers observe' \
+		'gossip-peers watch' 'gossip-query answer'; do
 		gossip-node -d "$T/n1" -l "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
 			</dev/null >/dev/null 2>n1.log 3>&- &
 		pid=$! PGID_n1=$! NODES=" n1"

@@ -21,7 +21,8 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] join address ...\n"
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
-	        "                    [-R seconds] [-e seconds] [-H socket] observe\n"
+	        "                    [-R seconds] [-e seconds] [-H socket] [--announce file]\n"
+	        "                    [--join address ...] observe\n"
 	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
@@ -49,6 +50,9 @@ struct opts {
 	uint64_t limit_ms, coalesce_ms;  /* watch -k, -c */
 	const char *ready;  /* watch --ready */
 	const char *hand;  /* observe -H: serve the syncs gossip-listen -H hands over there */
+	const char *announce;  /* observe --announce: this start's announcement, to store and send */
+	char **seeds;  /* observe --join */
+	int nseeds;
 	char **addrs, **tags;  /* announce -a, -t */
 	int naddrs, ntags;
 };
@@ -441,6 +445,11 @@ static int do_observe(const struct opts *o)
 		gossip_stats_add(&counters, "syncs_done", gossip_observe_syncs(obs, 0));
 		gossip_stats_add(&counters, "syncs_failed", gossip_observe_syncs(obs, 1));
 	}
+	/* A node's start (gossip-node): its announcement stored and sent, then its join, with
+	 * the store observe keeps open: neither reads the whole store again. */
+	if (o->announce && gossip_observe_announce(obs, o->announce, now) < 0)
+		gossip_warn("--announce: %s", gossip_error());
+	gossip_observer_join(obs, o->seeds, o->nseeds, now);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
@@ -894,25 +903,6 @@ static void load_trust(struct gossip_trust *t, const struct opts *o)
 		gossip_die(GOSSIP_EXIT_ERR, "trusted: %s", gossip_error());
 }
 
-/* One line for a seed that did not take us, saying what happened: refused (by whom, and
- * what to do), or no answer. */
-static void join_failed(const char *seed, const char *err)
-{
-	if (strstr(err, "is not in the server's trusted"))
-		gossip_warn("%s: refused: this node is not in its trusted file (add this node's key.pub "
-		            "line to the seed's trusted)", seed);
-	else if (strstr(err, "is not in the client's trusted"))
-		gossip_warn("%s: refused by this node: the seed is not in this node's trusted file "
-		            "(add the seed's key.pub line to it)", seed);
-	else if (strstr(err, "cannot connect") || strstr(err, "timed out") ||
-	         strstr(err, "closed the connection"))
-		gossip_warn("%s: no answer (%s)", seed, err);
-	else if (!strncmp(err, "peer says: ", 11))
-		gossip_warn("%s: %s", seed, err + 11);
-	else
-		gossip_warn("%s: %s", seed, err);
-}
-
 static int do_join(const struct opts *o, int argc, char **argv)
 {
 	struct gossip_store *st = open_store(o);
@@ -935,7 +925,7 @@ static int do_join(const struct opts *o, int argc, char **argv)
 			nanosleep(&ts, NULL);
 		}
 		if (r < 0)
-			join_failed(argv[i], gossip_error());
+			gossip_join_failed(argv[i], gossip_error());
 		else
 			ok++;
 		gossip_merger_free(&mg);
@@ -1539,6 +1529,7 @@ int main(int argc, char **argv)
 		{"all", no_argument, NULL, 'A'}, {"tee", no_argument, NULL, 'T'},
 		{"probe", no_argument, NULL, 'p'}, {"rumor", required_argument, NULL, 'r'},
 		{"jitter", required_argument, NULL, 'J'},
+		{"announce", required_argument, NULL, 259}, {"join", required_argument, NULL, 260},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
 		{"coalesce", required_argument, NULL, 'c'},
@@ -1564,10 +1555,11 @@ int main(int argc, char **argv)
 	o.addrs = calloc((size_t)argc, sizeof *o.addrs);
 	o.tags = calloc((size_t)argc, sizeof *o.tags);
 	o.handlers = calloc(GOSSIP_RUNNER_HANDLERS, sizeof *o.handlers);
-	if (!o.addrs || !o.tags || !o.handlers)
+	o.seeds = calloc((size_t)argc, sizeof *o.seeds);
+	if (!o.addrs || !o.tags || !o.handlers || !o.seeds)
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
 	while ((c = getopt_long(argc, argv, "d:ja:t:e:J:i:P:S:R:n:r:sx:c:k:H:ATph", longopts, NULL)) != -1) {
-		if (c != 'a' && c != 't' && c != 'x')
+		if (c != 'a' && c != 't' && c != 'x' && c != 260)
 			gossip_opt_once(c);
 		switch (c) {
 		case 'd': d = optarg; break;
@@ -1649,6 +1641,16 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "-H: want a path for the socket gossip-listen -H hands syncs to");
 			o.hand = optarg;
 			break;
+		case 259:
+			if (!*optarg)
+				gossip_die(GOSSIP_EXIT_ERR, "--announce: want the file gossip-peers announce wrote");
+			o.announce = optarg;
+			break;
+		case 260:
+			if (!*optarg)
+				gossip_die(GOSSIP_EXIT_ERR, "--join: want a seed's address, as gossip-peers join takes it");
+			o.seeds[o.nseeds++] = optarg;
+			break;
 		case 'A': o.from_start = 1; break;
 		case 'T': o.tee = 1; break;
 		case 'p': o.probing = 1; break;
@@ -1681,7 +1683,7 @@ int main(int argc, char **argv)
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
 	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
-	         ((o.tee || o.probing || o.hand) && strcmp(verb, "observe")))
+	         ((o.tee || o.probing || o.hand || o.announce || o.nseeds) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
 		r = do_beat(&o);
@@ -1712,5 +1714,6 @@ int main(int argc, char **argv)
 	free(o.addrs);
 	free(o.tags);
 	free(o.handlers);
+	free(o.seeds);
 	return r;
 }

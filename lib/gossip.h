@@ -1346,6 +1346,23 @@ int gossip_observer_serve(struct gossip_observer *o, const char *path);
 void gossip_observe_hand(struct gossip_observer *o);
 /* Handed syncs served (failed 0) or failed (1), for DIR/stats. */
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
+/* The start of a node (gossip-peers observe -A, -j), with the store the observer keeps
+ * open, so that neither reads the whole store again. Announce: store the messages in path
+ * (this start's member record, gossip-peers announce's) as gossip-merge would (checked
+ * against trusted, events logged, counted in DIR/stats/merge.others), send what is new
+ * to every live member of the table at once (as gossip-send -M), remove path; 0; 1 when
+ * the store refused a message (the merger's line says why); -1 with the reason (the file,
+ * not a CBOR sequence, the store). Only at 0 is path removed. */
+int gossip_observe_announce(struct gossip_observer *o, const char *path, uint64_t now);
+/* Join through seeds (addresses, kept by the caller): from now, every interval until a
+ * sync with one of them succeeds or a live member is known some other way, a push-pull
+ * sync with each in turn, in a child with the observer's store; a failure's lines are
+ * logged when they differ from the last attempt's. Once joined, the announcement goes to
+ * every member the sync brought or the table knows (gossip-peers join's eager tell). */
+void gossip_observer_join(struct gossip_observer *o, char **seeds, int n, uint64_t now);
+/* The line for a seed that did not take a join, saying what to do (refused, by whom) or
+ * that it did not answer. */
+void gossip_join_failed(const char *seed, const char *err);
 
 /* ---- sim.c: the simulator's draws (gossip-sim) --------------------------------------
  * Used by gossip-sim and its tests only, above everything else: a fast, seeded generator
@@ -1432,6 +1449,10 @@ struct gossip_stats {
 	uint64_t base[GOSSIP_STATS_MAX], sum, last;
 };
 void gossip_stats_open(struct gossip_stats *s, const char *dir, const char *program);
+/* Open as a process beside the owner, whether or not one runs yet: its counts go to
+ * DIR/stats/PROGRAM.others (a node's observe, whose merges must not take the pipeline's
+ * merge's file when they come first). */
+void gossip_stats_beside(struct gossip_stats *s, const char *dir, const char *program);
 /* Register counter under name (a static string: it is kept, not copied). */
 void gossip_stats_add(struct gossip_stats *s, const char *name, uint64_t *counter);
 void gossip_stats_tick(struct gossip_stats *s, uint64_t now);

@@ -6,6 +6,7 @@
 #include "gossip.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Responses relayed lately, by query id, responder and kind: each is relayed once. */
@@ -52,6 +54,13 @@ struct gossip_observer {
 	uint64_t hand_ino;  /* the socket file bound there */
 	pid_t serves[SERVES];  /* serving them (0: a free slot) */
 	uint64_t serves_done, serves_failed;
+	char **seeds;  /* a join through these under way (NULL: none, or joined) */
+	int nseeds;
+	pid_t join;  /* its current attempt (0: none) */
+	int join_err;  /* the read end of that attempt's stderr */
+	uint64_t join_next;
+	struct gossip_buf join_said;  /* what the last failed attempt said (said once) */
+	struct gossip_buf mine;  /* this start's announcement, for the members a join finds */
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
 	void *news_ctx;
@@ -122,6 +131,12 @@ void gossip_observer_free(struct gossip_observer *o)
 		kill(o->repair, SIGTERM);
 	if (o->sync > 0 && waitpid(o->sync, NULL, WNOHANG) == 0)
 		kill(o->sync, SIGTERM);
+	if (o->join > 0 && waitpid(o->join, NULL, WNOHANG) == 0)
+		kill(o->join, SIGTERM);
+	if (o->join > 0)
+		close(o->join_err);
+	gossip_buf_free(&o->join_said);
+	gossip_buf_free(&o->mine);
 	if (o->hand >= 0) {
 		struct stat sb;
 		close(o->hand);
@@ -488,7 +503,7 @@ static _Noreturn void child_end(struct gossip_observer *o, struct gossip_merger 
                       int code)
 {
 	struct gossip_stats counters;
-	gossip_stats_open(&counters, o->dir, "merge");
+	gossip_stats_beside(&counters, o->dir, "merge");
 	gossip_merger_count(&counters, mg);
 	gossip_stats_close(&counters);
 	gossip_merger_free(mg);
@@ -635,6 +650,206 @@ static void anti_entropy(struct gossip_observer *o, uint64_t now)
 uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed)
 {
 	return failed ? &o->syncs_failed : &o->syncs_done;
+}
+
+/* ---- the start: the announcement and the join ---- */
+
+/* msgs (a CBOR sequence of signed messages) by UDP, sealed as the node's datagrams are, to
+ * every live member of the table but this node and to the addresses in the member records
+ * of more (a join's news): told at once rather than by rumor. */
+static void tell(struct gossip_observer *o, const struct gossip_buf *msgs, const struct gossip_buf *more)
+{
+	struct gossip_keyring keys;
+	struct gossip_out out;
+	struct gossip_msg m;
+	struct gossip_member info;
+	const char *a;
+	size_t k;
+	if (!msgs->len)
+		return;
+	if (gossip_keyring_load(&keys, o->dir) < 0) {
+		gossip_warn("keyring: %s; the members are not told at once", gossip_error());
+		return;
+	}
+	gossip_out_init(&out, 1200, 2000, 0, &keys);
+	struct gossip_peer **pick = calloc(o->table->n + 1, sizeof *pick);
+	size_t got = pick ? gossip_peers_pick(o->table, &o->cfg, o->table->n, pick) : 0;
+	for (size_t i = 0; i < got; i++)
+		if ((a = gossip_member_addr(&pick[i]->info, GOSSIP_UDP)))
+			gossip_out_index(&out, a);
+	free(pick);
+	for (size_t at = 0; more && at < more->len; at += k) {
+		if (gossip_cbor_scan(more->p + at, more->len - at, &gossip_msg_limits, NULL, &k) != GOSSIP_SCAN_OK)
+			break;
+		if (gossip_msg_decode(more->p + at, k, &m) == 0 && m.type == GOSSIP_T_SET &&
+		    gossip_msg_key_is(&m, GOSSIP_KEY_MEMBER) && memcmp(m.origin, o->table->self_pk, 32) &&
+		    gossip_member_decode(m.value, m.valuelen, &info) == 0 && (a = gossip_member_addr(&info, GOSSIP_UDP)))
+			gossip_out_index(&out, a);
+	}
+	for (size_t at = 0; at < msgs->len; at += k) {
+		if (gossip_cbor_scan(msgs->p + at, msgs->len - at, &gossip_msg_limits, NULL, &k) != GOSSIP_SCAN_OK)
+			break;
+		for (size_t i = 0; i < out.n; i++)
+			gossip_out_queue_to(&out, i, msgs->p + at, k);
+	}
+	gossip_out_flush(&out);
+	gossip_out_close(&out);
+	gossip_keyring_free(&keys);
+}
+
+int gossip_observe_announce(struct gossip_observer *o, const char *path, uint64_t now)
+{
+	struct gossip_buf b = {0};
+	size_t k;
+	int r = 0;
+	gossip_observe_store(o, now);  /* the first look opens the store */
+	if (!o->store) {
+		gossip_seterr("store: cannot open %s/store", o->dir);
+		return -1;
+	}
+	if (gossip_read_file(path, 1u << 20, &b) < 0) {
+		gossip_seterr("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct gossip_event_recorder rec = {.dir = o->dir};
+	struct gossip_merger mg = {.st = o->store, .trust = &o->trust, .on_stored = gossip_event_record, .sctx = &rec,
+	                           .on_new = keep_new, .ctx = &o->mine};
+	for (size_t at = 0; at < b.len && !r; at += k) {
+		uint64_t refused = mg.rejected;
+		if (gossip_cbor_scan(b.p + at, b.len - at, &gossip_msg_limits, NULL, &k) != GOSSIP_SCAN_OK) {
+			gossip_seterr("%s: byte %zu: not a CBOR sequence of signed messages", path, at);
+			r = -1;
+		} else if (gossip_merge_item(&mg, b.p + at, k, path, at) < 0) {
+			r = -1;
+		} else if (mg.rejected > refused) {
+			r = 1;  /* the merger said why */
+		}
+	}
+	if (gossip_merge_flush(&mg) < 0)
+		r = -1;
+	struct gossip_stats counters;
+	gossip_stats_beside(&counters, o->dir, "merge");
+	gossip_merger_count(&counters, &mg);
+	gossip_stats_close(&counters);
+	gossip_merger_free(&mg);
+	gossip_event_recorder_free(&rec);
+	gossip_buf_free(&b);
+	tell(o, &o->mine, NULL);
+	if (!r)
+		unlink(path);
+	return r;
+}
+
+void gossip_join_failed(const char *seed, const char *err)
+{
+	if (strstr(err, "is not in the server's trusted"))
+		gossip_warn("%s: refused: this node is not in its trusted file (add this node's key.pub "
+		            "line to the seed's trusted)", seed);
+	else if (strstr(err, "is not in the client's trusted"))
+		gossip_warn("%s: refused by this node: the seed is not in this node's trusted file "
+		            "(add the seed's key.pub line to it)", seed);
+	else if (strstr(err, "cannot connect") || strstr(err, "timed out") ||
+	         strstr(err, "closed the connection"))
+		gossip_warn("%s: no answer (%s)", seed, err);
+	else if (!strncmp(err, "peer says: ", 11))
+		gossip_warn("%s: %s", seed, err + 11);
+	else
+		gossip_warn("%s: %s", seed, err);
+}
+
+void gossip_observer_join(struct gossip_observer *o, char **seeds, int n, uint64_t now)
+{
+	o->seeds = n > 0 ? seeds : NULL;
+	o->nseeds = n;
+	o->join_next = now;
+}
+
+/* One attempt, in the child: a push-pull sync with each seed in turn (the seed learns of
+ * us, we of everyone it knows; one busy with other syncs from our address, members
+ * starting together, is asked again soon, a few times); joined by any, the announcement
+ * goes to every member now known. Exit 0 when one took us. */
+static _Noreturn void join_child(struct gossip_observer *o)
+{
+	struct gossip_trust own;
+	struct gossip_event_recorder rec;
+	struct gossip_merger mg;
+	struct gossip_buf got = {0};
+	struct gossip_sync_stats s;
+	int ok = 0;
+	child_merger(o, &mg, &rec, &own);
+	mg.on_new = keep_new;
+	mg.ctx = &got;
+	for (int i = 0; i < o->nseeds; i++) {
+		int r;
+		for (int tries = 0; (r = gossip_sync_client(&mg, o->seeds[i], GOSSIP_PUSH_PULL, 10000, &s)) < 0 &&
+		                    strstr(gossip_error(), "refused: busy") && tries < 8;
+		     tries++) {
+			struct timespec ts = {0, (long)(50 + randombytes_uniform(150)) * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		if (r < 0)
+			gossip_join_failed(o->seeds[i], gossip_error());
+		else
+			ok++;
+	}
+	if (ok)
+		tell(o, &o->mine, &got);
+	gossip_buf_free(&got);
+	child_end(o, &mg, &rec, ok ? 0 : 1);
+}
+
+/* The join's turn: an attempt over, its lines said when new; the next one an interval
+ * later, unless a live member is known by then (a member found us, or the store had one). */
+static void join(struct gossip_observer *o, uint64_t now)
+{
+	int status, fds[2];
+	pid_t pid;
+	if (o->join > 0) {
+		if ((pid = waitpid(o->join, &status, WNOHANG)) == 0)
+			return;
+		char said[2048];
+		ssize_t k = read(o->join_err, said, sizeof said);
+		close(o->join_err);
+		o->join = 0;
+		if (pid > 0 && WIFEXITED(status) && !WEXITSTATUS(status)) {
+			o->seeds = NULL;
+			return;
+		}
+		if (k < 0)
+			k = 0;
+		if ((size_t)k != o->join_said.len || memcmp(said, o->join_said.p, (size_t)k)) {
+			if (k && write(2, said, (size_t)k) < 0) {
+			}
+			o->join_said.len = 0;
+			gossip_buf_put(&o->join_said, said, (size_t)k);
+		}
+	}
+	if (!o->seeds || now < o->join_next)
+		return;
+	struct gossip_peer *pick[1];
+	if (gossip_peers_pick(o->table, &o->cfg, 1, pick) == 1) {
+		o->seeds = NULL;
+		return;
+	}
+	o->join_next = now + (uint64_t)o->cfg.interval_ms;
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		gossip_warn("join: %s", strerror(errno));
+		return;
+	}
+	if ((pid = fork()) < 0) {
+		gossip_warn("join: fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], 2);
+		join_child(o);
+	}
+	close(fds[1]);
+	o->join = pid;
+	o->join_err = fds[0];
 }
 
 /* ---- syncs handed over by gossip-listen -H ---- */
@@ -891,6 +1106,7 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	if (o->swim)
 		repair(o, now);
 	anti_entropy(o, now);
+	join(o, now);
 	aggregate_tick(o, now);
 	size_t members = 0, alive = 0, suspects_recent = 0, unreachable = 0;
 	for (size_t i = 0; i < t->n; i++)

@@ -74,6 +74,14 @@ void gossip_stats_open(struct gossip_stats *s, const char *dir, const char *prog
 	s->owner = s->lock >= 0;
 }
 
+void gossip_stats_beside(struct gossip_stats *s, const char *dir, const char *program)
+{
+	memset(s, 0, sizeof *s);
+	s->lock = -1;
+	snprintf(s->program, sizeof s->program, "%s", program);
+	snprintf(s->dirpath, sizeof s->dirpath, "%s", gossip_path(dir, "stats"));
+}
+
 void gossip_stats_add(struct gossip_stats *s, const char *name, uint64_t *counter)
 {
 	if (s->n >= GOSSIP_STATS_MAX)

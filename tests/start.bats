@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# A node's start: its announcement (this start's member record) and its join are
+# gossip-peers observe's (--announce, --join), with the store observe keeps open, so that
+# a start runs neither gossip-merge on the announcement nor gossip-peers join, each of
+# which read the whole store. What the start must still do: store and send the
+# announcement, join through the seeds until one answers, say each new reason for failing
+# once; and refuse what is not this node's to store.
+load helper
+load node
+
+setup() {
+	base_setup
+	NODES=
+	node_ids 2
+	read -ra PORTS <<<"$(freeports 2)"
+}
+
+teardown() {
+	nodes_stop
+}
+
+# shims: gossip-merge and gossip-peers that log their arguments (to $T/ran) and run the
+# real ones, in $T/shim, first on PATH from here.
+shims() {
+	local p real
+	mkdir -p "$T/shim"
+	for p in gossip-merge gossip-peers; do
+		real=$(command -v "$p")
+		printf '#!/bin/sh\nprintf "%%s\\n" "%s $*" >>"%s/ran"\nexec "%s" "$@"\n' "$p" "$T" "$real" >"$T/shim/$p"
+		chmod +x "$T/shim/$p"
+	done
+	PATH="$T/shim:$PATH"
+}
+
+no_table() {  # a snapshot without DIR/peers (observe saves its table when it ends)
+	awk '/^\.\/peers / { skip = 2 } skip > 0 { skip--; next } { print }'
+}
+
+has_member() {  # has_member NODE: NODE's store holds a member record (its own, here)
+	[ -n "$(gossip-merge -d "$T/$1" get _member 2>/dev/null)" ]
+}
+
+@test "a start: the announcement and the join go through observe; no gossip-merge of it, no gossip-peers join" {
+	shims
+	node_start n1 "${PORTS[0]}" ""
+	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
+	wait_for 10 all_alive 2 || fail "$(nodes_diag)"
+	# Each start stored its own announcement (counted beside the pipeline's merge) and
+	# removed the file.
+	for n in n1 n2; do
+		[ ! -e "$T/$n/announce" ] || fail "$n/announce is left"
+		wait_for 3 test -s "$T/$n/stats/merge.others"
+		grep -q '^stored [1-9]' "$T/$n/stats/merge.others" || fail "$(cat "$T/$n/stats/merge.others")"
+	done
+	# What ran: the pipeline's merge, observe, watch, announce signing, the status
+	# questions above; nothing that opens the store for the announcement or the join.
+	run grep -E '^gossip-peers .* join( |$)|^gossip-merge -d [^ ]*$|^gossip-peers .* pick$' "$T/ran"
+	[ "$status" = 1 ] || fail "ran: $output"
+	grep -q -- '--announce .* --join tcp://127.0.0.1:'"${PORTS[0]}"' observe$' "$T/ran" || fail "$(cat "$T/ran")"
+	# A restart announces again: the member that saw it leave sees it alive at once
+	# (told directly, the restarted node having no seed).
+	node_kill n1 TERM
+	NODES=" n2"
+	wait_for 10 eval '[ "$(state_of n2 n1)" = left ]'
+	node_start n1 "${PORTS[0]}" ""
+	wait_for 10 eval '[ "$(state_of n2 n1)" = alive ]' || fail "$(nodes_diag)"
+}
+
+@test "--join: a seed that is not there yet is one line in the log however often it is tried; joined once it comes" {
+	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
+	# Tried every interval (0.2 s): a dozen attempts, one line.
+	sleep "$(intervals 12)"
+	run grep -c "tcp://127.0.0.1:${PORTS[0]}: no answer" n2.log
+	[ "$output" = 1 ] || fail "$(cat n2.log)"
+	node_start n1 "${PORTS[0]}" ""
+	wait_for 10 all_alive 2 || fail "$(nodes_diag)"
+	has_member n1 && has_member n2
+	run grep -c "no answer" n2.log
+	[ "$output" = 1 ] || fail "$(cat n2.log)"
+}
+
+@test "--announce: a missing file, junk, or a record signed by an outsider: one line each, nothing stored, observe runs on" {
+	mknode out
+	gossip-peers -d "$T/out" announce -a udp://127.0.0.1:9 >forged
+	gossip-send -d "$T/n1" set k v | gossip-merge -d "$T/n1" >/dev/null
+	printf 'not cbor at all' >junk
+	before=$(snapshot "$T/n1")
+	run --separate-stderr gossip-peers -d "$T/n1" --announce "$T/none" observe </dev/null
+	[ "$status" = 0 ] || fail "exit $status: $stderr"
+	assert_error gossip-peers "--announce: $T/none: No such file or directory"
+	printf '\377\377' >bad
+	run --separate-stderr gossip-peers -d "$T/n1" --announce bad observe </dev/null
+	[ "$status" = 0 ] || fail "exit $status: $stderr"
+	assert_error gossip-peers "--announce: bad: byte 0: not a CBOR sequence of signed messages"
+	# CBOR (a text string), but no message: the merge's own line.
+	run --separate-stderr gossip-peers -d "$T/n1" --announce junk observe </dev/null
+	[ "$status" = 0 ] || fail "exit $status: $stderr"
+	assert_error gossip-peers "junk: offset 0: not a COSE_Sign1"
+	run --separate-stderr gossip-peers -d "$T/n1" --announce forged observe </dev/null
+	[ "$status" = 0 ] || fail "exit $status: $stderr"
+	assert_error gossip-peers "forged: offset 0: "
+	[[ "$stderr" == *"trusted"* ]] || fail "$stderr"
+	[ -e forged ] && [ -e junk ] && [ -e bad ] || fail "a file refused was removed"
+	# The table observe saves at its end may change (peers); the store may not.
+	diff <(echo "$before" | no_table) <(snapshot "$T/n1" | no_table) || fail "changed"
+	! has_member n1 || fail "a member record was stored"
+	[ "$(gossip-merge -d "$T/n1" get k)" = v ]
+	# Its own announcement is stored and the file removed.
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 >mine
+	run --separate-stderr gossip-peers -d "$T/n1" --announce mine observe </dev/null
+	[ "$status" = 0 ] && [ -z "$stderr" ] || fail "exit $status: $stderr"
+	[ ! -e mine ] || fail "mine is left"
+	has_member n1
+}
+
+@test "--announce, --join: observe's only; an empty value is a usage error, one line, exit 2" {
+	run --separate-stderr gossip-peers -d "$T/n1" --announce "" observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "--announce: want the file gossip-peers announce wrote"
+	run --separate-stderr gossip-peers -d "$T/n1" --join "" observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "--join: want a seed's address, as gossip-peers join takes it"
+	run --separate-stderr gossip-peers -d "$T/n1" --announce x list
+	[ "$status" = 2 ]
+	run --separate-stderr gossip-peers -d "$T/n1" --join tcp://127.0.0.1:9 list
+	[ "$status" = 2 ]
+	[ ! -e "$T/n1/store" ] || fail "something was stored"
+}

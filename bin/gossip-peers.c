@@ -447,9 +447,7 @@ static int do_observe(const struct opts *o)
 	}
 	/* A node's start (gossip-node): its announcement stored and sent, then its join, with
 	 * the store observe keeps open: neither reads the whole store again. */
-	if (o->announce && gossip_observe_announce(obs, o->announce, now) < 0)
-		gossip_warn("--announce: %s", gossip_error());
-	gossip_observer_join(obs, o->seeds, o->nseeds, now);
+	gossip_observer_start(obs, o->announce, o->seeds, o->nseeds, now);
 	r.timeout_ms = 100;
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {

@@ -1346,20 +1346,20 @@ int gossip_observer_serve(struct gossip_observer *o, const char *path);
 void gossip_observe_hand(struct gossip_observer *o);
 /* Handed syncs served (failed 0) or failed (1), for DIR/stats. */
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
-/* The start of a node (gossip-peers observe -A, -j), with the store the observer keeps
- * open, so that neither reads the whole store again. Announce: store the messages in path
- * (this start's member record, gossip-peers announce's) as gossip-merge would (checked
- * against trusted, events logged, counted in DIR/stats/merge.others), send what is new
- * to every live member of the table at once (as gossip-send -M), remove path; 0; 1 when
- * the store refused a message (the merger's line says why); -1 with the reason (the file,
- * not a CBOR sequence, the store). Only at 0 is path removed. */
-int gossip_observe_announce(struct gossip_observer *o, const char *path, uint64_t now);
-/* Join through seeds (addresses, kept by the caller): from now, every interval until a
+/* The start of a node (gossip-peers observe --announce, --join), with the store the
+ * observer keeps open, so that neither reads the whole store again (announce_path and
+ * seeds are kept, not copied). The announcement: once announce_path exists (at once, or
+ * when gossip-node moves it there, its port bound), its messages (this start's member
+ * record, gossip-peers announce's) are stored as gossip-merge would store them (checked
+ * against trusted, events logged, counted in DIR/stats/merge.others), what is new is sent
+ * to every live member of the table at once (as gossip-send -M), and the file is removed;
+ * a file that is not a regular file or not CBOR is one line, a message refused the
+ * merger's, and the file stays. Then the join through seeds: every interval, until a
  * sync with one of them succeeds or a live member is known some other way, a push-pull
- * sync with each in turn, in a child with the observer's store; a failure's lines are
+ * sync with each in turn, in a child with the observer's store; an attempt's lines are
  * logged when they differ from the last attempt's. Once joined, the announcement goes to
  * every member the sync brought or the table knows (gossip-peers join's eager tell). */
-void gossip_observer_join(struct gossip_observer *o, char **seeds, int n, uint64_t now);
+void gossip_observer_start(struct gossip_observer *o, const char *announce_path, char **seeds, int n, uint64_t now);
 /* The line for a seed that did not take a join, saying what to do (refused, by whom) or
  * that it did not answer. */
 void gossip_join_failed(const char *seed, const char *err);

@@ -54,12 +54,14 @@ struct gossip_observer {
 	uint64_t hand_ino;  /* the socket file bound there */
 	pid_t serves[SERVES];  /* serving them (0: a free slot) */
 	uint64_t serves_done, serves_failed;
+	const char *announce_path;  /* this start's announcement, until it is there and done */
 	char **seeds;  /* a join through these under way (NULL: none, or joined) */
 	int nseeds;
 	pid_t join;  /* its current attempt (0: none) */
 	int join_err;  /* the read end of that attempt's stderr */
 	uint64_t join_next;
-	struct gossip_buf join_said;  /* what the last failed attempt said (said once) */
+	struct gossip_buf join_now, join_said;  /* what this attempt says; the last failed one said */
+	size_t join_more;  /* bytes of this attempt's past JOIN_SAID */
 	struct gossip_buf mine;  /* this start's announcement, for the members a join finds */
 	uint64_t started;  /* a leave of this node's signed before this is its last stop's */
 	gossip_observe_news_fn *news;  /* where the store's new member records go */
@@ -136,6 +138,7 @@ void gossip_observer_free(struct gossip_observer *o)
 	if (o->join > 0)
 		close(o->join_err);
 	gossip_buf_free(&o->join_said);
+	gossip_buf_free(&o->join_now);
 	gossip_buf_free(&o->mine);
 	if (o->hand >= 0) {
 		struct stat sb;
@@ -697,9 +700,13 @@ static void tell(struct gossip_observer *o, const struct gossip_buf *msgs, const
 	gossip_keyring_free(&keys);
 }
 
-int gossip_observe_announce(struct gossip_observer *o, const char *path, uint64_t now)
+/* Store the announcement in path and tell the members (gossip_observer_start): 0 (path
+ * removed); 1 when the store refused a message (the merger's line says why); -1 with the
+ * reason (not a regular file, not a CBOR sequence, the store). */
+static int announce(struct gossip_observer *o, const char *path, uint64_t now)
 {
 	struct gossip_buf b = {0};
+	struct stat sb;
 	size_t k;
 	int r = 0;
 	gossip_observe_store(o, now);  /* the first look opens the store */
@@ -707,14 +714,22 @@ int gossip_observe_announce(struct gossip_observer *o, const char *path, uint64_
 		gossip_seterr("store: cannot open %s/store", o->dir);
 		return -1;
 	}
-	if (gossip_read_file(path, 1u << 20, &b) < 0) {
+	/* Read whole before anything is stored; never a FIFO or a device to block on. */
+	if (lstat(path, &sb) < 0) {
 		gossip_seterr("%s: %s", path, strerror(errno));
 		return -1;
 	}
+	if (!S_ISREG(sb.st_mode)) {
+		gossip_seterr("%s: not a regular file", path);
+		return -1;
+	}
+	if (gossip_read_file(path, 1u << 20, &b) < 0)
+		return -1;
 	struct gossip_event_recorder rec = {.dir = o->dir};
 	struct gossip_merger mg = {.st = o->store, .trust = &o->trust, .on_stored = gossip_event_record, .sctx = &rec,
 	                           .on_new = keep_new, .ctx = &o->mine};
-	for (size_t at = 0; at < b.len && !r; at += k) {
+	/* As gossip-merge does: a refused message is one line, and the next is taken. */
+	for (size_t at = 0; at < b.len && r >= 0; at += k) {
 		uint64_t refused = mg.rejected;
 		if (gossip_cbor_scan(b.p + at, b.len - at, &gossip_msg_limits, NULL, &k) != GOSSIP_SCAN_OK) {
 			gossip_seterr("%s: byte %zu: not a CBOR sequence of signed messages", path, at);
@@ -757,11 +772,26 @@ void gossip_join_failed(const char *seed, const char *err)
 		gossip_warn("%s: %s", seed, err);
 }
 
-void gossip_observer_join(struct gossip_observer *o, char **seeds, int n, uint64_t now)
+/* The announcement, once its file is there (at once, or when gossip-node moves it into
+ * place, its port bound); then the join may begin. */
+static void announce_turn(struct gossip_observer *o, uint64_t now)
 {
+	struct stat sb;
+	if (!o->announce_path || lstat(o->announce_path, &sb) < 0)
+		return;
+	if (announce(o, o->announce_path, now) < 0)
+		gossip_warn("--announce: %s", gossip_error());
+	o->announce_path = NULL;
+	o->join_next = now;
+}
+
+void gossip_observer_start(struct gossip_observer *o, const char *announce_path, char **seeds, int n, uint64_t now)
+{
+	o->announce_path = announce_path;
 	o->seeds = n > 0 ? seeds : NULL;
 	o->nseeds = n;
 	o->join_next = now;
+	announce_turn(o, now);
 }
 
 /* One attempt, in the child: a push-pull sync with each seed in turn (the seed learns of
@@ -798,41 +828,87 @@ static _Noreturn void join_child(struct gossip_observer *o)
 	child_end(o, &mg, &rec, ok ? 0 : 1);
 }
 
+/* What the attempt under way wrote to its stderr: drained at every turn (the pipe never
+ * fills, whatever the child says), the first JOIN_SAID bytes kept, the rest counted. */
+enum { JOIN_SAID = 4096 };
+
+static void join_drain(struct gossip_observer *o)
+{
+	char buf[4096];
+	ssize_t k;
+	while ((k = read(o->join_err, buf, sizeof buf)) > 0) {
+		size_t room = o->join_now.len < JOIN_SAID ? JOIN_SAID - o->join_now.len : 0;
+		size_t keep = (size_t)k < room ? (size_t)k : room;
+		if (keep && gossip_buf_put(&o->join_now, buf, keep) < 0)
+			keep = 0;
+		o->join_more += (size_t)k - keep;
+	}
+}
+
+/* An attempt that failed: its lines (up to the last whole one, and how much was left
+ * out) into the log, when they differ from the last failed attempt's. */
+static void join_said(struct gossip_observer *o)
+{
+	size_t n = o->join_now.len;
+	while (n && o->join_now.p[n - 1] != '\n')
+		n--;
+	if (n != o->join_said.len || (n && memcmp(o->join_now.p, o->join_said.p, n))) {
+		if (n && gossip_write_all(2, o->join_now.p, n) < 0) {
+			/* stderr gone: nothing to tell */
+		}
+		if (o->join_more || n < o->join_now.len)
+			gossip_warn("join: %zu more bytes of the attempt's lines left out",
+			            o->join_more + (o->join_now.len - n));
+		o->join_said.len = 0;
+		if (n)
+			gossip_buf_put(&o->join_said, o->join_now.p, n);
+	}
+	o->join_now.len = 0;
+	o->join_more = 0;
+}
+
+/* A member heard from since this observer started (its table's arrival times were reset
+ * then): the node is in, some other way. A member the saved table lists alive is not: it
+ * may be long gone. */
+static int heard_any(const struct gossip_observer *o)
+{
+	for (size_t i = 0; i < o->table->n; i++) {
+		const struct gossip_peer *p = &o->table->v[i];
+		if (!p->self && p->state == GOSSIP_P_ALIVE && p->last_hb)
+			return 1;
+	}
+	return 0;
+}
+
 /* The join's turn: an attempt over, its lines said when new; the next one an interval
- * later, unless a live member is known by then (a member found us, or the store had one). */
+ * later, unless a member has been heard from by then. */
 static void join(struct gossip_observer *o, uint64_t now)
 {
 	int status, fds[2];
 	pid_t pid;
 	if (o->join > 0) {
+		join_drain(o);
 		if ((pid = waitpid(o->join, &status, WNOHANG)) == 0)
 			return;
-		char said[2048];
-		ssize_t k = read(o->join_err, said, sizeof said);
+		join_drain(o);  /* the rest, now that no one writes */
 		close(o->join_err);
 		o->join = 0;
 		if (pid > 0 && WIFEXITED(status) && !WEXITSTATUS(status)) {
 			o->seeds = NULL;
+			o->join_now.len = 0;
 			return;
 		}
-		if (k < 0)
-			k = 0;
-		if ((size_t)k != o->join_said.len || memcmp(said, o->join_said.p, (size_t)k)) {
-			if (k && write(2, said, (size_t)k) < 0) {
-			}
-			o->join_said.len = 0;
-			gossip_buf_put(&o->join_said, said, (size_t)k);
-		}
+		join_said(o);
 	}
-	if (!o->seeds || now < o->join_next)
+	announce_turn(o, now);
+	if (!o->seeds || o->announce_path || now < o->join_next)
 		return;
-	struct gossip_peer *pick[1];
-	if (gossip_peers_pick(o->table, &o->cfg, 1, pick) == 1) {
+	if (heard_any(o)) {
 		o->seeds = NULL;
 		return;
 	}
 	o->join_next = now + (uint64_t)o->cfg.interval_ms;
-	if (pipe2(fds, O_CLOEXEC) < 0) {
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
 		gossip_warn("join: %s", strerror(errno));
 		return;
 	}
@@ -844,7 +920,11 @@ static void join(struct gossip_observer *o, uint64_t now)
 	}
 	if (pid == 0) {
 		close(fds[0]);
-		dup2(fds[1], 2);
+		/* Blocking again for the child, which must not lose a line to a full pipe. */
+		if (dup2(fds[1], 2) < 0)
+			_exit(2);
+		close(fds[1]);
+		fcntl(2, F_SETFL, fcntl(2, F_GETFL) & ~O_NONBLOCK);
 		join_child(o);
 	}
 	close(fds[1]);

@@ -36,6 +36,10 @@ no_table() {  # a snapshot without DIR/peers (observe saves its table when it en
 	awk '/^\.\/peers / { skip = 2 } skip > 0 { skip--; next } { print }'
 }
 
+no_children() {  # no_children PID
+	[ -z "$(cat "/proc/$1/task/"*/children 2>/dev/null | tr -d ' \n')" ]
+}
+
 has_member() {  # has_member NODE: NODE's store holds a member record (its own, here)
 	[ -n "$(gossip-merge -d "$T/$1" get _member 2>/dev/null)" ]
 }
@@ -79,15 +83,21 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	[ "$output" = 1 ] || fail "$(cat n2.log)"
 }
 
-@test "--announce: a missing file, junk, or a record signed by an outsider: one line each, nothing stored, observe runs on" {
+@test "--announce: not a file, junk, or a record signed by an outsider: one line each, nothing stored, observe runs on" {
 	mknode out
 	gossip-peers -d "$T/out" announce -a udp://127.0.0.1:9 >forged
 	gossip-send -d "$T/n1" set k v | gossip-merge -d "$T/n1" >/dev/null
 	printf 'not cbor at all' >junk
 	before=$(snapshot "$T/n1")
-	run --separate-stderr gossip-peers -d "$T/n1" --announce "$T/none" observe </dev/null
+	mkfifo fifo
+	run --separate-stderr timeout 5 gossip-peers -d "$T/n1" --announce fifo observe </dev/null
 	[ "$status" = 0 ] || fail "exit $status: $stderr"
-	assert_error gossip-peers "--announce: $T/none: No such file or directory"
+	assert_error gossip-peers "--announce: fifo: not a regular file"
+	head -c 3000000 /dev/zero >big
+	run --separate-stderr gossip-peers -d "$T/n1" --announce big observe </dev/null
+	[ "$status" = 0 ] || fail "exit $status: $stderr"
+	assert_error gossip-peers "--announce: "
+	[[ "$stderr" == *big* && "$stderr" != *"No such file"* ]] || fail "$stderr"
 	printf '\377\377' >bad
 	run --separate-stderr gossip-peers -d "$T/n1" --announce bad observe </dev/null
 	[ "$status" = 0 ] || fail "exit $status: $stderr"
@@ -100,7 +110,7 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	[ "$status" = 0 ] || fail "exit $status: $stderr"
 	assert_error gossip-peers "forged: offset 0: "
 	[[ "$stderr" == *"trusted"* ]] || fail "$stderr"
-	[ -e forged ] && [ -e junk ] && [ -e bad ] || fail "a file refused was removed"
+	[ -e forged ] && [ -e junk ] && [ -e bad ] && [ -e big ] || fail "a file refused was removed"
 	# The table observe saves at its end may change (peers); the store may not.
 	diff <(echo "$before" | no_table) <(snapshot "$T/n1" | no_table) || fail "changed"
 	! has_member n1 || fail "a member record was stored"
@@ -125,4 +135,76 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	run --separate-stderr gossip-peers -d "$T/n1" --join tcp://127.0.0.1:9 list
 	[ "$status" = 2 ]
 	[ ! -e "$T/n1/store" ] || fail "something was stored"
+}
+
+@test "--announce: a file not there yet is waited for (gossip-node moves it there once its port is bound)" {
+	gossip-peers -d "$T/n1" announce -a udp://127.0.0.1:9 >mine
+	{ sleep 3; } | gossip-peers -d "$T/n1" -i 0.1 --announce "$T/later" observe 2>err &
+	pid=$!
+	sleep 0.5
+	! has_member n1 || fail "stored before the file was there"
+	mv mine later
+	wait_for 2 has_member n1
+	[ ! -e later ] || fail "later is left"
+	wait "$pid"
+	[ ! -s err ] || fail "$(cat err)"
+}
+
+@test "a start that cannot bind its port announces nothing: the members see no join, nothing is stored" {
+	node_start n2 "${PORTS[1]}" ""
+	node_start n1 "${PORTS[0]}" "${PORTS[1]}"
+	wait_for 10 all_alive 2 || fail "$(nodes_diag)"
+	node_kill n1 TERM
+	NODES=" n2"
+	wait_for 10 eval '[ "$(state_of n2 n1)" = left ]'
+	stored=$(sha256sum <"$T/n1/store")
+	# Its port taken: the start fails before it says it listens.
+	/usr/bin/python3 -c 'import socket,sys,time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(sys.argv[1])))
+time.sleep(8)' "${PORTS[0]}" &
+	holder=$!
+	sleep 0.3
+	run gossip-node -d "$T/n1" -n n1 -l "127.0.0.1:${PORTS[0]}" -p "127.0.0.1:${PORTS[1]}" -i "$HB" </dev/null
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	[ "$status" = 2 ] || fail "exit $status: $output"
+	[[ "$output" == *"cannot listen on 127.0.0.1:${PORTS[0]}"* ]] || fail "$output"
+	[ "$(sha256sum <"$T/n1/store")" = "$stored" ] || fail "n1 stored something"
+	[ ! -e "$T/n1/announce" ] && [ ! -e "$T/n1/announce.new" ] || fail "an announcement is left"
+	# Two probe intervals and more: n2 heard of no new incarnation.
+	sleep "$(intervals 5)"
+	[ "$(state_of n2 n1)" = left ] || fail "n2 sees n1 $(state_of n2 n1): $(cat n2.log)"
+	run ! grep -q "member-join n1" <(sed -n '/member-leave n1/,$p' n2.log)
+}
+
+@test "a restart whose saved table lists a member gone elsewhere still joins through the seed given" {
+	node_start n1 "${PORTS[0]}" ""
+	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
+	wait_for 10 all_alive 2 || fail "$(nodes_diag)"
+	# n2 leaves (n1 sees it left, and will not look for it), then n1 stops (n2's table,
+	# saved, still lists it alive) and comes back on another port.
+	node_kill n2 TERM
+	wait_for 10 eval '[ "$(state_of n1 n2)" = left ]'
+	node_kill n1 9
+	NODES=
+	read -r other <<<"$(freeports 1)"
+	node_start n1 "$other" ""
+	node_start n2 "${PORTS[1]}" "$other"
+	wait_for 10 all_alive 2 || fail "$(nodes_diag)"
+}
+
+@test "a join whose sync brings a flood of refusals (a signer this node does not trust) ends, and the node is in" {
+	mknode out
+	cat out.pub >>"$T/n1/trusted"
+	seq 1 1500 | sed 's/^/set k/; s/$/ v/' | gossip-send -d "$T/out" batch | gossip-merge -d "$T/n1" >/dev/null
+	node_start n1 "${PORTS[0]}" ""
+	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
+	wait_for 15 all_alive 2 || fail "$(nodes_diag)"
+	# The attempt ended (its 150 kB of lines never filled a pipe it waits on): observe is
+	# left with no child now and then (anti-entropy's come and go).
+	pid=$(dir_procs "$T/n2" | awk '/gossip-peers .* observe$/ { print $1; exit }')
+	[ -n "$pid" ] || fail "no observe"
+	wait_for 10 no_children "$pid"
+	# A join that succeeded says nothing of the refusals.
+	[ "$(grep -c 'untrusted' n2.log)" = 0 ] || fail "$(grep -c untrusted n2.log) refusal lines"
 }

@@ -190,6 +190,11 @@ int main(void)
 			break;
 		if (round % 17 == 16)
 			gossip_store_compact(w, NULL, NULL);
+		/* Half the deletes and events expire at once, 300 ms in (random_msg): a round
+		 * whose walks and summaries straddle that moment (a slow or loaded machine) saw
+		 * two different stores, and is not judged. */
+		uint64_t t0 = gossip_now_ms();
+		int was[5] = {cursor_ok, since_ok, sum_ok, fresh_ok, iblt_ok};
 		/* The reader: what the cursor hands over is exactly what a full walk holds at or
 		 * after where the cursor was (everything after a compaction). */
 		gossip_store_lock(r);
@@ -258,6 +263,12 @@ int main(void)
 		free(all.v);
 		free(since.v);
 		free(mid.v);
+		uint64_t t1 = gossip_now_ms();
+		if (t0 <= now + 301 && t1 + 1 >= now + 300) {
+			printf("# round %d: the deletes expired during it (%llu to %llu ms in): not judged\n", round,
+			       (unsigned long long)(t0 - now), (unsigned long long)(t1 - now));
+			cursor_ok = was[0], since_ok = was[1], sum_ok = was[2], fresh_ok = was[3], iblt_ok = was[4];
+		}
 	}
 	ok(cursor_ok, "the cursor hands over exactly what a full walk holds after it, in order "
 	   "(%zu messages in %zu rounds, across compactions, superseded rows, a hidden origin)",

@@ -909,20 +909,7 @@ static int do_join(const struct opts *o, int argc, char **argv)
 	load_trust(&trust, o);
 	for (int i = 0; i < argc; i++) {
 		struct gossip_merger mg = {.st = st, .trust = &trust};
-		struct gossip_sync_stats s;
-		/* A push-pull sync: the seed learns about us, we about everyone it knows. A seed
-		 * busy with other syncs from our address (members starting together) is asked
-		 * again soon, a few times, rather than the next time round. */
-		int r;
-		for (int tries = 0; (r = gossip_sync_client(&mg, argv[i], GOSSIP_PUSH_PULL, 10000, &s)) < 0 &&
-		                    strstr(gossip_error(), "refused: busy") && tries < 8;
-		     tries++) {
-			gossip_merger_free(&mg);
-			mg = (struct gossip_merger){.st = st, .trust = &trust};
-			struct timespec ts = {0, (long)(50 + randombytes_uniform(150)) * 1000000};
-			nanosleep(&ts, NULL);
-		}
-		if (r < 0)
+		if (gossip_join_sync(&mg, argv[i]) < 0)
 			gossip_join_failed(argv[i], gossip_error());
 		else
 			ok++;

@@ -1360,6 +1360,11 @@ uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
  * logged when they differ from the last attempt's. Once joined, the announcement goes to
  * every member the sync brought or the table knows (gossip-peers join's eager tell). */
 void gossip_observer_start(struct gossip_observer *o, const char *announce_path, char **seeds, int n, uint64_t now);
+/* A join's push-pull sync with seed through mg, within 10 s (the seed learns of this node,
+ * this node of everyone the seed knows); a seed busy with other syncs from this address
+ * (members starting together) is asked again a few times within a second or two. 0, or
+ * -1 with the reason. */
+int gossip_join_sync(struct gossip_merger *mg, const char *seed);
 /* The line for a seed that did not take a join, saying what to do (refused, by whom) or
  * that it did not answer. */
 void gossip_join_failed(const char *seed, const char *err);

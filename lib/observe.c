@@ -772,6 +772,20 @@ void gossip_join_failed(const char *seed, const char *err)
 		gossip_warn("%s: %s", seed, err);
 }
 
+int gossip_join_sync(struct gossip_merger *mg, const char *seed)
+{
+	struct gossip_sync_stats s;
+	int r;
+	for (int tries = 0; (r = gossip_sync_client(mg, seed, GOSSIP_PUSH_PULL, 10000, &s)) < 0 &&
+	                    strstr(gossip_error(), "refused: busy") && tries < 8;
+	     tries++) {
+		gossip_merger_free(mg);  /* what the refused try left pending: nothing to keep */
+		struct timespec ts = {0, (long)(50 + randombytes_uniform(150)) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return r;
+}
+
 /* The announcement, once its file is there (at once, or when gossip-node moves it into
  * place, its port bound); then the join may begin. */
 static void announce_turn(struct gossip_observer *o, uint64_t now)
@@ -794,34 +808,23 @@ void gossip_observer_start(struct gossip_observer *o, const char *announce_path,
 	announce_turn(o, now);
 }
 
-/* One attempt, in the child: a push-pull sync with each seed in turn (the seed learns of
- * us, we of everyone it knows; one busy with other syncs from our address, members
- * starting together, is asked again soon, a few times); joined by any, the announcement
- * goes to every member now known. Exit 0 when one took us. */
+/* One attempt, in the child: a join's sync with each seed in turn; joined by any, the
+ * announcement goes to every member now known. Exit 0 when one took us. */
 static _Noreturn void join_child(struct gossip_observer *o)
 {
 	struct gossip_trust own;
 	struct gossip_event_recorder rec;
 	struct gossip_merger mg;
 	struct gossip_buf got = {0};
-	struct gossip_sync_stats s;
 	int ok = 0;
 	child_merger(o, &mg, &rec, &own);
 	mg.on_new = keep_new;
 	mg.ctx = &got;
-	for (int i = 0; i < o->nseeds; i++) {
-		int r;
-		for (int tries = 0; (r = gossip_sync_client(&mg, o->seeds[i], GOSSIP_PUSH_PULL, 10000, &s)) < 0 &&
-		                    strstr(gossip_error(), "refused: busy") && tries < 8;
-		     tries++) {
-			struct timespec ts = {0, (long)(50 + randombytes_uniform(150)) * 1000000};
-			nanosleep(&ts, NULL);
-		}
-		if (r < 0)
+	for (int i = 0; i < o->nseeds; i++)
+		if (gossip_join_sync(&mg, o->seeds[i]) < 0)
 			gossip_join_failed(o->seeds[i], gossip_error());
 		else
 			ok++;
-	}
 	if (ok)
 		tell(o, &o->mine, &got);
 	gossip_buf_free(&got);

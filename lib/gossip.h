@@ -1352,9 +1352,10 @@ uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
  * when gossip-node moves it there, its port bound), its messages (this start's member
  * record, gossip-peers announce's) are stored as gossip-merge would store them (checked
  * against trusted, events logged, counted in DIR/stats/merge.others), what is new is sent
- * to every live member of the table at once (as gossip-send -M), and the file is removed;
- * a file that is not a regular file or not CBOR is one line, a message refused the
- * merger's, and the file stays. Then the join through seeds: every interval, until a
+ * to every live member of the table at once (as gossip-send -M), and the file is removed
+ * (gossip-node waits for that), refused or not: a message refused is the merger's line, a
+ * file that is not CBOR one line; one that is not a regular file, or too large, is one line
+ * and stays. Then the join through seeds: every interval, until a
  * sync with one of them succeeds or a live member is known some other way, a push-pull
  * sync with each in turn, in a child with the observer's store; an attempt's lines are
  * logged when they differ from the last attempt's. Once joined, the announcement goes to

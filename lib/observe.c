@@ -700,9 +700,10 @@ static void tell(struct gossip_observer *o, const struct gossip_buf *msgs, const
 	gossip_keyring_free(&keys);
 }
 
-/* Store the announcement in path and tell the members (gossip_observer_start): 0 (path
- * removed); 1 when the store refused a message (the merger's line says why); -1 with the
- * reason (not a regular file, not a CBOR sequence, the store). */
+/* Store the announcement in path and tell the members (gossip_observer_start), then remove
+ * path (gossip-node waits for that): 0; 1 when the store refused a message (the merger's
+ * line says why); -1 with the reason (not a regular file, not a CBOR sequence, the store;
+ * path is left when it could not be read). */
 static int announce(struct gossip_observer *o, const char *path, uint64_t now)
 {
 	struct gossip_buf b = {0};
@@ -750,8 +751,7 @@ static int announce(struct gossip_observer *o, const char *path, uint64_t now)
 	gossip_event_recorder_free(&rec);
 	gossip_buf_free(&b);
 	tell(o, &o->mine, NULL);
-	if (!r)
-		unlink(path);
+	unlink(path);  /* read: its lines said what was refused */
 	return r;
 }
 

@@ -275,6 +275,7 @@ struct outlet {
 	struct gossip_out out;
 	struct gossip_buf pending;  /* the store's news, until the table that has it is saved */
 	uint64_t forwarded;  /* rumor sends, for DIR/stats/observe */
+	uint64_t forwarded_membership;  /* those of them that were membership traffic */
 };
 
 /* A message on as rumor: to this node's children in the trees rooted at its origin
@@ -289,10 +290,13 @@ static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n, int off_tre
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return;
 	size_t k = gossip_peers_rumor_from(ol->table, m.origin, ol->rumor, off_tree, to);
+	int membership = gossip_msg_is_membership(&m);
 	for (size_t j = 0; j < k; j++)
 		if ((a = gossip_member_addr(&to[j]->info, GOSSIP_UDP)) && (i = gossip_out_index(&ol->out, a)) >= 0 &&
-		    gossip_out_queue_to(&ol->out, (size_t)i, p, n) == 0)
+		    gossip_out_queue_to(&ol->out, (size_t)i, p, n) == 0) {
 			ol->forwarded++;
+			ol->forwarded_membership += membership;
+		}
 }
 
 static void copy_out(struct outlet *ol, const uint8_t *p, size_t n)
@@ -323,19 +327,21 @@ static void news_out(void *ctx, const uint8_t *p, size_t n)
 static void brought_out(void *ctx, const uint8_t *p, size_t n)
 {
 	struct outlet *ol = ctx;
-	static uint64_t sent;  /* this child's */
+	static uint64_t sent, membership;  /* this child's */
 	if (!ol->rumor)
 		return;
 	if (p) {
-		uint64_t before = ol->forwarded;
+		uint64_t before = ol->forwarded, before_membership = ol->forwarded_membership;
 		rumor_out(ol, p, n, 0);
 		sent += ol->forwarded - before;
+		membership += ol->forwarded_membership - before_membership;
 		return;
 	}
 	gossip_out_flush(&ol->out);
 	struct gossip_stats counters;
 	gossip_stats_open(&counters, ol->dir, "rumor");
 	gossip_stats_add(&counters, "forwarded", &sent);
+	gossip_stats_add(&counters, "forwarded_membership", &membership);
 	gossip_stats_close(&counters);
 }
 
@@ -417,6 +423,7 @@ static int do_observe(const struct opts *o)
 	}
 	gossip_stats_open(&counters, o->dir, "observe");
 	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_stats_add(&counters, "forwarded_membership", &ol.forwarded_membership);
 	gossip_stats_add(&counters, "sent_datagrams", &ol.out.datagrams);
 	gossip_stats_add(&counters, "sent_bytes", &ol.out.sent_bytes);
 	if (o->probing) {
@@ -558,6 +565,7 @@ static int do_rumor(const struct opts *o)
 	gossip_out_init(&ol.out, 1200, 500, 0, &keyring);
 	gossip_stats_open(&counters, o->dir, "rumor");
 	gossip_stats_add(&counters, "forwarded", &ol.forwarded);
+	gossip_stats_add(&counters, "forwarded_membership", &ol.forwarded_membership);
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	while ((got = gossip_reader_next(&r, &p, &n, &off)) == 1) {
 		rumor_out(&ol, p, n, 0);  /* from this node's place in the trees */

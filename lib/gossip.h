@@ -383,6 +383,9 @@ int gossip_msg_verify(const struct gossip_msg *m);
 /* News, not state: heartbeats, probes (and responses) and claims are passed on, never
  * stored. */
 int gossip_msg_is_news(const struct gossip_msg *m);
+/* Membership traffic: news, member records (a leave too) and forced leaves, as opposed
+ * to the values and events people publish (counted apart in the rumor sends). */
+int gossip_msg_is_membership(const struct gossip_msg *m);
 /* A message's fields as JSON members (no braces): origin, name (when known), type, key,
  * value and encoding (when it has one), version, time. */
 void gossip_json_fields(FILE *f, const struct gossip_msg *m, const char *name);

@@ -335,6 +335,12 @@ int gossip_msg_is_news(const struct gossip_msg *m)
 	       gossip_msg_key_is(m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(m, GOSSIP_KEY_DEAD);
 }
 
+int gossip_msg_is_membership(const struct gossip_msg *m)
+{
+	return gossip_msg_is_news(m) || gossip_msg_key_is(m, GOSSIP_KEY_MEMBER) ||
+	       gossip_msg_key_is(m, GOSSIP_KEY_FORCE_LEAVE);
+}
+
 int gossip_msg_key_is(const struct gossip_msg *m, const char *key)
 {
 	size_t k = strlen(key);

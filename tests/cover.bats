@@ -3,6 +3,8 @@
 # anti-entropy an hour away) list each other alive soon after the last start, and values
 # published at one reach every node by rumor alone, along the trees rooted at their
 # origin (gossip-peers(1), Rumor; gossip(7), THE NODE), a couple of sends a node each.
+# Summaries are off (GOSSIP_SUMMARY): no repair brings a value that is slow to arrive on a
+# loaded machine (and passes it on once more), so rumor is all that moves values.
 load helper
 load node
 
@@ -14,6 +16,7 @@ setup() {
 	node_ids $N
 	read -ra PORTS <<<"$(freeports $N)"
 	HB=0.3 JITTER=0.1 FANOUT=4 SYNC=3600
+	export GOSSIP_SUMMARY=off
 }
 
 teardown() {
@@ -25,8 +28,10 @@ everywhere() {  # everywhere KEY: every node has KEY in its store
 	for i in $(seq 1 $N); do gossip-merge -d "$T/n$i" get "$1" >/dev/null 2>&1 || return 1; done
 }
 
-sent() {  # sent: the rumor sends of every node's observe, summed
-	cat "$T"/n*/stats/observe 2>/dev/null | awk '$1 == "forwarded" { s += $2 } END { print s + 0 }'
+sent() {  # sent: the rumor sends of values and events by every node's observe, summed
+	# (membership traffic apart: a false suspicion on a loaded machine adds to it)
+	cat "$T"/n*/stats/observe 2>/dev/null |
+		awk '$1 == "forwarded" { s += $2 } $1 == "forwarded_membership" { s -= $2 } END { print s + 0 }'
 }
 
 sent_at_least() {  # sent_at_least COUNT: read again at each call (the stats lag a second)
@@ -55,6 +60,7 @@ sent_at_least() {  # sent_at_least COUNT: read again at each call (the stats lag
 	wait_for 30 sent_at_least $((before + 5 * (N - 1)))
 	sleep 1.5
 	sends=$(($(sent) - before))
+	echo "# $sends value sends for 5 values at $N nodes" >&3
 	[ "$sends" -le $((5 * 3 * N)) ] || fail "$sends rumor sends for 5 values at $N nodes (want about $((5 * 2 * N)))"
 	# Syncs: none ran (the anti-entropy interval is an hour).
 	for i in $(seq 1 $N); do

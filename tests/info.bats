@@ -57,6 +57,7 @@ jqs() {
 		.store.origins == 3 and .store.bytes > 0 and
 		(.received | type) == "number" and (.refused | type) == "number" and
 		(.refused_by_reason | type) == "object" and (.forwarded | type) == "number" and
+		(.forwarded_membership | type) == "number" and .forwarded_membership <= .forwarded and
 		(.syncs.done | type) == "number" and (.syncs.failed | type) == "number" and
 		(.counters | type) == "object"' <<<"$json" || fail "$json"
 	# The store's count and root are gossip-merge digest's (unless a message came between).
@@ -73,6 +74,7 @@ jqs() {
 @test "status: the counters rise with traffic (received, forwarded, syncs) and members by state follow a failure" {
 	three_nodes
 	before=$(gossip-node -d "$T/n1" -j status)
+	values2=$(gossip-node -d "$T/n2" -j status | jq '.forwarded - .forwarded_membership')
 	for i in 1 2 3; do
 		gossip-send -d "$T/n2" set "k$i" "v$i" | gossip-merge -d "$T/n2" | gossip-send -d "$T/n2" -M
 	done
@@ -82,7 +84,8 @@ jqs() {
 	wait_for 10 jqs n1 ".counters.accepted > $(jq '.counters.accepted // 0' <<<"$before")"
 	# n2 passed what it published on along the rumor's trees (n1 may be a leaf of
 	# both, forwarding nothing).
-	wait_for 10 jqs n2 '.forwarded > 0'
+	# Those are sends of values, not membership traffic.
+	wait_for 10 jqs n2 "(.forwarded - .forwarded_membership) > $values2"
 
 	# Anti-entropy runs every SYNC seconds.
 	wait_for 15 jqs n1 '.syncs.done > 0'
@@ -93,7 +96,7 @@ jqs() {
 	assert_line --regexp '^store      [0-9]+ messages, [0-9]+ bytes, 3 origins, root [0-9a-f]{32}$'
 	assert_line --regexp '^received   [1-9][0-9]* messages \([0-9]+ new, [0-9]+ duplicates\)$'
 	assert_line --regexp '^refused    [0-9]+'
-	assert_line --regexp '^forwarded  [0-9]+ rumor sends$'
+	assert_line --regexp '^forwarded  [0-9]+ rumor sends \([0-9]+ of them membership\)$'
 	assert_line --regexp '^syncs      [1-9][0-9]* done, [0-9]+ failed$'
 	assert_line --regexp '^version    [0-9]'
 	assert_line --regexp '^uptime     [0-9]+ s$'

@@ -857,9 +857,10 @@ static int do_watch(const struct opts *o)
 		}
 		if (run)
 			gossip_runner_tick(run, now);
-		/* Woken at once by a write to DIR/events (inotify), else every 50 ms (the
-		 * handlers' limits and coalescing windows). */
-		gossip_dirwatch_wait(dw, names, 50);
+		/* Woken at once by a write to DIR/events (inotify) or a signal; else every 50
+		 * ms while the handlers have work (their limits, coalescing windows, queue),
+		 * every second when they have none: an idle watch costs next to nothing. */
+		gossip_dirwatch_wait(dw, names, held || (run && gossip_runner_busy(run)) ? 50 : 1000);
 	}
 	if (dw >= 0)
 		close(dw);

@@ -734,6 +734,17 @@ static void reap(struct responder *r)
 			r->running[i] = 0;
 }
 
+/* Handlers still running: reaped every 50 ms; with none, the loop sleeps until the store
+ * changes or a signal comes (a second at most), so that an idle answerer costs next to
+ * nothing. */
+static int running(const struct responder *r)
+{
+	for (int i = 0; i < RUNNING_MAX; i++)
+		if (r->running[i] > 0)
+			return 1;
+	return 0;
+}
+
 static void note(struct responder *r, const char *fmt, const char *name, const char *why)
 {
 	if (gossip_rate_allow(&r->refusals, 10, gossip_now_ms(), NULL))
@@ -869,7 +880,7 @@ static int answer(const char *dir, char **specs, int nspecs)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	gossip_hup_catch();
-	/* Woken at once by a write to DIR/store (inotify), else every 50 ms (children). */
+	/* Woken at once by a write to DIR/store (inotify) or a signal. */
 	static const char *const names[] = {"store", NULL};
 	int dw = gossip_dirwatch_open(dir);
 	while (!stopping) {
@@ -900,7 +911,7 @@ static int answer(const char *dir, char **specs, int nspecs)
 		}
 		if (r.st)
 			r.first_pass = 0;
-		gossip_dirwatch_wait(dw, names, 50);
+		gossip_dirwatch_wait(dw, names, running(&r) ? 50 : 1000);
 	}
 	if (dw >= 0)
 		close(dw);

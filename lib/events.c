@@ -1098,6 +1098,14 @@ int gossip_runner_tick(struct gossip_runner *r, uint64_t now)
 	return running;
 }
 
+int gossip_runner_busy(const struct gossip_runner *r)
+{
+	for (int i = 0; i < r->cfg.nhandlers; i++)
+		if (r->h[i].pid)
+			return 1;
+	return r->tail > r->head || r->nwin || r->win_has_pos;
+}
+
 /* Delivered to every handler that wants it: out of the queue, and the place moves. */
 static void pop_delivered(struct gossip_runner *r)
 {

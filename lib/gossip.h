@@ -125,8 +125,9 @@ void gossip_put_string(FILE *f, const uint8_t *p, size_t n, int ascii);
 
 /* Waiting for a file of the state directory to change (inotify): an fd watching dir, or
  * -1 (no inotify). wait returns 1 as soon as one of names (NULL-ended) was written,
- * created or renamed in, 0 after ms without, -1 on an error; with fd -1 it sleeps a
- * little and returns 1, so that a caller polls. */
+ * created or renamed in, 0 after ms without or when a signal came (so that the caller
+ * sees the flag its handler set), -1 on an error; with fd -1 it sleeps a little and
+ * returns 1, so that a caller polls. */
 int gossip_dirwatch_open(const char *dir);
 int gossip_dirwatch_wait(int fd, const char *const names[], int ms);
 
@@ -1229,6 +1230,10 @@ int gossip_runner_tick(struct gossip_runner *r, uint64_t now);
 void gossip_runner_start_at(struct gossip_runner *r, const struct gossip_log_pos *at);
 /* 1 once when an offer was refused (the queue is full: say so), again after it drained. */
 int gossip_runner_full(struct gossip_runner *r);
+/* 1 while the runner has something to do at a later tick: a handler running (to reap,
+ * or to stop at its limit), an event queued, a coalescing window open; 0 when only a new
+ * event can give it work (the caller may then sleep until one comes). */
+int gossip_runner_busy(const struct gossip_runner *r);
 /* SIGTERM to the running handlers' process groups (watch is stopping); then free. */
 void gossip_runner_free(struct gossip_runner *r);
 

@@ -507,7 +507,7 @@ int gossip_dirwatch_wait(int fd, const char *const names[], int ms)
 		if (now >= end)
 			return 0;
 		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, (int)(end - now)) < 0 && errno != EINTR)
-			return -1;
+		if (poll(&p, 1, (int)(end - now)) < 0)
+			return errno == EINTR ? 0 : -1;
 	}
 }

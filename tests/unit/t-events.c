@@ -1,10 +1,15 @@
 /* t-events: handler specs (-x [FILTER[,FILTER...]=]COMMAND): what is a filter, what is a
  * command, and which events each spec runs for; message records (user events and key
- * changes) written by the recorder and read back, and places in the log. */
+ * changes) written by the recorder and read back, and places in the log; when the runner
+ * has work for a later tick (gossip_runner_busy), and the directory watch its callers
+ * sleep on (a signal or a write ends the wait). */
 #include "fixture.h"
 #include "tap.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 
 static void parses(const char *spec, const char *command, int nfilters)
 {
@@ -103,11 +108,104 @@ static void records(void)
 	free(dir);
 }
 
+/* Ticks until the runner has no work (5 s at most): 1 when it got there. */
+static int settles(struct gossip_runner *run)
+{
+	for (int i = 0; i < 500; i++) {
+		gossip_runner_tick(run, gossip_mono_ms());
+		if (!gossip_runner_busy(run))
+			return 1;
+		struct timespec ts = {0, 10000000L};
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* Busy while a handler runs, an event waits or a window is open; idle otherwise, so that
+ * watch may sleep until the next event. */
+static void runner_busy(int coalesce_ms)
+{
+	char *dir = strdup(temp_dir("t-events-runner"));
+	struct gossip_handler h[2];
+	ok(gossip_handler_parse("user:deploy=true", &h[0]) == 0 && gossip_handler_parse("user:other=true", &h[1]) == 0,
+	   "coalesce %d: two handlers", coalesce_ms);
+	struct gossip_runner_cfg cfg = {.dir = dir, .handlers = h, .nhandlers = 2, .coalesce_ms = (uint64_t)coalesce_ms,
+	                                .max_events = 16, .max_bytes = 1 << 20};
+	struct gossip_runner *run = gossip_runner_new(&cfg);
+	ok(run != NULL, "coalesce %d: a runner", coalesce_ms);
+	if (!run) {
+		free(dir);
+		return;
+	}
+	ok(!gossip_runner_busy(run), "coalesce %d: a new runner has no work", coalesce_ms);
+	struct gossip_event e = {.kind = GOSSIP_EVENT_USER, .value = (const uint8_t *)"v1", .valuelen = 2};
+	strcpy(e.event, "user");
+	strcpy(e.key, "nobody");
+	e.keylen = strlen(e.key);
+	struct gossip_log_pos at = {1, 2, 100};
+	uint64_t now = gossip_mono_ms();
+	ok(gossip_runner_offer(run, &e, &at, now) == 0, "coalesce %d: an event no handler wants", coalesce_ms);
+	gossip_runner_tick(run, now);
+	ok(coalesce_ms || !gossip_runner_busy(run), "coalesce %d: nothing to run, no work", coalesce_ms);
+	ok(settles(run), "coalesce %d: its window (if any) closes", coalesce_ms);
+	strcpy(e.key, "deploy");
+	e.keylen = strlen(e.key);
+	at.off = 200;
+	now = gossip_mono_ms();
+	ok(gossip_runner_offer(run, &e, &at, now) == 0, "coalesce %d: an event a handler wants", coalesce_ms);
+	ok(gossip_runner_busy(run), "coalesce %d: taken, work to do", coalesce_ms);
+	gossip_runner_tick(run, now);
+	ok(gossip_runner_busy(run), "coalesce %d: started or in its window, still work", coalesce_ms);
+	ok(settles(run), "coalesce %d: once the handler ended, no work", coalesce_ms);
+	gossip_runner_free(run);
+	rm_dir(dir);
+	free(dir);
+}
+
+static volatile sig_atomic_t alarmed;
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarmed = 1;
+}
+
+/* A signal ends the wait (0), so that its caller sees the flag the handler set; a write
+ * to a watched name ends it with 1; other names do not. */
+static void dirwatch(void)
+{
+	char *dir = strdup(temp_dir("t-events-watch"));
+	static const char *const names[] = {"store", NULL};
+	int fd = gossip_dirwatch_open(dir);
+	ok(fd >= 0, "a directory watch");
+	struct sigaction sa = {0};
+	sa.sa_handler = on_alarm;  /* no SA_RESTART: a wait is interrupted */
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = {{0, 0}, {0, 100000}};
+	setitimer(ITIMER_REAL, &it, NULL);
+	uint64_t t0 = gossip_mono_ms();
+	int r = gossip_dirwatch_wait(fd, names, 20000);
+	uint64_t took = gossip_mono_ms() - t0;
+	ok(r == 0 && alarmed && took < 10000, "a signal ends a 20 s wait (%d after %llu ms)", r,
+	   (unsigned long long)took);
+	FILE *f = fopen(gossip_path(dir, "other"), "w");
+	ok(f && fputs("x", f) >= 0 && fclose(f) == 0, "another file written");
+	ok(gossip_dirwatch_wait(fd, names, 100) == 0, "another name does not end the wait");
+	f = fopen(gossip_path(dir, "store"), "w");
+	ok(f && fputs("x", f) >= 0 && fclose(f) == 0, "the store written");
+	ok(gossip_dirwatch_wait(fd, names, 20000) == 1, "its name ends the wait with 1");
+	close(fd);
+	rm_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
 	records();
+	runner_busy(0);
+	runner_busy(100);
+	dirwatch();
 	parses("./h", "./h", 0);
 	parses("FOO=1 ./h", "FOO=1 ./h", 0);
 	parses("user:deploy=./h", "./h", 1);

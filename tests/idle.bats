@@ -1,0 +1,79 @@
+#!/usr/bin/env bats
+# An idle node's watch (gossip-peers watch -x) and query answerer (gossip-query answer)
+# sleep until the state directory changes or a signal comes (a second at most), instead of
+# waking every 50 ms: counted as the voluntary context switches of each process, which
+# needs no clock. They still run a handler as soon as an event is stored, answer a query,
+# reload on HUP and end at once on a stop.
+load helper
+load node
+
+setup() {
+	base_setup
+	NODES=''
+	node_ids 1
+	HB=0.3 JITTER=0.1 FANOUT=3 SYNC=3600
+	read -ra PORTS <<<"$(freeports 1)"
+	printf '#!/bin/sh\necho "$GOSSIP_USER_EVENT $(cat)" >>"$1"\n' >h.sh
+	chmod +x h.sh
+}
+
+teardown() {
+	nodes_stop
+}
+
+# switches PID: its voluntary context switches so far (each sleep that ended is one).
+switches() {
+	awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "/proc/$1/status"
+}
+
+# wakeups PID...: the switches of each over 3 seconds, on one line.
+wakeups() {
+	local p before=() i=0
+	for p in "$@"; do before+=("$(switches "$p")"); done
+	sleep 3
+	for p in "$@"; do
+		echo -n "$(($(switches "$p") - before[i])) "
+		i=$((i + 1))
+	done
+	echo
+}
+
+# few WAKEUPS...: each at most 15 in 3 seconds (a loop woken every 50 ms makes 60 and more;
+# the node's own writes to its directory, a second's sleep and the stats add a few).
+few() {
+	local w
+	for w in "$@"; do [ "$w" -le 15 ] || return 1; done
+}
+
+@test "an idle node's watch and query answer sleep until something comes; events, queries, HUP and stop still reach them" {
+	node_start n1 "${PORTS[0]}" "" -x "user:ping=$T/h.sh $T/pings" -x "query:hello=echo hi"
+	watch=$(pgrep -f "^gossip-peers -d $T/n1 .*watch$")
+	answer=$(pgrep -f "^gossip-query -d $T/n1 answer")
+	[ -n "$watch" ] && [ -n "$answer" ] || fail "no watch ($watch) or answerer ($answer)"
+	sleep 1  # the start's writes settle
+	read -r w a <<<"$(wakeups "$watch" "$answer")"
+	echo "# idle, in 3 s: watch woke $w times, query answer $a" >&3
+	few "$w" "$a" || fail "idle: watch woke $w times in 3 s, query answer $a"
+
+	# An event runs the handler as soon as it is stored: the watch sleeps on DIR/events.
+	gossip-send -d n1 -t "udp://127.0.0.1:${PORTS[0]}" event ping one
+	wait_for 5 grep -qx 'ping one' pings
+	# Once the handler has ended, the watch is idle again.
+	sleep 1
+	read -r w a <<<"$(wakeups "$watch" "$answer")"
+	few "$w" "$a" || fail "after an event: watch woke $w times in 3 s, query answer $a"
+
+	# A query is answered (the answerer sleeps on DIR/store).
+	run --separate-stderr gossip-query -d "$T/n1" -T 10 hello
+	assert_success
+	assert_output "$(printf 'n1\thi')"
+
+	# A reload's HUP wakes the answerer at once: it says it reloaded.
+	gossip-node -d n1 reload
+	wait_for 5 grep -q '^gossip-query: reloaded' n1.log
+
+	# A stop ends them (TERM wakes the sleep) and the node exits 0.
+	run gossip-node -d n1 stop
+	assert_success
+	for p in "$watch" "$answer"; do ! kill -0 "$p" 2>/dev/null || fail "$p still runs after the stop"; done
+}

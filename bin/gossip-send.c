@@ -40,6 +40,7 @@ struct sender {
 	struct timespec table_mtime;
 	int fanout;
 	uint64_t forwarded;  /* copies queued to members (rumor sends), for DIR/stats/send */
+	uint64_t forwarded_membership;  /* those of membership traffic */
 	struct gossip_stats counters;
 };
 
@@ -76,7 +77,7 @@ static void refresh_members(struct sender *s)
 }
 
 /* Queue one message: to the chosen members (-M), or to the fixed destinations. */
-static int queue(struct sender *s, const uint8_t *p, size_t n)
+static int queue_to(struct sender *s, const uint8_t *p, size_t n)
 {
 	if (!s->members) {
 		s->forwarded += s->peers.n;
@@ -99,6 +100,17 @@ static int queue(struct sender *s, const uint8_t *p, size_t n)
 	}
 	free(pick);
 	return 0;
+}
+
+/* Queue one message, and count its sends: membership traffic apart, as observe counts. */
+static int queue(struct sender *s, const uint8_t *p, size_t n)
+{
+	struct gossip_msg m;
+	uint64_t before = s->forwarded;
+	int r = queue_to(s, p, n);
+	if (s->forwarded > before && gossip_msg_decode(p, n, &m) == 0 && gossip_msg_is_membership(&m))
+		s->forwarded_membership += s->forwarded - before;
+	return r;
 }
 
 /* Sign one message into s->out; 0, or -1 with the reason in gossip_error(). */
@@ -169,6 +181,7 @@ static int forward(struct sender *s)
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	gossip_stats_open(&s->counters, s->dir, "send");
 	gossip_stats_add(&s->counters, "forwarded", &s->forwarded);
+	gossip_stats_add(&s->counters, "forwarded_membership", &s->forwarded_membership);
 	for (;;) {
 		/* A SIGHUP is taken while waiting (an idle sender reloads at once) and before
 		 * each message is queued: what is sent after the signal is sealed anew. */

@@ -384,8 +384,9 @@ int gossip_msg_verify(const struct gossip_msg *m);
 /* News, not state: heartbeats, probes (and responses) and claims are passed on, never
  * stored. */
 int gossip_msg_is_news(const struct gossip_msg *m);
-/* Membership traffic: news, member records (a leave too) and forced leaves, as opposed
- * to the values and events people publish (counted apart in the rumor sends). */
+/* Membership traffic: member records (a leave too), heartbeats, pings and acks,
+ * suspicions, dead claims and forced leaves, as opposed to the values, events, queries,
+ * responses and shares people make (counted apart in the rumor sends). */
 int gossip_msg_is_membership(const struct gossip_msg *m);
 /* A message's fields as JSON members (no braces): origin, name (when known), type, key,
  * value and encoding (when it has one), version, time. */
@@ -1285,6 +1286,9 @@ void gossip_swim_summary(struct gossip_swim *s, const uint8_t *sum, uint64_t now
  * in pk (taken: the next needs the pair to stand two intervals again). Summaries, and
  * whether a member reads them, are taken from acks to this node's own pings only. */
 int gossip_swim_repair(struct gossip_swim *s, int busy, uint64_t now, uint8_t pk[32]);
+/* Acks to this prober's own pings so far: each proves a member that knows this node
+ * answered it now (a ping proves nothing: anyone who saw one can replay it). */
+uint64_t gossip_swim_acks(const struct gossip_swim *s);
 /* The repair with pk that gossip_swim_repair gave is over: ok, or failed (it backs off,
  * an interval doubling to max_ms, before another with pk; neither is made again on the
  * same pair of summaries until one side changes). */

@@ -337,7 +337,10 @@ int gossip_msg_is_news(const struct gossip_msg *m)
 
 int gossip_msg_is_membership(const struct gossip_msg *m)
 {
-	return gossip_msg_is_news(m) || gossip_msg_key_is(m, GOSSIP_KEY_MEMBER) ||
+	if (gossip_msg_is_probe(m))  /* pings and acks; a query's response or a share is not */
+		return !gossip_msg_is_response(m) && !gossip_msg_is_share(m);
+	return gossip_msg_key_is(m, GOSSIP_KEY_MEMBER) || gossip_msg_key_is(m, GOSSIP_KEY_HB) ||
+	       gossip_msg_key_is(m, GOSSIP_KEY_SUSPECT) || gossip_msg_key_is(m, GOSSIP_KEY_DEAD) ||
 	       gossip_msg_key_is(m, GOSSIP_KEY_FORCE_LEAVE);
 }
 

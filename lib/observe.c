@@ -195,6 +195,10 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 			gossip_swim_refute_leave(o->swim, now);
 			return 1;
 		}
+		/* The last stop's leave, found before this start's announcement replaces it:
+		 * this node runs, so it is not logged as a member-leave of its own. */
+		if (peer->self && o->swim)
+			return 1;
 		if (peer->state != GOSSIP_P_LEFT) {
 			gossip_peer_set_state(peer, GOSSIP_P_LEFT, now);
 			gossip_event_append(o->dir, now, "member-leave", peer);
@@ -376,6 +380,23 @@ static uint64_t ctime_ns(const struct stat *sb)
 	return (uint64_t)sb->st_ctim.tv_sec * 1000000000u + (uint64_t)sb->st_ctim.tv_nsec;
 }
 
+/* The store, opened (and indexed) at the first call: 1 when open. */
+static int open_store(struct gossip_observer *o)
+{
+	if (o->store)
+		return 1;
+	struct gossip_store *st = gossip_store_open(o->dir, NULL);
+	if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
+		gossip_warn("%s", gossip_error());
+		gossip_store_close(st);
+		return 0;
+	}
+	/* A member removed from trusted is not found in the store (revocation). */
+	gossip_store_set_visible(st, gossip_trust_has, &o->trust);
+	o->store = st;
+	return 1;
+}
+
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
@@ -404,17 +425,8 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		else
 			summary_only = 1;
 	}
-	if (!o->store) {
-		struct gossip_store *st = gossip_store_open(o->dir, NULL);
-		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
-			gossip_warn("%s", gossip_error());
-			gossip_store_close(st);
-			return 0;
-		}
-		/* A member removed from trusted is not found in the store (revocation). */
-		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
-		o->store = st;
-	}
+	if (!open_store(o))
+		return 0;
 	/* Only the summary is due: not worth waiting for the lock (the prober waits on this
 	 * look). When another process holds it (a compaction), this interval is skipped. */
 	r = summary_only ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);
@@ -872,9 +884,13 @@ static void join_said(struct gossip_observer *o)
 
 /* A member heard from since this observer started (its table's arrival times were reset
  * then): the node is in, some other way. A member the saved table lists alive is not: it
- * may be long gone. */
+ * may be long gone. With the prober, only an ack to its own ping counts: a member that
+ * knows this node answered it now. A ping proves nothing (a replay of one seen on the
+ * wire would end the join for good). */
 static int heard_any(const struct gossip_observer *o)
 {
+	if (o->swim)
+		return gossip_swim_acks(o->swim) > 0;
 	for (size_t i = 0; i < o->table->n; i++) {
 		const struct gossip_peer *p = &o->table->v[i];
 		if (!p->self && p->state == GOSSIP_P_ALIVE && p->last_hb)

@@ -74,6 +74,7 @@ struct gossip_swim {
 	 * lowers it. Ack windows and the interval are 1 + health times as long, so that a
 	 * node too busy to answer in time also accuses less, and later. */
 	int health;
+	uint64_t acks;  /* acks to this prober's own pings (fresh nonces), since it started */
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
 	struct probe probes[PROBES];
 	struct relay relays[RELAYS];
@@ -424,6 +425,11 @@ void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const u
 			s->send(s->ctx, &s->table->v[i], rec, n);
 }
 
+uint64_t gossip_swim_acks(const struct gossip_swim *s)
+{
+	return s->acks;
+}
+
 void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now)
 {
 	refute(s, s->incarnation, NULL, now);
@@ -488,6 +494,7 @@ void gossip_swim_probe(struct gossip_swim *s, const struct gossip_msg *m, const 
 		if (s->probes[i].active && !memcmp(m->value, s->probes[i].nonce, GOSSIP_NONCE_LEN) &&
 		    !memcmp(m->origin, s->probes[i].target, 32)) {
 			s->probes[i].active = 0;
+			s->acks++;
 			if (i == 0 && s->health > 0)
 				s->health--;
 			/* An ack to our own nonce: fresh, never a replay. */

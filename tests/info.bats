@@ -117,6 +117,22 @@ jqs() {
 	assert_line --regexp '^refused    [1-9][0-9]* \(.*untrusted [1-9]'
 }
 
+@test "status: gossip-send -M's sends count as the node's, a member record's as membership traffic" {
+	three_nodes
+	counter() { awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$T/n2/stats/send" 2>/dev/null; }
+	gossip-send -d "$T/n2" set sent-by-hand 1 | gossip-merge -d "$T/n2" | gossip-send -d "$T/n2" -M
+	[ "$(counter n2 forwarded)" -ge 1 ] || fail "no sends counted: $(cat "$T/n2/stats/send")"
+	[ "$(counter n2 forwarded_membership)" = 0 ] || fail "a value counted as membership: $(cat "$T/n2/stats/send")"
+	values=$(counter n2 forwarded)
+	gossip-peers -d "$T/n2" announce -a "udp://127.0.0.1:${PORTS[1]}" -a "tcp://127.0.0.1:${PORTS[1]}" |
+		gossip-merge -d "$T/n2" | gossip-send -d "$T/n2" -M
+	[ "$(counter n2 forwarded_membership)" -ge 1 ] || fail "a member record not counted as membership: $(cat "$T/n2/stats/send")"
+	[ "$(($(counter n2 forwarded) - $(counter n2 forwarded_membership)))" = "$values" ] ||
+		fail "the record counted as a value: $(cat "$T/n2/stats/send")"
+	# status adds them to observe's.
+	wait_for 5 jqs n2 ".forwarded_membership >= $(counter n2 forwarded_membership)"
+}
+
 @test "status of a node not running: exit 3, text and JSON; counters start again at each start" {
 	run --separate-stderr gossip-node -d "$T/n1" status
 	[ "$status" = 3 ] && [ "$output" = "not running" ] || fail "$status: $output"

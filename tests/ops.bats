@@ -207,6 +207,38 @@ elapsed_ms() {
 	assert_success
 }
 
+@test "a process of the node killed as its port is bound: exit 1 with the line, or exit 2 without it, never a mix" {
+	local what name pid victim st r
+	for what in 'gossip-peers watch' 'gossip-query answer' 'gossip-peers watch' 'gossip-query answer'; do
+		rm -f "$T/n1/listening.new"
+		gossip-node -d "$T/n1" -l "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
+			</dev/null >/dev/null 2>n1.log 3>&- &
+		pid=$! PGID_n1=$! NODES=" n1"
+		# Watch and query answer start before the port is bound.
+		name=${what% *}
+		victim_of() {
+			victim=$(dir_procs "$T/n1" | awk -v n="$name" -v w="${what#* }" \
+				'$2 == n && index($0, " " w) { print $1; exit }')
+			[ -n "$victim" ]
+		}
+		wait_for 10 victim_of || fail "no $what: $(dir_procs "$T/n1")"
+		# Killed the moment the port is bound (gossip-listen writes DIR/listening.new),
+		# before the node's next look at that file.
+		r=$((SECONDS + 10))
+		until [ -s "$T/n1/listening.new" ] || [ "$SECONDS" -ge "$r" ]; do :; done
+		kill -9 "$victim"
+		wait_for 5 gone "$pid" || fail "$what killed: left running: $(group_procs "$pid")"
+		st=0
+		wait "$pid" 2>/dev/null || st=$?
+		if grep -q "ended (exit status 137); stopping" n1.log; then
+			[ "$st" = 1 ] || fail "$what killed: the line, and exit $st: $(cat n1.log)"
+		else
+			[ "$st" = 2 ] || fail "$what killed: no line, and exit $st: $(cat n1.log)"
+		fi
+		PGID_n1= NODES=
+	done
+}
+
 @test "a graceful stop (SIGTERM): nothing on stdout, no shell noise, the members hear the leave" {
 	node_start n1 "${PORTS[0]}" ""
 	gossip-node -d "$T/n2" -l "127.0.0.1:${PORTS[1]}" -p "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \

@@ -211,3 +211,20 @@ time.sleep(8)' "${PORTS[0]}" &
 	# A join that succeeded says nothing of the refusals.
 	[ "$(grep -c 'untrusted' n2.log)" = 0 ] || fail "$(grep -c untrusted n2.log) refusal lines"
 }
+
+@test "a restart after a clean stop: the last stop's leave is not logged as this running node's member-leave" {
+	HB=0.3 JITTER=0.1 FANOUT=3 SYNC=3600
+	self_alive() { gossip-peers -d n1 -j list | jq -e 'select(.self) | .state == "alive"' >/dev/null; }
+	node_start n1 "${PORTS[0]}"
+	wait_for 10 self_alive  # in the table observe saves when it ends
+	run gossip-node -d n1 stop
+	assert_success
+	node_start n1 "${PORTS[0]}"
+	# Its record replaced the leave: it lists itself alive, and nothing says it left.
+	wait_for 10 self_alive
+	sleep 0.5  # observe's looks at the store (every 100 ms) have come and gone
+	! grep -q 'member-leave n1' n1.log || fail "a member-leave of its own: $(cat n1.log)"
+	run timeout 2 gossip-peers -d n1 watch -A </dev/null
+	assert_output --partial 'member-join n1'  # the first start's
+	refute_output --partial 'member-leave n1'
+}

@@ -207,15 +207,25 @@ int main(void)
 	make_table(&t, 2);
 	struct gossip_swim *s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
 	ok(gossip_swim_wait(s, T0) >= 1 && gossip_swim_wait(s, T0) <= 100, "the clock wants a tick within 100 ms");
+	/* A ping of the member's (anyone who saw one can replay it), and an ack to a nonce
+	 * that is not ours: neither is an answer to this node (a join goes on). */
+	static const uint8_t other_nonce[GOSSIP_NONCE_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
+	probe_by(&b, 1, GOSSIP_T_PING, other_nonce, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 10);
+	probe_by(&b, 1, GOSSIP_T_ACK, other_nonce, GOSSIP_NONCE_LEN);
+	arrive(s, &b, T0 + 20);
+	ok(gossip_swim_acks(s) == 0, "a member's ping, an ack to another nonce: no ack of ours counted");
+	size_t own0 = nsent;  /* the ack this node sent to the member's ping */
 	gossip_swim_tick(s, T0 + 1000);
-	ok(nsent == 1 && is_ping(&sent[0], GOSSIP_NONCE_LEN) && sent[0].to == 1,
+	ok(nsent == own0 + 1 && is_ping(&sent[own0], GOSSIP_NONCE_LEN) && sent[own0].to == 1,
 	   "within an interval the only other member gets a signed ping with a nonce");
 	ok(gossip_swim_wait(s, T0 + 1150) == 50, "the clock wants a tick when the ack is due");
-	probe_by(&b, 1, GOSSIP_T_ACK, sent[0].m.value, GOSSIP_NONCE_LEN);
+	probe_by(&b, 1, GOSSIP_T_ACK, sent[own0].m.value, GOSSIP_NONCE_LEN);
 	arrive(s, &b, T0 + 1100);
+	ok(gossip_swim_acks(s) == 1, "the ack to our own ping is counted");
 	gossip_swim_tick(s, T0 + 1200);
 	gossip_swim_tick(s, T0 + 1600);
-	ok(nsent == 1 && peer(&t, 1)->state == GOSSIP_P_ALIVE && peer(&t, 1)->last_hb == T0 + 1100,
+	ok(nsent == own0 + 1 && peer(&t, 1)->state == GOSSIP_P_ALIVE && peer(&t, 1)->last_hb == T0 + 1100,
 	   "an ack clears the probe: heard, no retry, no suspicion");
 	gossip_swim_free(s);
 	gossip_peers_free(&t);

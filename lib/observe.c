@@ -380,23 +380,6 @@ static uint64_t ctime_ns(const struct stat *sb)
 	return (uint64_t)sb->st_ctim.tv_sec * 1000000000u + (uint64_t)sb->st_ctim.tv_nsec;
 }
 
-/* The store, opened (and indexed) at the first call: 1 when open. */
-static int open_store(struct gossip_observer *o)
-{
-	if (o->store)
-		return 1;
-	struct gossip_store *st = gossip_store_open(o->dir, NULL);
-	if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
-		gossip_warn("%s", gossip_error());
-		gossip_store_close(st);
-		return 0;
-	}
-	/* A member removed from trusted is not found in the store (revocation). */
-	gossip_store_set_visible(st, gossip_trust_has, &o->trust);
-	o->store = st;
-	return 1;
-}
-
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
@@ -425,8 +408,17 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 		else
 			summary_only = 1;
 	}
-	if (!open_store(o))
-		return 0;
+	if (!o->store) {
+		struct gossip_store *st = gossip_store_open(o->dir, NULL);
+		if (!st || gossip_trust_load(&o->trust, o->dir) < 0) {
+			gossip_warn("%s", gossip_error());
+			gossip_store_close(st);
+			return 0;
+		}
+		/* A member removed from trusted is not found in the store (revocation). */
+		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
+		o->store = st;
+	}
 	/* Only the summary is due: not worth waiting for the lock (the prober waits on this
 	 * look). When another process holds it (a compaction), this interval is skipped. */
 	r = summary_only ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);

@@ -209,6 +209,11 @@ elapsed_ms() {
 
 @test "a process of the node killed as its port is bound: exit 1 with the line, or exit 2 without it, never a mix" {
 	local what name pid victim st r
+	victim_of() {  # the pid of $what among the node's processes, in victim
+		victim=$(dir_procs "$T/n1" | awk -v n="$name" -v w="${what#* }" \
+			'$2 == n && index($0, " " w) { print $1; exit }')
+		[ -n "$victim" ]
+	}
 	for what in 'gossip-peers watch' 'gossip-query answer' 'gossip-peers watch' 'gossip-query answer'; do
 		rm -f "$T/n1/listening.new"
 		gossip-node -d "$T/n1" -l "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
@@ -216,11 +221,6 @@ elapsed_ms() {
 		pid=$! PGID_n1=$! NODES=" n1"
 		# Watch and query answer start before the port is bound.
 		name=${what% *}
-		victim_of() {
-			victim=$(dir_procs "$T/n1" | awk -v n="$name" -v w="${what#* }" \
-				'$2 == n && index($0, " " w) { print $1; exit }')
-			[ -n "$victim" ]
-		}
 		wait_for 10 victim_of || fail "no $what: $(dir_procs "$T/n1")"
 		# Killed the moment the port is bound (gossip-listen writes DIR/listening.new),
 		# before the node's next look at that file.

@@ -21,6 +21,8 @@ teardown() {
 	for b in ${BEATS:-}; do node_kill "$b"; done
 	nodes_stop
 	[ -z "${WATCH:-}" ] || kill $WATCH 2>/dev/null || true
+	[ -z "${FEED:-}" ] || kill "$FEED" 2>/dev/null || true
+	[ -z "${OBS:-}" ] || kill -9 "$OBS" 2>/dev/null || true
 }
 
 # start_cluster N: nodes n1..nN, each joining n1 (n2 and n4 tagged leader=eligible).
@@ -423,6 +425,33 @@ SH
 		fail "a revoked member was found: $(gossip-peers -d "$T/n1" list)"
 	exec 5>&-
 	wait "$OBS"
+	OBS=''
+}
+
+@test "SIGTERM and SIGINT end observe with status 0 and the table saved, even while the stream never pauses" {
+	gossip-peers -d "$T/n2" announce -a udp://127.0.0.1:9 >n2.rec
+	for how in "TERM" "INT" "TERM -p -r 3"; do
+		read -r sig opts <<<"$how"
+		rm -f in n1/peers && mkfifo in
+		# shellcheck disable=SC2086
+		gossip-peers -d "$T/n1" $opts observe <in 2>observe.err & OBS=$!
+		(while cat n2.rec; do :; done) >in 2>/dev/null & FEED=$!
+		wait_for 5 sh -c "gossip-peers -d $T/n1 -j list | jq -e -s 'map(.name) | index(\"n2\")' >/dev/null"
+		kill -"$sig" "$OBS"
+		wait_for 5 eval '! kill -0 "$OBS" 2>/dev/null || grep -q "^[^)]*) Z" /proc/"$OBS"/stat' || {
+			kill -9 "$OBS" "$FEED"
+			fail "observe $opts did not end on SIG$sig while the stream kept coming"
+		}
+		rc=0
+		wait "$OBS" || rc=$?
+		kill "$FEED"
+		wait "$FEED" || true
+		OBS='' FEED=''
+		[ "$rc" = 0 ] || fail "observe $opts ended with $rc on SIG$sig: $(cat observe.err)"
+		[ ! -s observe.err ] || fail "observe $opts said on SIG$sig: $(cat observe.err)"
+		gossip-peers -d "$T/n1" -j list | jq -e -s 'map(.name) | index("n2")' >/dev/null ||
+			fail "the table lost n2 on SIG$sig: $(gossip-peers -d "$T/n1" list)"
+	done
 }
 
 @test "-i is in seconds: an old millisecond value is refused, saying so; nothing is written" {

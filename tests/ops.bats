@@ -239,6 +239,46 @@ elapsed_ms() {
 	done
 }
 
+@test "a reload asked for during the start is done once everything runs, not lost" {
+	local obs try pid r
+	gossip-keygen -d "$T/n3" -n n3 >n3.pub
+	for try in 1 2 3; do
+		rm -f n1.log
+		gossip-node -d "$T/n1" -l "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \
+			</dev/null >/dev/null 2>n1.log 3>&- &
+		pid=$! PGID_n1=$! NODES=" n1"
+		# Observe held (stopped) before it takes DIR/announce: the node waits for that
+		# after the bind, so the start stays where the processes run but DIR/listening is
+		# not there yet.
+		obs= r=$((SECONDS + 10))
+		until [ -n "$obs" ] || [ "$SECONDS" -ge "$r" ]; do
+			obs=$(dir_procs "$T/n1" | awk '$2 == "gossip-peers" && / observe$/ { print $1; exit }')
+		done
+		[ -n "$obs" ] || fail "no observe: $(cat n1.log)"
+		kill -STOP "$obs"
+		wait_for 10 eval '[ -e "$T/n1/announce" ] || [ -e "$T/n1/listening" ]'
+		[ -e n1/listening ] || break
+		# Observe took the announcement before it was held: again.
+		kill -CONT "$obs"
+		node_kill n1 TERM
+		wait "$pid" || true
+		PGID_n1= NODES=
+	done
+	[ ! -e n1/listening ] || fail "observe never held before it took the announcement"
+	# n3 trusted from now on, and the node told to reload while it starts.
+	cat n1.pub n2.pub n3.pub >n1/trusted
+	run --separate-stderr gossip-node -d "$T/n1" reload
+	[ "$status" = 0 ] && [ -z "$output$stderr" ] || fail "reload: $status: $output $stderr"
+	kill -CONT "$obs"
+	wait_for 10 test -e n1/listening || fail "the start did not end: $(cat n1.log)"
+	# gossip-listen read trusted (2 signers) before the reload: it re-reads it once all runs.
+	wait_for 5 grep -q "gossip-listen: reloaded: 3 trusted signers" n1.log ||
+		fail "the reload was lost: $(cat n1.log)"
+	# Once only: the start's reload is not repeated.
+	sleep 0.5
+	[ "$(grep -c "gossip-listen: reloaded" n1.log)" = 1 ] || fail "$(cat n1.log)"
+}
+
 @test "a graceful stop (SIGTERM): nothing on stdout, no shell noise, the members hear the leave" {
 	node_start n1 "${PORTS[0]}" ""
 	gossip-node -d "$T/n2" -l "127.0.0.1:${PORTS[1]}" -p "127.0.0.1:${PORTS[0]}" -i "$HB" -s "$SYNC" \

@@ -444,7 +444,7 @@ SH
 		}
 		rc=0
 		wait "$OBS" || rc=$?
-		kill "$FEED"
+		kill "$FEED" 2>/dev/null || true  # it may have ended with observe's end (SIGPIPE)
 		wait "$FEED" || true
 		OBS='' FEED=''
 		[ "$rc" = 0 ] || fail "observe $opts ended with $rc on SIG$sig: $(cat observe.err)"

@@ -442,7 +442,7 @@ static int do_observe(const struct opts *o)
 	gossip_reader_init(&r, 0, "stdin", &gossip_msg_limits);
 	if (o->hand) {
 		/* Without it gossip-listen runs its command for every sync: slower, not wrong. */
-		if ((r.wake_fd = gossip_observer_serve(obs, o->hand)) < 0)
+		if (gossip_observer_serve(obs, o->hand) < 0)
 			gossip_warn("-H %s; the syncs go to gossip-listen's command", gossip_error());
 		gossip_stats_add(&counters, "serves_done", gossip_observe_serves(obs, 0));
 		gossip_stats_add(&counters, "serves_failed", gossip_observe_serves(obs, 1));
@@ -455,12 +455,15 @@ static int do_observe(const struct opts *o)
 	/* A node's start (gossip-node): its announcement stored and sent, then its join, with
 	 * the store observe keeps open: neither reads the whole store again. */
 	gossip_observer_start(obs, o->announce, o->seeds, o->nseeds, now);
-	r.timeout_ms = 100;
+	/* Woken by a hand-off or a change in DIR; else asleep until the clock needs a tick. */
+	r.wake_fd = gossip_observe_fd(obs);
 	signal(SIGPIPE, SIG_IGN);
 	/* A stop is seen between messages: a stream that never pauses must not hold it off. */
 	while (!stop) {
-		if (swim)
-			r.timeout_ms = gossip_swim_wait(swim, gossip_now_ms());
+		now = gossip_now_ms();
+		r.timeout_ms = gossip_observe_wait(obs, now);
+		if (swim && gossip_swim_wait(swim, now) < r.timeout_ms)
+			r.timeout_ms = gossip_swim_wait(swim, now);
 		got = gossip_reader_next(&r, &p, &n, &off);
 		now = gossip_now_ms();
 		if (got == 1) {
@@ -495,8 +498,9 @@ static int do_observe(const struct opts *o)
 		}
 		gossip_observe_rejects(obs);
 		gossip_observe_hand(obs);
-		/* A look is a stat when the store has not changed. */
-		if (now - last_scan >= 100) {
+		/* A look is a stat when the store has not changed: when it was written, else
+		 * every 100 ms at most (the summary's turn, phi's judging). */
+		if (gossip_observe_woken(obs) || now - last_scan >= 100) {
 			dirty |= gossip_observe_store(obs, now);
 			last_scan = now;
 		}

@@ -757,6 +757,17 @@ static void start(struct gossip_aggregator *g, struct run *r, struct gossip_peer
 	}
 }
 
+int gossip_aggregator_busy(const struct gossip_aggregator *g)
+{
+	for (int i = 0; i < GOSSIP_AGG_RUNS; i++)
+		if (g->runs[i].used)
+			return 1;
+	for (int i = 0; i < ORPHANS; i++)
+		if (g->orphans[i].used)
+			return 1;
+	return 0;
+}
+
 void gossip_aggregator_tick(struct gossip_aggregator *g, struct gossip_peers *t,
                             struct gossip_store *st, uint64_t now)
 {

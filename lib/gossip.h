@@ -1046,6 +1046,8 @@ void gossip_aggregator_tick(struct gossip_aggregator *g, struct gossip_peers *t,
                             struct gossip_store *st, uint64_t now);
 /* Refused shares, all runs. */
 uint64_t gossip_aggregator_refused(const struct gossip_aggregator *g);
+/* A run, or a share waiting for its run, is held: the clock is wanted often. */
+int gossip_aggregator_busy(const struct gossip_aggregator *g);
 
 /* A run's estimate as DIR/aggregate/ID holds it. 0, or -1 when there is none (yet). */
 struct gossip_agg_status {
@@ -1273,7 +1275,8 @@ void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now);
 /* The probes' clock: retries, indirect pings, suspicions, the next round's ping, and
  * suspects dead after the suspicion timeout; 1 when the table changed. */
 int gossip_swim_tick(struct gossip_swim *s, uint64_t now);
-/* How long until the clock needs a tick: 1 to 100 ms. */
+/* How long until the clock needs a tick: 1 to 1000 ms (100 at most while a member is
+ * suspect or a repair is wished). */
 int gossip_swim_wait(const struct gossip_swim *s, uint64_t now);
 /* Repair (gossip(7), THE NODE): this node's store summary (GOSSIP_SUM_LEN bytes; NULL:
  * none yet), carried in its pings and acks to members that read it (learnt with a hello
@@ -1356,6 +1359,18 @@ uint64_t *gossip_observe_syncs(struct gossip_observer *o, int failed);
 int gossip_observer_serve(struct gossip_observer *o, const char *path);
 /* Take the syncs handed over since, and reap the serves that ended: at every turn. */
 void gossip_observe_hand(struct gossip_observer *o);
+/* An fd (for the reader's wake_fd) that turns readable when a sync is handed over or the
+ * state directory changes (inotify: the store written, a line in DIR/rejects), or -1 when
+ * there is no such watch. */
+int gossip_observe_fd(struct gossip_observer *o);
+/* After a wake: whether the store may have changed since the last call (1 also when
+ * there is no watch, or its queue overflowed). */
+int gossip_observe_woken(struct gossip_observer *o);
+/* How long the caller may sleep before the next gossip_observe_tick (ms): 100 while
+ * something is under way (a sync, repair, fetch, serve or join; the announcement; an
+ * aggregation; phi's verdicts without a prober; no directory watch), else until the next
+ * anti-entropy round or summary, a second at most. */
+int gossip_observe_wait(const struct gossip_observer *o, uint64_t now);
 /* Handed syncs served (failed 0) or failed (1), for DIR/stats. */
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
 /* The start of a node (gossip-peers observe --announce, --join), with the store the

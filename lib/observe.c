@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -50,6 +51,7 @@ struct gossip_observer {
 	gossip_observe_news_fn *brought;  /* in the child: what its anti-entropy sync stored */
 	void *brought_ctx;
 	int hand;  /* syncs handed over by gossip-listen -H (-1: none) */
+	int dw, ep;  /* the state directory's watch (-1: none); it and hand, as one fd (-1) */
 	char hand_path[108];
 	uint64_t hand_ino;  /* the socket file bound there */
 	pid_t serves[SERVES];  /* serving them (0: a free slot) */
@@ -88,6 +90,8 @@ struct gossip_observer *gossip_observer_new(struct gossip_peers *t, const struct
 	o->swim = swim;
 	o->started = now;
 	o->hand = -1;
+	o->dw = gossip_dirwatch_open(dir);
+	o->ep = -1;
 	if (!(o->agg = gossip_aggregator_new(dir))) {
 		free(o);
 		return NULL;
@@ -147,6 +151,10 @@ void gossip_observer_free(struct gossip_observer *o)
 		if (lstat(o->hand_path, &sb) == 0 && (uint64_t)sb.st_ino == o->hand_ino)
 			unlink(o->hand_path);
 	}
+	if (o->ep >= 0)
+		close(o->ep);
+	if (o->dw >= 0)
+		close(o->dw);
 	/* Syncs being served end by their own limit; the parent does not wait for them. */
 	gossip_aggregator_free(o->agg);
 	gossip_store_close(o->store);
@@ -1002,6 +1010,49 @@ void gossip_observe_hand(struct gossip_observer *o)
 	/* As many as are waiting (gossip-listen bounds how many run at once). */
 	while (gossip_hand_recv(o->hand, &conn, &done, peer, sizeof peer) == 1)
 		serve_child(o, conn, done, peer);
+}
+
+int gossip_observe_fd(struct gossip_observer *o)
+{
+	if (o->dw < 0 || o->hand < 0)
+		return o->dw >= 0 ? o->dw : o->hand;
+	if (o->ep < 0) {
+		struct epoll_event ev = {.events = EPOLLIN};
+		if ((o->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    epoll_ctl(o->ep, EPOLL_CTL_ADD, o->hand, &ev) < 0 || epoll_ctl(o->ep, EPOLL_CTL_ADD, o->dw, &ev) < 0) {
+			/* The hand-offs alone, and the short waits of no watch. */
+			if (o->ep >= 0)
+				close(o->ep);
+			o->ep = -1;
+			close(o->dw);
+			o->dw = -1;
+			return o->hand;
+		}
+	}
+	return o->ep;
+}
+
+int gossip_observe_woken(struct gossip_observer *o)
+{
+	static const char *const names[] = {"store", NULL};
+	return o->dw < 0 || gossip_dirwatch_wait(o->dw, names, 0) != 0;
+}
+
+int gossip_observe_wait(const struct gossip_observer *o, uint64_t now)
+{
+	int busy = !o->swim || o->dw < 0 || o->fetch > 0 || o->repair > 0 || o->sync > 0 || o->join > 0 ||
+	           o->seeds || o->announce_path || gossip_aggregator_busy(o->agg);
+	for (size_t i = 0; i < SERVES && !busy; i++)
+		busy = o->serves[i] > 0;
+	if (busy)
+		return 100;
+	/* The summary is read again once an interval (events and deletes expire by the
+	 * clock), and anti-entropy has its rounds. */
+	uint64_t due = o->sum_at + (uint64_t)o->cfg.interval_ms;
+	if (o->sync_ms && o->sync_next < due)
+		due = o->sync_next;
+	/* Overdue: the next turn's look at the store (100 ms after the last) reads it. */
+	return due <= now ? 100 : due - now > 1000 ? 1000 : (int)(due - now);
 }
 
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed)

@@ -744,5 +744,11 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 			uint64_t d = s->probes[i].start + (s->probes[i].indirect ? 3 : 1) * window(s, &s->probes[i]);
 			due = d < due ? d : due;
 		}
-	return due <= now ? 1 : due - now > 100 ? 100 : (int)(due - now);
+	/* A suspect's timeout and a repair wish are judged at the next tick: no later than
+	 * 100 ms then, as before. Otherwise the next probe or probe deadline, a second at most. */
+	uint64_t cap = s->due ? 100 : 1000;
+	for (size_t i = 0; i < s->table->n && cap > 100; i++)
+		if (s->table->v[i].state == GOSSIP_P_SUSPECT)
+			cap = 100;
+	return due <= now ? 1 : due - now > cap ? (int)cap : (int)(due - now);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# An idle node's watch (gossip-peers watch -x) and query answerer (gossip-query answer)
+# An idle node's observe, watch (gossip-peers watch -x) and query answerer (gossip-query answer)
 # sleep until the state directory changes or a signal comes (a second at most), instead of
 # waking every 50 ms: counted as the voluntary context switches of each process, which
 # needs no clock. They still run a handler as soon as an event is stored, answer a query,
@@ -76,4 +76,25 @@ few() {
 	run gossip-node -d n1 stop
 	assert_success
 	for p in "$watch" "$answer"; do ! kill -0 "$p" 2>/dev/null || fail "$p still runs after the stop"; done
+}
+
+@test "an idle node's observe sleeps until a probe is due, a message comes or DIR changes; what is stored by others is still seen" {
+	HB=2  # a probe every 2 s: the clock's own wakes, not the probes', are counted
+	node_start n1 "${PORTS[0]}" ""
+	obs=$(pgrep -f "^gossip-peers -d $T/n1 .* observe$")
+	[ -n "$obs" ] || fail "no observe: $(dir_procs "$T/n1")"
+	sleep 1  # the start's writes settle
+	read -r o <<<"$(wakeups "$obs")"
+	echo "# idle, in 3 s: observe woke $o times" >&3
+	# Its clock woke it every 100 ms (30 and more in 3 s); now its table's save once a
+	# second (and the write's own wake: the directory changed), the stats, a second's
+	# sleep and the probe round.
+	[ "$o" -le 20 ] || fail "idle: observe woke $o times in 3 s"
+	# A member record another process stores (a tag) reaches the table: the store's
+	# write wakes observe.
+	gossip-node -d n1 tag role=idle
+	wait_for 5 sh -c "gossip-peers -d $T/n1 -j list | grep -q '\"role\":\"idle\"'" ||
+		fail "the tag did not reach the table: $(gossip-peers -d "$T/n1" -j list)"
+	run gossip-node -d n1 stop
+	assert_success
 }

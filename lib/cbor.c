@@ -326,6 +326,11 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 		if (wait >= 0 || r->wake_fd >= 0) {
 			struct pollfd pfd[2] = {{r->fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
 			int pr = poll(pfd, r->wake_fd >= 0 ? 2 : 1, wait);
+			/* A reader with a wake fd has a loop that looks at its signals' flags. */
+			if (pr < 0 && errno == EINTR && r->wake_fd >= 0) {
+				gossip_seterr("%s: timed out: interrupted", r->name);
+				return -1;
+			}
 			if (pr < 0 && errno == EINTR)
 				continue;
 			if (pr > 0 && !pfd[0].revents) {

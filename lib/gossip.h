@@ -124,7 +124,7 @@ void gossip_fmt_time(char *out, uint64_t ms);
 void gossip_put_string(FILE *f, const uint8_t *p, size_t n, int ascii);
 
 /* Waiting for a file of the state directory to change (inotify): an fd watching dir, or
- * -1 (no inotify). wait returns 1 as soon as one of names (NULL-ended) was written,
+ * -1 (no inotify, or no instance or watch left: warned, naming the sysctls). wait returns 1 as soon as one of names (NULL-ended) was written,
  * created or renamed in, 0 after ms without or when a signal came (so that the caller
  * sees the flag its handler set), -1 on an error; with fd -1 it sleeps a little and
  * returns 1, so that a caller polls. */
@@ -199,7 +199,7 @@ struct gossip_reader {
 	uint64_t deadline;  /* > 0: no waiting past this gossip_mono_ms() time, however the
 	                     * bytes trickle in */
 	int wake_fd;  /* >= 0 (-1 from init): a wait also ends, as "timed out", when this is
-	               * readable */
+	               * readable or a signal comes */
 };
 /* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
 int gossip_reader_ready(struct gossip_reader *r);
@@ -1363,8 +1363,8 @@ void gossip_observe_hand(struct gossip_observer *o);
  * state directory changes (inotify: the store written, a line in DIR/rejects), or -1 when
  * there is no such watch. */
 int gossip_observe_fd(struct gossip_observer *o);
-/* After a wake: whether the store may have changed since the last call (1 also when
- * there is no watch, or its queue overflowed). */
+/* After a wake: whether the store was written since the last call (1 also when the
+ * watch's queue overflowed; 0 when there is no watch). */
 int gossip_observe_woken(struct gossip_observer *o);
 /* How long the caller may sleep before the next gossip_observe_tick (ms): 100 while
  * something is under way (a sync, repair, fetch, serve or join; the announcement; an

@@ -1035,7 +1035,7 @@ int gossip_observe_fd(struct gossip_observer *o)
 int gossip_observe_woken(struct gossip_observer *o)
 {
 	static const char *const names[] = {"store", NULL};
-	return o->dw < 0 || gossip_dirwatch_wait(o->dw, names, 0) != 0;
+	return o->dw >= 0 && gossip_dirwatch_wait(o->dw, names, 0) != 0;
 }
 
 int gossip_observe_wait(const struct gossip_observer *o, uint64_t now)
@@ -1245,6 +1245,9 @@ int gossip_observe_tick(struct gossip_observer *o, uint64_t now)
 	struct gossip_peers *t = o->table;
 	const struct gossip_peers_cfg *cfg = &o->cfg;
 	int changed = o->swim ? gossip_swim_tick(o->swim, now) : 0;
+	/* A fetch that ended (else its child stays a zombie, and the clock busy). */
+	if (o->fetch > 0 && waitpid(o->fetch, NULL, WNOHANG) != 0)
+		o->fetch = 0;
 	if (o->swim)
 		repair(o, now);
 	anti_entropy(o, now);

@@ -471,12 +471,16 @@ void gossip_wait_input(int fd)
 int gossip_dirwatch_open(const char *dir)
 {
 	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (inotify_add_watch(fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+	if (fd >= 0 && inotify_add_watch(fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+		int e = errno;
 		close(fd);
-		return -1;
+		fd = -1;
+		errno = e;
 	}
+	if (fd < 0)  /* EMFILE: fs.inotify.max_user_instances; ENOSPC: max_user_watches */
+		gossip_warn("cannot watch %s for changes (inotify: %s): looking at it by the clock instead, which "
+		            "costs CPU; raise the sysctls fs.inotify.max_user_instances and max_user_watches",
+		            dir, strerror(errno));
 	return fd;
 }
 

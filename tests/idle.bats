@@ -1,9 +1,11 @@
 #!/usr/bin/env bats
-# An idle node's observe, watch (gossip-peers watch -x) and query answerer (gossip-query answer)
+# An idle node's watch (gossip-peers watch -x) and query answerer (gossip-query answer)
 # sleep until the state directory changes or a signal comes (a second at most), instead of
-# waking every 50 ms: counted as the voluntary context switches of each process, which
-# needs no clock. They still run a handler as soon as an event is stored, answer a query,
-# reload on HUP and end at once on a stop.
+# waking every 50 ms, and its observe until a probe is due, a message comes or the
+# directory changes, instead of every 100 ms: counted as the voluntary context switches
+# of each process, which needs no clock. They still run a handler as soon as an event is
+# stored, answer a query, see a record another process stored, reload on HUP and end at
+# once on a stop; a fetch observe starts is reaped.
 load helper
 load node
 
@@ -97,4 +99,33 @@ few() {
 		fail "the tag did not reach the table: $(gossip-peers -d "$T/n1" -j list)"
 	run gossip-node -d n1 stop
 	assert_success
+}
+
+# served NODE: the syncs NODE's observe has served (DIR/stats/observe, written once a second).
+served() {
+	awk '$1 == "serves_done" { print $2 }' "$T/$1/stats/observe" 2>/dev/null || echo 0
+}
+
+@test "a probe from a member with no record here: the fetch of its record ends and is reaped, and observe sleeps again" {
+	HB=2
+	read -ra PORTS <<<"$(freeports 2)"
+	gossip-keygen -d "$T/n2" -n n2 >n2.pub
+	seed=$(printf '%064d' 7)
+	"$PY" "$BATS_TEST_DIRNAME/interop.py" pub "$seed" >x.pub
+	cat n1.pub n2.pub x.pub >n1/trusted
+	cat n1.pub n2.pub >n2/trusted
+	node_start n1 "${PORTS[0]}" ""
+	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
+	wait_for 10 eval '[ "$(count_state n1 alive)" = 2 ] && [ "$(count_state n2 alive)" = 2 ]'
+	obs=$(pgrep -f "^gossip-peers -d $T/n1 .* observe$")
+	sleep 2  # the join's syncs and repairs are over
+	before=$(served n2)
+	# A ping signed by a trusted key no node holds: n1 has no record of its signer, so its
+	# observe pulls from a live member (n2) in a child.
+	"$PY" "$BATS_TEST_DIRNAME/interop.py" probe "$seed" 4 0102030405060708 |
+		gossip-send -d "$T/n2" "udp://127.0.0.1:${PORTS[0]}"
+	wait_for 10 eval '[ "$(served n2)" -gt "$before" ]'
+	# Reaped: a zombie left behind kept the clock at 100 ms for good.
+	wait_for 5 eval '! ps --ppid "$obs" -o stat= | grep -q Z' ||
+		fail "the fetch is left a zombie: $(ps --ppid "$obs" -o pid=,stat=,args=)"
 }

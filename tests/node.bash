@@ -10,6 +10,20 @@ FANOUT=${FANOUT:-3}
 # without helper.bash.
 SYNC=${SYNC:-$(if command -v slow >/dev/null 2>&1; then slow; else echo 1; fi)}
 
+# inotify_room N: room for N nodes' directory watches (observe, watch and query answer
+# each hold an inotify instance; a user may hold 128 by default): raised when lower and
+# this runs as root, else a warning (without, the last nodes look by the clock).
+inotify_room() {
+	local f=/proc/sys/fs/inotify/max_user_instances need=$((3 * $1 + 128)) have
+	have=$(cat "$f" 2>/dev/null) || return 0
+	[ "$have" -lt "$need" ] || return 0
+	if echo "$need" >"$f" 2>/dev/null; then
+		echo "fs.inotify.max_user_instances raised from $have to $need for $1 nodes" >&2
+	else
+		echo "warning: fs.inotify.max_user_instances is $have; $1 nodes want $need" >&2
+	fi
+}
+
 # node_ids N: identities n1..nN in $T (each public key line beside it, in n$i.pub), every
 # one trusting all N.
 node_ids() {

@@ -457,6 +457,10 @@ static int do_observe(const struct opts *o)
 	gossip_observer_start(obs, o->announce, o->seeds, o->nseeds, now);
 	/* Woken by a hand-off or a change in DIR; else asleep until the clock needs a tick. */
 	r.wake_fd = gossip_observe_fd(obs);
+	/* A reload at once. A stop between messages or at the next tick (a second at most):
+	 * a node's stop leaves the cluster once all its processes have ended, and the
+	 * prober answers pings meanwhile. */
+	r.wake_flag = &want_reload;
 	signal(SIGPIPE, SIG_IGN);
 	/* A stop is seen between messages: a stream that never pauses must not hold it off. */
 	while (!stop) {
@@ -501,12 +505,13 @@ static int do_observe(const struct opts *o)
 		gossip_observe_rejects(obs);
 		gossip_observe_hand(obs);
 		/* A look is a stat when the store has not changed; one every 100 ms at most.
-		 * A write to the store brings one 50 ms on: the pipeline's merge stores a
-		 * message, then prints it, and the stream's copy must come first (what the
-		 * store finds first is news of another kind, sent on more widely). */
+		 * A write to the store brings one 50 ms on, and none comes sooner: the
+		 * pipeline's merge stores a message, then prints it, and the stream's copy
+		 * must come first (what the store finds first is news of another kind, sent
+		 * on more widely); a file rewritten by hand is whole by then. */
 		if (gossip_observe_woken(obs) && !look_at)
 			look_at = now + 50 > last_scan + 100 ? now + 50 : last_scan + 100;
-		if ((look_at && now >= look_at) || now - last_scan >= 100) {
+		if (look_at ? now >= look_at : now - last_scan >= 100) {
 			dirty |= gossip_observe_store(obs, now);
 			last_scan = now;
 			look_at = 0;

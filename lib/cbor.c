@@ -260,6 +260,7 @@ void gossip_reader_init(struct gossip_reader *r, int fd, const char *name,
 int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *len,
                        uint64_t *off)
 {
+	uint64_t until = 0;  /* the end of this wait (timeout_ms): a signal does not restart it */
 	for (;;) {
 		size_t k;
 		if (r->ready) {
@@ -315,6 +316,12 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 			r->cap = cap;
 		}
 		int wait = r->timeout_ms > 0 ? r->timeout_ms : -1, late = 0;
+		if (wait > 0) {
+			uint64_t now = gossip_mono_ms();
+			if (!until)
+				until = now + (uint64_t)wait;
+			wait = until > now ? (int)(until - now) : 0;
+		}
 		if (r->deadline) {
 			/* The deadline bounds the whole read, not each wait: a byte a second
 			 * must not hold the reader for ever. */
@@ -326,13 +333,12 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 		if (wait >= 0 || r->wake_fd >= 0) {
 			struct pollfd pfd[2] = {{r->fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
 			int pr = poll(pfd, r->wake_fd >= 0 ? 2 : 1, wait);
-			/* A reader with a wake fd has a loop that looks at its signals' flags. */
-			if (pr < 0 && errno == EINTR && r->wake_fd >= 0) {
-				gossip_seterr("%s: timed out: interrupted", r->name);
+			if (pr < 0 && errno == EINTR && r->wake_flag && *r->wake_flag) {
+				gossip_seterr("%s: timed out: woken", r->name);
 				return -1;
 			}
 			if (pr < 0 && errno == EINTR)
-				continue;
+				continue;  /* for what is left of the wait */
 			if (pr > 0 && !pfd[0].revents) {
 				gossip_seterr("%s: timed out: woken", r->name);
 				return -1;
@@ -356,6 +362,7 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 		}
 		if (got == 0)
 			r->eof = 1;
+		until = 0;  /* bytes came: the next wait is a new one */
 		r->end += (size_t)got;
 		r->bytes += (uint64_t)got;
 	}

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
@@ -199,7 +200,10 @@ struct gossip_reader {
 	uint64_t deadline;  /* > 0: no waiting past this gossip_mono_ms() time, however the
 	                     * bytes trickle in */
 	int wake_fd;  /* >= 0 (-1 from init): a wait also ends, as "timed out", when this is
-	               * readable or a signal comes */
+	               * readable */
+	/* Non-NULL: a signal that finds it set ends a wait, as "timed out"; after any other
+	 * the wait goes on for what is left of it. */
+	volatile sig_atomic_t *wake_flag;
 };
 /* 1 when the next item is already buffered whole (gossip_reader_next will not block). */
 int gossip_reader_ready(struct gossip_reader *r);

@@ -2,6 +2,8 @@
 #include "gossip.h"
 #include "tap.h"
 
+#include <signal.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static int scan_hex(const char *hex, const struct gossip_limits *lim, size_t *len)
@@ -21,6 +23,16 @@ static const char *diag_hex(const char *hex)
 		fputs("(error)", f);
 	fclose(f);
 	return out;
+}
+
+static volatile sig_atomic_t alarms, arm, woken;
+static void on_alarm(int sig)
+{
+	(void)sig;
+	if (++alarms >= 75 && !arm)
+		signal(SIGALRM, SIG_IGN);  /* 1.5 s of signals, then none */
+	if (arm)
+		woken = 1;
 }
 
 static const char *fmt(double d)
@@ -123,6 +135,40 @@ int main(void)
 		   gossip_error());
 		gossip_reader_free(&r);
 		close(fds[0]);
+	}
+
+	/* A wait with a signal every 20 ms: it ends when its time is up (a signal does not
+	 * start it again; the timer stops after 1.5 s, so that a wait started again each
+	 * time ends too, late), and at the first signal that finds the wake flag set. */
+	if (pipe(fds) == 0) {
+		struct gossip_reader r;
+		const uint8_t *it;
+		uint64_t off;
+		struct sigaction sa = {0};
+		sa.sa_handler = on_alarm;
+		sigaction(SIGALRM, &sa, NULL);
+		struct itimerval iv = {{0, 20000}, {0, 20000}};
+		setitimer(ITIMER_REAL, &iv, NULL);
+		gossip_reader_init(&r, fds[0], "pipe", &gossip_any_limits);
+		r.timeout_ms = 200;
+		uint64_t t0 = gossip_mono_ms();
+		int g = gossip_reader_next(&r, &it, &len, &off);
+		uint64_t took = gossip_mono_ms() - t0;
+		ok(g == -1 && strstr(gossip_error(), "timed out after") && took >= 200 && took < 1000 && alarms >= 3,
+		   "signals do not start a wait again: over after %llu ms, %d signals (%s)", (unsigned long long)took,
+		   (int)alarms, gossip_error());
+		alarms = 0;
+		arm = 1;
+		r.wake_flag = &woken;
+		r.timeout_ms = 5000;
+		g = gossip_reader_next(&r, &it, &len, &off);
+		ok(g == -1 && strstr(gossip_error(), "timed out: woken") && woken, "a signal that sets the wake flag ends it: %s",
+		   gossip_error());
+		struct itimerval off_ = {{0, 0}, {0, 0}};
+		setitimer(ITIMER_REAL, &off_, NULL);
+		gossip_reader_free(&r);
+		close(fds[0]);
+		close(fds[1]);
 	}
 
 	/* Encoding: shortest heads from libcbor. */

@@ -465,11 +465,12 @@ static int do_observe(const struct opts *o)
 	/* A stop is seen between messages: a stream that never pauses must not hold it off. */
 	while (!stop) {
 		now = gossip_now_ms();
-		r.timeout_ms = gossip_observe_wait(obs, now);
-		if (swim && gossip_swim_wait(swim, now) < r.timeout_ms)
-			r.timeout_ms = gossip_swim_wait(swim, now);
-		if (look_at && (look_at <= now ? 1 : (int)(look_at - now)) < r.timeout_ms)
-			r.timeout_ms = look_at <= now ? 1 : (int)(look_at - now);
+		int wait = gossip_observe_wait(obs, now), w;
+		if (swim && (w = gossip_swim_wait(swim, now)) < wait)
+			wait = w;
+		if (look_at && (w = look_at <= now ? 1 : (int)(look_at - now)) < wait)
+			wait = w;
+		r.timeout_ms = wait;
 		got = gossip_reader_next(&r, &p, &n, &off);
 		now = gossip_now_ms();
 		if (got == 1) {

@@ -125,10 +125,11 @@ void gossip_fmt_time(char *out, uint64_t ms);
 void gossip_put_string(FILE *f, const uint8_t *p, size_t n, int ascii);
 
 /* Waiting for a file of the state directory to change (inotify): an fd watching dir, or
- * -1 (no inotify, or no instance or watch left: warned, naming the sysctls). wait returns 1 as soon as one of names (NULL-ended) was written,
- * created or renamed in, 0 after ms without or when a signal came (so that the caller
- * sees the flag its handler set), -1 on an error; with fd -1 it sleeps a little and
- * returns 1, so that a caller polls. */
+ * -1 (no inotify, or no instance or watch left: warned, naming the sysctls). wait
+ * returns 1 as soon as one of names (NULL-ended) was written, created or renamed in, 0
+ * after ms without or when a signal came (so that the caller sees the flag its handler
+ * set), -1 on an error; with fd -1 it sleeps a little and returns 1, so that a caller
+ * polls. */
 int gossip_dirwatch_open(const char *dir);
 int gossip_dirwatch_wait(int fd, const char *const names[], int ms);
 

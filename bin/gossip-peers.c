@@ -412,7 +412,10 @@ static int do_observe(const struct opts *o)
 	struct gossip_reader r;
 	const uint8_t *p;
 	size_t n;
-	uint64_t off, now = gossip_now_ms(), last_save = 0, last_scan = 0, last_tick = 0, look_at = 0;
+	uint64_t off, now = gossip_now_ms(), last_save = 0, last_tick = 0;
+	/* The store's looks, by the monotonic clock: the last, the next a write asked for
+	 * (0: none), and the first write it waits out. */
+	uint64_t last_scan = 0, look_at = 0, look_asked = 0;
 	int got, dirty = 1;
 	if (gossip_peers_load(&table, o->dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
@@ -468,7 +471,8 @@ static int do_observe(const struct opts *o)
 		int wait = gossip_observe_wait(obs, now), w;
 		if (swim && (w = gossip_swim_wait(swim, now)) < wait)
 			wait = w;
-		if (look_at && (w = look_at <= now ? 1 : (int)(look_at - now)) < wait)
+		uint64_t mono = gossip_mono_ms();
+		if (look_at && (w = look_at <= mono ? 1 : (int)(look_at - mono)) < wait)
 			wait = w;
 		r.timeout_ms = wait;
 		got = gossip_reader_next(&r, &p, &n, &off);
@@ -510,11 +514,17 @@ static int do_observe(const struct opts *o)
 		 * pipeline's merge stores a message, then prints it, and the stream's copy
 		 * must come first (what the store finds first is news of another kind, sent
 		 * on more widely); a file rewritten by hand is whole by then. */
-		if (gossip_observe_woken(obs) && !look_at)
-			look_at = now + 50 > last_scan + 100 ? now + 50 : last_scan + 100;
-		if (look_at ? now >= look_at : now - last_scan >= 100) {
+		mono = gossip_mono_ms();
+		if (gossip_observe_woken(obs)) {
+			/* 50 ms after the last write of a burst, 300 ms after its first at most. */
+			look_asked = look_at ? look_asked : mono;
+			look_at = mono + 50 > last_scan + 100 ? mono + 50 : last_scan + 100;
+			if (look_at > look_asked + 300)
+				look_at = look_asked + 300;
+		}
+		if (look_at ? mono >= look_at : mono - last_scan >= 100) {
 			dirty |= gossip_observe_store(obs, now);
-			last_scan = now;
+			last_scan = mono;
 			look_at = 0;
 		}
 		/* Again: a probe's timer starts when its ping leaves, after the store was read. */

@@ -332,6 +332,11 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 		}
 		if (wait >= 0 || r->wake_fd >= 0) {
 			struct pollfd pfd[2] = {{r->fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+			/* Set since the caller last looked (a signal just before the wait). */
+			if (r->wake_flag && *r->wake_flag) {
+				gossip_seterr("%s: timed out: woken", r->name);
+				return -1;
+			}
 			int pr = poll(pfd, r->wake_fd >= 0 ? 2 : 1, wait);
 			if (pr < 0 && errno == EINTR && r->wake_flag && *r->wake_flag) {
 				gossip_seterr("%s: timed out: woken", r->name);

@@ -118,6 +118,7 @@ served() {
 	node_start n2 "${PORTS[1]}" "${PORTS[0]}"
 	wait_for 10 eval '[ "$(count_state n1 alive)" = 2 ] && [ "$(count_state n2 alive)" = 2 ]'
 	obs=$(pgrep -f "^gossip-peers -d $T/n1 .* observe$")
+	[ -n "$obs" ] || fail "no observe: $(dir_procs "$T/n1")"
 	sleep 2  # the join's syncs and repairs are over
 	before=$(served n2)
 	# A ping signed by a trusted key no node holds: n1 has no record of its signer, so its

@@ -266,10 +266,10 @@ elapsed_ms() {
 	# gossip-listen read trusted (2 signers) before the reload: it re-reads it once all runs.
 	wait_for 5 grep -q "gossip-listen: reloaded: 3 trusted signers" n1.log ||
 		fail "the reload was lost: $(cat n1.log)"
-	# The kept SIGHUP and the verb's: two reloads, no more.
-	wait_for 5 eval '[ "$(grep -c "gossip-listen: reloaded" n1.log)" = 2 ]' || fail "$(cat n1.log)"
+	# The kept SIGHUP and the verb's: two reloads at most (two that come together may be
+	# taken as one), never one for each SIGHUP of the start's own.
 	sleep 0.5
-	[ "$(grep -c "gossip-listen: reloaded" n1.log)" = 2 ] || fail "$(cat n1.log)"
+	[ "$(grep -c "gossip-listen: reloaded" n1.log)" -le 2 ] || fail "$(cat n1.log)"
 }
 
 @test "a graceful stop (SIGTERM): nothing on stdout, no shell noise, the members hear the leave" {

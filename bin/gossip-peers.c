@@ -22,7 +22,7 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
 	        "                    [-R seconds] [-e seconds] [-H socket] [--announce file]\n"
-	        "                    [--join address ...] observe\n"
+	        "                    [--join address ...] [--leave file] observe\n"
 	        "       gossip-peers [-d dir] -r arity rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
@@ -51,6 +51,7 @@ struct opts {
 	const char *ready;  /* watch --ready */
 	const char *hand;  /* observe -H: serve the syncs gossip-listen -H hands over there */
 	const char *announce;  /* observe --announce: this start's announcement, to store and send */
+	const char *leave;  /* observe --leave: once this file is there, leave the cluster */
 	char **seeds;  /* observe --join */
 	int nseeds;
 	char **addrs, **tags;  /* announce -a, -t */
@@ -458,6 +459,7 @@ static int do_observe(const struct opts *o)
 	/* A node's start (gossip-node): its announcement stored and sent, then its join, with
 	 * the store observe keeps open: neither reads the whole store again. */
 	gossip_observer_start(obs, o->announce, o->seeds, o->nseeds, now);
+	gossip_observer_leave_on(obs, o->leave);
 	/* Woken by a hand-off or a change in DIR; else asleep until the clock needs a tick. */
 	r.wake_fd = gossip_observe_fd(obs);
 	/* A reload at once. A stop between messages or at the next tick (a second at most):
@@ -509,6 +511,20 @@ static int do_observe(const struct opts *o)
 		}
 		gossip_observe_rejects(obs);
 		gossip_observe_hand(obs);
+		/* A graceful stop (gossip-node): the members are told first, while this node still
+		 * answers; the file goes once they were (gossip-node waits for that); then it is
+		 * stored, which may wait for the store's lock. */
+		if (gossip_observe_leave_due(obs)) {
+			struct gossip_buf lv = {0};
+			if (gossip_swim_leave(swim, &lv) < 0) {
+				gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
+				gossip_observer_leave_on(obs, NULL);
+			} else {
+				gossip_out_flush(&ol.out);
+				gossip_observe_left(obs, lv.p, lv.len);
+			}
+			gossip_buf_free(&lv);
+		}
 		/* A look is a stat when the store has not changed; one every 100 ms at most.
 		 * A write to the store brings one 50 ms on, and none comes sooner: the
 		 * pipeline's merge stores a message, then prints it, and the stream's copy
@@ -1552,6 +1568,7 @@ int main(int argc, char **argv)
 		{"probe", no_argument, NULL, 'p'}, {"rumor", required_argument, NULL, 'r'},
 		{"jitter", required_argument, NULL, 'J'},
 		{"announce", required_argument, NULL, 259}, {"join", required_argument, NULL, 260},
+		{"leave", required_argument, NULL, 261},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
 		{"coalesce", required_argument, NULL, 'c'},
@@ -1673,6 +1690,11 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "--join: want a seed's address, as gossip-peers join takes it");
 			o.seeds[o.nseeds++] = optarg;
 			break;
+		case 261:
+			if (!*optarg)
+				gossip_die(GOSSIP_EXIT_ERR, "--leave: want the file whose coming makes observe leave the cluster");
+			o.leave = optarg;
+			break;
 		case 'A': o.from_start = 1; break;
 		case 'T': o.tee = 1; break;
 		case 'p': o.probing = 1; break;
@@ -1691,6 +1713,8 @@ int main(int argc, char **argv)
 	 * passed on: observe's rumor needs it. */
 	if (o.rumor && !o.probing && !strcmp(verb, "observe"))
 		gossip_die(GOSSIP_EXIT_ERR, "observe -r needs -p: the prober judges which claims are news");
+	if (o.leave && !o.probing && !strcmp(verb, "observe"))
+		gossip_die(GOSSIP_EXIT_ERR, "observe --leave needs -p: the prober signs the leave and stops refuting it");
 	struct sigaction sa = {0};
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
@@ -1705,7 +1729,7 @@ int main(int argc, char **argv)
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
 	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
-	         ((o.tee || o.probing || o.hand || o.announce || o.nseeds) && strcmp(verb, "observe")))
+	         ((o.tee || o.probing || o.hand || o.announce || o.leave || o.nseeds) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)
 		r = do_beat(&o);

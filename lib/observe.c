@@ -57,6 +57,7 @@ struct gossip_observer {
 	pid_t serves[SERVES];  /* serving them (0: a free slot) */
 	uint64_t serves_done, serves_failed;
 	const char *announce_path;  /* this start's announcement, until it is there and done */
+	const char *leave_path;  /* once this file is there, leave (NULL: none, or left) */
 	char **seeds;  /* a join through these under way (NULL: none, or joined) */
 	int nseeds;
 	pid_t join;  /* its current attempt (0: none) */
@@ -198,6 +199,8 @@ static int on_member(struct gossip_observer *o, const struct gossip_msg *m, cons
 		/* A leave of ours that this running node did not make: stale, replayed, or
 		 * signed with a copy of its key. One from before the start is the last stop's,
 		 * which the new announcement replaces. */
+		if (peer->self && o->swim && gossip_swim_left(o->swim))
+			return 1;  /* its own, on a graceful stop */
 		if (peer->self && o->swim && m->time >= o->started) {
 			gossip_warn("a leave of this node's, signed while it runs: refuting it");
 			gossip_swim_refute_leave(o->swim, now);
@@ -261,7 +264,7 @@ static int on_force_leave(struct gossip_observer *o, const struct gossip_msg *m,
 	if (!peer || inc < peer->info.incarnation)
 		return 0;
 	if (peer->self) {
-		if (o->swim && m->time >= o->started) {
+		if (o->swim && m->time >= o->started && !gossip_swim_left(o->swim)) {
 			gossip_warn("a force-leave of this node, which runs: refuting it");
 			gossip_swim_refute_leave(o->swim, now);
 		}
@@ -818,6 +821,40 @@ void gossip_observer_start(struct gossip_observer *o, const char *announce_path,
 	o->nseeds = n;
 	o->join_next = now;
 	announce_turn(o, now);
+}
+
+void gossip_observer_leave_on(struct gossip_observer *o, const char *path)
+{
+	o->leave_path = path;
+}
+
+int gossip_observe_leave_due(const struct gossip_observer *o)
+{
+	struct stat sb;
+	return o->leave_path && o->swim && !o->announce_path && lstat(o->leave_path, &sb) == 0;
+}
+
+void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n)
+{
+	if (unlink(o->leave_path) < 0 && errno != ENOENT)
+		gossip_warn("--leave: %s: %s", o->leave_path, strerror(errno));
+	o->leave_path = NULL;
+	if (!o->store) {  /* opened for the announcement, unless it could not be */
+		gossip_warn("--leave: cannot open %s/store: the leave was sent, but not stored", o->dir);
+		return;
+	}
+	/* Stored whatever comes: the node's stop (SIGTERM) follows at once, and would end a
+	 * wait for the store's lock. The signals are taken after. */
+	sigset_t stops, was;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, &was);
+	struct gossip_merger mg = {.st = o->store, .trust = &o->trust};
+	if (gossip_merge_item(&mg, p, n, "leave", 0) < 0 || gossip_merge_flush(&mg) < 0)
+		gossip_warn("--leave: the leave was sent, but not stored: %s", gossip_error());
+	gossip_merger_free(&mg);
+	sigprocmask(SIG_SETMASK, &was, NULL);
 }
 
 /* One attempt, in the child: a join's sync with each seed in turn; joined by any, the

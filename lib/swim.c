@@ -75,6 +75,7 @@ struct gossip_swim {
 	 * node too busy to answer in time also accuses less, and later. */
 	int health;
 	uint64_t acks;  /* acks to this prober's own pings (fresh nonces), since it started */
+	int left;  /* this node left (gossip_swim_leave): nothing is refuted or probed any more */
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
 	struct probe probes[PROBES];
 	struct relay relays[RELAYS];
@@ -379,7 +380,7 @@ static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_
                    uint64_t now)
 {
 	struct gossip_peer *self = gossip_peers_find(s->table, s->author->id.pk, 0);
-	if (!self)
+	if (!self || s->left)
 		return;
 	if (claimed == UINT64_MAX) {
 		/* No incarnation is newer: nothing to say that would win (a wrap to 0 would
@@ -418,7 +419,7 @@ void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const u
 {
 	if (p->self)
 		return;
-	if (s->self_record.len)
+	if (s->self_record.len && !s->left)
 		s->send(s->ctx, p, s->self_record.p, s->self_record.len);
 	for (size_t i = 0; rec && i < s->table->n; i++)
 		if (live(&s->table->v[i]) && &s->table->v[i] != p)
@@ -433,6 +434,27 @@ uint64_t gossip_swim_acks(const struct gossip_swim *s)
 void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now)
 {
 	refute(s, s->incarnation, NULL, now);
+}
+
+int gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out)
+{
+	struct gossip_msg m = {0};
+	m.type = GOSSIP_T_DEL;
+	m.key = (const uint8_t *)GOSSIP_KEY_MEMBER;
+	m.keylen = strlen(GOSSIP_KEY_MEMBER);
+	if (gossip_author_sign(s->author, out, &m) < 0)
+		return -1;
+	s->left = 1;
+	for (size_t i = 0; i < s->table->n; i++)
+		if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT)
+			s->send(s->ctx, &s->table->v[i], out->p, out->len);
+	s->send(s->ctx, NULL, out->p, out->len);
+	return 0;
+}
+
+int gossip_swim_left(const struct gossip_swim *s)
+{
+	return s->left;
 }
 
 /* Heard directly from p: a member we think suspect, dead or gone is told so, so that it
@@ -725,7 +747,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 		if (now >= pr->start + 3 * a)
 			changed |= probe_failed(s, pr, target, now);
 	}
-	if (now >= s->next_probe) {
+	if (now >= s->next_probe && !s->left) {
 		double d = s->cfg.interval_ms * (1 + s->health) *
 		           (1 + s->cfg.jitter * ((double)randombytes_uniform(2000001) / 1e6 - 1));
 		struct gossip_peer *target;
@@ -738,7 +760,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 
 int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 {
-	uint64_t due = s->next_probe;
+	uint64_t due = s->left ? now + 1000 : s->next_probe;  /* no round's probe once left */
 	for (size_t i = 0; i < PROBES; i++)
 		if (s->probes[i].active) {
 			uint64_t d = s->probes[i].start + (s->probes[i].indirect ? 3 : 1) * window(s, &s->probes[i]);

@@ -194,6 +194,38 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	run ! grep -q "member-failed n3" n1.log
 }
 
+@test "a graceful stop tells the members before its processes end: left everywhere while the store is locked" {
+	cluster 4
+	pg=$PGID_n3
+	# The store's lock held: the node cannot store its leave, nor end, until it is let go
+	# (a long compaction, a slow disk). The members must hear the leave all the same, and
+	# at once: none of its processes answers a ping once the stop began.
+	(exec 8>>"$T/n3/store.lock" && flock 8 && touch "$T/held" && exec sleep 60) &
+	holder=$!
+	wait_for 5 test -e "$T/held"
+	kill -TERM "$pg"
+	NODES=" n1 n2 n4"
+	wait_for 10 all_see left n3 || { kill "$holder"; fail "not left everywhere"; }
+	# As long as failure detection could take, had the leave not been heard: still left,
+	# and the node still ending (its leave waits for the lock).
+	sleep "$(detect_time 4)"
+	all_see left n3 || { kill "$holder"; fail "not left everywhere after the detection time"; }
+	[ -n "$(group_procs "$pg")" ] || { kill "$holder"; fail "the node ended with its store locked"; }
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	wait_for 10 test -z "$(group_procs "$pg")" || fail "left running: $(group_procs "$pg")"
+	eval "PGID_n3="
+	for n in n1 n2 n4; do
+		grep -q "member-leave n3 left" $n.log || fail "$n: $(cat $n.log)"
+		run ! grep -q "member-failed n3" $n.log
+	done
+	# Stored once the lock was let go: this node's own record is its leave.
+	read -r id _ <"$T/n3/key.pub"
+	run gossip-merge -d "$T/n3" -o "$id" get _member
+	assert_failure 1
+	if grep -q "not leaving\|not stored" n3.log; then fail "$(cat n3.log)"; fi
+}
+
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {
 	# The numbers' bounds exactly (the checks are the shell's, not awk's): 0.001 to 60 for
 	# -i, below 1 for -J, above 0 for -s and -S, whatever the digits after the point.

@@ -60,12 +60,16 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	# questions above; nothing that opens the store for the announcement or the join.
 	run grep -E '^gossip-peers .* join( |$)|^gossip-merge -d [^ ]*$|^gossip-peers .* pick$' "$T/ran"
 	[ "$status" = 1 ] || fail "ran: $output"
-	grep -q -- '--announce .* --join tcp://127.0.0.1:'"${PORTS[0]}"' observe$' "$T/ran" || fail "$(cat "$T/ran")"
+	grep -q -- '--announce .* --join tcp://127.0.0.1:'"${PORTS[0]}"' --leave .*/n2/leave observe$' "$T/ran" ||
+		fail "$(cat "$T/ran")"
 	# A restart announces again: the member that saw it leave sees it alive at once
 	# (told directly, the restarted node having no seed).
 	node_kill n1 TERM
 	NODES=" n2"
 	wait_for 10 eval '[ "$(state_of n2 n1)" = left ]'
+	# Observe left (--leave), before the processes ended: no gossip-peers leave after.
+	run grep -E '^gossip-peers .* leave$' "$T/ran"
+	[ "$status" = 1 ] || fail "ran: $output"
 	node_start n1 "${PORTS[0]}" ""
 	wait_for 10 eval '[ "$(state_of n2 n1)" = alive ]' || fail "$(nodes_diag)"
 }
@@ -126,7 +130,7 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	has_member n1
 }
 
-@test "--announce, --join: observe's only; an empty value is a usage error, one line, exit 2" {
+@test "--announce, --join, --leave: observe's only; an empty value is a usage error, one line, exit 2" {
 	run --separate-stderr gossip-peers -d "$T/n1" --announce "" observe
 	[ "$status" = 2 ]
 	assert_error gossip-peers "--announce: want the file gossip-peers announce wrote"
@@ -136,6 +140,15 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	run --separate-stderr gossip-peers -d "$T/n1" --announce x list
 	[ "$status" = 2 ]
 	run --separate-stderr gossip-peers -d "$T/n1" --join tcp://127.0.0.1:9 list
+	[ "$status" = 2 ]
+	run --separate-stderr gossip-peers -d "$T/n1" -p --leave "" observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "--leave: want the file whose coming makes observe leave the cluster"
+	# Without the prober there is no key to sign the leave with, nor refutation to stop.
+	run --separate-stderr gossip-peers -d "$T/n1" --leave x observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "observe --leave needs -p: the prober signs the leave and stops refuting it"
+	run --separate-stderr gossip-peers -d "$T/n1" --leave x list
 	[ "$status" = 2 ]
 	[ ! -e "$T/n1/store" ] || fail "something was stored"
 }

@@ -436,6 +436,54 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
+	/* A graceful leave: the delete of this node's record, signed, to every member but the
+	 * one that left and by rumor; then nothing of this node's is refuted, and no round's
+	 * probe starts, but pings are still acked. */
+	make_table(&t, 5);
+	peer(&t, 4)->state = GOSSIP_P_LEFT;
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	ok(!gossip_swim_left(s), "not left at the start");
+	struct gossip_buf lv = {0};
+	mark = nsent;
+	ok(gossip_swim_leave(s, &lv) == 0 && gossip_swim_left(s), "left");
+	memset(to, 0, sizeof to);
+	rumor = others = 0;
+	for (size_t k = mark; k < nsent; k++) {
+		if (sent[k].ours && sent[k].m.type == GOSSIP_T_DEL && gossip_msg_key_is(&sent[k].m, GOSSIP_KEY_MEMBER) &&
+		    sent[k].b.len == lv.len && !memcmp(sent[k].b.p, lv.p, lv.len))
+			sent[k].to == -1 ? rumor++ : sent[k].to >= 0 ? to[sent[k].to]++ : others++;
+		else
+			others++;
+	}
+	ok(to[1] == 1 && to[2] == 1 && to[3] == 1 && !to[4] && !to[0] && rumor == 1 && !others,
+	   "the signed delete of its member record, to every member but the one that left, and by rumor");
+	mark = nsent;
+	claim_by(&b, 2, GOSSIP_KEY_DEAD, 0, 100);
+	arrive(s, &b, T0 + 500);
+	gossip_swim_refute_leave(s, T0 + 500);
+	size_t records = 0;
+	for (size_t k = mark; k < nsent; k++)
+		records += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;
+	ok(records == 0, "a claim and a leave of this node's after it left: not refuted (%zu records)", records);
+	ok(gossip_swim_wait(s, T0 + 5000) >= 100, "no round's probe due: the clock sleeps (%d ms)",
+	   gossip_swim_wait(s, T0 + 5000));
+	mark = nsent;
+	tick(s, T0 + 5000, -1);
+	tick(s, T0 + 9000, -1);
+	size_t pings = 0;
+	for (size_t k = mark; k < nsent; k++)
+		pings += sent[k].ours && sent[k].m.type == GOSSIP_T_PING;
+	ok(pings == 0, "no probe in 8 s after the leave (%zu pings)", pings);
+	uint8_t lvn[GOSSIP_NONCE_LEN];
+	randombytes_buf(lvn, sizeof lvn);
+	probe_by(&b, 1, GOSSIP_T_PING, lvn, sizeof lvn);
+	mark = nsent;
+	arrive(s, &b, T0 + 9100);
+	ok(nsent > mark && sent[mark].to == 1 && sent[mark].m.type == GOSSIP_T_ACK, "a ping is still acked");
+	gossip_buf_free(&lv);
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
 	/* Lifeguard's local health: a new claim that this node is down (it was too slow to
 	 * answer) makes its ack windows and interval twice as long; an ack to its own round's
 	 * ping makes them as before. */

@@ -414,9 +414,6 @@ static int do_observe(const struct opts *o)
 	const uint8_t *p;
 	size_t n;
 	uint64_t off, now = gossip_now_ms(), last_save = 0, last_tick = 0;
-	/* The store's looks, by the monotonic clock: the last, the next a write asked for
-	 * (0: none), and the first write it waits out. */
-	uint64_t last_scan = 0, look_at = 0, look_asked = 0;
 	int got, dirty = 1;
 	if (gossip_peers_load(&table, o->dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
@@ -463,8 +460,8 @@ static int do_observe(const struct opts *o)
 	/* Woken by a hand-off or a change in DIR; else asleep until the clock needs a tick. */
 	r.wake_fd = gossip_observe_fd(obs);
 	/* A reload at once. A stop between messages or at the next tick (a second at most):
-	 * a node's stop leaves the cluster once all its processes have ended, and the
-	 * prober answers pings meanwhile. */
+	 * the prober answers pings until then (a node's graceful stop has left already, by
+	 * --leave; one that could not leaves once all its processes have ended). */
 	r.wake_flag = &want_reload;
 	signal(SIGPIPE, SIG_IGN);
 	/* A stop is seen between messages: a stream that never pauses must not hold it off. */
@@ -472,9 +469,6 @@ static int do_observe(const struct opts *o)
 		now = gossip_now_ms();
 		int wait = gossip_observe_wait(obs, now), w;
 		if (swim && (w = gossip_swim_wait(swim, now)) < wait)
-			wait = w;
-		uint64_t mono = gossip_mono_ms();
-		if (look_at && (w = look_at <= mono ? 1 : (int)(look_at - mono)) < wait)
 			wait = w;
 		r.timeout_ms = wait;
 		got = gossip_reader_next(&r, &p, &n, &off);
@@ -525,24 +519,7 @@ static int do_observe(const struct opts *o)
 			}
 			gossip_buf_free(&lv);
 		}
-		/* A look is a stat when the store has not changed; one every 100 ms at most.
-		 * A write to the store brings one 50 ms on, and none comes sooner: the
-		 * pipeline's merge stores a message, then prints it, and the stream's copy
-		 * must come first (what the store finds first is news of another kind, sent
-		 * on more widely); a file rewritten by hand is whole by then. */
-		mono = gossip_mono_ms();
-		if (gossip_observe_woken(obs)) {
-			/* 50 ms after the last write of a burst, 300 ms after its first at most. */
-			look_asked = look_at ? look_asked : mono;
-			look_at = mono + 50 > last_scan + 100 ? mono + 50 : last_scan + 100;
-			if (look_at > look_asked + 300)
-				look_at = look_asked + 300;
-		}
-		if (look_at ? mono >= look_at : mono - last_scan >= 100) {
-			dirty |= gossip_observe_store(obs, now);
-			last_scan = mono;
-			look_at = 0;
-		}
+		dirty |= gossip_observe_look(obs, now);
 		/* Again: a probe's timer starts when its ping leaves, after the store was read. */
 		now = gossip_now_ms();
 		dirty |= gossip_observe_tick(obs, now);

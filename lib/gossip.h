@@ -729,10 +729,16 @@ struct gossip_merger {
 	/* rejected counts refusals; equivocations the messages found to equivocate with a
 	 * stored one (the loser is also rejected; the winner is stored). */
 	uint64_t seen, added, dups, stale, rejected, equivocations;
+	/* Refusal lines said at most (0: each one): a sync from a member that trusts more
+	 * signers than this node brings every message of theirs, refused each time. The rest
+	 * are counted, and said as one line by gossip_merger_free. */
+	unsigned say_max;
+	uint64_t unsaid;
+	char unsaid_src[32];
 	struct gossip_merge_cache *cache;  /* private: pending messages, newest heartbeats */
 };
-/* Take one item from src at offset off. A rejected item costs one stderr line; the
- * return is 0 unless something failed that should stop the caller (-1). */
+/* Take one item from src at offset off. A rejected item costs one stderr line (say_max);
+ * the return is 0 unless something failed that should stop the caller (-1). */
 int gossip_merge_item(struct gossip_merger *mg, const uint8_t *p, size_t n, const char *src,
                       uint64_t off);
 /* Store what is pending; then compact when waste has grown. */
@@ -1375,13 +1381,15 @@ void gossip_observe_hand(struct gossip_observer *o);
  * state directory changes (inotify: the store written, a line in DIR/rejects), or -1 when
  * there is no such watch. */
 int gossip_observe_fd(struct gossip_observer *o);
-/* After a wake: whether the store was written since the last call (1 also when the
- * watch's queue overflowed; 0 when there is no watch). */
-int gossip_observe_woken(struct gossip_observer *o);
+/* At every turn (after a wake or a message): the store looked at when due, as
+ * gossip_observe_store does: 50 ms after the last write of a burst the watch saw (300 ms
+ * after its first at most; the pipeline's copy of a message comes first), and otherwise
+ * every 100 ms at most (a stat when unchanged). 1 when the table changed. */
+int gossip_observe_look(struct gossip_observer *o, uint64_t now);
 /* How long the caller may sleep before the next gossip_observe_tick (ms): 100 while
  * something is under way (a sync, repair, fetch, serve or join; the announcement; an
  * aggregation; phi's verdicts without a prober; no directory watch), else until the next
- * anti-entropy round or summary, a second at most. */
+ * anti-entropy round or summary, a second at most; sooner when a look is due. */
 int gossip_observe_wait(const struct gossip_observer *o, uint64_t now);
 /* Handed syncs served (failed 0) or failed (1), for DIR/stats. */
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);

@@ -37,7 +37,11 @@ static struct gossip_merge_cache *cache(struct gossip_merger *mg)
 
 static void reject(struct gossip_merger *mg, const char *src, uint64_t off)
 {
-	mg->rejected++;
+	if (++mg->rejected > mg->say_max && mg->say_max) {
+		mg->unsaid++;
+		snprintf(mg->unsaid_src, sizeof mg->unsaid_src, "%s", src);
+		return;
+	}
 	gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, gossip_error());
 }
 
@@ -339,6 +343,10 @@ void gossip_merger_count(struct gossip_stats *s, struct gossip_merger *mg)
 
 void gossip_merger_free(struct gossip_merger *mg)
 {
+	if (mg->unsaid)
+		gossip_warn("%s: %llu more messages refused, not said one by one (the first %u were, above)",
+		            mg->unsaid_src, (unsigned long long)mg->unsaid, mg->say_max);
+	mg->unsaid = 0;
 	if (!mg->cache)
 		return;
 	gossip_buf_free(&mg->cache->pending);

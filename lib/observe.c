@@ -58,6 +58,7 @@ struct gossip_observer {
 	uint64_t serves_done, serves_failed;
 	const char *announce_path;  /* this start's announcement, until it is there and done */
 	const char *leave_path;  /* once this file is there, leave (NULL: none, or left) */
+	uint64_t last_look, look_at, look_asked;  /* the store's looks (monotonic ms; 0: none) */
 	char **seeds;  /* a join through these under way (NULL: none, or joined) */
 	int nseeds;
 	pid_t join;  /* its current attempt (0: none) */
@@ -512,7 +513,9 @@ static void child_merger(struct gossip_observer *o, struct gossip_merger *mg, st
 	if (memcmp(was, now, 16))
 		gossip_store_set_visible(st, gossip_trust_has, own);
 	*rec = (struct gossip_event_recorder){.dir = o->dir};
-	*mg = (struct gossip_merger){.st = st, .trust = own, .on_stored = gossip_event_record, .sctx = rec};
+	/* A member that trusts more signers than this node brings their messages at every
+	 * sync, refused each time: ten lines, then a count. */
+	*mg = (struct gossip_merger){.st = st, .trust = own, .on_stored = gossip_event_record, .sctx = rec, .say_max = 10};
 }
 
 /* The end of a child that synced: what its merge did added to DIR/stats/merge.others, as
@@ -1069,13 +1072,30 @@ int gossip_observe_fd(struct gossip_observer *o)
 	return o->ep;
 }
 
-int gossip_observe_woken(struct gossip_observer *o)
+/* A look is a stat when the store has not changed; one every 100 ms at most. A write to
+ * the store brings one 50 ms on, and none comes sooner: the pipeline's merge stores a
+ * message, then prints it, and the stream's copy must come first (what the store finds
+ * first is news of another kind, sent on more widely); a file rewritten by hand is whole
+ * by then. 50 ms after the last write of a burst, 300 ms after its first at most. Timed by
+ * the monotonic clock: a wall clock stepped back would stop the looks. */
+int gossip_observe_look(struct gossip_observer *o, uint64_t now)
 {
 	static const char *const names[] = {"store", NULL};
-	return o->dw >= 0 && gossip_dirwatch_wait(o->dw, names, 0) != 0;
+	uint64_t mono = gossip_mono_ms();
+	if (o->dw >= 0 && gossip_dirwatch_wait(o->dw, names, 0) != 0) {
+		o->look_asked = o->look_at ? o->look_asked : mono;
+		o->look_at = mono + 50 > o->last_look + 100 ? mono + 50 : o->last_look + 100;
+		if (o->look_at > o->look_asked + 300)
+			o->look_at = o->look_asked + 300;
+	}
+	if (o->look_at ? mono < o->look_at : mono - o->last_look < 100)
+		return 0;
+	o->last_look = mono;
+	o->look_at = 0;
+	return gossip_observe_store(o, now);
 }
 
-int gossip_observe_wait(const struct gossip_observer *o, uint64_t now)
+static int busy_wait(const struct gossip_observer *o, uint64_t now)
 {
 	int busy = !o->swim || o->dw < 0 || o->fetch > 0 || o->repair > 0 || o->sync > 0 || o->join > 0 ||
 	           o->seeds || o->announce_path || gossip_aggregator_busy(o->agg);
@@ -1090,6 +1110,17 @@ int gossip_observe_wait(const struct gossip_observer *o, uint64_t now)
 		due = o->sync_next;
 	/* Overdue: the next turn's look at the store (100 ms after the last) reads it. */
 	return due <= now ? 100 : due - now > 1000 ? 1000 : (int)(due - now);
+}
+
+int gossip_observe_wait(const struct gossip_observer *o, uint64_t now)
+{
+	int wait = busy_wait(o, now);
+	uint64_t mono = gossip_mono_ms();
+	if (o->look_at && o->look_at <= mono)
+		return 1;
+	if (o->look_at && o->look_at - mono < (uint64_t)wait)
+		wait = (int)(o->look_at - mono);
+	return wait;
 }
 
 uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed)

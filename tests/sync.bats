@@ -232,6 +232,35 @@ diverge() {
 	assert_failure 1
 }
 
+@test "a peer that trusts more signers than this store: ten refusal lines at each end, then one with the count" {
+	mknode c
+	mknode d
+	trust b c
+	trust a d
+	seq 1 40 | sed 's/^/set c/; s/$/ v/' | gossip-send -d c batch | gossip-merge -d b >/dev/null
+	seq 1 30 | sed 's/^/set d/; s/$/ v/' | gossip-send -d d batch | gossip-merge -d a >/dev/null
+	# b offers its 40 messages of c, whom a does not trust; a pushes its 30 of d, whom b
+	# does not trust.
+	before_a=$(digest a) before_b=$(digest b)
+	run --separate-stderr sh -c "gossip-merge -d a sync 'gossip-merge -d $T/b serve 2>$T/serve.err' >/dev/null"
+	assert_failure 1
+	[ "$(printf '%s\n' "$stderr" | grep -c "peer: offset [0-9]*: untrusted signer $(cut -c1-8 c.pub)")" = 10 ] ||
+		fail "$stderr"
+	[ "$(printf '%s\n' "$stderr" | wc -l)" = 11 ] || fail "$stderr"
+	[ "$(printf '%s\n' "$stderr" | tail -n 1)" = \
+		"gossip-merge: peer: 30 more messages refused, not said one by one (the first 10 were, above)" ] || fail "$stderr"
+	[ "$(grep -c "peer: offset [0-9]*: untrusted signer $(cut -c1-8 d.pub)" serve.err)" = 10 ] || fail "$(cat serve.err)"
+	[ "$(wc -l <serve.err)" = 11 ] || fail "$(cat serve.err)"
+	grep -qx "gossip-merge: peer: 20 more messages refused, not said one by one (the first 10 were, above)" serve.err ||
+		fail "$(cat serve.err)"
+	[ "$(digest a)" = "$before_a" ] || fail "a's store changed"
+	[ "$(digest b)" = "$before_b" ] || fail "b's store changed"
+	run gossip-merge -d a get c1
+	assert_failure 1
+	run gossip-merge -d b get d1
+	assert_failure 1
+}
+
 @test "a second implementation of the session (tests/syncpeer.py, from gossip(7)) pulls, with and without a cluster key" {
 	gossip-send -d b set interop yes | gossip-merge -d b >/dev/null
 	$PY "$I" pub $SEED py >>b/trusted

@@ -402,6 +402,28 @@ static void reload(struct gossip_observer *obs, struct gossip_keyring *keyring, 
 		gossip_warn("reloaded: %ld trusted signers", signers);
 }
 
+/* A graceful stop (gossip-node's DIR/leave, --leave): the members are told first, while
+ * this node still answers; the file goes once they were (gossip-node waits for that); then
+ * the leave is stored. The moment it left (monotonic ms), or 0. */
+static uint64_t leave(struct gossip_observer *obs, struct gossip_swim *swim, struct outlet *ol,
+                      const char *path)
+{
+	struct gossip_buf lv = {0};
+	long told;
+	uint64_t at = 0;
+	if ((told = gossip_swim_leave(swim, &lv)) < 0) {
+		gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
+		gossip_observer_leave_on(obs, NULL);
+	} else {
+		gossip_out_flush(&ol->out);
+		gossip_warn("leaving the cluster (%s is there): the leave sent to %ld members", path, told);
+		gossip_observe_left(obs, lv.p, lv.len);
+		at = gossip_mono_ms();
+	}
+	gossip_buf_free(&lv);
+	return at;
+}
+
 static int do_observe(const struct opts *o)
 {
 	struct gossip_peers table;
@@ -415,6 +437,11 @@ static int do_observe(const struct opts *o)
 	size_t n;
 	uint64_t off, now = gossip_now_ms(), last_save = 0, last_tick = 0;
 	int got, dirty = 1;
+	/* When this node left (--leave; 0: not), and how long it runs on, answering, before
+	 * it ends itself: ten intervals, five seconds at least. */
+	uint64_t left_at = 0, left_grace = 10 * (uint64_t)o->cfg.interval_ms;
+	if (left_grace < 5000)
+		left_grace = 5000;
 	if (gossip_peers_load(&table, o->dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (o->probing || o->rumor) {
@@ -505,19 +532,14 @@ static int do_observe(const struct opts *o)
 		}
 		gossip_observe_rejects(obs);
 		gossip_observe_hand(obs);
-		/* A graceful stop (gossip-node): the members are told first, while this node still
-		 * answers; the file goes once they were (gossip-node waits for that); then it is
-		 * stored, which may wait for the store's lock. */
-		if (gossip_observe_leave_due(obs)) {
-			struct gossip_buf lv = {0};
-			if (gossip_swim_leave(swim, &lv) < 0) {
-				gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
-				gossip_observer_leave_on(obs, NULL);
-			} else {
-				gossip_out_flush(&ol.out);
-				gossip_observe_left(obs, lv.p, lv.len);
-			}
-			gossip_buf_free(&lv);
+		if (gossip_observe_leave_due(obs))
+			left_at = leave(obs, swim, &ol, o->leave);
+		/* Left, and not stopped: not a member any more, so not running either (a stop
+		 * comes at once after a leave gossip-node asked for). */
+		if (left_at && gossip_mono_ms() - left_at >= left_grace) {
+			gossip_warn("left the cluster %.1f s ago, and nothing stopped this node: ending",
+			            (double)left_grace / 1000);
+			break;
 		}
 		dirty |= gossip_observe_look(obs, now);
 		/* Again: a probe's timer starts when its ping leaves, after the store was read. */
@@ -546,6 +568,10 @@ static int do_observe(const struct opts *o)
 		}
 		gossip_stats_tick(&counters, now);
 	}
+	/* A stop asked for just before the stream ended, or with this process's own TERM (a
+	 * TERM to the node's whole group): the members are told all the same. */
+	if (gossip_observe_leave_due(obs))
+		leave(obs, swim, &ol, o->leave);
 	gossip_buf_free(&ol.pending);
 	gossip_observe_tick(obs, gossip_now_ms());
 	gossip_peers_save(&table, o->dir);

@@ -1285,9 +1285,10 @@ void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const u
 void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now);
 /* This node leaves the cluster (a graceful stop): its leave (a delete of its member record)
  * signed into out, sent to every member not known to have left and to the stream (its
- * rumor); from then on no claim or leave of this node's is refuted and no round's probe
- * starts (pings are still acked). 0; -1 with the reason (nothing sent). */
-int gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out);
+ * rumor); from then on no claim or leave of this node's is refuted, its record is not
+ * sent to a member met, and no round's probe starts (pings are still acked). The number
+ * of members told; -1 with the reason (nothing sent). */
+long gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out);
 /* 1 once gossip_swim_leave has left. */
 int gossip_swim_left(const struct gossip_swim *s);
 /* The probes' clock: retries, indirect pings, suspicions, the next round's ping, and
@@ -1408,11 +1409,14 @@ uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
  * logged when they differ from the last attempt's. Once joined, the announcement goes to
  * every member the sync brought or the table knows (gossip-peers join's eager tell). */
 void gossip_observer_start(struct gossip_observer *o, const char *announce_path, char **seeds, int n, uint64_t now);
-/* A graceful stop's request (gossip-node): once path is there (NULL: never), with the
- * prober and the announcement done, gossip_observe_leave_due says so. The caller signs and
- * sends the leave (gossip_swim_leave), then gossip_observe_left removes path (what
- * gossip-node waits for) and stores the leave (p, n), which may wait for the store's lock.
- * A leave of this node's that comes back is then taken, not refuted. */
+/* A graceful stop's request (gossip-node): once path is there (NULL: never) as a regular
+ * file, with the prober, and the announcement and the join done, gossip_observe_leave_due
+ * says so. The caller signs and sends the leave (gossip_swim_leave), then
+ * gossip_observe_left removes path (what gossip-node waits for) and stores the leave (p,
+ * n), which may wait for the store's lock, GOSSIP_LEAVE_STORE_S seconds at most, with
+ * SIGTERM and SIGINT held until it is over. A leave of this node's that comes back is then
+ * taken, not refuted. */
+#define GOSSIP_LEAVE_STORE_S 5
 void gossip_observer_leave_on(struct gossip_observer *o, const char *path);
 int gossip_observe_leave_due(const struct gossip_observer *o);
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n);

@@ -831,10 +831,18 @@ void gossip_observer_leave_on(struct gossip_observer *o, const char *path)
 	o->leave_path = path;
 }
 
+/* Not while the start is under way: the announcement, or a join whose child may still
+ * tell members of this node after the leave (the node's stop then leaves the old way). */
 int gossip_observe_leave_due(const struct gossip_observer *o)
 {
 	struct stat sb;
-	return o->leave_path && o->swim && !o->announce_path && lstat(o->leave_path, &sb) == 0;
+	return o->leave_path && o->swim && !o->announce_path && !o->seeds && o->join <= 0 &&
+	       lstat(o->leave_path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;  /* only to end a wait for the store's lock */
 }
 
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n)
@@ -847,16 +855,24 @@ void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n)
 		return;
 	}
 	/* Stored whatever comes: the node's stop (SIGTERM) follows at once, and would end a
-	 * wait for the store's lock. The signals are taken after. */
+	 * wait for the store's lock; the signals are taken after. The wait has its bound all
+	 * the same (another process may hold the lock for long): an alarm ends it. */
 	sigset_t stops, was;
 	sigemptyset(&stops);
 	sigaddset(&stops, SIGTERM);
 	sigaddset(&stops, SIGINT);
 	sigprocmask(SIG_BLOCK, &stops, &was);
+	struct sigaction sa = {0}, old;
+	sa.sa_handler = on_alarm;  /* no SA_RESTART: the lock's wait ends */
+	sigaction(SIGALRM, &sa, &old);
+	alarm(GOSSIP_LEAVE_STORE_S);
 	struct gossip_merger mg = {.st = o->store, .trust = &o->trust};
 	if (gossip_merge_item(&mg, p, n, "leave", 0) < 0 || gossip_merge_flush(&mg) < 0)
-		gossip_warn("--leave: the leave was sent, but not stored: %s", gossip_error());
+		gossip_warn("--leave: the leave was sent, but not stored (within %d s): %s", GOSSIP_LEAVE_STORE_S,
+		            gossip_error());
 	gossip_merger_free(&mg);
+	alarm(0);
+	sigaction(SIGALRM, &old, NULL);
 	sigprocmask(SIG_SETMASK, &was, NULL);
 }
 

@@ -436,9 +436,10 @@ void gossip_swim_refute_leave(struct gossip_swim *s, uint64_t now)
 	refute(s, s->incarnation, NULL, now);
 }
 
-int gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out)
+long gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out)
 {
 	struct gossip_msg m = {0};
+	long told = 0;
 	m.type = GOSSIP_T_DEL;
 	m.key = (const uint8_t *)GOSSIP_KEY_MEMBER;
 	m.keylen = strlen(GOSSIP_KEY_MEMBER);
@@ -446,10 +447,12 @@ int gossip_swim_leave(struct gossip_swim *s, struct gossip_buf *out)
 		return -1;
 	s->left = 1;
 	for (size_t i = 0; i < s->table->n; i++)
-		if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT)
+		if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT) {
 			s->send(s->ctx, &s->table->v[i], out->p, out->len);
+			told++;
+		}
 	s->send(s->ctx, NULL, out->p, out->len);
-	return 0;
+	return told;
 }
 
 int gossip_swim_left(const struct gossip_swim *s)

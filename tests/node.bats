@@ -17,6 +17,7 @@ setup() {
 }
 
 teardown() {
+	[ -z "${HOLDER:-}" ] || kill "$HOLDER" 2>/dev/null || true
 	nodes_stop
 }
 
@@ -200,20 +201,21 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	# The store's lock held: the node cannot store its leave, nor end, until it is let go
 	# (a long compaction, a slow disk). The members must hear the leave all the same, and
 	# at once: none of its processes answers a ping once the stop began.
-	(exec 8>>"$T/n3/store.lock" && flock 8 && touch "$T/held" && exec sleep 60) &
-	holder=$!
+	(exec 8>>"$T/n3/store.lock" && flock 8 && touch "$T/held" && exec sleep 60) 3>&- &
+	HOLDER=$!
 	wait_for 5 test -e "$T/held"
 	kill -TERM "$pg"
 	NODES=" n1 n2 n4"
-	wait_for 10 all_see left n3 || { kill "$holder"; fail "not left everywhere"; }
+	wait_for 10 all_see left n3 || fail "not left everywhere"
 	# As long as failure detection could take, had the leave not been heard: still left,
-	# and the node still ending (its leave waits for the lock).
+	# and the node still ending (its leave waits for the lock, five seconds at most).
 	sleep "$(detect_time 4)"
-	all_see left n3 || { kill "$holder"; fail "not left everywhere after the detection time"; }
-	[ -n "$(group_procs "$pg")" ] || { kill "$holder"; fail "the node ended with its store locked"; }
-	kill "$holder"
-	wait "$holder" 2>/dev/null || true
-	wait_for 10 test -z "$(group_procs "$pg")" || fail "left running: $(group_procs "$pg")"
+	all_see left n3 || fail "not left everywhere after the detection time"
+	[ -n "$(group_procs "$pg")" ] || fail "the node ended with its store locked"
+	kill "$HOLDER"
+	wait "$HOLDER" 2>/dev/null || true
+	HOLDER=
+	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 	eval "PGID_n3="
 	for n in n1 n2 n4; do
 		grep -q "member-leave n3 left" $n.log || fail "$n: $(cat $n.log)"
@@ -223,7 +225,55 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	read -r id _ <"$T/n3/key.pub"
 	run gossip-merge -d "$T/n3" -o "$id" get _member
 	assert_failure 1
-	if grep -q "not leaving\|not stored" n3.log; then fail "$(cat n3.log)"; fi
+	if grep -q "not leaving\|not stored\|refuting" n3.log; then fail "$(cat n3.log)"; fi
+	grep -q "gossip-peers: leaving the cluster (.*/n3/leave is there): the leave sent to 3 members" n3.log ||
+		fail "$(cat n3.log)"
+}
+
+@test "a TERM to the node's whole process group: seen as left, not failed, and nothing stays behind" {
+	cluster 4
+	pg=$PGID_n3
+	# Every process gets it at once (systemd's KillMode=control-group, kill -- -PGID):
+	# observe may end before the node asks it to leave, and the leave then comes at once
+	# after, not two seconds later.
+	kill -TERM -- "-$pg"
+	NODES=" n1 n2 n4"
+	wait_for 10 all_see left n3
+	sleep "$(detect_time 4)"
+	all_see left n3
+	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+	eval "PGID_n3="
+	for n in n1 n2 n4; do
+		run ! grep -q "member-failed n3" $n.log
+	done
+}
+
+@test "a leave file made by hand: the node leaves, then ends itself, saying why; the members see it left; a directory there is none" {
+	cluster 3
+	pg=$PGID_n3
+	: >"$T/n3/leave"
+	NODES=" n1 n2"
+	wait_for 10 all_see left n3
+	# Not a member any more, and nothing stopped it: it ends within ten intervals (five
+	# seconds at least), and says why.
+	wait_for 15 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+	eval "PGID_n3="
+	grep -q "gossip-peers: left the cluster 5.0 s ago, and nothing stopped this node: ending" n3.log ||
+		fail "$(cat n3.log)"
+	grep -q "gossip-node: gossip-peers observe ended (exit status 0); stopping" n3.log || fail "$(cat n3.log)"
+	[ ! -e "$T/n3/leave" ] && [ ! -e "$T/n3/listening" ] || fail "$(ls "$T/n3")"
+	all_see left n3
+	for n in n1 n2; do
+		run ! grep -q "member-failed n3" $n.log
+	done
+	# Something other than a regular file there is no leave.
+	node_start n3 "${PORTS[2]}" "${PORTS[0]}"
+	NODES=" n1 n2 n3"
+	wait_for 10 all_alive 3 || fail "$(nodes_diag)"
+	mkdir "$T/n3/leave"
+	sleep "$(intervals 5)"
+	all_alive 3 || fail "$(nodes_diag)"
+	rmdir "$T/n3/leave"
 }
 
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {

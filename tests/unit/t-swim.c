@@ -443,9 +443,13 @@ int main(void)
 	peer(&t, 4)->state = GOSSIP_P_LEFT;
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
 	ok(!gossip_swim_left(s), "not left at the start");
+	gossip_swim_self_record(s, 100, (const uint8_t *)"its record", 10);
+	mark = nsent;
+	gossip_swim_met(s, peer(&t, 3), NULL, 0);
+	ok(nsent == mark + 1 && sent[mark].to == 3 && sent[mark].b.len == 10, "a member met is sent this node's record");
 	struct gossip_buf lv = {0};
 	mark = nsent;
-	ok(gossip_swim_leave(s, &lv) == 0 && gossip_swim_left(s), "left");
+	ok(gossip_swim_leave(s, &lv) == 3 && gossip_swim_left(s), "left: three members told");
 	memset(to, 0, sizeof to);
 	rumor = others = 0;
 	for (size_t k = mark; k < nsent; k++) {
@@ -465,6 +469,9 @@ int main(void)
 	for (size_t k = mark; k < nsent; k++)
 		records += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;
 	ok(records == 0, "a claim and a leave of this node's after it left: not refuted (%zu records)", records);
+	mark = nsent;
+	gossip_swim_met(s, peer(&t, 3), NULL, 0);
+	ok(nsent == mark, "a member met after the leave is not sent this node's record");
 	ok(gossip_swim_wait(s, T0 + 5000) >= 100, "no round's probe due: the clock sleeps (%d ms)",
 	   gossip_swim_wait(s, T0 + 5000));
 	mark = nsent;

@@ -411,6 +411,14 @@ static uint64_t leave(struct gossip_observer *obs, struct gossip_swim *swim, str
 	struct gossip_buf lv = {0};
 	long told;
 	uint64_t at = 0;
+	/* Signed, sent and stored whatever comes: the node's stop follows at once, and a
+	 * signal would end a wait for the clock's or the store's lock. They are taken after. */
+	sigset_t stops, was;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stops, &was);
 	if ((told = gossip_swim_leave(swim, &lv)) < 0) {
 		gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
 		gossip_observer_leave_on(obs, NULL);
@@ -421,6 +429,7 @@ static uint64_t leave(struct gossip_observer *obs, struct gossip_swim *swim, str
 		at = gossip_mono_ms();
 	}
 	gossip_buf_free(&lv);
+	sigprocmask(SIG_SETMASK, &was, NULL);
 	return at;
 }
 
@@ -568,8 +577,11 @@ static int do_observe(const struct opts *o)
 		}
 		gossip_stats_tick(&counters, now);
 	}
-	/* A stop asked for just before the stream ended, or with this process's own TERM (a
-	 * TERM to the node's whole group): the members are told all the same. */
+	/* Told to stop, or the stream ended: a TERM to the node's whole group (systemd's
+	 * default) reached every process at once, and the node's shell is about to ask for
+	 * the leave. A moment for it (0.2 s), then the members are told all the same. */
+	for (int i = 0; o->leave && !left_at && i < 20 && !gossip_observe_leave_due(obs); i++)
+		nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
 	if (gossip_observe_leave_due(obs))
 		leave(obs, swim, &ol, o->leave);
 	gossip_buf_free(&ol.pending);

@@ -1413,9 +1413,9 @@ void gossip_observer_start(struct gossip_observer *o, const char *announce_path,
  * file, with the prober, and the announcement and the join done, gossip_observe_leave_due
  * says so. The caller signs and sends the leave (gossip_swim_leave), then
  * gossip_observe_left removes path (what gossip-node waits for) and stores the leave (p,
- * n), which may wait for the store's lock, GOSSIP_LEAVE_STORE_S seconds at most, with
- * SIGTERM and SIGINT held until it is over. A leave of this node's that comes back is then
- * taken, not refuted. */
+ * n), which may wait for the store's lock, GOSSIP_LEAVE_STORE_S seconds at most (the
+ * caller holds the signals that would cut the wait short). A leave of this node's that
+ * comes back is then taken, not refuted. */
 #define GOSSIP_LEAVE_STORE_S 5
 void gossip_observer_leave_on(struct gossip_observer *o, const char *path);
 int gossip_observe_leave_due(const struct gossip_observer *o);

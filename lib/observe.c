@@ -854,14 +854,9 @@ void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n)
 		gossip_warn("--leave: cannot open %s/store: the leave was sent, but not stored", o->dir);
 		return;
 	}
-	/* Stored whatever comes: the node's stop (SIGTERM) follows at once, and would end a
-	 * wait for the store's lock; the signals are taken after. The wait has its bound all
-	 * the same (another process may hold the lock for long): an alarm ends it. */
-	sigset_t stops, was;
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGINT);
-	sigprocmask(SIG_BLOCK, &stops, &was);
+	/* The caller holds the signals that would end a wait for the store's lock (the
+	 * node's stop follows at once). The wait has its bound all the same (another process
+	 * may hold the lock for long): an alarm ends it. */
 	struct sigaction sa = {0}, old;
 	sa.sa_handler = on_alarm;  /* no SA_RESTART: the lock's wait ends */
 	sigaction(SIGALRM, &sa, &old);
@@ -873,7 +868,6 @@ void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n)
 	gossip_merger_free(&mg);
 	alarm(0);
 	sigaction(SIGALRM, &old, NULL);
-	sigprocmask(SIG_SETMASK, &was, NULL);
 }
 
 /* One attempt, in the child: a join's sync with each seed in turn; joined by any, the

@@ -222,10 +222,11 @@ time.sleep(8)' "${PORTS[0]}" &
 	[ -n "$pid" ] || fail "no observe"
 	wait_for 10 no_children "$pid"
 	# A join that succeeded says nothing of the refusals. A sync after it (a repair: n1's
-	# summary counts what n2 refuses, on a slow machine) says ten at most, then a count.
+	# summary counts what n2 refuses, on a slow machine) says ten at most, then a count
+	# (none when it was cut short after ten at most).
 	lines=$(grep -c 'untrusted' n2.log || true)
 	counts=$(grep -c 'more messages refused, not said one by one' n2.log || true)
-	[ "$lines" -le $((10 * counts)) ] || fail "$lines refusal lines, $counts counts: $(grep -v untrusted n2.log)"
+	[ "$lines" -le $((10 * (counts + 1))) ] || fail "$lines refusal lines, $counts counts: $(grep -v untrusted n2.log)"
 }
 
 @test "a restart after a clean stop: the last stop's leave is not logged as this running node's member-leave" {

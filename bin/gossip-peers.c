@@ -22,8 +22,8 @@ static void usage(int code)
 	        "       gossip-peers [-d dir] leave\n"
 	        "       gossip-peers [-d dir] [-Tp] [-r arity] [-i seconds] [-J fraction] [-P phi] [-S mult]\n"
 	        "                    [-R seconds] [-e seconds] [-H socket] [--announce file]\n"
-	        "                    [--join address ...] [--leave file] observe\n"
-	        "       gossip-peers [-d dir] -r arity rumor\n"
+	        "                    [--join address ...] [--leave file] [--second-tree always|doubt] observe\n"
+	        "       gossip-peers [-d dir] -r arity [--second-tree always|doubt] rumor\n"
 	        "       gossip-peers [-j] [-d dir] list\n"
 	        "       gossip-peers [-d dir] [-s] [-n count] pick\n"
 	        "       gossip-peers [-j] [-d dir] leader\n"
@@ -43,6 +43,7 @@ struct opts {
 	struct gossip_peers_cfg cfg;
 	int json, tee, sync_addr, probing, from_start;
 	long rumor;  /* observe -r: the arity of the rumor's trees (0: no rumor) */
+	int lazy, second_tree;  /* --second-tree: doubt is GOSSIP_RUMOR_LAZY; given at all */
 	double every;  /* beat -e, observe -e: seconds */
 	long count;  /* pick -n */
 	struct gossip_handler *handlers;  /* watch -x */
@@ -272,6 +273,7 @@ struct outlet {
 	const char *dir;
 	int tee;  /* -T, until stdout fails */
 	size_t rumor;  /* -r: the trees' arity; 0: no rumor */
+	int lazy;  /* --second-tree doubt: GOSSIP_RUMOR_LAZY, else 0 */
 	struct gossip_peers *table;
 	struct gossip_out out;
 	struct gossip_buf pending;  /* the store's news, until the table that has it is saved */
@@ -290,8 +292,11 @@ static void rumor_out(struct outlet *ol, const uint8_t *p, size_t n, int off_tre
 	long i;
 	if (gossip_msg_decode(p, n, &m) < 0)
 		return;
-	size_t k = gossip_peers_rumor_from(ol->table, m.origin, ol->rumor, off_tree, to);
+	/* Membership traffic (few, and what the trees themselves rest on) always goes along
+	 * both trees; values and events along the second only in doubt with --second-tree doubt. */
 	int membership = gossip_msg_is_membership(&m);
+	size_t k = gossip_peers_rumor_from(ol->table, m.origin, ol->rumor,
+	                                   (off_tree ? GOSSIP_RUMOR_OFF_TREE : 0) | (membership ? 0 : ol->lazy), to);
 	for (size_t j = 0; j < k; j++)
 		if ((a = gossip_member_addr(&to[j]->info, GOSSIP_UDP)) && (i = gossip_out_index(&ol->out, a)) >= 0 &&
 		    gossip_out_queue_to(&ol->out, (size_t)i, p, n) == 0) {
@@ -438,7 +443,7 @@ static int do_observe(const struct opts *o)
 	struct gossip_peers table;
 	struct gossip_author author;
 	struct gossip_keyring keyring;
-	struct outlet ol = {.dir = o->dir, .tee = o->tee, .rumor = (size_t)o->rumor, .table = &table};
+	struct outlet ol = {.dir = o->dir, .tee = o->tee, .rumor = (size_t)o->rumor, .lazy = o->lazy, .table = &table};
 	struct gossip_stats counters;
 	struct gossip_swim *swim = NULL;
 	struct gossip_reader r;
@@ -547,7 +552,7 @@ static int do_observe(const struct opts *o)
 		 * comes at once after a leave gossip-node asked for). */
 		if (left_at && gossip_mono_ms() - left_at >= left_grace) {
 			gossip_warn("left the cluster %.1f s ago, and nothing stopped this node: ending",
-			            (double)left_grace / 1000);
+			            (double)(gossip_mono_ms() - left_at) / 1000);
 			break;
 		}
 		dirty |= gossip_observe_look(obs, now);
@@ -579,8 +584,9 @@ static int do_observe(const struct opts *o)
 	}
 	/* Told to stop, or the stream ended: a TERM to the node's whole group (systemd's
 	 * default) reached every process at once, and the node's shell is about to ask for
-	 * the leave. A moment for it (0.2 s), then the members are told all the same. */
-	for (int i = 0; o->leave && !left_at && i < 20 && !gossip_observe_leave_due(obs); i++)
+	 * the leave. A moment for it (0.2 s), then the members are told all the same; none
+	 * when no request could be taken (the start still under way). */
+	for (int i = 0; !left_at && i < 20 && gossip_observe_leave_possible(obs) && !gossip_observe_leave_due(obs); i++)
 		nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
 	if (gossip_observe_leave_due(obs))
 		leave(obs, swim, &ol, o->leave);
@@ -612,7 +618,7 @@ static int do_rumor(const struct opts *o)
 	struct gossip_keyring keyring;
 	struct gossip_reader r;
 	struct gossip_stats counters;
-	struct outlet ol = {.rumor = (size_t)o->rumor, .table = &table};
+	struct outlet ol = {.rumor = (size_t)o->rumor, .lazy = o->lazy, .table = &table};
 	const uint8_t *p;
 	size_t n;
 	uint64_t off;
@@ -1530,7 +1536,7 @@ static const char *verb_of(int argc, char **argv)
 	static const char *const with_arg[] = {"dir", "error", "round", "timeout", "address", "tag",
 	                                       "every", "interval", "phi", "suspicion", "reap", "count",
 	                                       "exec", "jitter", "partition-share", "score-min",
-	                                       "coalesce", "limit", "ready", NULL};
+	                                       "coalesce", "limit", "ready", "second-tree", NULL};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--"))
@@ -1584,6 +1590,7 @@ int main(int argc, char **argv)
 		{"jitter", required_argument, NULL, 'J'},
 		{"announce", required_argument, NULL, 259}, {"join", required_argument, NULL, 260},
 		{"leave", required_argument, NULL, 261},
+		{"second-tree", required_argument, NULL, 262},
 		{"partition-share", required_argument, NULL, 256},
 		{"score-min", required_argument, NULL, 257},
 		{"coalesce", required_argument, NULL, 'c'},
@@ -1710,6 +1717,13 @@ int main(int argc, char **argv)
 				gossip_die(GOSSIP_EXIT_ERR, "--leave: want the file whose coming makes observe leave the cluster");
 			o.leave = optarg;
 			break;
+		case 262:
+			if (strcmp(optarg, "always") && strcmp(optarg, "doubt"))
+				gossip_die(GOSSIP_EXIT_ERR, "--second-tree %s: want always (both trees send every message) or "
+				           "doubt (the second only below a suspect)", optarg);
+			o.lazy = !strcmp(optarg, "doubt") ? GOSSIP_RUMOR_LAZY : 0;
+			o.second_tree = 1;
+			break;
 		case 'A': o.from_start = 1; break;
 		case 'T': o.tee = 1; break;
 		case 'p': o.probing = 1; break;
@@ -1728,6 +1742,8 @@ int main(int argc, char **argv)
 	 * passed on: observe's rumor needs it. */
 	if (o.rumor && !o.probing && !strcmp(verb, "observe"))
 		gossip_die(GOSSIP_EXIT_ERR, "observe -r needs -p: the prober judges which claims are news");
+	if (o.second_tree && !o.rumor)
+		gossip_die(GOSSIP_EXIT_ERR, "--second-tree needs -r: it says how the rumor's second tree sends");
 	if (o.leave && !o.probing && !strcmp(verb, "observe"))
 		gossip_die(GOSSIP_EXIT_ERR, "observe --leave needs -p: the prober signs the leave and stops refuting it");
 	struct sigaction sa = {0};
@@ -1743,7 +1759,7 @@ int main(int argc, char **argv)
 		usage(GOSSIP_EXIT_ERR);  /* watch's options */
 	if (!strcmp(verb, "announce") && argc == 1)
 		r = do_announce(&o);
-	else if (o.naddrs || o.ntags || (o.rumor && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
+	else if (o.naddrs || o.ntags || ((o.rumor || o.second_tree) && strcmp(verb, "observe") && strcmp(verb, "rumor")) ||
 	         ((o.tee || o.probing || o.hand || o.announce || o.leave || o.nseeds) && strcmp(verb, "observe")))
 		usage(GOSSIP_EXIT_ERR);
 	else if (!strcmp(verb, "beat") && argc == 1)

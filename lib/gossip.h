@@ -887,12 +887,16 @@ size_t gossip_peers_pick(struct gossip_peers *t, const struct gossip_peers_cfg *
 enum { GOSSIP_RUMOR_TREES = 2 };
 size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size_t k,
                           struct gossip_peer **out);
-/* The same, for a message that reached this node off the trees (found in the store after
- * a sync: a joiner's record its join sync brought): when off_tree, to GOSSIP_RUMOR_TREES * k
- * live members at random, as from an origin not alive, since the root may not have
- * started the trees (the joiner knows nobody yet). */
+/* The same, how: GOSSIP_RUMOR_OFF_TREE for a message that reached this node off the trees
+ * (found in the store after a sync: a joiner's record its join sync brought): to
+ * GOSSIP_RUMOR_TREES * k live members at random, as from an origin not alive, since the
+ * root may not have started the trees (the joiner knows nobody yet). GOSSIP_RUMOR_LAZY: the
+ * second tree sends only to the children whose path down the first tree (from the origin,
+ * or from this node when it is on that path) runs through a member this node holds
+ * suspect; with no suspect, each member gets the message once, from the first tree. */
+enum { GOSSIP_RUMOR_OFF_TREE = 1, GOSSIP_RUMOR_LAZY = 2 };
 size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
-                               int off_tree, struct gossip_peer **out);
+                               int how, struct gossip_peer **out);
 /* The lowest key among alive members tagged leader=eligible, else among all alive. */
 const struct gossip_peer *gossip_peers_leader(const struct gossip_peers *t);
 /* Whether a node runs on DIR: DIR/node.lock exists and an exclusive flock(2) on a fresh
@@ -1419,6 +1423,9 @@ void gossip_observer_start(struct gossip_observer *o, const char *announce_path,
 #define GOSSIP_LEAVE_STORE_S 5
 void gossip_observer_leave_on(struct gossip_observer *o, const char *path);
 int gossip_observe_leave_due(const struct gossip_observer *o);
+/* Whether a request could be taken now, were path there: a stop that finds it cannot need
+ * not wait for one. */
+int gossip_observe_leave_possible(const struct gossip_observer *o);
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n);
 /* A join's push-pull sync with seed through mg, within 10 s (the seed learns of this node,
  * this node of everyone the seed knows); a seed busy with other syncs from this address

@@ -833,11 +833,15 @@ void gossip_observer_leave_on(struct gossip_observer *o, const char *path)
 
 /* Not while the start is under way: the announcement, or a join whose child may still
  * tell members of this node after the leave (the node's stop then leaves the old way). */
+int gossip_observe_leave_possible(const struct gossip_observer *o)
+{
+	return o->leave_path && o->swim && !o->announce_path && !o->seeds && o->join <= 0;
+}
+
 int gossip_observe_leave_due(const struct gossip_observer *o)
 {
 	struct stat sb;
-	return o->leave_path && o->swim && !o->announce_path && !o->seeds && o->join <= 0 &&
-	       lstat(o->leave_path, &sb) == 0 && S_ISREG(sb.st_mode);
+	return gossip_observe_leave_possible(o) && lstat(o->leave_path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 static void on_alarm(int sig)

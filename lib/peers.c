@@ -559,9 +559,25 @@ static int in_trees(const struct gossip_peer *p)
 	return p->self || p->state == GOSSIP_P_ALIVE || p->state == GOSSIP_P_SUSPECT;
 }
 
-size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
-                               int off_tree, struct gossip_peer **out)
+/* Lazy second tree: whether the first tree's path from the origin down to c (w0, ranked)
+ * runs through a member this node holds suspect, below this node or where this node is
+ * not on it: then the first tree may not bring c the message, and the second does. */
+static int in_doubt(const struct ranked *w0, size_t c, size_t k)
 {
+	for (size_t r = (c - 1) / k; r > 0; r = (r - 1) / k) {
+		const struct gossip_peer *p = w0[r - 1].p;
+		if (p->self)
+			return 0;  /* this node passes it down that path itself */
+		if (p->state == GOSSIP_P_SUSPECT)
+			return 1;
+	}
+	return 0;
+}
+
+size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
+                               int how, struct gossip_peer **out)
+{
+	int off_tree = how & GOSSIP_RUMOR_OFF_TREE;
 	size_t m = 0, got = 0, stride = t->n + 1;
 	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
 	struct ranked *v = malloc(stride * GOSSIP_RUMOR_TREES * sizeof *v);
@@ -609,22 +625,32 @@ size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32],
 	 * off), and that coincidence is rare (k/N). */
 	for (int tree = 1; tree < GOSSIP_RUMOR_TREES; tree++)
 		memcpy(v + tree * stride, v, m * sizeof *v);
+	/* rank0[p - t->v]: p's rank in the first tree, for the lazy second's doubts. */
+	size_t *rank0 = how & GOSSIP_RUMOR_LAZY ? malloc(t->n * sizeof *rank0) : NULL;
+	if ((how & GOSSIP_RUMOR_LAZY) && !rank0) {
+		free(v);
+		return 0;
+	}
 	for (int tree = 0; tree < GOSSIP_RUMOR_TREES; tree++) {
 		struct ranked *w = v + tree * stride;
 		size_t rank = 0;  /* self's; 0: self is the origin, the root */
 		tree_order(w, m, tree, origin);
-		for (size_t i = 0; i < m && !rank; i++)
+		for (size_t i = 0; i < m; i++) {
 			if (w[i].p->self)
 				rank = i + 1;
+			if (rank0 && tree == 0)
+				rank0[w[i].p - t->v] = i + 1;
+		}
 		for (size_t c = k * rank + 1; c <= k * rank + k && c <= m; c++) {
 			struct gossip_peer *p = w[c - 1].p;
-			int dup = p->self;
+			int dup = p->self || (rank0 && tree > 0 && !in_doubt(v, rank0[p - t->v], k));
 			for (size_t j = 0; j < got && !dup; j++)
 				dup = out[j] == p;
 			if (!dup)
 				out[got++] = p;
 		}
 	}
+	free(rank0);
 	free(v);
 	return got;
 }

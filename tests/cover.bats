@@ -38,9 +38,9 @@ sent_at_least() {  # sent_at_least COUNT: read again at each call (the stats lag
 	[ "$(sent)" -ge "$1" ]
 }
 
-@test "twenty nodes: membership converges quickly; values reach all by rumor, anti-entropy off" {
-	node_start n1 "${PORTS[0]}"
-	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+@test "twenty nodes: membership converges quickly; values reach all by rumor, anti-entropy off (-B always)" {
+	node_start n1 "${PORTS[0]}" "" -B always
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" -B always; done
 	node_listens $NODES
 	# Generous for a loaded 2-core machine (about 2 s when it is idle).
 	wait_for 30 alive_everywhere
@@ -54,17 +54,134 @@ sent_at_least() {  # sent_at_least COUNT: read again at each call (the stats lag
 	for i in $(seq 1 $N); do
 		[ "$(gossip-merge -d "$T/n$i" get cover5)" = "value 5" ] || fail "n$i: cover5 is not value 5"
 	done
-	# About two sends a node for each value (the trees), never the old fanout's 4 each;
-	# membership traffic may add a few.
-	# Each of the N - 1 others got each value from some member's send.
-	wait_for 30 sent_at_least $((before + 5 * (N - 1)))
+	# About two sends a node for each value (both trees eager), never the old fanout's 4
+	# each; membership traffic may add a few.
+	wait_for 30 sent_at_least $((before + 5 * 3 * (N - 1) / 2))
 	sleep 1.5
 	sends=$(($(sent) - before))
-	echo "# $sends value sends for 5 values at $N nodes" >&3
+	echo "# $sends value sends for 5 values at $N nodes (-B always)" >&3
 	[ "$sends" -le $((5 * 3 * N)) ] || fail "$sends rumor sends for 5 values at $N nodes (want about $((5 * 2 * N)))"
 	# Syncs: none ran (the anti-entropy interval is an hour).
 	for i in $(seq 1 $N); do
 		[ "$(awk '$1 == "syncs_done" { s += $2 } END { print s + 0 }' "$T/n$i"/stats/* 2>/dev/null)" = 0 ] ||
 			fail "n$i ran a sync"
 	done
+}
+
+@test "by default (-B doubt) values reach all by rumor with about one send a node each" {
+	node_start n1 "${PORTS[0]}"
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}"; done
+	node_listens $NODES
+	wait_for 30 alive_everywhere
+	sleep 1  # the stats files are written once a second
+	before=$(sent)
+	for r in 1 2 3 4 5; do
+		gossip-send -d n3 -t "udp://127.0.0.1:${PORTS[2]}" set "lazy$r" "value $r"
+	done
+	for r in 1 2 3 4 5; do wait_for 10 everywhere "lazy$r"; done
+	wait_for 30 sent_at_least $((before + 5 * (N - 1)))
+	sleep 1.5
+	sends=$(($(sent) - before))
+	echo "# $sends value sends for 5 values at $N nodes (-B doubt)" >&3
+	# One send a node for each value (N - 1 in all) while nobody is suspect; a false
+	# suspicion on a loaded machine adds the second tree below it. The eager trees send
+	# about 2N.
+	[ "$sends" -le $((5 * 3 * N / 2)) ] || fail "$sends rumor sends for 5 values at $N nodes (want about $((5 * (N - 1))))"
+}
+
+# interior ORIGIN: a member with children in the first rumor tree rooted at ORIGIN (k =
+# FANOUT; gossip.h, gossip_peers_rumor, by the same hash, from the key files) that is above
+# none of its subtree in the second tree: failed there, it cuts them off from the first
+# tree only, and the eager second tree would reach every one of them.
+interior() {
+	"$PY" - "$1" "$FANOUT" "$T"/n*/key.pub <<'PY'
+import base64, hashlib, sys
+def key(path):
+    k, name = open(path).read().split()
+    return base64.b64decode(k), name
+origin, _ = key(sys.argv[1])
+k = int(sys.argv[2])
+members = [key(p) for p in sys.argv[3:]]
+members = [(pk, name) for pk, name in members if pk != origin]
+def order(tree):  # rank (1 first; the origin is 0) of each member's name
+    ranked = sorted((hashlib.blake2b(bytes([tree]) + origin + pk, digest_size=8).digest(), pk, name)
+                    for pk, name in members)
+    return {name: i + 1 for i, (_, _, name) in enumerate(ranked)}
+rank = [order(0), order(1)]
+def below(tree, top, name):  # name lies in top's subtree in tree
+    r, t = rank[tree][name], rank[tree][top]
+    while r > t:
+        r = (r - 1) // k
+    return r == t
+for top in sorted(rank[0], key=rank[0].get):
+    sub = [n for n in rank[0] if n != top and below(0, top, n)]
+    if sub and not any(below(1, top, n) for n in sub):
+        print(top)
+        break
+PY
+}
+
+suspect_to() {  # suspect_to NAME OBSERVER...: each OBSERVER lists NAME suspect
+	local name=$1 o
+	shift
+	for o in "$@"; do [ "$(state_of "$o" "$name")" = suspect ] || return 1; done
+}
+
+@test "-B doubt: below a member every node holds suspect, the second tree still sends" {
+	# Suspicion lasts 100 * log10(N + 1) intervals here, so that the stopped member stays
+	# suspect (in the trees) and is not declared dead while the values go out.
+	node_start n1 "${PORTS[0]}" "" -B doubt -S 100
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" -B doubt -S 100; done
+	node_listens $NODES
+	wait_for 30 alive_everywhere
+	# A member with a subtree in the first tree for n2's values (and none of it below it in
+	# the second): stopped (SIGSTOP), it passes nothing on, and without the second tree its
+	# subtree would miss every value.
+	victim=$(interior "$T/n2/key.pub")
+	[ -n "$victim" ] || fail "no member fit in the trees from n2"
+	node_kill "$victim" STOP
+	others=$(for i in $(seq 1 $N); do [ "n$i" = "$victim" ] || echo "n$i"; done)
+	wait_for 30 suspect_to "$victim" $others
+	for r in 1 2 3; do
+		gossip-send -d n2 -t "udp://127.0.0.1:${PORTS[1]}" set "doubt$r" "value $r"
+	done
+	for r in 1 2 3; do
+		for o in $others; do wait_for 10 gossip-merge -d "$T/$o" get "doubt$r"; done
+	done
+	# Still suspect, not dead: the trees stayed as they were, and the second tree is what
+	# reached the victim's subtree.
+	suspect_to "$victim" $others || fail "$victim is no longer suspect everywhere: the trees changed under the test"
+}
+
+@test "-B doubt: a member that passes nothing on where it should is not suspected, and repair fills its subtree" {
+	# The lie: a member with a subtree in the first tree for n2's values runs with -k 1
+	# (interior, above), so it sends to
+	# another member than the ones the others count on it for, and answers every probe.
+	# Nobody suspects it, so the lazy second tree does not cover its children: summaries
+	# (on here) show them a difference and a repair brings the values, well before the
+	# anti-entropy round an hour away.
+	unset GOSSIP_SUMMARY
+	node_start n1 "${PORTS[0]}" "" -B doubt
+	for i in $(seq 2 $N); do node_spawn "n$i" "${PORTS[$i - 1]}" "${PORTS[0]}" -B doubt; done
+	node_listens $NODES
+	wait_for 30 alive_everywhere
+	liar=$(interior "$T/n2/key.pub")
+	[ -n "$liar" ] || fail "no member fit in the trees from n2"
+	node_kill "$liar" 9
+	wait_for 10 flock -n "$T/$liar/node.lock" true
+	# Seeded by n2 (never the liar: n2 is the root of its own trees).
+	FANOUT=1 node_start "$liar" "${PORTS[${liar#n} - 1]}" "${PORTS[1]}" -B doubt
+	wait_for 30 alive_everywhere
+	# The restart's own repairs (its record, its leave) are done and counted before the
+	# values go out: the stats are written once a second.
+	sleep 2
+	repairs_before=$(cat "$T"/n*/stats/observe | awk '$1 == "repairs" { s += $2 } END { print s + 0 }')
+	for r in 1 2 3; do
+		gossip-send -d n2 -t "udp://127.0.0.1:${PORTS[1]}" set "lie$r" "value $r"
+	done
+	for r in 1 2 3; do wait_for 20 everywhere "lie$r"; done
+	sleep 1  # the stats files are written once a second
+	repairs=$(($(cat "$T"/n*/stats/observe | awk '$1 == "repairs" { s += $2 } END { print s + 0 }') - repairs_before))
+	echo "# $repairs repairs brought the values below $liar" >&3
+	[ "$repairs" -ge 1 ] || fail "no repair ran: the values came another way"
 }

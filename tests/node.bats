@@ -286,7 +286,7 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	# -i, below 1 for -J, above 0 for -s and -S, whatever the digits after the point.
 	for args in "-l 7946" "-l 127.0.0.1:99999" "-l 127.0.0.1:x" "-i 0" "-i abc" "-i 500" "-k 0" \
 		"-i 60.0000001" "-i 0.0009999" "-i 1.2.3" "-i ." "-J 1.5" "-J 1.0000000" "-J 1.00000001" "-J x" \
-		"-s -1" "-s 0.000" "-S 0" "-S 0.0000000" "-s 99999999999999999999x" "-p 10.0.0.1" "extra"; do
+		"-s -1" "-s 0.000" "-S 0" "-S 0.0000000" "-s 99999999999999999999x" "-p 10.0.0.1" "-B lazy" "extra"; do
 		# Under a timeout: were one taken, the node would run, and the test fail, not hang.
 		# shellcheck disable=SC2086
 		run --separate-stderr timeout 10 gossip-node -d "$T/fresh" $args

@@ -130,7 +130,7 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	has_member n1
 }
 
-@test "--announce, --join, --leave: observe's only; an empty value is a usage error, one line, exit 2" {
+@test "--announce, --join, --leave, --second-tree: observe's only; an empty value is a usage error, one line, exit 2" {
 	run --separate-stderr gossip-peers -d "$T/n1" --announce "" observe
 	[ "$status" = 2 ]
 	assert_error gossip-peers "--announce: want the file gossip-peers announce wrote"
@@ -149,6 +149,15 @@ has_member() {  # has_member NODE: NODE's store holds a member record (its own, 
 	[ "$status" = 2 ]
 	assert_error gossip-peers "observe --leave needs -p: the prober signs the leave and stops refuting it"
 	run --separate-stderr gossip-peers -d "$T/n1" --leave x list
+	[ "$status" = 2 ]
+	# --second-tree: always or doubt, with -r (observe's and rumor's).
+	run --separate-stderr gossip-peers -d "$T/n1" -p -r 3 --second-tree lazy observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "--second-tree lazy: want always (both trees send every message) or doubt (the second only below a suspect)"
+	run --separate-stderr gossip-peers -d "$T/n1" -p --second-tree doubt observe
+	[ "$status" = 2 ]
+	assert_error gossip-peers "--second-tree needs -r: it says how the rumor's second tree sends"
+	run --separate-stderr gossip-peers -d "$T/n1" -r 3 --second-tree doubt list
 	[ "$status" = 2 ]
 	[ ! -e "$T/n1/store" ] || fail "something was stored"
 }

@@ -76,6 +76,35 @@ static void logs(const char *dir)
 	unsetenv("GOSSIP_LOG_MAX");
 }
 
+/* One rumor from origin o over views (each member's own table), member failed (-1: none)
+ * receiving but passing nothing on: how many members it missed (have[i]: how many copies
+ * member i got); *sends counts the sends, *twice the members that got it more than once. */
+static int spread(struct gossip_peers *views, int n, const uint8_t *origin, int o, int failed, size_t k, int how,
+                  int *have, size_t *sends, int *twice)
+{
+	int queue[128], qh = 0, qt = 0, missed = 0;
+	memset(have, 0, (size_t)n * sizeof *have);
+	have[o] = 1;
+	queue[qt++] = o;
+	while (qh < qt) {
+		int x = queue[qh++];
+		if (x == failed)
+			continue;
+		struct gossip_peer *out[2 * 64];
+		size_t got = gossip_peers_rumor_from(&views[x], origin, k, how, out);
+		*sends += got;
+		for (size_t i = 0; i < got; i++) {
+			int y = (int)(out[i] - views[x].v);
+			*twice += have[y]++ == 1;
+			if (have[y] == 1)
+				queue[qt++] = y;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		missed += !have[i];
+	return missed;
+}
+
 /* The rumor's trees, simulated over n members that all see the same table: from each
  * origin every member gets the message, each member sends at most 2k copies and about
  * two on average, never to the origin or itself; with one member failed (in every table,
@@ -174,6 +203,44 @@ static void rumor(void)
 	for (int i = 0; i < N; i++)
 		for (int j = 0; j < N; j++)
 			views[i].v[j].state = GOSSIP_P_ALIVE;
+	/* The lazy second tree (--second-tree doubt): with no suspect anywhere, every member
+	 * gets every rumor exactly once, N-1 sends; a failed member that every view holds
+	 * suspect loses just whom the eager trees lose (those below it in both: the second tree
+	 * sends below it); one that nobody suspects yet loses its subtree in the first tree,
+	 * which the eager second tree mostly saves. */
+	size_t lazy_sends = 0, eager_sends = 0;
+	int lazy_missed = 0, lazy_twice = 0, twice = 0, have[N];
+	for (int o = 0; o < N; o++)
+		lazy_missed += spread(views, N, pk[o], o, -1, K, GOSSIP_RUMOR_LAZY, have, &lazy_sends, &lazy_twice);
+	ok(lazy_missed == 0 && lazy_twice == 0 && lazy_sends == (size_t)N * (N - 1),
+	   "lazy, no suspect: every member gets every rumor once (%d missed, %d twice, %zu sends for %d)", lazy_missed,
+	   lazy_twice, lazy_sends, N * (N - 1));
+	int quiet_lazy = 0, quiet_eager = 0, suspected_missed = 0, same = 1, eager_have[N];
+	size_t suspected_sends = 0;
+	for (int failed = 0; failed < 10; failed++) {
+		for (int o = 10; o < 20; o++) {
+			quiet_lazy += spread(views, N, pk[o], o, failed, K, GOSSIP_RUMOR_LAZY, have, &lazy_sends, &lazy_twice);
+			quiet_eager += spread(views, N, pk[o], o, failed, K, 0, eager_have, &eager_sends, &twice);
+		}
+		for (int i = 0; i < N; i++)
+			views[i].v[failed].state = i == failed ? GOSSIP_P_ALIVE : GOSSIP_P_SUSPECT;
+		for (int o = 10; o < 20; o++) {
+			spread(views, N, pk[o], o, failed, K, 0, eager_have, &eager_sends, &twice);
+			suspected_missed +=
+				spread(views, N, pk[o], o, failed, K, GOSSIP_RUMOR_LAZY, have, &suspected_sends, &lazy_twice);
+			for (int i = 0; i < N; i++)
+				same &= !have[i] == !eager_have[i];
+		}
+		for (int i = 0; i < N; i++)
+			views[i].v[failed].state = GOSSIP_P_ALIVE;
+	}
+	ok(same && suspected_sends <= 100 * (size_t)(N - 1) + (size_t)quiet_lazy,
+	   "lazy, a failed member held suspect: the members the eager trees reach, no more, no fewer (%d of %d missed; "
+	   "%.2f sends a member)",
+	   suspected_missed, 100 * N, suspected_sends / 100.0 / N);
+	ok(quiet_lazy > quiet_eager,
+	   "lazy, a failed member nobody suspects yet: %d of %d deliveries missed (eager second tree: %d)", quiet_lazy,
+	   100 * N, quiet_eager);
 	/* A member not in the table (a joiner): its record still goes on, rooted at it. */
 	uint8_t stranger[32];
 	struct gossip_peer *out[2 * K];
@@ -186,7 +253,7 @@ static void rumor(void)
 	 * random, never the origin or self, each once. */
 	int off_ok = 1;
 	for (int i = 0; i < N && off_ok; i++) {
-		size_t k = gossip_peers_rumor_from(&views[i], pk[(i + 1) % N], K, 1, out);
+		size_t k = gossip_peers_rumor_from(&views[i], pk[(i + 1) % N], K, GOSSIP_RUMOR_OFF_TREE, out);
 		off_ok = k == 2 * K;
 		for (size_t a = 0; a < k; a++) {
 			off_ok &= !out[a]->self && memcmp(out[a]->pk, pk[(i + 1) % N], 32) != 0;

@@ -20,7 +20,8 @@ static void usage(int code)
 	        "                  [-M mode] [-b] [-c] [-A] [-a rounds] [-s seconds] [-i seconds]\n"
 	        "                  [-J fraction] [-S mult] [--latency-mean seconds]\n"
 	        "                  [--latency-sd seconds] [--sync-time seconds] [--cpus n]\n"
-	        "                  [--cpu-time seconds] [--seed seed] [--own-pick] [--plot file]\n");
+	        "                  [--cpu-time seconds] [--seed seed] [--own-pick]\n"
+	        "                  [--second-tree always|doubt] [--plot file]\n");
 	exit(code);
 }
 
@@ -259,8 +260,8 @@ static void json_config(const struct opts *o, const struct sim_cfg *c, size_t id
 	if (c->model >= SIM_NODE)
 		printf(",\"latency_ms\":%g,\"jitter_ms\":%g", c->latency_ms, c->jitter_ms);
 	if (c->model == SIM_NODE)
-		printf(",\"sync_s\":%g,\"pick\":\"%s\",\"cpus\":%u,\"cpu_ms\":%g", c->every_s,
-		       c->own_pick || c->n > 4096 ? "own" : "library", c->cpus, c->cpu_ms);
+		printf(",\"sync_s\":%g,\"pick\":\"%s\",\"second_tree\":\"%s\",\"cpus\":%u,\"cpu_ms\":%g", c->every_s,
+		       c->own_pick || c->n > 4096 ? "own" : "library", c->eager ? "always" : "doubt", c->cpus, c->cpu_ms);
 	if (c->model == SIM_SWIM)
 		printf(",\"probe_s\":%g,\"probe_jitter\":%g,\"mult\":%g", c->probe_s, c->probe_jitter, c->mult);
 }
@@ -716,7 +717,7 @@ static void run_all(struct opts *o)
 int main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_SYNC, O_OWNPICK, O_PLOT, O_CPUS, O_CPU, O_LAT, O_LATSD, O_OLD_SYNCMS, O_OLD_CPUMS,
-	       O_OLD_LATENCY, O_OLD_JITTER };
+	       O_OLD_LATENCY, O_OLD_JITTER, O_SECOND };
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
 		{"model", required_argument, NULL, 'm'}, {"nodes", required_argument, NULL, 'n'},
@@ -727,6 +728,7 @@ int main(int argc, char **argv)
 		{"latency-mean", required_argument, NULL, O_LAT}, {"latency-sd", required_argument, NULL, O_LATSD},
 		{"seed", required_argument, NULL, O_SEED}, {"sync-time", required_argument, NULL, O_SYNC},
 		{"own-pick", no_argument, NULL, O_OWNPICK}, {"plot", required_argument, NULL, O_PLOT},
+		{"second-tree", required_argument, NULL, O_SECOND},
 		{"cpus", required_argument, NULL, O_CPUS}, {"cpu-time", required_argument, NULL, O_CPU},
 		/* The old spellings, in ms: each refused with its new one (so that their
 		 * abbreviations, --sync, --cpu, --lat, are ambiguous, not a new meaning). */
@@ -811,6 +813,12 @@ int main(int argc, char **argv)
 			break;
 		case O_SYNC: b->sync_ms = ms_option("sync-time", optarg); break;
 		case O_OWNPICK: b->own_pick = 1; break;
+		case O_SECOND:
+			if (strcmp(optarg, "always") && strcmp(optarg, "doubt"))
+				gossip_die(GOSSIP_EXIT_ERR, "--second-tree %s: want always or doubt, as gossip-node -B takes", optarg);
+			b->eager = !strcmp(optarg, "always");
+			b->second_given = 1;
+			break;
 		case O_CPUS: {
 			double d = number(0, "cpus", optarg, 1, 1024, "processors, 1 to 1024");
 			if (d != floor(d))
@@ -845,6 +853,8 @@ int main(int argc, char **argv)
 		gossip_die(GOSSIP_EXIT_ERR, "-A: contacts one by one are for the round models");
 	if ((b->cpus || b->cpu_ms > 0) && b->model != SIM_NODE)
 		gossip_die(GOSSIP_EXIT_ERR, "--cpus, --cpu-time: the node model's");
+	if (b->second_given && b->model != SIM_NODE)
+		gossip_die(GOSSIP_EXIT_ERR, "--second-tree: the node model's");
 	if (b->cpu_ms > 0 && !b->cpus)
 		b->cpus = 1;
 	if (rounds && (o.latency || o.jitter))

@@ -124,21 +124,23 @@ static uint32_t node_pick(struct node_sim *s, uint32_t x, uint32_t k)
 }
 
 /* x's children in the rumor's trees rooted at member 0, the update's origin: the
- * library's own gossip_peers_rumor on the table (its keys drawn from the run's
+ * library's own gossip_peers_rumor_from on the table (its keys drawn from the run's
  * generator), or the same rule on orders of the simulator's own (a random order per tree
- * and run, as the keys' hashes make one). */
+ * and run, as the keys' hashes make one). The second tree only with --second-tree always:
+ * lazy (gossip-node's default) it sends below a suspect alone, and here nobody is. */
 static uint32_t node_children(struct node_sim *s, uint32_t x)
 {
 	uint32_t k = s->c->k, got = 0, n = s->c->n;
 	if (s->table.v) {
 		s->table.v[x].self = 1;
-		size_t g = gossip_peers_rumor(&s->table, s->table.v[0].pk, k, s->out);
+		size_t g = gossip_peers_rumor_from(&s->table, s->table.v[0].pk, k, s->c->eager ? 0 : GOSSIP_RUMOR_LAZY,
+		                                   s->out);
 		s->table.v[x].self = 0;
 		for (size_t i = 0; i < g; i++)
 			s->pick[i] = (uint32_t)(s->out[i] - s->table.v);
 		return (uint32_t)g;
 	}
-	for (int j = 0; j < GOSSIP_RUMOR_TREES; j++) {
+	for (int j = 0; j < (s->c->eager ? GOSSIP_RUMOR_TREES : 1); j++) {
 		uint64_t r = s->rank[j][x];
 		for (uint64_t c = k * r + 1; c <= k * r + k && c < n; c++) {
 			uint32_t y = s->at[j][c];

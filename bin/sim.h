@@ -24,6 +24,9 @@ struct sim_cfg {
 	double every_s, probe_s, probe_jitter, mult;  /* gossip-node's -s, -i, -J, -S */
 	double limit;  /* rounds (round models) or seconds (timed) */
 	int own_pick;  /* node: the simulator's choice even where the library's would do */
+	int eager;  /* node: --second-tree always (the second tree sends every update); else, as
+	             * gossip-node -B doubt with nobody suspect, the first tree alone */
+	int second_given;  /* --second-tree was given */
 };
 
 /* The informed share of a timed run: QN+1 times, the i-th when ceil(i*n/QN) members were

@@ -893,7 +893,9 @@ size_t gossip_peers_rumor(struct gossip_peers *t, const uint8_t origin[32], size
  * root may not have started the trees (the joiner knows nobody yet). GOSSIP_RUMOR_LAZY: the
  * second tree sends only to the children whose path down the first tree (from the origin,
  * or from this node when it is on that path) runs through a member this node holds
- * suspect; with no suspect, each member gets the message once, from the first tree. */
+ * suspect; with no suspect, each member gets the message once, from the first tree. Not
+ * for two intervals (t->interval_ms) after a member's state changed (its since): the
+ * members' views may differ then, and the second tree sends as the eager one. */
 enum { GOSSIP_RUMOR_OFF_TREE = 1, GOSSIP_RUMOR_LAZY = 2 };
 size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32], size_t k,
                                int how, struct gossip_peer **out);

@@ -578,6 +578,15 @@ size_t gossip_peers_rumor_from(struct gossip_peers *t, const uint8_t origin[32],
                                int how, struct gossip_peer **out)
 {
 	int off_tree = how & GOSSIP_RUMOR_OFF_TREE;
+	/* Lazy only on a settled table: for two intervals after a member changed state here
+	 * (joined, died, left, turned suspect or back), the members' views may differ, and so
+	 * their ranks; the second tree then sends as the eager one does. */
+	if (how & GOSSIP_RUMOR_LAZY) {
+		uint64_t now = gossip_now_ms(), settle = 2 * (uint64_t)(t->interval_ms > 0 ? t->interval_ms : 1000);
+		for (size_t i = 0; i < t->n && (how & GOSSIP_RUMOR_LAZY); i++)
+			if (!t->v[i].self && t->v[i].since && gossip_age_ms(now, t->v[i].since) < settle)
+				how &= ~GOSSIP_RUMOR_LAZY;
+	}
 	size_t m = 0, got = 0, stride = t->n + 1;
 	int found = t->has_self && !memcmp(t->self_pk, origin, 32);  /* self is the root */
 	struct ranked *v = malloc(stride * GOSSIP_RUMOR_TREES * sizeof *v);

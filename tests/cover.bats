@@ -142,6 +142,9 @@ suspect_to() {  # suspect_to NAME OBSERVER...: each OBSERVER lists NAME suspect
 	node_kill "$victim" STOP
 	others=$(for i in $(seq 1 $N); do [ "n$i" = "$victim" ] || echo "n$i"; done)
 	wait_for 30 suspect_to "$victim" $others
+	# Two intervals on, the tables are settled again (until then the second tree sends
+	# everything, whatever the doubt): what goes out now goes lazily.
+	sleep "$(awk -v hb="$HB" 'BEGIN { print 2 * hb + 0.2 }')"
 	for r in 1 2 3; do
 		gossip-send -d n2 -t "udp://127.0.0.1:${PORTS[1]}" set "doubt$r" "value $r"
 	done

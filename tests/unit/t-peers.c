@@ -241,6 +241,22 @@ static void rumor(void)
 	ok(quiet_lazy > quiet_eager,
 	   "lazy, a failed member nobody suspects yet: %d of %d deliveries missed (eager second tree: %d)", quiet_lazy,
 	   100 * N, quiet_eager);
+	/* A table not settled (a member changed state within two intervals here: views may
+	 * differ) sends along both trees, lazy or not; once settled, lazily again. */
+	size_t fresh_lazy = 0, fresh_eager = 0, settled = 0;
+	int unused = 0;
+	for (int i = 0; i < N; i++)
+		views[i].v[7].since = gossip_now_ms();
+	spread(views, N, pk[3], 3, -1, K, GOSSIP_RUMOR_LAZY, have, &fresh_lazy, &unused);
+	spread(views, N, pk[3], 3, -1, K, 0, have, &fresh_eager, &unused);
+	for (int i = 0; i < N; i++)
+		views[i].v[7].since = gossip_now_ms() - 2001;
+	spread(views, N, pk[3], 3, -1, K, GOSSIP_RUMOR_LAZY, have, &settled, &unused);
+	for (int i = 0; i < N; i++)
+		views[i].v[7].since = 0;
+	ok(fresh_lazy == fresh_eager && settled == N - 1,
+	   "lazy, a member changed state 0 s ago: both trees (%zu sends, eager %zu); 2 s ago: the first alone (%zu)",
+	   fresh_lazy, fresh_eager, settled);
 	/* A member not in the table (a joiner): its record still goes on, rooted at it. */
 	uint8_t stranger[32];
 	struct gossip_peer *out[2 * K];

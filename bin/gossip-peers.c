@@ -338,6 +338,10 @@ static void brought_out(void *ctx, const uint8_t *p, size_t n)
 		return;
 	if (p) {
 		uint64_t before = ol->forwarded, before_membership = ol->forwarded_membership;
+		/* Along both trees: what a sync brings is where the trees failed, and this
+		 * child's table is as it was when the round began (its own copy: the parent's
+		 * setting is untouched). */
+		ol->lazy = 0;
 		rumor_out(ol, p, n, 0);
 		sent += ol->forwarded - before;
 		membership += ol->forwarded_membership - before_membership;

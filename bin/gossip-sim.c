@@ -369,6 +369,8 @@ static void describe(char *out, size_t n, const struct sim_cfg *c)
 		PUT(", latency %g ms (sd %g)", c->latency_ms, c->jitter_ms);
 	if (c->model == SIM_NODE)
 		PUT(", anti-entropy every %g s", c->every_s);
+	if (c->model == SIM_NODE && c->eager)
+		PUT(", second tree always");
 	if (c->model == SIM_NODE && c->cpus)
 		PUT(", %u shared processors, %g ms a new message", c->cpus, c->cpu_ms);
 	if (c->model == SIM_SWIM)

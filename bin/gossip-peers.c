@@ -428,6 +428,7 @@ static uint64_t leave(struct gossip_observer *obs, struct gossip_swim *swim, str
 	sigaddset(&stops, SIGINT);
 	sigaddset(&stops, SIGHUP);
 	sigprocmask(SIG_BLOCK, &stops, &was);
+	gossip_observe_end_join(obs);
 	if ((told = gossip_swim_leave(swim, &lv)) < 0) {
 		gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
 		gossip_observer_leave_on(obs, NULL);

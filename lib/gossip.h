@@ -1416,8 +1416,9 @@ uint64_t *gossip_observe_serves(struct gossip_observer *o, int failed);
  * every member the sync brought or the table knows (gossip-peers join's eager tell). */
 void gossip_observer_start(struct gossip_observer *o, const char *announce_path, char **seeds, int n, uint64_t now);
 /* A graceful stop's request (gossip-node): once path is there (NULL: never) as a regular
- * file, with the prober, and the announcement and the join done, gossip_observe_leave_due
- * says so. The caller signs and sends the leave (gossip_swim_leave), then
+ * file, with the prober, and the announcement done, gossip_observe_leave_due says so. The
+ * caller ends a join under way (gossip_observe_end_join), signs and sends the leave
+ * (gossip_swim_leave), then
  * gossip_observe_left removes path (what gossip-node waits for) and stores the leave (p,
  * n), which may wait for the store's lock, GOSSIP_LEAVE_STORE_S seconds at most (the
  * caller holds the signals that would cut the wait short). A leave of this node's that
@@ -1428,6 +1429,9 @@ int gossip_observe_leave_due(const struct gossip_observer *o);
 /* Whether a request could be taken now, were path there: a stop that finds it cannot need
  * not wait for one. */
 int gossip_observe_leave_possible(const struct gossip_observer *o);
+/* Before a leave: a join under way ends (its child killed and reaped, so that it tells
+ * no member of this node after the leave; no attempt follows). */
+void gossip_observe_end_join(struct gossip_observer *o);
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n);
 /* A join's push-pull sync with seed through mg, within 10 s (the seed learns of this node,
  * this node of everyone the seed knows); a seed busy with other syncs from this address

@@ -831,11 +831,28 @@ void gossip_observer_leave_on(struct gossip_observer *o, const char *path)
 	o->leave_path = path;
 }
 
-/* Not while the start is under way: the announcement, or a join whose child may still
- * tell members of this node after the leave (the node's stop then leaves the old way). */
+/* Not before the announcement (the node's stop then leaves the old way). A join under way
+ * does not hold a leave off: gossip_observe_end_join ends it first. */
 int gossip_observe_leave_possible(const struct gossip_observer *o)
 {
-	return o->leave_path && o->swim && !o->announce_path && !o->seeds && o->join <= 0;
+	return o->leave_path && o->swim && !o->announce_path;
+}
+
+void gossip_observe_end_join(struct gossip_observer *o)
+{
+	if (o->join > 0) {
+		/* KILL, not TERM: the child takes TERM as a stop between messages, and may be
+		 * waiting for the store's lock. Killed mid-append, it leaves what a crash
+		 * leaves, which the store's next look mends. */
+		kill(o->join, SIGKILL);
+		while (waitpid(o->join, NULL, 0) < 0 && errno == EINTR) {
+		}
+		close(o->join_err);
+		o->join = 0;
+		o->join_now.len = 0;
+		o->join_more = 0;
+	}
+	o->seeds = NULL;
 }
 
 int gossip_observe_leave_due(const struct gossip_observer *o)

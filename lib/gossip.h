@@ -1432,6 +1432,8 @@ int gossip_observe_leave_possible(const struct gossip_observer *o);
 /* Before a leave: a join under way ends (its child killed and reaped, so that it tells
  * no member of this node after the leave; no attempt follows). */
 void gossip_observe_end_join(struct gossip_observer *o);
+/* gossip_observe_store, but only if the store's lock is free now (0 when it is not). */
+int gossip_observe_store_try(struct gossip_observer *o, uint64_t now);
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n);
 /* A join's push-pull sync with seed through mg, within 10 s (the seed learns of this node,
  * this node of everyone the seed knows); a seed busy with other syncs from this address

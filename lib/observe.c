@@ -392,7 +392,19 @@ static uint64_t ctime_ns(const struct stat *sb)
 	return (uint64_t)sb->st_ctim.tv_sec * 1000000000u + (uint64_t)sb->st_ctim.tv_nsec;
 }
 
+static int look_store(struct gossip_observer *o, uint64_t now, int nowait);
+
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
+{
+	return look_store(o, now, 0);
+}
+
+int gossip_observe_store_try(struct gossip_observer *o, uint64_t now)
+{
+	return look_store(o, now, 1);
+}
+
+static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
 {
 	struct store_look l = {o, now, 0};
 	struct stat sb;
@@ -433,7 +445,7 @@ int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 	}
 	/* Only the summary is due: not worth waiting for the lock (the prober waits on this
 	 * look). When another process holds it (a compaction), this interval is skipped. */
-	r = summary_only ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);
+	r = summary_only || nowait ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);
 	if (r == 1) {
 		o->sum_at = now;
 		return 0;

@@ -786,6 +786,8 @@ int main(int argc, char **argv)
 	opts.readonly = (v >= 0 && v <= 4) || (v == 8 && !repair) || v == 9;  /* queries write nothing */
 	opts.verify_all = v == 8;
 	opts.lazy = v == 6 || v == 7;  /* a sync that the kept summary ends reads no store */
+	if (v == 0)
+		opts.key = argv[1];  /* get: that key's rows alone, through DIR/store.keys */
 	if (!(st = gossip_store_open(dir, &opts)))
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	if (gossip_trust_load(&trust, dir) < 0)

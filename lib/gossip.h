@@ -584,6 +584,11 @@ struct gossip_store_opts {
 	/* Index nothing at open: the first lock does (a sync that the kept summary ends
 	 * never reads the store). */
 	int lazy;
+	/* For a query of one key (read-only): index only that key's rows, found through
+	 * DIR/store.keys while it matches the store (else the store is read whole); then
+	 * gossip_store_rows and gossip_store_row_state answer for it, and nothing else may be
+	 * asked of the handle. */
+	const char *key;
 };
 extern const struct gossip_store_opts gossip_store_defaults;
 

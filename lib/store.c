@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0};
+const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0, NULL};
 
 enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
 /* How long a key's floor outlives the del it was made from (origin time): gossip(7). */
@@ -638,6 +638,12 @@ void store_item_of(struct store_item *it, const struct gossip_msg *m, size_t len
 		key_id(it->kid, m->key, m->keylen);
 	else
 		memset(it->kid, 0, 16);
+	if (it->reg)
+		memcpy(it->ikey, it->kid, 16);
+	else if (it->type != GOSSIP_T_EVENT)
+		key_id(it->ikey, m->key, m->keylen);
+	else
+		memset(it->ikey, 0, 16);
 	crypto_generichash(it->hash, 16, m->bytes, m->nbytes, NULL, 0);
 }
 
@@ -647,6 +653,35 @@ static int replaces(const struct store_item *it, const struct gossip_entry *e)
 {
 	return it->version > e->version ||
 	       (it->version == e->version && memcmp(it->hash, e->hash, 16) < 0);
+}
+
+/* A writer's change to DIR/store.keys, kept until written (keys_flush). When it cannot
+ * be kept, the next write makes the file whole. */
+static void kc_push(struct gossip_store *st, const uint8_t ikey[16], uint64_t old, uint64_t now,
+                    int wm)
+{
+	if (st->opts.readonly || st->kc_from == UINT64_MAX)
+		return;
+	if (st->nkc == st->kccap) {
+		size_t cap = st->kccap ? 2 * st->kccap : 256;
+		struct store_keys_change *c = realloc(st->kc, cap * sizeof *c);
+		if (!c) {
+			st->nkc = 0;
+			st->kc_from = UINT64_MAX;
+			return;
+		}
+		st->kc = c;
+		st->kccap = cap;
+	}
+	struct store_keys_change *c = &st->kc[st->nkc++];
+	if (ikey)
+		memcpy(c->ikey, ikey, 16);
+	else
+		memset(c->ikey, 0, 16);
+	c->old = old;
+	c->now = now;
+	c->seq = st->kc_seq++;
+	c->wm = wm;
 }
 
 static int store_index_item(struct gossip_store *st, const struct store_item *it, uint64_t off)
@@ -708,6 +743,8 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 			r->top_len = it->len;
 		}
 	}
+	if (it->type != GOSSIP_T_EVENT)
+		kc_push(st, it->ikey, e->used ? e->off : UINT64_MAX, off, 0);
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
 	e->off = off;
@@ -1061,6 +1098,9 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
+	st->nkc = 0;
+	st->kc_from = 0;
+	st->kc_damage = st->partial = 0;
 	st->epoch++;
 	mk_invalidate(st);
 	/* The greatest rows are found again from the file; floors, like watermarks, stay. */
@@ -1121,6 +1161,7 @@ static int note_damage(struct gossip_store *st, uint64_t off, uint64_t len, int 
 		st->dmgcap = cap;
 	}
 	st->dmg[st->ndmg++] = (struct gossip_store_damage){off, len, torn};
+	st->kc_damage = 1;
 	return 0;
 }
 
@@ -1189,7 +1230,8 @@ static int catch_up(struct gossip_store *st)
 	int r = -1;
 	if (st->fd < 0)
 		return 0;
-	sum_load(st);
+	if (!st->partial)  /* a query of one key verifies the few it reads */
+		sum_load(st);
 	if (fstat(st->fd, &sb) < 0) {
 		gossip_seterr("store: %s", strerror(errno));
 		return -1;
@@ -1224,6 +1266,8 @@ static int catch_up(struct gossip_store *st)
 			bad = UINT64_MAX;
 			if (c == REC_WASTE)
 				st->dead_bytes += len;
+			else if (c == REC_WM)
+				kc_push(st, NULL, UINT64_MAX, pos, 1);
 			else if (c == REC_OK && store_index_item(st, &it, pos) < 0)
 				goto out;
 			pos += len;
@@ -1306,6 +1350,177 @@ static int load_watermarks(struct gossip_store *st)
 	return 0;
 }
 
+/* ---- DIR/store.keys: the key index (storekeys.c, gossip(7) THE KEY INDEX) ---- */
+
+/* fn's it is NULL for a watermark record. */
+typedef int walk_fn(struct gossip_store *st, const struct store_item *it, uint64_t pos,
+                    const uint8_t *p, void *ctx);
+static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *fn, void *ctx);
+
+/* The hash of the (up to) 64 bytes of the store file before end. */
+static int tail_hash(const struct gossip_store *st, uint64_t end, uint8_t h[16])
+{
+	uint8_t b[64];
+	size_t n = end < sizeof b ? (size_t)end : sizeof b;
+	if (pread(st->fd, b, n, (off_t)(end - n)) != (ssize_t)n)
+		return -1;
+	crypto_generichash(h, 16, b, n, NULL, 0);
+	return 0;
+}
+
+/* Whether the index's meta record describes this store file up to an end within size. */
+static int keys_match(const struct gossip_store *st, const struct store_keys_meta *m, uint64_t size)
+{
+	uint8_t h[16];
+	return m->ino == st->ino && m->end <= size && tail_hash(st, m->end, h) == 0 &&
+	       sodium_memcmp(h, m->tail, 16) == 0;
+}
+
+/* For a whole write of the index: each row current in its slot, and each watermark
+ * record, as the file holds them. */
+static int keys_whole(struct gossip_store *st, const struct store_item *it, uint64_t pos,
+                      const uint8_t *p, void *ctx)
+{
+	(void)p;
+	(void)ctx;
+	if (!it)
+		kc_push(st, NULL, UINT64_MAX, pos, 1);
+	else if (it->type != GOSSIP_T_EVENT) {
+		const struct gossip_entry *e = find(st, it->slot);
+		if (e && e->off == pos)
+			kc_push(st, it->ikey, UINT64_MAX, pos, 0);
+	}
+	return st->kc_from == UINT64_MAX ? -1 : 0;
+}
+
+/* Bring DIR/store.keys up to what this writer indexed, under the lock that indexed it:
+ * the index changes only when the store does. A failure costs the index, never the
+ * store, and is silent (the index is only a cache): the file goes, and a query reads
+ * the store whole until a writer makes the index again (at its next change, or after a
+ * minute of backing off, unless force). The caller's error is kept. */
+static void keys_write(struct gossip_store *st, int force);
+static void keys_flush(struct gossip_store *st, int force)
+{
+	char err[sizeof st->dir + 256];
+	snprintf(err, sizeof err, "%s", gossip_error());
+	keys_write(st, force);
+	gossip_seterr("%s", err);
+}
+
+static void keys_write(struct gossip_store *st, int force)
+{
+	struct store_keys_meta m, now;
+	uint64_t t = gossip_mono_ms(), from;
+	int rc, drop = 0;
+	if (st->fd < 0 || (st->nkc == 0 && st->kc_from != 0 && st->kc_from != UINT64_MAX))
+		return;
+	if (!force && t < st->kc_at)
+		return;  /* backing off after a failure */
+	if (st->keys && !store_keys_same_file(st->keys, st->dir)) {
+		store_keys_close(st->keys);
+		st->keys = NULL;
+	}
+	if (!st->keys && !(st->keys = store_keys_open(st->dir, 0))) {
+		/* Not an LMDB file of ours (damaged, or another program's): made again. */
+		if (unlink(gossip_path(st->dir, "store.keys")) < 0 && errno == EISDIR)
+			(void)rmdir(gossip_path(st->dir, "store.keys"));
+		if (!(st->keys = store_keys_open(st->dir, 0)))
+			goto failed;
+	}
+	if ((rc = store_keys_meta_get(st->keys, &m)) < 0)
+		goto failed;
+	int ok = rc == 0 && keys_match(st, &m, st->end);
+	now.ino = st->ino;
+	now.end = st->end;
+	if (tail_hash(st, st->end, now.tail) < 0) {
+		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
+		goto failed;
+	}
+	if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end && !(st->kc_damage && st->kc_from == 0)) {
+		from = m.end;  /* the index holds what this writer read up to there */
+		if (m.end == st->end)
+			goto done;  /* and that is all: nothing to write */
+	} else if (st->kc_from == 0) {
+		from = 0;  /* this writer read the whole file: its changes are the whole index */
+		drop = 1;
+	} else {
+		/* Made whole from the file: the rows current in this writer's index. */
+		st->nkc = 0;
+		st->kc_from = 0;
+		if (walk(st, 0, st->end, keys_whole, NULL) < 0 || st->kc_from == UINT64_MAX) {
+			gossip_seterr("store: out of memory");
+			goto failed;
+		}
+		from = 0;
+		drop = 1;
+	}
+	if (store_keys_write(st->keys, drop, st->kc, st->nkc, from, &now) < 0)
+		goto failed;
+done:
+	st->nkc = 0;
+	st->kc_from = st->end;
+	st->kc_damage = 0;
+	st->kc_at = t;
+	return;
+failed:
+	store_keys_close(st->keys);
+	st->keys = NULL;
+	unlink(gossip_path(st->dir, "store.keys"));
+	st->nkc = 0;
+	st->kc_from = UINT64_MAX;  /* made whole from the file next time */
+	st->kc_at = t + 60000;
+}
+
+/* A query of one key: index its rows (and the watermark records) where DIR/store.keys
+ * says they are, each read and verified as a whole read would; 1 when done, 0 when the
+ * store must be read whole (no index, an index of another file or of more than it
+ * holds, or a row that is not where or what the index says). */
+static int partial_load(struct gossip_store *st, uint64_t size)
+{
+	struct store_keys *k = store_keys_open(st->dir, 1);
+	struct store_keys_meta m;
+	uint64_t *rows = NULL, *wms = NULL;
+	size_t nrows = 0, nwms = 0, i = 0, j = 0;
+	uint8_t ikey[16], *buf = NULL;
+	int done = 0;
+	key_id(ikey, (const uint8_t *)st->opts.key, strlen(st->opts.key));
+	if (!k || store_keys_meta_get(k, &m) != 0 || !keys_match(st, &m, size) ||
+	    store_keys_lookup(k, 1, ikey, 1 << 12, &wms, &nwms) < 0 ||
+	    store_keys_lookup(k, 0, ikey, 1 << 16, &rows, &nrows) < 0 ||
+	    !(buf = malloc(GOSSIP_MSG_MAX)))
+		goto out;
+	store_keys_close(k);
+	k = NULL;
+	st->partial = 1;
+	/* In file order, as a whole read meets them. */
+	while (i < nrows || j < nwms) {
+		int wm = j < nwms && (i == nrows || wms[j] < rows[i]);
+		uint64_t off = wm ? wms[j++] : rows[i++];
+		size_t need, len;
+		struct store_item it;
+		if (off >= m.end)
+			goto out;
+		need = m.end - off < GOSSIP_MSG_MAX ? (size_t)(m.end - off) : GOSSIP_MSG_MAX;
+		if (pread(st->fd, buf, need, (off_t)off) != (ssize_t)need)
+			goto out;
+		enum rec c = record_at(st, buf, need, &len, &it);
+		if (wm ? c != REC_WM
+		       : c != REC_OK || it.type == GOSSIP_T_EVENT || memcmp(it.ikey, ikey, 16) != 0 ||
+		             store_index_item(st, &it, off) < 0)
+			goto out;
+	}
+	st->end = m.end;
+	done = 1;
+out:
+	store_keys_close(k);
+	free(rows);
+	free(wms);
+	free(buf);
+	if (!done && st->partial)
+		reset_index(st);
+	return done;
+}
+
 /* Take the lock, waiting for it unless nowait (then 1 when another process holds it). */
 static int store_lock(struct gossip_store *st, int nowait)
 {
@@ -1348,10 +1563,15 @@ static int store_lock(struct gossip_store *st, int nowait)
 	/* The kept summary's key as the file is before the whole read: a change during the
 	 * read moves it, and then nothing is recorded (root_record). */
 	st->key_ok = fresh && st->keep_root && !ro && root_key(st, st->key) == 0;
+	if (fresh && ro && st->opts.key && st->fd >= 0 && fstat(st->fd, &sb) == 0)
+		(void)partial_load(st, (uint64_t)sb.st_size);
+	if (st->nkc == 0 && st->kc_from != UINT64_MAX)
+		st->kc_from = st->end;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
 	}
+	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
 	if (fresh && !ro && access(gossip_path(st->dir, "watermarks"), F_OK) != 0 && errno == ENOENT)
 		for (size_t i = 0; i < st->norigins; i++)
@@ -1376,9 +1596,11 @@ int gossip_store_trylock(struct gossip_store *st)
 
 void gossip_store_unlock(struct gossip_store *st)
 {
+	if (st->locked && st->lock_ok && !st->opts.readonly)
+		keys_flush(st, 0);
 	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
-	st->locked = st->key_ok = 0;
+	st->locked = st->key_ok = st->lock_ok = 0;
 }
 
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
@@ -1434,6 +1656,9 @@ int gossip_store_detach(struct gossip_store *st)
 	if (st->lockfd >= 0)
 		close(st->lockfd);
 	st->lockfd = fd;
+	/* LMDB's handle is not for a forked child: it opens its own when it writes. */
+	store_keys_close(st->keys);
+	st->keys = NULL;
 	return 0;
 }
 
@@ -1442,6 +1667,16 @@ void gossip_store_close(struct gossip_store *st)
 	if (!st)
 		return;
 	gossip_store_unlock(st);
+	/* What this writer indexed and the index lacks is written now, unless another
+	 * process holds the lock (it reads those bytes, and writes them itself). */
+	if (!st->opts.readonly && st->fd >= 0 && (st->nkc || st->kc_from == UINT64_MAX) &&
+	    gossip_store_trylock(st) == 0) {
+		keys_flush(st, 1);
+		st->lock_ok = 0;
+		gossip_store_unlock(st);
+	}
+	store_keys_close(st->keys);
+	free(st->kc);
 	if (st->fd >= 0)
 		close(st->fd);
 	if (st->lockfd >= 0)
@@ -1818,6 +2053,8 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->ino = (uint64_t)sb.st_ino;
 	st->end = st->live_bytes = off;
 	st->dead_bytes = 0;
+	st->nkc = 0;
+	st->kc_from = UINT64_MAX;  /* a new file: its index is made whole from it */
 	if (after)
 		*after = off;
 	r = 0;
@@ -1838,10 +2075,6 @@ out:
 	return r;
 }
 
-typedef int walk_fn(struct gossip_store *st, const struct store_item *it, uint64_t pos,
-                    const uint8_t *p, void *ctx);
-static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *fn, void *ctx);
-
 /* Whether an indexed entry is current: what current() keeps. */
 static int is_current(const struct gossip_store *st, const struct gossip_entry *e, uint64_t now)
 {
@@ -1861,6 +2094,8 @@ static int each_one(struct gossip_store *st, const struct store_item *it, uint64
                     const uint8_t *p, void *ctx)
 {
 	struct each_walk *w = ctx;
+	if (!it)
+		return 0;
 	const struct gossip_entry *e = find(st, it->slot);
 	if (!e || e->off != pos)
 		return 0;
@@ -2105,9 +2340,10 @@ static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *f
 		struct store_item it;
 		if (wm_like(p, need)) {
 			if (gossip_cbor_scan(p, need, &wm_limits, NULL, &len) == GOSSIP_SCAN_OK &&
-			    gossip_store_watermarks(p, len, NULL, NULL) == 1)
+			    gossip_store_watermarks(p, len, NULL, NULL) == 1) {
+				r = fn(st, NULL, pos, p, ctx);  /* a watermark record: it is NULL */
 				pos += len;
-			else
+			} else
 				pos++;
 			continue;
 		}
@@ -2144,6 +2380,8 @@ static int follow_one(struct gossip_store *st, const struct store_item *it, uint
                       const uint8_t *p, void *ctx)
 {
 	struct follow_walk *w = ctx;
+	if (!it)
+		return 0;
 	uint32_t oid = origin_find(st, it->origin, NULL);
 	if (oid == UINT32_MAX || (st->visible && !st->visible(st->visible_ctx, it->origin)) ||
 	    (w->snap && seen_before(w->snap, w->snapcap, it)))

@@ -68,7 +68,46 @@ struct gossip_store {
 	int keep_root, root_pending, key_ok;
 	uint8_t rule[16], key[16];
 	uint8_t root_rec[STORE_ROOT_REC];  /* the record made, until saved */
+	/* DIR/store.keys: a writer's changes to it since its index held kc_from bytes
+	 * (UINT64_MAX: not known, so the next write makes it whole from the file). kc_damage:
+	 * a whole read found damage, which the file may point into. */
+	struct store_keys *keys;
+	struct store_keys_change *kc;
+	size_t nkc, kccap;
+	uint64_t kc_from, kc_seq, kc_at;
+	int kc_damage, lock_ok;
+	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
+	int partial;
 };
+
+/* DIR/store.keys (storekeys.c): each key's current rows, for a query of one key. */
+struct store_keys;
+struct store_keys_meta {
+	uint64_t ino, end;  /* the store file indexed, and how far */
+	uint8_t tail[16];  /* BLAKE2b-128 of its (up to) 64 bytes before end */
+};
+/* A row that became current at offset now in place of old (UINT64_MAX: none), or (wm) a
+ * watermark record at now; seq keeps the order they were made in. */
+struct store_keys_change {
+	uint8_t ikey[16];
+	uint64_t old, now, seq;
+	int wm;
+};
+/* NULL (gossip_error says why) when there is none (read-only) or it cannot be used. */
+struct store_keys *store_keys_open(const char *dir, int readonly);
+void store_keys_close(struct store_keys *k);
+/* Whether DIR/store.keys is still the file k opened. */
+int store_keys_same_file(const struct store_keys *k, const char *dir);
+/* 0, 1 when there is no meta record yet, -1 on error. */
+int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m);
+/* The offsets of ikey's rows (or, wm, of the watermark records) in file order, at most
+ * max of them (more is an error); *offs is the caller's to free. */
+int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
+                      uint64_t **offs, size_t *n);
+/* One transaction: (drop) empty it first, then apply the changes made at or after from
+ * (they are sorted in place), and record m. */
+int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c, size_t n,
+                     uint64_t from, const struct store_keys_meta *m);
 
 /* What the store needs of a message to classify and index it, taken from its one
  * decode, so that nothing is decoded again on the way to the disk. */
@@ -76,6 +115,7 @@ struct store_item {
 	uint8_t slot[16], origin[32];
 	uint8_t hash[16];  /* BLAKE2b-128 of the message's bytes */
 	uint8_t kid[16];  /* the register's id (when reg) */
+	uint8_t ikey[16];  /* the key's id, as kid, for any keyed message (not an event) */
 	uint64_t version, time;
 	uint32_t len;
 	uint8_t type;

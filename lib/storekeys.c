@@ -1,0 +1,255 @@
+/* storekeys.c: DIR/store.keys, where each key's rows lie in DIR/store (an LMDB file).
+ *
+ * The log stays the truth; this file is an index of it that a query uses to read one
+ * key's rows without reading the store (gossip(7), THE KEY INDEX). It holds, for each
+ * key id (store.c's key_id), the offsets of the rows that are current in their slots,
+ * the offsets of the watermark records, and a meta record: which store file it indexes
+ * (inode), how far (end), and a hash of the 64 bytes before end. Only writers write it,
+ * under the store's exclusive lock; readers read it under the shared one. That lock is
+ * what keeps LMDB's readers and writer apart (MDB_NOLOCK): no lock file of LMDB's own. */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct store_keys {
+	MDB_env *env;
+	MDB_dbi rows, wms, meta;
+	uint64_t ino;  /* of DIR/store.keys when opened */
+};
+
+/* Room for the map: the file grows only as it is written. */
+#define KEYS_MAP ((size_t)1 << (sizeof(size_t) >= 8 ? 36 : 30))
+static const uint8_t meta_key[] = "meta";
+static const uint8_t magic[4] = {'G', 'K', 'I', '1'};
+
+static void put_be(uint8_t p[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int fail(int rc, const char *what)
+{
+	gossip_seterr("store: %s: %s", what, mdb_strerror(rc));
+	return -1;
+}
+
+void store_keys_close(struct store_keys *k)
+{
+	if (!k)
+		return;
+	mdb_env_close(k->env);
+	free(k);
+}
+
+struct store_keys *store_keys_open(const char *dir, int readonly)
+{
+	const char *path = gossip_path(dir, "store.keys");
+	struct store_keys *k = calloc(1, sizeof *k);
+	struct stat sb;
+	MDB_txn *txn = NULL;
+	int rc;
+	if (!k) {
+		gossip_seterr("store: out of memory");
+		return NULL;
+	}
+	/* Read only when it is a file of this user's that no one else may write: LMDB trusts
+	 * its file, so a query of a store that another user can write reads the store whole
+	 * (whose messages it verifies) rather than an index that user could have made. */
+	if (lstat(path, &sb) == 0 && (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+	                              (sb.st_mode & (S_IWGRP | S_IWOTH)))) {
+		gossip_seterr("store: %s: not a file of this user's alone", path);
+		free(k);
+		return NULL;
+	}
+	if (readonly && lstat(path, &sb) < 0) {
+		gossip_seterr("store: %s: %s", path, strerror(errno));
+		free(k);
+		return NULL;
+	}
+	if ((rc = mdb_env_create(&k->env)) != 0) {
+		fail(rc, path);
+		free(k);
+		return NULL;
+	}
+	unsigned flags = MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOMETASYNC | MDB_NORDAHEAD |
+	                 (readonly ? MDB_RDONLY : 0);
+	if ((rc = mdb_env_set_maxdbs(k->env, 3)) != 0 || (rc = mdb_env_set_mapsize(k->env, KEYS_MAP)) != 0 ||
+	    (rc = mdb_env_open(k->env, path, flags, 0600)) != 0) {
+		fail(rc, path);
+		store_keys_close(k);
+		return NULL;
+	}
+	/* A file cut short (copied or truncated by hand) would fault LMDB's map where its
+	 * pages should be: such a file is not used. */
+	MDB_envinfo info;
+	MDB_stat ms;
+	mdb_filehandle_t fd;
+	if (mdb_env_info(k->env, &info) != 0 || mdb_env_stat(k->env, &ms) != 0 ||
+	    mdb_env_get_fd(k->env, &fd) != 0 || fstat(fd, &sb) < 0 ||
+	    (uint64_t)sb.st_size < ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize) {
+		gossip_seterr("store: %s: shorter than its pages", path);
+		store_keys_close(k);
+		return NULL;
+	}
+	k->ino = (uint64_t)sb.st_ino;
+	if ((rc = mdb_txn_begin(k->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "rows", MDB_DUPSORT | MDB_DUPFIXED | (readonly ? 0 : MDB_CREATE), &k->rows)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "wm", readonly ? 0 : MDB_CREATE, &k->wms)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", readonly ? 0 : MDB_CREATE, &k->meta)) != 0 ||
+	    (rc = mdb_txn_commit(txn), txn = NULL, rc) != 0) {
+		if (txn)
+			mdb_txn_abort(txn);
+		fail(rc, path);
+		store_keys_close(k);
+		return NULL;
+	}
+	return k;
+}
+
+int store_keys_same_file(const struct store_keys *k, const char *dir)
+{
+	struct stat sb;
+	return lstat(gossip_path(dir, "store.keys"), &sb) == 0 && S_ISREG(sb.st_mode) &&
+	       (uint64_t)sb.st_ino == k->ino;
+}
+
+int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
+{
+	MDB_txn *txn;
+	MDB_val key = {sizeof meta_key, (void *)meta_key}, val;
+	int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return fail(rc, "store.keys");
+	rc = mdb_get(txn, k->meta, &key, &val);
+	if (rc == 0 && (val.mv_size != 36 || memcmp(val.mv_data, magic, 4) != 0))
+		rc = MDB_CORRUPTED;
+	if (rc == 0) {
+		const uint8_t *p = val.mv_data;
+		m->ino = get_be(p + 4);
+		m->end = get_be(p + 12);
+		memcpy(m->tail, p + 20, 16);
+	}
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	return rc ? fail(rc, "store.keys") : 0;
+}
+
+int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
+                      uint64_t **offs, size_t *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *c = NULL;
+	MDB_val key = {16, (void *)ikey}, val;
+	uint64_t *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+	*offs = NULL;
+	*n = 0;
+	if (rc != 0)
+		return fail(rc, "store.keys");
+	if ((rc = mdb_cursor_open(txn, wm ? k->wms : k->rows, &c)) != 0)
+		goto out;
+	rc = wm ? mdb_cursor_get(c, &key, &val, MDB_FIRST) : mdb_cursor_get(c, &key, &val, MDB_SET_KEY);
+	for (; rc == 0; rc = mdb_cursor_get(c, &key, &val, wm ? MDB_NEXT : MDB_NEXT_DUP)) {
+		const uint8_t *p = wm ? key.mv_data : val.mv_data;
+		if ((wm ? key.mv_size : val.mv_size) != 8) {
+			rc = MDB_CORRUPTED;
+			goto out;
+		}
+		if (cnt == max) {
+			rc = MDB_BAD_VALSIZE;  /* more than a caller reads through the index */
+			goto out;
+		}
+		if (cnt == cap) {
+			uint64_t *w = realloc(v, (cap = cap ? 2 * cap : 8) * sizeof *v);
+			if (!w) {
+				rc = ENOMEM;
+				goto out;
+			}
+			v = w;
+		}
+		v[cnt++] = get_be(p);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+out:
+	if (c)
+		mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0) {
+		free(v);
+		return fail(rc, "store.keys");
+	}
+	*offs = v;
+	*n = cnt;
+	return 0;
+}
+
+static int by_change(const void *a, const void *b)
+{
+	const struct store_keys_change *x = a, *y = b;
+	int c = memcmp(x->ikey, y->ikey, 16);
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c, size_t n,
+                     uint64_t from, const struct store_keys_meta *m)
+{
+	MDB_txn *txn;
+	uint8_t mv[36], ob[8], nb[8];
+	MDB_val key = {sizeof meta_key, (void *)meta_key}, val = {sizeof mv, mv};
+	int rc = mdb_txn_begin(k->env, NULL, 0, &txn);
+	if (rc != 0)
+		return fail(rc, "store.keys");
+	if (drop && ((rc = mdb_drop(txn, k->rows, 0)) != 0 || (rc = mdb_drop(txn, k->wms, 0)) != 0))
+		goto out;
+	/* By key, then in the order made: a B-tree fills fastest in order, and each key's
+	 * changes must apply as they came. */
+	qsort(c, n, sizeof *c, by_change);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].now < from)
+			continue;  /* made from bytes the file already indexes */
+		MDB_val ik = {16, c[i].ikey}, ov = {8, ob}, nv = {8, nb};
+		put_be(nb, c[i].now);
+		if (c[i].wm) {
+			MDB_val wk = {8, nb}, none = {0, NULL};
+			if ((rc = mdb_put(txn, k->wms, &wk, &none, 0)) != 0)
+				goto out;
+			continue;
+		}
+		if (c[i].old != UINT64_MAX) {
+			put_be(ob, c[i].old);
+			rc = mdb_del(txn, k->rows, &ik, &ov);
+			if (rc != 0 && rc != MDB_NOTFOUND)
+				goto out;
+		}
+		rc = mdb_put(txn, k->rows, &ik, &nv, MDB_NODUPDATA);
+		if (rc != 0 && rc != MDB_KEYEXIST)
+			goto out;
+	}
+	memcpy(mv, magic, 4);
+	put_be(mv + 4, m->ino);
+	put_be(mv + 12, m->end);
+	memcpy(mv + 20, m->tail, 16);
+	if ((rc = mdb_put(txn, k->meta, &key, &val, 0)) != 0)
+		goto out;
+	return (rc = mdb_txn_commit(txn)) ? fail(rc, "store.keys") : 0;
+out:
+	mdb_txn_abort(txn);
+	return fail(rc, "store.keys");
+}

@@ -20,7 +20,7 @@ static void usage(int code)
 	        "       gossip-merge [-j] [-d dir] keys [prefix]\n"
 	        "       gossip-merge [-j] [-d dir] dump\n"
 	        "       gossip-merge [-d dir] export\n"
-	        "       gossip-merge [-j] [-d dir] digest\n"
+	        "       gossip-merge [-jv] [-d dir] digest\n"
 	        "       gossip-merge [-d dir] compact\n"
 	        "       gossip-merge [-d dir] [--repair] check\n"
 	        "       gossip-merge [-jv] [-d dir] watch [prefix]\n"
@@ -128,6 +128,9 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 	size_t n;
 	uint64_t off;
 	int got, status = GOSSIP_EXIT_OK;
+	struct stat sb;
+	/* A file is never waited for: its batches are as large as the merger takes. */
+	int file = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
 	gossip_reader_init(&r, fd, name, &gossip_msg_limits);
 	for (;;) {
 		if (!gossip_reader_ready(&r) && wait_input(fd)) {
@@ -141,11 +144,14 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 		if (gossip_merge_item(mg, p, n, name, off) < 0)
 			break;
 		/* Store and print what has arrived before waiting for more. */
-		if (!gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))
+		if (!file && !gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))
 			break;
 		gossip_stats_tick(&counters, gossip_now_ms());
 	}
-	if (got == 1 || gossip_merge_flush(mg) < 0) {
+	int flushed = got == 1 ? -1 : gossip_merge_flush(mg);
+	if (gossip_hup_taken())  /* one that came while the last of it was written out */
+		reload();
+	if (flushed < 0) {
 		gossip_warn("%s", gossip_error());
 		status = GOSSIP_EXIT_ERR;
 	} else if (got < 0) {
@@ -160,8 +166,10 @@ static int do_merge(int argc, char **argv)
 {
 	/* User events and key changes into DIR/events, as they are stored. */
 	struct gossip_event_recorder rec = {.dir = dir};
+	/* Each batch stored records the summary that digest answers from without reading the
+	 * store (DIR/store.root): not in a node's pipeline (--lazy). */
 	struct gossip_merger mg = {.st = st, .trust = &trust, .on_new = print_new, .verified = verified, .lazy = lazy,
-	                           .on_stored = gossip_event_record, .sctx = &rec};
+	                           .record_summary = !lazy, .on_stored = gossip_event_record, .sctx = &rec};
 	int status = GOSSIP_EXIT_OK;
 	gossip_hup_catch();
 	count_merger(&mg);
@@ -785,7 +793,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	opts.readonly = (v >= 0 && v <= 4) || (v == 8 && !repair) || v == 9;  /* queries write nothing */
 	opts.verify_all = v == 8;
-	opts.lazy = v == 6 || v == 7;  /* a sync that the kept summary ends reads no store */
+	/* A sync that the kept summary ends reads no store, nor a digest it answers. */
+	opts.lazy = v == 6 || v == 7 || v == 4;
 	if (v == 0)
 		opts.key = argv[1];  /* get: that key's rows alone, through DIR/store.keys */
 	if (!(st = gossip_store_open(dir, &opts)))
@@ -797,7 +806,7 @@ int main(int argc, char **argv)
 	 * its signer's messages from queries and syncs, and compaction drops them. */
 	if (v != 8)  /* check keeps every verified message, trusted or not */
 		gossip_store_set_visible(st, gossip_trust_has, &trust);
-	if (v == 6 || v == 7) {  /* syncs keep the summary in DIR/store.root */
+	if (v == 6 || v == 7 || v == 4 || (v < 0 && !lazy)) {  /* the summary in DIR/store.root */
 		uint8_t rule[16];
 		gossip_trust_id(&trust, rule);
 		gossip_store_keep_summary(st, rule);
@@ -807,7 +816,7 @@ int main(int argc, char **argv)
 	if (v < 0) {
 		quiet_out = isatty(1);  /* messages are for pipes; people get a count */
 		status = do_merge(argc, argv);
-	} else if ((v <= 4 || v == 8) && gossip_store_lock(st) < 0) {
+	} else if ((v <= 3 || v == 8) && gossip_store_lock(st) < 0) {
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	} else if (v == 0) {
 		status = do_get(argv[1]);
@@ -825,8 +834,12 @@ int main(int argc, char **argv)
 		uint8_t root[16];
 		uint64_t count;
 		char hex[33];
-		if (gossip_store_summary(st, root, &count) < 0)
+		int kept = gossip_store_summary_kept(st, root, &count) == 0;
+		if (!kept && (gossip_store_lock(st) < 0 || gossip_store_summary(st, root, &count) < 0))
 			gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
+		if (verbose)
+			gossip_warn(kept ? "digest: from the kept summary (%s/store.root), the store unread"
+			                 : "digest: made from the store (%s/store.root does not match it)", dir);
 		gossip_hex(hex, root, 16);
 		printf(json ? "{\"root\":\"%s\",\"count\":%llu}\n" : "%s %llu\n", hex,
 		       (unsigned long long)count);

@@ -694,7 +694,8 @@ int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *co
 typedef int gossip_visible_fn(void *ctx, const uint8_t origin[32]);
 void gossip_store_set_visible(struct gossip_store *st, gossip_visible_fn *fn, void *ctx);
 /* The kept summary, DIR/store.root (gossip(7), FILES): a writer whose lock read the
- * whole store records the summary it made there, with a key over what it depends on
+ * whole store, or whose index has been in custody since (DIR/store.keys: no one changed
+ * the file outside the lock), records the summary it made there, with a key over what it depends on
  * (the store file's identity, size and change times, DIR/watermarks' likewise, the
  * time-to-live options, and rule, the visibility rule's id: gossip_trust_id), and the
  * time it holds until (the next delete or event to expire). keep names the rule and
@@ -731,6 +732,10 @@ struct gossip_merger {
 	void *sctx;
 	int verified;  /* the input's signatures were checked by gossip-listen: do not again */
 	int lazy;  /* report new messages once written, fdatasync just after (not before) */
+	/* Record the summary (DIR/store.root) after each batch stored, when the store may
+	 * (gossip_store_keep_summary named the rule, and the lock read the whole store or
+	 * kept custody): what gossip-merge digest then answers from. */
+	int record_summary;
 	/* rejected counts refusals; equivocations the messages found to equivocate with a
 	 * stored one (the loser is also rejected; the winner is stored). */
 	uint64_t seen, added, dups, stale, rejected, equivocations;

@@ -308,7 +308,7 @@ int gossip_merge_flush(struct gossip_merger *mg)
 	/* Under the lock the store classifies again: what another process stored meanwhile
 	 * counts, an equivocation with it included (the lower hash wins; no proof is kept
 	 * for that race, but the pair will meet again at some store). */
-	if (store_append(mg->st, c->items, c->pending.p, n, !mg->lazy, c->cls) < 0)
+	if (store_append(mg->st, c->items, c->pending.p, n, !mg->lazy, mg->record_summary, c->cls) < 0)
 		return -1;
 	/* On disk now (lazy: written, and durable just below): report them. The new ones
 	 * are at the front of pending, in order. */

@@ -14,7 +14,7 @@
 
 const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0, NULL};
 
-enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20 };
+enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20, KEYS_BULK = 1 << 16, ROOT_BULK = 1 << 12 };
 /* How long a key's floor outlives the del it was made from (origin time): gossip(7). */
 static const uint64_t floor_ttl_ms = 30ULL * 86400000ULL;
 
@@ -1357,6 +1357,55 @@ typedef int walk_fn(struct gossip_store *st, const struct store_item *it, uint64
                     const uint8_t *p, void *ctx);
 static int walk(struct gossip_store *st, uint64_t from, uint64_t end, walk_fn *fn, void *ctx);
 
+static void stat_key(crypto_generichash_state *h, const char *path);
+
+/* The store file's key: a BLAKE2b hash of what stat says of DIR/store and DIR/watermarks
+ * (device, inode, size, modification and change times to the nanosecond). Any write to
+ * either, with or without the lock, moves it. */
+static int file_key(const struct gossip_store *st, uint8_t key[16])
+{
+	crypto_generichash_state h;
+	struct stat sb;
+	if (stat(gossip_path(st->dir, "store"), &sb) < 0)
+		return -1;
+	crypto_generichash_init(&h, (const uint8_t *)"gossip file key", 15, 16);
+	stat_key(&h, gossip_path(st->dir, "store"));
+	stat_key(&h, gossip_path(st->dir, "watermarks"));
+	crypto_generichash_final(&h, key, 16);
+	return 0;
+}
+
+/* DIR/store.keys opened for this writer (again when another process made it anew). */
+static int keys_env(struct gossip_store *st)
+{
+	if (st->keys && !store_keys_same_file(st->keys, st->dir)) {
+		store_keys_close(st->keys);
+		st->keys = NULL;
+	}
+	if (st->keys)
+		return 0;
+	if (!(st->keys = store_keys_open(st->dir, 0))) {
+		/* Not an LMDB file of ours (damaged, or another program's): made again. */
+		if (unlink(gossip_path(st->dir, "store.keys")) < 0 && errno == EISDIR)
+			(void)rmdir(gossip_path(st->dir, "store.keys"));
+		if (!(st->keys = store_keys_open(st->dir, 0)))
+			return -1;
+	}
+	return 0;
+}
+
+/* Whether the file is as the last writer that held custody left it (fk, its key now). */
+static int custody_holds(struct gossip_store *st, const uint8_t fk[16])
+{
+	struct store_keys_meta m;
+	char err[sizeof st->dir + 256];
+	snprintf(err, sizeof err, "%s", gossip_error());
+	int ok = keys_env(st) == 0 && store_keys_meta_get(st->keys, &m) == 0 && m.ino == st->ino &&
+	         sodium_memcmp(m.custody, fk, 16) == 0;
+	gossip_seterr("%s", err);
+	return ok;
+}
+
 /* The hash of the (up to) 64 bytes of the store file before end. */
 static int tail_hash(const struct gossip_store *st, uint64_t end, uint8_t h[16])
 {
@@ -1371,9 +1420,10 @@ static int tail_hash(const struct gossip_store *st, uint64_t end, uint8_t h[16])
 /* Whether the index's meta record describes this store file up to an end within size. */
 static int keys_match(const struct gossip_store *st, const struct store_keys_meta *m, uint64_t size)
 {
-	uint8_t h[16];
-	return m->ino == st->ino && m->end <= size && tail_hash(st, m->end, h) == 0 &&
-	       sodium_memcmp(h, m->tail, 16) == 0;
+	uint8_t h[16], boot[16];
+	store_keys_boot(boot);
+	return m->ino == st->ino && m->end <= size && sodium_memcmp(boot, m->boot, 16) == 0 &&
+	       tail_hash(st, m->end, h) == 0 && sodium_memcmp(h, m->tail, 16) == 0;
 }
 
 /* For a whole write of the index: each row current in its slot, and each watermark
@@ -1416,29 +1466,25 @@ static void keys_write(struct gossip_store *st, int force)
 		return;
 	if (!force && t < st->kc_at)
 		return;  /* backing off after a failure */
-	if (st->keys && !store_keys_same_file(st->keys, st->dir)) {
-		store_keys_close(st->keys);
-		st->keys = NULL;
-	}
-	if (!st->keys && !(st->keys = store_keys_open(st->dir, 0))) {
-		/* Not an LMDB file of ours (damaged, or another program's): made again. */
-		if (unlink(gossip_path(st->dir, "store.keys")) < 0 && errno == EISDIR)
-			(void)rmdir(gossip_path(st->dir, "store.keys"));
-		if (!(st->keys = store_keys_open(st->dir, 0)))
-			goto failed;
-	}
-	if ((rc = store_keys_meta_get(st->keys, &m)) < 0)
+	/* A bulk merge's changes wait for 64 MiB of the store or its end: each write of a
+	 * B-tree keyed by hashes touches most of its pages. */
+	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX && st->end - st->kc_from < (64u << 20))
+		return;
+	if (keys_env(st) < 0 || (rc = store_keys_meta_get(st->keys, &m)) < 0)
 		goto failed;
 	int ok = rc == 0 && keys_match(st, &m, st->end);
 	now.ino = st->ino;
 	now.end = st->end;
+	memset(now.custody, 0, 16);
+	if (st->custody && file_key(st, now.custody) < 0)
+		st->custody = 0;
 	if (tail_hash(st, st->end, now.tail) < 0) {
 		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
 		goto failed;
 	}
 	if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end && !(st->kc_damage && st->kc_from == 0)) {
 		from = m.end;  /* the index holds what this writer read up to there */
-		if (m.end == st->end)
+		if (m.end == st->end && sodium_memcmp(m.custody, now.custody, 16) == 0)
 			goto done;  /* and that is all: nothing to write */
 	} else if (st->kc_from == 0) {
 		from = 0;  /* this writer read the whole file: its changes are the whole index */
@@ -1560,9 +1606,16 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 	}
 	int fresh = st->end == 0;
-	/* The kept summary's key as the file is before the whole read: a change during the
-	 * read moves it, and then nothing is recorded (root_record). */
-	st->key_ok = fresh && st->keep_root && !ro && root_key(st, st->key) == 0;
+	/* Custody (a writer's): kept while the file is as the last writer that held it left
+	 * it; taken by a whole read during which the file did not change. */
+	uint8_t fk[16];
+	int fk_ok = !ro && file_key(st, fk) == 0;
+	if (!ro && !fresh)
+		st->custody = st->custody && fk_ok && custody_holds(st, fk);
+	/* The kept summary's key as the file is before the read: a change during the read
+	 * moves it, and then nothing is recorded (root_record). Recorded only from a whole
+	 * read, or from an index in custody. */
+	st->key_ok = (fresh || st->custody) && st->keep_root && !ro && root_key(st, st->key) == 0;
 	if (fresh && ro && st->opts.key && st->fd >= 0 && fstat(st->fd, &sb) == 0)
 		(void)partial_load(st, (uint64_t)sb.st_size);
 	if (st->nkc == 0 && st->kc_from != UINT64_MAX)
@@ -1570,6 +1623,10 @@ static int store_lock(struct gossip_store *st, int nowait)
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
+	}
+	if (!ro && fresh) {
+		uint8_t after[16];
+		st->custody = fk_ok && file_key(st, after) == 0 && sodium_memcmp(after, fk, 16) == 0;
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
@@ -1669,11 +1726,15 @@ void gossip_store_close(struct gossip_store *st)
 	gossip_store_unlock(st);
 	/* What this writer indexed and the index lacks is written now, unless another
 	 * process holds the lock (it reads those bytes, and writes them itself). */
-	if (!st->opts.readonly && st->fd >= 0 && (st->nkc || st->kc_from == UINT64_MAX) &&
+	if (!st->opts.readonly && st->fd >= 0 && (st->nkc || st->kc_from == UINT64_MAX || st->root_due) &&
 	    gossip_store_trylock(st) == 0) {
+		struct store_digest d;
+		if (st->root_due && st->key_ok && store_digest_make(&d, st) == 0)
+			store_digest_free(&d);
 		keys_flush(st, 1);
 		st->lock_ok = 0;
 		gossip_store_unlock(st);
+		gossip_store_summary_save(st);
 	}
 	store_keys_close(st->keys);
 	free(st->kc);
@@ -1772,7 +1833,7 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 }
 
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
-                 size_t n, int durable, enum gossip_class *cls)
+                 size_t n, int durable, int record, enum gossip_class *cls)
 {
 	size_t at = 0, out = 0;
 	if (gossip_store_lock(st) < 0)
@@ -1797,7 +1858,20 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		if (cls[i] == GOSSIP_NEW && sum_add(st, it[i].hash) == 0)
 			(void)gossip_buf_put(&st->sum_new, it[i].hash, 16);
 	sum_flush(st);
+	/* The summary recorded (DIR/store.root) as this append leaves the file, when the
+	 * lock read it whole or kept custody (the key is taken again: this append moved it). */
+	if (record && out && st->key_ok) {
+		/* Made now when that is cheap: few buckets to hash again, or a small store. */
+		if (st->sum && st->sum->valid ? st->sum->ndirty < ROOT_BULK : st->n < 16 * ROOT_BULK) {
+			struct store_digest d;
+			if (root_key(st, st->key) == 0 && store_digest_make(&d, st) == 0)
+				store_digest_free(&d);
+			st->root_due = 0;
+		} else
+			st->root_due = 1;  /* a bulk merge's: at its end (gossip_store_close) */
+	}
 	gossip_store_unlock(st);
+	gossip_store_summary_save(st);
 	return 0;
 fail:
 	/* Nothing of this batch counts: cut what may have been written and index afresh. */

@@ -66,6 +66,7 @@ struct gossip_store {
 	 * program named its visibility rule (rule) and this lock read the whole file, whose
 	 * key before the read is key (key_ok, until the unlock). */
 	int keep_root, root_pending, key_ok;
+	int root_due;  /* a summary to record at close: appends made too many changes since */
 	uint8_t rule[16], key[16];
 	uint8_t root_rec[STORE_ROOT_REC];  /* the record made, until saved */
 	/* DIR/store.keys: a writer's changes to it since its index held kc_from bytes
@@ -76,6 +77,10 @@ struct gossip_store {
 	size_t nkc, kccap;
 	uint64_t kc_from, kc_seq, kc_at;
 	int kc_damage, lock_ok;
+	/* Custody: this writer's index is the file's, read whole under the lock or kept
+	 * since under locks while no one changed the file outside them (the key of the
+	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */
+	int custody;
 	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
 	int partial;
 };
@@ -85,7 +90,13 @@ struct store_keys;
 struct store_keys_meta {
 	uint64_t ino, end;  /* the store file indexed, and how far */
 	uint8_t tail[16];  /* BLAKE2b-128 of its (up to) 64 bytes before end */
+	/* The store's file key (store.c file_key) as a writer that held custody left it
+	 * under the lock; zeros when the last writer held none. */
+	uint8_t custody[16];
+	uint8_t boot[16];  /* the system's boot it was written in (store_keys_boot) */
 };
+/* This boot's id: a hash of /proc/sys/kernel/random/boot_id, zeros when unknown. */
+void store_keys_boot(uint8_t id[16]);
 /* A row that became current at offset now in place of old (UINT64_MAX: none), or (wm) a
  * watermark record at now; seq keeps the order they were made in. */
 struct store_keys_change {
@@ -135,9 +146,11 @@ int store_below_watermark(const struct gossip_store *st, const struct store_item
 /* Under the store's lock (taken and released here): classify n messages again, as
  * another process may have stored some since, then index and append the new ones in
  * one write (bytes holds the n messages back to back; the new ones are moved to its
- * front, in order), with fdatasync when durable. cls[i] says what each was. On failure nothing of the batch stays in the store. */
+ * front, in order), with fdatasync when durable; then, when record and the lock may
+ * (store.root: gossip_store_keep_summary), the summary is made and recorded. cls[i] says
+ * what each was. On failure nothing of the batch stays in the store. */
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
-                 size_t n, int durable, enum gossip_class *cls);
+                 size_t n, int durable, int record, enum gossip_class *cls);
 /* fdatasync the store file (after a store_append that was not durable). */
 int store_sync(struct gossip_store *st);
 /* Compact when waste outgrows what is live. A failure (no room for store.new) is one

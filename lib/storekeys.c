@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,6 +23,31 @@ struct store_keys {
 	MDB_dbi rows, wms, meta;
 	uint64_t ino;  /* of DIR/store.keys when opened */
 };
+
+/* This boot of the system (zeros when unknown): an index is written without fsync
+ * (MDB_NOSYNC), so only one written since this boot is known whole; a crash of the
+ * system may have left an older one torn. */
+static void boot_id(uint8_t id[16])
+{
+	char b[64] = {0};
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	memset(id, 0, 16);
+	if (f && fgets(b, sizeof b, f) && strlen(b) >= 32)
+		crypto_generichash(id, 16, (const uint8_t *)b, strlen(b), NULL, 0);
+	if (f)
+		fclose(f);
+}
+
+void store_keys_boot(uint8_t id[16])
+{
+	static uint8_t cached[16];
+	static int done;
+	if (!done) {
+		boot_id(cached);
+		done = 1;
+	}
+	memcpy(id, cached, 16);
+}
 
 /* Room for the map: the file grows only as it is written. */
 #define KEYS_MAP ((size_t)1 << (sizeof(size_t) >= 8 ? 36 : 30))
@@ -85,8 +112,11 @@ struct store_keys *store_keys_open(const char *dir, int readonly)
 		free(k);
 		return NULL;
 	}
-	unsigned flags = MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOMETASYNC | MDB_NORDAHEAD |
-	                 (readonly ? MDB_RDONLY : 0);
+	uint8_t boot[16], zero[16] = {0};
+	store_keys_boot(boot);
+	/* Without a boot id to tell a crash, each write is synced (the meta page lazily). */
+	unsigned flags = MDB_NOSUBDIR | MDB_NOLOCK | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0) |
+	                 (memcmp(boot, zero, 16) ? MDB_NOSYNC : MDB_NOMETASYNC);
 	if ((rc = mdb_env_set_maxdbs(k->env, 3)) != 0 || (rc = mdb_env_set_mapsize(k->env, KEYS_MAP)) != 0 ||
 	    (rc = mdb_env_open(k->env, path, flags, 0600)) != 0) {
 		fail(rc, path);
@@ -135,13 +165,15 @@ int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
 	if (rc != 0)
 		return fail(rc, "store.keys");
 	rc = mdb_get(txn, k->meta, &key, &val);
-	if (rc == 0 && (val.mv_size != 36 || memcmp(val.mv_data, magic, 4) != 0))
+	if (rc == 0 && (val.mv_size != 68 || memcmp(val.mv_data, magic, 4) != 0))
 		rc = MDB_CORRUPTED;
 	if (rc == 0) {
 		const uint8_t *p = val.mv_data;
 		m->ino = get_be(p + 4);
 		m->end = get_be(p + 12);
 		memcpy(m->tail, p + 20, 16);
+		memcpy(m->custody, p + 36, 16);
+		memcpy(m->boot, p + 52, 16);
 	}
 	mdb_txn_abort(txn);
 	if (rc == MDB_NOTFOUND)
@@ -207,11 +239,71 @@ static int by_change(const void *a, const void *b)
 	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Into emptied tables: each key's changes (sorted by key, then as made) come down to its
+ * rows, which go in at the end of the B-tree in order (MDB_APPEND: no search, full
+ * pages); so do the watermark records' offsets. */
+static int load_sorted(MDB_txn *txn, struct store_keys *k, const struct store_keys_change *c, size_t n)
+{
+	uint64_t *rows = NULL, *wm = NULL;
+	size_t nrows = 0, rowcap = 0, nwm = 0, wmcap = 0;
+	uint8_t b[8];
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0;) {
+		size_t j = i;
+		nrows = 0;
+		for (; j < n && memcmp(c[j].ikey, c[i].ikey, 16) == 0; j++) {
+			uint64_t **v = c[j].wm ? &wm : &rows;
+			size_t *nv = c[j].wm ? &nwm : &nrows, *cap = c[j].wm ? &wmcap : &rowcap;
+			if (!c[j].wm && c[j].old != UINT64_MAX)
+				for (size_t x = 0; x < nrows; x++)
+					if (rows[x] == c[j].old) {
+						rows[x] = rows[--nrows];
+						break;
+					}
+			if (*nv == *cap) {
+				uint64_t *w = realloc(*v, (*cap = *cap ? 2 * *cap : 16) * sizeof *w);
+				if (!w) {
+					rc = ENOMEM;
+					goto out;
+				}
+				*v = w;
+			}
+			(*v)[(*nv)++] = c[j].now;
+		}
+		qsort(rows, nrows, sizeof *rows, by_u64);
+		for (size_t x = 0; x < nrows && rc == 0; x++) {
+			if (x && rows[x] == rows[x - 1])
+				continue;
+			MDB_val ik = {16, (void *)c[i].ikey}, nv = {8, b};
+			put_be(b, rows[x]);
+			rc = mdb_put(txn, k->rows, &ik, &nv, x ? MDB_APPENDDUP : MDB_APPEND);
+		}
+		i = j;
+	}
+	qsort(wm, nwm, sizeof *wm, by_u64);
+	for (size_t x = 0; x < nwm && rc == 0; x++) {
+		MDB_val wk = {8, b}, none = {0, NULL};
+		put_be(b, wm[x]);
+		if (!x || wm[x] != wm[x - 1])
+			rc = mdb_put(txn, k->wms, &wk, &none, MDB_APPEND);
+	}
+out:
+	free(rows);
+	free(wm);
+	return rc;
+}
+
 int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c, size_t n,
                      uint64_t from, const struct store_keys_meta *m)
 {
 	MDB_txn *txn;
-	uint8_t mv[36], ob[8], nb[8];
+	uint8_t mv[68], ob[8], nb[8];
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val = {sizeof mv, mv};
 	int rc = mdb_txn_begin(k->env, NULL, 0, &txn);
 	if (rc != 0)
@@ -221,6 +313,10 @@ int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c
 	/* By key, then in the order made: a B-tree fills fastest in order, and each key's
 	 * changes must apply as they came. */
 	qsort(c, n, sizeof *c, by_change);
+	if (drop) {
+		rc = load_sorted(txn, k, c, n);
+		goto meta;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].now < from)
 			continue;  /* made from bytes the file already indexes */
@@ -242,10 +338,15 @@ int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c
 		if (rc != 0 && rc != MDB_KEYEXIST)
 			goto out;
 	}
+meta:
+	if (rc != 0)
+		goto out;
 	memcpy(mv, magic, 4);
 	put_be(mv + 4, m->ino);
 	put_be(mv + 12, m->end);
 	memcpy(mv + 20, m->tail, 16);
+	memcpy(mv + 36, m->custody, 16);
+	store_keys_boot(mv + 52);
 	if ((rc = mdb_put(txn, k->meta, &key, &val, 0)) != 0)
 		goto out;
 	return (rc = mdb_txn_commit(txn)) ? fail(rc, "store.keys") : 0;

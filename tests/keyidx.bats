@@ -283,3 +283,47 @@ PY
 	current b
 	same b
 }
+
+@test "a merge records the summary (custody); digest answers from it, the store unread, as a whole read does" {
+	[ -f b/store.root ] || fail "the merge recorded no summary"
+	run --separate-stderr gossip-merge -v -d b digest
+	assert_success
+	[[ $stderr == *"from the kept summary"* ]] || fail "$stderr"
+	ref b
+	rm -f ref/store.root
+	run --separate-stderr gossip-merge -v -d ref digest
+	[[ $stderr == *"made from the store"* ]] || fail "$stderr"
+	[ "$(gossip-merge -d b digest)" = "$output" ] || fail "the kept summary differs from a whole read"
+	before=$(snapshot ref)
+	gossip-merge -d ref digest >/dev/null
+	[ "$(snapshot ref)" = "$before" ] || fail "a digest wrote to ref"
+	# A new batch, in another process: recorded again, and still a whole read's.
+	printf 'set k1 again\n' | gossip-send -d a batch | gossip-merge -d b >/dev/null
+	ref b
+	rm -f ref/store.root
+	[ "$(gossip-merge -d b digest)" = "$(gossip-merge -d ref digest)" ] || fail "differs after a batch"
+}
+
+@test "a change outside the lock between one merge's batches ends its custody: no summary is recorded from what it did not read" {
+	rm -f b/store.root
+	mkfifo in
+	gossip-merge -d b <in >/dev/null 2>merge.err &
+	MERGE=$!
+	exec 5>in
+	printf 'set first 1\n' | gossip-send -d a batch >&5
+	wait_for 10 test "$(gossip-merge -d b get first 2>/dev/null)" = 1
+	flipbit b/store $((OFF[20] + 60))  # no lock: another program's write
+	printf 'set second 2\n' | gossip-send -d a batch >&5
+	wait_for 10 test "$(gossip-merge -d b get second 2>/dev/null)" = 2
+	exec 5>&-
+	wait "$MERGE"
+	run --separate-stderr gossip-merge -v -d b digest
+	[[ $stderr == *"made from the store"* ]] || fail "a summary was recorded: $stderr"
+	# The next whole read (a new writer) takes custody again, and records what it read.
+	printf 'set third 3\n' | gossip-send -d a batch | gossip-merge -d b >/dev/null 2>&1
+	run --separate-stderr gossip-merge -v -d b digest
+	[[ $stderr == *"from the kept summary"* ]] || fail "$stderr"
+	ref b
+	rm -f ref/store.root
+	[ "$output" = "$(gossip-merge -d ref digest 2>/dev/null)" ] || fail "the record is not a whole read's"
+}

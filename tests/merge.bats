@@ -355,7 +355,7 @@ PY
 	BG=
 	[ "$st" = 1 ]  # it refused something
 	[ "$(cbor_count out)" = 2 ]
-	[ "$(snapshot b)" = "$before" ] || fail "the store changed after the revocation"
+	[ "$(snapshot b)" = "$before" ] || fail "the store changed after the revocation: $(diff <(echo "$before") <(snapshot b))"
 }
 
 @test "merge: a trusted that does not load on SIGHUP keeps the old one, with a warning" {

@@ -20,7 +20,7 @@ static inline int fixture_append(struct gossip_store *st, const struct gossip_bu
 		store_item_of(&it[n++], &m, len);
 		at += len;
 	}
-	return store_append(st, it, b->p, n, durable, cls ? cls : dummy);
+	return store_append(st, it, b->p, n, durable, 0, cls ? cls : dummy);
 }
 
 #endif

@@ -487,7 +487,8 @@ static int recorded(struct gossip_store *st, uint8_t root[16], uint64_t *count)
 }
 
 /* The kept summary (DIR/store.root): written only by a writer that named its rule and
- * whose lock read the whole file; never by a later lock or a read-only handle; matching
+ * whose lock read the whole file, or kept custody since (no change to the file outside
+ * the lock); never by a read-only handle, nor after a change outside the lock; matching
  * only the file and rule it was made for; a lazy open reads nothing until it is asked. */
 static void test_kept(const struct gossip_identity *a, uint64_t now)
 {
@@ -499,8 +500,19 @@ static void test_kept(const struct gossip_identity *a, uint64_t now)
 	sign_msg(&b, a, GOSSIP_T_SET, "k", "v", 1, now);
 	append(st, &b, NULL);
 	gossip_store_keep_summary(st, rule);
-	/* This handle's locks catch up (the open read the file): no record. */
-	ok(recorded(st, root, &count) == 0, "a lock that only caught up writes no record");
+	/* This handle read the file whole and appended under the lock: custody. */
+	ok(recorded(st, root, &count) == 1, "a lock in custody records its summary");
+	unlink(gossip_path(dir, "store.root"));
+	/* A write outside the lock between two locks ends custody: no record. */
+	int wfd = open(gossip_path(dir, "store"), O_WRONLY | O_APPEND | O_CLOEXEC);
+	ok(wfd >= 0 && write(wfd, "", 0) == 0 && futimens(wfd, NULL) == 0, "the store touched outside the lock");
+	if (wfd >= 0)
+		close(wfd);
+	ok(recorded(st, root, &count) == 0, "then a lock that only caught up writes no record");
+	b.len = 0;
+	sign_msg(&b, a, GOSSIP_T_SET, "k0", "v", 3, now);
+	append(st, &b, NULL);
+	ok(recorded(st, root, &count) == 0, "nor after an append of its own");
 	gossip_store_close(st);
 
 	struct gossip_store_opts ro = gossip_store_defaults;
@@ -535,7 +547,8 @@ static void test_kept(const struct gossip_identity *a, uint64_t now)
 	append(st, &b, NULL);
 	gossip_store_keep_summary(st, rule);
 	ok(gossip_store_summary_kept(st, kroot, &kcount) == 1, "after an append the record does not match");
-	ok(recorded(st, root, &count) >= 0 && gossip_store_summary_kept(st, kroot, &kcount) == 1, "nor after that handle's summary (not a whole read)");
+	ok(recorded(st, root, &count) == 1 && gossip_store_summary_kept(st, kroot, &kcount) == 0 &&
+	   !memcmp(kroot, root, 16), "after that handle's summary (in custody since its whole read) it does");
 	gossip_store_close(st);
 
 	/* A change in place between the whole read and the summary (another process, no

@@ -34,6 +34,7 @@ static struct gossip_store *st;
 static struct gossip_trust trust;
 static uint64_t max_skew_ms;  /* 0: the default */
 static int json, all, verbose, quiet_out, verified, lazy, repair;
+static int keeping;  /* the summary is kept in DIR/store.root under trusted's id */
 static const char *want_origin, *dir;
 /* SIGHUP: read trusted again before the next message is judged, as gossip-listen does.
  * A file that does not load leaves the old one in force. */
@@ -47,6 +48,14 @@ static void reload(void)
 	gossip_trust_free(&trust);
 	trust = t;  /* in place: the merger and the store's filter point at it */
 	trust.max_skew_ms = max_skew_ms;
+	/* What the store shows, its summary and the rule it records that summary under
+	 * (DIR/store.root) follow the new trusted. */
+	gossip_store_set_visible(st, gossip_trust_has, &trust);
+	if (keeping) {
+		uint8_t rule[16];
+		gossip_trust_id(&trust, rule);
+		gossip_store_keep_summary(st, rule);
+	}
 	gossip_warn("reloaded: %zu trusted signers", trust.n);
 }
 
@@ -810,6 +819,7 @@ int main(int argc, char **argv)
 		uint8_t rule[16];
 		gossip_trust_id(&trust, rule);
 		gossip_store_keep_summary(st, rule);
+		keeping = 1;
 	}
 
 	int status = GOSSIP_EXIT_OK;

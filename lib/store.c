@@ -1098,7 +1098,7 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
-	st->nkc = 0;
+	st->nkc = st->kc_held = 0;
 	st->kc_from = 0;
 	st->kc_damage = st->partial = 0;
 	st->epoch++;
@@ -1406,6 +1406,27 @@ static int custody_holds(struct gossip_store *st, const uint8_t fk[16])
 	return ok;
 }
 
+/* Before and after this writer's own write to the store, under the lock: custody (and
+ * the kept summary's key) hold only while the file is as this writer last knew it (a
+ * write outside the lock since cannot be told from this one once it is made); after the
+ * write, what it knows is the file as the write left it. */
+static void custody_before(struct gossip_store *st)
+{
+	uint8_t k[16];
+	if (st->custody && (file_key(st, k) < 0 || sodium_memcmp(k, st->ck, 16) != 0))
+		st->custody = 0;
+	if (st->key_ok && (root_key(st, k) < 0 || sodium_memcmp(k, st->key, 16) != 0))
+		st->key_ok = 0;
+}
+
+static void custody_after(struct gossip_store *st)
+{
+	if (st->custody && file_key(st, st->ck) < 0)
+		st->custody = 0;
+	if (st->key_ok && root_key(st, st->key) < 0)
+		st->key_ok = 0;
+}
+
 /* The hash of the (up to) 64 bytes of the store file before end. */
 static int tail_hash(const struct gossip_store *st, uint64_t end, uint8_t h[16])
 {
@@ -1464,6 +1485,8 @@ static void keys_write(struct gossip_store *st, int force)
 	int rc, drop = 0;
 	if (st->fd < 0 || (st->nkc == 0 && st->kc_from != 0 && st->kc_from != UINT64_MAX))
 		return;
+	if (st->kc_from == 0 && st->kc_held && st->nkc == st->kc_held)
+		return;  /* as found to be held, and nothing since */
 	if (!force && t < st->kc_at)
 		return;  /* backing off after a failure */
 	/* A bulk merge's changes wait for 64 MiB of the store or its end: each write of a
@@ -1476,15 +1499,23 @@ static void keys_write(struct gossip_store *st, int force)
 	now.ino = st->ino;
 	now.end = st->end;
 	memset(now.custody, 0, 16);
-	if (st->custody && file_key(st, now.custody) < 0)
-		st->custody = 0;
+	custody_before(st);  /* a write outside the lock since its last check ends custody */
+	if (st->custody)
+		memcpy(now.custody, st->ck, 16);
 	if (tail_hash(st, st->end, now.tail) < 0) {
 		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
 		goto failed;
 	}
-	if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end && !(st->kc_damage && st->kc_from == 0)) {
+	int unchanged = ok && m.end == st->end && sodium_memcmp(m.custody, now.custody, 16) == 0;
+	if (ok && st->kc_from == 0 && !st->kc_damage) {
+		/* This writer read the whole file: the index is checked against what it read
+		 * (damage in it, or a change it cannot see), and made anew unless it holds
+		 * exactly that. */
+		from = 0;
+		drop = 2;
+	} else if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end && !(st->kc_damage && st->kc_from == 0)) {
 		from = m.end;  /* the index holds what this writer read up to there */
-		if (m.end == st->end && sodium_memcmp(m.custody, now.custody, 16) == 0)
+		if (unchanged)
 			goto done;  /* and that is all: nothing to write */
 	} else if (st->kc_from == 0) {
 		from = 0;  /* this writer read the whole file: its changes are the whole index */
@@ -1500,15 +1531,26 @@ static void keys_write(struct gossip_store *st, int force)
 		from = 0;
 		drop = 1;
 	}
-	if (store_keys_write(st->keys, drop, st->kc, st->nkc, from, &now) < 0)
+	int w = store_keys_write(st->keys, st->dir, drop, st->kc, st->nkc, from, &now, unchanged);
+	if (w < 0)
 		goto failed;
+	if (w == 1) {
+		/* It holds what this whole read found; but a file this writer did not make may
+		 * be damaged where reading does not go: its first change makes the index anew
+		 * (from these changes, kept until then), never in place. */
+		st->kc_held = st->nkc;
+		st->kc_at = t;
+		return;
+	}
 done:
+	st->kc_held = 0;
 	st->nkc = 0;
 	st->kc_from = st->end;
 	st->kc_damage = 0;
 	st->kc_at = t;
 	return;
 failed:
+	st->kc_held = 0;
 	store_keys_close(st->keys);
 	st->keys = NULL;
 	unlink(gossip_path(st->dir, "store.keys"));
@@ -1610,8 +1652,10 @@ static int store_lock(struct gossip_store *st, int nowait)
 	 * it; taken by a whole read during which the file did not change. */
 	uint8_t fk[16];
 	int fk_ok = !ro && file_key(st, fk) == 0;
-	if (!ro && !fresh)
+	if (!ro && !fresh) {
 		st->custody = st->custody && fk_ok && custody_holds(st, fk);
+		memcpy(st->ck, fk, 16);
+	}
 	/* The kept summary's key as the file is before the read: a change during the read
 	 * moves it, and then nothing is recorded (root_record). Recorded only from a whole
 	 * read, or from an index in custody. */
@@ -1625,8 +1669,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 		return -1;
 	}
 	if (!ro && fresh) {
-		uint8_t after[16];
-		st->custody = fk_ok && file_key(st, after) == 0 && sodium_memcmp(after, fk, 16) == 0;
+		st->custody = fk_ok && file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
@@ -1848,10 +1891,14 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		memmove(bytes + out, bytes + at, it[i].len);
 		out += it[i].len;
 	}
+	if (out)
+		custody_before(st);
 	if (out && (gossip_write_all(st->fd, bytes, out) < 0 || (durable && fdatasync(st->fd) < 0))) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
 	}
+	if (out)
+		custody_after(st);
 	st->end += out;
 	/* Verified by the merger (or gossip-listen): their hashes go to DIR/store.sum. */
 	for (size_t i = 0; i < n; i++)
@@ -1864,7 +1911,7 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		/* Made now when that is cheap: few buckets to hash again, or a small store. */
 		if (st->sum && st->sum->valid ? st->sum->ndirty < ROOT_BULK : st->n < 16 * ROOT_BULK) {
 			struct store_digest d;
-			if (root_key(st, st->key) == 0 && store_digest_make(&d, st) == 0)
+			if (store_digest_make(&d, st) == 0)
 				store_digest_free(&d);
 			st->root_due = 0;
 		} else
@@ -2026,6 +2073,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 
 	if (gossip_store_lock(st) < 0)
 		return -1;
+	custody_before(st);
 	if (before)
 		*before = st->end;
 	/* Expired deletes and events go; their versions become the origins' watermarks, so
@@ -2129,6 +2177,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->dead_bytes = 0;
 	st->nkc = 0;
 	st->kc_from = UINT64_MAX;  /* a new file: its index is made whole from it */
+	custody_after(st);
 	if (after)
 		*after = off;
 	r = 0;

@@ -76,11 +76,13 @@ struct gossip_store {
 	struct store_keys_change *kc;
 	size_t nkc, kccap;
 	uint64_t kc_from, kc_seq, kc_at;
+	size_t kc_held;  /* of a whole read's changes, how many the index was found to hold */
 	int kc_damage, lock_ok;
 	/* Custody: this writer's index is the file's, read whole under the lock or kept
 	 * since under locks while no one changed the file outside them (the key of the
 	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */
 	int custody;
+	uint8_t ck[16];  /* the file's key as this writer last knew it (custody) */
 	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
 	int partial;
 };
@@ -115,10 +117,12 @@ int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m);
  * max of them (more is an error); *offs is the caller's to free. */
 int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
                       uint64_t **offs, size_t *n);
-/* One transaction: (drop) empty it first, then apply the changes made at or after from
- * (they are sorted in place), and record m. */
-int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c, size_t n,
-                     uint64_t from, const struct store_keys_meta *m);
+/* Apply the changes made at or after from (they are sorted in place) in one transaction,
+ * or (drop 1) write the changes whole into a new file renamed over DIR/store.keys (k is
+ * then that file), or (drop 2) the same unless it holds them exactly already with m
+ * unchanged (then 1: nothing written); and record m. */
+int store_keys_write(struct store_keys *k, const char *dir, int drop, struct store_keys_change *c,
+                     size_t n, uint64_t from, const struct store_keys_meta *m, int unchanged);
 
 /* What the store needs of a message to classify and index it, taken from its one
  * decode, so that nothing is decoded again on the way to the disk. */

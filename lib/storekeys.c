@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@ struct store_keys {
 	MDB_env *env;
 	MDB_dbi rows, wms, meta;
 	uint64_t ino;  /* of DIR/store.keys when opened */
+	int faulted;  /* LMDB faulted on its pages: not used again */
 };
 
 /* This boot of the system (zeros when unknown): an index is written without fsync
@@ -78,13 +81,18 @@ void store_keys_close(struct store_keys *k)
 {
 	if (!k)
 		return;
-	mdb_env_close(k->env);
+	if (!k->faulted)  /* after a fault its state is unknown: left as it is */
+		mdb_env_close(k->env);
 	free(k);
 }
 
-struct store_keys *store_keys_open(const char *dir, int readonly)
+static void on_assert(MDB_env *env, const char *msg);
+
+static struct store_keys *open_raw(const char *dir, const char *name, int readonly,
+                                   struct store_keys **made)
 {
-	const char *path = gossip_path(dir, "store.keys");
+	char path[4200];
+	snprintf(path, sizeof path, "%s", gossip_path(dir, name));
 	struct store_keys *k = calloc(1, sizeof *k);
 	struct stat sb;
 	MDB_txn *txn = NULL;
@@ -112,6 +120,8 @@ struct store_keys *store_keys_open(const char *dir, int readonly)
 		free(k);
 		return NULL;
 	}
+	*made = k;  /* for the guard: what to leave behind if LMDB faults */
+	mdb_env_set_assert(k->env, on_assert);  /* a failed check of its pages, as a fault */
 	uint8_t boot[16], zero[16] = {0};
 	store_keys_boot(boot);
 	/* Without a boot id to tell a crash, each write is synced (the meta page lazily). */
@@ -157,7 +167,7 @@ int store_keys_same_file(const struct store_keys *k, const char *dir)
 	       (uint64_t)sb.st_ino == k->ino;
 }
 
-int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
+static int meta_get_raw(struct store_keys *k, struct store_keys_meta *m)
 {
 	MDB_txn *txn;
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val;
@@ -181,7 +191,7 @@ int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
 	return rc ? fail(rc, "store.keys") : 0;
 }
 
-int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
+static int lookup_raw(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
                       uint64_t **offs, size_t *n)
 {
 	MDB_txn *txn;
@@ -245,78 +255,218 @@ static int by_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Into emptied tables: each key's changes (sorted by key, then as made) come down to its
- * rows, which go in at the end of the B-tree in order (MDB_APPEND: no search, full
- * pages); so do the watermark records' offsets. */
-static int load_sorted(MDB_txn *txn, struct store_keys *k, const struct store_keys_change *c, size_t n)
+/* A key's row in the final set of a whole write. */
+struct frow {
+	uint8_t ikey[16];
+	uint64_t off;
+};
+
+static int by_frow(const void *a, const void *b)
 {
-	uint64_t *rows = NULL, *wm = NULL;
+	const struct frow *x = a, *y = b;
+	int c = memcmp(x->ikey, y->ikey, 16);
+	return c ? c : (x->off > y->off) - (x->off < y->off);
+}
+
+/* The rows and watermark offsets that changes c (sorted by key, then as made) come to,
+ * each sorted as LMDB keeps them, without repeats. */
+static int final_set(const struct store_keys_change *c, size_t n, struct frow **rows_out,
+                     size_t *nrows_out, uint64_t **wm_out, size_t *nwm_out)
+{
+	struct frow *rows = NULL;
+	uint64_t *wm = NULL;
 	size_t nrows = 0, rowcap = 0, nwm = 0, wmcap = 0;
-	uint8_t b[8];
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0;) {
-		size_t j = i;
-		nrows = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i, first = nrows;
 		for (; j < n && memcmp(c[j].ikey, c[i].ikey, 16) == 0; j++) {
-			uint64_t **v = c[j].wm ? &wm : &rows;
-			size_t *nv = c[j].wm ? &nwm : &nrows, *cap = c[j].wm ? &wmcap : &rowcap;
-			if (!c[j].wm && c[j].old != UINT64_MAX)
-				for (size_t x = 0; x < nrows; x++)
-					if (rows[x] == c[j].old) {
+			if (c[j].wm) {
+				if (nwm == wmcap) {
+					uint64_t *w = realloc(wm, (wmcap = wmcap ? 2 * wmcap : 16) * sizeof *w);
+					if (!w)
+						goto oom;
+					wm = w;
+				}
+				wm[nwm++] = c[j].now;
+				continue;
+			}
+			if (c[j].old != UINT64_MAX)
+				for (size_t x = first; x < nrows; x++)
+					if (rows[x].off == c[j].old) {
 						rows[x] = rows[--nrows];
 						break;
 					}
-			if (*nv == *cap) {
-				uint64_t *w = realloc(*v, (*cap = *cap ? 2 * *cap : 16) * sizeof *w);
-				if (!w) {
-					rc = ENOMEM;
-					goto out;
-				}
-				*v = w;
+			if (nrows == rowcap) {
+				struct frow *w = realloc(rows, (rowcap = rowcap ? 2 * rowcap : 1024) * sizeof *w);
+				if (!w)
+					goto oom;
+				rows = w;
 			}
-			(*v)[(*nv)++] = c[j].now;
+			memcpy(rows[nrows].ikey, c[j].ikey, 16);
+			rows[nrows++].off = c[j].now;
 		}
-		qsort(rows, nrows, sizeof *rows, by_u64);
-		for (size_t x = 0; x < nrows && rc == 0; x++) {
-			if (x && rows[x] == rows[x - 1])
-				continue;
-			MDB_val ik = {16, (void *)c[i].ikey}, nv = {8, b};
-			put_be(b, rows[x]);
-			rc = mdb_put(txn, k->rows, &ik, &nv, x ? MDB_APPENDDUP : MDB_APPEND);
-		}
+		if (nrows - first > 1)
+			qsort(rows + first, nrows - first, sizeof *rows, by_frow);
 		i = j;
 	}
-	qsort(wm, nwm, sizeof *wm, by_u64);
+	size_t m = 0;
+	for (size_t x = 0; x < nrows; x++)
+		if (!m || by_frow(&rows[x], &rows[m - 1]) != 0)
+			rows[m++] = rows[x];
+	if (nwm)
+		qsort(wm, nwm, sizeof *wm, by_u64);
+	size_t w = 0;
+	for (size_t x = 0; x < nwm; x++)
+		if (!w || wm[x] != wm[w - 1])
+			wm[w++] = wm[x];
+	*rows_out = rows;
+	*nrows_out = m;
+	*wm_out = wm;
+	*nwm_out = w;
+	return 0;
+oom:
+	free(rows);
+	free(wm);
+	return ENOMEM;
+}
+
+/* Whether the tables hold exactly rows and wm (1), or not (0); an LMDB error else. */
+static int holds(MDB_txn *txn, struct store_keys *k, const struct frow *rows, size_t nrows,
+                 const uint64_t *wm, size_t nwm)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	size_t x = 0;
+	int rc, same = 1;
+	if ((rc = mdb_cursor_open(txn, k->rows, &cur)) != 0)
+		return -rc;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && same;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), x++)
+		same = x < nrows && key.mv_size == 16 && val.mv_size == 8 &&
+		       memcmp(key.mv_data, rows[x].ikey, 16) == 0 && get_be(val.mv_data) == rows[x].off;
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return -rc;
+	if (!same || x != nrows)
+		return 0;
+	if ((rc = mdb_cursor_open(txn, k->wms, &cur)) != 0)
+		return -rc;
+	x = 0;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && same;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), x++)
+		same = x < nwm && key.mv_size == 8 && get_be(key.mv_data) == wm[x];
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return -rc;
+	return same && x == nwm;
+}
+
+/* Into empty tables: rows and wm at the end of each B-tree in order (MDB_APPEND: no
+ * search, full pages). */
+static int append_all(MDB_txn *txn, struct store_keys *k, const struct frow *rows, size_t nrows,
+                      const uint64_t *wm, size_t nwm)
+{
+	uint8_t b[8];
+	int rc = 0;
+	for (size_t x = 0; x < nrows && rc == 0; x++) {
+		MDB_val ik = {16, (void *)rows[x].ikey}, nv = {8, b};
+		put_be(b, rows[x].off);
+		rc = mdb_put(txn, k->rows, &ik, &nv,
+		             x && memcmp(rows[x].ikey, rows[x - 1].ikey, 16) == 0 ? MDB_APPENDDUP : MDB_APPEND);
+	}
 	for (size_t x = 0; x < nwm && rc == 0; x++) {
 		MDB_val wk = {8, b}, none = {0, NULL};
 		put_be(b, wm[x]);
-		if (!x || wm[x] != wm[x - 1])
-			rc = mdb_put(txn, k->wms, &wk, &none, MDB_APPEND);
+		rc = mdb_put(txn, k->wms, &wk, &none, MDB_APPEND);
 	}
-out:
-	free(rows);
-	free(wm);
 	return rc;
 }
 
-int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c, size_t n,
-                     uint64_t from, const struct store_keys_meta *m)
+static int put_meta(MDB_txn *txn, struct store_keys *k, const struct store_keys_meta *m)
 {
-	MDB_txn *txn;
-	uint8_t mv[68], ob[8], nb[8];
+	uint8_t mv[68];
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val = {sizeof mv, mv};
-	int rc = mdb_txn_begin(k->env, NULL, 0, &txn);
+	memcpy(mv, magic, 4);
+	put_be(mv + 4, m->ino);
+	put_be(mv + 12, m->end);
+	memcpy(mv + 20, m->tail, 16);
+	memcpy(mv + 36, m->custody, 16);
+	store_keys_boot(mv + 52);
+	return mdb_put(txn, k->meta, &key, &val, 0);
+}
+
+/* The whole index, from changes c (sorted): unless (verify) the file holds exactly it
+ * already with m unchanged (1: nothing written), it is written into a new file,
+ * DIR/store.keys.new, renamed over the old one: a file that may be damaged is never
+ * written in place, where LMDB would reuse its pages as its damaged free list says. */
+static int write_whole(struct store_keys *k, const char *dir, const struct store_keys_change *c,
+                       size_t n, int verify, const struct store_keys_meta *m, int unchanged)
+{
+	struct frow *rows;
+	uint64_t *wm;
+	size_t nrows, nwm;
+	MDB_txn *txn = NULL;
+	struct store_keys *nk = NULL, *made = NULL;
+	char tmp[4200];
+	int rc = final_set(c, n, &rows, &nrows, &wm, &nwm);
 	if (rc != 0)
 		return fail(rc, "store.keys");
-	if (drop && ((rc = mdb_drop(txn, k->rows, 0)) != 0 || (rc = mdb_drop(txn, k->wms, 0)) != 0))
+	if (verify && unchanged && (rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn)) == 0) {
+		int same = holds(txn, k, rows, nrows, wm, nwm);
+		mdb_txn_abort(txn);
+		txn = NULL;
+		if (same == 1) {
+			rc = 1;  /* it holds exactly that: nothing written */
+			goto out;
+		}
+	}
+	rc = 0;
+	snprintf(tmp, sizeof tmp, "%s", gossip_path(dir, "store.keys.new"));
+	unlink(tmp);
+	if (!(nk = open_raw(dir, "store.keys.new", 0, &made))) {
+		rc = -1;
 		goto out;
+	}
+	if ((rc = mdb_txn_begin(nk->env, NULL, 0, &txn)) != 0 ||
+	    (rc = append_all(txn, nk, rows, nrows, wm, nwm)) != 0 || (rc = put_meta(txn, nk, m)) != 0 ||
+	    (rc = mdb_txn_commit(txn), txn = NULL, rc) != 0)
+		goto out;
+	if (rename(tmp, gossip_path(dir, "store.keys")) < 0) {
+		rc = errno;
+		goto out;
+	}
+	/* k is the new file now. */
+	mdb_env_close(k->env);
+	*k = *nk;
+	free(nk);
+	nk = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	if (nk) {
+		store_keys_close(nk);
+		unlink(tmp);
+	}
+	free(rows);
+	free(wm);
+	if (rc == -1 || rc == 1)
+		return rc;
+	return rc ? fail(rc, "store.keys") : 0;
+}
+
+static int write_raw(struct store_keys *k, const char *dir, int drop, struct store_keys_change *c,
+                     size_t n, uint64_t from, const struct store_keys_meta *m, int unchanged)
+{
+	MDB_txn *txn;
+	uint8_t ob[8], nb[8];
+	int rc;
 	/* By key, then in the order made: a B-tree fills fastest in order, and each key's
 	 * changes must apply as they came. */
-	qsort(c, n, sizeof *c, by_change);
-	if (drop) {
-		rc = load_sorted(txn, k, c, n);
-		goto meta;
-	}
+	if (n)
+		qsort(c, n, sizeof *c, by_change);
+	if (drop)
+		return write_whole(k, dir, c, n, drop == 2, m, unchanged);
+	if ((rc = mdb_txn_begin(k->env, NULL, 0, &txn)) != 0)
+		return fail(rc, "store.keys");
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].now < from)
 			continue;  /* made from bytes the file already indexes */
@@ -338,19 +488,125 @@ int store_keys_write(struct store_keys *k, int drop, struct store_keys_change *c
 		if (rc != 0 && rc != MDB_KEYEXIST)
 			goto out;
 	}
-meta:
-	if (rc != 0)
-		goto out;
-	memcpy(mv, magic, 4);
-	put_be(mv + 4, m->ino);
-	put_be(mv + 12, m->end);
-	memcpy(mv + 20, m->tail, 16);
-	memcpy(mv + 36, m->custody, 16);
-	store_keys_boot(mv + 52);
-	if ((rc = mdb_put(txn, k->meta, &key, &val, 0)) != 0)
+	if ((rc = put_meta(txn, k, m)) != 0)
 		goto out;
 	return (rc = mdb_txn_commit(txn)) ? fail(rc, "store.keys") : 0;
 out:
 	mdb_txn_abort(txn);
 	return fail(rc, "store.keys");
+}
+
+/* ---- the guard: LMDB trusts its file's pages, and a damaged page (a bit flipped on
+ * disk, a file cut or overwritten by hand) can make it read outside its map (SIGBUS,
+ * SIGSEGV). Each call into LMDB runs with those signals caught: a fault ends the call
+ * as an error ("damaged"), the handle is not used again, and the store's own file,
+ * which never depends on this one, is read instead (and the index made again by the
+ * next writer). */
+
+static sigjmp_buf fault_jb;
+static volatile sig_atomic_t fault_armed;
+static struct sigaction old_bus, old_segv;
+
+static void on_fault(int sig)
+{
+	if (fault_armed) {
+		fault_armed = 0;
+		siglongjmp(fault_jb, sig);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* LMDB's own checks of its pages end in abort(): under the guard, a fault instead. */
+static void on_assert(MDB_env *env, const char *msg)
+{
+	(void)env;
+	(void)msg;
+	if (fault_armed) {
+		fault_armed = 0;
+		siglongjmp(fault_jb, SIGABRT);
+	}
+}
+
+static void guard_on(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_fault;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGBUS, &sa, &old_bus);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	fault_armed = 1;
+}
+
+static void guard_off(void)
+{
+	fault_armed = 0;
+	sigaction(SIGBUS, &old_bus, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+}
+
+static int faulted(struct store_keys *k)
+{
+	guard_off();
+	if (k)
+		k->faulted = 1;
+	gossip_seterr("store: store.keys is damaged (LMDB faulted reading it)");
+	return -1;
+}
+
+struct store_keys *store_keys_open(const char *dir, int readonly)
+{
+	static struct store_keys *made;
+	made = NULL;
+	if (sigsetjmp(fault_jb, 1)) {
+		faulted(made);
+		store_keys_close(made);
+		return NULL;
+	}
+	guard_on();
+	struct store_keys *k = open_raw(dir, "store.keys", readonly, &made);
+	guard_off();
+	return k;
+}
+
+int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
+{
+	if (k->faulted)
+		return faulted(k);
+	if (sigsetjmp(fault_jb, 1))
+		return faulted(k);
+	guard_on();
+	int r = meta_get_raw(k, m);
+	guard_off();
+	return r;
+}
+
+int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size_t max,
+                      uint64_t **offs, size_t *n)
+{
+	*offs = NULL;
+	*n = 0;
+	if (k->faulted)
+		return faulted(k);
+	if (sigsetjmp(fault_jb, 1))
+		return faulted(k);  /* what it had gathered is lost with the fault */
+	guard_on();
+	int r = lookup_raw(k, wm, ikey, max, offs, n);
+	guard_off();
+	return r;
+}
+
+int store_keys_write(struct store_keys *k, const char *dir, int drop, struct store_keys_change *c,
+                     size_t n, uint64_t from, const struct store_keys_meta *m, int unchanged)
+{
+	if (k->faulted)
+		return faulted(k);
+	if (sigsetjmp(fault_jb, 1))
+		return faulted(k);
+	guard_on();
+	int r = write_raw(k, dir, drop, c, n, from, m, unchanged);
+	guard_off();
+	return r;
 }

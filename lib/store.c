@@ -1466,9 +1466,10 @@ static int keys_whole(struct gossip_store *st, const struct store_item *it, uint
 
 /* Bring DIR/store.keys up to what this writer indexed, under the lock that indexed it:
  * the index changes only when the store does. A failure costs the index, never the
- * store, and is silent (the index is only a cache): the file goes, and a query reads
- * the store whole until a writer makes the index again (at its next change, or after a
- * minute of backing off, unless force). The caller's error is kept. */
+ * store, and is silent (the index is only a cache): the file stays behind the store (or
+ * goes, when LMDB faulted on it), queries read what it lacks, and the index is made
+ * whole again at the next change after a minute of backing off (at once when force).
+ * The caller's error is kept. */
 static void keys_write(struct gossip_store *st, int force);
 static void keys_flush(struct gossip_store *st, int force)
 {
@@ -1551,9 +1552,12 @@ done:
 	return;
 failed:
 	st->kc_held = 0;
+	/* A file LMDB faulted on goes; one that only could not be written (a full disk)
+	 * stays as it was, behind the store: queries read what it lacks. */
+	if (st->keys && store_keys_faulted(st->keys))
+		unlink(gossip_path(st->dir, "store.keys"));
 	store_keys_close(st->keys);
 	st->keys = NULL;
-	unlink(gossip_path(st->dir, "store.keys"));
 	st->nkc = 0;
 	st->kc_from = UINT64_MAX;  /* made whole from the file next time */
 	st->kc_at = t + 60000;
@@ -1772,12 +1776,17 @@ void gossip_store_close(struct gossip_store *st)
 	if (!st->opts.readonly && st->fd >= 0 && (st->nkc || st->kc_from == UINT64_MAX || st->root_due) &&
 	    gossip_store_trylock(st) == 0) {
 		struct store_digest d;
-		if (st->root_due && st->key_ok && store_digest_make(&d, st) == 0)
+		int made = 0;
+		st->root_pending = 0;
+		if (st->root_due && st->key_ok && store_digest_make(&d, st) == 0) {
 			store_digest_free(&d);
+			made = st->root_pending;
+		}
 		keys_flush(st, 1);
 		st->lock_ok = 0;
 		gossip_store_unlock(st);
-		gossip_store_summary_save(st);
+		if (made)
+			gossip_store_summary_save(st);
 	}
 	store_keys_close(st->keys);
 	free(st->kc);
@@ -1907,18 +1916,23 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	sum_flush(st);
 	/* The summary recorded (DIR/store.root) as this append leaves the file, when the
 	 * lock read it whole or kept custody (the key is taken again: this append moved it). */
+	int made = 0;
 	if (record && out && st->key_ok) {
 		/* Made now when that is cheap: few buckets to hash again, or a small store. */
 		if (st->sum && st->sum->valid ? st->sum->ndirty < ROOT_BULK : st->n < 16 * ROOT_BULK) {
 			struct store_digest d;
-			if (store_digest_make(&d, st) == 0)
+			st->root_pending = 0;
+			if (store_digest_make(&d, st) == 0) {
 				store_digest_free(&d);
+				made = st->root_pending;
+			}
 			st->root_due = 0;
 		} else
 			st->root_due = 1;  /* a bulk merge's: at its end (gossip_store_close) */
 	}
 	gossip_store_unlock(st);
-	gossip_store_summary_save(st);
+	if (made)  /* only the record made here: not one a sync made and did not keep */
+		gossip_store_summary_save(st);
 	return 0;
 fail:
 	/* Nothing of this batch counts: cut what may have been written and index afresh. */

@@ -109,6 +109,8 @@ struct store_keys_change {
 /* NULL (gossip_error says why) when there is none (read-only) or it cannot be used. */
 struct store_keys *store_keys_open(const char *dir, int readonly);
 void store_keys_close(struct store_keys *k);
+/* Whether LMDB faulted on k's file (its pages are damaged): not used again. */
+int store_keys_faulted(const struct store_keys *k);
 /* Whether DIR/store.keys is still the file k opened. */
 int store_keys_same_file(const struct store_keys *k, const char *dir);
 /* 0, 1 when there is no meta record yet, -1 on error. */

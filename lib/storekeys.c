@@ -160,6 +160,11 @@ static struct store_keys *open_raw(const char *dir, const char *name, int readon
 	return k;
 }
 
+int store_keys_faulted(const struct store_keys *k)
+{
+	return k->faulted;
+}
+
 int store_keys_same_file(const struct store_keys *k, const char *dir)
 {
 	struct stat sb;

@@ -311,10 +311,10 @@ PY
 	MERGE=$!
 	exec 5>in
 	printf 'set first 1\n' | gossip-send -d a batch >&5
-	wait_for 10 test "$(gossip-merge -d b get first 2>/dev/null)" = 1
+	wait_for 10 eval '[ "$(gossip-merge -d b get first 2>/dev/null)" = 1 ]'
 	flipbit b/store $((OFF[20] + 60))  # no lock: another program's write
 	printf 'set second 2\n' | gossip-send -d a batch >&5
-	wait_for 10 test "$(gossip-merge -d b get second 2>/dev/null)" = 2
+	wait_for 10 eval '[ "$(gossip-merge -d b get second 2>/dev/null)" = 2 ]'
 	exec 5>&-
 	wait "$MERGE"
 	run --separate-stderr gossip-merge -v -d b digest
@@ -338,12 +338,12 @@ PY
 	MERGE=$!
 	exec 5>in
 	cat newer one >&5
-	wait_for 10 test "$(gossip-merge -d b get other 2>/dev/null)" = 1
+	wait_for 10 eval '[ "$(gossip-merge -d b get other 2>/dev/null)" = 1 ]'
 	grep -vxF "$(cat c.pub)" b/trusted >t && mv t b/trusted
 	kill -HUP "$MERGE"
 	wait_for 10 grep -q "reloaded" merge.err
 	cat two older >&5
-	wait_for 10 test "$(gossip-merge -d b get other2 2>/dev/null)" = 2
+	wait_for 10 eval '[ "$(gossip-merge -d b get other2 2>/dev/null)" = 2 ]'
 	exec 5>&-
 	wait "$MERGE" || true
 	for how in without-c with-c; do

@@ -257,7 +257,7 @@ PY
 		[[ $stderr == *'"last": ["error", "refused: the client wants'* ]] || fail "$stderr"
 		received=$(echo "$stderr" | jq .received)
 		[ "$received" -lt 1000 ] || fail "got $received bytes back: $stderr"
-		[ "$(snapshot b)" = "$bb" ]
+		[ "$(snapshot b)" = "$bb" ] || fail "$(diff <(echo "$bb") <(snapshot b))"
 	done
 	[[ $stderr == *"wants 500000 messages, more than the 24 cells sent could name"* ]] || fail "$stderr"
 	run --separate-stderr $PY "$P" --connect "127.0.0.1:$port" want $SEED 2

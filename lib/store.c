@@ -14,7 +14,7 @@
 
 const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0, NULL};
 
-enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20, KEYS_BULK = 1 << 16, ROOT_BULK = 1 << 12 };
+enum { CHUNK = 1 << 20, COMPACT_MIN = 1 << 20, KEYS_BULK = 1 << 12, ROOT_BULK = 1 << 12 };
 /* How long a key's floor outlives the del it was made from (origin time): gossip(7). */
 static const uint64_t floor_ttl_ms = 30ULL * 86400000ULL;
 
@@ -1490,9 +1490,12 @@ static void keys_write(struct gossip_store *st, int force)
 		return;  /* as found to be held, and nothing since */
 	if (!force && t < st->kc_at)
 		return;  /* backing off after a failure */
-	/* A bulk merge's changes wait for 64 MiB of the store or its end: each write of a
-	 * B-tree keyed by hashes touches most of its pages. */
-	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX && st->end - st->kc_from < (64u << 20))
+	/* A bulk merge's changes wait (for 64 MiB of the store, two seconds, or its end):
+	 * each write of a B-tree keyed by hashes touches most of its pages, and many
+	 * changes at once make the file anew in order (storekeys.c). The wait ends only at
+	 * a lock that changed the store, so that the index changes only when it does. */
+	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX &&
+	    st->end - st->kc_from < (64u << 20) && (t - st->kc_at < 2000 || !st->appended))
 		return;
 	if (keys_env(st) < 0 || (rc = store_keys_meta_get(st->keys, &m)) < 0)
 		goto failed;
@@ -1704,7 +1707,7 @@ void gossip_store_unlock(struct gossip_store *st)
 		keys_flush(st, 0);
 	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
-	st->locked = st->key_ok = st->lock_ok = 0;
+	st->locked = st->key_ok = st->lock_ok = st->appended = 0;
 }
 
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
@@ -1906,8 +1909,10 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
 	}
-	if (out)
+	if (out) {
 		custody_after(st);
+		st->appended = 1;
+	}
 	st->end += out;
 	/* Verified by the merger (or gossip-listen): their hashes go to DIR/store.sum. */
 	for (size_t i = 0; i < n; i++)

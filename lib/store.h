@@ -78,6 +78,7 @@ struct gossip_store {
 	uint64_t kc_from, kc_seq, kc_at;
 	size_t kc_held;  /* of a whole read's changes, how many the index was found to hold */
 	int kc_damage, lock_ok;
+	int appended;  /* this lock appended to the store */
 	/* Custody: this writer's index is the file's, read whole under the lock or kept
 	 * since under locks while no one changed the file outside them (the key of the
 	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */

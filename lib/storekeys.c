@@ -458,6 +458,68 @@ out:
 	return rc ? fail(rc, "store.keys") : 0;
 }
 
+/* What the file holds, as changes made before c's (its rows and watermark records),
+ * then c's made at or after from: for a whole write of both. */
+static int held_changes(MDB_txn *txn, struct store_keys *k, struct store_keys_change **out,
+                        size_t *nout, const struct store_keys_change *c, size_t n, uint64_t from)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	struct store_keys_change *v = NULL;
+	size_t cnt = 0, cap = 0;
+	uint64_t seq = 0;
+	int rc;
+	for (int wm = 0; wm < 2; wm++) {
+		if ((rc = mdb_cursor_open(txn, wm ? k->wms : k->rows, &cur)) != 0)
+			goto out;
+		for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+			if (wm ? key.mv_size != 8 : key.mv_size != 16 || val.mv_size != 8) {
+				rc = MDB_CORRUPTED;
+				break;
+			}
+			if (cnt == cap) {
+				struct store_keys_change *w = realloc(v, (cap = cap ? 2 * cap : 4096) * sizeof *w);
+				if (!w) {
+					rc = ENOMEM;
+					break;
+				}
+				v = w;
+			}
+			struct store_keys_change *e = &v[cnt++];
+			memset(e, 0, sizeof *e);
+			if (!wm)
+				memcpy(e->ikey, key.mv_data, 16);
+			e->old = UINT64_MAX;
+			e->now = get_be(wm ? key.mv_data : val.mv_data);
+			e->seq = seq++;
+			e->wm = wm;
+		}
+		mdb_cursor_close(cur);
+		if (rc != MDB_NOTFOUND)
+			goto out;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].now < from)
+			continue;
+		if (cnt == cap) {
+			struct store_keys_change *w = realloc(v, (cap = cap ? 2 * cap : 4096) * sizeof *w);
+			if (!w) {
+				rc = ENOMEM;
+				goto out;
+			}
+			v = w;
+		}
+		v[cnt] = c[i];
+		v[cnt++].seq = seq++;
+	}
+out:
+	*out = v;
+	*nout = cnt;
+	return rc;
+}
+
 static int write_raw(struct store_keys *k, const char *dir, int drop, struct store_keys_change *c,
                      size_t n, uint64_t from, const struct store_keys_meta *m, int unchanged)
 {
@@ -472,6 +534,24 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 		return write_whole(k, dir, c, n, drop == 2, m, unchanged);
 	if ((rc = mdb_txn_begin(k->env, NULL, 0, &txn)) != 0)
 		return fail(rc, "store.keys");
+	/* Many changes (a bulk merge's; an eighth of what the file holds or more): it is made
+	 * anew with them, in order, rather than split and copied page by page (which costs
+	 * more, and leaves it at about twice the size). */
+	MDB_stat ms;
+	if (n >= 4096 && mdb_stat(txn, k->rows, &ms) == 0 && n >= ms.ms_entries / 8) {
+		struct store_keys_change *all = NULL;
+		size_t na = 0;
+		rc = held_changes(txn, k, &all, &na, c, n, from);
+		mdb_txn_abort(txn);
+		if (rc != 0) {
+			free(all);
+			return fail(rc, "store.keys");
+		}
+		qsort(all, na, sizeof *all, by_change);
+		rc = write_whole(k, dir, all, na, 0, m, 0);
+		free(all);
+		return rc;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].now < from)
 			continue;  /* made from bytes the file already indexes */

@@ -1490,12 +1490,12 @@ static void keys_write(struct gossip_store *st, int force)
 		return;  /* as found to be held, and nothing since */
 	if (!force && t < st->kc_at)
 		return;  /* backing off after a failure */
-	/* A bulk merge's changes wait (for 64 MiB of the store, two seconds, or its end):
+	/* A bulk merge's changes wait (for 64 MiB of the store, ten seconds, or its end):
 	 * each write of a B-tree keyed by hashes touches most of its pages, and many
 	 * changes at once make the file anew in order (storekeys.c). The wait ends only at
 	 * a lock that changed the store, so that the index changes only when it does. */
 	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX &&
-	    st->end - st->kc_from < (64u << 20) && (t - st->kc_at < 2000 || !st->appended))
+	    st->end - st->kc_from < (64u << 20) && (t - st->kc_at < 10000 || !st->appended))
 		return;
 	if (keys_env(st) < 0 || (rc = store_keys_meta_get(st->keys, &m)) < 0)
 		goto failed;
@@ -1660,7 +1660,10 @@ static int store_lock(struct gossip_store *st, int nowait)
 	uint8_t fk[16];
 	int fk_ok = !ro && file_key(st, fk) == 0;
 	if (!ro && !fresh) {
-		st->custody = st->custody && fk_ok && custody_holds(st, fk);
+		/* As this writer left it (its own index's changes may still wait to be
+		 * written), or as the last writer in custody left it. */
+		st->custody = st->custody && fk_ok &&
+		              (sodium_memcmp(fk, st->ck, 16) == 0 || custody_holds(st, fk));
 		memcpy(st->ck, fk, 16);
 	}
 	/* The kept summary's key as the file is before the read: a change during the read

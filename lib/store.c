@@ -1394,18 +1394,6 @@ static int keys_env(struct gossip_store *st)
 	return 0;
 }
 
-/* Whether the file is as the last writer that held custody left it (fk, its key now). */
-static int custody_holds(struct gossip_store *st, const uint8_t fk[16])
-{
-	struct store_keys_meta m;
-	char err[sizeof st->dir + 256];
-	snprintf(err, sizeof err, "%s", gossip_error());
-	int ok = keys_env(st) == 0 && store_keys_meta_get(st->keys, &m) == 0 && m.ino == st->ino &&
-	         sodium_memcmp(m.custody, fk, 16) == 0;
-	gossip_seterr("%s", err);
-	return ok;
-}
-
 /* Before and after this writer's own write to the store, under the lock: custody (and
  * the kept summary's key) hold only while the file is as this writer last knew it (a
  * write outside the lock since cannot be told from this one once it is made); after the
@@ -1462,6 +1450,43 @@ static int keys_whole(struct gossip_store *st, const struct store_item *it, uint
 			kc_push(st, it->ikey, UINT64_MAX, pos, 0);
 	}
 	return st->kc_from == UINT64_MAX ? -1 : 0;
+}
+
+/* The slot of the message at off, read from the file (0, or -1 when there is none). */
+static int slot_at(const struct gossip_store *st, uint64_t off, uint8_t *buf, uint8_t slot[16])
+{
+	struct gossip_msg m;
+	size_t len;
+	if (off >= st->end)
+		return -1;
+	size_t need = st->end - off < GOSSIP_MSG_MAX ? (size_t)(st->end - off) : GOSSIP_MSG_MAX;
+	if (pread(st->fd, buf, need, (off_t)off) != (ssize_t)need ||
+	    gossip_cbor_scan(buf, need, &gossip_msg_limits, NULL, &len) != GOSSIP_SCAN_OK ||
+	    gossip_msg_decode(buf, len, &m) < 0)
+		return -1;
+	gossip_slot(slot, &m);
+	return 0;
+}
+
+/* A change that replaces a row takes the old one out of the index only when the file
+ * holds, at the old offset, a row of the same slot as the new one: a writer whose index
+ * missed a change to the file (made outside the lock) never takes out another's row.
+ * A row left in the index that a newer one supersedes costs a query one read. */
+static void keys_check_olds(struct gossip_store *st, uint64_t from)
+{
+	uint8_t *buf = NULL, a[16], b[16];
+	for (size_t i = 0; i < st->nkc; i++) {
+		struct store_keys_change *c = &st->kc[i];
+		if (c->wm || c->old == UINT64_MAX || c->now < from)
+			continue;
+		if (!buf && !(buf = malloc(GOSSIP_MSG_MAX))) {
+			c->old = UINT64_MAX;
+			continue;
+		}
+		if (slot_at(st, c->old, buf, a) < 0 || slot_at(st, c->now, buf, b) < 0 || memcmp(a, b, 16) != 0)
+			c->old = UINT64_MAX;
+	}
+	free(buf);
 }
 
 /* Bring DIR/store.keys up to what this writer indexed, under the lock that indexed it:
@@ -1535,6 +1560,8 @@ static void keys_write(struct gossip_store *st, int force)
 		from = 0;
 		drop = 1;
 	}
+	if (!drop)
+		keys_check_olds(st, from);
 	int w = store_keys_write(st->keys, st->dir, drop, st->kc, st->nkc, from, &now, unchanged);
 	if (w < 0)
 		goto failed;
@@ -1660,10 +1687,10 @@ static int store_lock(struct gossip_store *st, int nowait)
 	uint8_t fk[16];
 	int fk_ok = !ro && file_key(st, fk) == 0;
 	if (!ro && !fresh) {
-		/* As this writer left it (its own index's changes may still wait to be
-		 * written), or as the last writer in custody left it. */
-		st->custody = st->custody && fk_ok &&
-		              (sodium_memcmp(fk, st->ck, 16) == 0 || custody_holds(st, fk));
+		/* Only while the file is as this writer left it: a write by another, even one
+		 * in custody, may follow a write outside the lock that the other's whole read
+		 * took in and this writer's index never saw. */
+		st->custody = st->custody && fk_ok && sodium_memcmp(fk, st->ck, 16) == 0;
 		memcpy(st->ck, fk, 16);
 	}
 	/* The kept summary's key as the file is before the read: a change during the read

@@ -104,8 +104,9 @@ static struct store_keys *open_raw(const char *dir, const char *name, int readon
 	/* Read only when it is a file of this user's that no one else may write: LMDB trusts
 	 * its file, so a query of a store that another user can write reads the store whole
 	 * (whose messages it verifies) rather than an index that user could have made. */
-	if (lstat(path, &sb) == 0 && (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
-	                              (sb.st_mode & (S_IWGRP | S_IWOTH)))) {
+	int exists = lstat(path, &sb) == 0;
+	if (exists && (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+	               (sb.st_mode & (S_IWGRP | S_IWOTH)))) {
 		gossip_seterr("store: %s: not a file of this user's alone", path);
 		free(k);
 		return NULL;
@@ -146,10 +147,14 @@ static struct store_keys *open_raw(const char *dir, const char *name, int readon
 		return NULL;
 	}
 	k->ino = (uint64_t)sb.st_ino;
-	if ((rc = mdb_txn_begin(k->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "rows", MDB_DUPSORT | MDB_DUPFIXED | (readonly ? 0 : MDB_CREATE), &k->rows)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "wm", readonly ? 0 : MDB_CREATE, &k->wms)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", readonly ? 0 : MDB_CREATE, &k->meta)) != 0 ||
+	/* The tables are made only in a file made here: an existing one (which may be
+	 * damaged) is opened with a read-only transaction, and one that lacks them is no
+	 * index; nothing is written into it before it has been read as whole (store.c). */
+	unsigned create = exists || readonly ? 0 : MDB_CREATE;
+	if ((rc = mdb_txn_begin(k->env, NULL, create ? 0 : MDB_RDONLY, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "rows", MDB_DUPSORT | MDB_DUPFIXED | create, &k->rows)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "wm", create, &k->wms)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", create, &k->meta)) != 0 ||
 	    (rc = mdb_txn_commit(txn), txn = NULL, rc) != 0) {
 		if (txn)
 			mdb_txn_abort(txn);

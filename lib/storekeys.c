@@ -639,7 +639,6 @@ static void guard_off(void)
 
 static int faulted(struct store_keys *k)
 {
-	guard_off();
 	if (k)
 		k->faulted = 1;
 	gossip_seterr("store: store.keys is damaged (LMDB faulted reading it)");
@@ -651,6 +650,7 @@ struct store_keys *store_keys_open(const char *dir, int readonly)
 	static struct store_keys *made;
 	made = NULL;
 	if (sigsetjmp(fault_jb, 1)) {
+		guard_off();
 		faulted(made);
 		store_keys_close(made);
 		return NULL;
@@ -666,7 +666,7 @@ int store_keys_meta_get(struct store_keys *k, struct store_keys_meta *m)
 	if (k->faulted)
 		return faulted(k);
 	if (sigsetjmp(fault_jb, 1))
-		return faulted(k);
+		return guard_off(), faulted(k);
 	guard_on();
 	int r = meta_get_raw(k, m);
 	guard_off();
@@ -681,7 +681,7 @@ int store_keys_lookup(struct store_keys *k, int wm, const uint8_t ikey[16], size
 	if (k->faulted)
 		return faulted(k);
 	if (sigsetjmp(fault_jb, 1))
-		return faulted(k);  /* what it had gathered is lost with the fault */
+		return guard_off(), faulted(k);  /* what it had gathered is lost with the fault */
 	guard_on();
 	int r = lookup_raw(k, wm, ikey, max, offs, n);
 	guard_off();
@@ -694,7 +694,7 @@ int store_keys_write(struct store_keys *k, const char *dir, int drop, struct sto
 	if (k->faulted)
 		return faulted(k);
 	if (sigsetjmp(fault_jb, 1))
-		return faulted(k);
+		return guard_off(), faulted(k);
 	guard_on();
 	int r = write_raw(k, dir, drop, c, n, from, m, unchanged);
 	guard_off();

@@ -27,6 +27,29 @@ struct store_keys {
 	int faulted;  /* LMDB faulted on its pages: not used again */
 };
 
+/* The transaction under way (one at a time), for the guard to end after a fault. */
+static MDB_txn *live_txn;
+
+static int tb(MDB_env *env, unsigned flags, MDB_txn **txn)
+{
+	int rc = mdb_txn_begin(env, NULL, flags, txn);
+	live_txn = rc ? NULL : *txn;
+	return rc;
+}
+
+static void ta(MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	live_txn = NULL;
+}
+
+static int tc(MDB_txn *txn)
+{
+	int rc = mdb_txn_commit(txn);
+	live_txn = NULL;
+	return rc;
+}
+
 /* This boot of the system (zeros when unknown): an index is written without fsync
  * (MDB_NOSYNC), so only one written since this boot is known whole; a crash of the
  * system may have left an older one torn. */
@@ -81,7 +104,7 @@ void store_keys_close(struct store_keys *k)
 {
 	if (!k)
 		return;
-	if (!k->faulted)  /* after a fault its state is unknown: left as it is */
+	if (k->env)  /* NULL once a fault has ended it */
 		mdb_env_close(k->env);
 	free(k);
 }
@@ -151,13 +174,13 @@ static struct store_keys *open_raw(const char *dir, const char *name, int readon
 	 * damaged) is opened with a read-only transaction, and one that lacks them is no
 	 * index; nothing is written into it before it has been read as whole (store.c). */
 	unsigned create = exists || readonly ? 0 : MDB_CREATE;
-	if ((rc = mdb_txn_begin(k->env, NULL, create ? 0 : MDB_RDONLY, &txn)) != 0 ||
+	if ((rc = tb(k->env, create ? 0 : MDB_RDONLY, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "rows", MDB_DUPSORT | MDB_DUPFIXED | create, &k->rows)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "wm", create, &k->wms)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", create, &k->meta)) != 0 ||
-	    (rc = mdb_txn_commit(txn), txn = NULL, rc) != 0) {
+	    (rc = tc(txn), txn = NULL, rc) != 0) {
 		if (txn)
-			mdb_txn_abort(txn);
+			ta(txn);
 		fail(rc, path);
 		store_keys_close(k);
 		return NULL;
@@ -181,7 +204,7 @@ static int meta_get_raw(struct store_keys *k, struct store_keys_meta *m)
 {
 	MDB_txn *txn;
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val;
-	int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+	int rc = tb(k->env, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return fail(rc, "store.keys");
 	rc = mdb_get(txn, k->meta, &key, &val);
@@ -195,7 +218,7 @@ static int meta_get_raw(struct store_keys *k, struct store_keys_meta *m)
 		memcpy(m->custody, p + 36, 16);
 		memcpy(m->boot, p + 52, 16);
 	}
-	mdb_txn_abort(txn);
+	ta(txn);
 	if (rc == MDB_NOTFOUND)
 		return 1;
 	return rc ? fail(rc, "store.keys") : 0;
@@ -209,7 +232,7 @@ static int lookup_raw(struct store_keys *k, int wm, const uint8_t ikey[16], size
 	MDB_val key = {16, (void *)ikey}, val;
 	uint64_t *v = NULL;
 	size_t cnt = 0, cap = 0;
-	int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+	int rc = tb(k->env, MDB_RDONLY, &txn);
 	*offs = NULL;
 	*n = 0;
 	if (rc != 0)
@@ -242,7 +265,7 @@ static int lookup_raw(struct store_keys *k, int wm, const uint8_t ikey[16], size
 out:
 	if (c)
 		mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	ta(txn);
 	if (rc != 0) {
 		free(v);
 		return fail(rc, "store.keys");
@@ -420,9 +443,9 @@ static int write_whole(struct store_keys *k, const char *dir, const struct store
 	int rc = final_set(c, n, &rows, &nrows, &wm, &nwm);
 	if (rc != 0)
 		return fail(rc, "store.keys");
-	if (verify && unchanged && (rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn)) == 0) {
+	if (verify && unchanged && (rc = tb(k->env, MDB_RDONLY, &txn)) == 0) {
 		int same = holds(txn, k, rows, nrows, wm, nwm);
-		mdb_txn_abort(txn);
+		ta(txn);
 		txn = NULL;
 		if (same == 1) {
 			rc = 1;  /* it holds exactly that: nothing written */
@@ -436,9 +459,9 @@ static int write_whole(struct store_keys *k, const char *dir, const struct store
 		rc = -1;
 		goto out;
 	}
-	if ((rc = mdb_txn_begin(nk->env, NULL, 0, &txn)) != 0 ||
+	if ((rc = tb(nk->env, 0, &txn)) != 0 ||
 	    (rc = append_all(txn, nk, rows, nrows, wm, nwm)) != 0 || (rc = put_meta(txn, nk, m)) != 0 ||
-	    (rc = mdb_txn_commit(txn), txn = NULL, rc) != 0)
+	    (rc = tc(txn), txn = NULL, rc) != 0)
 		goto out;
 	if (rename(tmp, gossip_path(dir, "store.keys")) < 0) {
 		rc = errno;
@@ -451,7 +474,7 @@ static int write_whole(struct store_keys *k, const char *dir, const struct store
 	nk = NULL;
 out:
 	if (txn)
-		mdb_txn_abort(txn);
+		ta(txn);
 	if (nk) {
 		store_keys_close(nk);
 		unlink(tmp);
@@ -537,7 +560,7 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 		qsort(c, n, sizeof *c, by_change);
 	if (drop)
 		return write_whole(k, dir, c, n, drop == 2, m, unchanged);
-	if ((rc = mdb_txn_begin(k->env, NULL, 0, &txn)) != 0)
+	if ((rc = tb(k->env, 0, &txn)) != 0)
 		return fail(rc, "store.keys");
 	/* Many changes (a bulk merge's; an eighth of what the file holds or more): it is made
 	 * anew with them, in order, rather than split and copied page by page (which costs
@@ -547,7 +570,7 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 		struct store_keys_change *all = NULL;
 		size_t na = 0;
 		rc = held_changes(txn, k, &all, &na, c, n, from);
-		mdb_txn_abort(txn);
+		ta(txn);
 		if (rc != 0) {
 			free(all);
 			return fail(rc, "store.keys");
@@ -580,9 +603,9 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 	}
 	if ((rc = put_meta(txn, k, m)) != 0)
 		goto out;
-	return (rc = mdb_txn_commit(txn)) ? fail(rc, "store.keys") : 0;
+	return (rc = tc(txn)) ? fail(rc, "store.keys") : 0;
 out:
-	mdb_txn_abort(txn);
+	ta(txn);
 	return fail(rc, "store.keys");
 }
 
@@ -637,8 +660,28 @@ static void guard_off(void)
 	sigaction(SIGSEGV, &old_segv, NULL);
 }
 
+/* After a fault: the transaction under way and the handle's environment are ended
+ * (under the guard again: a second fault leaves them), so that nothing leaks. */
+static void cleanup(struct store_keys *k)
+{
+	if (sigsetjmp(fault_jb, 1) == 0) {
+		guard_on();
+		if (live_txn)
+			mdb_txn_abort(live_txn);
+		live_txn = NULL;
+		if (k && k->env)
+			mdb_env_close(k->env);
+	}
+	guard_off();
+	live_txn = NULL;
+	if (k)
+		k->env = NULL;
+}
+
 static int faulted(struct store_keys *k)
 {
+	if (k && !k->faulted)
+		cleanup(k);
 	if (k)
 		k->faulted = 1;
 	gossip_seterr("store: store.keys is damaged (LMDB faulted reading it)");

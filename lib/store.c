@@ -2747,29 +2747,29 @@ static void stat_key(crypto_generichash_state *h, const char *path)
 	crypto_generichash_update(h, (const uint8_t *)v, sizeof v);
 }
 
+/* The kept summary's key: the file's key (file_key), the time-to-lives and the rule. */
 static int root_key(const struct gossip_store *st, uint8_t key[16])
 {
 	crypto_generichash_state h;
 	uint64_t ttl[2] = {st->opts.tombstone_ttl_ms, st->opts.event_ttl_ms};
-	struct stat sb;
-	if (stat(gossip_path(st->dir, "store"), &sb) < 0)
+	uint8_t fk[16];
+	if (file_key(st, fk) < 0)
 		return -1;
 	crypto_generichash_init(&h, (const uint8_t *)"gossip root key", 15, 16);
-	stat_key(&h, gossip_path(st->dir, "store"));
-	stat_key(&h, gossip_path(st->dir, "watermarks"));
+	crypto_generichash_update(&h, fk, 16);
 	crypto_generichash_update(&h, (const uint8_t *)ttl, sizeof ttl);
 	crypto_generichash_update(&h, st->rule, 16);
 	crypto_generichash_final(&h, key, 16);
 	return 0;
 }
 
-static void put64(uint8_t *p, uint64_t v)
+void store_put64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
-static uint64_t get64(const uint8_t *p)
+uint64_t store_get64(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++)
@@ -2785,9 +2785,9 @@ static void root_record(struct gossip_store *st, const struct store_digest *d, u
 	memcpy(rec, "gsroot1\n", 8);
 	if (!st->key_ok || root_key(st, rec + 8) < 0 || memcmp(rec + 8, st->key, 16) != 0)
 		return;
-	put64(rec + 24, d->now);
-	put64(rec + 32, until);
-	put64(rec + 40, d->count);
+	store_put64(rec + 24, d->now);
+	store_put64(rec + 32, until);
+	store_put64(rec + 40, d->count);
 	memcpy(rec + 48, d->root, 16);
 	crypto_generichash(rec + 64, 16, rec, 64, NULL, 0);
 	st->root_pending = 1;
@@ -2826,9 +2826,9 @@ int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_
 		return 1;
 	crypto_generichash(check, 16, rec, 64, NULL, 0);
 	if (sodium_memcmp(check, rec + 64, 16) != 0 || root_key(st, key) < 0 ||
-	    memcmp(key, rec + 8, 16) != 0 || now < get64(rec + 24) || now >= get64(rec + 32))
+	    memcmp(key, rec + 8, 16) != 0 || now < store_get64(rec + 24) || now >= store_get64(rec + 32))
 		return 1;
-	*count = get64(rec + 40);
+	*count = store_get64(rec + 40);
 	memcpy(root, rec + 48, 16);
 	return 0;
 }

@@ -31,6 +31,9 @@ struct store_reg {
 };
 
 enum { STORE_ROOT_REC = 80 };  /* bytes of DIR/store.root */
+/* 8 bytes big-endian, as the store's records keep numbers. */
+void store_put64(uint8_t *p, uint64_t v);
+uint64_t store_get64(const uint8_t *p);
 
 struct gossip_store {
 	char dir[4096];

@@ -80,19 +80,6 @@ void store_keys_boot(uint8_t id[16])
 static const uint8_t meta_key[] = "meta";
 static const uint8_t magic[4] = {'G', 'K', 'I', '1'};
 
-static void put_be(uint8_t p[8], uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get_be(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static int fail(int rc, const char *what)
 {
@@ -212,8 +199,8 @@ static int meta_get_raw(struct store_keys *k, struct store_keys_meta *m)
 		rc = MDB_CORRUPTED;
 	if (rc == 0) {
 		const uint8_t *p = val.mv_data;
-		m->ino = get_be(p + 4);
-		m->end = get_be(p + 12);
+		m->ino = store_get64(p + 4);
+		m->end = store_get64(p + 12);
 		memcpy(m->tail, p + 20, 16);
 		memcpy(m->custody, p + 36, 16);
 		memcpy(m->boot, p + 52, 16);
@@ -258,7 +245,7 @@ static int lookup_raw(struct store_keys *k, int wm, const uint8_t ikey[16], size
 			}
 			v = w;
 		}
-		v[cnt++] = get_be(p);
+		v[cnt++] = store_get64(p);
 	}
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
@@ -375,7 +362,7 @@ static int holds(MDB_txn *txn, struct store_keys *k, const struct frow *rows, si
 	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && same;
 	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), x++)
 		same = x < nrows && key.mv_size == 16 && val.mv_size == 8 &&
-		       memcmp(key.mv_data, rows[x].ikey, 16) == 0 && get_be(val.mv_data) == rows[x].off;
+		       memcmp(key.mv_data, rows[x].ikey, 16) == 0 && store_get64(val.mv_data) == rows[x].off;
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return -rc;
@@ -386,7 +373,7 @@ static int holds(MDB_txn *txn, struct store_keys *k, const struct frow *rows, si
 	x = 0;
 	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && same;
 	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), x++)
-		same = x < nwm && key.mv_size == 8 && get_be(key.mv_data) == wm[x];
+		same = x < nwm && key.mv_size == 8 && store_get64(key.mv_data) == wm[x];
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return -rc;
@@ -402,13 +389,13 @@ static int append_all(MDB_txn *txn, struct store_keys *k, const struct frow *row
 	int rc = 0;
 	for (size_t x = 0; x < nrows && rc == 0; x++) {
 		MDB_val ik = {16, (void *)rows[x].ikey}, nv = {8, b};
-		put_be(b, rows[x].off);
+		store_put64(b, rows[x].off);
 		rc = mdb_put(txn, k->rows, &ik, &nv,
 		             x && memcmp(rows[x].ikey, rows[x - 1].ikey, 16) == 0 ? MDB_APPENDDUP : MDB_APPEND);
 	}
 	for (size_t x = 0; x < nwm && rc == 0; x++) {
 		MDB_val wk = {8, b}, none = {0, NULL};
-		put_be(b, wm[x]);
+		store_put64(b, wm[x]);
 		rc = mdb_put(txn, k->wms, &wk, &none, MDB_APPEND);
 	}
 	return rc;
@@ -419,8 +406,8 @@ static int put_meta(MDB_txn *txn, struct store_keys *k, const struct store_keys_
 	uint8_t mv[68];
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val = {sizeof mv, mv};
 	memcpy(mv, magic, 4);
-	put_be(mv + 4, m->ino);
-	put_be(mv + 12, m->end);
+	store_put64(mv + 4, m->ino);
+	store_put64(mv + 12, m->end);
 	memcpy(mv + 20, m->tail, 16);
 	memcpy(mv + 36, m->custody, 16);
 	store_keys_boot(mv + 52);
@@ -519,7 +506,7 @@ static int held_changes(MDB_txn *txn, struct store_keys *k, struct store_keys_ch
 			if (!wm)
 				memcpy(e->ikey, key.mv_data, 16);
 			e->old = UINT64_MAX;
-			e->now = get_be(wm ? key.mv_data : val.mv_data);
+			e->now = store_get64(wm ? key.mv_data : val.mv_data);
 			e->seq = seq++;
 			e->wm = wm;
 		}
@@ -584,7 +571,7 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 		if (c[i].now < from)
 			continue;  /* made from bytes the file already indexes */
 		MDB_val ik = {16, c[i].ikey}, ov = {8, ob}, nv = {8, nb};
-		put_be(nb, c[i].now);
+		store_put64(nb, c[i].now);
 		if (c[i].wm) {
 			MDB_val wk = {8, nb}, none = {0, NULL};
 			if ((rc = mdb_put(txn, k->wms, &wk, &none, 0)) != 0)
@@ -592,7 +579,7 @@ static int write_raw(struct store_keys *k, const char *dir, int drop, struct sto
 			continue;
 		}
 		if (c[i].old != UINT64_MAX) {
-			put_be(ob, c[i].old);
+			store_put64(ob, c[i].old);
 			rc = mdb_del(txn, k->rows, &ik, &ov);
 			if (rc != 0 && rc != MDB_NOTFOUND)
 				goto out;

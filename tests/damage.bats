@@ -19,17 +19,6 @@ teardown() {
 	if [ -n "${MNT:-}" ]; then umount "$MNT" 2>/dev/null || true; fi
 }
 
-# offsets FILE: the offset of each CBOR item in FILE, one a line, then the file's size.
-offsets() {
-	$PY - "$1" <<'PY'
-import cbor2, io, sys
-d = open(sys.argv[1], "rb").read(); f = io.BytesIO(d); dec = cbor2.CBORDecoder(f)
-while f.tell() < len(d):
-    print(f.tell()); dec.decode()
-print(len(d))
-PY
-}
-
 # patch FILE OFFSET HEX: write the bytes HEX at OFFSET (in place); insert FILE OFFSET HEX
 # puts them in between instead.
 patch() {

@@ -107,6 +107,17 @@ p, o = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, "rb").read()); b[o] ^= 1; open(p, "wb").write(b)' "$1" "$2"
 }
 
+# offsets FILE: the offset of each CBOR item in FILE, one a line, then the file's size.
+offsets() {
+	$PY - "$1" <<'PY'
+import cbor2, io, sys
+d = open(sys.argv[1], "rb").read(); f = io.BytesIO(d); dec = cbor2.CBORDecoder(f)
+while f.tell() < len(d):
+    print(f.tell()); dec.decode()
+print(len(d))
+PY
+}
+
 # quiet COMMAND...: COMMAND with its output and errors discarded (for wait_for).
 quiet() {
 	"$@" >/dev/null 2>&1

@@ -26,17 +26,6 @@ setup() {
 	KEYS="k1 k7 k100 k200 shared _x gone nosuch"
 }
 
-# offsets FILE: the offset of each CBOR item in FILE, one a line, then the file's size.
-offsets() {
-	$PY - "$1" <<'PY'
-import cbor2, io, sys
-d = open(sys.argv[1], "rb").read(); f = io.BytesIO(d); dec = cbor2.CBORDecoder(f)
-while f.tell() < len(d):
-    print(f.tell()); dec.decode()
-print(len(d))
-PY
-}
-
 # answers DIR: what get, get -j and get --all say (and exit with) for each of $KEYS.
 answers() {
 	local k

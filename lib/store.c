@@ -1527,15 +1527,12 @@ static void keys_write(struct gossip_store *st, int force)
 	int ok = rc == 0 && keys_match(st, &m, st->end);
 	now.ino = st->ino;
 	now.end = st->end;
-	memset(now.custody, 0, 16);
 	custody_before(st);  /* a write outside the lock since its last check ends custody */
-	if (st->custody)
-		memcpy(now.custody, st->ck, 16);
 	if (tail_hash(st, st->end, now.tail) < 0) {
 		gossip_seterr("store: cannot read %s/store: %s", st->dir, strerror(errno));
 		goto failed;
 	}
-	int unchanged = ok && m.end == st->end && sodium_memcmp(m.custody, now.custody, 16) == 0;
+	int unchanged = ok && m.end == st->end;
 	if (ok && st->kc_from == 0 && !st->kc_damage) {
 		/* This writer read the whole file: the index is checked against what it read
 		 * (damage in it, or a change it cannot see), and made anew unless it holds
@@ -1682,8 +1679,8 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 	}
 	int fresh = st->end == 0;
-	/* Custody (a writer's): kept while the file is as the last writer that held it left
-	 * it; taken by a whole read during which the file did not change. */
+	/* Custody (a writer's): taken by a whole read during which the file did not change,
+	 * kept while the file is as this writer left it. */
 	uint8_t fk[16];
 	int fk_ok = !ro && file_key(st, fk) == 0;
 	if (!ro && !fresh) {

@@ -96,9 +96,6 @@ struct store_keys;
 struct store_keys_meta {
 	uint64_t ino, end;  /* the store file indexed, and how far */
 	uint8_t tail[16];  /* BLAKE2b-128 of its (up to) 64 bytes before end */
-	/* The store's file key (store.c file_key) as a writer that held custody left it
-	 * under the lock; zeros when the last writer held none. */
-	uint8_t custody[16];
 	uint8_t boot[16];  /* the system's boot it was written in (store_keys_boot) */
 };
 /* This boot's id: a hash of /proc/sys/kernel/random/boot_id, zeros when unknown. */

@@ -195,15 +195,14 @@ static int meta_get_raw(struct store_keys *k, struct store_keys_meta *m)
 	if (rc != 0)
 		return fail(rc, "store.keys");
 	rc = mdb_get(txn, k->meta, &key, &val);
-	if (rc == 0 && (val.mv_size != 68 || memcmp(val.mv_data, magic, 4) != 0))
+	if (rc == 0 && (val.mv_size != 52 || memcmp(val.mv_data, magic, 4) != 0))
 		rc = MDB_CORRUPTED;
 	if (rc == 0) {
 		const uint8_t *p = val.mv_data;
 		m->ino = store_get64(p + 4);
 		m->end = store_get64(p + 12);
 		memcpy(m->tail, p + 20, 16);
-		memcpy(m->custody, p + 36, 16);
-		memcpy(m->boot, p + 52, 16);
+		memcpy(m->boot, p + 36, 16);
 	}
 	ta(txn);
 	if (rc == MDB_NOTFOUND)
@@ -403,14 +402,13 @@ static int append_all(MDB_txn *txn, struct store_keys *k, const struct frow *row
 
 static int put_meta(MDB_txn *txn, struct store_keys *k, const struct store_keys_meta *m)
 {
-	uint8_t mv[68];
+	uint8_t mv[52];
 	MDB_val key = {sizeof meta_key, (void *)meta_key}, val = {sizeof mv, mv};
 	memcpy(mv, magic, 4);
 	store_put64(mv + 4, m->ino);
 	store_put64(mv + 12, m->end);
 	memcpy(mv + 20, m->tail, 16);
-	memcpy(mv + 36, m->custody, 16);
-	store_keys_boot(mv + 52);
+	store_keys_boot(mv + 36);
 	return mdb_put(txn, k->meta, &key, &val, 0);
 }
 

@@ -93,7 +93,16 @@ last_estimate() {
 @test "-: each node's DIR/aggregate.input; a node without one relays only" {
 	for i in $(seq 1 9); do echo "$i" >"$T/n$i/aggregate.input"; done
 	rm -f "$T/n10/aggregate.input"
-	run --separate-stderr gossip-peers -d "$T/n6" -r "$ROUND" -e 0.002 -T 60 aggregate avg -
+	# A member taken for dead during the run (a node starved on a loaded machine) makes the
+	# asker ask again without it, and that run may settle on the others' average before
+	# the member, alive again, takes part: such a run is made again, three times at most,
+	# once every member is alive.
+	for attempt in 1 2 3; do
+		run --separate-stderr gossip-peers -d "$T/n6" -r "$ROUND" -e 0.002 -T 60 aggregate avg -
+		[[ $stderr == *"failed during the run: asking again without it"* ]] || break
+		echo "# attempt $attempt: $stderr; again" >&3
+		wait_for 30 all_alive 10
+	done
 	assert_success
 	within "$(last_estimate "$output")" 5 0.01 || fail "avg of 1..9: $output"
 }

@@ -86,7 +86,7 @@ settle() {  # settle: two probe intervals and a little, after which the tables a
 	[ "$sends" -le $((5 * 3 * N)) ] || fail "$sends rumor sends for 5 values at $N nodes (want about $((5 * 2 * N)))"
 	# Syncs: none ran (the anti-entropy interval is an hour).
 	for i in $(seq 1 $N); do
-		[ "$(awk '$1 == "syncs_done" { s += $2 } END { print s + 0 }' "$T/n$i"/stats/* 2>/dev/null)" = 0 ] ||
+		[ "$(stats_sum "$T/n$i" syncs_done)" = 0 ] ||
 			fail "n$i ran a sync"
 	done
 }

@@ -183,6 +183,15 @@ count_state() {
 	gossip-peers -d "$T/$1" -j list 2>/dev/null | grep -c "\"state\":\"$2\""
 }
 
+# stats_sum DIR NAME: the counter NAME summed over the files of DIR/stats, as gossip-node
+# status sums them: a write's temporary file (FILE.tmp.PID, renamed over FILE at any
+# moment) is not read. A glob such as DIR/stats/* names one now and then, and awk (mawk)
+# that finds it gone ends without printing the sum.
+stats_sum() {
+	find "$1/stats" -maxdepth 1 -type f ! -name '.*' ! -name '*.tmp.*' -exec cat {} + 2>/dev/null |
+		awk -v k="$2" '$1 == k { s += $2 } END { print s + 0 }'
+}
+
 # sees COUNT STATE NODES...: each of NODES has COUNT members in STATE.
 sees() {
 	local count=$1 state=$2 n

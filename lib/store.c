@@ -323,6 +323,11 @@ struct store_sum {
 	uint64_t l1cnt[256];
 	struct expiry *heap;  /* a min-heap on at */
 	size_t nheap, capheap;
+	/* The kept table (store_tab_keep): 3 x 2^15 cells of the current entries' ids under
+	 * salt, brought up to date with the summary, bucket by bucket; an entry whose id it
+	 * holds has intab set. NULL: none kept. */
+	struct store_cell *tab;
+	uint8_t salt[32];
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -411,6 +416,15 @@ static void mk_note(struct gossip_store *st, const uint8_t *slot, uint8_t type, 
 	uint64_t at = expires_at(st, type, time, version);
 	if (at != UINT64_MAX && mk_heap_push(m, at, bucket_of(slot)) < 0)
 		m->valid = 0;
+}
+
+/* An entry's id leaves the kept table (its bytes are replaced, or its bucket is done
+ * again). */
+static void tab_out(struct gossip_store *st, struct gossip_entry *e)
+{
+	if (e->intab && st->sum && st->sum->tab)
+		store_iblt_add(st->sum->tab, STORE_IBLT_K, store_id4(st->sum->salt, e->slot, e->hash), -1);
+	e->intab = 0;
 }
 
 /* The same against the greatest row of any origin, visible or not (kept in r): only to
@@ -745,6 +759,8 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	}
 	if (it->type != GOSSIP_T_EVENT)
 		kc_push(st, it->ikey, e->used ? e->off : UINT64_MAX, off, 0);
+	if (e->used)
+		tab_out(st, e);  /* its id goes with its bytes */
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
 	e->off = off;
@@ -1840,6 +1856,7 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->dirty);
 		free(st->sum->dlist);
 		free(st->sum->heap);
+		free(st->sum->tab);
 		free(st->sum);
 	}
 	free(st);
@@ -2640,13 +2657,9 @@ static int by_slot_entry(const void *a, const void *b)
  * the slot's leading bits (home()): an entry whose home lies in the bucket's stretch
  * [lo, hi) sits at or after its home with no empty place between, so it is found from lo
  * on, up to the first empty place at or after hi. */
-static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
-                          struct gossip_entry ***out, size_t *n)
+static int bucket_each(struct gossip_store *st, size_t b,
+                       int (*fn)(struct gossip_store *, struct gossip_entry *, void *), void *ctx)
 {
-	struct gossip_entry **v = NULL;
-	size_t cap = 0, k = 0;
-	*out = NULL;
-	*n = 0;
 	if (!st->cap)
 		return 0;
 	unsigned bits = (unsigned)__builtin_ctzll((unsigned long long)st->cap);
@@ -2655,26 +2668,160 @@ static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
 	for (size_t i = lo, step = 0; step < st->cap && (step < span || st->tab[i].used);
 	     i = (i + 1) & (st->cap - 1), step++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (!e->used || bucket_of(e->slot) != b || !is_current(st, e, now))
-			continue;
-		if (k == cap) {
-			size_t c2 = cap ? 2 * cap : 16;
-			struct gossip_entry **v2 = realloc(v, c2 * sizeof *v2);
-			if (!v2) {
-				free(v);
-				gossip_seterr("out of memory");
-				return -1;
-			}
-			v = v2;
-			cap = c2;
-		}
-		v[k++] = e;
+		int r;
+		if (e->used && bucket_of(e->slot) == b && (r = fn(st, e, ctx)) != 0)
+			return r;
 	}
-	if (k > 1)
-		qsort(v, k, sizeof *v, by_slot_entry);
-	*out = v;
-	*n = k;
 	return 0;
+}
+
+struct entries {
+	struct gossip_entry **v;
+	size_t n, cap;
+	uint64_t now;
+};
+
+static int entries_add(struct entries *l, struct gossip_entry *e)
+{
+	if (l->n == l->cap) {
+		size_t c2 = l->cap ? 2 * l->cap : 16;
+		struct gossip_entry **v2 = realloc(l->v, c2 * sizeof *v2);
+		if (!v2) {
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		l->v = v2;
+		l->cap = c2;
+	}
+	l->v[l->n++] = e;
+	return 0;
+}
+
+static int add_current(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+{
+	struct entries *l = ctx;
+	return is_current(st, e, l->now) ? entries_add(l, e) : 0;
+}
+
+static int bucket_entries(struct gossip_store *st, size_t b, uint64_t now,
+                          struct gossip_entry ***out, size_t *n)
+{
+	struct entries l = {.now = now};
+	if (bucket_each(st, b, add_current, &l) < 0) {
+		free(l.v);
+		*out = NULL;
+		*n = 0;
+		return -1;
+	}
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof *l.v, by_slot_entry);
+	*out = l.v;
+	*n = l.n;
+	return 0;
+}
+
+/* ---- the kept table (store.h) ---- */
+
+static struct store_sum *mk_alloc(void);
+
+static int by_idref(const void *a, const void *b)
+{
+	uint64_t x = ((const struct store_idref *)a)->id, y = ((const struct store_idref *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16])
+{
+	uint8_t in[32], h[16];
+	memcpy(in, slot, 16);
+	memcpy(in + 16, hash, 16);
+	crypto_generichash(h, 16, in, 32, salt, 32);
+	uint64_t id = (uint64_t)slot[0] << 56 | (uint64_t)slot[1] << 48;
+	for (int i = 0; i < 6; i++)
+		id |= (uint64_t)h[i] << (40 - 8 * i);
+	return id;
+}
+
+static int tab_take_out(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+{
+	(void)ctx;
+	tab_out(st, e);
+	return 0;
+}
+
+/* Bucket b's ids in the kept table made again: out go all it held, in go the current
+ * entries' (cur, n of them) whose ids no other current entry shares (a bucket holds every
+ * entry an id can name, so an id that occurs twice occurs in one bucket). */
+static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
+{
+	struct store_sum *m = st->sum;
+	bucket_each(st, b, tab_take_out, NULL);
+	if (!n)
+		return 0;
+	struct store_idref *v = malloc(n * sizeof *v);
+	if (!v) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		v[i].id = store_id4(m->salt, cur[i]->slot, cur[i]->hash);
+		v[i].e = cur[i];
+	}
+	if (n > 1)
+		qsort(v, n, sizeof *v, by_idref);
+	size_t k = store_ids_unique(v, n);
+	for (size_t i = 0; i < k; i++) {
+		store_iblt_add(m->tab, STORE_IBLT_K, v[i].id, 1);
+		v[i].e->intab = 1;
+	}
+	free(v);
+	return 0;
+}
+
+int store_tab_keep(struct gossip_store *st, const uint8_t salt[32])
+{
+	if (!st->sum && !(st->sum = mk_alloc())) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	struct store_sum *m = st->sum;
+	if (m->tab && memcmp(m->salt, salt, 32) == 0)
+		return 0;
+	if (!m->tab && !(m->tab = calloc(STORE_IBLT_CELLS, sizeof *m->tab))) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	memcpy(m->salt, salt, 32);
+	m->valid = 0;  /* the summary made again at the next digest, and the table with it */
+	return 0;
+}
+
+const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32])
+{
+	const struct store_sum *m = st->sum;
+	return m && m->tab && m->valid && memcmp(m->salt, salt, 32) == 0 ? m->tab : NULL;
+}
+
+struct tab_find {
+	uint64_t id;
+	struct gossip_entry *e;
+};
+
+static int tab_match(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+{
+	struct tab_find *f = ctx;
+	if (!e->intab || store_id4(st->sum->salt, e->slot, e->hash) != f->id)
+		return 0;
+	f->e = e;
+	return 1;
+}
+
+struct gossip_entry *store_tab_find(struct gossip_store *st, uint64_t id)
+{
+	struct tab_find f = {id, NULL};
+	if (st->sum && st->sum->tab)
+		bucket_each(st, (size_t)(id >> 48), tab_match, &f);
+	return f.e;
 }
 
 static struct store_sum *mk_alloc(void)
@@ -2703,12 +2850,15 @@ static int mk_rebuild(struct gossip_store *st)
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
 	m->l1all = 1;
+	if (m->tab)
+		memset(m->tab, 0, STORE_IBLT_CELLS * sizeof *m->tab);
 	for (size_t b = 0; b < 65536; b++)
 		if (m->cnt[b])
 			mk_mark(st, b);
 	for (size_t i = 0; i < st->cap; i++) {
-		const struct gossip_entry *e = &st->tab[i];
+		struct gossip_entry *e = &st->tab[i];
 		uint64_t at;
+		e->intab = 0;
 		if (!e->used)
 			continue;
 		mk_mark(st, bucket_of(e->slot));
@@ -2850,7 +3000,8 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		size_t b = m->dlist[k];
 		struct gossip_entry **v;
 		size_t n;
-		if (bucket_entries(st, b, now, &v, &n) < 0) {
+		if (bucket_entries(st, b, now, &v, &n) < 0 || (m->tab && tab_bucket(st, b, v, n) < 0)) {
+			free(v);
 			m->valid = 0;  /* dirty marks lost: made again next time */
 			return -1;
 		}
@@ -2913,12 +3064,6 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
 }
 
 /* ---- a sync's ids (store.h) ---- */
-
-static int by_idref(const void *a, const void *b)
-{
-	uint64_t x = ((const struct store_idref *)a)->id, y = ((const struct store_idref *)b)->id;
-	return x < y ? -1 : x > y;
-}
 
 int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32])
 {

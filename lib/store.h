@@ -226,6 +226,19 @@ void store_iblt_sub(struct store_cell *a, const struct store_cell *b, unsigned k
 int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *sign, size_t max,
                       size_t *n);
 
+/* Version 4's ids: the slot's first 16 bits (its bucket), then the first 48 bits of
+ * BLAKE2b-128 keyed with salt of slot || hash. */
+uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
+/* The kept table: the table at 3 x 2^15 cells of the current entries' version-4 ids under
+ * salt (those whose ids are unique), brought up to date by each digest with the summary,
+ * for the buckets that changed only. Keeping it under another salt makes it again (O(n),
+ * at the next digest). */
+int store_tab_keep(struct gossip_store *st, const uint8_t salt[32]);
+/* As of the last digest (NULL: none kept under salt, or not made yet). */
+const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32]);
+/* The entry whose id the kept table holds is id, or NULL: a look through one bucket. */
+struct gossip_entry *store_tab_find(struct gossip_store *st, uint64_t id);
+
 /* One sync's ids: those of the current entries (as of the time now, a digest's), under
  * one salt, sorted. Entries whose ids collide (all of a group) are left out and counted
  * in collided. The entries point into the index: valid until the next lock. */

@@ -167,6 +167,38 @@ out:
 	return same;
 }
 
+static int by_id(const void *a, const void *b)
+{
+	uint64_t x = ((const struct store_idref *)a)->id, y = ((const struct store_idref *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+/* Whether the kept table of st (as of its last digest) is the table of l's messages'
+ * version-4 ids under salt (those that occur once), made afresh, and finds each of them. */
+static int kept_matches(struct gossip_store *st, const uint8_t salt[32], const struct list *l)
+{
+	static struct store_cell ref[STORE_IBLT_CELLS];
+	const struct store_cell *t = store_tab_kept(st, salt);
+	struct store_idref *v = calloc(l->n + 1, sizeof *v);
+	int same = t && v;
+	for (size_t i = 0; same && i < l->n; i++)
+		v[i].id = store_id4(salt, l->v[i].slot, l->v[i].hash);
+	if (same && l->n > 1)
+		qsort(v, l->n, sizeof *v, by_id);
+	size_t k = same ? store_ids_unique(v, l->n) : 0;
+	memset(ref, 0, sizeof ref);
+	for (size_t i = 0; i < k; i++) {
+		store_iblt_add(ref, STORE_IBLT_K, v[i].id, 1);
+		if (!store_tab_find(st, v[i].id))
+			same = 0;
+	}
+	for (size_t i = 0; same && i < STORE_IBLT_CELLS; i++)
+		if (t[i].count != ref[i].count || t[i].id != ref[i].id || t[i].chk != ref[i].chk)
+			same = 0;
+	free(v);
+	return same;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -179,9 +211,13 @@ int main(void)
 	struct gossip_store_cursor cur = {0};
 	struct gossip_buf b = {0};
 	uint64_t ver = 1000, now = gossip_now_ms();
-	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1, iblt_ok = 1;
+	int cursor_ok = 1, since_ok = 1, sum_ok = 1, fresh_ok = 1, iblt_ok = 1, kept_ok = 1;
+	uint8_t salt4[32], salt5[32];
+	randombytes_buf(salt4, sizeof salt4);
+	randombytes_buf(salt5, sizeof salt5);
 	size_t walked = 0, rounds = 0;
 	ok(w && r, "a writer and a reader open one store");
+	ok(w && r && store_tab_keep(r, salt4) == 0 && store_tab_keep(w, salt4) == 0, "both keep a table");
 	for (int round = 0; round < 60; round++, rounds++) {
 		b.len = 0;
 		for (uint32_t k = 1 + rnd(12); k; k--)
@@ -194,7 +230,7 @@ int main(void)
 		 * whose walks and summaries straddle that moment (a slow or loaded machine) saw
 		 * two different stores, and is not judged. */
 		uint64_t t0 = gossip_now_ms();
-		int was[5] = {cursor_ok, since_ok, sum_ok, fresh_ok, iblt_ok};
+		int was[6] = {cursor_ok, since_ok, sum_ok, fresh_ok, iblt_ok, kept_ok};
 		/* The reader: what the cursor hands over is exactly what a full walk holds at or
 		 * after where the cursor was (everything after a compaction). */
 		gossip_store_lock(r);
@@ -224,6 +260,8 @@ int main(void)
 			printf("# round %d: since %llu: %zu messages, a full walk %zu\n", round,
 			     (unsigned long long)since_off, since.n, mid.n);
 		}
+		if (round == 20 || round == 40)
+			store_tab_keep(r, round == 20 ? salt5 : salt4);
 		/* The summary: what the full walk says it is. */
 		uint8_t root[16], ref[16];
 		uint64_t count;
@@ -233,6 +271,12 @@ int main(void)
 			sum_ok = 0;
 			printf("# round %d: summary count %llu, a full walk %zu\n", round, (unsigned long long)count,
 			     all.n);
+		}
+		/* The kept table: what a table made afresh from the full walk is (another salt
+		 * from round 20 to 39: made again under it). */
+		if (!kept_matches(r, round >= 20 && round < 40 ? salt5 : salt4, &all)) {
+			kept_ok = 0;
+			printf("# round %d: the kept table is not the index's\n", round);
 		}
 		/* A sync's table names every current entry once, and is its sixteen parts'. */
 		if (!table_matches(r) || (round % 10 == 9 && !table_matches(w))) {
@@ -247,6 +291,13 @@ int main(void)
 			uint64_t cw, cf;
 			gossip_store_lock(w);
 			int e1 = gossip_store_summary(w, rw, &cw);
+			struct list wall = {0};
+			gossip_store_each(w, 0, collect, &wall);
+			if (!kept_matches(w, salt4, &wall)) {
+				kept_ok = 0;
+				printf("# round %d: the writer's kept table is not its index's\n", round);
+			}
+			free(wall.v);
 			gossip_store_unlock(w);
 			gossip_store_lock(f);
 			int e2 = gossip_store_summary(f, rf, &cf);
@@ -268,6 +319,7 @@ int main(void)
 			printf("# round %d: the deletes expired during it (%llu to %llu ms in): not judged\n", round,
 			       (unsigned long long)(t0 - now), (unsigned long long)(t1 - now));
 			cursor_ok = was[0], since_ok = was[1], sum_ok = was[2], fresh_ok = was[3], iblt_ok = was[4];
+			kept_ok = was[5];
 		}
 	}
 	ok(cursor_ok, "the cursor hands over exactly what a full walk holds after it, in order "
@@ -277,6 +329,8 @@ int main(void)
 	ok(sum_ok, "the summary is what a full walk makes of it, every round");
 	ok(fresh_ok, "the writer's summary is a freshly opened store's");
 	ok(iblt_ok, "a sync's table names each current entry once, and is its parts', every round");
+	ok(kept_ok, "the kept table, brought up to date by each summary, is one made afresh, and finds "
+	   "each id, every round (across compactions, a hidden origin, another salt)");
 
 	/* Expiry: the deletes and events made ttl - 300 ms ago leave the summary as their
 	 * time passes, with nothing stored meanwhile. */

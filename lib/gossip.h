@@ -783,6 +783,11 @@ int gossip_sync_starts(const uint8_t *p, size_t n);
 /* The other end, on rfd and wfd (stdin and stdout under inetd), with the same checks. */
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s);
+/* A process that keeps st open and syncs from it often (a node's observe, whose children
+ * sync): keep the reconciliation table of this hour's ids with the summary, so that the
+ * next digest brings it up to date (only what changed) and a sync's tables cost what
+ * differs, not the store. The first digest after (and after each hour) makes it: O(n). */
+int gossip_sync_keep(struct gossip_store *st);
 
 /* ---- hand.c: a sync's connection handed to the process that keeps the store open --------
  * gossip-listen -H hands a stream that is a sync to gossip-peers observe -H (a unix

@@ -462,9 +462,13 @@ static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
 	}
 	gossip_store_each_new(o->store, &o->store_seen, store_entry, &l);
 	if (o->swim) {
-		/* The summary our pings and acks carry (kept by the store: cheap to read). */
+		/* The summary our pings and acks carry (kept by the store: cheap to read), and
+		 * with it the table of this hour's ids that the syncs our children start and
+		 * serve use. */
 		uint8_t root[16];
 		uint64_t count;
+		if (gossip_sync_keep(o->store) < 0)
+			gossip_warn("%s", gossip_error());
 		if (gossip_store_summary(o->store, root, &count) == 0)
 			gossip_swim_summary(o->swim, root, now);
 		o->sum_at = now;

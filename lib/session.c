@@ -38,8 +38,8 @@ struct session_keys {
 /* Handshake items and frames on the wire: flat arrays, or one byte string. */
 static const struct gossip_limits wire_limits = {SESSION_FRAME + 64, 1, 8};
 
-static const char SIG_SERVER[] = "gossip-sync 3 server signature";
-static const char SIG_CLIENT[] = "gossip-sync 3 client signature";
+static const char SIG_SERVER[] = "gossip-sync 4 server signature";
+static const char SIG_CLIENT[] = "gossip-sync 4 client signature";
 
 /* ---- hashing: BLAKE2b over parts, keyed or not ---- */
 
@@ -66,10 +66,10 @@ void session_key_id(uint8_t id[SESSION_KID], const uint8_t key[32])
 	hash(id, SESSION_KID, key, 32, (struct part[]){{label, sizeof label - 1}}, 1);
 }
 
-/* prk = BLAKE2b-512(key: the cluster key, or none; "gossip-sync 3 prk" || q). */
+/* prk = BLAKE2b-512(key: the cluster key, or none; "gossip-sync 4 prk" || q). */
 static void make_prk(struct session_keys *k, const uint8_t *cluster)
 {
-	static const char label[] = "gossip-sync 3 prk";
+	static const char label[] = "gossip-sync 4 prk";
 	hash(k->prk, 64, cluster, cluster ? 32 : 0,
 	     (struct part[]){{label, sizeof label - 1}, {k->q, 32}}, 2);
 }
@@ -346,7 +346,7 @@ int session_client(struct session *s, const struct session_auth *a)
 	if (cluster)
 		session_key_id(kid, cluster);
 	crypto_kx_keypair(epk, s->k->esk);
-	/* M1 = ["gossip-sync", 3, 1, kid, E_c]: in the clear (nothing to hide yet). */
+	/* M1 = ["gossip-sync", 4, 1, kid, E_c]: in the clear (nothing to hide yet). */
 	if (gossip_cbor_head(&m1, GOSSIP_MT_ARRAY, 5) < 0 ||
 	    gossip_cbor_str(&m1, GOSSIP_MT_TSTR, "gossip-sync", 11) < 0 ||
 	    gossip_cbor_head(&m1, GOSSIP_MT_UINT, SESSION_VERSION) < 0 ||
@@ -410,7 +410,6 @@ int session_client(struct session *s, const struct session_auth *a)
 	 * sealed identity: the client's signature names the server it is for. */
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
-	kdf(s->salt, s->k, "id salt", th);
 	struct gossip_buf m3 = {0};
 	size_t at = s->wout.len;
 	if (gossip_cbor_head(&s->wout, GOSSIP_MT_ARRAY, 2) < 0 ||
@@ -567,7 +566,6 @@ int session_server(struct session *s, const struct session_auth *a)
 	}
 	hash(th, 32, NULL, 0, (struct part[]){{m1.p, m1.len}, {m2.p, m2.len}}, 2);
 	kdf(s->k->hs, s->k, "client handshake", th);
-	kdf(s->salt, s->k, "id salt", th);
 	if (open_box(&plain, ev.data, ev.len, s->k->hs) < 0) {
 		refuse(s, cluster ? "refused: the client's handshake does not open: it lacks the "
 		                    "cluster key, or the bytes were changed in transit"

@@ -7,7 +7,8 @@
 #include "gossip.h"
 
 enum {
-	SESSION_VERSION = 3,  /* the sync protocol version; 1 (plaintext) and 2 (Merkle leaves) are refused */
+	SESSION_VERSION = 4,  /* the sync protocol version; 1 (plaintext), 2 (Merkle leaves) and 3
+	                        * (ids salted per session) are refused */
 	SESSION_SUITE = 1,  /* X25519, Ed25519, BLAKE2b, XChaCha20-Poly1305 (secretstream) */
 	SESSION_KID = 8,  /* bytes of a cluster key's id */
 	SESSION_FRAME = 65536,  /* plaintext bytes in one frame, at most */
@@ -36,9 +37,6 @@ struct session {
 	int tx_open, rx_open;  /* our stream has begun; the peer's header has arrived */
 	uint8_t peer[32];  /* the peer's identity, once it has proven it */
 	uint64_t sent;  /* wire bytes sent (wire.bytes counts those received) */
-	/* The key of this session's sync ids (gossip(7) ANTI-ENTROPY), once the handshake has
-	 * begun: from both sides' ephemeral keys, so neither chooses it, and new each session. */
-	uint8_t salt[32];
 };
 
 /* A session on rfd and wfd that ends timeout_ms from now, whatever happens. */

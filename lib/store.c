@@ -134,18 +134,6 @@ static int superseded(const struct gossip_store *st, const struct gossip_entry *
 
 /* ---- the reconciliation table (store.h; gossip(7), ANTI-ENTROPY) ---- */
 
-uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16])
-{
-	uint8_t in[32], h[8];
-	memcpy(in, slot, 16);
-	memcpy(in + 16, hash, 16);
-	crypto_generichash(h, 8, in, 32, salt, 32);
-	uint64_t id = 0;
-	for (int i = 0; i < 8; i++)
-		id = id << 8 | h[i];
-	return id;
-}
-
 /* An id's cell in each of the three parts (before reduction to the part's size) and its
  * check sum: BLAKE2b-128 of its 8 bytes, big-endian: bytes 4j to 4j+3 (little-endian)
  * for part j, bytes 12 to 14 the check. */
@@ -3065,13 +3053,16 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
 
 /* ---- a sync's ids (store.h) ---- */
 
-int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32])
+int store_ids_kept(struct store_ids *s, struct gossip_store *st)
 {
 	size_t n = 0, cap = 0;
 	struct store_idref *v = NULL;
+	store_ids_free(s);
+	if (!st->sum || !st->sum->tab)
+		return 0;
 	for (size_t i = 0; i < st->cap; i++) {
 		struct gossip_entry *e = &st->tab[i];
-		if (!e->used || !is_current(st, e, now))
+		if (!e->used || !e->intab)
 			continue;
 		if (n == cap) {
 			size_t c2 = cap ? 2 * cap : 1024;
@@ -3084,16 +3075,13 @@ int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, c
 			v = v2;
 			cap = c2;
 		}
-		v[n].id = store_id(salt, e->slot, e->hash);
+		v[n].id = store_id4(st->sum->salt, e->slot, e->hash);
 		v[n++].e = e;
 	}
 	if (n)
 		qsort(v, n, sizeof *v, by_idref);
-	size_t k = store_ids_unique(v, n);
-	store_ids_free(s);
 	s->v = v;
-	s->n = k;
-	s->collided = n - k;
+	s->n = n;
 	return 0;
 }
 
@@ -3116,10 +3104,8 @@ size_t store_ids_unique(struct store_idref *v, size_t n)
 void store_ids_free(struct store_ids *s)
 {
 	free(s->v);
-	free(s->whole);
 	s->v = NULL;
-	s->whole = NULL;
-	s->n = s->collided = 0;
+	s->n = 0;
 }
 
 /* The first of s's ids at or above id. */
@@ -3139,21 +3125,6 @@ static size_t ids_lower(const struct store_ids *s, uint64_t id)
 int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
                 struct store_cell *out)
 {
-	if (bits == 0 && s->n >= STORE_IBLT_CELLS / 4) {
-		/* The whole, made once at the largest size and folded to each size asked (a
-		 * fold puts each id where an add at size k would). Fewer ids are added at the
-		 * size asked: cheaper than 1.5 MB of cells for a small store. */
-		if (!s->whole) {
-			if (!(s->whole = calloc(STORE_IBLT_CELLS, sizeof *s->whole))) {
-				gossip_seterr("out of memory");
-				return -1;
-			}
-			for (size_t i = 0; i < s->n; i++)
-				store_iblt_add(s->whole, STORE_IBLT_K, s->v[i].id, 1);
-		}
-		store_iblt_fold(s->whole, STORE_IBLT_K, out, k);
-		return 0;
-	}
 	memset(out, 0, ((size_t)3 << k) * sizeof *out);
 	size_t from = 0, n = store_part(s, bits, prefix, &from);
 	for (size_t i = from; i < from + n; i++)
@@ -3167,10 +3138,4 @@ size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, siz
 	while (i < s->n && (!bits || s->v[i].id >> (64 - bits) == prefix))
 		i++;
 	return i - *from;
-}
-
-struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id)
-{
-	size_t i = ids_lower(s, id);
-	return i < s->n && s->v[i].id == id ? s->v[i].e : NULL;
 }

@@ -195,10 +195,11 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
                  struct gossip_entry ***v, size_t *n);
 
 /* Reconciliation (gossip(7), ANTI-ENTROPY): an invertible Bloom lookup table of the
- * current entries' ids, made for each sync from the index: three parts of 2^k cells each,
- * an id in one cell of each part, so that a table folds in halves down to any smaller k.
- * An id is 8 bytes, BLAKE2b-64 keyed with the session's salt (session.h) of slot || hash:
- * new at every sync, so that no two messages can be made to collide ahead of one. */
+ * current entries' ids, kept with the index (store_tab_keep): three parts of 2^k cells
+ * each, an id in one cell of each part, so that a table folds in halves down to any
+ * smaller k. An id is 8 bytes (store_id4): the slot's bucket, then a hash keyed with the
+ * hour's salt (sync.c), so that ids that collide by chance or by design part within the
+ * hour. */
 enum {
 	STORE_IBLT_K = 15,  /* the largest table: 3 x 2^15 cells */
 	STORE_IBLT_KMIN = 3,  /* the smallest sent: 24 cells */
@@ -210,7 +211,6 @@ struct store_cell {
 	uint32_t chk;
 	uint8_t count;
 };
-uint64_t store_id(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
 /* Add (sign 1) or take away (-1) an id from a table of 3 x 2^k cells. */
 void store_iblt_add(struct store_cell *t, unsigned k, uint64_t id, int sign);
 /* dst (3 x 2^k cells) = src (3 x 2^ksrc, ksrc >= k) folded. */
@@ -239,21 +239,18 @@ const struct store_cell *store_tab_kept(const struct gossip_store *st, const uin
 /* The entry whose id the kept table holds is id, or NULL: a look through one bucket. */
 struct gossip_entry *store_tab_find(struct gossip_store *st, uint64_t id);
 
-/* One sync's ids: those of the current entries (as of the time now, a digest's), under
- * one salt, sorted. Entries whose ids collide (all of a group) are left out and counted
- * in collided. The entries point into the index: valid until the next lock. */
+/* The kept table's ids (those of the entries it holds), sorted: for the tables of
+ * parts and their lists (a large difference). The entries point into the index: valid
+ * until the next lock. O(entries). */
 struct store_idref {
 	uint64_t id;
 	struct gossip_entry *e;
 };
 struct store_ids {
 	struct store_idref *v;
-	size_t n, collided;
-	struct store_cell *whole;  /* the table of all at the largest size, once asked for */
+	size_t n;
 };
-/* Under the lock, or with the index as the last lock left it. O(entries). s is {0} or
- * made before (its old ids are freed). */
-int store_ids_make(struct store_ids *s, struct gossip_store *st, uint64_t now, const uint8_t salt[32]);
+int store_ids_kept(struct store_ids *s, struct gossip_store *st);
 void store_ids_free(struct store_ids *s);
 /* Of v (sorted by id), keep the ids that occur once, in order: how many. */
 size_t store_ids_unique(struct store_idref *v, size_t n);
@@ -262,7 +259,5 @@ size_t store_part(const struct store_ids *s, unsigned bits, unsigned prefix, siz
 /* The table at size k of the ids whose first bits bits are prefix (bits 0: all). */
 int store_table(struct store_ids *s, unsigned bits, unsigned prefix, unsigned k,
                 struct store_cell *out);
-/* The entry whose id is id, or NULL. */
-struct gossip_entry *store_find_id(const struct store_ids *s, uint64_t id);
 
 #endif

@@ -1,9 +1,9 @@
 /* sync.c: anti-entropy: two stores compare Merkle roots, then find what differs with
- * invertible Bloom lookup tables of their ids (store.h), ids keyed by a salt new at each
- * session (session.h), tables whose size grows with the difference, and send each other
- * only what the other lacks, inside a session (session.c) that is authenticated and
- * encrypted between trusted identities, over any byte stream. gossip(7) documents the
- * protocol (version 3).
+ * invertible Bloom lookup tables of their ids (store.h), ids keyed by the hour's salt so
+ * that each store keeps its table up to date as it changes (store_tab_keep), tables whose
+ * size grows with the difference, and send each other only what the other lacks, inside
+ * a session (session.c) that is authenticated and encrypted between trusted identities,
+ * over any byte stream. gossip(7) documents the protocol (version 4).
  *
  * Every sync is bounded, whoever the peer: one deadline for the whole session at both
  * ends (not per read, so a trickle cannot stretch it); the server sends only the tables
@@ -16,6 +16,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -341,6 +342,8 @@ enum { SYNC_PARTS = 1 + 16 };  /* every part there can be */
  * by the next sync (each sync brings at least this many). GOSSIP_SYNC_WANT_MAX lowers it
  * (for tests). */
 enum { SYNC_WANT_MAX = 250000 };
+/* The ids' salt changes every hour (gossip(7), The exchange). */
+#define SYNC_EPOCH_MS 3600000ULL
 /* The most ids in one ["ids", ...] item of a listing (512 KB). */
 enum { SYNC_LIST_MAX = 65536 };
 
@@ -378,8 +381,79 @@ static unsigned table_k(uint64_t a, uint64_t b)
 	return k;
 }
 
+/* A sync's ids (gossip(7), The exchange): those of the hour the client names, in the
+ * store's kept table (made or brought up to date by the digest), and sorted for the
+ * tables of parts and their lists, made when first asked for. */
+struct syncids {
+	struct gossip_store *st;
+	uint8_t salt[32];
+	struct store_ids ids;
+	int have;
+};
+
+/* The salt of the ids of hour epoch: BLAKE2b-256("gossip-sync 4 id salt" || epoch, 8
+ * bytes big-endian). */
+static int sync_ids_init(struct syncids *x, struct gossip_store *st, uint64_t epoch)
+{
+	static const char label[] = "gossip-sync 4 id salt";
+	uint8_t in[sizeof label - 1 + 8];
+	memcpy(in, label, sizeof label - 1);
+	store_put64(in + sizeof label - 1, epoch);
+	crypto_generichash(x->salt, 32, in, sizeof in, NULL, 0);
+	x->st = st;
+	return store_tab_keep(st, x->salt);
+}
+
+/* The hour of the ids, now: SYNC_EPOCH_MS, or GOSSIP_SYNC_HOUR_MS (for tests). */
+static uint64_t sync_hour(void)
+{
+	const char *e = getenv("GOSSIP_SYNC_HOUR_MS");
+	char *end;
+	unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+	if (!v || *end || v > SYNC_EPOCH_MS)
+		v = SYNC_EPOCH_MS;
+	return gossip_now_ms() / v;
+}
+
+int gossip_sync_keep(struct gossip_store *st)
+{
+	struct syncids x;
+	return sync_ids_init(&x, st, sync_hour());
+}
+
+static struct store_ids *sync_ids(struct syncids *x)
+{
+	if (!x->have && store_ids_kept(&x->ids, x->st) < 0)
+		return NULL;
+	x->have = 1;
+	return &x->ids;
+}
+
+/* After a lock (the index moved): the sorted ids are made again when asked for. */
+static void sync_ids_moved(struct syncids *x)
+{
+	store_ids_free(&x->ids);
+	x->have = 0;
+}
+
+/* The table of part (bits, prefix) at size k: the whole folded from the kept table. */
+static int sync_table(struct syncids *x, unsigned bits, unsigned prefix, unsigned k, struct store_cell *out)
+{
+	if (bits == 0) {
+		const struct store_cell *t = store_tab_kept(x->st, x->salt);
+		if (!t) {
+			gossip_seterr("sync: the store's table is not made");
+			return -1;
+		}
+		store_iblt_fold(t, STORE_IBLT_K, out, k);
+		return 0;
+	}
+	struct store_ids *ids = sync_ids(x);
+	return ids ? store_table(ids, bits, prefix, k, out) : -1;
+}
+
 /* ["table", bits, prefix, k, cells] for part (bits, prefix) at size k. */
-static int send_table(struct conn *c, struct store_ids *ids, unsigned bits, unsigned prefix,
+static int send_table(struct conn *c, struct syncids *ids, unsigned bits, unsigned prefix,
                       unsigned k)
 {
 	struct store_cell *t = malloc(((size_t)3 << k) * sizeof *t);
@@ -388,7 +462,7 @@ static int send_table(struct conn *c, struct store_ids *ids, unsigned bits, unsi
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	if (store_table(ids, bits, prefix, k, t) == 0 && put_op(&c->ss.out, "table", 4) == 0 &&
+	if (sync_table(ids, bits, prefix, k, t) == 0 && put_op(&c->ss.out, "table", 4) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, bits) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, prefix) == 0 &&
 	    gossip_cbor_head(&c->ss.out, GOSSIP_MT_UINT, k) == 0 && store_iblt_put(&c->ss.out, t, k) == 0)
@@ -428,7 +502,7 @@ static int idlist_add(struct idlist *l, uint64_t id)
 
 /* Receive the table of part p and reconcile it with ours: 1 decoded (ids added), 0 it
  * does not (the next request put in *next, or parts to split into), -1 an error. */
-static int client_part(struct conn *c, struct store_ids *mine_ids, struct part *p, struct idlist *push, struct idlist *want,
+static int client_part(struct conn *c, struct syncids *mine_ids, struct part *p, struct idlist *push, struct idlist *want,
                        const uint8_t *item, size_t nitem)
 {
 	struct gossip_cur cu;
@@ -468,7 +542,7 @@ static int client_part(struct conn *c, struct store_ids *mine_ids, struct part *
 		goto out;
 	}
 	store_iblt_get(cells, p->k, theirs);
-	if (store_table(mine_ids, p->bits, p->prefix, p->k, mine) < 0)
+	if (sync_table(mine_ids, p->bits, p->prefix, p->k, mine) < 0)
 		goto out;
 	store_iblt_sub(mine, theirs, p->k);
 	int dr = store_iblt_decode(mine, p->k, ids, sign, ncells, &nids);
@@ -511,9 +585,12 @@ out:
  * part: what only we hold to push, what only the server holds to want. Past what one sync
  * wants, ids are only counted (in *left): a listing that never ends costs time, bounded
  * by the deadline, not memory. 1 done, -1 an error. */
-static int client_list(struct conn *c, struct store_ids *mine, struct part *p, struct idlist *push,
+static int client_list(struct conn *c, struct syncids *x, struct part *p, struct idlist *push,
                        struct idlist *want, uint64_t *left)
 {
+	struct store_ids *mine = sync_ids(x);
+	if (!mine)
+		return -1;
 	size_t from, nmine = store_part(mine, p->bits, p->prefix, &from), i = 0, wmax = want_max();
 	uint64_t last = 0;
 	int any = 0;
@@ -576,7 +653,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
-	struct store_ids ids = {0};
+	struct syncids ids = {0};
 	struct gossip_entry **pushv = NULL;
 	struct idlist push = {0}, want = {0};
 	struct part *todo = NULL, *next = NULL;
@@ -587,6 +664,10 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	memset(s, 0, sizeof *s);
 	session_init(&c.ss, -1, -1, timeout_ms);
 	if (auth_load(mg, &id, &ring) < 0)
+		goto out;
+	/* This hour's ids: a store that keeps their table (a node's) has it up to date. */
+	uint64_t epoch = sync_hour();
+	if (sync_ids_init(&ids, mg->st, epoch) < 0)
 		goto out;
 	/* The kept summary when it matches the store: equal stores then end the sync before
 	 * this end reads its store. */
@@ -610,11 +691,12 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 	if (session_client(&c.ss, &(struct session_auth){&id, &ring, mg->trust}) < 0)
 		goto out;
 
-	/* 1. Our summary; an equal store ends it here. */
-	if (put_op(&c.ss.out, "summary", 3) < 0 ||
+	/* 1. Our summary and hour; an equal store ends it here. */
+	if (put_op(&c.ss.out, "summary", 4) < 0 ||
 	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_TSTR, modes[mode], strlen(modes[mode])) < 0 ||
 	    gossip_cbor_str(&c.ss.out, GOSSIP_MT_BSTR, kept ? kroot : d.root, 16) < 0 ||
-	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, kept ? kcount : d.count) < 0 || send_out(&c) < 0)
+	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, kept ? kcount : d.count) < 0 ||
+	    gossip_cbor_head(&c.ss.out, GOSSIP_MT_UINT, epoch) < 0 || send_out(&c) < 0)
 		goto out;
 	const uint8_t *p;
 	size_t n;
@@ -627,11 +709,6 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		goto out;
 	}
 	if (kept && make_digest(mg->st, &d, &have_digest) < 0) {
-		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
-		goto out;
-	}
-	/* Our ids under this session's salt: the index is as the digest's lock left it. */
-	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0) {
 		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
 		goto out;
 	}
@@ -685,7 +762,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			goto out;
 		}
 		for (size_t i = 0; i < push.n; i++) {
-			struct gossip_entry *e = store_find_id(&ids, push.v[i]);
+			struct gossip_entry *e = store_tab_find(mg->st, push.v[i]);
 			if (!e) {
 				refuse(&c, "refused: the server's table names an entry this store does not hold");
 				goto out;
@@ -727,7 +804,7 @@ out:
 	free(want.v);
 	free(todo);
 	free(next);
-	store_ids_free(&ids);
+	sync_ids_moved(&ids);
 	if (have_digest)
 		store_digest_free(&d);
 	return r;
@@ -774,7 +851,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	struct gossip_identity id = {0};
 	struct gossip_keyring ring = {0};
 	struct store_digest d = {0};
-	struct store_ids ids = {0};
+	struct syncids ids = {0};
 	struct gossip_cur cu;
 	struct gossip_ev ev;
 	struct gossip_entry **v = NULL;
@@ -795,9 +872,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	}
 	if (session_server(&c.ss, &(struct session_auth){&id, &ring, mg->trust}) < 0)
 		goto out;
-	if (get_op(&c, &cu, "summary", 3) < 0 ||
+	uint64_t epoch;
+	if (get_op(&c, &cu, "summary", 4) < 0 ||
 	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
-	    get_uint(&cu, &count, UINT64_MAX) < 0)
+	    get_uint(&cu, &count, UINT64_MAX) < 0 || get_uint(&cu, &epoch, UINT64_MAX) < 0)
 		goto out;
 	/* Equal to the kept summary: equal stores, and this end never reads its store. */
 	uint8_t kroot[16];
@@ -808,6 +886,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
+	/* The ids of the client's hour (any: a store keeps the table of one hour, and makes
+	 * another's at the digest). */
+	if (sync_ids_init(&ids, mg->st, epoch) < 0)
+		goto fail;
 	if (make_digest(mg->st, &d, &have_digest) < 0) {
 		/* This end's store (opened here, lazily): its path and lines are for our log. */
 		session_refuse(&c.ss, "refused: the server cannot sync (see its log)");
@@ -818,8 +900,6 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
-	if (store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
-		goto fail;
 	/* Our table of the whole, sized by the count difference; then each table asked for:
 	 * a part at most SYNC_ROUNDS times, each larger than the last; a part's 16 parts only
 	 * once it was sent at the largest size. */
@@ -850,8 +930,11 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 				goto out;
 			}
 			listed[pi] = 1;
-			ids_sent += store_part(&ids, (unsigned)bits, (unsigned)prefix, &from);
-			if (send_list(&c, &ids, (unsigned)bits, (unsigned)prefix) < 0)
+			struct store_ids *all = sync_ids(&ids);
+			if (!all)
+				goto fail;
+			ids_sent += store_part(all, (unsigned)bits, (unsigned)prefix, &from);
+			if (send_list(&c, all, (unsigned)bits, (unsigned)prefix) < 0)
 				goto fail;
 			if (session_ready(&c.ss) == 0 && send_out(&c) < 0)
 				goto out;
@@ -894,10 +977,15 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	}
 	if (recv_msgs_n(&c, mg, "peer", npush, UINT32_MAX) < 0)
 		goto out;
-	/* What was pushed moved the index (and may have replaced what was wanted): the ids of
-	 * what it holds now, under the same salt. */
-	if (npush && store_ids_make(&ids, mg->st, d.now, c.ss.salt) < 0)
-		goto fail;
+	/* What was pushed moved the index (and may have replaced what was wanted): its table
+	 * brought up to date, to find the ids in. */
+	if (npush) {
+		sync_ids_moved(&ids);
+		store_digest_free(&d);
+		have_digest = 0;
+		if (make_digest(mg->st, &d, &have_digest) < 0)
+			goto fail;
+	}
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
@@ -924,7 +1012,7 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		}
 	size_t nv = 0;
 	for (uint64_t i = 0; i < nw; i++) {
-		struct gossip_entry *e = store_find_id(&ids, wanted[i]);
+		struct gossip_entry *e = store_tab_find(mg->st, wanted[i]);
 		if (e)
 			v[nv++] = e;
 	}
@@ -938,7 +1026,7 @@ fail:
 out:
 	if (r == 0 && s->equal)  /* after a sync that sent anything the record is stale */
 		gossip_store_summary_save(mg->st);
-	store_ids_free(&ids);
+	sync_ids_moved(&ids);
 	if (have_digest)
 		store_digest_free(&d);
 	free(wanted);

@@ -111,6 +111,25 @@ cluster() {
 	! grep -q "anti-entropy" "$T/n2.log" || fail "$(cat "$T/n2.log")"
 }
 
+@test "anti-entropy across the hours of the ids (GOSSIP_SYNC_HOUR_MS=700): each value in one store only reaches the others, both ways, as the kept tables change hour" {
+	export GOSSIP_SYNC_HOUR_MS=700
+	cluster
+	# One value at a time, each after the last arrived: the syncs that bring them fall in
+	# hours that the observers' kept tables (made again at each new hour) and their
+	# children see at different moments.
+	for i in 1 2 3 4 5 6; do
+		only_in n1 n4 "hour$i" "v$i"
+		wait_for 15 has "hour$i" n2 n3 || fail "hour$i: not everywhere: $(nodes_diag)"
+	done
+	# n2 pushes too: a value in n2's store only reaches n1, whose observe serves n2's syncs.
+	only_in n2 n4 from-n2 w
+	wait_for 15 has from-n2 n1 || fail "from-n2 did not reach n1: $(cat "$T/n2/stats/"*)"
+	[ "$(gossip-merge -d "$T/n1" get hour6)" = v6 ] && [ "$(gossip-merge -d "$T/n1" get from-n2)" = w ]
+	# Seven values in 3 s or more: hours went by.
+	wait_for 15 syncs_at_least n2 8 || fail "$(cat "$T/n2/stats/observe")"
+	[ "$(counter n2 observe syncs_failed)" = 0 ] || fail "failed syncs: $(cat "$T/n2/stats/observe") $(cat "$T/n2.log")"
+}
+
 @test "anti-entropy takes only what the trusted file allows now: a revoked signer's value is not brought, nothing else changes" {
 	cluster
 	# n2 stops trusting n4: each sync reads the file as gossip-merge would, no reload

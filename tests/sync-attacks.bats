@@ -158,29 +158,35 @@ PY
 	[ "$(gossip-merge -d a get secret-key)" = hunter2-value ]
 }
 
-@test "old clients (versions 1 and 2) are refused by name; a version 2 server's refusal says to upgrade" {
+@test "old clients (versions 1, 2 and 3) are refused by name; a version 2 server's refusal says to upgrade" {
 	bb=$(snapshot b)
 	run --separate-stderr bash -o pipefail -c "$PY -c 'import sys, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"gossip-sync\", 1, \"push-pull\", bytes(16), 0]))' | gossip-merge -d b serve | $PY -c 'import sys, cbor2; print(cbor2.loads(sys.stdin.buffer.read()))'"
 	assert_failure 2
-	[[ $output == *"'error', 'refused: the client speaks sync protocol version 1, the server version 3: upgrade the older node'"* ]] || fail "$output"
-	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 1, the server version 3: upgrade the older node"
+	[[ $output == *"'error', 'refused: the client speaks sync protocol version 1, the server version 4: upgrade the older node'"* ]] || fail "$output"
+	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 1, the server version 4: upgrade the older node"
 	[ "$(snapshot b)" = "$bb" ]
 	# A version 2 client's first message, as it sends it.
 	run --separate-stderr bash -o pipefail -c "$PY -c 'import sys, os, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"gossip-sync\", 2, 1, b\"\", os.urandom(32)]))' | gossip-merge -d b serve | $PY -c 'import sys, cbor2; print(cbor2.loads(sys.stdin.buffer.read()))'"
 	assert_failure 2
-	[[ $output == *"'error', 'refused: the client speaks sync protocol version 2, the server version 3: upgrade the older node'"* ]] || fail "$output"
-	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 2, the server version 3: upgrade the older node"
+	[[ $output == *"'error', 'refused: the client speaks sync protocol version 2, the server version 4: upgrade the older node'"* ]] || fail "$output"
+	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 2, the server version 4: upgrade the older node"
 	[ "$(snapshot b)" = "$bb" ]
-	# What a version 2 server answers a version 3 client (tests/syncpeer.py old plays it).
+	# A version 3 client's (ids salted per session): the same first message.
+	run --separate-stderr bash -o pipefail -c "$PY -c 'import sys, os, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"gossip-sync\", 3, 1, b\"\", os.urandom(32)]))' | gossip-merge -d b serve | $PY -c 'import sys, cbor2; print(cbor2.loads(sys.stdin.buffer.read()))'"
+	assert_failure 2
+	[[ $output == *"'error', 'refused: the client speaks sync protocol version 3, the server version 4: upgrade the older node'"* ]] || fail "$output"
+	assert_error gossip-merge "serve: refused: the client speaks sync protocol version 3, the server version 4: upgrade the older node"
+	[ "$(snapshot b)" = "$bb" ]
+	# What a version 2 server answers a version 4 client (tests/syncpeer.py old plays it).
 	aa=$(snapshot a)
 	run --separate-stderr gossip-merge -d a sync "$PY $P old $SEED"
 	assert_failure 2
-	assert_error gossip-merge "peer says: refused: the client speaks sync protocol version 3, the server version 2 (authenticated and encrypted): upgrade the older node"
+	assert_error gossip-merge "peer says: refused: the client speaks sync protocol version 4, the server version 2 (authenticated and encrypted): upgrade the older node"
 	[ "$(snapshot a)" = "$aa" ]
 	# And what a version 1 server answered.
-	run --separate-stderr gossip-merge -d a sync "cat >/dev/null & $PY -c 'import sys, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"error\", \"peer speaks sync protocol version 3, this is 1\"]))'"
+	run --separate-stderr gossip-merge -d a sync "cat >/dev/null & $PY -c 'import sys, cbor2; sys.stdout.buffer.write(cbor2.dumps([\"error\", \"peer speaks sync protocol version 4, this is 1\"]))'"
 	assert_failure 2
-	assert_error gossip-merge "peer says: peer speaks sync protocol version 3, this is 1: upgrade the older node"
+	assert_error gossip-merge "peer says: peer speaks sync protocol version 4, this is 1: upgrade the older node"
 	[ "$(snapshot a)" = "$aa" ]
 }
 

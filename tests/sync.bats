@@ -54,6 +54,29 @@ diverge() {
 	[ "$(digest b)" = "$(digest u)" ]
 }
 
+# moved SYNC_STDERR: "sent N messages ... received M messages" of a sync's -v line.
+moved() { sed -n 's/.*; sent \([0-9]*\) messages, [0-9]* bytes; received \([0-9]*\) messages.*/\1 \2/p' <<<"$1"; }
+
+@test "a client in another hour of the ids (GOSSIP_SYNC_HOUR_MS) is served: the server makes that hour's table; the same messages move as in one hour" {
+	diverge
+	for n in a b; do cp -r $n $n.1 && cp -r $n $n.2; done
+	run --separate-stderr gossip-merge -v -d a sync "gossip-merge -d $T/b serve"
+	assert_success
+	same=$(moved "$stderr")
+	[ -n "$same" ] && [ "${same% *}" -gt 0 ] && [ "${same#* }" -gt 0 ] || fail "$stderr"
+	# The client's hour is a second long: its hour number is not the server's. Had the
+	# server keyed its ids by its own hour, every message would differ and move.
+	run --separate-stderr env GOSSIP_SYNC_HOUR_MS=1000 gossip-merge -v -d a.1 sync "gossip-merge -d $T/b.1 serve"
+	assert_success
+	[ "$(moved "$stderr")" = "$same" ] || fail "$stderr (in one hour: $same)"
+	[ "$(digest a.1)" = "$(digest u)" ] && [ "$(digest b.1)" = "$(digest u)" ]
+	# And the other way round: a server in short hours, a client in the hour.
+	run --separate-stderr gossip-merge -v -d a.2 sync "env GOSSIP_SYNC_HOUR_MS=1000 gossip-merge -d $T/b.2 serve"
+	assert_success
+	[ "$(moved "$stderr")" = "$same" ] || fail "$stderr (in one hour: $same)"
+	[ "$(digest a.2)" = "$(digest u)" ] && [ "$(digest b.2)" = "$(digest u)" ]
+}
+
 @test "push moves state to the peer only; pull to us only" {
 	diverge
 	cp -r a a0
@@ -276,7 +299,7 @@ diverge() {
 	[ "$(gossip-inspect -d b -j pulled | jq -r 'select(.key == "interop") | .value')" = yes ]
 }
 
-@test "the fuzz seeds of the session and sync harnesses speak this version (3: tables)" {
+@test "the fuzz seeds of the session and sync harnesses speak this version (4: tables of hourly ids)" {
 	run $PY - "$BATS_TEST_DIRNAME/fuzz/corpus" <<'PY'
 import cbor2, glob, io, os, sys
 bad, found = [], {"version": 0, "table": 0}
@@ -290,7 +313,7 @@ for f in sorted(glob.glob(sys.argv[1] + "/session/*") + glob.glob(sys.argv[1] + 
             break  # sealed frames follow the handshake
         if isinstance(item, list) and item and item[0] == "gossip-sync":
             found["version"] += 1
-            if item[1] != 3:
+            if item[1] != 4:
                 bad.append("%s: version %s" % (os.path.basename(f), item[1]))
         if isinstance(item, list) and item and item[0] in ("l1", "l2", "leaves"):
             bad.append("%s: a version 2 item %s" % (os.path.basename(f), item[0]))

@@ -14,7 +14,7 @@ on stdin and stdout (a command peer, or under socat), or connects with --connect
                              "yours" (names entries the client does not hold),
                              "size" (a size not asked for), "more" (answers "more" asked
                              or not)
-  old SEED                   a server of version 2: refuses version 3 by name, as it would
+  old SEED                   a server of version 2: refuses version 4 by name, as it would
   want SEED REPEAT [invent]  a client that wants the first id it decodes REPEAT times
                              (an amplification attack), or ids it makes up
   tables SEED N [HOW]        a client that asks for N tables of the largest size; HOW
@@ -94,7 +94,7 @@ class Session:
         self.plain = b""
 
     def prk(self, q):
-        return H(b"gossip-sync 3 prk", q, size=64, key=self.cluster or b"")
+        return H(b"gossip-sync 4 prk", q, size=64, key=self.cluster or b"")
 
     def kdf(self, label, th):
         return H(label.encode(), th, key=self._prk)
@@ -120,7 +120,7 @@ class Session:
     def client(self):
         epk, esk = nb.crypto_kx_keypair()
         kid = key_id(self.cluster) if self.cluster else b""
-        m1 = cbor2.dumps(["gossip-sync", 3, 1, kid, epk])
+        m1 = cbor2.dumps(["gossip-sync", 4, 1, kid, epk])
         self.w.send(m1)
         obj, m2 = self.w.item()
         if obj[0] == "error":
@@ -128,26 +128,26 @@ class Session:
         _, es, box = obj
         self._prk = self.prk(nb.crypto_scalarmult(esk, es))
         th2 = H(m1, es)
-        self.peer = self.check(box, b"gossip-sync 3 server signature", th2,
+        self.peer = self.check(box, b"gossip-sync 4 server signature", th2,
                                self.kdf("server handshake", th2))
         th3 = H(m1, m2)
-        m3 = cbor2.dumps(["hs", self.proof(b"gossip-sync 3 client signature", th3,
+        m3 = cbor2.dumps(["hs", self.proof(b"gossip-sync 4 client signature", th3,
                                            self.kdf("client handshake", th3))])
         self.pending = m3 + self.streams(H(m1, m2, m3), "client to server", "server to client")
 
     def server(self):
         obj, m1 = self.w.item()
         _, version, suite, kid, ec = obj
-        assert version == 3 and suite == 1, obj
+        assert version == 4 and suite == 1, obj
         epk, esk = nb.crypto_kx_keypair()
         self._prk = self.prk(nb.crypto_scalarmult(esk, ec))
         th2 = H(m1, epk)
-        m2 = cbor2.dumps(["hs", epk, self.proof(b"gossip-sync 3 server signature", th2,
+        m2 = cbor2.dumps(["hs", epk, self.proof(b"gossip-sync 4 server signature", th2,
                                                 self.kdf("server handshake", th2))])
         self.w.send(m2)
         obj, m3 = self.w.item()
         th3 = H(m1, m2)
-        self.peer = self.check(obj[1], b"gossip-sync 3 client signature", th3,
+        self.peer = self.check(obj[1], b"gossip-sync 4 client signature", th3,
                                self.kdf("client handshake", th3))
         self.pending = self.streams(H(m1, m2, m3), "server to client", "client to server")
 
@@ -257,7 +257,7 @@ def send_ids(s, bits, prefix, ids):
 
 def fakepeer(s, n, k):
     s.server()
-    s.item()  # ["summary", mode, root, count]
+    s.item()  # ["summary", mode, root, count, epoch]
     ids = [int.from_bytes(os.urandom(8), "big") for _ in range(n)]
     kk = KMIN
     while kk < KMAX and (1 << kk) * 3 < 2 * n:
@@ -357,10 +357,15 @@ def old(s):
                                    "server version 2 (authenticated and encrypted)" % obj[1]]))
 
 
+def epoch():
+    """The hour whose salt keys the ids (gossip(7), The exchange)."""
+    return int(time.time() * 1000) // 3600000
+
+
 def first_ids(s):
     """As a client with an empty store: the summary, then the server's tables until one
     decodes: its ids."""
-    s.send(["summary", "pull", bytes(16), 0])
+    s.send(["summary", "pull", bytes(16), 0, epoch()])
     t, _ = s.item()
     if t[0] != "table":
         return None, t
@@ -402,7 +407,7 @@ def next_k(k, rounds):
 
 def tables(s, n, how=None):
     s.client()
-    s.send(["summary", "pull", bytes(16), 0])
+    s.send(["summary", "pull", bytes(16), 0, epoch()])
     first, raw = s.item()
     received, count = len(raw), 1
     if how == "split":  # a sixteenth before the whole was sent at the largest size

@@ -153,7 +153,7 @@ static void collision(void)
 	for (int session = 0; session < 2; session++) {
 		uint8_t salt[32];
 		rnd(salt, sizeof salt);
-		uint64_t x = store_id(salt, slot[0], hash), y = store_id(salt, slot[1], hash), ten[12];
+		uint64_t x = store_id4(salt, slot[0], hash), y = store_id4(salt, slot[1], hash), ten[12];
 		apart &= x != y;
 		if (session == 0)
 			first[0] = x, first[1] = y;

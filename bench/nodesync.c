@@ -59,6 +59,7 @@ static void end_open(struct end *e, const char *dir)
 		gossip_die(2, "%s: %s", dir, gossip_error());
 	e->trust.max_skew_ms = 3600000;
 	gossip_store_set_visible(e->st, gossip_trust_has, &e->trust);
+	gossip_store_forks_writers(e->st);  /* as observe: its children write it */
 }
 
 /* observe's look: the lock (what is new), the table kept, the summary. CPU ms. */

@@ -611,6 +611,11 @@ struct gossip_store *gossip_store_open(const char *dir, const struct gossip_stor
  * parent and child would share: each would let the other in and let go of the other's
  * lock); the index stays, and the next lock reads only what is new. Not while locked. */
 int gossip_store_detach(struct gossip_store *st);
+/* For a process whose children write the store (a node's observe, which forks its syncs):
+ * its first whole read makes DIR/store.keys anew at once (not at its first change, as it
+ * makes none), so that each child writes only its own changes to the index rather than
+ * make it anew at its first. */
+void gossip_store_forks_writers(struct gossip_store *st);
 void gossip_store_close(struct gossip_store *st);
 const char *gossip_store_dir(const struct gossip_store *st);
 /* Take the store's lock and index what other processes appended or compacted since. */

@@ -424,6 +424,7 @@ static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
 				gossip_warn("%s", gossip_error());
 				return 0;
 			}
+			gossip_store_forks_writers(st);  /* its syncs' children write it */
 			gossip_store_set_visible(st, gossip_trust_has, &o->trust);
 			gossip_store_close(o->store);
 			o->store = st;
@@ -439,6 +440,7 @@ static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
 			gossip_store_close(st);
 			return 0;
 		}
+		gossip_store_forks_writers(st);  /* its syncs' children write it */
 		/* A member removed from trusted is not found in the store (revocation). */
 		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
 		o->store = st;

@@ -1522,8 +1522,9 @@ static void keys_write(struct gossip_store *st, int force)
 	/* A bulk merge's changes wait (for 64 MiB of the store, ten seconds, or its end):
 	 * each write of a B-tree keyed by hashes touches most of its pages, and many
 	 * changes at once make the file anew in order (storekeys.c). The wait ends only at
-	 * a lock that changed the store, so that the index changes only when it does. */
-	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX &&
+	 * a lock that changed the store, so that the index changes only when it does; but a
+	 * whole read of a process whose children write makes it anew at once. */
+	if (!force && st->nkc >= KEYS_BULK && st->kc_from != UINT64_MAX && !(st->forks && st->kc_from == 0) &&
 	    st->end - st->kc_from < (64u << 20) && (t - st->kc_at < 10000 || !st->appended))
 		return;
 	if (keys_env(st) < 0 || (rc = store_keys_meta_get(st->keys, &m)) < 0)
@@ -1537,13 +1538,14 @@ static void keys_write(struct gossip_store *st, int force)
 		goto failed;
 	}
 	int unchanged = ok && m.end == st->end;
-	if (ok && st->kc_from == 0 && !st->kc_damage) {
+	if (ok && st->kc_from == 0 && !st->kc_damage && !st->forks) {
 		/* This writer read the whole file: the index is checked against what it read
 		 * (damage in it, or a change it cannot see), and made anew unless it holds
-		 * exactly that. */
+		 * exactly that. (One whose children write makes it anew at once, below.) */
 		from = 0;
 		drop = 2;
-	} else if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end && !(st->kc_damage && st->kc_from == 0)) {
+	} else if (ok && st->kc_from != UINT64_MAX && st->kc_from <= m.end &&
+	           !(st->kc_from == 0 && (st->kc_damage || st->forks))) {
 		from = m.end;  /* the index holds what this writer read up to there */
 		if (unchanged)
 			goto done;  /* and that is all: nothing to write */
@@ -1848,6 +1850,11 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum);
 	}
 	free(st);
+}
+
+void gossip_store_forks_writers(struct gossip_store *st)
+{
+	st->forks = 1;
 }
 
 const char *gossip_store_dir(const struct gossip_store *st)

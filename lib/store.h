@@ -86,6 +86,7 @@ struct gossip_store {
 	 * since under locks while no one changed the file outside them (the key of the
 	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */
 	int custody;
+	int forks;  /* gossip_store_forks_writers: a whole read makes the index anew at once */
 	uint8_t ck[16];  /* the file's key as this writer last knew it (custody) */
 	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
 	int partial;

@@ -130,6 +130,29 @@ cluster() {
 	[ "$(counter n2 observe syncs_failed)" = 0 ] || fail "failed syncs: $(cat "$T/n2/stats/observe") $(cat "$T/n2.log")"
 }
 
+@test "a node's sync children add what they store to DIR/store.keys in place: observe made it anew once, no sync makes it whole again" {
+	# Stores of more rows than a bulk merge's changes wait for (4096): the observer makes
+	# the index anew at its first look (gossip_store_forks_writers), its children write
+	# what they store in place.
+	seq 1 5000 | awk '{ print "set bulk" $1 " v" }' | gossip-send -d "$T/n4" batch >"$T/bulk"
+	for n in n1 n2 n3; do gossip-merge -d "$T/$n" "$T/bulk" >/dev/null; done
+	cluster
+	only_in n1 n4 first v0
+	wait_for 15 has first n2 || fail "$(nodes_diag)"
+	wait_for 5 test -s "$T/n2/store.keys"
+	# A second name for the file as it is (outside the directory): a whole write makes a
+	# new file (store.keys.new, renamed over), which this name would then not be.
+	ln "$T/n2/store.keys" "$T/keys-before"
+	for i in 1 2 3 4; do
+		only_in n1 n4 "k$i" "v$i"
+		wait_for 15 has "k$i" n2 || fail "k$i: $(nodes_diag)"
+	done
+	[ "$T/n2/store.keys" -ef "$T/keys-before" ] || fail "store.keys was made anew"
+	[ "$(gossip-merge -d "$T/n2" get k4)" = v4 ]
+	run mdb_stat -n "$T/n2/store.keys"
+	assert_success
+}
+
 @test "anti-entropy takes only what the trusted file allows now: a revoked signer's value is not brought, nothing else changes" {
 	cluster
 	# n2 stops trusting n4: each sync reads the file as gossip-merge would, no reload

@@ -431,7 +431,7 @@ static uint64_t leave(struct gossip_observer *obs, struct gossip_swim *swim, str
 	/* A join ended now may have just stored the members it met, not yet looked at: a look
 	 * first, if the store's lock is free (a leave never waits for it before it is sent). */
 	gossip_observe_end_join(obs);
-	gossip_observe_store_try(obs, gossip_now_ms());
+	gossip_observe_store(obs, gossip_now_ms());
 	if ((told = gossip_swim_leave(swim, &lv)) < 0) {
 		gossip_warn("--leave: %s; not leaving (the members will see this node fail)", gossip_error());
 		gossip_observer_leave_on(obs, NULL);

@@ -1380,7 +1380,8 @@ int gossip_observe_msg(struct gossip_observer *o, const uint8_t *p, size_t n, ui
  * changed. */
 int gossip_observe_tick(struct gossip_observer *o, uint64_t now);
 /* Member records that reached DIR/store some other way (a join, a sync) since the last
- * look; 1 when the table changed. */
+ * look; 1 when the table changed. It never waits for the store's lock: held by another
+ * process, the look comes again 50 ms on (0 now). */
 int gossip_observe_store(struct gossip_observer *o, uint64_t now);
 /* Read DIR/trusted again (SIGHUP): a member removed from it is no longer found in the
  * store. A file that does not load leaves the old one in force (warned). The number of
@@ -1453,8 +1454,6 @@ int gossip_observe_leave_possible(const struct gossip_observer *o);
 /* Before a leave: a join under way ends (its child killed and reaped, so that it tells
  * no member of this node after the leave; no attempt follows). */
 void gossip_observe_end_join(struct gossip_observer *o);
-/* gossip_observe_store, but only if the store's lock is free now (0 when it is not). */
-int gossip_observe_store_try(struct gossip_observer *o, uint64_t now);
 void gossip_observe_left(struct gossip_observer *o, const uint8_t *p, size_t n);
 /* A join's push-pull sync with seed through mg, within 10 s (the seed learns of this node,
  * this node of everyone the seed knows); a seed busy with other syncs from this address

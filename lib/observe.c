@@ -392,19 +392,14 @@ static uint64_t ctime_ns(const struct stat *sb)
 	return (uint64_t)sb->st_ctim.tv_sec * 1000000000u + (uint64_t)sb->st_ctim.tv_nsec;
 }
 
-static int look_store(struct gossip_observer *o, uint64_t now, int nowait);
+static int look_store(struct gossip_observer *o, uint64_t now);
 
 int gossip_observe_store(struct gossip_observer *o, uint64_t now)
 {
-	return look_store(o, now, 0);
+	return look_store(o, now);
 }
 
-int gossip_observe_store_try(struct gossip_observer *o, uint64_t now)
-{
-	return look_store(o, now, 1);
-}
-
-static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
+static int look_store(struct gossip_observer *o, uint64_t now)
 {
 	struct store_look l = {o, now, 0};
 	struct stat sb;
@@ -445,11 +440,15 @@ static int look_store(struct gossip_observer *o, uint64_t now, int nowait)
 		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
 		o->store = st;
 	}
-	/* Only the summary is due: not worth waiting for the lock (the prober waits on this
-	 * look). When another process holds it (a compaction), this interval is skipped. */
-	r = summary_only || nowait ? gossip_store_trylock(o->store) : gossip_store_lock(o->store);
+	/* The loop never waits for the lock (the prober waits on this look): while another
+	 * process holds it (a compaction, a writer stopped), pings are answered and a leave
+	 * is seen. A look at what is new comes again 50 ms on; a summary's, an interval on. */
+	r = gossip_store_trylock(o->store);
 	if (r == 1) {
-		o->sum_at = now;
+		if (summary_only)
+			o->sum_at = now;
+		else
+			o->look_at = gossip_mono_ms() + 50;
 		return 0;
 	}
 	if (r < 0) {

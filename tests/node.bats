@@ -201,6 +201,9 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	# The store's lock held: the node cannot store its leave, nor end, until it is let go
 	# (a long compaction, a slow disk). The members must hear the leave all the same, and
 	# at once: none of its processes answers a ping once the stop began.
+	# A write to the store just before the lock is taken: observe looks at it 50 ms on,
+	# the lock held by then, and must not wait for it (pings unanswered, the leave unseen).
+	gossip-send -d "$T/n3" set before-lock v | gossip-merge -d "$T/n3" >/dev/null
 	(exec 8>>"$T/n3/store.lock" && flock 8 && touch "$T/held" && exec sleep 60) 3>&- &
 	HOLDER=$!
 	wait_for 5 test -e "$T/held"

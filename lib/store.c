@@ -2744,27 +2744,45 @@ static int tab_take_out(struct gossip_store *st, struct gossip_entry *e, void *c
 	return 0;
 }
 
-/* Bucket b's ids in the kept table made again: out go all it held, in go the current
- * entries' (cur, n of them) whose ids no other current entry shares (a bucket holds every
- * entry an id can name, so an id that occurs twice occurs in one bucket). */
-static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
+/* The ids under salt of bucket b's current entries at time now (cur, n of them, when the
+ * caller has them), sorted, leaving out those that occur more than once (a bucket holds
+ * every entry an id can name, so ids collide only within one): *v is malloc'd. */
+static int bucket_ids(struct gossip_store *st, size_t b, const uint8_t salt[32], uint64_t now,
+                      struct gossip_entry **cur, size_t n, struct store_idref **v, size_t *nv)
 {
-	struct store_sum *m = st->sum;
-	bucket_each(st, b, tab_take_out, NULL);
-	if (!n)
-		return 0;
-	struct store_idref *v = malloc(n * sizeof *v);
-	if (!v) {
+	struct gossip_entry **mine = NULL;
+	*v = NULL;
+	*nv = 0;
+	if (!cur && bucket_entries(st, b, now, &mine, &n) < 0)
+		return -1;
+	if (!cur)
+		cur = mine;
+	if (n && !(*v = malloc(n * sizeof **v))) {
+		free(mine);
 		gossip_seterr("out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		v[i].id = store_id4(m->salt, cur[i]->slot, cur[i]->hash);
-		v[i].e = cur[i];
+		(*v)[i].id = store_id4(salt, cur[i]->slot, cur[i]->hash);
+		(*v)[i].e = cur[i];
 	}
+	free(mine);
 	if (n > 1)
-		qsort(v, n, sizeof *v, by_idref);
-	size_t k = store_ids_unique(v, n);
+		qsort(*v, n, sizeof **v, by_idref);
+	*nv = store_ids_unique(*v, n);
+	return 0;
+}
+
+/* Bucket b's ids in the kept table made again: out go all it held, in go those of its
+ * current entries (cur, n of them). */
+static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
+{
+	struct store_sum *m = st->sum;
+	struct store_idref *v;
+	size_t k;
+	bucket_each(st, b, tab_take_out, NULL);
+	if (bucket_ids(st, b, m->salt, 0, cur, n, &v, &k) < 0)
+		return -1;
 	for (size_t i = 0; i < k; i++) {
 		store_iblt_add(m->tab, STORE_IBLT_K, v[i].id, 1);
 		v[i].e->intab = 1;
@@ -2797,26 +2815,24 @@ const struct store_cell *store_tab_kept(const struct gossip_store *st, const uin
 	return m && m->tab && m->valid && memcmp(m->salt, salt, 32) == 0 ? m->tab : NULL;
 }
 
-struct tab_find {
-	uint64_t id;
-	struct gossip_entry *e;
-};
-
-static int tab_match(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+int store_find_ids(struct gossip_store *st, const uint8_t salt[32], uint64_t now, const uint64_t *ids,
+                   size_t n, struct gossip_entry **out)
 {
-	struct tab_find *f = ctx;
-	if (!e->intab || store_id4(st->sum->salt, e->slot, e->hash) != f->id)
-		return 0;
-	f->e = e;
-	return 1;
-}
-
-struct gossip_entry *store_tab_find(struct gossip_store *st, uint64_t id)
-{
-	struct tab_find f = {id, NULL};
-	if (st->sum && st->sum->tab)
-		bucket_each(st, (size_t)(id >> 48), tab_match, &f);
-	return f.e;
+	for (size_t i = 0; i < n;) {
+		size_t b = (size_t)(ids[i] >> 48), j = i, at = 0, k;
+		struct store_idref *v;
+		while (j < n && ids[j] >> 48 == b)
+			j++;
+		if (bucket_ids(st, b, salt, now, NULL, 0, &v, &k) < 0)
+			return -1;
+		for (; i < j; i++) {
+			while (at < k && v[at].id < ids[i])
+				at++;
+			out[i] = at < k && v[at].id == ids[i] ? v[at].e : NULL;
+		}
+		free(v);
+	}
+	return 0;
 }
 
 static struct store_sum *mk_alloc(void)
@@ -2853,7 +2869,8 @@ static int mk_rebuild(struct gossip_store *st)
 	for (size_t i = 0; i < st->cap; i++) {
 		struct gossip_entry *e = &st->tab[i];
 		uint64_t at;
-		e->intab = 0;
+		if (m->tab && e->intab)
+			e->intab = 0;  /* written only where set: a forked child copies no more pages */
 		if (!e->used)
 			continue;
 		mk_mark(st, bucket_of(e->slot));
@@ -3060,34 +3077,38 @@ int store_bucket(struct gossip_store *st, const struct store_digest *d, size_t b
 
 /* ---- a sync's ids (store.h) ---- */
 
-int store_ids_kept(struct store_ids *s, struct gossip_store *st)
+int store_ids_make(struct store_ids *s, struct gossip_store *st, const uint8_t salt[32], uint64_t now)
 {
 	size_t n = 0, cap = 0;
-	struct store_idref *v = NULL;
+	struct store_idref *all = NULL;
 	store_ids_free(s);
-	if (!st->sum || !st->sum->tab)
-		return 0;
-	for (size_t i = 0; i < st->cap; i++) {
-		struct gossip_entry *e = &st->tab[i];
-		if (!e->used || !e->intab)
-			continue;
-		if (n == cap) {
+	for (size_t b = 0; b < 65536; b++) {
+		struct store_idref *v;
+		size_t k;
+		if (bucket_ids(st, b, salt, now, NULL, 0, &v, &k) < 0) {
+			free(all);
+			return -1;
+		}
+		if (n + k > cap) {
 			size_t c2 = cap ? 2 * cap : 1024;
-			struct store_idref *v2 = realloc(v, c2 * sizeof *v2);
-			if (!v2) {
+			while (c2 < n + k)
+				c2 *= 2;
+			struct store_idref *a2 = realloc(all, c2 * sizeof *a2);
+			if (!a2) {
 				free(v);
+				free(all);
 				gossip_seterr("out of memory");
 				return -1;
 			}
-			v = v2;
+			all = a2;
 			cap = c2;
 		}
-		v[n].id = store_id4(st->sum->salt, e->slot, e->hash);
-		v[n++].e = e;
+		if (k)
+			memcpy(all + n, v, k * sizeof *v);
+		n += k;
+		free(v);
 	}
-	if (n)
-		qsort(v, n, sizeof *v, by_idref);
-	s->v = v;
+	s->v = all;
 	s->n = n;
 	return 0;
 }
@@ -3111,7 +3132,9 @@ size_t store_ids_unique(struct store_idref *v, size_t n)
 void store_ids_free(struct store_ids *s)
 {
 	free(s->v);
+	free(s->whole);
 	s->v = NULL;
+	s->whole = NULL;
 	s->n = 0;
 }
 

@@ -237,10 +237,13 @@ uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t
 int store_tab_keep(struct gossip_store *st, const uint8_t salt[32]);
 /* As of the last digest (NULL: none kept under salt, or not made yet). */
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32]);
-/* The entry whose id the kept table holds is id, or NULL: a look through one bucket. */
-struct gossip_entry *store_tab_find(struct gossip_store *st, uint64_t id);
+/* The current entries (at time now) whose ids under salt are ids[] (sorted), in out[]
+ * (NULL: none, or an id two entries share): one look through each bucket named. */
+int store_find_ids(struct gossip_store *st, const uint8_t salt[32], uint64_t now, const uint64_t *ids,
+                   size_t n, struct gossip_entry **out);
 
-/* The kept table's ids (those of the entries it holds), sorted: for the tables of
+/* The ids under salt of the current entries at time now (those no other entry shares),
+ * sorted: for a table of the whole where none is kept under salt, and for the tables of
  * parts and their lists (a large difference). The entries point into the index: valid
  * until the next lock. O(entries). */
 struct store_idref {
@@ -250,8 +253,9 @@ struct store_idref {
 struct store_ids {
 	struct store_idref *v;
 	size_t n;
+	struct store_cell *whole;  /* the table of all at the largest size, once made */
 };
-int store_ids_kept(struct store_ids *s, struct gossip_store *st);
+int store_ids_make(struct store_ids *s, struct gossip_store *st, const uint8_t salt[32], uint64_t now);
 void store_ids_free(struct store_ids *s);
 /* Of v (sorted by id), keep the ids that occur once, in order: how many. */
 size_t store_ids_unique(struct store_idref *v, size_t n);

@@ -381,27 +381,33 @@ static unsigned table_k(uint64_t a, uint64_t b)
 	return k;
 }
 
-/* A sync's ids (gossip(7), The exchange): those of the hour the client names, in the
- * store's kept table (made or brought up to date by the digest), and sorted for the
+/* A sync's ids (gossip(7), The exchange): those of the hour the client names, as of
+ * the digest's time: the store's kept table when it keeps that hour's (a node's observe,
+ * brought up to date by the digest), else made from the index (O(n)); sorted for the
  * tables of parts and their lists, made when first asked for. */
 struct syncids {
 	struct gossip_store *st;
 	uint8_t salt[32];
+	uint64_t now;  /* the digest's */
 	struct store_ids ids;
 	int have;
 };
 
 /* The salt of the ids of hour epoch: BLAKE2b-256("gossip-sync 4 id salt" || epoch, 8
  * bytes big-endian). */
-static int sync_ids_init(struct syncids *x, struct gossip_store *st, uint64_t epoch)
+static void sync_salt(uint64_t epoch, uint8_t salt[32])
 {
 	static const char label[] = "gossip-sync 4 id salt";
 	uint8_t in[sizeof label - 1 + 8];
 	memcpy(in, label, sizeof label - 1);
 	store_put64(in + sizeof label - 1, epoch);
-	crypto_generichash(x->salt, 32, in, sizeof in, NULL, 0);
+	crypto_generichash(salt, 32, in, sizeof in, NULL, 0);
+}
+
+static void sync_ids_init(struct syncids *x, struct gossip_store *st, uint64_t epoch)
+{
+	sync_salt(epoch, x->salt);
 	x->st = st;
-	return store_tab_keep(st, x->salt);
 }
 
 /* The hour of the ids, now: SYNC_EPOCH_MS, or GOSSIP_SYNC_HOUR_MS (for tests). */
@@ -417,13 +423,14 @@ static uint64_t sync_hour(void)
 
 int gossip_sync_keep(struct gossip_store *st)
 {
-	struct syncids x;
-	return sync_ids_init(&x, st, sync_hour());
+	uint8_t salt[32];
+	sync_salt(sync_hour(), salt);
+	return store_tab_keep(st, salt);
 }
 
 static struct store_ids *sync_ids(struct syncids *x)
 {
-	if (!x->have && store_ids_kept(&x->ids, x->st) < 0)
+	if (!x->have && store_ids_make(&x->ids, x->st, x->salt, x->now) < 0)
 		return NULL;
 	x->have = 1;
 	return &x->ids;
@@ -439,17 +446,23 @@ static void sync_ids_moved(struct syncids *x)
 /* The table of part (bits, prefix) at size k: the whole folded from the kept table. */
 static int sync_table(struct syncids *x, unsigned bits, unsigned prefix, unsigned k, struct store_cell *out)
 {
-	if (bits == 0) {
-		const struct store_cell *t = store_tab_kept(x->st, x->salt);
-		if (!t) {
-			gossip_seterr("sync: the store's table is not made");
+	const struct store_cell *t = bits ? NULL : store_tab_kept(x->st, x->salt);
+	struct store_ids *ids = t ? NULL : sync_ids(x);
+	if (!t && !ids)
+		return -1;
+	if (!t && bits == 0) {  /* none kept for this hour: made once, as a kept one would be */
+		if (!ids->whole && (!(ids->whole = calloc(STORE_IBLT_CELLS, sizeof *ids->whole)) ||
+		                    store_table(ids, 0, 0, STORE_IBLT_K, ids->whole) < 0)) {
+			gossip_seterr("out of memory");
 			return -1;
 		}
+		t = ids->whole;
+	}
+	if (t) {
 		store_iblt_fold(t, STORE_IBLT_K, out, k);
 		return 0;
 	}
-	struct store_ids *ids = sync_ids(x);
-	return ids ? store_table(ids, bits, prefix, k, out) : -1;
+	return store_table(ids, bits, prefix, k, out);
 }
 
 /* ["table", bits, prefix, k, cells] for part (bits, prefix) at size k. */
@@ -472,6 +485,12 @@ static int send_table(struct conn *c, struct syncids *ids, unsigned bits, unsign
 }
 
 /* ---- the client ---- */
+
+static int by_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
 
 struct part {
 	unsigned bits, prefix, k, rounds;
@@ -667,8 +686,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		goto out;
 	/* This hour's ids: a store that keeps their table (a node's) has it up to date. */
 	uint64_t epoch = sync_hour();
-	if (sync_ids_init(&ids, mg->st, epoch) < 0)
-		goto out;
+	sync_ids_init(&ids, mg->st, epoch);
 	/* The kept summary when it matches the store: equal stores then end the sync before
 	 * this end reads its store. */
 	uint8_t kroot[16];
@@ -712,6 +730,7 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		session_refuse(&c.ss, "refused: the client cannot sync (see its error)");
 		goto out;
 	}
+	ids.now = d.now;
 	/* 2. Tables: the server's of the whole first, at the size it chose; then, for each
 	 * part that does not decode, the next size up (all asked at once, answered in
 	 * order), or past the largest its 16 parts. */
@@ -761,14 +780,17 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 			gossip_seterr("out of memory");
 			goto out;
 		}
-		for (size_t i = 0; i < push.n; i++) {
-			struct gossip_entry *e = store_tab_find(mg->st, push.v[i]);
-			if (!e) {
+		/* One look through each bucket named (sorted, the ids of a bucket come together). */
+		if (push.n)
+			qsort(push.v, push.n, sizeof *push.v, by_id);
+		if (store_find_ids(mg->st, ids.salt, ids.now, push.v, push.n, pushv) < 0)
+			goto out;
+		for (size_t i = 0; i < push.n; i++)
+			if (!pushv[i]) {
 				refuse(&c, "refused: the server's table names an entry this store does not hold");
 				goto out;
 			}
-			pushv[npushv++] = e;
-		}
+		npushv = push.n;
 	}
 	if (!(mode & GOSSIP_PULL))
 		want.n = 0;
@@ -838,12 +860,6 @@ static int send_list(struct conn *c, struct store_ids *ids, unsigned bits, unsig
 	}
 }
 
-static int by_id(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms,
                       struct gossip_sync_stats *s)
 {
@@ -888,13 +904,13 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	}
 	/* The ids of the client's hour (any: a store keeps the table of one hour, and makes
 	 * another's at the digest). */
-	if (sync_ids_init(&ids, mg->st, epoch) < 0)
-		goto fail;
+	sync_ids_init(&ids, mg->st, epoch);
 	if (make_digest(mg->st, &d, &have_digest) < 0) {
 		/* This end's store (opened here, lazily): its path and lines are for our log. */
 		session_refuse(&c.ss, "refused: the server cannot sync (see its log)");
 		goto out;
 	}
+	ids.now = d.now;
 	if (memcmp(root, d.root, 16) == 0 && count == d.count) {
 		s->equal = 1;
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
@@ -977,15 +993,10 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	}
 	if (recv_msgs_n(&c, mg, "peer", npush, UINT32_MAX) < 0)
 		goto out;
-	/* What was pushed moved the index (and may have replaced what was wanted): its table
-	 * brought up to date, to find the ids in. */
-	if (npush) {
+	/* What was pushed moved the index (and may have replaced what was wanted): the wanted
+	 * are found in it as the merge left it, and the sorted ids are no longer its. */
+	if (npush)
 		sync_ids_moved(&ids);
-		store_digest_free(&d);
-		have_digest = 0;
-		if (make_digest(mg->st, &d, &have_digest) < 0)
-			goto fail;
-	}
 	uint64_t nw;
 	if (get_op(&c, &cu, "want", 1) < 0 || get_array(&cu, &nw, UINT32_MAX) < 0)
 		goto out;
@@ -1010,12 +1021,14 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 			refuse(&c, "refused: the client wants one message twice");
 			goto out;
 		}
+	/* One look through each bucket named (the ids sorted, a bucket's together): a want
+	 * costs a bucket once, however many of its ids it names. */
 	size_t nv = 0;
-	for (uint64_t i = 0; i < nw; i++) {
-		struct gossip_entry *e = store_tab_find(mg->st, wanted[i]);
-		if (e)
-			v[nv++] = e;
-	}
+	if (store_find_ids(mg->st, ids.salt, ids.now, wanted, nw, v) < 0)
+		goto fail;
+	for (uint64_t i = 0; i < nw; i++)
+		if (v[i])
+			v[nv++] = v[i];
 	if (send_entries(&c, mg->st, v, nv) < 0 || put_op(&c.ss.out, "done", 0) < 0 ||
 	    send_out(&c) < 0)
 		goto out;

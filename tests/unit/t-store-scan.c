@@ -146,7 +146,7 @@ static int table_matches(struct gossip_store *st, const uint8_t salt[32])
 	int same = 0;
 	if (store_tab_keep(st, salt) < 0 || store_digest_make(&d, st) < 0)
 		return 0;
-	if (!(whole = store_tab_kept(st, salt)) || store_ids_kept(&ids, st) < 0 || ids.n != d.count)
+	if (!(whole = store_tab_kept(st, salt)) || store_ids_make(&ids, st, salt, d.now) < 0 || ids.n != d.count)
 		goto out;
 	memset(sum, 0, sizeof sum);
 	for (unsigned p = 0; p < 16; p++) {
@@ -184,12 +184,20 @@ static int kept_matches(struct gossip_store *st, const uint8_t salt[32], const s
 	if (same && l->n > 1)
 		qsort(v, l->n, sizeof *v, by_id);
 	size_t k = same ? store_ids_unique(v, l->n) : 0;
+	uint64_t *ids = calloc(k + 1, sizeof *ids);
+	struct gossip_entry **found = calloc(k + 1, sizeof *found);
 	memset(ref, 0, sizeof ref);
 	for (size_t i = 0; i < k; i++) {
 		store_iblt_add(ref, STORE_IBLT_K, v[i].id, 1);
-		if (!store_tab_find(st, v[i].id))
-			same = 0;
+		ids[i] = v[i].id;
 	}
+	if (!ids || !found || store_find_ids(st, salt, gossip_now_ms(), ids, k, found) < 0)
+		same = 0;
+	for (size_t i = 0; same && i < k; i++)
+		if (!found[i] || store_id4(salt, found[i]->slot, found[i]->hash) != ids[i])
+			same = 0;
+	free(ids);
+	free(found);
 	for (size_t i = 0; same && i < STORE_IBLT_CELLS; i++)
 		if (t[i].count != ref[i].count || t[i].id != ref[i].id || t[i].chk != ref[i].chk)
 			same = 0;

@@ -2744,21 +2744,15 @@ static int tab_take_out(struct gossip_store *st, struct gossip_entry *e, void *c
 	return 0;
 }
 
-/* The ids under salt of bucket b's current entries at time now (cur, n of them, when the
- * caller has them), sorted, leaving out those that occur more than once (a bucket holds
- * every entry an id can name, so ids collide only within one): *v is malloc'd. */
-static int bucket_ids(struct gossip_store *st, size_t b, const uint8_t salt[32], uint64_t now,
-                      struct gossip_entry **cur, size_t n, struct store_idref **v, size_t *nv)
+/* The ids under salt of the entries cur (n of them: a bucket's current ones), sorted,
+ * leaving out those that occur more than once (a bucket holds every entry an id can
+ * name, so ids collide only within one): *v is malloc'd. */
+static int entries_ids(const uint8_t salt[32], struct gossip_entry **cur, size_t n,
+                       struct store_idref **v, size_t *nv)
 {
-	struct gossip_entry **mine = NULL;
 	*v = NULL;
 	*nv = 0;
-	if (!cur && bucket_entries(st, b, now, &mine, &n) < 0)
-		return -1;
-	if (!cur)
-		cur = mine;
 	if (n && !(*v = malloc(n * sizeof **v))) {
-		free(mine);
 		gossip_seterr("out of memory");
 		return -1;
 	}
@@ -2766,11 +2760,25 @@ static int bucket_ids(struct gossip_store *st, size_t b, const uint8_t salt[32],
 		(*v)[i].id = store_id4(salt, cur[i]->slot, cur[i]->hash);
 		(*v)[i].e = cur[i];
 	}
-	free(mine);
 	if (n > 1)
 		qsort(*v, n, sizeof **v, by_idref);
 	*nv = store_ids_unique(*v, n);
 	return 0;
+}
+
+/* The same of bucket b's current entries at time now. */
+static int bucket_ids(struct gossip_store *st, size_t b, const uint8_t salt[32], uint64_t now,
+                      struct store_idref **v, size_t *nv)
+{
+	struct gossip_entry **cur;
+	size_t n;
+	*v = NULL;
+	*nv = 0;
+	if (bucket_entries(st, b, now, &cur, &n) < 0)
+		return -1;
+	int r = entries_ids(salt, cur, n, v, nv);
+	free(cur);
+	return r;
 }
 
 /* Bucket b's ids in the kept table made again: out go all it held, in go those of its
@@ -2781,7 +2789,7 @@ static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **c
 	struct store_idref *v;
 	size_t k;
 	bucket_each(st, b, tab_take_out, NULL);
-	if (bucket_ids(st, b, m->salt, 0, cur, n, &v, &k) < 0)
+	if (entries_ids(m->salt, cur, n, &v, &k) < 0)
 		return -1;
 	for (size_t i = 0; i < k; i++) {
 		store_iblt_add(m->tab, STORE_IBLT_K, v[i].id, 1);
@@ -2823,7 +2831,7 @@ int store_find_ids(struct gossip_store *st, const uint8_t salt[32], uint64_t now
 		struct store_idref *v;
 		while (j < n && ids[j] >> 48 == b)
 			j++;
-		if (bucket_ids(st, b, salt, now, NULL, 0, &v, &k) < 0)
+		if (bucket_ids(st, b, salt, now, &v, &k) < 0)
 			return -1;
 		for (; i < j; i++) {
 			while (at < k && v[at].id < ids[i])
@@ -3085,7 +3093,7 @@ int store_ids_make(struct store_ids *s, struct gossip_store *st, const uint8_t s
 	for (size_t b = 0; b < 65536; b++) {
 		struct store_idref *v;
 		size_t k;
-		if (bucket_ids(st, b, salt, now, NULL, 0, &v, &k) < 0) {
+		if (bucket_ids(st, b, salt, now, &v, &k) < 0) {
 			free(all);
 			return -1;
 		}

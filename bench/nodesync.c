@@ -9,9 +9,10 @@
  * (a node's pipeline would), each end looks at its store, then one push-pull sync brings
  * the D messages to the client. Prints one line first for the opens and the first
  * looks (which make the summary and table: O(n)), then for each FILE
- *   d D look_ms C S sync_ms C S wall_ms W received R
+ *   d D look_ms C S sync_ms C S wall_ms W received R faults C S
  * the CPU of each end's look (client, server), of each end's sync child, the sync's
- * wall time, and what the client received. Messages may be up to an hour ahead of the
+ * wall time, what the client received, and the page faults of each child (pages it
+ * touched first, or copied from its parent on writing). Messages may be up to an hour ahead of the
  * clock (as bench/scale's --max-skew 3600). Run by bench/scale. */
 #include "gossip.h"
 
@@ -158,8 +159,8 @@ int main(int argc, char **argv)
 		double w = wall_ms() - w0;
 		if (!WIFEXITED(stc) || WEXITSTATUS(stc) || !WIFEXITED(sts) || WEXITSTATUS(sts))
 			gossip_die(2, "the sync failed (%s)", argv[i]);
-		printf("d %s look_ms %.2f %.2f sync_ms %.2f %.2f wall_ms %.1f received %llu\n", argv[i], lc, ls,
-		       child_ms(&rc), child_ms(&rs), w, got);
+		printf("d %s look_ms %.2f %.2f sync_ms %.2f %.2f wall_ms %.1f received %llu faults %ld %ld\n", argv[i],
+		       lc, ls, child_ms(&rc), child_ms(&rs), w, got, rc.ru_minflt, rs.ru_minflt);
 		fflush(stdout);
 		unlink(sock);
 	}

@@ -572,7 +572,7 @@ struct gossip_entry {
 	uint32_t reg;  /* index into the store's registers (UINT32_MAX: an event, a _ key) */
 	uint8_t type;
 	uint8_t used;
-	uint8_t intab;  /* its id is in the store's kept table (store.h, store_tab_keep) */
+	uint8_t intab;  /* bit i: its id is in the store's kept table i (store.c, store_tab_keep) */
 };
 struct gossip_store_opts {
 	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */

@@ -312,10 +312,14 @@ struct store_sum {
 	struct expiry *heap;  /* a min-heap on at */
 	size_t nheap, capheap;
 	/* The kept table (store_tab_keep): 3 x 2^15 cells of the current entries' ids under
-	 * salt, brought up to date with the summary, bucket by bucket; an entry whose id it
-	 * holds has intab set. NULL: none kept. */
-	struct store_cell *tab;
-	uint8_t salt[32];
+	 * salts[cur], tabs[cur], brought up to date with the summary, bucket by bucket; an
+	 * entry whose id table i holds has bit i of intab set (NULL: none kept). Another
+	 * salt is taken up a sixteenth of the buckets at each digest, in tabs[!cur], whose
+	 * buckets below next_done are done (and kept up to date); then it is the kept one. */
+	struct store_cell *tabs[2];
+	uint8_t salts[2][32];
+	int cur;
+	size_t next_done;
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -406,13 +410,22 @@ static void mk_note(struct gossip_store *st, const uint8_t *slot, uint8_t type, 
 		m->valid = 0;
 }
 
-/* An entry's id leaves the kept table (its bytes are replaced, or its bucket is done
- * again). */
+/* An entry's id leaves table i (its bytes are replaced, or its bucket is done again):
+ * the kept one, or the one being taken up when its bucket is done there (a bit of a
+ * table dropped before, not yet cleared, names nothing). */
+static void tab_out1(struct gossip_store *st, struct gossip_entry *e, int i)
+{
+	struct store_sum *m = st->sum;
+	if ((e->intab & 1 << i) && m && m->tabs[i] &&
+	    (i == m->cur || bucket_of(e->slot) < m->next_done))
+		store_iblt_add(m->tabs[i], STORE_IBLT_K, store_id4(m->salts[i], e->slot, e->hash), -1);
+	e->intab &= (uint8_t)~(1 << i);
+}
+
 static void tab_out(struct gossip_store *st, struct gossip_entry *e)
 {
-	if (e->intab && st->sum && st->sum->tab)
-		store_iblt_add(st->sum->tab, STORE_IBLT_K, store_id4(st->sum->salt, e->slot, e->hash), -1);
-	e->intab = 0;
+	tab_out1(st, e, 0);
+	tab_out1(st, e, 1);
 }
 
 /* The same against the greatest row of any origin, visible or not (kept in r): only to
@@ -1846,7 +1859,8 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->dirty);
 		free(st->sum->dlist);
 		free(st->sum->heap);
-		free(st->sum->tab);
+		free(st->sum->tabs[0]);
+		free(st->sum->tabs[1]);
 		free(st->sum);
 	}
 	free(st);
@@ -2739,8 +2753,7 @@ uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t
 
 static int tab_take_out(struct gossip_store *st, struct gossip_entry *e, void *ctx)
 {
-	(void)ctx;
-	tab_out(st, e);
+	tab_out1(st, e, *(const int *)ctx);
 	return 0;
 }
 
@@ -2781,21 +2794,78 @@ static int bucket_ids(struct gossip_store *st, size_t b, const uint8_t salt[32],
 	return r;
 }
 
-/* Bucket b's ids in the kept table made again: out go all it held, in go those of its
- * current entries (cur, n of them). */
-static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
+/* Bucket b's ids in table i made again: out go all it held, in go those of its current
+ * entries (cur, n of them). */
+static int tab_bucket1(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n, int i)
 {
 	struct store_sum *m = st->sum;
 	struct store_idref *v;
 	size_t k;
-	bucket_each(st, b, tab_take_out, NULL);
-	if (entries_ids(m->salt, cur, n, &v, &k) < 0)
+	bucket_each(st, b, tab_take_out, &i);
+	if (entries_ids(m->salts[i], cur, n, &v, &k) < 0)
 		return -1;
-	for (size_t i = 0; i < k; i++) {
-		store_iblt_add(m->tab, STORE_IBLT_K, v[i].id, 1);
-		v[i].e->intab = 1;
+	for (size_t j = 0; j < k; j++) {
+		store_iblt_add(m->tabs[i], STORE_IBLT_K, v[j].id, 1);
+		v[j].e->intab |= (uint8_t)(1 << i);
 	}
 	free(v);
+	return 0;
+}
+
+/* A bucket the summary does again: in the kept table, and in the one being taken up
+ * once it holds that bucket. */
+static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
+{
+	struct store_sum *m = st->sum;
+	int nx = !m->cur;
+	if (m->tabs[m->cur] && tab_bucket1(st, b, cur, n, m->cur) < 0)
+		return -1;
+	return m->tabs[nx] && b < m->next_done ? tab_bucket1(st, b, cur, n, nx) : 0;
+}
+
+static int tab_clear(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+{
+	(void)st;
+	if (e->intab & 1 << *(const int *)ctx)
+		e->intab &= (uint8_t)~(1 << *(const int *)ctx);
+	return 0;
+}
+
+/* The table being taken up: its next sixteenth of the buckets (their bits of a table
+ * dropped before cleared first), and once it holds them all, it is the kept one. */
+enum { TAB_STEP = 4096 };
+static int tab_step(struct gossip_store *st, uint64_t now)
+{
+	struct store_sum *m = st->sum;
+	int nx = !m->cur;
+	if (!m->tabs[nx])
+		return 0;
+	for (size_t end = m->next_done + TAB_STEP; m->next_done < end && m->next_done < 65536;) {
+		size_t b = m->next_done;
+		struct gossip_entry **cur;
+		size_t n;
+		struct store_idref *v;
+		size_t k;
+		if (bucket_entries(st, b, now, &cur, &n) < 0)
+			return -1;
+		int r = entries_ids(m->salts[nx], cur, n, &v, &k);
+		free(cur);
+		if (r < 0)
+			return -1;
+		bucket_each(st, b, tab_clear, &nx);  /* bits of a table dropped before */
+		for (size_t j = 0; j < k; j++) {
+			store_iblt_add(m->tabs[nx], STORE_IBLT_K, v[j].id, 1);
+			v[j].e->intab |= (uint8_t)(1 << nx);
+		}
+		free(v);
+		m->next_done = b + 1;
+	}
+	if (m->next_done == 65536) {
+		free(m->tabs[m->cur]);
+		m->tabs[m->cur] = NULL;
+		m->cur = nx;
+		m->next_done = 0;
+	}
 	return 0;
 }
 
@@ -2806,21 +2876,42 @@ int store_tab_keep(struct gossip_store *st, const uint8_t salt[32])
 		return -1;
 	}
 	struct store_sum *m = st->sum;
-	if (m->tab && memcmp(m->salt, salt, 32) == 0)
+	int nx = !m->cur;
+	if (m->tabs[m->cur] && memcmp(m->salts[m->cur], salt, 32) == 0) {
+		free(m->tabs[nx]);  /* back to the kept one (a clock set back) */
+		m->tabs[nx] = NULL;
+		m->next_done = 0;
 		return 0;
-	if (!m->tab && !(m->tab = calloc(STORE_IBLT_CELLS, sizeof *m->tab))) {
+	}
+	if (m->tabs[nx] && memcmp(m->salts[nx], salt, 32) == 0)
+		return 0;  /* taken up already */
+	if (!m->tabs[m->cur]) {
+		/* The first: made whole at the next digest, with the summary. */
+		if (!(m->tabs[m->cur] = calloc(STORE_IBLT_CELLS, sizeof *m->tabs[m->cur]))) {
+			gossip_seterr("out of memory");
+			return -1;
+		}
+		memcpy(m->salts[m->cur], salt, 32);
+		m->valid = 0;
+		return 0;
+	}
+	/* Another salt (a new hour): taken up a sixteenth at each digest, while the kept
+	 * one stays in use, so that no digest does it all at once. */
+	if (!m->tabs[nx] && !(m->tabs[nx] = malloc(STORE_IBLT_CELLS * sizeof *m->tabs[nx]))) {
 		gossip_seterr("out of memory");
 		return -1;
 	}
-	memcpy(m->salt, salt, 32);
-	m->valid = 0;  /* the summary made again at the next digest, and the table with it */
+	memset(m->tabs[nx], 0, STORE_IBLT_CELLS * sizeof *m->tabs[nx]);
+	memcpy(m->salts[nx], salt, 32);
+	m->next_done = 0;
 	return 0;
 }
 
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32])
 {
 	const struct store_sum *m = st->sum;
-	return m && m->tab && m->valid && memcmp(m->salt, salt, 32) == 0 ? m->tab : NULL;
+	return m && m->tabs[m->cur] && m->valid && memcmp(m->salts[m->cur], salt, 32) == 0 ? m->tabs[m->cur]
+	                                                                                  : NULL;
 }
 
 int store_find_ids(struct gossip_store *st, const uint8_t salt[32], uint64_t now, const uint64_t *ids,
@@ -2869,15 +2960,23 @@ static int mk_rebuild(struct gossip_store *st)
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
 	m->l1all = 1;
-	if (m->tab)
-		memset(m->tab, 0, STORE_IBLT_CELLS * sizeof *m->tab);
+	if (m->tabs[!m->cur]) {
+		/* Made whole anyway: under the salt being taken up. */
+		free(m->tabs[m->cur]);
+		m->tabs[m->cur] = m->tabs[!m->cur];
+		memcpy(m->salts[m->cur], m->salts[!m->cur], 32);
+		m->tabs[!m->cur] = NULL;
+		m->next_done = 0;
+	}
+	if (m->tabs[m->cur])
+		memset(m->tabs[m->cur], 0, STORE_IBLT_CELLS * sizeof *m->tabs[m->cur]);
 	for (size_t b = 0; b < 65536; b++)
 		if (m->cnt[b])
 			mk_mark(st, b);
 	for (size_t i = 0; i < st->cap; i++) {
 		struct gossip_entry *e = &st->tab[i];
 		uint64_t at;
-		if (m->tab && e->intab)
+		if (e->intab)
 			e->intab = 0;  /* written only where set: a forked child copies no more pages */
 		if (!e->used)
 			continue;
@@ -3020,7 +3119,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		size_t b = m->dlist[k];
 		struct gossip_entry **v;
 		size_t n;
-		if (bucket_entries(st, b, now, &v, &n) < 0 || (m->tab && tab_bucket(st, b, v, n) < 0)) {
+		if (bucket_entries(st, b, now, &v, &n) < 0 || tab_bucket(st, b, v, n) < 0) {
 			free(v);
 			m->valid = 0;  /* dirty marks lost: made again next time */
 			return -1;
@@ -3041,6 +3140,10 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		free(v);
 	}
 	m->ndirty = 0;
+	if (tab_step(st, now) < 0) {
+		m->valid = 0;
+		return -1;
+	}
 	m->made_at = now;
 	/* The level-one hashes over the buckets that changed; the count. */
 	for (size_t a = 0; a < 256; a++) {

@@ -232,8 +232,9 @@ int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *s
 uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
 /* The kept table: the table at 3 x 2^15 cells of the current entries' version-4 ids under
  * salt (those whose ids are unique), brought up to date by each digest with the summary,
- * for the buckets that changed only. Keeping it under another salt makes it again (O(n),
- * at the next digest). */
+ * for the buckets that changed only. The first is made whole at the next digest; another
+ * salt is taken up a sixteenth of the buckets at each digest (the one kept stays in use
+ * meanwhile), so that no digest costs O(n). */
 int store_tab_keep(struct gossip_store *st, const uint8_t salt[32]);
 /* As of the last digest (NULL: none kept under salt, or not made yet). */
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32]);

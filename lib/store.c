@@ -2823,16 +2823,9 @@ static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **c
 	return m->tabs[nx] && b < m->next_done ? tab_bucket1(st, b, cur, n, nx) : 0;
 }
 
-static int tab_clear(struct gossip_store *st, struct gossip_entry *e, void *ctx)
-{
-	(void)st;
-	if (e->intab & 1 << *(const int *)ctx)
-		e->intab &= (uint8_t)~(1 << *(const int *)ctx);
-	return 0;
-}
-
-/* The table being taken up: its next sixteenth of the buckets (their bits of a table
- * dropped before cleared first), and once it holds them all, it is the kept one. */
+/* The table being taken up: its next sixteenth of the buckets (done as a changed one
+ * would be, before it counts as done: the bits of a table dropped before are cleared,
+ * not taken out), and once it holds them all, it is the kept one. */
 enum { TAB_STEP = 4096 };
 static int tab_step(struct gossip_store *st, uint64_t now)
 {
@@ -2844,20 +2837,12 @@ static int tab_step(struct gossip_store *st, uint64_t now)
 		size_t b = m->next_done;
 		struct gossip_entry **cur;
 		size_t n;
-		struct store_idref *v;
-		size_t k;
 		if (bucket_entries(st, b, now, &cur, &n) < 0)
 			return -1;
-		int r = entries_ids(m->salts[nx], cur, n, &v, &k);
+		int r = tab_bucket1(st, b, cur, n, nx);
 		free(cur);
 		if (r < 0)
 			return -1;
-		bucket_each(st, b, tab_clear, &nx);  /* bits of a table dropped before */
-		for (size_t j = 0; j < k; j++) {
-			store_iblt_add(m->tabs[nx], STORE_IBLT_K, v[j].id, 1);
-			v[j].e->intab |= (uint8_t)(1 << nx);
-		}
-		free(v);
 		m->next_done = b + 1;
 	}
 	if (m->next_done == 65536) {

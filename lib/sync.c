@@ -443,7 +443,8 @@ static void sync_ids_moved(struct syncids *x)
 	x->have = 0;
 }
 
-/* The table of part (bits, prefix) at size k: the whole folded from the kept table. */
+/* The table of part (bits, prefix) at size k: the whole folded from the kept table, or
+ * from one made for the session; a part's from the sorted ids. */
 static int sync_table(struct syncids *x, unsigned bits, unsigned prefix, unsigned k, struct store_cell *out)
 {
 	const struct store_cell *t = bits ? NULL : store_tab_kept(x->st, x->salt);
@@ -902,8 +903,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 		r = put_op(&c.ss.out, "equal", 0) < 0 ? -1 : send_out(&c);
 		goto out;
 	}
-	/* The ids of the client's hour (any: a store keeps the table of one hour, and makes
-	 * another's at the digest). */
+	/* The ids of the client's hour (any: the table a store keeps when it keeps that
+	 * hour's, else one made from the index for this session). */
 	sync_ids_init(&ids, mg->st, epoch);
 	if (make_digest(mg->st, &d, &have_digest) < 0) {
 		/* This end's store (opened here, lazily): its path and lines are for our log. */

@@ -3,12 +3,14 @@
 #include "store.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +56,45 @@ static size_t home(const uint8_t *slot, size_t cap)
 	return (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)cap)));
 }
 
+/* Ask for huge pages (2 MB) under the large arrays of the index (the entries, the
+ * registers, the hash tables): a node's observe forks a child for each sync, and both
+ * the fork and the child's exit pay for each page of the parent's map, 4 KB pages
+ * thirty times more than huge ones at a million messages. Only the 2 MB extents wholly
+ * inside the block; a hint, which a kernel without transparent huge pages ignores. */
+static void huge_pages(void *p, size_t n)
+{
+	enum { HUGE = 2u << 20 };
+	uintptr_t a = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
+	uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE - 1);
+	if (p && b > a)
+		madvise((void *)a, b - a, MADV_HUGEPAGE);
+}
+
+/* A large array of n zeroed bytes: asked for huge pages before a byte of it is written
+ * (calloc may clear memory it reuses, in 4 KB pages, before the ask). */
+static void *big_zalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	huge_pages(p, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+/* p (of old bytes) grown to n, moved into a block asked for huge pages (realloc would
+ * move its 4 KB pages as they are); p is freed, or kept on failure (NULL). */
+static void *big_grow(void *p, size_t old, size_t n)
+{
+	void *q = malloc(n);
+	if (!q)
+		return NULL;
+	huge_pages(q, n);
+	if (old)
+		memcpy(q, p, old);
+	free(p);
+	return q;
+}
+
 static struct gossip_entry *probe(const struct gossip_store *st, const uint8_t slot[16])
 {
 	size_t i = home(slot, st->cap);
@@ -95,6 +136,12 @@ static int row_cmp(uint64_t v, const uint8_t *pk, uint64_t w, const uint8_t *qk)
 
 static const struct gossip_entry *find(const struct gossip_store *st, const uint8_t slot[16]);
 
+/* The i-th slot of register r (reg_add_slot). */
+static const uint8_t *reg_slot(const struct store_reg *r, uint32_t i)
+{
+	return r->slotcap > 1 ? r->slots[i] : r->slot1;
+}
+
 /* The greatest visible row of register r (NULL: none): one look per origin that wrote
  * the key, so that revoking a signer brings back what its rows superseded. */
 static const struct gossip_entry *reg_top(const struct gossip_store *st, const struct store_reg *r)
@@ -105,14 +152,16 @@ static const struct gossip_entry *reg_top(const struct gossip_store *st, const s
 		return r->top_cache;
 	const struct gossip_entry *top = NULL;
 	for (uint32_t i = 0; i < r->nslots; i++) {
-		const struct gossip_entry *e = find(st, r->slots[i]);
+		const struct gossip_entry *e = find(st, reg_slot(r, i));
 		if (e && visible(st, e) &&
 		    (!top || row_cmp(e->version, st->origins[e->origin].pk, top->version,
 		                     st->origins[top->origin].pk) > 0))
 			top = e;
 	}
-	((struct store_reg *)r)->top_cache = top;  /* a cache: the index is unchanged */
-	((struct store_reg *)r)->top_epoch = st->epoch;
+	if (!st->detached) {  /* a cache: the index is unchanged */
+		((struct store_reg *)r)->top_cache = top;
+		((struct store_reg *)r)->top_epoch = st->epoch;
+	}
 	return top;
 }
 
@@ -439,14 +488,24 @@ static int reg_below_all(const struct gossip_store *st, const struct store_reg *
 	       row_cmp(v, pk, r->top_version, st->origins[r->top_origin].pk) < 0;
 }
 
-/* Note that slot holds a row of register r. */
+/* Note that slot holds a row of register r. Most keys are written by one origin: their
+ * one slot is kept in the register itself (a million small blocks fewer in a store of
+ * a million keys). */
 static int reg_add_slot(struct store_reg *r, const uint8_t slot[16])
 {
-	if (r->nslots == r->slotcap) {
-		uint32_t cap = r->slotcap ? 2 * r->slotcap : 2;
+	if (r->slotcap <= 1 && r->nslots == 0) {
+		r->slotcap = 1;
+		memcpy(r->slot1, slot, 16);
+		r->nslots = 1;
+		return 0;
+	}
+	if (r->nslots == r->slotcap || r->slotcap == 1) {
+		uint32_t cap = r->slotcap > 1 ? 2 * r->slotcap : 2;
 		uint8_t(*v)[16] = realloc(r->slots, cap * sizeof *v);
 		if (!v)
 			return -1;
+		if (r->slotcap == 1)
+			memcpy(v[0], r->slot1, 16);
 		r->slots = v;
 		r->slotcap = cap;
 	}
@@ -471,7 +530,7 @@ const struct gossip_entry *gossip_store_find(const struct gossip_store *st, cons
 static int grow(struct gossip_store *st)
 {
 	size_t cap = st->cap ? st->cap * 2 : 1024;
-	struct gossip_entry *old = st->tab, *tab = calloc(cap, sizeof *tab);
+	struct gossip_entry *old = st->tab, *tab = big_zalloc(cap * sizeof *tab);
 	size_t oldcap = st->cap;
 	if (!tab) {
 		gossip_seterr("store: out of memory");
@@ -559,12 +618,10 @@ static uint32_t reg_id(struct gossip_store *st, const uint8_t kid[16])
 		return id;
 	if ((st->nregs + 1) * 2 > st->rcap) {
 		size_t cap = st->rcap ? st->rcap * 2 : 256;
-		uint32_t *t = calloc(cap, sizeof *t);
-		struct store_reg *r = realloc(st->regs, cap / 2 * sizeof *r);
+		uint32_t *t = big_zalloc(cap * sizeof *t);
+		struct store_reg *r = t ? big_grow(st->regs, st->nregs * sizeof *r, cap / 2 * sizeof *r) : NULL;
 		if (!t || !r) {
 			free(t);
-			if (r)
-				st->regs = r;
 			return UINT32_MAX;
 		}
 		st->regs = r;
@@ -679,7 +736,7 @@ static void kc_push(struct gossip_store *st, const uint8_t ikey[16], uint64_t ol
 		return;
 	if (st->nkc == st->kccap) {
 		size_t cap = st->kccap ? 2 * st->kccap : 256;
-		struct store_keys_change *c = realloc(st->kc, cap * sizeof *c);
+		struct store_keys_change *c = big_grow(st->kc, st->kccap * sizeof *c, cap * sizeof *c);
 		if (!c) {
 			st->nkc = 0;
 			st->kc_from = UINT64_MAX;
@@ -806,7 +863,7 @@ static int sum_add(struct gossip_store *st, const uint8_t h[16])
 		return 0;
 	if ((st->nsums + 1) * 2 > st->sumcap) {
 		size_t cap = st->sumcap ? st->sumcap * 2 : 1024, oldcap = st->sumcap;
-		uint8_t(*old)[16] = st->sums, (*t)[16] = calloc(cap, 16);
+		uint8_t(*old)[16] = st->sums, (*t)[16] = big_zalloc(cap * 16);
 		if (!t)
 			return -1;
 		st->sums = t;
@@ -1592,6 +1649,11 @@ static void keys_write(struct gossip_store *st, int force)
 done:
 	st->kc_held = 0;
 	st->nkc = 0;
+	if (st->kccap > 65536) {  /* a whole read's: tens of MB, not kept for a few changes */
+		free(st->kc);
+		st->kc = NULL;
+		st->kccap = 0;
+	}
 	st->kc_from = st->end;
 	st->kc_damage = 0;
 	st->kc_at = t;
@@ -1721,6 +1783,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 		gossip_store_unlock(st);
 		return -1;
 	}
+	st->trim_due |= fresh && st->forks && st->n > 65536;
 	if (!ro && fresh) {
 		st->custody = fk_ok && file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
 	}
@@ -1754,6 +1817,13 @@ void gossip_store_unlock(struct gossip_store *st)
 	if (st->locked && st->lockfd >= 0)
 		flock(st->lockfd, LOCK_UN);
 	st->locked = st->key_ok = st->lock_ok = st->appended = 0;
+	if (st->trim_due) {
+		/* After a whole read, in a process whose children fork from it: the heap it
+		 * freed (the read's and the index file's buffers) goes back to the system
+		 * rather than be mapped into each child. */
+		st->trim_due = 0;
+		malloc_trim(0);
+	}
 }
 
 struct gossip_store *gossip_store_open(const char *dir, const struct gossip_store_opts *o)
@@ -1810,8 +1880,13 @@ int gossip_store_detach(struct gossip_store *st)
 		close(st->lockfd);
 	st->lockfd = fd;
 	/* LMDB's handle is not for a forked child: it opens its own when it writes. */
-	store_keys_close(st->keys);
+	store_keys_forget(st->keys);
 	st->keys = NULL;
+	st->detached = 1;
+	/* Large blocks from fresh maps from now on (LMDB's own, for one): glibc would
+	 * otherwise carve them out of freed heap shared with the parent, and clearing them
+	 * copies each page. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	return 0;
 }
 
@@ -2394,7 +2469,7 @@ int gossip_store_rows(struct gossip_store *st, const uint8_t *key, size_t keylen
 		return -1;
 	}
 	for (size_t i = 0; i < most; i++) {
-		const struct gossip_entry *e = g ? find(st, g->slots[i]) : row_of(st, key, keylen, (uint32_t)i);
+		const struct gossip_entry *e = g ? find(st, reg_slot(g, (uint32_t)i)) : row_of(st, key, keylen, (uint32_t)i);
 		if (e && visible(st, e) && (e->type == GOSSIP_T_SET || e->type == GOSSIP_T_DEL) &&
 		    (g ? e->reg == (uint32_t)(g - st->regs) : e->reg == UINT32_MAX))
 			v[n++] = (struct row){(struct gossip_entry *)e, st->origins[e->origin].pk};

@@ -23,7 +23,10 @@ struct store_reg {
 	uint32_t top_len;
 	uint64_t floor_version, floor_time;  /* floor_time 0: no floor */
 	uint8_t floor_origin[32];
-	uint8_t (*slots)[16];  /* the slots holding its rows: one per origin that wrote it */
+	/* The slots holding its rows, one per origin that wrote it (store.c's reg_slot): in
+	 * slot1 while there is room for one (slotcap 0 or 1), in slots once there are more. */
+	uint8_t (*slots)[16];
+	uint8_t slot1[16];
 	uint32_t nslots, slotcap;
 	/* Its greatest visible row as last found, while the store's epoch is top_epoch. */
 	const struct gossip_entry *top_cache;
@@ -87,6 +90,10 @@ struct gossip_store {
 	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */
 	int custody;
 	int forks;  /* gossip_store_forks_writers: a whole read makes the index anew at once */
+	/* gossip_store_detach: a forked child, whose pages its parent shares until either
+	 * writes one; it keeps no caches in the index (a write would copy the page). */
+	int detached;
+	int trim_due;  /* a whole read, by such a parent: freed heap returned at the unlock */
 	uint8_t ck[16];  /* the file's key as this writer last knew it (custody) */
 	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
 	int partial;
@@ -111,6 +118,9 @@ struct store_keys_change {
 /* NULL (gossip_error says why) when there is none (read-only) or it cannot be used. */
 struct store_keys *store_keys_open(const char *dir, int readonly);
 void store_keys_close(struct store_keys *k);
+/* In a forked child, of its parent's handle: the file is closed, LMDB's handle is left
+ * as it is (closing it would free, and so copy, every page buffer the parent holds). */
+void store_keys_forget(struct store_keys *k);
 /* Whether LMDB faulted on k's file (its pages are damaged): not used again. */
 int store_keys_faulted(const struct store_keys *k);
 /* Whether DIR/store.keys is still the file k opened. */

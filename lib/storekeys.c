@@ -96,6 +96,16 @@ void store_keys_close(struct store_keys *k)
 	free(k);
 }
 
+void store_keys_forget(struct store_keys *k)
+{
+	mdb_filehandle_t fd;
+	if (!k)
+		return;
+	if (k->env && mdb_env_get_fd(k->env, &fd) == 0)
+		close(fd);
+	free(k);
+}
+
 static void on_assert(MDB_env *env, const char *msg);
 
 static struct store_keys *open_raw(const char *dir, const char *name, int readonly,
@@ -452,8 +462,15 @@ static int write_whole(struct store_keys *k, const char *dir, const struct store
 		rc = errno;
 		goto out;
 	}
-	/* k is the new file now. */
+	/* k is the new file now, opened afresh: the handle that wrote it holds a buffer for
+	 * each page it wrote (LMDB keeps them for its next writes), tens of MB at a million
+	 * rows, which a node's forked children would copy as they free them. */
+	struct store_keys *re = open_raw(dir, "store.keys", 0, &made);
 	mdb_env_close(k->env);
+	if (re) {
+		store_keys_close(nk);
+		nk = re;
+	}
 	*k = *nk;
 	free(nk);
 	nk = NULL;

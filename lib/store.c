@@ -1944,6 +1944,7 @@ void gossip_store_close(struct gossip_store *st)
 void gossip_store_forks_writers(struct gossip_store *st)
 {
 	st->forks = 1;
+	st->trim_due |= st->n > 65536;  /* a whole read at the open, before this */
 }
 
 const char *gossip_store_dir(const struct gossip_store *st)

@@ -360,15 +360,14 @@ struct store_sum {
 	uint64_t l1cnt[256];
 	struct expiry *heap;  /* a min-heap on at */
 	size_t nheap, capheap;
-	/* The kept table (store_tab_keep): 3 x 2^15 cells of the current entries' ids under
-	 * salts[cur], tabs[cur], brought up to date with the summary, bucket by bucket; an
-	 * entry whose id table i holds has bit i of intab set (NULL: none kept). Another
-	 * salt is taken up a sixteenth of the buckets at each digest, in tabs[!cur], whose
-	 * buckets below next_done are done (and kept up to date); then it is the kept one. */
+	/* The kept tables (store_tab_keep), up to two: 3 x 2^15 cells of the current
+	 * entries' ids under salts[i], tabs[i] (NULL: none), brought up to date with the
+	 * summary, bucket by bucket; an entry whose id table i holds has bit i of intab set.
+	 * A salt is taken up a sixteenth of the buckets at each digest: the buckets below
+	 * done[i] are done (and kept up to date); at 65536 the table is whole, and used. */
 	struct store_cell *tabs[2];
 	uint8_t salts[2][32];
-	int cur;
-	size_t next_done;
+	size_t done[2];
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -459,14 +458,13 @@ static void mk_note(struct gossip_store *st, const uint8_t *slot, uint8_t type, 
 		m->valid = 0;
 }
 
-/* An entry's id leaves table i (its bytes are replaced, or its bucket is done again):
- * the kept one, or the one being taken up when its bucket is done there (a bit of a
- * table dropped before, not yet cleared, names nothing). */
+/* An entry's id leaves table i (its bytes are replaced, or its bucket is done again),
+ * when its bucket is done there (a bit of a table dropped before, not yet cleared, names
+ * nothing). */
 static void tab_out1(struct gossip_store *st, struct gossip_entry *e, int i)
 {
 	struct store_sum *m = st->sum;
-	if ((e->intab & 1 << i) && m && m->tabs[i] &&
-	    (i == m->cur || bucket_of(e->slot) < m->next_done))
+	if ((e->intab & 1 << i) && m && m->tabs[i] && bucket_of(e->slot) < m->done[i])
 		store_iblt_add(m->tabs[i], STORE_IBLT_K, store_id4(m->salts[i], e->slot, e->hash), -1);
 	e->intab &= (uint8_t)~(1 << i);
 }
@@ -2888,91 +2886,93 @@ static int tab_bucket1(struct gossip_store *st, size_t b, struct gossip_entry **
 	return 0;
 }
 
-/* A bucket the summary does again: in the kept table, and in the one being taken up
- * once it holds that bucket. */
+/* A bucket the summary does again: in each table that holds that bucket. */
 static int tab_bucket(struct gossip_store *st, size_t b, struct gossip_entry **cur, size_t n)
 {
 	struct store_sum *m = st->sum;
-	int nx = !m->cur;
-	if (m->tabs[m->cur] && tab_bucket1(st, b, cur, n, m->cur) < 0)
-		return -1;
-	return m->tabs[nx] && b < m->next_done ? tab_bucket1(st, b, cur, n, nx) : 0;
+	for (int i = 0; i < 2; i++)
+		if (m->tabs[i] && b < m->done[i] && tab_bucket1(st, b, cur, n, i) < 0)
+			return -1;
+	return 0;
 }
 
-/* The table being taken up: its next sixteenth of the buckets (done as a changed one
- * would be, before it counts as done: the bits of a table dropped before are cleared,
- * not taken out), and once it holds them all, it is the kept one. */
+/* A table being taken up: its next sixteenth of the buckets (done as a changed one would
+ * be, before it counts as done: the bits of a table dropped before are cleared, not
+ * taken out); once it holds them all, it is used. */
 enum { TAB_STEP = 4096 };
 static int tab_step(struct gossip_store *st, uint64_t now)
 {
 	struct store_sum *m = st->sum;
-	int nx = !m->cur;
-	if (!m->tabs[nx])
-		return 0;
-	for (size_t end = m->next_done + TAB_STEP; m->next_done < end && m->next_done < 65536;) {
-		size_t b = m->next_done;
-		struct gossip_entry **cur;
-		size_t n;
-		if (bucket_entries(st, b, now, &cur, &n) < 0)
-			return -1;
-		int r = tab_bucket1(st, b, cur, n, nx);
-		free(cur);
-		if (r < 0)
-			return -1;
-		m->next_done = b + 1;
-	}
-	if (m->next_done == 65536) {
-		free(m->tabs[m->cur]);
-		m->tabs[m->cur] = NULL;
-		m->cur = nx;
-		m->next_done = 0;
-	}
+	for (int i = 0; i < 2; i++)
+		for (size_t end = m->done[i] + TAB_STEP; m->tabs[i] && m->done[i] < end && m->done[i] < 65536;) {
+			size_t b = m->done[i];
+			struct gossip_entry **cur;
+			size_t n;
+			if (bucket_entries(st, b, now, &cur, &n) < 0)
+				return -1;
+			int r = tab_bucket1(st, b, cur, n, i);
+			free(cur);
+			if (r < 0)
+				return -1;
+			m->done[i] = b + 1;
+		}
 	return 0;
 }
 
-int store_tab_keep(struct gossip_store *st, const uint8_t salt[32])
+static int tab_of(const struct store_sum *m, const uint8_t salt[32])
+{
+	for (int i = 0; i < 2; i++)
+		if (m->tabs[i] && memcmp(m->salts[i], salt, 32) == 0)
+			return i;
+	return -1;
+}
+
+/* Table i taken up anew under salt (whole: made whole at the next digest). */
+static int tab_start(struct store_sum *m, int i, const uint8_t salt[32], int whole)
+{
+	if (!m->tabs[i] && !(m->tabs[i] = malloc(STORE_IBLT_CELLS * sizeof *m->tabs[i]))) {
+		gossip_seterr("out of memory");
+		return -1;
+	}
+	memset(m->tabs[i], 0, STORE_IBLT_CELLS * sizeof *m->tabs[i]);
+	memcpy(m->salts[i], salt, 32);
+	m->done[i] = whole ? 65536 : 0;
+	if (whole)
+		m->valid = 0;
+	return 0;
+}
+
+int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_t also[32])
 {
 	if (!st->sum && !(st->sum = mk_alloc())) {
 		gossip_seterr("out of memory");
 		return -1;
 	}
 	struct store_sum *m = st->sum;
-	int nx = !m->cur;
-	if (m->tabs[m->cur] && memcmp(m->salts[m->cur], salt, 32) == 0) {
-		free(m->tabs[nx]);  /* back to the kept one (a clock set back) */
-		m->tabs[nx] = NULL;
-		m->next_done = 0;
-		return 0;
+	if (also && memcmp(also, salt, 32) == 0)
+		also = NULL;
+	int i = tab_of(m, salt);
+	if (i < 0) {
+		if (!m->tabs[0] && !m->tabs[1])  /* the first: made whole with the summary */
+			return tab_start(m, 0, salt, 1);
+		/* Taken up a sixteenth at each digest, so that no digest does it all at once,
+		 * in place of a table not asked for (one not whole first): the other stays in
+		 * use meanwhile, for those who ask under its salt. */
+		int j = also ? tab_of(m, also) : -1;
+		i = !m->tabs[0] ? 0 : !m->tabs[1] ? 1 : j >= 0 ? !j : m->done[0] < m->done[1] ? 0 : 1;
+		return tab_start(m, i, salt, 0);
 	}
-	if (m->tabs[nx] && memcmp(m->salts[nx], salt, 32) == 0)
-		return 0;  /* taken up already */
-	if (!m->tabs[m->cur]) {
-		/* The first: made whole at the next digest, with the summary. */
-		if (!(m->tabs[m->cur] = calloc(STORE_IBLT_CELLS, sizeof *m->tabs[m->cur]))) {
-			gossip_seterr("out of memory");
-			return -1;
-		}
-		memcpy(m->salts[m->cur], salt, 32);
-		m->valid = 0;
-		return 0;
-	}
-	/* Another salt (a new hour): taken up a sixteenth at each digest, while the kept
-	 * one stays in use, so that no digest does it all at once. */
-	if (!m->tabs[nx] && !(m->tabs[nx] = malloc(STORE_IBLT_CELLS * sizeof *m->tabs[nx]))) {
-		gossip_seterr("out of memory");
-		return -1;
-	}
-	memset(m->tabs[nx], 0, STORE_IBLT_CELLS * sizeof *m->tabs[nx]);
-	memcpy(m->salts[nx], salt, 32);
-	m->next_done = 0;
+	/* also (the next hour's, or the last's) once salt's is whole, in the other table. */
+	if (also && m->done[i] == 65536 && tab_of(m, also) < 0)
+		return tab_start(m, !i, also, 0);
 	return 0;
 }
 
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32])
 {
 	const struct store_sum *m = st->sum;
-	return m && m->tabs[m->cur] && m->valid && memcmp(m->salts[m->cur], salt, 32) == 0 ? m->tabs[m->cur]
-	                                                                                  : NULL;
+	int i = m && m->valid ? tab_of(m, salt) : -1;
+	return i >= 0 && m->done[i] == 65536 ? m->tabs[i] : NULL;
 }
 
 int store_find_ids(struct gossip_store *st, const uint8_t salt[32], uint64_t now, const uint64_t *ids,
@@ -3021,16 +3021,11 @@ static int mk_rebuild(struct gossip_store *st)
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
 	m->l1all = 1;
-	if (m->tabs[!m->cur]) {
-		/* Made whole anyway: under the salt being taken up. */
-		free(m->tabs[m->cur]);
-		m->tabs[m->cur] = m->tabs[!m->cur];
-		memcpy(m->salts[m->cur], m->salts[!m->cur], 32);
-		m->tabs[!m->cur] = NULL;
-		m->next_done = 0;
-	}
-	if (m->tabs[m->cur])
-		memset(m->tabs[m->cur], 0, STORE_IBLT_CELLS * sizeof *m->tabs[m->cur]);
+	for (int i = 0; i < 2; i++)  /* each made whole anyway, one being taken up too */
+		if (m->tabs[i]) {
+			memset(m->tabs[i], 0, STORE_IBLT_CELLS * sizeof *m->tabs[i]);
+			m->done[i] = 65536;
+		}
 	for (size_t b = 0; b < 65536; b++)
 		if (m->cnt[b])
 			mk_mark(st, b);

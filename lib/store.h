@@ -240,13 +240,15 @@ int store_iblt_decode(struct store_cell *t, unsigned k, uint64_t *ids, int8_t *s
 /* Version 4's ids: the slot's first 16 bits (its bucket), then the first 48 bits of
  * BLAKE2b-128 keyed with salt of slot || hash. */
 uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t hash[16]);
-/* The kept table: the table at 3 x 2^15 cells of the current entries' version-4 ids under
+/* The kept tables: the table at 3 x 2^15 cells of the current entries' version-4 ids under
  * salt (those whose ids are unique), brought up to date by each digest with the summary,
- * for the buckets that changed only. The first is made whole at the next digest; another
- * salt is taken up a sixteenth of the buckets at each digest (the one kept stays in use
- * meanwhile), so that no digest costs O(n). */
-int store_tab_keep(struct gossip_store *st, const uint8_t salt[32]);
-/* As of the last digest (NULL: none kept under salt, or not made yet). */
+ * for the buckets that changed only; and, once salt's is whole, also's (NULL: none; the
+ * next hour's, before it starts, or the last's, after it ends). The first is made whole
+ * at the next digest; another salt is taken up a sixteenth of the buckets at each digest
+ * (a table already whole stays in use meanwhile), so that no digest costs O(n). A table
+ * not asked for is kept, up to date, until its place is needed. */
+int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_t also[32]);
+/* As of the last digest (NULL: none kept under salt, or not whole yet). */
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32]);
 /* The current entries (at time now) whose ids under salt are ids[] (sorted), in out[]
  * (NULL: none, or an id two entries share): one look through each bucket named. */

@@ -410,22 +410,35 @@ static void sync_ids_init(struct syncids *x, struct gossip_store *st, uint64_t e
 	x->st = st;
 }
 
-/* The hour of the ids, now: SYNC_EPOCH_MS, or GOSSIP_SYNC_HOUR_MS (for tests). */
-static uint64_t sync_hour(void)
+/* An hour's length: SYNC_EPOCH_MS, or GOSSIP_SYNC_HOUR_MS (for tests). */
+static uint64_t hour_ms(void)
 {
 	const char *e = getenv("GOSSIP_SYNC_HOUR_MS");
 	char *end;
 	unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
 	if (!v || *end || v > SYNC_EPOCH_MS)
 		v = SYNC_EPOCH_MS;
-	return gossip_now_ms() / v;
+	return v;
 }
 
+/* The hour of the ids, now. */
+static uint64_t sync_hour(void)
+{
+	return gossip_now_ms() / hour_ms();
+}
+
+/* The hour's table, and within a thirtieth of an hour (two minutes) of its start or end
+ * the last hour's or the next's too: a peer whose clock is that far off, and this node
+ * in the hour's first minutes, find a whole table kept rather than make one, O(n). */
 int gossip_sync_keep(struct gossip_store *st)
 {
-	uint8_t salt[32];
-	sync_salt(sync_hour(), salt);
-	return store_tab_keep(st, salt);
+	uint64_t len = hour_ms(), now = gossip_now_ms(), lead = len / 30, h = now / len;
+	uint64_t next = (now + lead) / len, last = now >= lead ? (now - lead) / len : h;
+	uint8_t salt[32], also[32];
+	sync_salt(h, salt);
+	if (next != h || last != h)
+		sync_salt(next != h ? next : last, also);
+	return store_tab_keep(st, salt, next != h || last != h ? also : NULL);
 }
 
 static struct store_ids *sync_ids(struct syncids *x)

@@ -368,6 +368,8 @@ struct store_sum {
 	struct store_cell *tabs[2];
 	uint8_t salts[2][32];
 	size_t done[2];
+	uint8_t asked[2][32];  /* the salts last asked for (nasked of them) */
+	int nasked;
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -2942,6 +2944,15 @@ static int tab_start(struct store_sum *m, int i, const uint8_t salt[32], int who
 	return 0;
 }
 
+/* Whether table i is under a salt last asked for. */
+static int tab_asked(const struct store_sum *m, int i)
+{
+	for (int k = 0; k < m->nasked; k++)
+		if (memcmp(m->salts[i], m->asked[k], 32) == 0)
+			return 1;
+	return 0;
+}
+
 int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_t also[32])
 {
 	if (!st->sum && !(st->sum = mk_alloc())) {
@@ -2951,7 +2962,17 @@ int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_
 	struct store_sum *m = st->sum;
 	if (also && memcmp(also, salt, 32) == 0)
 		also = NULL;
+	memcpy(m->asked[0], salt, 32);
+	if (also)
+		memcpy(m->asked[1], also, 32);
+	m->nasked = also ? 2 : 1;
 	int i = tab_of(m, salt);
+	/* Once salt's is whole, a table not asked for (the last hour's, two minutes on) goes:
+	 * each costs every digest its changed buckets, and every rebuild the whole index. */
+	if (i >= 0 && m->done[i] == 65536 && m->tabs[!i] && !tab_asked(m, !i)) {
+		free(m->tabs[!i]);
+		m->tabs[!i] = NULL;
+	}
 	if (i < 0) {
 		if (!m->tabs[0] && !m->tabs[1])  /* the first: made whole with the summary */
 			return tab_start(m, 0, salt, 1);
@@ -3021,8 +3042,11 @@ static int mk_rebuild(struct gossip_store *st)
 	memset(m->dirty, 0, 65536);
 	m->valid = 1;
 	m->l1all = 1;
-	for (int i = 0; i < 2; i++)  /* each made whole anyway, one being taken up too */
-		if (m->tabs[i]) {
+	for (int i = 0; i < 2; i++)  /* each asked for made whole anyway, one being taken up too */
+		if (m->tabs[i] && !tab_asked(m, i)) {
+			free(m->tabs[i]);
+			m->tabs[i] = NULL;
+		} else if (m->tabs[i]) {
 			memset(m->tabs[i], 0, STORE_IBLT_CELLS * sizeof *m->tabs[i]);
 			m->done[i] = 65536;
 		}

@@ -176,6 +176,7 @@ int main(int argc, char **argv)
 		ok(at_turn == 1, "gossip_sync_keep: the next hour's table is whole at the turn");
 	}
 	gossip_store_close(w);
+	gossip_buf_free(&b);
 	rm_dir(d);
 	return tap_done();
 }

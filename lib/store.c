@@ -499,7 +499,7 @@ static int reg_add_slot(struct store_reg *r, const uint8_t slot[16])
 		r->nslots = 1;
 		return 0;
 	}
-	if (r->nslots == r->slotcap || r->slotcap == 1) {
+	if (r->nslots == r->slotcap) {
 		uint32_t cap = r->slotcap > 1 ? 2 * r->slotcap : 2;
 		uint8_t(*v)[16] = realloc(r->slots, cap * sizeof *v);
 		if (!v)

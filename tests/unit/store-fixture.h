@@ -4,6 +4,23 @@
 
 #include "store.h"
 
+/* A reproducible stream of numbers below n (xorshift64), for the tests that take many
+ * random steps; *rnd_state() = SEED (odd) starts it elsewhere. */
+static inline uint64_t *rnd_state(void)
+{
+	static uint64_t s = 0x9e3779b97f4a7c15ULL;
+	return &s;
+}
+
+static inline uint32_t rnd(uint32_t n)
+{
+	uint64_t *s = rnd_state();
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return (uint32_t)(*s % n);
+}
+
 /* Append the messages in b (back to back, at most 64) to st in one batch, as the merger
  * does; cls (may be NULL) says what each was. */
 static inline int fixture_append(struct gossip_store *st, const struct gossip_buf *b, int durable,

@@ -12,14 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t rs = 0x243f6a8885a308d3ULL;
-static uint32_t rnd(uint32_t n)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return (uint32_t)(rs % n);
-}
 
 static int hide(void *ctx, const uint8_t pk[32])
 {
@@ -61,7 +53,7 @@ int main(int argc, char **argv)
 		return 1;
 	int steps = argc > 1 ? atoi(argv[1]) : 150;
 	if (argc > 2)
-		rs = strtoull(argv[2], NULL, 10) | 1;
+		*rnd_state() = strtoull(argv[2], NULL, 10) | 1;
 	char *d = temp_dir("t-keep");
 	struct gossip_identity ids[3] = {ident(1), ident(2), ident(3)};
 	const uint64_t ttl = 3000;

@@ -9,14 +9,6 @@
 
 #include <unistd.h>
 
-static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
-static uint32_t rnd(uint32_t n)
-{
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 7;
-	rnd_state ^= rnd_state << 17;
-	return (uint32_t)(rnd_state % n);
-}
 
 static int append(struct gossip_store *st, struct gossip_buf *b)
 {

@@ -118,8 +118,9 @@ struct store_keys_change {
 /* NULL (gossip_error says why) when there is none (read-only) or it cannot be used. */
 struct store_keys *store_keys_open(const char *dir, int readonly);
 void store_keys_close(struct store_keys *k);
-/* In a forked child, of its parent's handle: the file is closed, LMDB's handle is left
- * as it is (closing it would free, and so copy, every page buffer the parent holds). */
+/* In a forked child, of its parent's handle: the data file's descriptor is closed, LMDB's
+ * handle (and its other descriptor, until the child exits) left as it is: closing it
+ * would free, and so copy, every page buffer the parent holds. */
 void store_keys_forget(struct store_keys *k);
 /* Whether LMDB faulted on k's file (its pages are damaged): not used again. */
 int store_keys_faulted(const struct store_keys *k);
@@ -246,7 +247,7 @@ uint64_t store_id4(const uint8_t salt[32], const uint8_t slot[16], const uint8_t
  * next hour's, before it starts, or the last's, after it ends). The first is made whole
  * at the next digest; another salt is taken up a sixteenth of the buckets at each digest
  * (a table already whole stays in use meanwhile), so that no digest costs O(n). A table
- * not asked for is kept, up to date, until its place is needed. */
+ * not asked for goes once salt's is whole, and at a rebuild. */
 int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_t also[32]);
 /* As of the last digest (NULL: none kept under salt, or not whole yet). */
 const struct store_cell *store_tab_kept(const struct gossip_store *st, const uint8_t salt[32]);

@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 const struct gossip_store_opts gossip_store_defaults = {86400000ULL, 3600000ULL, 0, 0, 0, NULL};
@@ -64,6 +66,16 @@ static size_t home(const uint8_t *slot, size_t cap)
 static void huge_pages(void *p, size_t n)
 {
 	enum { HUGE = 2u << 20 };
+	/* Before Linux 5.8 a copy-on-write fault on a huge page copied all 2 MB: a forked
+	 * child's every first write into the index would, and none is asked for there. */
+	static int ok = -1;
+	if (ok < 0) {
+		struct utsname u;
+		unsigned a = 0, b = 0;
+		ok = uname(&u) == 0 && sscanf(u.release, "%u.%u", &a, &b) == 2 && (a > 5 || (a == 5 && b >= 8));
+	}
+	if (!ok)
+		return;
 	uintptr_t a = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
 	uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE - 1);
 	if (p && b > a)
@@ -158,7 +170,10 @@ static const struct gossip_entry *reg_top(const struct gossip_store *st, const s
 		                     st->origins[top->origin].pk) > 0))
 			top = e;
 	}
-	if (!st->detached) {  /* a cache: the index is unchanged */
+	/* A cache (the index is unchanged), not written by a forked child for a key of one
+	 * origin (a look costs it one find; a write copies a page it shares with its
+	 * parent), but for a key of many: each of its rows would look through them all. */
+	if (!st->detached || r->nslots > 1) {
 		((struct store_reg *)r)->top_cache = top;
 		((struct store_reg *)r)->top_epoch = st->epoch;
 	}
@@ -1822,7 +1837,9 @@ void gossip_store_unlock(struct gossip_store *st)
 		 * freed (the read's and the index file's buffers) goes back to the system
 		 * rather than be mapped into each child. */
 		st->trim_due = 0;
+#ifdef __GLIBC__
 		malloc_trim(0);
+#endif
 	}
 }
 
@@ -1886,7 +1903,9 @@ int gossip_store_detach(struct gossip_store *st)
 	/* Large blocks from fresh maps from now on (LMDB's own, for one): glibc would
 	 * otherwise carve them out of freed heap shared with the parent, and clearing them
 	 * copies each page. */
+#ifdef M_MMAP_THRESHOLD
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
 	return 0;
 }
 

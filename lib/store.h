@@ -118,9 +118,9 @@ struct store_keys_change {
 /* NULL (gossip_error says why) when there is none (read-only) or it cannot be used. */
 struct store_keys *store_keys_open(const char *dir, int readonly);
 void store_keys_close(struct store_keys *k);
-/* In a forked child, of its parent's handle: the data file's descriptor is closed, LMDB's
- * handle (and its other descriptor, until the child exits) left as it is: closing it
- * would free, and so copy, every page buffer the parent holds. */
+/* In a forked child, of its parent's handle: the data file's descriptor and map are
+ * closed, LMDB's handle (and its other descriptor, until the child exits) left as it is:
+ * closing it would free, and so copy, every page buffer the parent holds. */
 void store_keys_forget(struct store_keys *k);
 /* Whether LMDB faulted on k's file (its pages are damaged): not used again. */
 int store_keys_faulted(const struct store_keys *k);

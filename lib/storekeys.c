@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,10 +100,15 @@ void store_keys_close(struct store_keys *k)
 void store_keys_forget(struct store_keys *k)
 {
 	mdb_filehandle_t fd;
+	MDB_envinfo info;
 	if (!k)
 		return;
 	if (k->env && mdb_env_get_fd(k->env, &fd) == 0)
 		close(fd);
+	/* Its map (KEYS_MAP of address space) too, which the child's own would need on a
+	 * 32-bit system. */
+	if (k->env && mdb_env_info(k->env, &info) == 0 && info.me_mapaddr)
+		munmap(info.me_mapaddr, info.me_mapsize);
 	free(k);
 }
 

@@ -74,7 +74,10 @@ static void huge_pages(void *p, size_t n)
 		unsigned a = 0, b = 0;
 		ok = uname(&u) == 0 && sscanf(u.release, "%u.%u", &a, &b) == 2 && (a > 5 || (a == 5 && b >= 8));
 	}
-	if (!ok)
+	/* Nor on the heap (a block glibc carved out of it): the flag would stay on that part
+	 * of the heap after the block is freed, and every small block later placed there,
+	 * in this process or a forked child, would fault in and clear 2 MB. */
+	if (!ok || (uintptr_t)p < (uintptr_t)sbrk(0))
 		return;
 	uintptr_t a = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
 	uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE - 1);

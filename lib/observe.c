@@ -358,6 +358,17 @@ static int store_entry(void *ctx, const struct gossip_entry *e, const uint8_t *p
 	return 0;
 }
 
+/* What st shows follows t (revoked signers hidden), and its kept summary (DIR/store.root)
+ * is recorded under t's id: each look's summary, when the index is the file's, so that
+ * gossip-merge digest and a sync of an unchanged store answer without reading it. */
+static void store_rule(struct gossip_store *st, struct gossip_trust *t)
+{
+	uint8_t rule[16];
+	gossip_store_set_visible(st, gossip_trust_has, t);
+	gossip_trust_id(t, rule);
+	gossip_store_keep_summary(st, rule);
+}
+
 long gossip_observe_reload(struct gossip_observer *o)
 {
 	struct gossip_trust t;
@@ -383,7 +394,7 @@ long gossip_observe_reload(struct gossip_observer *o)
 	o->trust = t;  /* in place: the store's filter points at it */
 	/* Said again, so that the store makes its kept summary afresh (gossip.h): else a
 	 * revoked signer's messages would stay in the summary pings and acks carry. */
-	gossip_store_set_visible(o->store, gossip_trust_has, &o->trust);
+	store_rule(o->store, &o->trust);
 	return (long)o->trust.n;
 }
 
@@ -420,7 +431,7 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 				return 0;
 			}
 			gossip_store_forks_writers(st);  /* its syncs' children write it */
-			gossip_store_set_visible(st, gossip_trust_has, &o->trust);
+			store_rule(st, &o->trust);
 			gossip_store_close(o->store);
 			o->store = st;
 		} else if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
@@ -437,7 +448,7 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 		}
 		gossip_store_forks_writers(st);  /* its syncs' children write it */
 		/* A member removed from trusted is not found in the store (revocation). */
-		gossip_store_set_visible(st, gossip_trust_has, &o->trust);
+		store_rule(st, &o->trust);
 		o->store = st;
 	}
 	/* The loop never waits for the lock (the prober waits on this look): while another
@@ -475,6 +486,7 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 		o->sum_at = now;
 	}
 	gossip_store_unlock(o->store);
+	gossip_store_summary_save(o->store);
 	return l.changed;
 }
 
@@ -520,7 +532,7 @@ static void child_merger(struct gossip_observer *o, struct gossip_merger *mg, st
 	if (!st || gossip_store_detach(st) < 0) {
 		if (!(st = gossip_store_open(o->dir, NULL)))
 			_exit(2);
-		gossip_store_set_visible(st, gossip_trust_has, own);
+		store_rule(st, own);
 	}
 	/* As gossip-merge does: a signer removed from trusted is neither offered nor
 	 * summarised (its messages stay hidden here, not pushed to the member). The summary
@@ -528,7 +540,7 @@ static void child_merger(struct gossip_observer *o, struct gossip_merger *mg, st
 	gossip_trust_id(&o->trust, was);
 	gossip_trust_id(own, now);
 	if (memcmp(was, now, 16))
-		gossip_store_set_visible(st, gossip_trust_has, own);
+		store_rule(st, own);
 	*rec = (struct gossip_event_recorder){.dir = o->dir};
 	/* A member that trusts more signers than this node brings their messages at every
 	 * sync, refused each time: ten lines, then a count. */

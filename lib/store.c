@@ -1499,10 +1499,51 @@ static void custody_before(struct gossip_store *st)
 		st->key_ok = 0;
 }
 
+/* The chain record in DIR/store.lock (gossip(7), THE STORE): "gschain1", the file's
+ * key as the last write in custody left it, the chain's id, and a BLAKE2b-128 of the 40
+ * bytes before it. Written in place under the exclusive lock: a torn or missing record
+ * ends every chain, which costs only custody (the next whole read takes it again). */
+enum { CHAIN_REC = 56 };
+
+static int chain_get(const struct gossip_store *st, uint8_t key[16], uint8_t gen[16])
+{
+	uint8_t rec[CHAIN_REC], check[16];
+	if (st->lockfd < 0 || pread(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec ||
+	    memcmp(rec, "gschain1", 8) != 0)
+		return -1;
+	crypto_generichash(check, 16, rec, 40, NULL, 0);
+	if (sodium_memcmp(check, rec + 40, 16) != 0)
+		return -1;
+	memcpy(key, rec + 8, 16);
+	memcpy(gen, rec + 24, 16);
+	return 0;
+}
+
+/* After this writer's write in custody: the file is as its chain left it. */
+static void chain_put(struct gossip_store *st)
+{
+	uint8_t rec[CHAIN_REC];
+	memcpy(rec, "gschain1", 8);
+	memcpy(rec + 8, st->ck, 16);
+	memcpy(rec + 24, st->gen, 16);
+	crypto_generichash(rec + 40, 16, rec, 40, NULL, 0);
+	if (pwrite(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec)
+		st->custody = 0;  /* the others' chain ends with the file's key moved */
+}
+
+/* Whether the file at key fk is as the last write of this writer's chain left it. */
+static int chain_holds(const struct gossip_store *st, const uint8_t fk[16])
+{
+	uint8_t k[16], g[16];
+	return chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0 && sodium_memcmp(g, st->gen, 16) == 0;
+}
+
 static void custody_after(struct gossip_store *st)
 {
 	if (st->custody && file_key(st, st->ck) < 0)
 		st->custody = 0;
+	if (st->custody)
+		chain_put(st);
 	if (st->key_ok && root_key(st, st->key) < 0)
 		st->key_ok = 0;
 }
@@ -1783,10 +1824,10 @@ static int store_lock(struct gossip_store *st, int nowait)
 	uint8_t fk[16];
 	int fk_ok = !ro && file_key(st, fk) == 0;
 	if (!ro && !fresh) {
-		/* Only while the file is as this writer left it: a write by another, even one
-		 * in custody, may follow a write outside the lock that the other's whole read
-		 * took in and this writer's index never saw. */
-		st->custody = st->custody && fk_ok && sodium_memcmp(fk, st->ck, 16) == 0;
+		/* Only while the file is as this writer or its chain left it: a write by
+		 * another writer whose whole read took in a write outside the lock (which this
+		 * writer's index never saw) is not of its chain. */
+		st->custody = st->custody && fk_ok && (sodium_memcmp(fk, st->ck, 16) == 0 || chain_holds(st, fk));
 		memcpy(st->ck, fk, 16);
 	}
 	/* The kept summary's key as the file is before the read: a change during the read
@@ -1804,6 +1845,11 @@ static int store_lock(struct gossip_store *st, int nowait)
 	st->trim_due |= fresh && st->forks && st->n > 65536;
 	if (!ro && fresh) {
 		st->custody = fk_ok && file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
+		/* The chain of the last write in custody when the file is as it left it; else
+		 * one of its own, which every whole read of the file at this key joins. */
+		uint8_t k[16], g[16];
+		int join = st->custody && chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0;
+		memcpy(st->gen, join ? g : fk, 16);
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
@@ -3163,9 +3209,15 @@ static void root_record(struct gossip_store *st, const struct store_digest *d, u
 
 void gossip_store_summary_save(struct gossip_store *st)
 {
-	/* A cache: when it cannot be written, the next sync reads the store. */
-	if (st->root_pending)
-		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), st->root_rec, STORE_ROOT_REC, 0600);
+	/* A cache: when it cannot be written, the next sync reads the store. The same
+	 * summary of the same file (all but when it was made) is not written again: a
+	 * node's observe makes one at every look. */
+	const uint8_t *rec = st->root_rec, *was = st->root_saved;
+	if (st->root_pending &&
+	    (memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 32) != 0 ||
+	     access(gossip_path(st->dir, "store.root"), F_OK) != 0) &&
+	    gossip_write_replace(gossip_path(st->dir, "store.root"), rec, STORE_ROOT_REC, 0600) == 0)
+		memcpy(st->root_saved, rec, STORE_ROOT_REC);
 	st->root_pending = 0;
 }
 

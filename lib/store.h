@@ -75,6 +75,7 @@ struct gossip_store {
 	int root_due;  /* a summary to record at close: appends made too many changes since */
 	uint8_t rule[16], key[16];
 	uint8_t root_rec[STORE_ROOT_REC];  /* the record made, until saved */
+	uint8_t root_saved[STORE_ROOT_REC];  /* the last this handle saved */
 	/* DIR/store.keys: a writer's changes to it since its index held kc_from bytes
 	 * (UINT64_MAX: not known, so the next write makes it whole from the file). kc_damage:
 	 * a whole read found damage, which the file may point into. */
@@ -86,9 +87,14 @@ struct gossip_store {
 	int kc_damage, lock_ok;
 	int appended;  /* this lock appended to the store */
 	/* Custody: this writer's index is the file's, read whole under the lock or kept
-	 * since under locks while no one changed the file outside them (the key of the
-	 * file each such writer left, in DIR/store.keys, is the file's at each lock). */
+	 * since under locks while no one changed the file outside them: at each lock, the
+	 * file's key is the one this writer left (ck), or the one the last write in custody
+	 * of its chain left (DIR/store.lock holds that key and the chain's id). A chain is
+	 * the writers whose whole reads found the file as one write in custody left it (or
+	 * at the same key, gen): all of their indexes are the file's, so each may write and
+	 * the others keep custody. */
 	int custody;
+	uint8_t gen[16];
 	int forks;  /* gossip_store_forks_writers: a whole read makes the index anew at once */
 	/* gossip_store_detach: a forked child, whose pages its parent shares until either
 	 * writes one; it keeps no caches in the index (a write would copy the page). */

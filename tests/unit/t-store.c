@@ -570,6 +570,94 @@ static void test_kept(const struct gossip_identity *a, uint64_t now)
 	rm_dir(dir);
 }
 
+/* Append a set of key (version ver) through st. */
+static int put_key(struct gossip_store *st, const struct gossip_identity *a, const char *key, uint64_t ver,
+                   uint64_t now)
+{
+	struct gossip_buf b = {0};
+	sign_msg(&b, a, GOSSIP_T_SET, key, "v", ver, now);
+	int r = append(st, &b, NULL);
+	gossip_buf_free(&b);
+	return r;
+}
+
+/* recorded(), and the root it recorded is what a whole read of the file makes. */
+static int recorded_true(struct gossip_store *st)
+{
+	uint8_t root[16], fresh[16];
+	uint64_t count, fcount;
+	if (recorded(st, root, &count) != 1)
+		return 0;
+	struct gossip_store_opts ro = gossip_store_defaults;
+	ro.readonly = 1;
+	struct gossip_store *r = gossip_store_open(gossip_store_dir(st), &ro);
+	int same = r && gossip_store_lock(r) == 0 && gossip_store_summary(r, fresh, &fcount) == 0 &&
+	           !memcmp(root, fresh, 16) && count == fcount;
+	gossip_store_close(r);
+	return same;
+}
+
+/* Custody across writers (DIR/store.lock's chain record): writers whose whole reads found
+ * the file as a write in custody left it keep custody across each other's writes, so any
+ * of them records a summary (a node's observe, after its sync children and its pipeline
+ * wrote). A write outside the lock ends the chain for all of them; a writer whose whole
+ * read took that write in starts a chain of its own, whose writes the others do not
+ * follow; a damaged record ends the chain. */
+static void test_chain(const struct gossip_identity *a, uint64_t now)
+{
+	char *dir = temp_dir("t-store-chain");
+	uint8_t rule[16] = {1};
+	struct gossip_store *x = gossip_store_open(dir, NULL);
+	ok(put_key(x, a, "k1", 1, now) == 0, "x stores k1");
+	struct gossip_store *y = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(x, rule);
+	gossip_store_keep_summary(y, rule);
+	ok(put_key(x, a, "k2", 1, now) == 0, "x stores k2");
+	ok(recorded_true(y), "y, whose whole read found the file as x's write left it, keeps custody across x's next write: its record is a whole read's");
+	ok(put_key(y, a, "k3", 1, now) == 0 && recorded_true(x), "and x across y's");
+	ok(put_key(x, a, "k4", 1, now) == 0 && put_key(y, a, "k5", 1, now) == 0 && recorded_true(x) && recorded_true(y),
+	   "writes in turn: both keep it");
+
+	/* Outside the lock: the file touched. A new whole read then takes custody, in a
+	 * chain of its own: the writers before the touch do not follow its writes. */
+	int wfd = open(gossip_path(dir, "store"), O_WRONLY | O_APPEND | O_CLOEXEC);
+	ok(wfd >= 0 && futimens(wfd, NULL) == 0, "the store touched outside the lock");
+	if (wfd >= 0)
+		close(wfd);
+	struct gossip_store *z = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(z, rule);
+	ok(put_key(z, a, "k6", 1, now) == 0 && recorded_true(z), "z, a whole read after it, stores k6 and records");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded(y, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "y, of the chain before the touch, records none after z's write");
+	ok(recorded(x, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "nor x");
+	/* A write out of custody ends the chain. */
+	ok(put_key(x, a, "k7", 1, now) == 0, "x, out of custody, stores k7");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded(z, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "then z records none");
+
+	/* A damaged chain record ends the chain. */
+	struct gossip_store *w = gossip_store_open(dir, NULL), *v = NULL;
+	gossip_store_keep_summary(w, rule);
+	ok(put_key(w, a, "k8", 1, now) == 0 && recorded_true(w), "w, a new whole read, stores k8 and records");
+	v = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(v, rule);
+	ok(put_key(w, a, "k9", 1, now) == 0 && recorded_true(v), "v joined w's chain: it records after w's write");
+	unlink(gossip_path(dir, "store.root"));
+	ok(put_key(w, a, "k10", 1, now) == 0, "w stores k10");
+	int lfd = open(gossip_path(dir, "store.lock"), O_WRONLY | O_CLOEXEC);
+	ok(lfd >= 0 && pwrite(lfd, "X", 1, 30) == 1, "a byte of the chain record changed");
+	if (lfd >= 0)
+		close(lfd);
+	ok(recorded(v, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "then v records none");
+	ok(recorded_true(w), "w, which wrote last, still does (the file is as it left it)");
+	gossip_store_close(v);
+	gossip_store_close(w);
+	gossip_store_close(z);
+	gossip_store_close(y);
+	gossip_store_close(x);
+	rm_dir(dir);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -739,6 +827,7 @@ int main(void)
 	test_resync(&a, now);
 	test_watermark_record(&a, now);
 	test_kept(&a, now);
+	test_chain(&a, now);
 	test_detach(&a, now);
 	test_trylock(&a, now);
 

@@ -153,6 +153,50 @@ cluster() {
 	assert_success
 }
 
+# digest_true NODE: NODE's digest is answered from its kept summary (DIR/store.root,
+# the store unread), and is what a whole read of a copy of its store makes.
+digest_true() {
+	local err kept whole
+	err=$(gossip-merge -v -d "$T/$1" digest 2>&1 >/dev/null) && [[ $err == *"from the kept summary"* ]] || return 1
+	kept=$(gossip-merge -d "$T/$1" digest) || return 1
+	whole=$(whole_digest "$1") || return 1
+	# Unchanged while it was copied: else try again.
+	[ "$kept" = "$(gossip-merge -d "$T/$1" digest)" ] || return 1
+	[ "$kept" = "$whole" ] || fail "$1's kept summary $kept, a whole read $whole"
+}
+
+# whole_digest NODE: the digest of a copy of NODE's store, read whole.
+whole_digest() {
+	rm -rf "$T/ref" && mkdir "$T/ref" && cp "$T/$1/store" "$T/$1/trusted" "$T/ref/" &&
+		{ [ ! -f "$T/$1/watermarks" ] || cp "$T/$1/watermarks" "$T/ref/"; } && gossip-merge -d "$T/ref" digest
+}
+
+@test "a node keeps its summary (DIR/store.root) as its pipeline, its sync children and other merges write: digest answers without reading the store, as a whole read does; a write outside the lock ends that" {
+	cluster
+	only_in n1 n4 k1 v1  # a merge of its own into n1; n2's sync child brings it
+	wait_for 15 has k1 n2 n3 || fail "not everywhere: $(nodes_diag)"
+	gossip-send -d "$T/n4" -t "udp://127.0.0.1:${PORTS[2]}" set k2 v2  # n3's pipeline
+	wait_for 15 has k2 n1 n2 n3 || fail "not everywhere: $(nodes_diag)"
+	for n in n1 n2 n3; do
+		wait_for 10 digest_true $n || fail "$n: $(gossip-merge -v -d "$T/$n" digest 2>&1)"
+	done
+	# Bytes appended to n3's store outside the lock (another program's): from then on no
+	# writer of the node records a summary from an index that did not read them.
+	printf 'not a message' >>"$T/n3/store"
+	gossip-send -d "$T/n4" -t "udp://127.0.0.1:${PORTS[2]}" set k3 v3
+	wait_for 15 has k3 n3 || fail "$(nodes_diag)"
+	sleep 0.5  # observe's looks after the write (every change, and once an interval)
+	run --separate-stderr gossip-merge -v -d "$T/n3" digest
+	assert_success
+	[[ $stderr == *"made from the store"* ]] || fail "$stderr"
+	[ "$output" = "$(whole_digest n3)" ] || fail "digest $output differs from a whole read"
+	# A merge that reads the store whole takes custody again, and records what it read.
+	only_in n3 n4 k4 v4
+	run gossip-merge -v -d "$T/n3" digest
+	[[ $output == *"from the kept summary"* ]] || fail "$output"
+	wait_for 10 digest_true n3 || fail "$(gossip-merge -v -d "$T/n3" digest 2>&1)"
+}
+
 @test "anti-entropy takes only what the trusted file allows now: a revoked signer's value is not brought, nothing else changes" {
 	cluster
 	# n2 stops trusting n4: each sync reads the file as gossip-merge would, no reload

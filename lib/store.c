@@ -3210,12 +3210,12 @@ static void root_record(struct gossip_store *st, const struct store_digest *d, u
 void gossip_store_summary_save(struct gossip_store *st)
 {
 	/* A cache: when it cannot be written, the next sync reads the store. The same
-	 * summary of the same file (all but when it was made) is not written again: a
-	 * node's observe makes one at every look. */
+	 * summary of the same file (all but when it was made, unless the clock went back)
+	 * is not written again: a node's observe makes one at every look. */
 	const uint8_t *rec = st->root_rec, *was = st->root_saved;
 	if (st->root_pending &&
 	    (memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 32) != 0 ||
-	     access(gossip_path(st->dir, "store.root"), F_OK) != 0) &&
+	     store_get64(rec + 24) < store_get64(was + 24) || access(gossip_path(st->dir, "store.root"), F_OK) != 0) &&
 	    gossip_write_replace(gossip_path(st->dir, "store.root"), rec, STORE_ROOT_REC, 0600) == 0)
 		memcpy(st->root_saved, rec, STORE_ROOT_REC);
 	st->root_pending = 0;

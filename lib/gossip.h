@@ -792,8 +792,9 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
  * sync): keep the reconciliation table of this hour's ids with the summary, so that the
  * next digest brings it up to date (only what changed) and a sync's tables cost what
  * differs, not the store. The first digest after makes it, O(n); the next hour's is taken up
- * a sixteenth at each digest in the hour's last two minutes (a thirtieth of an hour), so
- * that it is whole at the turn, and the last hour's is kept two minutes into the next. */
+ * a sixteenth at each digest in the hour's last five minutes (a twelfth of an hour, the
+ * clock skew a message may have), so that it is whole at the turn, and the last hour's
+ * is kept five minutes into the next. */
 int gossip_sync_keep(struct gossip_store *st);
 
 /* ---- hand.c: a sync's connection handed to the process that keeps the store open --------

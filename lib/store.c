@@ -1454,7 +1454,7 @@ static void stat_key(crypto_generichash_state *h, const char *path);
 /* The store file's key: a BLAKE2b hash of what stat says of DIR/store and DIR/watermarks
  * (device, inode, size, modification and change times to the nanosecond). Any write to
  * either, with or without the lock, moves it. */
-static int file_key(const struct gossip_store *st, uint8_t key[16])
+int store_file_key(const struct gossip_store *st, uint8_t key[16])
 {
 	crypto_generichash_state h;
 	struct stat sb;
@@ -1493,7 +1493,7 @@ static int keys_env(struct gossip_store *st)
 static void custody_before(struct gossip_store *st)
 {
 	uint8_t k[16];
-	if (st->custody && (file_key(st, k) < 0 || sodium_memcmp(k, st->ck, 16) != 0))
+	if (st->custody && (store_file_key(st, k) < 0 || sodium_memcmp(k, st->ck, 16) != 0))
 		st->custody = 0;
 	if (st->key_ok && (root_key(st, k) < 0 || sodium_memcmp(k, st->key, 16) != 0))
 		st->key_ok = 0;
@@ -1505,10 +1505,19 @@ static void custody_before(struct gossip_store *st)
  * ends every chain, which costs only custody (the next whole read takes it again). */
 enum { CHAIN_REC = 56 };
 
+/* Whether DIR/store.lock is a plain file of one link, the one this handle holds: the
+ * record is written only there (never through a link put in its place, into another file). */
+static int lock_plain(const struct gossip_store *st)
+{
+	struct stat a, b;
+	return st->lockfd >= 0 && fstat(st->lockfd, &a) == 0 && lstat(gossip_path(st->dir, "store.lock"), &b) == 0 &&
+	       S_ISREG(b.st_mode) && b.st_nlink == 1 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
 static int chain_get(const struct gossip_store *st, uint8_t key[16], uint8_t gen[16])
 {
 	uint8_t rec[CHAIN_REC], check[16];
-	if (st->lockfd < 0 || pread(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec ||
+	if (!lock_plain(st) || pread(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec ||
 	    memcmp(rec, "gschain1", 8) != 0)
 		return -1;
 	crypto_generichash(check, 16, rec, 40, NULL, 0);
@@ -1520,30 +1529,35 @@ static int chain_get(const struct gossip_store *st, uint8_t key[16], uint8_t gen
 }
 
 /* After this writer's write in custody: the file is as its chain left it. */
-static void chain_put(struct gossip_store *st)
+void store_chain_put(struct gossip_store *st)
 {
 	uint8_t rec[CHAIN_REC];
 	memcpy(rec, "gschain1", 8);
 	memcpy(rec + 8, st->ck, 16);
 	memcpy(rec + 24, st->gen, 16);
 	crypto_generichash(rec + 40, 16, rec, 40, NULL, 0);
-	if (pwrite(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec)
-		st->custody = 0;  /* the others' chain ends with the file's key moved */
+	/* Not written: the others' chain ends, as the file's key moved. */
+	if (lock_plain(st))
+		(void)!pwrite(st->lockfd, rec, sizeof rec, 0);
 }
 
 /* Whether the file at key fk is as the last write of this writer's chain left it. */
 static int chain_holds(const struct gossip_store *st, const uint8_t fk[16])
 {
 	uint8_t k[16], g[16];
-	return chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0 && sodium_memcmp(g, st->gen, 16) == 0;
+	struct stat sb;
+	/* Never a file shorter than what this writer indexed (one put back from a snapshot,
+	 * chain record and all). */
+	return chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0 && sodium_memcmp(g, st->gen, 16) == 0 &&
+	       st->fd >= 0 && fstat(st->fd, &sb) == 0 && (uint64_t)sb.st_size >= st->end;
 }
 
 static void custody_after(struct gossip_store *st)
 {
-	if (st->custody && file_key(st, st->ck) < 0)
+	if (st->custody && store_file_key(st, st->ck) < 0)
 		st->custody = 0;
 	if (st->custody)
-		chain_put(st);
+		store_chain_put(st);
 	if (st->key_ok && root_key(st, st->key) < 0)
 		st->key_ok = 0;
 }
@@ -1822,7 +1836,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 	/* Custody (a writer's): taken by a whole read during which the file did not change,
 	 * kept while the file is as this writer left it. */
 	uint8_t fk[16];
-	int fk_ok = !ro && file_key(st, fk) == 0;
+	int fk_ok = !ro && store_file_key(st, fk) == 0;
 	if (!ro && !fresh) {
 		/* Only while the file is as this writer or its chain left it: a write by
 		 * another writer whose whole read took in a write outside the lock (which this
@@ -1844,12 +1858,18 @@ static int store_lock(struct gossip_store *st, int nowait)
 	}
 	st->trim_due |= fresh && st->forks && st->n > 65536;
 	if (!ro && fresh) {
-		st->custody = fk_ok && file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
+		st->custody = fk_ok && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
 		/* The chain of the last write in custody when the file is as it left it; else
-		 * one of its own, which every whole read of the file at this key joins. */
+		 * one of its own, which every whole read of the file at this key joins. A read
+		 * that found damage joins none: the damage may be a write outside the lock
+		 * that the chain's indexes never saw (made in the instant after a write in
+		 * custody, before its key was taken). */
 		uint8_t k[16], g[16];
 		int join = st->custody && chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0;
-		memcpy(st->gen, join ? g : fk, 16);
+		if (st->ndmg)
+			randombytes_buf(st->gen, 16);
+		else
+			memcpy(st->gen, join ? g : fk, 16);
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
@@ -2102,14 +2122,20 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	}
 	if (out)
 		custody_before(st);
-	if (out && (gossip_write_all(st->fd, bytes, out) < 0 || (durable && fdatasync(st->fd) < 0))) {
+	if (out && gossip_write_all(st->fd, bytes, out) < 0) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
 	}
-	if (out) {
+	/* The file's key as this write left it, taken at once (fdatasync moves no time it
+	 * holds): a write outside the lock after it is one no writer in custody made. */
+	if (out)
 		custody_after(st);
-		st->appended = 1;
+	if (out && durable && fdatasync(st->fd) < 0) {
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
+		goto fail;
 	}
+	if (out)
+		st->appended = 1;
 	st->end += out;
 	/* Verified by the merger (or gossip-listen): their hashes go to DIR/store.sum. */
 	for (size_t i = 0; i < n; i++)
@@ -2351,6 +2377,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		gossip_seterr("store: cannot replace %s/store: %s", st->dir, strerror(errno));
 		goto out;
 	}
+	custody_after(st);  /* the new file's key at once, as an append takes it */
 	int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
@@ -2393,7 +2420,6 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->dead_bytes = 0;
 	st->nkc = 0;
 	st->kc_from = UINT64_MAX;  /* a new file: its index is made whole from it */
-	custody_after(st);
 	if (after)
 		*after = off;
 	r = 0;
@@ -3035,7 +3061,7 @@ int store_tab_keep(struct gossip_store *st, const uint8_t salt[32], const uint8_
 		memcpy(m->asked[1], also, 32);
 	m->nasked = also ? 2 : 1;
 	int i = tab_of(m, salt);
-	/* Once salt's is whole, a table not asked for (the last hour's, two minutes on) goes:
+	/* Once salt's is whole, a table not asked for (the last hour's, five minutes on) goes:
 	 * each costs every digest its changed buckets, and every rebuild the whole index. */
 	if (i >= 0 && m->done[i] == 65536 && m->tabs[!i] && !tab_asked(m, !i)) {
 		free(m->tabs[!i]);
@@ -3161,13 +3187,13 @@ static void stat_key(crypto_generichash_state *h, const char *path)
 	crypto_generichash_update(h, (const uint8_t *)v, sizeof v);
 }
 
-/* The kept summary's key: the file's key (file_key), the time-to-lives and the rule. */
+/* The kept summary's key: the file's key (store_file_key), the time-to-lives and the rule. */
 static int root_key(const struct gossip_store *st, uint8_t key[16])
 {
 	crypto_generichash_state h;
 	uint64_t ttl[2] = {st->opts.tombstone_ttl_ms, st->opts.event_ttl_ms};
 	uint8_t fk[16];
-	if (file_key(st, fk) < 0)
+	if (store_file_key(st, fk) < 0)
 		return -1;
 	crypto_generichash_init(&h, (const uint8_t *)"gossip root key", 15, 16);
 	crypto_generichash_update(&h, fk, 16);
@@ -3207,17 +3233,40 @@ static void root_record(struct gossip_store *st, const struct store_digest *d, u
 	st->root_pending = 1;
 }
 
+/* DIR/store.root's record, whole and its check holding: 0, else -1. */
+static int root_read(const struct gossip_store *st, uint8_t rec[STORE_ROOT_REC])
+{
+	uint8_t buf[STORE_ROOT_REC + 1], check[16];
+	/* Opening only a file (not a fifo, a device or a link put there). */
+	struct stat sb;
+	if (lstat(gossip_path(st->dir, "store.root"), &sb) < 0 || !S_ISREG(sb.st_mode))
+		return -1;
+	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, buf, sizeof buf) : -1;
+	close(fd);
+	if (n != STORE_ROOT_REC || memcmp(buf, "gsroot1\n", 8) != 0)
+		return -1;
+	crypto_generichash(check, 16, buf, 64, NULL, 0);
+	if (sodium_memcmp(check, buf + 64, 16) != 0)
+		return -1;
+	memcpy(rec, buf, STORE_ROOT_REC);
+	return 0;
+}
+
 void gossip_store_summary_save(struct gossip_store *st)
 {
 	/* A cache: when it cannot be written, the next sync reads the store. The same
-	 * summary of the same file (all but when it was made, unless the clock went back)
-	 * is not written again: a node's observe makes one at every look. */
-	const uint8_t *rec = st->root_rec, *was = st->root_saved;
+	 * summary of the same file as the record there (all but when it was made, unless
+	 * the clock went back) is not written again: a node's observe makes one at every
+	 * look. */
+	const uint8_t *rec = st->root_rec;
+	uint8_t was[STORE_ROOT_REC];
 	if (st->root_pending &&
-	    (memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 32) != 0 ||
-	     store_get64(rec + 24) < store_get64(was + 24) || access(gossip_path(st->dir, "store.root"), F_OK) != 0) &&
-	    gossip_write_replace(gossip_path(st->dir, "store.root"), rec, STORE_ROOT_REC, 0600) == 0)
-		memcpy(st->root_saved, rec, STORE_ROOT_REC);
+	    (root_read(st, was) < 0 || memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 32) != 0 ||
+	     store_get64(rec + 24) < store_get64(was + 24)))
+		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), rec, STORE_ROOT_REC, 0600);
 	st->root_pending = 0;
 }
 
@@ -3229,23 +3278,11 @@ void gossip_store_keep_summary(struct gossip_store *st, const uint8_t rule[16])
 
 int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_t *count)
 {
-	uint8_t rec[STORE_ROOT_REC + 1], key[16], check[16];
+	uint8_t rec[STORE_ROOT_REC], key[16];
 	uint64_t now = gossip_now_ms();
-	if (!st->keep_root)
+	if (!st->keep_root || root_read(st, rec) < 0)
 		return 1;
-	/* Opening only a file (not a fifo, a device or a link put there). */
-	struct stat sb;
-	if (lstat(gossip_path(st->dir, "store.root"), &sb) < 0 || !S_ISREG(sb.st_mode))
-		return 1;
-	int fd = open(gossip_path(st->dir, "store.root"), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 1;
-	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, rec, sizeof rec) : -1;
-	close(fd);
-	if (n != STORE_ROOT_REC || memcmp(rec, "gsroot1\n", 8) != 0)
-		return 1;
-	crypto_generichash(check, 16, rec, 64, NULL, 0);
-	if (sodium_memcmp(check, rec + 64, 16) != 0 || root_key(st, key) < 0 ||
+	if (root_key(st, key) < 0 ||
 	    memcmp(key, rec + 8, 16) != 0 || now < store_get64(rec + 24) || now >= store_get64(rec + 32))
 		return 1;
 	*count = store_get64(rec + 40);

@@ -75,7 +75,6 @@ struct gossip_store {
 	int root_due;  /* a summary to record at close: appends made too many changes since */
 	uint8_t rule[16], key[16];
 	uint8_t root_rec[STORE_ROOT_REC];  /* the record made, until saved */
-	uint8_t root_saved[STORE_ROOT_REC];  /* the last this handle saved */
 	/* DIR/store.keys: a writer's changes to it since its index held kc_from bytes
 	 * (UINT64_MAX: not known, so the next write makes it whole from the file). kc_damage:
 	 * a whole read found damage, which the file may point into. */
@@ -104,6 +103,12 @@ struct gossip_store {
 	/* Only the rows of opts.key were indexed, through DIR/store.keys. */
 	int partial;
 };
+
+/* The store file's key: a BLAKE2b hash of what stat says of DIR/store and DIR/watermarks
+ * (device, inode, size, modification and change times to the nanosecond). */
+int store_file_key(const struct gossip_store *st, uint8_t key[16]);
+/* Record in DIR/store.lock that the file is at st->ck as st's chain (st->gen) left it. */
+void store_chain_put(struct gossip_store *st);
 
 /* DIR/store.keys (storekeys.c): each key's current rows, for a query of one key. */
 struct store_keys;

@@ -427,12 +427,13 @@ static uint64_t sync_hour(void)
 	return gossip_now_ms() / hour_ms();
 }
 
-/* The hour's table, and within a thirtieth of an hour (two minutes) of its start or end
- * the last hour's or the next's too: a peer whose clock is that far off, and this node
- * in the hour's first minutes, find a whole table kept rather than make one, O(n). */
+/* The hour's table, and within a twelfth of an hour (five minutes, the clock skew a
+ * message may have: GOSSIP_MAX_SKEW_MS) of its start or end the last hour's or the
+ * next's too: a peer whose clock is that far off, and this node in the hour's first
+ * minutes, find a whole table kept rather than make one, O(n). */
 int gossip_sync_keep(struct gossip_store *st)
 {
-	uint64_t len = hour_ms(), now = gossip_now_ms(), lead = len / 30, h = now / len;
+	uint64_t len = hour_ms(), now = gossip_now_ms(), lead = len / 12, h = now / len;
 	uint64_t next = (now + lead) / len, last = now >= lead ? (now - lead) / len : h;
 	uint8_t salt[32], also[32];
 	sync_salt(h, salt);

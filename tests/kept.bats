@@ -232,3 +232,23 @@ settle() {
 	sync
 	same
 }
+
+@test "store.lock a link (to the store, to another file, or a second name of one): the custody chain's record goes through none of them; nothing stored changes" {
+	printf 'precious\n' >victim
+	for how in store-link victim-link hard-link; do
+		rm -f a/store.lock
+		case $how in
+		store-link) ln -s store a/store.lock ;;
+		victim-link) ln -s ../victim a/store.lock ;;
+		hard-link) ln victim a/store.lock ;;
+		esac
+		before=$(gossip-merge -d a dump | sort)
+		gossip-send -d a set "late-$how" 1 | gossip-merge -d a >/dev/null
+		run gossip-merge -d a check
+		assert_success
+		[ "$(head -c 8 a/store)" != gschain1 ] || fail "$how: the record was written into the store"
+		[ "$(cat victim)" = precious ] || fail "$how: the record was written into another file"
+		[ "$(gossip-merge -d a dump | grep -v "late-$how" | sort)" = "$before" ] || fail "$how: stored messages changed"
+		[ "$(gossip-merge -d a get "late-$how")" = 1 ]
+	done
+}

@@ -651,6 +651,32 @@ static void test_chain(const struct gossip_identity *a, uint64_t now)
 	ok(recorded(v, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "then v records none");
 	ok(recorded_true(w), "w, which wrote last, still does (the file is as it left it)");
 	gossip_store_close(v);
+
+	/* A byte changed outside the lock in the instant after w's write, before it took
+	 * the file's key (w's record then names the changed file): a whole read finds the
+	 * damage and joins no chain, so w, whose index never saw it, does not follow that
+	 * reader's writes. */
+	struct gossip_store *u = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(u, rule);
+	ok(put_key(w, a, "k11", 1, now) == 0 && recorded_true(u), "u joined w's chain");
+	unlink(gossip_path(dir, "store.root"));
+	int sfd = open(gossip_path(dir, "store"), O_RDWR | O_CLOEXEC);
+	uint8_t byte;
+	ok(sfd >= 0 && pread(sfd, &byte, 1, 60) == 1 && (byte ^= 1, pwrite(sfd, &byte, 1, 60)) == 1,
+	   "a byte of a stored message changed in place");
+	if (sfd >= 0)
+		close(sfd);
+	ok(store_file_key(w, w->ck) == 0, "w's key taken after the change");
+	store_chain_put(w);
+	struct gossip_store *q = gossip_store_open(dir, NULL);
+	size_t nd = 0;
+	ok(q && gossip_store_damage(q, &nd) && nd == 1, "q's whole read finds the damage");
+	ok(q && memcmp(q->gen, w->gen, 16) != 0, "and joins no chain");
+	ok(put_key(q, a, "k12", 1, now) == 0, "q stores k12");
+	ok(recorded(w, (uint8_t[16]){0}, &(uint64_t){0}) == 0 && recorded(u, (uint8_t[16]){0}, &(uint64_t){0}) == 0,
+	   "then neither w nor u records a summary");
+	gossip_store_close(q);
+	gossip_store_close(u);
 	gossip_store_close(w);
 	gossip_store_close(z);
 	gossip_store_close(y);

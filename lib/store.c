@@ -774,6 +774,23 @@ static void kc_push(struct gossip_store *st, const uint8_t ikey[16], uint64_t ol
 	c->wm = wm;
 }
 
+/* The index's sum (st->isum): of each entry's hash (BLAKE2b-128 of its bytes) as a
+ * 128-bit number, mod 2^128, so that whatever order an index was made in, the same
+ * entries give the same sum (the custody chain compares writers' indexes by it). sign -1
+ * takes an entry away. */
+static void isum_add(struct gossip_store *st, const uint8_t hash[16], int sign)
+{
+	uint64_t lo = store_get64(st->isum + 8), hi = store_get64(st->isum);
+	uint64_t dlo = store_get64(hash + 8), dhi = store_get64(hash);
+	if (sign < 0) {  /* two's complement of (dhi, dlo) */
+		dlo = ~dlo + 1;
+		dhi = ~dhi + (dlo == 0);
+	}
+	uint64_t nlo = lo + dlo;
+	store_put64(st->isum + 8, nlo);
+	store_put64(st->isum, hi + dhi + (nlo < lo));
+}
+
 static int store_index_item(struct gossip_store *st, const struct store_item *it, uint64_t off)
 {
 	st->epoch++;
@@ -835,8 +852,11 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 	}
 	if (it->type != GOSSIP_T_EVENT)
 		kc_push(st, it->ikey, e->used ? e->off : UINT64_MAX, off, 0);
-	if (e->used)
+	if (e->used) {
 		tab_out(st, e);  /* its id goes with its bytes */
+		isum_add(st, e->hash, -1);
+	}
+	isum_add(st, it->hash, 1);
 	memcpy(e->slot, it->slot, 16);
 	memcpy(e->hash, it->hash, 16);
 	e->off = off;
@@ -1190,6 +1210,7 @@ static void reset_index(struct gossip_store *st)
 	st->live_bytes = st->dead_bytes = 0;
 	st->end = 0;
 	st->ndmg = 0;
+	memset(st->isum, 0, 16);
 	st->nkc = st->kc_held = 0;
 	st->kc_from = 0;
 	st->kc_damage = st->partial = 0;
@@ -1499,11 +1520,15 @@ static void custody_before(struct gossip_store *st)
 		st->key_ok = 0;
 }
 
-/* The chain record in DIR/store.lock (gossip(7), THE STORE): "gschain1", the file's
- * key as the last write in custody left it, the chain's id, and a BLAKE2b-128 of the 40
- * bytes before it. Written in place under the exclusive lock: a torn or missing record
- * ends every chain, which costs only custody (the next whole read takes it again). */
-enum { CHAIN_REC = 56 };
+/* The chain record in DIR/store.lock (gossip(7), THE STORE): "gschain2", the file's
+ * key as the last write in custody left it, the chain's id, the sum of that writer's
+ * index (isum_add), and a BLAKE2b-128 of the 56 bytes before it. Written in place under
+ * the exclusive lock: a torn or missing record ends every chain, which costs only
+ * custody (the next whole read takes it again). */
+enum { CHAIN_REC = 72 };
+struct chain {
+	uint8_t key[16], gen[16], isum[16];
+};
 
 /* Whether DIR/store.lock is a plain file of one link, the one this handle holds: the
  * record is written only there (never through a link put in its place, into another file). */
@@ -1514,17 +1539,18 @@ static int lock_plain(const struct gossip_store *st)
 	       S_ISREG(b.st_mode) && b.st_nlink == 1 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
-static int chain_get(const struct gossip_store *st, uint8_t key[16], uint8_t gen[16])
+static int chain_get(const struct gossip_store *st, struct chain *c)
 {
 	uint8_t rec[CHAIN_REC], check[16];
 	if (!lock_plain(st) || pread(st->lockfd, rec, sizeof rec, 0) != (ssize_t)sizeof rec ||
-	    memcmp(rec, "gschain1", 8) != 0)
+	    memcmp(rec, "gschain2", 8) != 0)
 		return -1;
-	crypto_generichash(check, 16, rec, 40, NULL, 0);
-	if (sodium_memcmp(check, rec + 40, 16) != 0)
+	crypto_generichash(check, 16, rec, 56, NULL, 0);
+	if (sodium_memcmp(check, rec + 56, 16) != 0)
 		return -1;
-	memcpy(key, rec + 8, 16);
-	memcpy(gen, rec + 24, 16);
+	memcpy(c->key, rec + 8, 16);
+	memcpy(c->gen, rec + 24, 16);
+	memcpy(c->isum, rec + 40, 16);
 	return 0;
 }
 
@@ -1532,34 +1558,43 @@ static int chain_get(const struct gossip_store *st, uint8_t key[16], uint8_t gen
 void store_chain_put(struct gossip_store *st)
 {
 	uint8_t rec[CHAIN_REC];
-	memcpy(rec, "gschain1", 8);
+	memcpy(rec, "gschain2", 8);
 	memcpy(rec + 8, st->ck, 16);
 	memcpy(rec + 24, st->gen, 16);
-	crypto_generichash(rec + 40, 16, rec, 40, NULL, 0);
+	memcpy(rec + 40, st->isum, 16);
+	crypto_generichash(rec + 56, 16, rec, 56, NULL, 0);
 	/* Not written: the others' chain ends, as the file's key moved. */
 	if (lock_plain(st))
 		(void)!pwrite(st->lockfd, rec, sizeof rec, 0);
 }
 
-/* Whether the file at key fk is as the last write of this writer's chain left it. */
+/* Whether the file at key fk is as the last write of this writer's chain left it: this
+ * writer reads what was appended since, as every writer at its lock. */
 static int chain_holds(const struct gossip_store *st, const uint8_t fk[16])
 {
-	uint8_t k[16], g[16];
+	struct chain c;
 	struct stat sb;
 	/* Never a file shorter than what this writer indexed (one put back from a snapshot,
 	 * chain record and all). */
-	return chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0 && sodium_memcmp(g, st->gen, 16) == 0 &&
+	return chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 && sodium_memcmp(c.gen, st->gen, 16) == 0 &&
 	       st->fd >= 0 && fstat(st->fd, &sb) == 0 && (uint64_t)sb.st_size >= st->end;
 }
 
-static void custody_after(struct gossip_store *st)
+/* The file's key as this writer's write left it, taken at once after the write. */
+static void custody_key(struct gossip_store *st)
 {
 	if (st->custody && store_file_key(st, st->ck) < 0)
 		st->custody = 0;
-	if (st->custody)
-		store_chain_put(st);
 	if (st->key_ok && root_key(st, st->key) < 0)
 		st->key_ok = 0;
+}
+
+/* The same, and the chain record, once the index holds the write (an append's). */
+static void custody_after(struct gossip_store *st)
+{
+	custody_key(st);
+	if (st->custody)
+		store_chain_put(st);
 }
 
 /* The hash of the (up to) 64 bytes of the store file before end. */
@@ -1860,16 +1895,20 @@ static int store_lock(struct gossip_store *st, int nowait)
 	if (!ro && fresh) {
 		st->custody = fk_ok && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
 		/* The chain of the last write in custody when the file is as it left it; else
-		 * one of its own, which every whole read of the file at this key joins. A read
-		 * that found damage joins none: the damage may be a write outside the lock
-		 * that the chain's indexes never saw (made in the instant after a write in
-		 * custody, before its key was taken). */
-		uint8_t k[16], g[16];
-		int join = st->custody && chain_get(st, k, g) == 0 && sodium_memcmp(k, fk, 16) == 0;
-		if (st->ndmg)
+		 * one of its own, which every whole read of the file at this key joins. Only a
+		 * read that made the index that chain's last writer held (the same sum) joins:
+		 * a write outside the lock in the instant after a write in custody, before its
+		 * key was taken, is in the file's key but not in that writer's index. One that
+		 * found damage joins none. */
+		struct chain c;
+		int join = st->custody && !st->ndmg && chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 &&
+		           sodium_memcmp(c.isum, st->isum, 16) == 0;
+		if (join)
+			memcpy(st->gen, c.gen, 16);
+		else if (st->ndmg)
 			randombytes_buf(st->gen, 16);
 		else
-			memcpy(st->gen, join ? g : fk, 16);
+			memcpy(st->gen, fk, 16);
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
@@ -1930,7 +1969,8 @@ struct gossip_store *gossip_store_open(const char *dir, const struct gossip_stor
 			gossip_seterr("store: cannot open %s: %s", dir, stat(dir, &sb) < 0 ? strerror(errno) : strerror(ENOTDIR));
 			goto fail;
 		}
-		st->lockfd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_CLOEXEC);
+		/* O_NONBLOCK: a fifo put there must not hold a query up (it locks as a file). */
+		st->lockfd = open(gossip_path(dir, "store.lock"), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	} else if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		gossip_seterr("store: cannot create %s: %s", dir, strerror(errno));
 		goto fail;
@@ -1956,7 +1996,7 @@ int gossip_store_detach(struct gossip_store *st)
 		gossip_seterr("store: detached under the lock");
 		return -1;
 	}
-	int fd = st->opts.readonly ? open(path, O_RDONLY | O_CLOEXEC)
+	int fd = st->opts.readonly ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
 	                           : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 && !st->opts.readonly) {
 		gossip_seterr("store: cannot open %s: %s", path, strerror(errno));
@@ -2341,7 +2381,8 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	    !(tab = calloc(cap, sizeof *tab)))
 		goto out;
 	snprintf(tmp, sizeof tmp, "%s/store.new", st->dir);
-	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+	(void)unlink(tmp);  /* never through a link put there (into the store, say) */
+	if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
 		gossip_seterr("store: cannot create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -2377,7 +2418,7 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		gossip_seterr("store: cannot replace %s/store: %s", st->dir, strerror(errno));
 		goto out;
 	}
-	custody_after(st);  /* the new file's key at once, as an append takes it */
+	custody_key(st);  /* the new file's key at once, as an append takes it */
 	int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
@@ -2407,6 +2448,10 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->tab = tab;
 	tab = NULL;
 	st->n = n;
+	memset(st->isum, 0, 16);
+	for (size_t i = 0; i < cap; i++)
+		if (st->tab[i].used)
+			isum_add(st, st->tab[i].hash, 1);
 	regs_prune(st);
 	st->epoch++;
 	mk_invalidate(st);  /* floors may have moved: made again at the next digest */
@@ -2420,6 +2465,8 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->dead_bytes = 0;
 	st->nkc = 0;
 	st->kc_from = UINT64_MAX;  /* a new file: its index is made whole from it */
+	if (st->custody)
+		store_chain_put(st);  /* with the sum of the index as the new file's */
 	if (after)
 		*after = off;
 	r = 0;

@@ -94,6 +94,9 @@ struct gossip_store {
 	 * the others keep custody. */
 	int custody;
 	uint8_t gen[16];
+	/* The sum of the index's entries (store.c's isum_add): what the chain record holds of
+	 * its writer's index, for the others to compare theirs with. */
+	uint8_t isum[16];
 	int forks;  /* gossip_store_forks_writers: a whole read makes the index anew at once */
 	/* gossip_store_detach: a forked child, whose pages its parent shares until either
 	 * writes one; it keeps no caches in the index (a write would copy the page). */

@@ -258,7 +258,10 @@ static int write_file(const char *path, const void *p, size_t n, int mode, int e
 		return -1;
 	}
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* A new file of our own: whatever is at that name (a link put there, say to the
+	 * store, would have had the write go into its target) is taken away first. */
+	(void)unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		gossip_seterr("cannot create %s: %s", tmp, strerror(errno));
 		return -1;

@@ -252,3 +252,31 @@ settle() {
 		[ "$(gossip-merge -d a get "late-$how")" = 1 ]
 	done
 }
+
+@test "a link put at a writer's temporary name (store.root.tmp.PID, store.new) is replaced, never written through; nothing stored changes" {
+	before=$(gossip-merge -d a dump | sort)
+	gossip-send -d a set one 1 >one.cbor
+	# The merge execs in the shell whose pid named the link.
+	bash -c 'ln -s store a/store.root.tmp.$$; exec gossip-merge -d a <one.cbor >/dev/null'
+	run gossip-merge -d a check
+	assert_success
+	[ -f a/store.root ] && [ ! -L a/store.root ] || fail "store.root: $(ls -l a/store.root)"
+	[ "$(gossip-merge -d a dump | grep -v '"one"' | sort)" = "$before" ] || fail "stored messages changed"
+	[ "$(gossip-merge -d a get one)" = 1 ]
+	ln -s store a/store.new
+	gossip-merge -d a compact >/dev/null
+	run gossip-merge -d a check
+	assert_success
+	[ "$(gossip-merge -d a get one)" = 1 ]
+	[ "$(gossip-merge -d a dump | grep -v '"one"' | sort)" = "$before" ] || fail "stored messages changed by the compaction"
+}
+
+@test "store.lock a fifo: a query does not wait on it" {
+	rm -f a/store.lock
+	mkfifo a/store.lock
+	run timeout 10 gossip-merge -d a digest
+	assert_success
+	run timeout 10 gossip-merge -d a get k1
+	assert_success
+	assert_output v1
+}

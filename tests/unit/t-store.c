@@ -597,6 +597,73 @@ static int recorded_true(struct gossip_store *st)
 	return same;
 }
 
+/* The offset and length of the first n stored messages (store order). */
+struct firsts {
+	uint64_t off[2];
+	uint32_t len[2];
+	int n;
+};
+static int note_first(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	struct firsts *f = ctx;
+	(void)p;
+	if (f->n < 2) {
+		f->off[f->n] = e->off;
+		f->len[f->n++] = e->len;
+	}
+	return 0;
+}
+
+/* The chain across a compaction, and a message overwritten outside the lock by a copy of
+ * another (no damage a read can see) in the instant after a write in custody, before its
+ * key was taken: a whole read then holds another index than the chain's last writer (the
+ * sums differ) and joins no chain, so the writers that never saw the change do not
+ * follow its writes. */
+static void test_chain_sum(const struct gossip_identity *a, uint64_t now)
+{
+	char *dir = temp_dir("t-store-chain-sum");
+	uint8_t rule[16] = {1};
+	struct gossip_store *x = gossip_store_open(dir, NULL);
+	ok(put_key(x, a, "k1", 1, now) == 0 && put_key(x, a, "k2", 1, now) == 0 && put_key(x, a, "k1", 2, now) == 0,
+	   "x stores k1, k2, and k1 again (one row superseded)");
+	struct gossip_store *y = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(x, rule);
+	gossip_store_keep_summary(y, rule);
+	ok(gossip_store_compact(x, NULL, NULL) == 0, "x compacts");
+	struct gossip_store *z = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(z, rule);
+	ok(memcmp(z->gen, x->gen, 16) == 0, "a whole read of the compacted file joins x's chain (the same sum)");
+	ok(put_key(z, a, "k3", 1, now) == 0 && recorded_true(x) && recorded_true(y), "x and y follow z's write");
+	unlink(gossip_path(dir, "store.root"));
+
+	struct firsts f = {0};
+	ok(gossip_store_lock(z) == 0 && gossip_store_each(z, 0, note_first, &f) == 0 && f.n == 2 && f.len[0] == f.len[1],
+	   "two stored messages of one length");
+	gossip_store_unlock(z);
+	ok(put_key(z, a, "k4", 1, now) == 0, "z stores k4");
+	uint8_t *buf = malloc(f.len[1]);
+	int sfd = open(gossip_path(dir, "store"), O_RDWR | O_CLOEXEC);
+	ok(buf && sfd >= 0 && pread(sfd, buf, f.len[1], (off_t)f.off[1]) == (ssize_t)f.len[1] &&
+	   pwrite(sfd, buf, f.len[0], (off_t)f.off[0]) == (ssize_t)f.len[0], "the first overwritten with a copy of the second");
+	if (sfd >= 0)
+		close(sfd);
+	free(buf);
+	ok(store_file_key(z, z->ck) == 0, "z's key taken after the change");
+	store_chain_put(z);
+	struct gossip_store *q = gossip_store_open(dir, NULL);
+	size_t nd = 1;
+	ok(q && (gossip_store_damage(q, &nd), nd == 0), "q's whole read finds no damage");
+	ok(q && memcmp(q->gen, z->gen, 16) != 0, "but joins no chain: its index is not z's");
+	ok(put_key(q, a, "k5", 1, now) == 0, "q stores k5");
+	ok(recorded(x, (uint8_t[16]){0}, &(uint64_t){0}) == 0 && recorded(z, (uint8_t[16]){0}, &(uint64_t){0}) == 0,
+	   "then neither x nor z records a summary");
+	gossip_store_close(q);
+	gossip_store_close(z);
+	gossip_store_close(y);
+	gossip_store_close(x);
+	rm_dir(dir);
+}
+
 /* Custody across writers (DIR/store.lock's chain record): writers whose whole reads found
  * the file as a write in custody left it keep custody across each other's writes, so any
  * of them records a summary (a node's observe, after its sync children and its pipeline
@@ -854,6 +921,7 @@ int main(void)
 	test_watermark_record(&a, now);
 	test_kept(&a, now);
 	test_chain(&a, now);
+	test_chain_sum(&a, now);
 	test_detach(&a, now);
 	test_trylock(&a, now);
 

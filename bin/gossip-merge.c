@@ -851,8 +851,11 @@ int main(int argc, char **argv)
 			gossip_warn(kept ? "digest: from the kept summary (%s/store.root), the store unread"
 			                 : "digest: made from the store (%s/store.root does not match it)", dir);
 		gossip_hex(hex, root, 16);
-		printf(json ? "{\"root\":\"%s\",\"count\":%llu}\n" : "%s %llu\n", hex,
-		       (unsigned long long)count);
+		if (json)
+			printf("{\"root\":\"%s\",\"count\":%llu,\"origins\":%llu}\n", hex, (unsigned long long)count,
+			       (unsigned long long)gossip_store_origins(st));
+		else
+			printf("%s %llu\n", hex, (unsigned long long)count);
 	} else if (v == 8) {
 		status = do_check();
 	} else if (v == 9) {

@@ -692,6 +692,9 @@ int gossip_store_follow_next(struct gossip_store_follower *f, gossip_each_fn *fn
 void gossip_store_follow_free(struct gossip_store_follower *f);
 /* The store's Merkle root and message count (as gossip-merge digest prints them). */
 int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
+/* How many origins (signers) the messages that summary counts are of: as of the last
+ * gossip_store_summary, or gossip_store_summary_kept that answered (0 before either). */
+uint64_t gossip_store_origins(const struct gossip_store *st);
 /* Which origins' messages are visible, as the program decides from its trust (the store
  * knows no trust): a hidden message is left out of gossip_store_each, the summary (and
  * so syncs) and gossip_store_find, and compaction drops it. NULL (the default): all.

@@ -388,6 +388,12 @@ struct store_sum {
 	size_t done[2];
 	uint8_t asked[2][32];  /* the salts last asked for (nasked of them) */
 	int nasked;
+	/* The origins of each bucket's current entries as last hashed (cnt[b] of them), and
+	 * how many current entries each origin has: norig origins have any. */
+	uint32_t **bo;  /* 65536 */
+	uint32_t *ocnt;
+	size_t ocap;
+	uint64_t norig;
 };
 
 static size_t bucket_of(const uint8_t *slot)
@@ -2064,6 +2070,10 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->heap);
 		free(st->sum->tabs[0]);
 		free(st->sum->tabs[1]);
+		for (size_t b = 0; b < 65536; b++)
+			free(st->sum->bo[b]);
+		free(st->sum->bo);
+		free(st->sum->ocnt);
 		free(st->sum);
 	}
 	free(st);
@@ -3161,7 +3171,9 @@ static struct store_sum *mk_alloc(void)
 {
 	struct store_sum *m = calloc(1, sizeof *m);
 	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
-	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
+	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)) ||
+	          !(m->bo = calloc(65536, sizeof *m->bo)))) {
+		free(m->bo);
 		free(m->dlist);
 		free(m->l2);
 		free(m->cnt);
@@ -3213,8 +3225,9 @@ static int mk_rebuild(struct gossip_store *st)
 }
 
 /* ---- the kept summary: DIR/store.root ----
- * 80 bytes: "gsroot1\n"; the key (16); made at, valid until, count (big-endian 64-bit);
- * the root (16); BLAKE2b-128 of the 64 bytes before (a torn or damaged record is none).
+ * 88 bytes: "gsroot2\n"; the key (16); made at, valid until, count (big-endian 64-bit);
+ * the root (16); the origins of the current entries (64-bit); BLAKE2b-128 of the 72
+ * bytes before (a torn or damaged record, or one of version 1, is none).
  * The key hashes what the summary depends on besides the store's bytes, and the store
  * file's identity, size and change times, which any write to it moves: a record made
  * by a whole read matches only the file that read saw (gossip.h). */
@@ -3269,14 +3282,15 @@ uint64_t store_get64(const uint8_t *p)
 static void root_record(struct gossip_store *st, const struct store_digest *d, uint64_t until)
 {
 	uint8_t *rec = st->root_rec;
-	memcpy(rec, "gsroot1\n", 8);
+	memcpy(rec, "gsroot2\n", 8);
 	if (!st->key_ok || root_key(st, rec + 8) < 0 || memcmp(rec + 8, st->key, 16) != 0)
 		return;
 	store_put64(rec + 24, d->now);
 	store_put64(rec + 32, until);
 	store_put64(rec + 40, d->count);
 	memcpy(rec + 48, d->root, 16);
-	crypto_generichash(rec + 64, 16, rec, 64, NULL, 0);
+	store_put64(rec + 64, d->origins);
+	crypto_generichash(rec + 72, 16, rec, 72, NULL, 0);
 	st->root_pending = 1;
 }
 
@@ -3293,10 +3307,10 @@ static int root_read(const struct gossip_store *st, uint8_t rec[STORE_ROOT_REC])
 		return -1;
 	ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, buf, sizeof buf) : -1;
 	close(fd);
-	if (n != STORE_ROOT_REC || memcmp(buf, "gsroot1\n", 8) != 0)
+	if (n != STORE_ROOT_REC || memcmp(buf, "gsroot2\n", 8) != 0)
 		return -1;
-	crypto_generichash(check, 16, buf, 64, NULL, 0);
-	if (sodium_memcmp(check, buf + 64, 16) != 0)
+	crypto_generichash(check, 16, buf, 72, NULL, 0);
+	if (sodium_memcmp(check, buf + 72, 16) != 0)
 		return -1;
 	memcpy(rec, buf, STORE_ROOT_REC);
 	return 0;
@@ -3311,7 +3325,7 @@ void gossip_store_summary_save(struct gossip_store *st)
 	const uint8_t *rec = st->root_rec;
 	uint8_t was[STORE_ROOT_REC];
 	if (st->root_pending &&
-	    (root_read(st, was) < 0 || memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 32) != 0 ||
+	    (root_read(st, was) < 0 || memcmp(rec, was, 24) != 0 || memcmp(rec + 32, was + 32, 40) != 0 ||
 	     store_get64(rec + 24) < store_get64(was + 24)))
 		(void)gossip_write_replace(gossip_path(st->dir, "store.root"), rec, STORE_ROOT_REC, 0600);
 	st->root_pending = 0;
@@ -3334,6 +3348,39 @@ int gossip_store_summary_kept(struct gossip_store *st, uint8_t root[16], uint64_
 		return 1;
 	*count = store_get64(rec + 40);
 	memcpy(root, rec + 48, 16);
+	st->norigins_cur = store_get64(rec + 64);
+	return 0;
+}
+
+uint64_t gossip_store_origins(const struct gossip_store *st)
+{
+	return st->norigins_cur;
+}
+
+/* Bucket b's current entries are now v (n of them): the origins' counts follow. */
+static int mk_origins(struct gossip_store *st, size_t b, struct gossip_entry **v, size_t n)
+{
+	struct store_sum *m = st->sum;
+	uint32_t *was = m->bo[b], *now = NULL;
+	if (m->ocap < st->norigins) {
+		size_t cap = st->norigins + 64;
+		uint32_t *o = realloc(m->ocnt, cap * sizeof *o);
+		if (!o)
+			return -1;
+		memset(o + m->ocap, 0, (cap - m->ocap) * sizeof *o);
+		m->ocnt = o;
+		m->ocap = cap;
+	}
+	if (n && !(now = malloc(n * sizeof *now)))
+		return -1;
+	for (size_t i = 0; i < m->cnt[b]; i++)
+		if (--m->ocnt[was[i]] == 0)
+			m->norig--;
+	for (size_t i = 0; i < n; i++)
+		if (m->ocnt[now[i] = v[i]->origin]++ == 0)
+			m->norig++;
+	free(was);
+	m->bo[b] = now;
 	return 0;
 }
 
@@ -3360,6 +3407,12 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 		if (bucket_entries(st, b, now, &v, &n) < 0 || tab_bucket(st, b, v, n) < 0) {
 			free(v);
 			m->valid = 0;  /* dirty marks lost: made again next time */
+			return -1;
+		}
+		if (mk_origins(st, b, v, n) < 0) {
+			free(v);
+			m->valid = 0;
+			gossip_seterr("out of memory");
 			return -1;
 		}
 		m->dirty[b] = 0;
@@ -3408,6 +3461,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 	d->l2 = (const uint8_t(*)[16])m->l2;
 	d->cnt = m->cnt;
 	d->now = now;
+	d->origins = st->norigins_cur = m->norig;
 	if (st->key_ok && st->locked)  /* a writer's whole read in this lock */
 		root_record(st, d, m->nheap ? m->heap[0].at : UINT64_MAX);
 	return 0;

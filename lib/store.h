@@ -33,7 +33,7 @@ struct store_reg {
 	uint64_t top_epoch;
 };
 
-enum { STORE_ROOT_REC = 80 };  /* bytes of DIR/store.root */
+enum { STORE_ROOT_REC = 88 };  /* bytes of DIR/store.root */
 /* 8 bytes big-endian, as the store's records keep numbers. */
 void store_put64(uint8_t *p, uint64_t v);
 uint64_t store_get64(const uint8_t *p);
@@ -97,6 +97,9 @@ struct gossip_store {
 	/* The sum of the index's entries (store.c's isum_add): what the chain record holds of
 	 * its writer's index, for the others to compare theirs with. */
 	uint8_t isum[16];
+	/* The origins of the current entries, as of the last summary made or kept record
+	 * read (gossip_store_origins). */
+	uint64_t norigins_cur;
 	int forks;  /* gossip_store_forks_writers: a whole read makes the index anew at once */
 	/* gossip_store_detach: a forked child, whose pages its parent shares until either
 	 * writes one; it keeps no caches in the index (a write would copy the page). */
@@ -210,6 +213,7 @@ struct store_digest {
 	const uint8_t (*l2)[16];  /* 65536: the store's, unchanged until the next digest */
 	const uint32_t *cnt;  /* 65536: how many current entries each bucket holds */
 	uint64_t now;  /* the time it was made for (what expired then) */
+	uint64_t origins;  /* how many origins the current entries are of */
 };
 /* Under the lock. */
 int store_digest_make(struct store_digest *d, struct gossip_store *st);

@@ -48,7 +48,7 @@ settle() {
 	[[ $out == *"sent 0 messages"* ]]
 	same
 	[ -f a/store.root ] && [ -f b/store.root ]
-	[ "$(stat -c %s a/store.root)" -eq 80 ]
+	[ "$(stat -c %s a/store.root)" -eq 88 ]
 	# What the record says is what a read gives: a/store.root's root is a's digest.
 	root=$(od -An -tx1 -j48 -N16 a/store.root | tr -d ' \n')
 	[ "$root $(gossip-merge -d a digest | cut -d' ' -f2)" = "$(gossip-merge -d a digest)" ]
@@ -279,4 +279,30 @@ settle() {
 	run timeout 10 gossip-merge -d a get k1
 	assert_success
 	assert_output v1
+}
+
+@test "digest -j counts the origins of the messages it counts, from a whole read and from the kept summary alike, as dump lists them" {
+	mknode c
+	for n in a b; do trust $n c; done
+	trust c a
+	gossip-send -d c set k1 from-c | gossip-merge -d a >/dev/null  # c's k1 supersedes a's
+	gossip-send -d b set only-b 1 | gossip-merge -d a >/dev/null
+	dumped() { gossip-merge -d a -j dump | jq -r .origin | sort -u | wc -l; }
+	[ "$(dumped)" = 3 ]
+	run gossip-merge -v -d a -j digest
+	assert_success
+	[[ $output == *"from the kept summary"* ]] || fail "$output"
+	[ "$(grep '^{' <<<"$output" | jq .origins)" = 3 ]
+	rm a/store.root
+	run --separate-stderr gossip-merge -v -d a -j digest
+	[[ $stderr == *"made from the store"* ]] || fail "$stderr"
+	[ "$(jq .origins <<<"$output")" = 3 ]
+	# b's only message superseded by a's: two origins left, as dump lists them.
+	gossip-send -d a set only-b 2 | gossip-merge -d a >/dev/null
+	[ "$(dumped)" = 2 ]
+	[ "$(gossip-merge -d a -j digest | jq .origins)" = 2 ]
+	# c revoked: its k1 hidden, a's shows again; c counts no more.
+	grep -vxF "$(cat c.pub)" a/trusted >t && mv t a/trusted
+	[ "$(dumped)" = 1 ]
+	[ "$(gossip-merge -d a -j digest | jq .origins)" = 1 ]
 }

@@ -20,6 +20,14 @@ static int hide(void *ctx, const uint8_t pk[32])
 
 static struct store_cell ref[STORE_IBLT_CELLS];
 
+/* gossip_store_each: mark the entry's origin. */
+static int origin_of(void *ctx, const struct gossip_entry *e, const uint8_t *p)
+{
+	(void)p;
+	((uint8_t *)ctx)[e->origin % 64] = 1;
+	return 0;
+}
+
 /* st's kept table under salt (if any) is one made afresh at the digest's now: 1; none: 0;
  * differs: -1. */
 static int check(struct gossip_store *st, const uint8_t salt[32], uint64_t now)
@@ -55,7 +63,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		*rnd_state() = strtoull(argv[2], NULL, 10) | 1;
 	char *d = temp_dir("t-keep");
-	struct gossip_identity ids[3] = {ident(1), ident(2), ident(3)};
+	struct gossip_identity ids[6] = {ident(1), ident(2), ident(3), ident(4), ident(5), ident(6)};
 	const uint64_t ttl = 3000;
 	struct gossip_store_opts o = {.tombstone_ttl_ms = ttl, .event_ttl_ms = ttl};
 	struct gossip_store *w = gossip_store_open(d, &o);
@@ -65,7 +73,7 @@ int main(int argc, char **argv)
 	struct gossip_buf b = {0};
 	uint64_t ver = 1000;
 	int bad = 0, checked = 0, stick = 0, pair_s = 0, pair_a = -1, hidden = 0, same_for = 0;
-	int never_whole = 0, dropped = 1;
+	int never_whole = 0, dropped = 1, wrong_origins = 0;
 	for (int step = 0; step < steps && !bad; step++) {
 		uint64_t now = gossip_now_ms();
 		for (int k = 0; k < 5; k++) {
@@ -76,11 +84,11 @@ int main(int argc, char **argv)
 				snprintf(val, sizeof val, "v%u", rnd(100000));
 				uint32_t kind = rnd(10);
 				if (kind < 8)
-					sign_msg(&b, &ids[rnd(3)], GOSSIP_T_SET, key, val, ++ver, now);
+					sign_msg(&b, &ids[rnd(6)], GOSSIP_T_SET, key, val, ++ver, now);
 				else if (kind < 9)
-					sign_msg(&b, &ids[rnd(3)], GOSSIP_T_DEL, key, NULL, ++ver, now - ttl + rnd(2500));
+					sign_msg(&b, &ids[rnd(6)], GOSSIP_T_DEL, key, NULL, ++ver, now - ttl + rnd(2500));
 				else
-					sign_msg(&b, &ids[rnd(3)], GOSSIP_T_EVENT, "ev", val, ++ver, now - ttl + rnd(2500));
+					sign_msg(&b, &ids[rnd(6)], GOSSIP_T_EVENT, "ev", val, ++ver, now - ttl + rnd(2500));
 			}
 			if (fixture_append(w, &b, 0, NULL) < 0) {
 				printf("# append failed: %s\n", gossip_error());
@@ -132,12 +140,25 @@ int main(int argc, char **argv)
 			printf("# step %d: pair %d/%d asked for %d looks, not whole\n", step, pair_s, pair_a, same_for);
 			never_whole = 1;
 		}
+		/* The origins the summary counts are those of the current entries. */
+		uint8_t seen[64] = {0};
+		uint64_t norig = 0;
+		if (gossip_store_each(w, 0, origin_of, seen) < 0)
+			bad = 1;
+		for (int i = 0; i < 64; i++)
+			norig += seen[i];
+		if (dg.origins != norig || gossip_store_origins(w) != norig) {
+			printf("# step %d: the summary counts %llu origins, the current entries are of %llu\n", step,
+			       (unsigned long long)dg.origins, (unsigned long long)norig);
+			wrong_origins = 1;
+		}
 		store_digest_free(&dg);
 		gossip_store_unlock(w);
 	}
 	printf("# %d tables checked\n", checked);
 	ok(!bad, "each kept table is one made afresh after every digest, under random pairs");
 	ok(!never_whole, "a pair asked for at each look is whole within 17 digests, its also within 34");
+	ok(!wrong_origins, "the summary's origins are those of the current entries after every digest");
 	ok(dropped, "a table not asked for goes once the one asked for is whole");
 
 	/* gossip_sync_keep across a turn: with a 15 s hour (lead 500 ms) and a digest every

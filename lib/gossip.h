@@ -692,8 +692,10 @@ int gossip_store_follow_next(struct gossip_store_follower *f, gossip_each_fn *fn
 void gossip_store_follow_free(struct gossip_store_follower *f);
 /* The store's Merkle root and message count (as gossip-merge digest prints them). */
 int gossip_store_summary(struct gossip_store *st, uint8_t root[16], uint64_t *count);
-/* How many origins (signers) the messages that summary counts are of: as of the last
- * gossip_store_summary, or gossip_store_summary_kept that answered (0 before either). */
+/* How many origins (signers) the messages the last summary counted are of: that of the
+ * last summary made (gossip_store_summary, or one made inside the library: an append that
+ * records, a sync) or kept record that answered (gossip_store_summary_kept); 0 before
+ * any. Read it at once after the call whose root and count go with it. */
 uint64_t gossip_store_origins(const struct gossip_store *st);
 /* Which origins' messages are visible, as the program decides from its trust (the store
  * knows no trust): a hidden message is left out of gossip_store_each, the summary (and

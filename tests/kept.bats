@@ -115,7 +115,7 @@ settle() {
 		gossip-send -d b set bad$i $i | gossip-merge -d b >/dev/null
 		case $bad in
 		torn) head -c 40 a/store.root >r && mv r b/store.root ;;
-		garbage) head -c 80 /dev/urandom >b/store.root ;;
+		garbage) { printf 'gsroot2\n'; head -c 80 /dev/urandom; } >b/store.root ;;  # its check fails
 		check) $PY -c 'import sys; b = bytearray(open("a/store.root", "rb").read()); b[79] ^= 1; sys.stdout.buffer.write(b)' >b/store.root ;;
 		empty) : >b/store.root ;;
 		long) { cat a/store.root; echo x; } >b/store.root ;;

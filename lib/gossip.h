@@ -572,7 +572,8 @@ struct gossip_entry {
 	uint32_t reg;  /* index into the store's registers (UINT32_MAX: an event, a _ key) */
 	uint8_t type;
 	uint8_t used;
-	uint8_t intab;  /* bit i: its id is in the store's kept table i (store.c, store_tab_keep) */
+	uint8_t intab;  /* bit i (0, 1): its id is in the store's kept table i (store.c,
+	                 * store_tab_keep); bit 2: counted in its origin's current entries */
 };
 struct gossip_store_opts {
 	uint64_t tombstone_ttl_ms;  /* deletes are kept this long (origin time), then collected */

@@ -388,13 +388,14 @@ struct store_sum {
 	size_t done[2];
 	uint8_t asked[2][32];  /* the salts last asked for (nasked of them) */
 	int nasked;
-	/* The origins of each bucket's current entries as last hashed (cnt[b] of them), and
-	 * how many current entries each origin has: norig origins have any. */
-	uint32_t **bo;  /* 65536 */
+	/* How many current entries (as of each bucket's last hashing) each origin has: those
+	 * counted have bit ORIG_COUNTED of intab set. norig origins have any. */
 	uint32_t *ocnt;
 	size_t ocap;
 	uint64_t norig;
 };
+
+enum { ORIG_COUNTED = 4 };  /* intab's bit for an entry counted in ocnt */
 
 static size_t bucket_of(const uint8_t *slot)
 {
@@ -797,6 +798,8 @@ static void isum_add(struct gossip_store *st, const uint8_t hash[16], int sign)
 	store_put64(st->isum, hi + dhi + (nlo < lo));
 }
 
+static void orig_out(struct gossip_store *st, struct gossip_entry *e);
+
 static int store_index_item(struct gossip_store *st, const struct store_item *it, uint64_t off)
 {
 	st->epoch++;
@@ -860,6 +863,7 @@ static int store_index_item(struct gossip_store *st, const struct store_item *it
 		kc_push(st, it->ikey, e->used ? e->off : UINT64_MAX, off, 0);
 	if (e->used) {
 		tab_out(st, e);  /* its id goes with its bytes */
+		orig_out(st, e);
 		isum_add(st, e->hash, -1);
 	}
 	isum_add(st, it->hash, 1);
@@ -2070,9 +2074,6 @@ void gossip_store_close(struct gossip_store *st)
 		free(st->sum->heap);
 		free(st->sum->tabs[0]);
 		free(st->sum->tabs[1]);
-		for (size_t b = 0; b < 65536; b++)
-			free(st->sum->bo[b]);
-		free(st->sum->bo);
 		free(st->sum->ocnt);
 		free(st->sum);
 	}
@@ -3171,9 +3172,7 @@ static struct store_sum *mk_alloc(void)
 {
 	struct store_sum *m = calloc(1, sizeof *m);
 	if (m && (!(m->l2 = calloc(65536, 16)) || !(m->cnt = calloc(65536, sizeof *m->cnt)) ||
-	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)) ||
-	          !(m->bo = calloc(65536, sizeof *m->bo)))) {
-		free(m->bo);
+	          !(m->dirty = calloc(65536, 1)) || !(m->dlist = malloc(65536 * sizeof *m->dlist)))) {
 		free(m->dlist);
 		free(m->l2);
 		free(m->cnt);
@@ -3190,6 +3189,9 @@ static struct store_sum *mk_alloc(void)
 static int mk_rebuild(struct gossip_store *st)
 {
 	struct store_sum *m = st->sum;
+	if (m->ocnt)
+		memset(m->ocnt, 0, m->ocap * sizeof *m->ocnt);  /* each entry's bit cleared below */
+	m->norig = 0;
 	m->nheap = 0;
 	m->ndirty = 0;
 	memset(m->dirty, 0, 65536);
@@ -3357,12 +3359,32 @@ uint64_t gossip_store_origins(const struct gossip_store *st)
 	return st->norigins_cur;
 }
 
-/* Bucket b's current entries are now v (n of them): the origins' counts follow. */
-static int mk_origins(struct gossip_store *st, size_t b, struct gossip_entry **v, size_t n)
+/* An entry stops being counted in its origin's current entries (its bytes replaced, or
+ * not current when its bucket was hashed again). */
+static void orig_out(struct gossip_store *st, struct gossip_entry *e)
 {
 	struct store_sum *m = st->sum;
-	uint32_t *was = m->bo[b], *now = NULL;
-	if (m->ocap < st->norigins) {
+	if (!(e->intab & ORIG_COUNTED))
+		return;
+	e->intab &= (uint8_t)~ORIG_COUNTED;
+	if (m && e->origin < m->ocap && m->ocnt[e->origin] && --m->ocnt[e->origin] == 0)
+		m->norig--;
+}
+
+/* Bucket b hashed again at now: each entry counted in its origin's current entries when
+ * it is current, and only then (bits written only where they change: a forked child
+ * copies no more pages). */
+static int orig_one(struct gossip_store *st, struct gossip_entry *e, void *ctx)
+{
+	struct store_sum *m = st->sum;
+	int cur = is_current(st, e, *(const uint64_t *)ctx);
+	if (!cur) {
+		orig_out(st, e);
+		return 0;
+	}
+	if (e->intab & ORIG_COUNTED)
+		return 0;
+	if (e->origin >= m->ocap) {
 		size_t cap = st->norigins + 64;
 		uint32_t *o = realloc(m->ocnt, cap * sizeof *o);
 		if (!o)
@@ -3371,16 +3393,9 @@ static int mk_origins(struct gossip_store *st, size_t b, struct gossip_entry **v
 		m->ocnt = o;
 		m->ocap = cap;
 	}
-	if (n && !(now = malloc(n * sizeof *now)))
-		return -1;
-	for (size_t i = 0; i < m->cnt[b]; i++)
-		if (--m->ocnt[was[i]] == 0)
-			m->norig--;
-	for (size_t i = 0; i < n; i++)
-		if (m->ocnt[now[i] = v[i]->origin]++ == 0)
-			m->norig++;
-	free(was);
-	m->bo[b] = now;
+	e->intab |= ORIG_COUNTED;
+	if (m->ocnt[e->origin]++ == 0)
+		m->norig++;
 	return 0;
 }
 
@@ -3409,7 +3424,7 @@ int store_digest_make(struct store_digest *d, struct gossip_store *st)
 			m->valid = 0;  /* dirty marks lost: made again next time */
 			return -1;
 		}
-		if (mk_origins(st, b, v, n) < 0) {
+		if (bucket_each(st, b, orig_one, &now) < 0) {
 			free(v);
 			m->valid = 0;
 			gossip_seterr("out of memory");

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		*rnd_state() = strtoull(argv[2], NULL, 10) | 1;
 	char *d = temp_dir("t-keep");
-	struct gossip_identity ids[6] = {ident(1), ident(2), ident(3), ident(4), ident(5), ident(6)};
+	struct gossip_identity ids[7] = {ident(1), ident(2), ident(3), ident(4), ident(5), ident(6), ident(7)};
 	const uint64_t ttl = 3000;
 	struct gossip_store_opts o = {.tombstone_ttl_ms = ttl, .event_ttl_ms = ttl};
 	struct gossip_store *w = gossip_store_open(d, &o);
@@ -82,6 +82,17 @@ int main(int argc, char **argv)
 					sign_msg(&b, &ids[rnd(6)], GOSSIP_T_DEL, key, NULL, ++ver, now - ttl + rnd(2500));
 				else
 					sign_msg(&b, &ids[rnd(6)], GOSSIP_T_EVENT, "ev", val, ++ver, now - ttl + rnd(2500));
+			}
+			/* A rare origin: one set now and then, soon superseded by the others' (or
+			 * one event, soon expired), so that its count falls to none between
+			 * rebuilds. */
+			if (k == 0 && step % 40 == 3) {
+				char key[16];
+				snprintf(key, sizeof key, "k%u", rnd(3000));
+				if (rnd(2))
+					sign_msg(&b, &ids[6], GOSSIP_T_SET, key, "rare", ++ver, now);
+				else
+					sign_msg(&b, &ids[6], GOSSIP_T_EVENT, "ev", "rare", ++ver, now - ttl + 200);
 			}
 			if (fixture_append(w, &b, 0, NULL) < 0) {
 				printf("# append failed: %s\n", gossip_error());

@@ -2442,11 +2442,13 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 		st->regs[i].top_origin = UINT32_MAX;
 		st->regs[i].nslots = 0;
 	}
+	memset(st->isum, 0, 16);
 	for (size_t i = 0; i < n; i++) {
 		size_t j = home(v[i]->slot, cap);
 		while (tab[j].used)
 			j = (j + 1) & (cap - 1);
 		tab[j] = *v[i];
+		isum_add(st, v[i]->hash, 1);
 		if (v[i]->reg != UINT32_MAX) {
 			struct store_reg *g = &st->regs[v[i]->reg];
 			g->top_version = v[i]->version;
@@ -2459,10 +2461,6 @@ int gossip_store_compact(struct gossip_store *st, uint64_t *before, uint64_t *af
 	st->tab = tab;
 	tab = NULL;
 	st->n = n;
-	memset(st->isum, 0, 16);
-	for (size_t i = 0; i < cap; i++)
-		if (st->tab[i].used)
-			isum_add(st, st->tab[i].hash, 1);
 	regs_prune(st);
 	st->epoch++;
 	mk_invalidate(st);  /* floors may have moved: made again at the next digest */

@@ -1413,6 +1413,7 @@ static int catch_up(struct gossip_store *st)
 		if (is_torn && !st->opts.readonly) {
 			gossip_warn("store: %s/store: cut a torn tail of %llu bytes at offset %llu", st->dir,
 			            (unsigned long long)n, (unsigned long long)bad);
+			st->cut = store_file_key(st, st->cutk) == 0 ? 1 : -1;
 			if (ftruncate(st->fd, (off_t)bad) < 0 || fsync(st->fd) < 0) {
 				gossip_seterr("store: cannot truncate: %s", strerror(errno));
 				goto out;
@@ -1525,7 +1526,7 @@ static void custody_before(struct gossip_store *st)
 {
 	uint8_t k[16];
 	if (st->custody && (store_file_key(st, k) < 0 || sodium_memcmp(k, st->ck, 16) != 0))
-		st->custody = 0;
+		st->custody = 0, st->lost = 1;
 	if (st->key_ok && (root_key(st, k) < 0 || sodium_memcmp(k, st->key, 16) != 0))
 		st->key_ok = 0;
 }
@@ -1594,7 +1595,7 @@ static int chain_holds(const struct gossip_store *st, const uint8_t fk[16])
 static void custody_key(struct gossip_store *st)
 {
 	if (st->custody && store_file_key(st, st->ck) < 0)
-		st->custody = 0;
+		st->custody = 0, st->lost = 1;
 	if (st->key_ok && root_key(st, st->key) < 0)
 		st->key_ok = 0;
 }
@@ -1886,8 +1887,20 @@ static int store_lock(struct gossip_store *st, int nowait)
 		/* Only while the file is as this writer or its chain left it: a write by
 		 * another writer whose whole read took in a write outside the lock (which this
 		 * writer's index never saw) is not of its chain. */
-		st->custody = st->custody && fk_ok && (sodium_memcmp(fk, st->ck, 16) == 0 || chain_holds(st, fk));
+		int had = st->custody;
+		st->custody = had && fk_ok && (sodium_memcmp(fk, st->ck, 16) == 0 || chain_holds(st, fk));
+		st->lost |= had && !st->custody;
 		memcpy(st->ck, fk, 16);
+		if (st->lost && fk_ok) {
+			/* The file changed in a way no write in custody recorded: an append is
+			 * read below, but a change in place (damage, a hand) would stay hidden
+			 * from this index, and from the syncs it answers. Read it whole again. */
+			gossip_warn("store: %s/store was changed by a write no writer recorded (another "
+			            "program's, outside the lock, or one cut short): reading it whole again",
+			            st->dir);
+			reset_index(st);
+			fresh = 1;
+		}
 	}
 	/* The kept summary's key as the file is before the read: a change during the read
 	 * moves it, and then nothing is recorded (root_record). Recorded only from a whole
@@ -1897,37 +1910,54 @@ static int store_lock(struct gossip_store *st, int nowait)
 		(void)partial_load(st, (uint64_t)sb.st_size);
 	if (st->nkc == 0 && st->kc_from != UINT64_MAX)
 		st->kc_from = st->end;
+	st->cut = 0;
 	if (catch_up(st) < 0) {
 		gossip_store_unlock(st);
 		return -1;
 	}
 	st->trim_due |= fresh && st->forks && st->n > 65536;
 	if (!ro && fresh) {
-		st->custody = fk_ok && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
+		/* Unchanged during the read, but for the torn tail it cut (the file was as the
+		 * read found it up to the cut). */
+		int cut = st->cut == 1 && fk_ok && sodium_memcmp(st->cutk, fk, 16) == 0;
+		st->custody = fk_ok && store_file_key(st, st->ck) == 0 &&
+		              (cut || (st->cut == 0 && sodium_memcmp(st->ck, fk, 16) == 0));
+		/* Changed during the read: read again at the next lock, once. */
+		st->lost = !st->custody && !st->retried;
+		st->retried = !st->custody;
 		/* The chain of the last write in custody when the file is as it left it; else
 		 * one of its own, which every whole read of the file at this key joins. Only a
 		 * read that made the index that chain's last writer held (the same sum) joins:
 		 * a write outside the lock in the instant after a write in custody, before its
-		 * key was taken, is in the file's key but not in that writer's index. One that
-		 * found damage joins none. */
+		 * key was taken, is in the file's key but not in that writer's index (which
+		 * holds the message it damaged). Damage set aside is no bar: two whole reads
+		 * of one file make one index, so the writers of a damaged store keep custody
+		 * across each other's writes too, rather than each read it whole again. */
 		struct chain c;
-		int join = st->custody && !st->ndmg && chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 &&
+		int join = st->custody && chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 &&
 		           sodium_memcmp(c.isum, st->isum, 16) == 0;
-		if (join)
-			memcpy(st->gen, c.gen, 16);
-		else if (st->ndmg)
-			randombytes_buf(st->gen, 16);
-		else
-			memcpy(st->gen, fk, 16);
+		memcpy(st->gen, join ? c.gen : fk, 16);
+		if (cut && st->custody) {
+			/* The cut was this writer's write: recorded, so that the others' reads of
+			 * the file as it left it join its chain. */
+			custody_key(st);
+			store_chain_put(st);
+		}
 	}
 	st->lock_ok = 1;
 	/* DIR/watermarks lost: a writer makes it again from the store's watermark record. */
 	if (fresh && !ro && access(gossip_path(st->dir, "watermarks"), F_OK) != 0 && errno == ENOENT)
 		for (size_t i = 0; i < st->norigins; i++)
 			if (st->origins[i].watermark) {
-				if (write_watermarks(st) == 0)
+				if (write_watermarks(st) == 0) {
 					gossip_warn("store: %s/watermarks was missing; made again from %s/store",
 					            st->dir, st->dir);
+					/* A write of this writer's (the file's key holds DIR/watermarks). */
+					if (st->custody) {
+						custody_key(st);
+						store_chain_put(st);
+					}
+				}
 				break;
 			}
 	return 0;

@@ -93,6 +93,16 @@ struct gossip_store {
 	 * at the same key, gen): all of their indexes are the file's, so each may write and
 	 * the others keep custody. */
 	int custody;
+	/* Custody this writer held and lost to a change no writer recorded (one outside the
+	 * lock, or a writer's that stopped half way): its next lock reads the file whole
+	 * again (its index may hide a change in place). A whole read during which the file
+	 * changed is tried once more (retried), not again and again. */
+	int lost, retried;
+	/* A torn tail this writer cut in its read (1; -1 when the key could not be taken),
+	 * and the file's key just before the cut: a whole read that cut one keeps custody
+	 * if the file did not change before it. */
+	int cut;
+	uint8_t cutk[16];
 	uint8_t gen[16];
 	/* The sum of the index's entries (store.c's isum_add): what the chain record holds of
 	 * its writer's index, for the others to compare theirs with. */

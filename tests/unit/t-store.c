@@ -486,6 +486,22 @@ static int recorded(struct gossip_store *st, uint8_t root[16], uint64_t *count)
 	return !r ? -1 : access(gossip_path(gossip_store_dir(st), "store.root"), F_OK) == 0;
 }
 
+/* recorded(), and the root it recorded is what a whole read of the file makes. */
+static int recorded_true(struct gossip_store *st)
+{
+	uint8_t root[16], fresh[16];
+	uint64_t count, fcount;
+	if (recorded(st, root, &count) != 1)
+		return 0;
+	struct gossip_store_opts ro = gossip_store_defaults;
+	ro.readonly = 1;
+	struct gossip_store *r = gossip_store_open(gossip_store_dir(st), &ro);
+	int same = r && gossip_store_lock(r) == 0 && gossip_store_summary(r, fresh, &fcount) == 0 &&
+	           !memcmp(root, fresh, 16) && count == fcount;
+	gossip_store_close(r);
+	return same;
+}
+
 /* The kept summary (DIR/store.root): written only by a writer that named its rule and
  * whose lock read the whole file, or kept custody since (no change to the file outside
  * the lock); never by a read-only handle, nor after a change outside the lock; matching
@@ -503,16 +519,19 @@ static void test_kept(const struct gossip_identity *a, uint64_t now)
 	/* This handle read the file whole and appended under the lock: custody. */
 	ok(recorded(st, root, &count) == 1, "a lock in custody records its summary");
 	unlink(gossip_path(dir, "store.root"));
-	/* A write outside the lock between two locks ends custody: no record. */
+	/* A write outside the lock between two locks ends custody: the next lock reads the
+	 * file whole again, and what it records is that read's. */
 	int wfd = open(gossip_path(dir, "store"), O_WRONLY | O_APPEND | O_CLOEXEC);
 	ok(wfd >= 0 && write(wfd, "", 0) == 0 && futimens(wfd, NULL) == 0, "the store touched outside the lock");
 	if (wfd >= 0)
 		close(wfd);
-	ok(recorded(st, root, &count) == 0, "then a lock that only caught up writes no record");
+	ok(recorded_true(st) && st->custody && !st->lost, "then the next lock reads the file whole again, and records that read's summary");
+	unlink(gossip_path(dir, "store.root"));
 	b.len = 0;
 	sign_msg(&b, a, GOSSIP_T_SET, "k0", "v", 3, now);
 	append(st, &b, NULL);
-	ok(recorded(st, root, &count) == 0, "nor after an append of its own");
+	ok(recorded_true(st), "and after an append of its own");
+	unlink(gossip_path(dir, "store.root"));
 	gossip_store_close(st);
 
 	struct gossip_store_opts ro = gossip_store_defaults;
@@ -581,22 +600,6 @@ static int put_key(struct gossip_store *st, const struct gossip_identity *a, con
 	return r;
 }
 
-/* recorded(), and the root it recorded is what a whole read of the file makes. */
-static int recorded_true(struct gossip_store *st)
-{
-	uint8_t root[16], fresh[16];
-	uint64_t count, fcount;
-	if (recorded(st, root, &count) != 1)
-		return 0;
-	struct gossip_store_opts ro = gossip_store_defaults;
-	ro.readonly = 1;
-	struct gossip_store *r = gossip_store_open(gossip_store_dir(st), &ro);
-	int same = r && gossip_store_lock(r) == 0 && gossip_store_summary(r, fresh, &fcount) == 0 &&
-	           !memcmp(root, fresh, 16) && count == fcount;
-	gossip_store_close(r);
-	return same;
-}
-
 /* The offset and length of the first n stored messages (store order). */
 struct firsts {
 	uint64_t off[2];
@@ -655,10 +658,74 @@ static void test_chain_sum(const struct gossip_identity *a, uint64_t now)
 	ok(q && (gossip_store_damage(q, &nd), nd == 0), "q's whole read finds no damage");
 	ok(q && memcmp(q->gen, z->gen, 16) != 0, "but joins no chain: its index is not z's");
 	ok(put_key(q, a, "k5", 1, now) == 0, "q stores k5");
-	ok(recorded(x, (uint8_t[16]){0}, &(uint64_t){0}) == 0 && recorded(z, (uint8_t[16]){0}, &(uint64_t){0}) == 0,
-	   "then neither x nor z records a summary");
+	ok(recorded_true(x) && memcmp(x->gen, q->gen, 16) == 0, "then x reads the file whole again, joins q's chain and records that read's summary");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded_true(z) && memcmp(z->gen, q->gen, 16) == 0, "and z");
 	gossip_store_close(q);
 	gossip_store_close(z);
+	gossip_store_close(y);
+	gossip_store_close(x);
+	rm_dir(dir);
+}
+
+/* The hole that losing custody closes: outside the lock, a change in place and then an
+ * append, between two locks of a writer. The append alone would be read as new and the
+ * change would stay hidden in the writer's index (and from the syncs it answers). A
+ * writer that held custody reads the file whole again at its next lock, and finds it. */
+static void test_lost(const struct gossip_identity *a, uint64_t now)
+{
+	char *dir = temp_dir("t-store-lost");
+	uint8_t rule[16] = {1};
+	struct gossip_store *x = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(x, rule);
+	ok(put_key(x, a, "k1", 1, now) == 0 && put_key(x, a, "k2", 1, now) == 0 && x->custody,
+	   "x stores k1 and k2, in custody");
+	struct gossip_store *y = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(y, rule);
+	ok(y && y->custody && memcmp(y->gen, x->gen, 16) == 0, "y, a whole read, joins x's chain");
+	struct gossip_buf b = {0};
+	sign_msg(&b, a, GOSSIP_T_SET, "k3", "v", 1, now);
+	int sfd = open(gossip_path(dir, "store"), O_RDWR | O_CLOEXEC);
+	uint8_t byte;
+	off_t end = sfd >= 0 ? lseek(sfd, 0, SEEK_END) : -1;
+	ok(end > 60 && pread(sfd, &byte, 1, 60) == 1 && (byte ^= 1, pwrite(sfd, &byte, 1, 60)) == 1 &&
+	   pwrite(sfd, b.p, b.len, end) == (ssize_t)b.len, "outside the lock: a byte of k1 changed in place, then k3 appended");
+	if (sfd >= 0)
+		close(sfd);
+	size_t nd = 0;
+	ok(gossip_store_lock(x) == 0 && (gossip_store_damage(x, &nd), nd == 1),
+	   "x's next lock reads the file whole again, and finds the damage");
+	ok(classify(x, a, GOSSIP_T_SET, "k1", 1, now) == GOSSIP_NEW && classify(x, a, GOSSIP_T_SET, "k3", 1, now) == GOSSIP_DUP &&
+	   classify(x, a, GOSSIP_T_SET, "k2", 1, now) == GOSSIP_DUP, "its index holds k2 and k3, not the damaged k1 (a sync brings it back)");
+	ok(x->custody && !x->lost, "and it has custody again");
+	gossip_store_unlock(x);
+	ok(recorded_true(x), "x records that read's summary");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded_true(y) && (gossip_store_damage(y, &nd), nd == 1) && memcmp(y->gen, x->gen, 16) == 0,
+	   "y too reads it whole again, and joins x's chain");
+	unlink(gossip_path(dir, "store.root"));
+	ok(put_key(x, a, "k1", 1, now) == 0 && recorded_true(y) && !y->lost, "x stores k1 again: y keeps custody across it");
+	unlink(gossip_path(dir, "store.root"));
+
+	/* A torn tail (half a message, as a writer that stopped half way leaves it): the
+	 * read again cuts it, and that cut is the reader's own write, recorded: it keeps
+	 * custody, and the other's read again joins its chain. */
+	b.len = 0;
+	sign_msg(&b, a, GOSSIP_T_SET, "k4", "v", 1, now);
+	uint64_t size = file_size(dir, "store");
+	sfd = open(gossip_path(dir, "store"), O_WRONLY | O_APPEND | O_CLOEXEC);
+	ok(sfd >= 0 && write(sfd, b.p, b.len / 2) == (ssize_t)(b.len / 2), "half a message appended outside the lock");
+	if (sfd >= 0)
+		close(sfd);
+	ok(gossip_store_lock(x) == 0 && file_size(dir, "store") == size && x->custody && !x->lost,
+	   "x's next lock reads the file whole again, cuts the torn tail, and keeps custody");
+	gossip_store_unlock(x);
+	ok(recorded_true(x), "x records that read's summary");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded_true(y) && memcmp(y->gen, x->gen, 16) == 0 && !y->lost, "y reads it whole again once, and joins x's chain");
+	unlink(gossip_path(dir, "store.root"));
+	ok(put_key(y, a, "k4", 1, now) == 0 && recorded_true(x) && !x->lost, "y stores k4: x keeps custody across it");
+	gossip_buf_free(&b);
 	gossip_store_close(y);
 	gossip_store_close(x);
 	rm_dir(dir);
@@ -695,12 +762,16 @@ static void test_chain(const struct gossip_identity *a, uint64_t now)
 	gossip_store_keep_summary(z, rule);
 	ok(put_key(z, a, "k6", 1, now) == 0 && recorded_true(z), "z, a whole read after it, stores k6 and records");
 	unlink(gossip_path(dir, "store.root"));
-	ok(recorded(y, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "y, of the chain before the touch, records none after z's write");
-	ok(recorded(x, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "nor x");
-	/* A write out of custody ends the chain. */
-	ok(put_key(x, a, "k7", 1, now) == 0, "x, out of custody, stores k7");
+	/* The writers before it lost custody: each reads the file whole again at its next
+	 * lock, and joins z's chain (the file as z's write left it, the same index). */
+	ok(recorded_true(y) && memcmp(y->gen, z->gen, 16) == 0,
+	   "y, of the chain before the touch, reads the file whole again, joins z's chain and records a whole read's summary");
 	unlink(gossip_path(dir, "store.root"));
-	ok(recorded(z, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "then z records none");
+	ok(recorded_true(x) && memcmp(x->gen, z->gen, 16) == 0, "and x");
+	unlink(gossip_path(dir, "store.root"));
+	ok(put_key(x, a, "k7", 1, now) == 0 && recorded_true(z) && recorded_true(y) && !z->lost && !y->lost,
+	   "x stores k7: z and y keep custody across it, and read nothing again");
+	unlink(gossip_path(dir, "store.root"));
 
 	/* A damaged chain record ends the chain. */
 	struct gossip_store *w = gossip_store_open(dir, NULL), *v = NULL;
@@ -715,8 +786,11 @@ static void test_chain(const struct gossip_identity *a, uint64_t now)
 	ok(lfd >= 0 && pwrite(lfd, "X", 1, 30) == 1, "a byte of the chain record changed");
 	if (lfd >= 0)
 		close(lfd);
-	ok(recorded(v, (uint8_t[16]){0}, &(uint64_t){0}) == 0, "then v records none");
-	ok(recorded_true(w), "w, which wrote last, still does (the file is as it left it)");
+	ok(gossip_store_lock(v) == 0 && v->custody && v->ndmg == 0 && !v->lost,
+	   "then v loses custody, reads the file whole again and takes it again");
+	gossip_store_unlock(v);
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded_true(w), "w, which wrote last, still records (the file is as it left it)");
 	gossip_store_close(v);
 
 	/* A byte changed outside the lock in the instant after w's write, before it took
@@ -740,8 +814,15 @@ static void test_chain(const struct gossip_identity *a, uint64_t now)
 	ok(q && gossip_store_damage(q, &nd) && nd == 1, "q's whole read finds the damage");
 	ok(q && memcmp(q->gen, w->gen, 16) != 0, "and joins no chain");
 	ok(put_key(q, a, "k12", 1, now) == 0, "q stores k12");
-	ok(recorded(w, (uint8_t[16]){0}, &(uint64_t){0}) == 0 && recorded(u, (uint8_t[16]){0}, &(uint64_t){0}) == 0,
-	   "then neither w nor u records a summary");
+	size_t wd = 0, ud = 0;
+	ok(recorded_true(w) && (gossip_store_damage(w, &wd), wd == 1) && memcmp(w->gen, q->gen, 16) == 0,
+	   "then w reads the file whole again: it finds the damage, joins q's chain (one file, one index) and records that read's summary");
+	unlink(gossip_path(dir, "store.root"));
+	ok(recorded_true(u) && (gossip_store_damage(u, &ud), ud == 1) && memcmp(u->gen, q->gen, 16) == 0, "and u");
+	unlink(gossip_path(dir, "store.root"));
+	gossip_store_keep_summary(q, rule);
+	ok(put_key(w, a, "k13", 1, now) == 0 && recorded_true(q) && recorded_true(u) && !q->lost && !u->lost,
+	   "w stores k13: q and u, whose reads found the same damage, keep custody across it");
 	gossip_store_close(q);
 	gossip_store_close(u);
 	gossip_store_close(w);
@@ -922,6 +1003,7 @@ int main(void)
 	test_kept(&a, now);
 	test_chain(&a, now);
 	test_chain_sum(&a, now);
+	test_lost(&a, now);
 	test_detach(&a, now);
 	test_trylock(&a, now);
 

@@ -1891,10 +1891,11 @@ static int store_lock(struct gossip_store *st, int nowait)
 		st->custody = had && fk_ok && (sodium_memcmp(fk, st->ck, 16) == 0 || chain_holds(st, fk));
 		st->lost |= had && !st->custody;
 		memcpy(st->ck, fk, 16);
-		if (st->lost && fk_ok) {
+		if (fk_ok && !st->custody && (st->lost || gossip_mono_ms() >= st->retry_at)) {
 			/* The file changed in a way no write in custody recorded: an append is
 			 * read below, but a change in place (damage, a hand) would stay hidden
-			 * from this index, and from the syncs it answers. Read it whole again. */
+			 * from this index, and from the syncs it answers. Read it whole again
+			 * (and so, in time, after a read that did not take custody). */
 			gossip_warn("store: %s/store was changed by a write no writer recorded (another "
 			            "program's, outside the lock, or one cut short): reading it whole again",
 			            st->dir);
@@ -1922,9 +1923,16 @@ static int store_lock(struct gossip_store *st, int nowait)
 		int cut = st->cut == 1 && fk_ok && sodium_memcmp(st->cutk, fk, 16) == 0;
 		st->custody = fk_ok && store_file_key(st, st->ck) == 0 &&
 		              (cut || (st->cut == 0 && sodium_memcmp(st->ck, fk, 16) == 0));
-		/* Changed during the read: read again at the next lock, once. */
-		st->lost = !st->custody && !st->retried;
-		st->retried = !st->custody;
+		/* Changed during the read: read again later, less often each time. */
+		st->lost = 0;
+		if (st->custody)
+			st->retry_gap = 0;
+		else {
+			st->retry_gap = st->retry_gap ? st->retry_gap * 2 : 1000;
+			if (st->retry_gap > 300000)
+				st->retry_gap = 300000;
+			st->retry_at = gossip_mono_ms() + st->retry_gap;
+		}
 		/* The chain of the last write in custody when the file is as it left it; else
 		 * one of its own, which every whole read of the file at this key joins. Only a
 		 * read that made the index that chain's last writer held (the same sum) joins:

@@ -95,9 +95,12 @@ struct gossip_store {
 	int custody;
 	/* Custody this writer held and lost to a change no writer recorded (one outside the
 	 * lock, or a writer's that stopped half way): its next lock reads the file whole
-	 * again (its index may hide a change in place). A whole read during which the file
-	 * changed is tried once more (retried), not again and again. */
-	int lost, retried;
+	 * again (its index may hide a change in place). After a whole read during which the
+	 * file changed, the next is at a lock from retry_at on, retry_gap ms later each
+	 * time (1 s, doubled up to 5 minutes): not at every lock while a program keeps
+	 * writing the file outside the lock. */
+	int lost;
+	uint64_t retry_at, retry_gap;
 	/* A torn tail this writer cut in its read (1; -1 when the key could not be taken),
 	 * and the file's key just before the cut: a whole read that cut one keeps custody
 	 * if the file did not change before it. */

@@ -725,6 +725,17 @@ static void test_lost(const struct gossip_identity *a, uint64_t now)
 	ok(recorded_true(y) && memcmp(y->gen, x->gen, 16) == 0 && !y->lost, "y reads it whole again once, and joins x's chain");
 	unlink(gossip_path(dir, "store.root"));
 	ok(put_key(y, a, "k4", 1, now) == 0 && recorded_true(x) && !x->lost, "y stores k4: x keeps custody across it");
+
+	/* A writer whose whole read did not take custody (the file changed during it) reads
+	 * again later, not at every lock. */
+	x->custody = x->lost = 0;
+	x->retry_gap = 1000;
+	x->retry_at = gossip_mono_ms() + 60000;
+	ok(gossip_store_lock(x) == 0 && !x->custody, "out of custody after a read, a lock before the time to try again reads nothing again");
+	gossip_store_unlock(x);
+	x->retry_at = gossip_mono_ms();
+	ok(gossip_store_lock(x) == 0 && x->custody && x->retry_gap == 0, "one from then on reads the file whole again, and takes custody");
+	gossip_store_unlock(x);
 	gossip_buf_free(&b);
 	gossip_store_close(y);
 	gossip_store_close(x);

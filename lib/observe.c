@@ -422,18 +422,11 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 		if (ctime_ns(&sb) != o->store_ctime) {
 			/* Changed in place: no write of the store's own does that (they append, or
 			 * compact into a new file), so it is damage (or a hand). The index, which
-			 * the syncs this observer starts and serves use, would hide it: read the
-			 * store afresh, which finds (and sets aside) what is wrong, and the next
-			 * sync brings it back. */
-			struct gossip_store *st = gossip_store_open(o->dir, NULL);
-			if (!st) {
-				gossip_warn("%s", gossip_error());
-				return 0;
-			}
-			gossip_store_forks_writers(st);  /* its syncs' children write it */
-			store_rule(st, &o->trust);
-			gossip_store_close(o->store);
-			o->store = st;
+			 * the syncs this observer starts and serves use, would hide it: the lock
+			 * below reads the store whole again (as after any write outside the lock,
+			 * which ends custody), which finds and sets aside what is wrong, and the
+			 * next sync brings it back. */
+			gossip_store_reread(o->store);
 		} else if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
 			return 0;
 		else

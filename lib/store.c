@@ -2124,6 +2124,11 @@ void gossip_store_forks_writers(struct gossip_store *st)
 	st->trim_due |= st->n > 65536;  /* a whole read at the open, before this */
 }
 
+void gossip_store_reread(struct gossip_store *st)
+{
+	st->lost = 1;
+}
+
 const char *gossip_store_dir(const struct gossip_store *st)
 {
 	return st->dir;

@@ -385,8 +385,8 @@ converged() {
 	node_listens n2 n3
 	wait_for 20 converged n1 n2 n3
 	# n3's store quiet for a second first, so that its observe has looked at the last
-	# append: a flip that lands between an append and that look is not seen until the store
-	# is next read whole (the look reads only what was appended), which is not this test.
+	# append: this test is of a change in place alone (one between an append and that
+	# look, which ends custody too, is entropy.bats').
 	wait_for 20 quiet n3/store
 	want=$(gossip-merge -d n1 digest)
 	# One flipped byte in the middle of the 10th record of n3's store.

@@ -1418,6 +1418,8 @@ static int catch_up(struct gossip_store *st)
 				gossip_seterr("store: cannot truncate: %s", strerror(errno));
 				goto out;
 			}
+			if (st->cut == 1 && store_file_key(st, st->cutk2) < 0)
+				st->cut = -1;
 			st->ndmg--;  /* repaired */
 		}
 		else if (!is_torn)
@@ -1531,6 +1533,35 @@ static void custody_before(struct gossip_store *st)
 		st->key_ok = 0;
 }
 
+/* The gap before the next read again, doubled (1 s to 5 minutes). */
+static void reread_later(struct gossip_store *st)
+{
+	st->retry_gap = st->retry_gap ? st->retry_gap * 2 : 1000;
+	if (st->retry_gap > 300000)
+		st->retry_gap = 300000;
+}
+
+/* Whether this writer, out of custody at a lock, reads the file whole again now: at once
+ * the first time custody is lost, or once a minute (or twice the gap) has passed since
+ * the last read again; out of it sooner, or after a read that did not take custody,
+ * from retry_at on. Never a forked child nor a closing handle (see store.h). */
+static int reread_due(struct gossip_store *st)
+{
+	uint64_t now = gossip_mono_ms();
+	if (st->detached || st->closing)
+		return 0;
+	if (st->lost) {
+		st->lost = 0;
+		uint64_t quiet = st->retry_gap * 2 > 60000 ? st->retry_gap * 2 : 60000;
+		if (st->reread_at && now - st->reread_at < quiet) {
+			reread_later(st);
+			st->retry_at = st->reread_at + st->retry_gap;
+		} else
+			st->retry_gap = st->retry_at = 0;
+	}
+	return now >= st->retry_at;
+}
+
 /* The chain record in DIR/store.lock (gossip(7), THE STORE): "gschain2", the file's
  * key as the last write in custody left it, the chain's id, the sum of that writer's
  * index (isum_add), and a BLAKE2b-128 of the 56 bytes before it. Written in place under
@@ -1577,6 +1608,14 @@ void store_chain_put(struct gossip_store *st)
 	/* Not written: the others' chain ends, as the file's key moved. */
 	if (lock_plain(st))
 		(void)!pwrite(st->lockfd, rec, sizeof rec, 0);
+	else if (!st->lock_warned && st->lockfd >= 0) {
+		st->lock_warned = 1;
+		gossip_warn("store: %s/store.lock is not the plain file of one link that this process locks (a hard "
+		            "link to it, or one removed or put in its place): the writers cannot record their writes, "
+		            "so each reads the store whole again after the others' (backed off up to every 5 "
+		            "minutes) and records no summary; restart the node once it is a plain file",
+		            st->dir);
+	}
 }
 
 /* Whether the file at key fk is as the last write of this writer's chain left it: this
@@ -1878,7 +1917,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 			return -1;
 		}
 	}
-	int fresh = st->end == 0;
+	int fresh = st->end == 0, again = 0;
 	/* Custody (a writer's): taken by a whole read during which the file did not change,
 	 * kept while the file is as this writer left it. */
 	uint8_t fk[16];
@@ -1887,11 +1926,22 @@ static int store_lock(struct gossip_store *st, int nowait)
 		/* Only while the file is as this writer or its chain left it: a write by
 		 * another writer whose whole read took in a write outside the lock (which this
 		 * writer's index never saw) is not of its chain. */
-		int had = st->custody;
-		st->custody = had && fk_ok && (sodium_memcmp(fk, st->ck, 16) == 0 || chain_holds(st, fk));
+		int had = st->custody, own = fk_ok && sodium_memcmp(fk, st->ck, 16) == 0;
+		st->custody = had && fk_ok && (own || chain_holds(st, fk));
+		/* As this writer left it, but the chain record is not its: one of another chain
+		 * for the file as it is and an index of the same sum (a whole read since, while
+		 * the record was lost) is joined; a lost, damaged or stale one is recorded again,
+		 * so that a whole read of the file as it is joins this chain. */
+		struct chain c;
+		if (st->custody && own) {
+			if (chain_get(st, &c) < 0 || sodium_memcmp(c.key, fk, 16) != 0)
+				store_chain_put(st);
+			else if (sodium_memcmp(c.isum, st->isum, 16) == 0)
+				memcpy(st->gen, c.gen, 16);
+		}
 		st->lost |= had && !st->custody;
 		memcpy(st->ck, fk, 16);
-		if (fk_ok && !st->custody && (st->lost || gossip_mono_ms() >= st->retry_at)) {
+		if (fk_ok && !st->custody && reread_due(st)) {
 			/* The file changed in a way no write in custody recorded: an append is
 			 * read below, but a change in place (damage, a hand) would stay hidden
 			 * from this index, and from the syncs it answers. Read it whole again
@@ -1900,7 +1950,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 			            "program's, outside the lock, or one cut short): reading it whole again",
 			            st->dir);
 			reset_index(st);
-			fresh = 1;
+			fresh = again = 1;
 		}
 	}
 	/* The kept summary's key as the file is before the read: a change during the read
@@ -1921,16 +1971,16 @@ static int store_lock(struct gossip_store *st, int nowait)
 		/* Unchanged during the read, but for the torn tail it cut (the file was as the
 		 * read found it up to the cut). */
 		int cut = st->cut == 1 && fk_ok && sodium_memcmp(st->cutk, fk, 16) == 0;
-		st->custody = fk_ok && store_file_key(st, st->ck) == 0 &&
-		              (cut || (st->cut == 0 && sodium_memcmp(st->ck, fk, 16) == 0));
+		const uint8_t *as = st->cut == 0 ? fk : cut ? st->cutk2 : NULL;  /* as the read left it */
+		st->custody = fk_ok && as && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, as, 16) == 0;
 		/* Changed during the read: read again later, less often each time. */
 		st->lost = 0;
-		if (st->custody)
-			st->retry_gap = 0;
-		else {
-			st->retry_gap = st->retry_gap ? st->retry_gap * 2 : 1000;
-			if (st->retry_gap > 300000)
-				st->retry_gap = 300000;
+		if (again) {
+			st->reread_at = gossip_mono_ms();
+			st->rereads++;
+		}
+		if (!st->custody) {
+			reread_later(st);
 			st->retry_at = gossip_mono_ms() + st->retry_gap;
 		}
 		/* The chain of the last write in custody when the file is as it left it; else
@@ -2071,6 +2121,7 @@ void gossip_store_close(struct gossip_store *st)
 	if (!st)
 		return;
 	gossip_store_unlock(st);
+	st->closing = 1;  /* a lock that finds custody lost does not read the file again now */
 	/* What this writer indexed and the index lacks is written now, unless another
 	 * process holds the lock (it reads those bytes, and writes them itself). */
 	if (!st->opts.readonly && st->fd >= 0 && (st->nkc || st->kc_from == UINT64_MAX || st->root_due) &&

@@ -95,17 +95,21 @@ struct gossip_store {
 	int custody;
 	/* Custody this writer held and lost to a change no writer recorded (one outside the
 	 * lock, or a writer's that stopped half way): its next lock reads the file whole
-	 * again (its index may hide a change in place). After a whole read during which the
-	 * file changed, the next is at a lock from retry_at on, retry_gap ms later each
-	 * time (1 s, doubled up to 5 minutes): not at every lock while a program keeps
-	 * writing the file outside the lock. */
-	int lost;
-	uint64_t retry_at, retry_gap;
-	/* A torn tail this writer cut in its read (1; -1 when the key could not be taken),
-	 * and the file's key just before the cut: a whole read that cut one keeps custody
-	 * if the file did not change before it. */
+	 * again (its index may hide a change in place), at once the first time. Out of
+	 * custody again soon after such a read (a program that keeps writing the file, or
+	 * writers that cannot record their writes), or after a whole read during which the
+	 * file changed, it reads again only from retry_at on, retry_gap ms after the last
+	 * read (1 s, doubled up to 5 minutes), so that no writer reads the store whole at
+	 * every lock. reread_at: the last read again (0: none yet); rereads: how many. A
+	 * forked child (detached) or a closing handle never reads again: it carries on out
+	 * of custody, and its parent reads. */
+	int lost, closing;
+	uint64_t retry_at, retry_gap, reread_at, rereads;
+	int lock_warned;  /* DIR/store.lock is no plain file: said once */
+	/* A torn tail this writer cut in its read (1; -1 when a key could not be taken): a
+	 * whole read that cut one keeps custody if the file did not change but for it. */
 	int cut;
-	uint8_t cutk[16];
+	uint8_t cutk[16], cutk2[16];  /* the file's key before the cut, and just after it */
 	uint8_t gen[16];
 	/* The sum of the index's entries (store.c's isum_add): what the chain record holds of
 	 * its writer's index, for the others to compare theirs with. */

@@ -706,6 +706,36 @@ static void test_lost(const struct gossip_identity *a, uint64_t now)
 	unlink(gossip_path(dir, "store.root"));
 	ok(put_key(x, a, "k1", 1, now) == 0 && recorded_true(y) && !y->lost, "x stores k1 again: y keeps custody across it");
 	unlink(gossip_path(dir, "store.root"));
+	ok(x->rereads == 1 && y->rereads == 1, "each read the store again once");
+
+	/* Out of custody again soon after a read again: the next waits (1 s after the last,
+	 * then twice as long each time), so that nothing makes a writer read the store
+	 * whole at every lock. */
+	int wfd = open(gossip_path(dir, "store"), O_WRONLY | O_CLOEXEC);
+	ok(wfd >= 0 && futimens(wfd, NULL) == 0, "the store touched outside the lock again");
+	ok(gossip_store_lock(x) == 0 && !x->custody && x->rereads == 1 && x->retry_gap == 1000,
+	   "x, which read it again less than a minute ago, does not read it again yet");
+	gossip_store_unlock(x);
+	uint64_t t0 = gossip_mono_ms(), waited = 0, last = x->reread_at;
+	while (!x->custody && (waited = gossip_mono_ms() - t0) < 10000) {
+		usleep(20000);
+		(void)gossip_store_lock(x);
+		gossip_store_unlock(x);
+	}
+	ok(x->custody && x->rereads == 2 && x->reread_at >= last + 1000,
+	   "it reads it again 1 s after its last read, and takes custody (after %llu ms)", (unsigned long long)waited);
+	ok(wfd >= 0 && futimens(wfd, NULL) == 0 && gossip_store_lock(x) == 0 && !x->custody && x->retry_gap == 2000,
+	   "touched again: the next wait is 2 s");
+	gossip_store_unlock(x);
+	if (wfd >= 0)
+		close(wfd);
+	gossip_store_close(y);
+	gossip_store_close(x);
+	x = gossip_store_open(dir, NULL);
+	y = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(x, rule);
+	gossip_store_keep_summary(y, rule);
+	ok(x && y && x->custody && y->custody && memcmp(x->gen, y->gen, 16) == 0, "two new whole reads, in one chain");
 
 	/* A torn tail (half a message, as a writer that stopped half way leaves it): the
 	 * read again cuts it, and that cut is the reader's own write, recorded: it keeps
@@ -734,12 +764,95 @@ static void test_lost(const struct gossip_identity *a, uint64_t now)
 	ok(gossip_store_lock(x) == 0 && !x->custody, "out of custody after a read, a lock before the time to try again reads nothing again");
 	gossip_store_unlock(x);
 	x->retry_at = gossip_mono_ms();
-	ok(gossip_store_lock(x) == 0 && x->custody && x->retry_gap == 0, "one from then on reads the file whole again, and takes custody");
+	uint64_t before = x->rereads;
+	ok(gossip_store_lock(x) == 0 && x->custody && x->rereads == before + 1, "one from then on reads the file whole again, and takes custody");
 	gossip_store_unlock(x);
 	gossip_buf_free(&b);
 	gossip_store_close(y);
 	gossip_store_close(x);
 	rm_dir(dir);
+}
+
+/* What bounds the reads again: a forked child (a node's sync) and a closing handle never
+ * read the store again (the child carries on out of custody, its parent reads); writers
+ * that cannot record their writes (DIR/store.lock with a second link) read it again once,
+ * then back off, however often the others write. */
+static void test_reread_bounds(const struct gossip_identity *a, uint64_t now)
+{
+	char *dir = strdup(temp_dir("t-store-reread"));
+	uint8_t rule[16] = {1};
+	struct gossip_store *x = gossip_store_open(dir, NULL), *y = NULL;
+	gossip_store_keep_summary(x, rule);
+	ok(put_key(x, a, "k1", 1, now) == 0 && x->custody, "x stores k1, in custody");
+	int wfd = open(gossip_path(dir, "store"), O_WRONLY | O_CLOEXEC);
+	ok(wfd >= 0 && futimens(wfd, NULL) == 0, "the store touched outside the lock");
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(20);
+		/* 3: read again; 4: kept custody; 5: not stored. */
+		if (gossip_store_detach(x) < 0 || gossip_store_lock(x) < 0)
+			_exit(1);
+		if (x->rereads != 0)
+			_exit(3);
+		if (x->custody)
+			_exit(4);
+		gossip_store_unlock(x);
+		_exit(put_key(x, a, "k2", 1, now) == 0 && x->rereads == 0 ? 0 : 5);
+	}
+	int status = -1;
+	ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a forked child out of custody does not read the store again: it stores k2 out of custody (status %d)",
+	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	ok(gossip_store_lock(x) == 0 && x->rereads == 1 && x->custody &&
+	   classify(x, a, GOSSIP_T_SET, "k2", 1, now) == GOSSIP_DUP, "its parent reads it again, and has k2");
+	gossip_store_unlock(x);
+	y = gossip_store_open(dir, NULL);
+	ok(y && y->custody && memcmp(x->gen, y->gen, 16) == 0, "y, a whole read, in x's chain");
+	ok(put_key(y, a, "k3", 1, now) == 0 && futimens(wfd, NULL) == 0, "y stores k3 (held by x's index only once it takes the lock), then the store is touched");
+	x->reread_at = 0;  /* as if a minute had passed */
+	/* Its index lacks k3: at its close it takes the lock to write that to DIR/store.keys.
+	 * What it says then is caught. */
+	char errs[4400];
+	snprintf(errs, sizeof errs, "%s/close.err", dir);
+	int efd = open(errs, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), saved = dup(2);
+	fflush(stderr);
+	if (efd >= 0 && saved >= 0)
+		dup2(efd, 2);
+	gossip_store_close(x);
+	fflush(stderr);
+	if (saved >= 0) {
+		dup2(saved, 2);
+		close(saved);
+	}
+	char said[512] = "";
+	ssize_t k = efd >= 0 ? pread(efd, said, sizeof said - 1, 0) : -1;
+	if (efd >= 0)
+		close(efd);
+	ok(k >= 0 && !strstr(said, "reading it whole again"), "x closes without reading the store again (it said: %s)", said);
+
+	/* store.lock with a second link: no chain record is written or read. */
+	char bak[4400];
+	snprintf(bak, sizeof bak, "%s/lock.bak", dir);
+	ok(link(gossip_path(dir, "store.lock"), bak) == 0, "a second link to store.lock (a cp -al backup)");
+	x = gossip_store_open(dir, NULL);
+	gossip_store_keep_summary(x, rule);
+	uint64_t yr = y->rereads;
+	int fine = x != NULL;
+	for (int i = 0; i < 6 && fine; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "w%d", i);
+		fine = put_key(i % 2 ? y : x, a, key, 1, now) == 0;
+	}
+	ok(fine && x->rereads + (y->rereads - yr) <= 2, "6 writes in turn: x and y read the store again %llu times in all, not at each",
+	   (unsigned long long)(x->rereads + (y->rereads - yr)));
+	ok(x->lock_warned && y->lock_warned, "each said so, once");
+	unlink(bak);
+	if (wfd >= 0)
+		close(wfd);
+	gossip_store_close(x);
+	gossip_store_close(y);
+	rm_dir(dir);
+	free(dir);
 }
 
 /* Custody across writers (DIR/store.lock's chain record): writers whose whole reads found
@@ -1015,6 +1128,7 @@ int main(void)
 	test_chain(&a, now);
 	test_chain_sum(&a, now);
 	test_lost(&a, now);
+	test_reread_bounds(&a, now);
 	test_detach(&a, now);
 	test_trylock(&a, now);
 

@@ -454,6 +454,10 @@ static void test_watermark_record(const struct gossip_identity *a, uint64_t now)
 	ok(st && classify(st, a, GOSSIP_T_SET, "gone", 100, now - 10000) == GOSSIP_STALE,
 	   "DIR/watermarks lost: the old set is still stale");
 	ok(file_size(d, "watermarks") > 0, "and a writer made DIR/watermarks again");
+	struct gossip_store *y = gossip_store_open(d, &opts);
+	ok(st && y && st->custody && y->custody && memcmp(y->gen, st->gen, 16) == 0,
+	   "a whole read after it joins that writer's chain (the file's key holds DIR/watermarks: a write it recorded)");
+	gossip_store_close(y);
 	size_t n;
 	gossip_store_damage(st, &n);
 	ok(n == 0, "the record is no damage");

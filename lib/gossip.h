@@ -617,10 +617,6 @@ int gossip_store_detach(struct gossip_store *st);
  * makes none), so that each child writes only its own changes to the index rather than
  * make it anew at its first. */
 void gossip_store_forks_writers(struct gossip_store *st);
-/* For a writer that saw the file changed in place (its size the same, its change time
- * not): its next lock reads the store whole again, as after any write no writer
- * recorded (gossip(7), THE STORE). */
-void gossip_store_reread(struct gossip_store *st);
 void gossip_store_close(struct gossip_store *st);
 const char *gossip_store_dir(const struct gossip_store *st);
 /* Take the store's lock and index what other processes appended or compacted since. */

@@ -423,10 +423,9 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 			/* Changed in place: no write of the store's own does that (they append, or
 			 * compact into a new file), so it is damage (or a hand). The index, which
 			 * the syncs this observer starts and serves use, would hide it: the lock
-			 * below reads the store whole again (as after any write outside the lock,
-			 * which ends custody), which finds and sets aside what is wrong, and the
-			 * next sync brings it back. */
-			gossip_store_reread(o->store);
+			 * below finds custody lost and reads the store whole again (gossip(7), THE
+			 * STORE), which finds and sets aside what is wrong, and the next sync
+			 * brings it back. */
 		} else if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
 			return 0;
 		else

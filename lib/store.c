@@ -1596,14 +1596,17 @@ static int chain_get(const struct gossip_store *st, struct chain *c)
 	return 0;
 }
 
-/* After this writer's write in custody: the file is as its chain left it. */
-void store_chain_put(struct gossip_store *st)
+/* The sum a carried record holds (store_append): none that a whole read can match. */
+static const uint8_t isum_unknown[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+static void chain_write(struct gossip_store *st, const uint8_t key[16], const uint8_t gen[16], const uint8_t isum[16])
 {
 	uint8_t rec[CHAIN_REC];
 	memcpy(rec, "gschain2", 8);
-	memcpy(rec + 8, st->ck, 16);
-	memcpy(rec + 24, st->gen, 16);
-	memcpy(rec + 40, st->isum, 16);
+	memcpy(rec + 8, key, 16);
+	memcpy(rec + 24, gen, 16);
+	memcpy(rec + 40, isum, 16);
 	crypto_generichash(rec + 56, 16, rec, 56, NULL, 0);
 	/* Not written: the others' chain ends, as the file's key moved. */
 	if (lock_plain(st))
@@ -1613,9 +1616,15 @@ void store_chain_put(struct gossip_store *st)
 		gossip_warn("store: %s/store.lock is not the plain file of one link that this process locks (a hard "
 		            "link to it, or one removed or put in its place): the writers cannot record their writes, "
 		            "so each reads the store whole again after the others' (backed off up to every 5 "
-		            "minutes) and records no summary; restart the node once it is a plain file",
+		            "minutes); a backup made with cp -al links it too",
 		            st->dir);
 	}
+}
+
+/* After this writer's write in custody: the file is as its chain left it. */
+void store_chain_put(struct gossip_store *st)
+{
+	chain_write(st, st->ck, st->gen, st->isum);
 }
 
 /* Whether the file at key fk is as the last write of this writer's chain left it: this
@@ -1941,7 +1950,11 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 		st->lost |= had && !st->custody;
 		memcpy(st->ck, fk, 16);
-		if (fk_ok && !st->custody && reread_due(st)) {
+		struct stat now;
+		int shrunk = st->fd >= 0 && fstat(st->fd, &now) == 0 && (uint64_t)now.st_size < st->end;
+		/* A file shorter than the index (one put back, cut by hand) is read again at
+		 * once by every writer, else its appends would be indexed at the wrong offsets. */
+		if (fk_ok && !st->custody && (shrunk || reread_due(st))) {
 			/* The file changed in a way no write in custody recorded: an append is
 			 * read below, but a change in place (damage, a hand) would stay hidden
 			 * from this index, and from the syncs it answers. Read it whole again
@@ -1992,13 +2005,15 @@ static int store_lock(struct gossip_store *st, int nowait)
 		 * of one file make one index, so the writers of a damaged store keep custody
 		 * across each other's writes too, rather than each read it whole again. */
 		struct chain c;
-		int join = st->custody && chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 &&
+		int join = st->custody && !cut && chain_get(st, &c) == 0 && sodium_memcmp(c.key, fk, 16) == 0 &&
 		           sodium_memcmp(c.isum, st->isum, 16) == 0;
 		memcpy(st->gen, join ? c.gen : fk, 16);
-		if (cut && st->custody) {
-			/* The cut was this writer's write: recorded, so that the others' reads of
-			 * the file as it left it join its chain. */
-			custody_key(st);
+		/* One in custody that joins none records its own chain (the cut too was this
+		 * writer's write), so that the others' reads of the file as it is join it, and
+		 * the appends of a writer out of custody carry it (store_append). */
+		if (st->custody && !join) {
+			if (cut)
+				custody_key(st);
 			store_chain_put(st);
 		}
 	}
@@ -2175,11 +2190,6 @@ void gossip_store_forks_writers(struct gossip_store *st)
 	st->trim_due |= st->n > 65536;  /* a whole read at the open, before this */
 }
 
-void gossip_store_reread(struct gossip_store *st)
-{
-	st->lost = 1;
-}
-
 const char *gossip_store_dir(const struct gossip_store *st)
 {
 	return st->dir;
@@ -2267,6 +2277,15 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	}
 	if (out)
 		custody_before(st);
+	/* Out of custody, this writer's index may not be the file's; but its append to a
+	 * file as the last recorded write left it is one the chain's writers read as they
+	 * read any append: recorded, with the chain's id and no sum (nobody joins by it),
+	 * so that they keep custody across it (a node's sync child, forked while observe
+	 * was out of custody, or the pipeline's merge, while it waits to read again). */
+	struct chain carry;
+	uint8_t fk[16];
+	int carried = out && !st->custody && store_file_key(st, fk) == 0 && chain_get(st, &carry) == 0 &&
+	              sodium_memcmp(carry.key, fk, 16) == 0;
 	if (out && gossip_write_all(st->fd, bytes, out) < 0) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
@@ -2275,6 +2294,8 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	 * holds): a write outside the lock after it is one no writer in custody made. */
 	if (out)
 		custody_after(st);
+	if (carried && store_file_key(st, fk) == 0)
+		chain_write(st, fk, carry.gen, isum_unknown);
 	if (out && durable && fdatasync(st->fd) < 0) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;

@@ -204,7 +204,7 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
-	char *d = temp_dir("t-store-scan");
+	char *d = strdup(temp_dir("t-store-scan"));  /* its buffer is reused by the next */
 	struct gossip_identity ids[3] = {ident(1), ident(2), ident(3)};
 	const uint64_t ttl = 100000;
 	struct gossip_store_opts o = {.tombstone_ttl_ms = ttl, .event_ttl_ms = ttl};
@@ -392,5 +392,6 @@ int main(void)
 	gossip_store_close(r);
 	gossip_buf_free(&b);
 	rm_dir(d);
+	free(d);
 	return tap_done();
 }

@@ -1061,7 +1061,7 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
-	char *dir = temp_dir("t-store");
+	char *dir = strdup(temp_dir("t-store"));  /* its buffer is reused by the next */
 	struct gossip_identity a = ident(1), b = ident(2);
 	struct gossip_buf msgs = {0};
 	enum gossip_class cls[16];
@@ -1239,6 +1239,7 @@ int main(void)
 	rm_dir(dir);
 	free(d1);
 	free(d2);
+	free(dir);
 	gossip_buf_free(&msgs);
 	gossip_buf_free(&one);
 	gossip_buf_free(&two);

@@ -2259,6 +2259,57 @@ enum gossip_class gossip_store_classify(const struct gossip_store *st, const str
 	return store_classify_item(st, &it);
 }
 
+/* Whether this writer, out of custody, writes to the file as the last recorded write left
+ * it (the chain record at the file's key, just before the write): CARRY is that record. */
+static int carries(const struct gossip_store *st, struct chain *carry)
+{
+	uint8_t fk[16];
+	return !st->custody && store_file_key(st, fk) == 0 && chain_get(st, carry) == 0 &&
+	       sodium_memcmp(carry->key, fk, 16) == 0;
+}
+
+/* After that write: the chain carried to the key it left, with the chain's id and no sum. */
+static void carry_put(struct gossip_store *st, const struct chain *carry)
+{
+	uint8_t fk[16];
+	if (store_file_key(st, fk) == 0)
+		chain_write(st, fk, carry->gen, isum_unknown);
+}
+
+/* Room for the batch's new messages at the end of the file, taken before any of them is
+ * indexed (the size stays): on a full disk or over a quota the batch fails here, with
+ * nothing to undo, rather than at its write, which costs a cut and a whole read of the
+ * store. A file system that cannot say (no fallocate) leaves it to the write. Taking room
+ * moves the file's times (ext4, tmpfs): a write of this writer's, recorded as an append's
+ * (custody, or the carried record of one out of it). */
+static int store_room(struct gossip_store *st, const struct store_item *it, size_t n)
+{
+	uint64_t len = 0;
+	for (size_t i = 0; i < n; i++)
+		if (store_classify_item(st, &it[i]) == GOSSIP_NEW)
+			len += it[i].len;
+	int r = 0, e = 0;
+#ifdef FALLOC_FL_KEEP_SIZE
+	if (len) {
+		struct chain carry;
+		custody_before(st);
+		int carried = carries(st, &carry);
+		while ((r = fallocate(st->fd, FALLOC_FL_KEEP_SIZE, (off_t)st->end, (off_t)len)) < 0 && errno == EINTR)
+			;
+		e = errno;
+		custody_after(st);
+		if (carried)
+			carry_put(st, &carry);
+	}
+#else
+	(void)it, (void)n, (void)len;
+#endif
+	if (r == 0 || (e != ENOSPC && e != EDQUOT && e != EFBIG))
+		return 0;
+	gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
+	return -1;
+}
+
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
                  size_t n, int durable, int record, enum gossip_class *cls)
 {
@@ -2266,6 +2317,10 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	if (gossip_store_lock(st) < 0)
 		return -1;
 	uint64_t start = st->end;
+	if (store_room(st, it, n) < 0) {
+		gossip_store_unlock(st);
+		return -1;
+	}
 	for (size_t i = 0; i < n; at += it[i++].len) {
 		cls[i] = store_classify_item(st, &it[i]);
 		if (cls[i] != GOSSIP_NEW)
@@ -2283,9 +2338,7 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	 * so that they keep custody across it (a node's sync child, forked while observe
 	 * was out of custody, or the pipeline's merge, while it waits to read again). */
 	struct chain carry;
-	uint8_t fk[16];
-	int carried = out && !st->custody && store_file_key(st, fk) == 0 && chain_get(st, &carry) == 0 &&
-	              sodium_memcmp(carry.key, fk, 16) == 0;
+	int carried = out && carries(st, &carry);
 	if (out && gossip_write_all(st->fd, bytes, out) < 0) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;
@@ -2294,8 +2347,8 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	 * holds): a write outside the lock after it is one no writer in custody made. */
 	if (out)
 		custody_after(st);
-	if (carried && store_file_key(st, fk) == 0)
-		chain_write(st, fk, carry.gen, isum_unknown);
+	if (carried)
+		carry_put(st, &carry);
 	if (out && durable && fdatasync(st->fd) < 0) {
 		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
 		goto fail;

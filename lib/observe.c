@@ -415,21 +415,18 @@ static int look_store(struct gossip_observer *o, uint64_t now)
 	struct store_look l = {o, now, 0};
 	struct stat sb;
 	int summary_only = 0, r;
-	/* Unchanged since the last look: nothing to take the lock for (a look can come often),
-	 * but for the summary once an interval: events and deletes expire by the clock. */
-	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 &&
-	    (uint64_t)sb.st_ino == o->store_ino && (uint64_t)sb.st_size == o->store_size) {
-		if (ctime_ns(&sb) != o->store_ctime) {
-			/* Changed in place: no write of the store's own does that (they append, or
-			 * compact into a new file), so it is damage (or a hand). The index, which
-			 * the syncs this observer starts and serves use, would hide it: the lock
-			 * below finds custody lost and reads the store whole again (gossip(7), THE
-			 * STORE), which finds and sets aside what is wrong, and the next sync
-			 * brings it back. */
-		} else if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
+	/* Unchanged since the last look (the same file, size and change time): nothing to
+	 * take the lock for (a look can come often), but for the summary once an interval:
+	 * events and deletes expire by the clock. The same size with another change time is a
+	 * change in place (damage, a hand; or a writer's room taken and not used): the lock
+	 * below finds custody lost when no writer recorded it, and reads the store whole
+	 * again (gossip(7), THE STORE), which finds and sets aside what is wrong, so that the
+	 * syncs this observer starts and serves do not hide it. */
+	if (o->store && stat(gossip_path(o->dir, "store"), &sb) == 0 && (uint64_t)sb.st_ino == o->store_ino &&
+	    (uint64_t)sb.st_size == o->store_size && ctime_ns(&sb) == o->store_ctime) {
+		if (!o->swim || gossip_age_ms(now, o->sum_at) < (uint64_t)o->cfg.interval_ms)
 			return 0;
-		else
-			summary_only = 1;
+		summary_only = 1;
 	}
 	if (!o->store) {
 		struct gossip_store *st = gossip_store_open(o->dir, NULL);

@@ -1950,8 +1950,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 		st->lost |= had && !st->custody;
 		memcpy(st->ck, fk, 16);
-		struct stat now;
-		int shrunk = st->fd >= 0 && fstat(st->fd, &now) == 0 && (uint64_t)now.st_size < st->end;
+		int shrunk = st->fd >= 0 && fstat(st->fd, &sb) == 0 && (uint64_t)sb.st_size < st->end;
 		/* A file shorter than the index (one put back, cut by hand) is read again at
 		 * once by every writer, else its appends would be indexed at the wrong offsets. */
 		if (fk_ok && !st->custody && (shrunk || reread_due(st))) {

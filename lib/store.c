@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -2275,38 +2276,86 @@ static void carry_put(struct gossip_store *st, const struct chain *carry)
 		chain_write(st, fk, carry->gen, isum_unknown);
 }
 
-/* Room for the batch's new messages at the end of the file, taken before any of them is
- * indexed (the size stays): on a full disk or over a quota the batch fails here, with
- * nothing to undo, rather than at its write, which costs a cut and a whole read of the
- * store. A file system that cannot say (no fallocate) leaves it to the write. Taking room
- * moves the file's times (ext4, tmpfs): a write of this writer's, recorded as an append's
- * (custody, or the carried record of one out of it). */
+/* A batch's bytes of new messages, as few as it may write: of the new messages of one
+ * register (or slot), the longest only, since a newer one indexed first supersedes the
+ * rest (counting them all would fail a batch that fits). Fewer than it writes only when
+ * the batch holds several versions of one key oldest first, and then the write finds
+ * out. */
+struct room_row {
+	uint8_t id[16];
+	uint32_t len;
+};
+
+static int room_cmp(const void *a, const void *b)
+{
+	const struct room_row *x = a, *y = b;
+	return memcmp(x->id, y->id, 16);
+}
+
+static uint64_t room_needed(const struct gossip_store *st, const struct store_item *it, size_t n)
+{
+	struct room_row *v = malloc((n ? n : 1) * sizeof *v);
+	size_t k = 0;
+	uint64_t len = 0;
+	if (!v)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (store_classify_item(st, &it[i]) == GOSSIP_NEW) {
+			memcpy(v[k].id, it[i].reg ? it[i].kid : it[i].slot, 16);
+			v[k++].len = it[i].len;
+		}
+	qsort(v, k, sizeof *v, room_cmp);
+	for (size_t i = 0; i < k;) {
+		uint32_t most = 0;
+		size_t j = i;
+		for (; j < k && memcmp(v[j].id, v[i].id, 16) == 0; j++)
+			most = v[j].len > most ? v[j].len : most;
+		len += most;
+		i = j;
+	}
+	free(v);
+	return len;
+}
+
+/* Room at the end of the file for a batch, taken before any of it is indexed (the size
+ * stays) when the file system is near full (less free than the batch and 64 MiB): on a
+ * full disk it fails here, with nothing to undo, rather than at its write, which costs a
+ * cut and a whole read of the store. Room a failed try took is given back (ext4 keeps
+ * it). Taking room moves the file's times (ext4, tmpfs): a write of this writer's,
+ * recorded as an append's (custody, or the carried record of one out of it). A file
+ * system that cannot say (no fallocate), a quota, or a disk filled by another program
+ * after the check leave it to the write. */
 static int store_room(struct gossip_store *st, const struct store_item *it, size_t n)
 {
-	uint64_t len = 0;
-	for (size_t i = 0; i < n; i++)
-		if (store_classify_item(st, &it[i]) == GOSSIP_NEW)
-			len += it[i].len;
-	int r = 0, e = 0;
 #ifdef FALLOC_FL_KEEP_SIZE
-	if (len) {
-		struct chain carry;
-		custody_before(st);
-		int carried = carries(st, &carry);
-		while ((r = fallocate(st->fd, FALLOC_FL_KEEP_SIZE, (off_t)st->end, (off_t)len)) < 0 && errno == EINTR)
-			;
+	struct statvfs vs;
+	struct stat sb;
+	uint64_t most = 0, len;
+	for (size_t i = 0; i < n; i++)
+		most += it[i].len;
+	if (!most || fstatvfs(st->fd, &vs) < 0 || (uint64_t)vs.f_bavail * vs.f_frsize >= most + (64u << 20) ||
+	    !(len = room_needed(st, it, n)) || fstat(st->fd, &sb) < 0)
+		return 0;
+	struct chain carry;
+	custody_before(st);
+	int carried = carries(st, &carry), r, e = 0;
+	while ((r = fallocate(st->fd, FALLOC_FL_KEEP_SIZE, sb.st_size, (off_t)len)) < 0 && errno == EINTR)
+		;
+	if (r < 0) {
 		e = errno;
-		custody_after(st);
-		if (carried)
-			carry_put(st, &carry);
+		(void)!ftruncate(st->fd, sb.st_size);
 	}
-#else
-	(void)it, (void)n, (void)len;
-#endif
+	custody_after(st);
+	if (carried)
+		carry_put(st, &carry);
 	if (r == 0 || (e != ENOSPC && e != EDQUOT && e != EFBIG))
 		return 0;
 	gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
 	return -1;
+#else
+	(void)st, (void)it, (void)n;
+	return 0;
+#endif
 }
 
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,

@@ -198,6 +198,63 @@ PY
 	wait "$BG" || fail "exit $?: $(cat err)"
 }
 
+@test "a batch with newer versions of keys before older ones, on a disk with room for the newer only: stored (room is counted once a key)" {
+	mkdir t
+	mount -t tmpfs -o size=8m tmpfs t 2>/dev/null ||
+		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
+	MNT=$T/t
+	cp -r b t/
+	pad=$(printf '%0150d' 0)
+	seq 1 1000 | sed "s/.*/set other& value-&-$pad/" | gossip-send -d a batch >r0
+	for v in 0 1; do
+		seq 1 3000 | sed "s/.*/set ckey& value-&-$v-$pad/" | gossip-send -d a batch >"c$v"
+	done
+	gossip-merge -d t/b r0 >/dev/null
+	cat c1 c0 >rev
+	# Room for c1 (what is written: c0 is older) and the index's growth, not for both.
+	avail=$(( $(stat -f -c '%a*%S' t) ))
+	head -c $((avail - $(stat -c %s c1) - 400 * 1024)) /dev/zero >t/filler || true
+	[ $(( $(stat -f -c '%a*%S' t) )) -lt $(( $(stat -c %s rev) )) ] || fail "the disk has room for both"
+	run --separate-stderr bash -c 'gossip-merge -d t/b rev >/dev/null'
+	assert_success
+	[ "$(gossip-merge -d t/b get ckey20)" = "value-20-1-$pad" ]
+	[ "$(gossip-merge -d t/b get other7)" = "value-7-$pad" ]
+	[ "$(gossip-merge -d t/b digest | cut -d' ' -f2)" = 4000 ]
+}
+
+@test "a batch with no room on ext4: the room a failed try took is given back (compaction, other files still fit)" {
+	command -v mkfs.ext4 >/dev/null || skip "no mkfs.ext4"
+	truncate -s 24M img
+	mkfs.ext4 -q -F -m 0 img 2>/dev/null || skip "mkfs.ext4 failed"
+	mkdir t
+	mount -o loop img t 2>/dev/null || skip "cannot mount a loop device here (run as root)"
+	MNT=$T/t
+	cp -r b t/
+	pad=$(printf '%0150d' 0)
+	for v in 0 1; do
+		seq 1 3000 | sed "s/.*/set ckey& value-&-$v-$pad/" | gossip-send -d a batch >"c$v"
+	done
+	seq 1 7000 | sed "s/.*/set new& value-&-$pad/" | gossip-send -d a batch >huge
+	gossip-merge -d t/b c0 >/dev/null
+	gossip-merge -d t/b c1 >/dev/null
+	# Room for half of the big batch; then the batch, which does not fit.
+	avail=$(( $(stat -f -c '%a*%S' t) ))
+	head -c $((avail - $(stat -c %s huge) / 2)) /dev/zero >t/filler 2>/dev/null || true
+	sync
+	blocks=$(stat -c %b t/b/store) free=$(( $(stat -f -c '%a*%S' t) ))
+	run --separate-stderr bash -c 'gossip-merge -d t/b huge >/dev/null'
+	assert_failure 2
+	assert_error gossip-merge "store: cannot write t/b/store: No space left on device"
+	sync
+	[ "$(stat -c %b t/b/store)" -le $((blocks + 8)) ] ||
+		fail "the store holds $(stat -c %b t/b/store) blocks after the failed batch, $blocks before"
+	[ $(( $(stat -f -c '%a*%S' t) )) -ge $((free - 64 * 1024)) ] || fail "free space went from $free to $(( $(stat -f -c '%a*%S' t) ))"
+	[ "$(gossip-merge -d t/b get ckey20)" = "value-20-1-$pad" ]
+	run --separate-stderr gossip-merge -d t/b compact
+	assert_success
+	[ "$(gossip-merge -d t/b get ckey20)" = "value-20-1-$pad" ]
+}
+
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {
 	pad=$(printf 'x%.0s' $(seq 1 3000))
 	# round R: 300 keys written 3 times each (two versions of each superseded), 3 kB values.

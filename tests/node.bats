@@ -314,6 +314,25 @@ PY
 	wait_for 10 all_see left n3 || fail "$(nodes_diag)"
 }
 
+@test "a program of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
+	# A stand-in for gossip-query that takes the first TERM for nothing and ends at the
+	# next, as a program whose TERM came while the shell that forked it still held its trap.
+	mkdir fake
+	cat >fake/gossip-query <<'SH'
+#!/bin/sh
+trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
+while :; do sleep 0.05; done
+SH
+	chmod +x fake/gossip-query
+	export PATH="$T/fake:$PATH" SEEN="$T/seen"
+	node_start n1 "${PORTS[0]}"
+	pg=$PGID_n1
+	run timeout 40 gossip-node -d "$T/n1" stop
+	assert_success
+	[ -e seen ] || fail "the stand-in never had a TERM"
+	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+}
+
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {
 	# The numbers' bounds exactly (the checks are the shell's, not awk's): 0.001 to 60 for
 	# -i, below 1 for -J, above 0 for -s and -S, whatever the digits after the point.

@@ -18,6 +18,16 @@ teardown() {
 	if [ -n "${MNT:-}" ]; then umount "$MNT" 2>/dev/null || true; fi
 }
 
+# store_tmpfs SIZE: store b copied onto a tmpfs of SIZE at t ($MNT, unmounted by teardown),
+# or skip the test (mounting needs root).
+store_tmpfs() {
+	mkdir t
+	mount -t tmpfs -o size="$1" tmpfs t 2>/dev/null ||
+		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
+	MNT=$T/t
+	cp -r b t/
+}
+
 # The keys of the complete messages in FILE (a killed writer may leave a torn last one).
 printed_keys() {
 	$PY - "$1" <<'PY'
@@ -125,11 +135,7 @@ PY
 }
 
 @test "an automatic compaction with no room for store.new: one warning, nothing lost, tried again later" {
-	mkdir t
-	mount -t tmpfs -o size=8m tmpfs t 2>/dev/null ||
-		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
-	MNT=$T/t
-	cp -r b t/
+	store_tmpfs 8m
 	pad=$(printf '%0150d' 0)
 	for r in 0 1 2 3; do
 		seq 1 3000 | sed "s/.*/set key& value-&-$r-$pad/" | gossip-send -d a batch >"r$r"
@@ -155,11 +161,7 @@ PY
 }
 
 @test "a full disk under a node's merge (--lazy): it runs on, loses nothing stored, stores again once there is room" {
-	mkdir t
-	mount -t tmpfs -o size=2m tmpfs t 2>/dev/null ||
-		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
-	MNT=$T/t
-	cp -r b t/
+	store_tmpfs 2m
 	pad=$(printf '%0150d' 0)
 	for r in 0 1 2; do
 		seq 1 2000 | sed "s/.*/set r$r-key& value-&-$pad/" | gossip-send -d a batch >"r$r"
@@ -199,11 +201,7 @@ PY
 }
 
 @test "a batch with newer versions of keys before older ones, on a disk with room for the newer only: stored (room is counted once a key)" {
-	mkdir t
-	mount -t tmpfs -o size=8m tmpfs t 2>/dev/null ||
-		skip "mount -t tmpfs is not permitted here (run as root to test a full disk)"
-	MNT=$T/t
-	cp -r b t/
+	store_tmpfs 8m
 	pad=$(printf '%0150d' 0)
 	seq 1 1000 | sed "s/.*/set other& value-&-$pad/" | gossip-send -d a batch >r0
 	for v in 0 1; do

@@ -2276,20 +2276,32 @@ static void carry_put(struct gossip_store *st, const struct chain *carry)
 		chain_write(st, fk, carry->gen, isum_unknown);
 }
 
-/* A batch's bytes of new messages, as few as it may write: of the new messages of one
- * register (or slot), the longest only, since a newer one indexed first supersedes the
- * rest (counting them all would fail a batch that fits). Fewer than it writes only when
- * the batch holds several versions of one key oldest first, and then the write finds
- * out. */
+/* A batch's bytes of new messages: what its loop in store_append writes, as far as the
+ * index before it tells. Each new message is written but one that an earlier message of
+ * the batch supersedes: in its slot (replaces), or in its register, where the greatest
+ * visible row wins (row_cmp; one of an origin the store hides supersedes nothing).
+ * Counting them all would fail a batch that fits. */
 struct room_row {
-	uint8_t id[16];
-	uint32_t len;
+	uint8_t id[16];  /* the register's id, or the slot */
+	size_t at;  /* its place in the batch */
+	const struct store_item *it;
 };
 
 static int room_cmp(const void *a, const void *b)
 {
 	const struct room_row *x = a, *y = b;
-	return memcmp(x->id, y->id, 16);
+	int c = memcmp(x->id, y->id, 16);
+	return c ? c : x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Whether it, after best of its group in the batch, is written too. */
+static int room_after(const struct store_item *it, const struct store_item *best)
+{
+	if (it->version == best->version && memcmp(it->origin, best->origin, 32) == 0)
+		return memcmp(it->hash, best->hash, 16) < 0;  /* one slot: the lower hash */
+	if (!it->reg)
+		return it->version > best->version;
+	return row_cmp(it->version, it->origin, best->version, best->origin) > 0;
 }
 
 static uint64_t room_needed(const struct gossip_store *st, const struct store_item *it, size_t n)
@@ -2302,16 +2314,18 @@ static uint64_t room_needed(const struct gossip_store *st, const struct store_it
 	for (size_t i = 0; i < n; i++)
 		if (store_classify_item(st, &it[i]) == GOSSIP_NEW) {
 			memcpy(v[k].id, it[i].reg ? it[i].kid : it[i].slot, 16);
-			v[k++].len = it[i].len;
+			v[k].at = i;
+			v[k++].it = &it[i];
 		}
 	qsort(v, k, sizeof *v, room_cmp);
-	for (size_t i = 0; i < k;) {
-		uint32_t most = 0;
-		size_t j = i;
-		for (; j < k && memcmp(v[j].id, v[i].id, 16) == 0; j++)
-			most = v[j].len > most ? v[j].len : most;
-		len += most;
-		i = j;
+	for (size_t i = 0, j; i < k; i = j) {
+		const struct store_item *best = NULL;
+		for (j = i; j < k && memcmp(v[j].id, v[i].id, 16) == 0; j++)
+			if (!best || room_after(v[j].it, best)) {
+				len += v[j].it->len;
+				if (!v[j].it->reg || !st->visible || st->visible(st->visible_ctx, v[j].it->origin))
+					best = v[j].it;
+			}
 	}
 	free(v);
 	return len;

@@ -314,16 +314,22 @@ PY
 	wait_for 10 all_see left n3 || fail "$(nodes_diag)"
 }
 
-@test "a program of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
-	# A stand-in for gossip-query that takes the first TERM for nothing and ends at the
-	# next, as a program whose TERM came while the shell that forked it still held its trap.
+@test "a process of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
+	# A stand-in for gossip-query that starts a process (not one of the toolkit's
+	# programs) which takes the first TERM for nothing and ends at the next, as a process
+	# whose TERM came while the shell that forked it still held its trap.
 	mkdir fake
-	cat >fake/gossip-query <<'SH'
+	cat >fake/lost-term <<'SH'
 #!/bin/sh
 trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
 while :; do sleep 0.05; done
 SH
-	chmod +x fake/gossip-query
+	cat >fake/gossip-query <<'SH'
+#!/bin/sh
+"${0%/*}/lost-term" &
+while :; do sleep 0.05; done
+SH
+	chmod +x fake/lost-term fake/gossip-query
 	export PATH="$T/fake:$PATH" SEEN="$T/seen"
 	node_start n1 "${PORTS[0]}"
 	pg=$PGID_n1

@@ -654,6 +654,7 @@ static _Noreturn void run_handler(struct responder *r, const char *command, cons
 		close(in[0]), close(in[1]), close(outp[0]), close(outp[1]);
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGXFSZ, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 		_exit(127);
 	}

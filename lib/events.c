@@ -947,6 +947,7 @@ static pid_t start(struct gossip_runner *r, int hi, const struct job *j)
 		/* A node's reload (SIGHUP to its process group) is not the handler's to die of. */
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGXFSZ, SIG_DFL);
 		dup2(in, 0);
 		close(in);
 		char num[32];

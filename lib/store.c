@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -2332,27 +2333,43 @@ static uint64_t room_needed(const struct gossip_store *st, const struct store_it
 }
 
 /* Room at the end of the file for a batch, taken before any of it is indexed (the size
- * stays) when the file system is near full (less free than the batch and 64 MiB): on a
- * full disk it fails here, with nothing to undo, rather than at its write, which costs a
- * cut and a whole read of the store. Room a failed try took is given back (ext4 keeps
- * it). Taking room moves the file's times (ext4, tmpfs): a write of this writer's,
- * recorded as an append's (custody, or the carried record of one out of it). A file
- * system that cannot say (no fallocate), a quota, or a disk filled by another program
- * after the check leave it to the write. */
+ * stays) when the file system is near full (less free than the batch and 64 MiB), or
+ * for a minute after a batch found no room (a quota: the free space does not show it):
+ * with no room it fails here, with nothing to undo, rather than at its write, which
+ * costs a cut and a whole read of the store. Room a failed try took is given back (ext4
+ * keeps it). Taking room moves the file's times (ext4, tmpfs): a write of this writer's,
+ * recorded as an append's (custody, or the carried record of one out of it). A batch
+ * past the file size limit (ulimit -f) fails here too. A file system that cannot say
+ * (no fallocate), or a disk filled by another program after the check, leave it to the
+ * write. */
 static int store_room(struct gossip_store *st, const struct store_item *it, size_t n)
 {
-#ifdef FALLOC_FL_KEEP_SIZE
 	struct statvfs vs;
 	struct stat sb;
-	uint64_t most = 0, len;
+	struct rlimit rl;
+	uint64_t most = 0, len, cap = UINT64_MAX;
+	int e = 0;
 	for (size_t i = 0; i < n; i++)
 		most += it[i].len;
-	if (!most || fstatvfs(st->fd, &vs) < 0 || (uint64_t)vs.f_bavail * vs.f_frsize >= most + (64u << 20) ||
-	    !(len = room_needed(st, it, n)) || fstat(st->fd, &sb) < 0)
+	if (!most || fstat(st->fd, &sb) < 0)
 		return 0;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		cap = (uint64_t)rl.rlim_cur;
+	int near = gossip_now_ms() < st->room_until ||
+	           (fstatvfs(st->fd, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < most + (64u << 20));
+	if ((!near && (uint64_t)sb.st_size + most <= cap) || !(len = room_needed(st, it, n)))
+		return 0;
+	if ((uint64_t)sb.st_size + len > cap) {
+		gossip_seterr("store: cannot write %s/store: %s (the file size limit, ulimit -f, is %" PRIu64
+		              " bytes; the store is %" PRIu64 ")", st->dir, strerror(EFBIG), cap, (uint64_t)sb.st_size);
+		return -1;
+	}
+	if (!near)
+		return 0;
+#ifdef FALLOC_FL_KEEP_SIZE
 	struct chain carry;
 	custody_before(st);
-	int carried = carries(st, &carry), r, e = 0;
+	int carried = carries(st, &carry), r;
 	while ((r = fallocate(st->fd, FALLOC_FL_KEEP_SIZE, sb.st_size, (off_t)len)) < 0 && errno == EINTR)
 		;
 	if (r < 0) {
@@ -2362,23 +2379,25 @@ static int store_room(struct gossip_store *st, const struct store_item *it, size
 	custody_after(st);
 	if (carried)
 		carry_put(st, &carry);
-	if (r == 0 || (e != ENOSPC && e != EDQUOT && e != EFBIG))
+#endif
+	if (e != ENOSPC && e != EDQUOT && e != EFBIG)
 		return 0;
+	if (e != EFBIG)
+		st->room_until = gossip_now_ms() + 60000;
 	gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
 	return -1;
-#else
-	(void)st, (void)it, (void)n;
-	return 0;
-#endif
 }
 
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
                  size_t n, int durable, int record, enum gossip_class *cls)
 {
 	size_t at = 0, out = 0;
+	int e = 0;
 	if (gossip_store_lock(st) < 0)
 		return -1;
 	uint64_t start = st->end;
+	uint8_t isum[16];  /* the index's sum before the batch (fail) */
+	memcpy(isum, st->isum, 16);
 	if (store_room(st, it, n) < 0) {
 		gossip_store_unlock(st);
 		return -1;
@@ -2402,8 +2421,9 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	struct chain carry;
 	int carried = out && carries(st, &carry);
 	if (out && gossip_write_all(st->fd, bytes, out) < 0) {
-		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
-		goto fail;
+		e = errno;
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
+		goto unforeseen;
 	}
 	/* The file's key as this write left it, taken at once (fdatasync moves no time it
 	 * holds): a write outside the lock after it is one no writer in custody made. */
@@ -2412,8 +2432,9 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	if (carried)
 		carry_put(st, &carry);
 	if (out && durable && fdatasync(st->fd) < 0) {
-		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
-		goto fail;
+		e = errno;
+		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
+		goto unforeseen;
 	}
 	if (out)
 		st->appended = 1;
@@ -2443,11 +2464,33 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	if (made)  /* only the record made here: not one a sync made and did not keep */
 		gossip_store_summary_save(st);
 	return 0;
+unforeseen:
+	/* No room that store_room did not see (a quota): it takes room for the next batches. */
+	if (e == ENOSPC || e == EDQUOT)
+		st->room_until = gossip_now_ms() + 60000;
 fail:
 	/* Nothing of this batch counts: cut what may have been written and index afresh. */
+	st->failed++;
 	if (ftruncate(st->fd, (off_t)start) == 0) {
+		uint8_t fk[16];
+		int had = st->custody, fk_ok = store_file_key(st, fk) == 0;
 		reset_index(st);
+		st->cut = 0;
 		catch_up(st);
+		/* The file is as it was before the batch: the read took custody when the file
+		 * did not change during it (as a lock's whole read does), else the next lock
+		 * would read it whole once more, and say another program wrote it. This
+		 * writer's chain goes on when it held it and the read made the index it had
+		 * (damage a change in place hid from the chain would not); else a chain of
+		 * its own. */
+		st->custody = fk_ok && st->cut == 0 && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
+		st->lost = 0;
+		if (st->custody) {
+			if (!had || sodium_memcmp(isum, st->isum, 16) != 0)
+				memcpy(st->gen, fk, 16);
+			store_chain_put(st);
+		}
+		st->key_ok = st->custody && st->keep_root && root_key(st, st->key) == 0;
 	}
 	gossip_store_unlock(st);
 	return -1;

@@ -106,6 +106,11 @@ struct gossip_store {
 	int lost, closing;
 	uint64_t retry_at, retry_gap, reread_at, rereads;
 	int lock_warned;  /* DIR/store.lock is no plain file: said once */
+	/* Room is taken before each batch (store_room) until room_until (ms), a minute after
+	 * a batch found none (a quota, which the file system's free space does not show);
+	 * failed: the batches whose write failed after they were indexed (each cut the file
+	 * back and read it whole). */
+	uint64_t room_until, failed;
 	/* A torn tail this writer cut in its read (1; -1 when a key could not be taken): a
 	 * whole read that cut one keeps custody if the file did not change but for it. */
 	int cut;

@@ -37,6 +37,10 @@ void gossip_init(const char *argv0)
 	gossip_progname = s ? s + 1 : argv0;
 	if (sodium_init() < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "libsodium: cannot initialise");
+	/* A file size limit (ulimit -f, systemd's LimitFSIZE=) fails a write (EFBIG), said
+	 * and handled as a full disk is, rather than killing the program half way through a
+	 * batch. The commands and handlers a program runs get the default back. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 /* One write per line: the processes of a node share one log, and a line written in pieces

@@ -253,6 +253,54 @@ PY
 	[ "$(gossip-merge -d t/b get ckey20)" = "value-20-1-$pad" ]
 }
 
+@test "a file size limit (ulimit -f): a batch past it fails with one line, changes nothing stored; a node's merge (--lazy) runs on without reading the store again" {
+	pad=$(printf '%0150d' 0)
+	for r in 0 1; do
+		seq 1 2000 | sed "s/.*/set r$r-key& value-&-$pad/" | gossip-send -d a batch >"r$r"
+	done
+	seq 1 20 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >small
+	gossip-merge -d b r0 >/dev/null
+	size=$(stat -c %s b/store)
+	# Room for half of r1 below the limit (bash counts it in KiB).
+	kib=$(( (size + $(stat -c %s r1) / 2) / 1024 ))
+	snap=$(snapshot b)
+	run --separate-stderr bash -c "ulimit -S -f $kib; gossip-merge -d b r1 >/dev/null"
+	assert_failure 2
+	assert_error gossip-merge "store: cannot write b/store: File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is $size)"
+	[ "$(snapshot b)" = "$snap" ] || fail "the failed batch changed the store's files"
+	# Compaction's store.new past the limit: one line (no signal kills it), nothing left.
+	run --separate-stderr bash -c "ulimit -S -f $((size / 2048)); gossip-merge -d b compact"
+	assert_failure 2
+	assert_error gossip-merge "store: cannot write b/store.new: File too large"
+	[ ! -e b/store.new ] || fail "store.new left behind"
+	[ "$(snapshot b)" = "$snap" ] || fail "the failed compaction changed the store's files"
+	# The node's merge stores what comes as it comes, in batches: those past the limit fail.
+	mkfifo in
+	(ulimit -S -f "$kib"; exec gossip-merge --lazy -d b <in >out 2>err) & BG=$!
+	exec 4>in
+	read_by() { awk '$1 == "rchar:" { print $2 }' "/proc/$1/io"; }
+	wait_for 10 test -e "/proc/$BG/io"
+	read0=$(read_by "$BG")
+	cat r1 >&4
+	wait_for 10 grep -q "File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is [0-9]*); not stored, tried again with what comes next" err
+	kill -0 "$BG" || fail "the merge ended: $(cat err)"
+	stored=$(cbor_count out)
+	[ "$stored" -lt 2000 ] || fail "all of r1 was stored"
+	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = $((2000 + stored)) ] || fail "stored what it did not print"
+	# The limit raised, the next batch is stored; what the merge read was its input only.
+	prlimit --pid "$BG" --fsize=unlimited
+	cat small >&4
+	wait_for 10 eval '[ "$(cbor_count out)" = $((stored + 20)) ]'
+	extra=$(( $(read_by "$BG") - read0 - $(stat -c %s r1) - $(stat -c %s small) ))
+	[ "$extra" -lt $((size / 4)) ] || fail "the merge read $extra bytes besides its input (the store is $size)"
+	exec 4>&-
+	wait "$BG" || fail "exit $?: $(cat err)"
+	grep -q "store: written again" err || fail "$(cat err)"
+	[ "$(gossip-merge -d b get s-key20)" = "value-20-$pad" ]
+	[ "$(gossip-merge -d b get r0-key2000)" = "value-2000-$pad" ]
+	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = $((2020 + stored)) ]
+}
+
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {
 	pad=$(printf 'x%.0s' $(seq 1 3000))
 	# round R: 300 keys written 3 times each (two versions of each superseded), 3 kB values.

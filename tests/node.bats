@@ -314,11 +314,12 @@ PY
 	wait_for 10 all_see left n3 || fail "$(nodes_diag)"
 }
 
-@test "a process of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
-	# A stand-in for gossip-query that starts a process (not one of the toolkit's
-	# programs) which takes the first TERM for nothing and ends at the next, as a process
-	# whose TERM came while the shell that forked it still held its trap.
-	mkdir fake
+# lost_term: a stand-in for gossip-query on PATH that starts a process (not one of the
+# toolkit's programs) which takes the first TERM for nothing ($T/seen made) and ends at
+# the next, as a process whose TERM came while the shell that forked it still held its
+# trap.
+lost_term() {
+	mkdir -p fake
 	cat >fake/lost-term <<'SH'
 #!/bin/sh
 trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
@@ -331,9 +332,35 @@ while :; do sleep 0.05; done
 SH
 	chmod +x fake/lost-term fake/gossip-query
 	export PATH="$T/fake:$PATH" SEEN="$T/seen"
+}
+
+@test "a process of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
+	lost_term
 	node_start n1 "${PORTS[0]}"
 	pg=$PGID_n1
-	run timeout 40 gossip-node -d "$T/n1" stop
+	run timeout 50 gossip-node -d "$T/n1" stop
+	assert_success
+	[ -e seen ] || fail "the stand-in never had a TERM"
+	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+}
+
+@test "the TERM is sent again by the watchdog (the main process killed by -9) and by the stop verb (the main process and its watchdog killed): nothing stays behind" {
+	lost_term
+	node_start n1 "${PORTS[0]}"
+	pg=$PGID_n1
+	wait_for 10 eval 'group_procs "$pg" | grep -q lost-term'
+	kill -9 "$pg"
+	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+	[ -e seen ] || fail "the stand-in never had a TERM"
+	rm seen
+	node_start n1 "${PORTS[1]}"
+	pg=$PGID_n1
+	wait_for 10 eval 'group_procs "$pg" | grep -q lost-term'
+	# The watchdog: the shell whose child waits (tail --pid) for the main process.
+	tail=$(pgrep -g "$pg" -f "tail -s 0.2 --pid=$pg")
+	dog=$(ps -o ppid= -p "$tail")
+	kill -9 "$pg" $dog
+	run timeout 50 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stand-in never had a TERM"
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"

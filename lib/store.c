@@ -2388,6 +2388,29 @@ static int store_room(struct gossip_store *st, const struct store_item *it, size
 	return -1;
 }
 
+/* The summary recorded (DIR/store.root) as this writer's write (an append, room taken)
+ * leaves the file, when the lock read it whole or kept custody (the key was taken again
+ * after the write): made now when that is cheap (few buckets to hash again, or a small
+ * store), else at the end of a bulk merge (gossip_store_close). 1: a record to save. */
+static int append_record(struct gossip_store *st)
+{
+	if (!st->key_ok)
+		return 0;
+	if (!(st->sum && st->sum->valid ? st->sum->ndirty < ROOT_BULK : st->n < 16 * ROOT_BULK)) {
+		st->root_due = 1;
+		return 0;
+	}
+	struct store_digest d;
+	int made = 0;
+	st->root_pending = 0;
+	if (store_digest_make(&d, st) == 0) {
+		store_digest_free(&d);
+		made = st->root_pending;
+	}
+	st->root_due = 0;
+	return made;
+}
+
 int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *bytes,
                  size_t n, int durable, int record, enum gossip_class *cls)
 {
@@ -2399,7 +2422,15 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 	uint8_t isum[16];  /* the index's sum before the batch (fail) */
 	memcpy(isum, st->isum, 16);
 	if (store_room(st, it, n) < 0) {
+		/* The failed try moved the file's times (the truncate that gives room back): the
+		 * kept summary is recorded again for the file as it is, the index unchanged. */
+		char why[512];
+		snprintf(why, sizeof why, "%s", gossip_error());
+		int made = record && append_record(st);
 		gossip_store_unlock(st);
+		if (made)
+			gossip_store_summary_save(st);
+		gossip_seterr("%s", why);
 		return -1;
 	}
 	for (size_t i = 0; i < n; at += it[i++].len) {
@@ -2444,22 +2475,7 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 		if (cls[i] == GOSSIP_NEW && sum_add(st, it[i].hash) == 0)
 			(void)gossip_buf_put(&st->sum_new, it[i].hash, 16);
 	sum_flush(st);
-	/* The summary recorded (DIR/store.root) as this append leaves the file, when the
-	 * lock read it whole or kept custody (the key is taken again: this append moved it). */
-	int made = 0;
-	if (record && out && st->key_ok) {
-		/* Made now when that is cheap: few buckets to hash again, or a small store. */
-		if (st->sum && st->sum->valid ? st->sum->ndirty < ROOT_BULK : st->n < 16 * ROOT_BULK) {
-			struct store_digest d;
-			st->root_pending = 0;
-			if (store_digest_make(&d, st) == 0) {
-				store_digest_free(&d);
-				made = st->root_pending;
-			}
-			st->root_due = 0;
-		} else
-			st->root_due = 1;  /* a bulk merge's: at its end (gossip_store_close) */
-	}
+	int made = record && out && append_record(st);
 	gossip_store_unlock(st);
 	if (made)  /* only the record made here: not one a sync made and did not keep */
 		gossip_store_summary_save(st);

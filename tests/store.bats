@@ -243,6 +243,12 @@ PY
 	run --separate-stderr bash -c 'gossip-merge -d t/b huge >/dev/null'
 	assert_failure 2
 	assert_error gossip-merge "store: cannot write t/b/store: No space left on device"
+	# The failed try moved the file's times; the summary kept for it (DIR/store.root)
+	# follows: a digest does not read the store.
+	run --separate-stderr gossip-merge -v -d t/b digest
+	[[ $stderr == *"from the kept summary"* ]] || fail "$stderr"
+	mkdir ref && cp t/b/store t/b/trusted ref/
+	[ "$output" = "$(gossip-merge -d ref digest)" ] || fail "kept $output, a whole read $(gossip-merge -d ref digest)"
 	sync
 	[ "$(stat -c %b t/b/store)" -le $((blocks + 8)) ] ||
 		fail "the store holds $(stat -c %b t/b/store) blocks after the failed batch, $blocks before"

@@ -356,6 +356,7 @@ static int sync_process(int fd)
 {
 	signal(SIGHUP, SIG_IGN);  /* a reload of the node must not end a sync */
 	signal(SIGPIPE, SIG_DFL);
+	signal(SIGXFSZ, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);

@@ -76,22 +76,25 @@ static const char *name_of(const uint8_t pk[32])
 
 /* ---- merging ---- */
 
-/* A node's pipeline (--lazy) outlives a store it cannot write (a full disk): the batch is
- * neither stored nor passed on, and comes back by anti-entropy. One line when it starts, one
- * a minute while it lasts, one when it ends. 1: carry on; 0: stop (not --lazy). */
+/* A node's pipeline (--lazy) outlives a store it cannot write (a full disk, a file size
+ * limit): the batch is neither stored nor passed on, and comes back by anti-entropy. One
+ * line when it starts, one a minute while it lasts, one when a batch is stored again (not
+ * one of duplicates alone, which writes nothing). 1: carry on; 0: stop (not --lazy). */
 static int store_trouble(const struct gossip_merger *mg, int failed)
 {
-	static uint64_t batches, last_ms;
+	static uint64_t batches, last_ms, added;
 	uint64_t now = gossip_now_ms();
 	if (!failed) {
-		if (batches)
+		if (batches && mg->added > added) {
 			gossip_warn("store: written again (%llu batches were not stored; anti-entropy "
 			            "brings them back)", (unsigned long long)batches);
-		batches = 0;
+			batches = 0;
+		}
 		return 1;
 	}
 	if (!mg->lazy)
 		return 0;
+	added = mg->added;
 	if (!batches++ || gossip_age_ms(now, last_ms) >= 60000) {
 		gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
 		last_ms = now;
@@ -150,7 +153,8 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 			break;
 		if (gossip_hup_taken())
 			reload();
-		if (gossip_merge_item(mg, p, n, name, off) < 0)
+		/* A batch stored on the way (its rival came, or the batch is full) may fail too. */
+		if (gossip_merge_item(mg, p, n, name, off) < 0 && !store_trouble(mg, 1))
 			break;
 		/* Store and print what has arrived before waiting for more. */
 		if (!file && !gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))

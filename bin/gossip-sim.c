@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -505,7 +506,9 @@ static int plot(const struct opts *o, struct curve *cv, size_t ncv, int timed)
 	char cmd[4200];
 	snprintf(cmd, sizeof cmd, "'%s' 2>&1", gp);
 	free(gp);
+	signal(SIGXFSZ, SIG_DFL);  /* gnuplot's own (gossip_init ignores it) */
 	FILE *f = popen(cmd, "w");
+	signal(SIGXFSZ, SIG_IGN);
 	if (!f)
 		gossip_die(GOSSIP_EXIT_ERR, "--plot %s: cannot run gnuplot: %s", o->plot, strerror(errno));
 	fprintf(f, "set terminal %s size 900,560%s\nset output ", svg ? "svg" : "pngcairo",

@@ -2355,13 +2355,14 @@ static int store_room(struct gossip_store *st, const struct store_item *it, size
 		return 0;
 	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		cap = (uint64_t)rl.rlim_cur;
-	int near = gossip_now_ms() < st->room_until ||
+	int near = gossip_mono_ms() < st->room_until ||
 	           (fstatvfs(st->fd, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < most + (64u << 20));
 	if ((!near && (uint64_t)sb.st_size + most <= cap) || !(len = room_needed(st, it, n)))
 		return 0;
 	if ((uint64_t)sb.st_size + len > cap) {
 		gossip_seterr("store: cannot write %s/store: %s (the file size limit, ulimit -f, is %" PRIu64
-		              " bytes; the store is %" PRIu64 ")", st->dir, strerror(EFBIG), cap, (uint64_t)sb.st_size);
+		              " bytes; the store is %" PRIu64 ", the batch %" PRIu64 ")",
+		              st->dir, strerror(EFBIG), cap, (uint64_t)sb.st_size, len);
 		return -1;
 	}
 	if (!near)
@@ -2383,7 +2384,7 @@ static int store_room(struct gossip_store *st, const struct store_item *it, size
 	if (e != ENOSPC && e != EDQUOT && e != EFBIG)
 		return 0;
 	if (e != EFBIG)
-		st->room_until = gossip_now_ms() + 60000;
+		st->room_until = gossip_mono_ms() + 60000;
 	gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(e));
 	return -1;
 }
@@ -2483,23 +2484,26 @@ int store_append(struct gossip_store *st, const struct store_item *it, uint8_t *
 unforeseen:
 	/* No room that store_room did not see (a quota): it takes room for the next batches. */
 	if (e == ENOSPC || e == EDQUOT)
-		st->room_until = gossip_now_ms() + 60000;
+		st->room_until = gossip_mono_ms() + 60000;
 fail:
 	/* Nothing of this batch counts: cut what may have been written and index afresh. */
 	st->failed++;
+	char why[512];
+	snprintf(why, sizeof why, "%s", gossip_error());
 	if (ftruncate(st->fd, (off_t)start) == 0) {
 		uint8_t fk[16];
 		int had = st->custody, fk_ok = store_file_key(st, fk) == 0;
 		reset_index(st);
 		st->cut = 0;
-		catch_up(st);
+		int whole = catch_up(st) == 0;
 		/* The file is as it was before the batch: the read took custody when the file
 		 * did not change during it (as a lock's whole read does), else the next lock
 		 * would read it whole once more, and say another program wrote it. This
 		 * writer's chain goes on when it held it and the read made the index it had
 		 * (damage a change in place hid from the chain would not); else a chain of
 		 * its own. */
-		st->custody = fk_ok && st->cut == 0 && store_file_key(st, st->ck) == 0 && sodium_memcmp(st->ck, fk, 16) == 0;
+		st->custody = whole && fk_ok && st->cut == 0 && store_file_key(st, st->ck) == 0 &&
+		              sodium_memcmp(st->ck, fk, 16) == 0;
 		st->lost = 0;
 		if (st->custody) {
 			if (!had || sodium_memcmp(isum, st->isum, 16) != 0)
@@ -2507,7 +2511,13 @@ fail:
 			store_chain_put(st);
 		}
 		st->key_ok = st->custody && st->keep_root && root_key(st, st->key) == 0;
+	} else {
+		/* Not cut (the file may hold part of the batch): the index, which holds all of
+		 * it, is dropped; the next lock reads the file whole, as it is. */
+		reset_index(st);
+		st->custody = st->key_ok = st->lost = 0;
 	}
+	gossip_seterr("%s", why);
 	gossip_store_unlock(st);
 	return -1;
 }

@@ -82,6 +82,9 @@ static int spawn(const char *cmd, pid_t *pid)
 	if (*pid == 0) {
 		dup2(sv[1], 0);
 		dup2(sv[1], 1);
+		/* The command gets the signals' defaults, not this program's. */
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGXFSZ, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}

@@ -477,7 +477,7 @@ busy_case() {
 	wait_msgs got 2
 }
 
-@test "the sync command gossip-listen spawns runs with SIGHUP ignored" {
+@test "the sync command gossip-listen spawns runs with SIGHUP ignored, SIGPIPE and SIGXFSZ at their defaults" {
 	# The command ends when the connection does (at teardown), not at a timer.
 	listen b got -s 'grep SigIgn /proc/self/status >'"$T"'/sigign; exec cat >/dev/null' tcp://127.0.0.1:0
 	$PY - "$(cat got.addrs)" <<'PY' &
@@ -493,6 +493,9 @@ PY
 	# SigIgn is a hex mask; SIGHUP is signal 1, the lowest bit.
 	mask=$(awk '{print $2}' sigign)
 	(( 0x$mask & 1 )) || fail "SIGHUP is not ignored in the sync command: $mask"
+	# SIGPIPE is 13 (bit 12), SIGXFSZ 25 (bit 24): the programs ignore them, not the command.
+	(( (0x$mask >> 12 & 1) == 0 )) || fail "SIGPIPE is ignored in the sync command: $mask"
+	(( (0x$mask >> 24 & 1) == 0 )) || fail "SIGXFSZ is ignored in the sync command: $mask"
 }
 
 # ---- attacks on exclusive ports and the unix socket path ----

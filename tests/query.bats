@@ -23,9 +23,12 @@ setup_file() {
 	# past any deadline on "slow".
 	local h="query=printf '%s:%s' \"\$GOSSIP_SELF_NAME\" \"\$(cat)\""
 	local big="query:big=head -c 100 /dev/zero | tr '\\000' x"
+	# What the handler's processes ignore: SIGHUP (a reload), not SIGXFSZ (the node's
+	# programs ignore it; the handler gets its default back).
+	local sig="query:sigign=grep '^SigIgn:' /proc/self/status"
 	# gossip-node starts gossip-query answer with its -x handlers.
 	local slow=()
-	node_start n1 "$1" "" ${tags[1]} -x "$big" -x "$h"
+	node_start n1 "$1" "" ${tags[1]} -x "$big" -x "$sig" -x "$h"
 	for i in 2 3 4 5; do
 		eval "port=\${$i}"
 		[ "$i" = 5 ] && slow=(-x "query:slow=sleep 30")
@@ -92,6 +95,16 @@ teardown() {
 	assert_success
 	[ "$(printf '%s\n' "$output" | sort)" = "$(printf 'n2\tn2:z\nn5\tn5:z')" ] || fail "$output"
 	[[ $stderr == *"2 asked, 2 acked, 2 answered"* ]] || fail "$stderr"
+}
+
+@test "an answer's handler runs with SIGHUP ignored and SIGXFSZ at its default" {
+	run --separate-stderr gossip-query -d "$T/n2" -T 10 -n n1 sigign
+	assert_success
+	# The answer as printed: "n1", a tab, then "SigIgn:\t" and the mask (its tab escaped).
+	mask=$(printf '%s\n' "$output" | sed -n 's/^n1\t.*SigIgn:.*\([0-9a-f]\{16\}\)$/\1/p')
+	[ -n "$mask" ] || fail "no answer: $output"
+	[ $((0x$mask & 1)) = 1 ] || fail "SIGHUP (bit 0) not ignored in the handler: SigIgn $mask"
+	[ $((0x$mask >> 24 & 1)) = 0 ] || fail "SIGXFSZ (bit 24) ignored in the handler: SigIgn $mask"
 }
 
 @test "a handler past the deadline: exit 1, the summary names who did not answer, the node goes on" {

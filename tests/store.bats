@@ -7,6 +7,7 @@ load helper
 # at exit, which a kill that lands in it cuts short ("Unable to get registers from
 # thread", a report of nothing). The same programs run to their end elsewhere.
 NOLEAKS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+SEED=0303030303030303030303030303030303030303030303030303030303030303
 
 setup() {
 	base_setup
@@ -265,6 +266,7 @@ PY
 		seq 1 2000 | sed "s/.*/set r$r-key& value-&-$pad/" | gossip-send -d a batch >"r$r"
 	done
 	seq 1 20 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >small
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $SEED py >>b/trusted
 	gossip-merge -d b r0 >/dev/null
 	size=$(stat -c %s b/store)
 	# Room for half of r1 below the limit (bash counts it in KiB).
@@ -272,7 +274,7 @@ PY
 	snap=$(snapshot b)
 	run --separate-stderr bash -c "ulimit -S -f $kib; gossip-merge -d b r1 >/dev/null"
 	assert_failure 2
-	assert_error gossip-merge "store: cannot write b/store: File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is $size)"
+	assert_error gossip-merge "store: cannot write b/store: File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is $size, the batch $(stat -c %s r1))"
 	[ "$(snapshot b)" = "$snap" ] || fail "the failed batch changed the store's files"
 	# Compaction's store.new past the limit: one line (no signal kills it), nothing left.
 	run --separate-stderr bash -c "ulimit -S -f $((size / 2048)); gossip-merge -d b compact"
@@ -285,10 +287,11 @@ PY
 	(ulimit -S -f "$kib"; exec gossip-merge --lazy -d b <in >out 2>err) & BG=$!
 	exec 4>in
 	read_by() { awk '$1 == "rchar:" { print $2 }' "/proc/$1/io"; }
-	wait_for 10 test -e "/proc/$BG/io"
+	# What it reads from here on, once it has read the store (at its start).
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge "$size" ]'
 	read0=$(read_by "$BG")
 	cat r1 >&4
-	wait_for 10 grep -q "File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is [0-9]*); not stored, tried again with what comes next" err
+	wait_for 10 grep -q "File too large (the file size limit, ulimit -f, is $((kib * 1024)) bytes; the store is [0-9]*, the batch [0-9]*); not stored, tried again with what comes next" err
 	kill -0 "$BG" || fail "the merge ended: $(cat err)"
 	stored=$(cbor_count out)
 	[ "$stored" -lt 2000 ] || fail "all of r1 was stored"
@@ -299,12 +302,34 @@ PY
 	wait_for 10 eval '[ "$(cbor_count out)" = $((stored + 20)) ]'
 	extra=$(( $(read_by "$BG") - read0 - $(stat -c %s r1) - $(stat -c %s small) ))
 	[ "$extra" -lt $((size / 4)) ] || fail "the merge read $extra bytes besides its input (the store is $size)"
+	[ "$(grep -c 'store: written again' err)" = 1 ] || fail "$(cat err)"
+	# No room at all. Two rivals (one key and version, two values): the second makes the
+	# merge store the first on the way, which fails too; the merge runs on (it ended,
+	# exit 2). Then duplicates alone, which write nothing, are no "written again": the
+	# next failure is no new line (the rate limit holds).
+	for v in A B; do $PY "$BATS_TEST_DIRNAME/interop.py" make $SEED --type 1 --key q --value "$v" --version 7; done >xy
+	gossip-send -d a set z 1 >z
+	prlimit --pid "$BG" --fsize="$(stat -c %s b/store):"
+	cat xy >&4
+	wait_for 10 eval '[ "$(grep -c "not stored, tried again with what comes next" err)" = 2 ]'
+	kill -0 "$BG" || fail "the merge ended: $(cat err)"
+	cat small >&4
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge $((read0 + $(stat -c %s r1) + 2 * $(stat -c %s small) + $(stat -c %s xy))) ]'
+	cat z >&4
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge $((read0 + $(stat -c %s r1) + 2 * $(stat -c %s small) + $(stat -c %s xy) + $(stat -c %s z))) ]'
+	prlimit --pid "$BG" --fsize=unlimited
+	cat xy >&4
+	wait_for 10 eval '[ "$(grep -c "store: written again" err)" = 2 ]'
 	exec 4>&-
-	wait "$BG" || fail "exit $?: $(cat err)"
-	grep -q "store: written again" err || fail "$(cat err)"
+	code=0
+	wait "$BG" || code=$?
+	[ "$code" = 1 ] || fail "exit $code (1: the equivocation): $(cat err)"
+	[ "$(grep -c "not stored, tried again with what comes next" err)" = 2 ] || fail "$(cat err)"
+	[ "$(grep -c "store: written again" err)" = 2 ] || fail "$(cat err)"
 	[ "$(gossip-merge -d b get s-key20)" = "value-20-$pad" ]
 	[ "$(gossip-merge -d b get r0-key2000)" = "value-2000-$pad" ]
-	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = $((2020 + stored)) ]
+	[[ "$(gossip-merge -d b get q)" == [AB] ]] || fail "q: $(gossip-merge -d b get q)"
+	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = $((2021 + stored)) ]
 }
 
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {

@@ -44,6 +44,15 @@ diverge() {
 	gossip-merge -d b export | gossip-merge -d u >/dev/null
 }
 
+@test "a command peer runs with SIGPIPE and SIGXFSZ at their defaults (the programs ignore them)" {
+	run --separate-stderr gossip-merge -d a sync "grep SigIgn /proc/self/status >'$T/sigign'; exec gossip-merge -d '$T/b' serve"
+	assert_success
+	mask=$(awk '{print $2}' sigign)
+	[ -n "$mask" ] || fail "no mask"
+	(( (0x$mask >> 12 & 1) == 0 )) || fail "SIGPIPE (bit 12) is ignored in the command: $mask"
+	(( (0x$mask >> 24 & 1) == 0 )) || fail "SIGXFSZ (bit 24) is ignored in the command: $mask"
+}
+
 @test "push-pull: both stores end with the union" {
 	diverge
 	[ "$(digest a)" != "$(digest b)" ]

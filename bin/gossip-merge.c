@@ -82,10 +82,10 @@ static const char *name_of(const uint8_t pk[32])
  * one of duplicates alone, which writes nothing). 1: carry on; 0: stop (not --lazy). */
 static int store_trouble(const struct gossip_merger *mg, int failed)
 {
-	static uint64_t batches, last_ms, added;
-	uint64_t now = gossip_now_ms();
+	static uint64_t batches, last_ms, written;
+	uint64_t now = gossip_mono_ms();
 	if (!failed) {
-		if (batches && mg->added > added) {
+		if (batches && mg->written > written) {
 			gossip_warn("store: written again (%llu batches were not stored; anti-entropy "
 			            "brings them back)", (unsigned long long)batches);
 			batches = 0;
@@ -94,7 +94,7 @@ static int store_trouble(const struct gossip_merger *mg, int failed)
 	}
 	if (!mg->lazy)
 		return 0;
-	added = mg->added;
+	written = mg->written;
 	if (!batches++ || gossip_age_ms(now, last_ms) >= 60000) {
 		gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
 		last_ms = now;
@@ -153,8 +153,10 @@ static int merge_fd(struct gossip_merger *mg, int fd, const char *name)
 			break;
 		if (gossip_hup_taken())
 			reload();
-		/* A batch stored on the way (its rival came, or the batch is full) may fail too. */
-		if (gossip_merge_item(mg, p, n, name, off) < 0 && !store_trouble(mg, 1))
+		/* A batch stored on the way (its rival came, or the batch is full) may fail too:
+		 * that is the store's trouble; any other failure (memory) ends the merge. */
+		mg->store_failed = 0;
+		if (gossip_merge_item(mg, p, n, name, off) < 0 && !(mg->store_failed && store_trouble(mg, 1)))
 			break;
 		/* Store and print what has arrived before waiting for more. */
 		if (!file && !gossip_reader_ready(&r) && !store_trouble(mg, gossip_merge_flush(mg) < 0))

@@ -751,6 +751,10 @@ struct gossip_merger {
 	/* rejected counts refusals; equivocations the messages found to equivocate with a
 	 * stored one (the loser is also rejected; the winner is stored). */
 	uint64_t seen, added, dups, stale, rejected, equivocations;
+	/* written: the messages stored (added counts news passed on too); store_failed: the
+	 * last failure was the store's (its write or its sync), not the merger's own. */
+	uint64_t written;
+	int store_failed;
 	/* Refusal lines said at most (0: each one): a sync from a member that trusts more
 	 * signers than this node brings every message of theirs, refused each time. The rest
 	 * are counted, and said as one line by gossip_merger_free. */

@@ -308,8 +308,10 @@ int gossip_merge_flush(struct gossip_merger *mg)
 	/* Under the lock the store classifies again: what another process stored meanwhile
 	 * counts, an equivocation with it included (the lower hash wins; no proof is kept
 	 * for that race, but the pair will meet again at some store). */
-	if (store_append(mg->st, c->items, c->pending.p, n, !mg->lazy, mg->record_summary, c->cls) < 0)
+	if (store_append(mg->st, c->items, c->pending.p, n, !mg->lazy, mg->record_summary, c->cls) < 0) {
+		mg->store_failed = 1;
 		return -1;
+	}
 	/* On disk now (lazy: written, and durable just below): report them. The new ones
 	 * are at the front of pending, in order. */
 	size_t at = 0, added = 0;
@@ -326,8 +328,11 @@ int gossip_merge_flush(struct gossip_merger *mg)
 			mg->on_stored(mg->sctx, c->pending.p + at, c->items[i].len);
 		at += c->items[i].len;
 	}
-	if (mg->lazy && added && store_sync(mg->st) < 0)
+	mg->written += added;
+	if (mg->lazy && added && store_sync(mg->st) < 0) {
+		mg->store_failed = 1;
 		return -1;
+	}
 	if (added && mg->on_stored)
 		mg->on_stored(mg->sctx, NULL, 0);
 	return store_compact_if_wasteful(mg->st);

@@ -18,6 +18,7 @@ setup() {
 
 teardown() {
 	[ -z "${HOLDER:-}" ] || kill "$HOLDER" 2>/dev/null || true
+	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
 	nodes_stop
 }
 
@@ -317,12 +318,13 @@ PY
 # lost_term: a stand-in for gossip-query on PATH that starts a process (not one of the
 # toolkit's programs) which takes the first TERM for nothing ($T/seen made) and ends at
 # the next, as a process whose TERM came while the shell that forked it still held its
-# trap.
+# trap; $T/armed once its trap is set (wait for it: a TERM before would just end it).
 lost_term() {
 	mkdir -p fake
 	cat >fake/lost-term <<'SH'
 #!/bin/sh
 trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
+: >"$SEEN.armed"
 while :; do sleep 0.05; done
 SH
 	cat >fake/gossip-query <<'SH'
@@ -332,12 +334,14 @@ while :; do sleep 0.05; done
 SH
 	chmod +x fake/lost-term fake/gossip-query
 	export PATH="$T/fake:$PATH" SEEN="$T/seen"
+	rm -f "$T/seen.armed"
 }
 
 @test "a process of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
 	lost_term
 	node_start n1 "${PORTS[0]}"
 	pg=$PGID_n1
+	wait_for 10 test -e seen.armed
 	run timeout 50 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stand-in never had a TERM"
@@ -348,15 +352,16 @@ SH
 	lost_term
 	node_start n1 "${PORTS[0]}"
 	pg=$PGID_n1
-	wait_for 10 eval 'group_procs "$pg" | grep -q lost-term'
+	wait_for 10 test -e seen.armed
 	kill -9 "$pg"
 	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 	[ -e seen ] || fail "the stand-in never had a TERM"
-	rm seen
+	rm seen seen.armed
 	node_start n1 "${PORTS[1]}"
 	pg=$PGID_n1
-	wait_for 10 eval 'group_procs "$pg" | grep -q lost-term'
+	wait_for 10 test -e seen.armed
 	# The watchdog: the shell whose child waits (tail --pid) for the main process.
+	wait_for 10 pgrep -g "$pg" -f "tail -s 0.2 --pid=$pg"
 	tail=$(pgrep -g "$pg" -f "tail -s 0.2 --pid=$pg")
 	dog=$(ps -o ppid= -p "$tail")
 	kill -9 "$pg" $dog
@@ -364,6 +369,27 @@ SH
 	assert_success
 	[ -e seen ] || fail "the stand-in never had a TERM"
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+}
+
+@test "a stop ends a query's handler (it runs in a group of its own) with the node; and a stale pid in DIR/node.pid is no process the stop verb signals" {
+	node_start n1 "${PORTS[0]}" "" -x "query:slow=: >'$T/slow.started'; exec sleep 60"
+	gossip-query -d "$T/n1" -T 30 slow >/dev/null 2>&1 & BG=$!
+	wait_for 10 test -e slow.started
+	handler=$(pgrep -f '^sleep 60$' -s "$PGID_n1")
+	[ -n "$handler" ] || fail "no handler"
+	run timeout 50 gossip-node -d "$T/n1" stop
+	assert_success
+	wait_for 5 eval '! kill -0 "$handler" 2>/dev/null' || fail "the handler outlived the node"
+	# A process that is not the node, its pid where the node's was, while something else
+	# holds the lock: the verb does not signal it (it waits for the lock).
+	sleep 300 & victim=$!
+	flock n1/node.lock sleep 3 & holder=$!
+	BG="$BG $victim $holder"
+	echo "$victim" >n1/node.pid
+	wait_for 5 eval '! flock -n -s n1/node.lock true'
+	run timeout 50 gossip-node -d "$T/n1" stop
+	assert_success
+	kill -0 "$victim" || fail "the stop verb ended a process that was not the node's"
 }
 
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {

@@ -332,6 +332,35 @@ PY
 	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = $((2021 + stored)) ]
 }
 
+@test "a heartbeat passed on between two failed batches is no \"written again\" (the rate limit holds)" {
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $SEED py >>b/trusted
+	pad=$(printf '%0150d' 0)
+	seq 1 20 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >s1
+	seq 21 40 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >s2
+	seq 41 45 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >s3
+	$PY "$BATS_TEST_DIRNAME/interop.py" make $SEED --type 1 --key _hb --value '' >hb
+	gossip-merge -d b s1 >/dev/null
+	size=$(stat -c %s b/store)
+	mkfifo in
+	(ulimit -S -f $(((size + 1023) / 1024)); exec gossip-merge --lazy -d b <in >out 2>err) & BG=$!
+	exec 4>in
+	read_by() { awk '$1 == "rchar:" { print $2 }' "/proc/$1/io"; }
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge "$size" ]'
+	read0=$(read_by "$BG")
+	prlimit --pid "$BG" --fsize="$size:"
+	cat s2 >&4
+	wait_for 10 eval '[ "$(grep -c "not stored, tried again" err)" = 1 ]'
+	cat hb >&4
+	wait_for 10 test -s out  # the heartbeat, passed on (not stored)
+	cat s3 >&4
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge $((read0 + $(stat -c %s s2) + $(stat -c %s hb) + $(stat -c %s s3))) ]'
+	exec 4>&-
+	wait "$BG" || true
+	[ "$(grep -c 'store: written again' err)" = 0 ] || fail "written again while nothing was stored: $(cat err)"
+	[ "$(grep -c 'not stored, tried again' err)" = 1 ] || fail "$(cat err)"
+	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = 20 ]
+}
+
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {
 	pad=$(printf 'x%.0s' $(seq 1 3000))
 	# round R: 300 keys written 3 times each (two versions of each superseded), 3 kB values.

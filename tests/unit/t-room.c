@@ -157,7 +157,7 @@ static void test_quota(const struct gossip_identity *id)
 
 	fallocates = 0;
 	for (int i = 0; i < 3; i++) {
-		char p[8];
+		char p[16];
 		snprintf(p, sizeof p, "c%d-", i);
 		ok(batch(st, &a, p, 20) < 0 && strstr(gossip_error(), "Disk quota exceeded"),
 		   "the next batch past the quota fails too: %s", gossip_error());

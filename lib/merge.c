@@ -88,6 +88,7 @@ static int equivocation(struct gossip_merger *mg, const struct gossip_msg *m,
 		return -1;
 	}
 	if (store_read(mg->st, rival, buf) < 0) {
+		mg->store_failed = 1;
 		free(buf);
 		return -1;
 	}

@@ -372,24 +372,62 @@ SH
 }
 
 @test "a stop ends a query's handler (it runs in a group of its own) with the node; and a stale pid in DIR/node.pid is no process the stop verb signals" {
-	node_start n1 "${PORTS[0]}" "" -x "query:slow=: >'$T/slow.started'; exec sleep 60"
+	node_start n1 "${PORTS[0]}" "" -x "query:slow=exec sleep 60"
 	gossip-query -d "$T/n1" -T 30 slow >/dev/null 2>&1 & BG=$!
-	wait_for 10 test -e slow.started
-	handler=$(pgrep -f '^sleep 60$' -s "$PGID_n1")
-	[ -n "$handler" ] || fail "no handler"
-	run timeout 50 gossip-node -d "$T/n1" stop
+	wait_for 10 eval 'handler=$(pgrep -f "^sleep 60$" -s "$PGID_n1"); [ -n "$handler" ]'
+	run timeout 60 gossip-node -d "$T/n1" stop
 	assert_success
 	wait_for 5 eval '! kill -0 "$handler" 2>/dev/null' || fail "the handler outlived the node"
-	# A process that is not the node, its pid where the node's was, while something else
-	# holds the lock: the verb does not signal it (it waits for the lock).
+	# A process that is not the node, its pid where the node's was, while a process left
+	# of the node (it has the lock open as fd 9, as the node's have) holds the lock: the
+	# verb ends that one, not the other.
 	sleep 300 & victim=$!
-	flock n1/node.lock sleep 3 & holder=$!
+	(exec 9>>n1/node.lock && flock 9 && exec sleep 300) & holder=$!
 	BG="$BG $victim $holder"
 	echo "$victim" >n1/node.pid
 	wait_for 5 eval '! flock -n -s n1/node.lock true'
-	run timeout 50 gossip-node -d "$T/n1" stop
+	run timeout 60 gossip-node -d "$T/n1" stop
 	assert_success
 	kill -0 "$victim" || fail "the stop verb ended a process that was not the node's"
+	! kill -0 "$holder" 2>/dev/null || fail "what held the lock is left"
+}
+
+@test "a node that is a shell's job (it leads its group, not a session) ends its query handlers when it stops, and no other job of the shell" {
+	set -m
+	node_start n1 "${PORTS[0]}" "" -x "query:slow=exec sleep 60"
+	sleep 300 & other=$!
+	set +m
+	BG=$other
+	[ "$(ps -o sid= -p "$PGID_n1" | tr -d ' ')" != "$PGID_n1" ] || skip "the node leads a session"
+	gossip-query -d "$T/n1" -T 30 slow >/dev/null 2>&1 & BG="$BG $!"
+	handler_of() {
+		handler=
+		for p in $(pgrep -f '^sleep 60$'); do [ "/proc/$p/fd/9" -ef n1/node.lock ] && handler=$p; done
+		[ -n "$handler" ]
+	}
+	wait_for 10 handler_of
+	BG="$BG $handler"
+	run timeout 60 gossip-node -d "$T/n1" stop
+	assert_success
+	wait_for 5 eval '! kill -0 "$handler" 2>/dev/null' || fail "the handler outlived the node"
+	kill -0 "$other" || fail "the stop ended another job of the shell"
+}
+
+@test "a process whose name holds a newline (anyone's) does not break a stop, with pgrep and without (/proc read)" {
+	cp "$(command -v sleep)" "$T/$(printf 'x\ny')"
+	"$T/$(printf 'x\ny')" 120 & BG=$!
+	# A pgrep that takes no -r (procps before 3.3.16): the node reads /proc itself.
+	mkdir old
+	printf '#!/bin/sh\necho "pgrep: invalid option -- r" >&2\nexit 2\n' >old/pgrep
+	chmod +x old/pgrep
+	for path in "$PATH" "$T/old:$PATH"; do
+		PATH=$path node_start n1 "${PORTS[0]}"
+		pg=$PGID_n1
+		PATH=$path run timeout 60 gossip-node -d "$T/n1" stop
+		assert_success
+		[ -z "$(group_procs "$pg")" ] || fail "left running: $(group_procs "$pg")"
+		kill -0 "$BG" || fail "the stop ended a process that was not the node's"
+	done
 }
 
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {

@@ -19,6 +19,7 @@ setup() {
 teardown() {
 	[ -z "${HOLDER:-}" ] || kill "$HOLDER" 2>/dev/null || true
 	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
+	[ -z "${KILL9:-}" ] || kill -9 $KILL9 2>/dev/null || true
 	nodes_stop
 }
 
@@ -416,9 +417,10 @@ SH
 @test "a process whose name holds a newline (anyone's) does not break a stop, with pgrep and without (/proc read)" {
 	cp "$(command -v sleep)" "$T/$(printf 'x\ny')"
 	"$T/$(printf 'x\ny')" 120 & BG=$!
-	# A pgrep that takes no -r (procps before 3.3.16): the node reads /proc itself.
+	# A pgrep that takes no -r and says so by exit status 1, as busybox's does (procps
+	# before 3.3.16 exits 2): the node reads /proc itself.
 	mkdir old
-	printf '#!/bin/sh\necho "pgrep: invalid option -- r" >&2\nexit 2\n' >old/pgrep
+	printf '#!/bin/sh\necho "pgrep: invalid option -- r" >&2\nexit 1\n' >old/pgrep
 	chmod +x old/pgrep
 	for path in "$PATH" "$T/old:$PATH"; do
 		PATH=$path node_start n1 "${PORTS[0]}"
@@ -428,6 +430,51 @@ SH
 		[ -z "$(group_procs "$pg")" ] || fail "left running: $(group_procs "$pg")"
 		kill -0 "$BG" || fail "the stop ended a process that was not the node's"
 	done
+}
+
+@test "a stop continues a stopped process of the node (^Z, SIGSTOP), so that it takes its TERM" {
+	lost_term
+	node_start n1 "${PORTS[0]}"
+	wait_for 10 test -e seen.armed
+	kill -STOP "$(pgrep -f lost-term -s "$PGID_n1" | head -1)"
+	run timeout 60 gossip-node -d "$T/n1" stop
+	assert_success
+	[ -e seen ] || fail "the stopped stand-in never took a TERM (killed at the end instead)"
+}
+
+@test "a stop ends a handler's children that closed the lock" {
+	node_start n1 "${PORTS[0]}" "" -x "query:kids=sh -c 'exec 9>&-; exec sleep 60' & wait"
+	gossip-query -d "$T/n1" -T 30 kids >/dev/null 2>&1 & BG=$!
+	wait_for 10 eval 'kid=$(pgrep -f "^sleep 60$" -s "$PGID_n1"); [ -n "$kid" ]'
+	[ ! "/proc/$kid/fd/9" -ef n1/node.lock ] || fail "the handler's child holds the lock"
+	run timeout 60 gossip-node -d "$T/n1" stop
+	assert_success
+	wait_for 5 eval '! kill -0 "$kid" 2>/dev/null' || fail "the handler's child outlived the node"
+}
+
+@test "a restart just after a kill -9, in the old node's session (a shell's job), is not taken by its watchdog for one of the old node's processes" {
+	set -m
+	node_start n1 "${PORTS[0]}" "" -x "query:hold=trap 'echo >>\"$T/terms\"' TERM; while [ ! -e \"$T/release\" ]; do sleep 0.05; done"
+	set +m
+	[ "$(ps -o sid= -p "$PGID_n1" | tr -d ' ')" != "$PGID_n1" ] || skip "the node leads a session"
+	gossip-query -d "$T/n1" -T 30 hold >/dev/null 2>&1 & BG=$!
+	wait_for 10 pgrep -f "$T/release"
+	KILL9=$(pgrep -f "$T/release")  # it takes TERMs: ended by teardown whatever happens
+	kill -9 "$PGID_n1"
+	# The old node's handler holds the lock, taking (and counting) the watchdog's TERMs.
+	wait_for 10 test -s terms
+	set -m
+	node_spawn n1 "${PORTS[0]}"
+	set +m
+	restart=$PGID_n1
+	# The restart waits for the lock (2 s at most); one more round of the watchdog's
+	# after it has the lock file open, then the handler lets go.
+	wait_for 10 eval '[ -n "$(ls -l /proc/$restart/fd 2>/dev/null | grep -F "$T/n1/node.lock")" ]'
+	terms=$(wc -l <terms)
+	wait_for 10 eval '[ "$(wc -l <terms)" -gt "$terms" ]'
+	: >release
+	node_listens n1 || fail "the restart did not start: $(cat n1.log)"
+	kill -0 "$restart" || fail "the restart was killed"
 }
 
 @test "bad usage: exit 2, one line saying what to do, no state directory made" {

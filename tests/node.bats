@@ -325,6 +325,7 @@ lost_term() {
 	cat >fake/lost-term <<'SH'
 #!/bin/sh
 trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
+trap ': >"$SEEN.cont"' CONT
 : >"$SEEN.armed"
 while :; do sleep 0.05; done
 SH
@@ -346,6 +347,10 @@ SH
 	run timeout 50 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stand-in never had a TERM"
+	# Not stopped, it is sent no CONT: one to a process whose stop was asked for and not
+	# yet taken (a debugger's attach, an ASan build's leak check at its exit) undoes it,
+	# and what asked waits for ever (the node's processes then ended only by the KILL).
+	[ ! -e seen.cont ] || fail "a running process was sent a CONT"
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 }
 
@@ -369,6 +374,10 @@ SH
 	run timeout 50 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stand-in never had a TERM"
+	# Not stopped, it is sent no CONT: one to a process whose stop was asked for and not
+	# yet taken (a debugger's attach, an ASan build's leak check at its exit) undoes it,
+	# and what asked waits for ever (the node's processes then ended only by the KILL).
+	[ ! -e seen.cont ] || fail "a running process was sent a CONT"
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 }
 
@@ -440,6 +449,7 @@ SH
 	run timeout 60 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stopped stand-in never took a TERM (killed at the end instead)"
+	[ -e seen.cont ] || fail "the stopped stand-in was sent no CONT"
 }
 
 @test "a stop ends a handler's children that closed the lock" {

@@ -446,6 +446,9 @@ SH
 	node_start n1 "${PORTS[0]}"
 	wait_for 10 test -e seen.armed
 	kill -STOP "$(pgrep -f lost-term -s "$PGID_n1" | head -1)"
+	# The main process stopped too: the verb continues it.
+	kill -STOP "$PGID_n1"
+	wait_for 5 eval '[ "$(ps -o stat= -p "$PGID_n1" | cut -c1)" = T ]'
 	run timeout 60 gossip-node -d "$T/n1" stop
 	assert_success
 	[ -e seen ] || fail "the stopped stand-in never took a TERM (killed at the end instead)"

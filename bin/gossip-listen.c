@@ -354,13 +354,7 @@ static void refuse_sync(int fd, const char *peer, const char *why)
  * listener's output), and the command gets only what it is given. */
 static int sync_process(int fd)
 {
-	signal(SIGHUP, SIG_IGN);  /* a reload of the node must not end a sync */
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGXFSZ, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGUSR1, SIG_DFL);
+	gossip_exec_signals(1);  /* a reload of the node must not end a sync */
 	int c = fcntl(fd, F_DUPFD, 10), null = open("/dev/null", O_RDWR);
 	if (c < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(c, 3) < 0)
 		_exit(127);

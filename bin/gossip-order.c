@@ -338,6 +338,7 @@ static void fill_gaps(struct filter *f, uint64_t mono)
 			dup2(null, 0);
 			dup2(null, 1);
 		}
+		gossip_exec_signals(0);
 		execl("/bin/sh", "sh", "-c",
 		      "peer=$(gossip-peers -d \"$1\" -s pick 2>/dev/null) && "
 		      "exec gossip-merge -d \"$1\" -t 10 sync \"$peer\" 2>/dev/null",

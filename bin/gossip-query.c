@@ -652,9 +652,7 @@ static _Noreturn void run_handler(struct responder *r, const char *command, cons
 		dup2(in[0], 0);
 		dup2(outp[1], 1);
 		close(in[0]), close(in[1]), close(outp[0]), close(outp[1]);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGXFSZ, SIG_DFL);
+		gossip_exec_signals(1);
 		execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 		_exit(127);
 	}

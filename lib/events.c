@@ -944,10 +944,7 @@ static pid_t start(struct gossip_runner *r, int hi, const struct job *j)
 	pid_t pid = fork();
 	if (pid == 0) {
 		setpgid(0, 0);  /* stopped whole at the limit, with what it started */
-		/* A node's reload (SIGHUP to its process group) is not the handler's to die of. */
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGXFSZ, SIG_DFL);
+		gossip_exec_signals(1);
 		dup2(in, 0);
 		close(in);
 		char num[32];

@@ -48,6 +48,12 @@ void gossip_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *gossip_progname;
 /* sodium_init() and the program name; exits 2 when libsodium cannot start. */
 void gossip_init(const char *argv0);
+/* In a child, before it execs a command (a handler, an answer, a command peer, a sync):
+ * the signals as a new process has them, which exec does not give back by itself (what
+ * is ignored or blocked stays so): none blocked, none ignored (SIGPIPE, SIGXFSZ, ...) but
+ * SIGHUP, ignored when hup_ignored (a node's reload, a SIGHUP to its process group, is not
+ * the command's to die of), else left as the program had it (nohup's). */
+void gossip_exec_signals(int hup_ignored);
 /* "prog: msg" on stderr. gossip_die() then exits with code. */
 void gossip_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void gossip_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));

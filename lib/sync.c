@@ -82,9 +82,7 @@ static int spawn(const char *cmd, pid_t *pid)
 	if (*pid == 0) {
 		dup2(sv[1], 0);
 		dup2(sv[1], 1);
-		/* The command gets the signals' defaults, not this program's. */
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGXFSZ, SIG_DFL);
+		gossip_exec_signals(0);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}

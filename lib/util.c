@@ -43,6 +43,18 @@ void gossip_init(const char *argv0)
 	signal(SIGXFSZ, SIG_IGN);
 }
 
+void gossip_exec_signals(int hup_ignored)
+{
+	static const int sigs[] = {SIGPIPE, SIGXFSZ, SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2};
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+		signal(sigs[i], SIG_DFL);
+	if (hup_ignored)
+		signal(SIGHUP, SIG_IGN);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* One write per line: the processes of a node share one log, and a line written in pieces
  * could interleave with another's. A longer line is cut, ending in "...". */
 static void vwarn(const char *fmt, va_list ap)

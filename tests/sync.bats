@@ -44,13 +44,22 @@ diverge() {
 	gossip-merge -d b export | gossip-merge -d u >/dev/null
 }
 
-@test "a command peer runs with SIGPIPE and SIGXFSZ at their defaults (the programs ignore them)" {
-	run --separate-stderr gossip-merge -d a sync "grep SigIgn /proc/self/status >'$T/sigign'; exec gossip-merge -d '$T/b' serve"
+@test "a command peer runs with the signals as a new process has them: none ignored (SIGPIPE and SIGXFSZ, which the programs ignore; SIGINT, a shell's background job's), none blocked" {
+	# gossip-merge started as a non-interactive shell's background job is (SIGINT and
+	# SIGQUIT ignored), and by a parent that left signals blocked (exec keeps both).
+	run --separate-stderr "$PY" -c '
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+os.execvp(sys.argv[1], sys.argv[1:])' gossip-merge -d a sync "grep -E '^Sig(Ign|Blk):' /proc/self/status >'$T/sigign'; exec gossip-merge -d '$T/b' serve"
 	assert_success
-	mask=$(awk '{print $2}' sigign)
+	mask=$(awk '$1 == "SigIgn:" {print $2}' sigign)
 	[ -n "$mask" ] || fail "no mask"
 	(( (0x$mask >> 12 & 1) == 0 )) || fail "SIGPIPE (bit 12) is ignored in the command: $mask"
 	(( (0x$mask >> 24 & 1) == 0 )) || fail "SIGXFSZ (bit 24) is ignored in the command: $mask"
+	(( (0x$mask >> 1 & 1) == 0 )) || fail "SIGINT (bit 1) is ignored in the command: $mask"
+	blocked=$(awk '$1 == "SigBlk:" {print $2}' sigign)
+	(( 0x$blocked == 0 )) || fail "signals blocked in the command: $blocked"
 }
 
 @test "push-pull: both stores end with the union" {

@@ -381,6 +381,39 @@ SH
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 }
 
+@test "the main process killed by -9 during its own stop: its watchdog, ended last, ends the rest" {
+	mkdir -p fake
+	# A process of the node that takes TERMs (each counted) until released.
+	cat >fake/slow-term <<'SH'
+#!/bin/sh
+trap 'echo >>"$TERMS"; if [ -e "$RELEASE" ]; then exit 0; fi' TERM
+: >"$TERMS.armed"
+while :; do sleep 0.05; done
+SH
+	cat >fake/gossip-query <<'SH'
+#!/bin/sh
+"${0%/*}/slow-term" &
+while :; do sleep 0.05; done
+SH
+	chmod +x fake/slow-term fake/gossip-query
+	export PATH="$T/fake:$PATH" TERMS="$T/terms" RELEASE="$T/release"
+	node_start n1 "${PORTS[0]}"
+	pg=$PGID_n1
+	wait_for 10 test -e terms.armed
+	KILL9=$(pgrep -f slow-term -s "$pg")  # it takes TERMs: ended by teardown whatever happens
+	[ -n "$KILL9" ] || fail "no stand-in"
+	kill -TERM "$pg"
+	# The stop's loop sends its TERMs; then the main process is killed.
+	wait_for 10 eval '[ -s terms ] && [ "$(wc -l <terms)" -ge 2 ]'
+	kill -9 "$pg"
+	wait_for 5 eval '[ -z "$(ps -o stat= -p "$pg" | grep -v Z)" ]'
+	terms=$(wc -l <terms)
+	wait_for 5 eval '[ "$(wc -l <terms)" -ge $((terms + 3)) ]' ||
+		fail "no TERM after the main process was killed (the watchdog was ended by the stop)"
+	: >release
+	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+}
+
 @test "a stop ends a query's handler (it runs in a group of its own) with the node; and a stale pid in DIR/node.pid is no process the stop verb signals" {
 	node_start n1 "${PORTS[0]}" "" -x "query:slow=exec sleep 60"
 	gossip-query -d "$T/n1" -T 30 slow >/dev/null 2>&1 & BG=$!

@@ -77,26 +77,42 @@ static const char *name_of(const uint8_t pk[32])
 /* ---- merging ---- */
 
 /* A node's pipeline (--lazy) outlives a store it cannot write (a full disk, a file size
- * limit): the batch is neither stored nor passed on, and comes back by anti-entropy. One
- * line when it starts, one a minute while it lasts, one when a batch is stored again (not
- * one of duplicates alone, which writes nothing). 1: carry on; 0: stop (not --lazy). */
+ * limit): the batch is neither stored nor passed on, and comes back by anti-entropy. A
+ * batch whose sync failed (an I/O error) was written and passed on, but may be lost at a
+ * crash. One line when it starts, one a minute while it lasts, one when a batch is stored
+ * (and synced) again (not one of duplicates alone, which writes nothing). 1: carry on; 0:
+ * stop (not --lazy). */
 static int store_trouble(const struct gossip_merger *mg, int failed)
 {
-	static uint64_t batches, last_ms, written;
+	static uint64_t batches, unsynced, last_ms, written;
 	uint64_t now = gossip_mono_ms();
 	if (!failed) {
-		if (batches && mg->written > written) {
-			gossip_warn("store: written again (%llu batches were not stored; anti-entropy "
-			            "brings them back)", (unsigned long long)batches);
-			batches = 0;
+		if ((batches || unsynced) && mg->written > written) {
+			char also[96] = "";
+			if (unsynced)
+				snprintf(also, sizeof also, "%s%llu written but not known to be on disk",
+				         batches ? ", " : "", (unsigned long long)unsynced);
+			if (batches)
+				gossip_warn("store: written again (%llu batches were not stored%s; anti-entropy "
+				            "brings them back)", (unsigned long long)batches, also);
+			else
+				gossip_warn("store: written again (%s; anti-entropy brings back what a crash "
+				            "loses)", also);
+			batches = unsynced = 0;
 		}
 		return 1;
 	}
 	if (!mg->lazy)
 		return 0;
 	written = mg->written;
-	if (!batches++ || gossip_age_ms(now, last_ms) >= 60000) {
-		gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
+	int first = !batches && !unsynced, kept = mg->store_failed == 2;
+	*(kept ? &unsynced : &batches) += 1;
+	if (first || gossip_age_ms(now, last_ms) >= 60000) {
+		if (kept)
+			gossip_warn("%s; written and passed on, but not known to be on disk (a crash may "
+			            "lose it; anti-entropy brings it back)", gossip_error());
+		else
+			gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
 		last_ms = now;
 	}
 	return 1;

@@ -758,7 +758,8 @@ struct gossip_merger {
 	 * stored one (the loser is also rejected; the winner is stored). */
 	uint64_t seen, added, dups, stale, rejected, equivocations;
 	/* written: the messages stored (added counts news passed on too); store_failed: the
-	 * last failure was the store's (its write or its sync), not the merger's own. */
+	 * last failure was the store's, not the merger's own: 1 its write (nothing of the
+	 * batch stored), 2 its sync under lazy (written and reported, not known durable). */
 	uint64_t written;
 	int store_failed;
 	/* Refusal lines said at most (0: each one): a sync from a member that trusts more

@@ -331,7 +331,7 @@ int gossip_merge_flush(struct gossip_merger *mg)
 	}
 	mg->written += added;
 	if (mg->lazy && added && store_sync(mg->st) < 0) {
-		mg->store_failed = 1;
+		mg->store_failed = 2;
 		return -1;
 	}
 	if (added && mg->on_stored)

@@ -84,13 +84,15 @@ static const char *name_of(const uint8_t pk[32])
  * stop (not --lazy). */
 static int store_trouble(const struct gossip_merger *mg, int failed)
 {
-	static uint64_t batches, unsynced, last_ms, written;
+	/* Each kind of trouble (not stored; written, not synced) is said on its own: a change
+	 * from one to the other is said at once. */
+	static uint64_t batches, unsynced, last_ms[2], written;
 	uint64_t now = gossip_mono_ms();
 	if (!failed) {
 		if ((batches || unsynced) && mg->written > written) {
 			char also[96] = "";
 			if (unsynced)
-				snprintf(also, sizeof also, "%s%llu written but not known to be on disk",
+				snprintf(also, sizeof also, "%s%llu batches written but not known to be on disk",
 				         batches ? ", " : "", (unsigned long long)unsynced);
 			if (batches)
 				gossip_warn("store: written again (%llu batches were not stored%s; anti-entropy "
@@ -105,15 +107,15 @@ static int store_trouble(const struct gossip_merger *mg, int failed)
 	if (!mg->lazy)
 		return 0;
 	written = mg->written;
-	int first = !batches && !unsynced, kept = mg->store_failed == 2;
-	*(kept ? &unsynced : &batches) += 1;
-	if (first || gossip_age_ms(now, last_ms) >= 60000) {
+	int kept = mg->store_failed == 2;
+	uint64_t *count = kept ? &unsynced : &batches;
+	if (!(*count)++ || gossip_age_ms(now, last_ms[kept]) >= 60000) {
 		if (kept)
-			gossip_warn("%s; written and passed on, but not known to be on disk (a crash may "
-			            "lose it; anti-entropy brings it back)", gossip_error());
+			gossip_warn("%s; the batch was written and passed on, but may be lost in a crash "
+			            "(anti-entropy brings it back)", gossip_error());
 		else
 			gossip_warn("%s; not stored, tried again with what comes next", gossip_error());
-		last_ms = now;
+		last_ms[kept] = now;
 	}
 	return 1;
 }

@@ -330,12 +330,14 @@ int gossip_merge_flush(struct gossip_merger *mg)
 		at += c->items[i].len;
 	}
 	mg->written += added;
+	/* The batch's events are logged as it was reported: written (lazy: before the sync,
+	 * and whether or not the sync fails). */
+	if (added && mg->on_stored)
+		mg->on_stored(mg->sctx, NULL, 0);
 	if (mg->lazy && added && store_sync(mg->st) < 0) {
 		mg->store_failed = 2;
 		return -1;
 	}
-	if (added && mg->on_stored)
-		mg->on_stored(mg->sctx, NULL, 0);
 	return store_compact_if_wasteful(mg->st);
 }
 

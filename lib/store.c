@@ -2525,7 +2525,7 @@ fail:
 int store_sync(struct gossip_store *st)
 {
 	if (fdatasync(st->fd) < 0) {
-		gossip_seterr("store: cannot write %s/store: %s", st->dir, strerror(errno));
+		gossip_seterr("store: cannot sync %s/store to disk: %s", st->dir, strerror(errno));
 		return -1;
 	}
 	return 0;

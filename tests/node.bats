@@ -381,7 +381,7 @@ SH
 	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
 }
 
-@test "the main process killed by -9 during its own stop: its watchdog, ended last, ends the rest" {
+@test "the main process killed by -9 during its own stop (a TERM to it, or to its whole group): its watchdog, ended last, ends the rest" {
 	mkdir -p fake
 	# A process of the node that takes TERMs (each counted) until released.
 	cat >fake/slow-term <<'SH'
@@ -397,21 +397,26 @@ while :; do sleep 0.05; done
 SH
 	chmod +x fake/slow-term fake/gossip-query
 	export PATH="$T/fake:$PATH" TERMS="$T/terms" RELEASE="$T/release"
-	node_start n1 "${PORTS[0]}"
-	pg=$PGID_n1
-	wait_for 10 test -e terms.armed
-	KILL9=$(pgrep -f slow-term -s "$pg")  # it takes TERMs: ended by teardown whatever happens
-	[ -n "$KILL9" ] || fail "no stand-in"
-	kill -TERM "$pg"
-	# The stop's loop sends its TERMs; then the main process is killed.
-	wait_for 10 eval '[ -s terms ] && [ "$(wc -l <terms)" -ge 2 ]'
-	kill -9 "$pg"
-	wait_for 5 eval '[ -z "$(ps -o stat= -p "$pg" | grep -v Z)" ]'
-	terms=$(wc -l <terms)
-	wait_for 5 eval '[ "$(wc -l <terms)" -ge $((terms + 3)) ]' ||
-		fail "no TERM after the main process was killed (the watchdog was ended by the stop)"
-	: >release
-	wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+	for to in main group; do
+		rm -f terms terms.armed release
+		# (The script's own variables are not taken from the environment.)
+		spare=1 spare_kids=1 watchdog=1 node_start n1 "${PORTS[0]}"
+		pg=$PGID_n1
+		wait_for 10 test -e terms.armed
+		KILL9=$(pgrep -f slow-term -s "$pg")  # it takes TERMs: ended by teardown whatever happens
+		[ -n "$KILL9" ] || fail "no stand-in"
+		if [ $to = main ]; then kill -TERM "$pg"; else kill -TERM -- "-$pg"; fi
+		# The stop's loop sends its TERMs; then the main process is killed.
+		wait_for 10 eval '[ -s terms ] && [ "$(wc -l <terms)" -ge 2 ]'
+		kill -9 "$pg"
+		wait_for 5 eval '[ -z "$(ps -o stat= -p "$pg" | grep -v Z)" ]'
+		terms=$(wc -l <terms)
+		wait_for 5 eval '[ "$(wc -l <terms)" -ge $((terms + 3)) ]' ||
+			fail "TERM to the $to: no TERM after the main process was killed (the watchdog was ended)"
+		: >release
+		wait_for 10 eval '[ -z "$(group_procs "$pg")" ]' || fail "TERM to the $to: left running: $(group_procs "$pg")"
+		wait "$pg" 2>/dev/null || true
+	done
 }
 
 @test "a stop ends a query's handler (it runs in a group of its own) with the node; and a stale pid in DIR/node.pid is no process the stop verb signals" {

@@ -361,7 +361,7 @@ PY
 	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = 20 ]
 }
 
-@test "a node's merge (--lazy) whose sync fails (an I/O error): its line says the batch was written and passed on, not that it was not stored" {
+@test "a node's merge (--lazy) whose sync fails (an I/O error): its line says the batch was written and passed on, not that it was not stored; its events are logged" {
 	# fdatasync fails (EIO) while the file FAIL_SYNC is there: a disk's error, which a
 	# machine could not give on demand.
 	cat >shim.c <<'C'
@@ -382,36 +382,51 @@ int fdatasync(int fd)
 }
 C
 	${CC:-cc} -shared -fPIC -o shim.so shim.c -ldl || fail "cannot build the shim"
-	for b in 1 2 3; do
+	for b in 1 2 3 4; do
 		seq $((b * 10)) $((b * 10 + 4)) | sed 's/.*/set k& v&/' | gossip-send -d a batch >s$b
 	done
+	gossip-send -d a event boom now >>s1
 	mkfifo in
 	: >failsync
 	# (Under the sanitizers the shim is preloaded before their runtime: allowed here.)
 	(FAIL_SYNC=$T/failsync LD_PRELOAD=$T/shim.so ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
 		exec gossip-merge --lazy -d b <in >out 2>err) & BG=$!
 	exec 4>in
+	passed() { [ "$(stat -c %s out)" = "$(cat "$@" | wc -c)" ]; }
 	cat s1 >&4
-	wait_for 10 eval '[ "$(stat -c %s out)" = "$(stat -c %s s1)" ]' || fail "not passed on: $(cat err)"
-	wait_for 10 grep -q "not known to be on disk" err
+	wait_for 10 passed s1 || fail "not passed on: $(cat err)"
+	wait_for 10 grep -q "may be lost in a crash" err
+	# Its event is logged (the handlers hear of it) as its messages were passed on.
+	wait_for 10 grep -qa boom b/events || fail "the event of a batch whose sync failed is not in b/events"
 	cat s2 >&4
-	wait_for 10 eval '[ "$(stat -c %s out)" = $(($(stat -c %s s1) + $(stat -c %s s2))) ]' || fail "not passed on: $(cat err)"
-	rm failsync
+	wait_for 10 passed s1 s2 || fail "not passed on: $(cat err)"
+	# Then no room for the next (a file size limit): not stored, said at once (another
+	# kind of trouble), not passed on.
+	size=$(stat -c %s b/store)
+	prlimit --pid "$BG" --fsize="$size:"
 	cat s3 >&4
+	wait_for 10 grep -q "not stored, tried again" err || fail "$(cat err)"
+	prlimit --pid "$BG" --fsize=unlimited:
+	rm failsync
+	cat s4 >&4
 	wait_for 10 grep -q "store: written again" err || fail "$(cat err)"
 	exec 4>&-
 	wait "$BG"
 	BG=
-	# One line for the trouble (the second batch's within the minute), one when it ended.
-	[ "$(wc -l <err)" = 2 ] || fail "$(cat err)"
-	grep -qx "gossip-merge: store: cannot write b/store: Input/output error; written and passed on, but not known to be on disk (a crash may lose it; anti-entropy brings it back)" err ||
+	passed s1 s2 s4 || fail "passed on: $(stat -c %s out) bytes"
+	# A line for each kind of trouble (the second batch's within the minute), one when it
+	# ended.
+	[ "$(wc -l <err)" = 3 ] || fail "$(cat err)"
+	grep -qx "gossip-merge: store: cannot sync b/store to disk: Input/output error; the batch was written and passed on, but may be lost in a crash (anti-entropy brings it back)" err ||
 		fail "$(cat err)"
-	grep -qx "gossip-merge: store: written again (2 written but not known to be on disk; anti-entropy brings back what a crash loses)" err ||
+	grep -qx "gossip-merge: store: written again (1 batches were not stored, 2 batches written but not known to be on disk; anti-entropy brings them back)" err ||
 		fail "$(cat err)"
-	# Written they were: the store holds all three batches.
-	for k in 10 24 34; do
+	# Written they were: the store holds the three batches, not the one refused.
+	for k in 10 24 44; do
 		[ "$(gossip-merge -d b get k$k)" = "v$k" ] || fail "k$k"
 	done
+	run gossip-merge -d b get k30
+	assert_failure 1
 }
 
 @test "kill -9 at random points of compaction: every key keeps its newest value, check is clean" {

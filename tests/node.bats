@@ -419,6 +419,40 @@ SH
 	done
 }
 
+@test "a node started with SIGTERM ignored (by its parent) takes it all the same: the stop verb stops it, and it leaves" {
+	# (No trap of a shell takes a signal ignored when it started: the node runs itself
+	# again with the default.)
+	bash -c 'trap "" TERM; exec "$@"' _ gossip-node -d "$T/n1" -n n1 -l "127.0.0.1:${PORTS[0]}" -i "$HB" \
+		</dev/null >/dev/null 2>>"$T/n1.log" 3>&- &
+	PGID_n1=$!
+	NODES=" n1"
+	node_listens n1
+	mask=$(awk '$1 == "SigIgn:" {print $2}' "/proc/$PGID_n1/status")
+	(( (0x$mask >> 14 & 1) == 0 )) || fail "SIGTERM still ignored by the node: $mask"
+	pg=$PGID_n1
+	run timeout 30 gossip-node -d "$T/n1" stop
+	assert_success
+	eval "PGID_n1="
+	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+	grep -q "leaving the cluster" n1.log || fail "$(cat n1.log)"
+}
+
+@test "the watchdog killed by itself (kill -9): a stop still ends at once (its tail, orphaned, takes the TERM)" {
+	node_start n1 "${PORTS[0]}"
+	pg=$PGID_n1
+	wait_for 10 pgrep -g "$pg" -f "tail -s 0.2 --pid=$pg"
+	tail=$(pgrep -g "$pg" -f "tail -s 0.2 --pid=$pg")
+	dog=$(ps -o ppid= -p "$tail" | tr -d ' ')
+	kill -9 "$dog"
+	wait_for 5 eval '[ "$(ps -o ppid= -p "$tail" | tr -d " ")" != "$dog" ]'
+	start=$SECONDS
+	run timeout 60 gossip-node -d "$T/n1" stop
+	assert_success
+	# It would be the KILL at 30 s, had the tail ignored the TERM.
+	[ $((SECONDS - start)) -lt 15 ] || fail "the stop took $((SECONDS - start)) s"
+	wait_for 5 eval '[ -z "$(group_procs "$pg")" ]' || fail "left running: $(group_procs "$pg")"
+}
+
 @test "a stop ends a query's handler (it runs in a group of its own) with the node; and a stale pid in DIR/node.pid is no process the stop verb signals" {
 	node_start n1 "${PORTS[0]}" "" -x "query:slow=exec sleep 60"
 	gossip-query -d "$T/n1" -T 30 slow >/dev/null 2>&1 & BG=$!

@@ -321,22 +321,24 @@ PY
 # the next, as a process whose TERM came while the shell that forked it still held its
 # trap; $T/armed once its trap is set (wait for it: a TERM before would just end it).
 lost_term() {
-	mkdir -p fake
-	cat >fake/lost-term <<'SH'
+	stand_in lost-term <<'SH'
 #!/bin/sh
 trap 'if [ -e "$SEEN" ]; then exit 0; fi; : >"$SEEN"' TERM
 trap ': >"$SEEN.cont"' CONT
 : >"$SEEN.armed"
 while :; do sleep 0.05; done
 SH
-	cat >fake/gossip-query <<'SH'
-#!/bin/sh
-"${0%/*}/lost-term" &
-while :; do sleep 0.05; done
-SH
-	chmod +x fake/lost-term fake/gossip-query
-	export PATH="$T/fake:$PATH" SEEN="$T/seen"
+	export SEEN="$T/seen"
 	rm -f "$T/seen.armed"
+}
+# stand_in NAME <SCRIPT: the script as fake/NAME, started in the node's group by a
+# stand-in for gossip-query on PATH.
+stand_in() {
+	mkdir -p fake
+	cat >"fake/$1"
+	printf '#!/bin/sh\n"${0%%/*}/%s" &\nwhile :; do sleep 0.05; done\n' "$1" >fake/gossip-query
+	chmod +x "fake/$1" fake/gossip-query
+	export PATH="$T/fake:$PATH"
 }
 
 @test "a process of the node that missed the stop's TERM (one that came between a fork and its exec) is sent it again: the stop ends, nothing stays behind" {
@@ -382,21 +384,14 @@ SH
 }
 
 @test "the main process killed by -9 during its own stop (a TERM to it, or to its whole group): its watchdog, ended last, ends the rest" {
-	mkdir -p fake
 	# A process of the node that takes TERMs (each counted) until released.
-	cat >fake/slow-term <<'SH'
+	stand_in slow-term <<'SH'
 #!/bin/sh
 trap 'echo >>"$TERMS"; if [ -e "$RELEASE" ]; then exit 0; fi' TERM
 : >"$TERMS.armed"
 while :; do sleep 0.05; done
 SH
-	cat >fake/gossip-query <<'SH'
-#!/bin/sh
-"${0%/*}/slow-term" &
-while :; do sleep 0.05; done
-SH
-	chmod +x fake/slow-term fake/gossip-query
-	export PATH="$T/fake:$PATH" TERMS="$T/terms" RELEASE="$T/release"
+	export TERMS="$T/terms" RELEASE="$T/release"
 	for to in main group; do
 		rm -f terms terms.armed release
 		# (The script's own variables are not taken from the environment.)

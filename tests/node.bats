@@ -230,7 +230,11 @@ s.sendto(open(sys.argv[1], "rb").read(), ("127.0.0.1", int(sys.argv[2])))' bad "
 	read -r id _ <"$T/n3/key.pub"
 	run gossip-merge -d "$T/n3" -o "$id" get _member
 	assert_failure 1
-	if grep -q "not leaving\|not stored\|refuting" n3.log; then fail "$(cat n3.log)"; fi
+	# Nor is the leave refuted (a suspicion refuted before the stop, on a busy machine, is
+	# SWIM at work: the sanitizers' pass saw one as the cluster started).
+	if grep -q "not leaving\|not stored" n3.log || sed -n '/leaving the cluster/,$p' n3.log | grep -q refuting; then
+		fail "$(cat n3.log)"
+	fi
 	grep -q "gossip-peers: leaving the cluster (.*/n3/leave is there): the leave sent to 3 members" n3.log ||
 		fail "$(cat n3.log)"
 }

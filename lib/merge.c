@@ -161,13 +161,14 @@ static int merge_news(struct gossip_merger *mg, const struct gossip_msg *m, cons
 		reject(mg, src, off);
 		return 0;
 	}
+	/* After what came before it, so a member record still precedes its first beat. A
+	 * beat whose flush failed is not passed on, nor remembered: sent again, it is new. */
+	if (gossip_merge_flush(mg) < 0)
+		return -1;
 	if (hb && !(b = beat_of(c, m->origin, 1)))
 		return -1;
 	if (b)
 		b->version = m->version;
-	/* After what came before it, so a member record still precedes its first beat. */
-	if (gossip_merge_flush(mg) < 0)
-		return -1;
 	mg->added++;
 	if (mg->on_new)
 		mg->on_new(mg->ctx, p, n);

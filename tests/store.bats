@@ -361,6 +361,34 @@ PY
 	[ "$(gossip-merge -d b digest | cut -d' ' -f2)" = 20 ]
 }
 
+@test "a heartbeat whose flush failed is not passed on, and the same beat sent again is (it was not remembered)" {
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $SEED py >>b/trusted
+	pad=$(printf '%0150d' 0)
+	seq 1 20 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >s1
+	seq 21 40 | sed "s/.*/set s-key& value-&-$pad/" | gossip-send -d a batch >s2
+	$PY "$BATS_TEST_DIRNAME/interop.py" make $SEED --type 1 --key _hb --value '' >hb
+	cat s2 hb >s2hb
+	gossip-merge -d b s1 >/dev/null
+	size=$(stat -c %s b/store) before=$(gossip-merge -d b digest)
+	mkfifo in
+	(ulimit -S -f $(((size + 1023) / 1024)); exec gossip-merge --lazy -d b <in >out 2>err) & BG=$!
+	exec 4>in
+	read_by() { awk '$1 == "rchar:" { print $2 }' "/proc/$1/io"; }
+	wait_for 10 eval '[ "$(read_by "$BG")" -ge "$size" ]'
+	prlimit --pid "$BG" --fsize="$size:"
+	# One write: the beat is read with the batch, whose flush (before the beat) fails.
+	cat s2hb >&4
+	wait_for 10 grep -q "not stored, tried again" err
+	[ ! -s out ] || fail "passed on what was not stored, or a beat after a batch that failed"
+	cat hb >&4
+	wait_for 10 test -s out
+	[ "$(cbor_count out)" = 1 ] || fail "$(cbor_count out) messages passed on"
+	cmp out hb || fail "passed on something else than the beat"
+	exec 4>&-
+	wait "$BG" || true
+	[ "$(gossip-merge -d b digest)" = "$before" ] || fail "what was stored changed"
+}
+
 @test "a node's merge (--lazy) whose sync fails (an I/O error): its line says the batch was written and passed on, not that it was not stored; its events are logged" {
 	# fdatasync fails (EIO) while the file FAIL_SYNC is there: a disk's error, which a
 	# machine could not give on demand.

@@ -281,8 +281,11 @@ static int on_force_leave(struct gossip_observer *o, const struct gossip_msg *m,
 static int on_heartbeat(struct gossip_observer *o, const struct gossip_msg *m, uint64_t now)
 {
 	struct gossip_peer *peer = gossip_peers_find(o->table, m->origin, 0);
-	/* A heartbeat from a member we do not know yet waits for its member record. */
-	if (!peer || m->type != GOSSIP_T_SET || m->version <= peer->hb_version)
+	/* A heartbeat from a member we do not know yet waits for its member record. Probing
+	 * (-p), members are judged by their acks, and come back by a record of a newer
+	 * incarnation: a heartbeat, which members that probe do not send, is a replay of one
+	 * sent before (by anyone who saw it), and says nothing of now. */
+	if (!peer || o->swim || m->type != GOSSIP_T_SET || m->version <= peer->hb_version)
 		return 0;
 	peer->hb_version = m->version;
 	gossip_peer_heard(peer, now);

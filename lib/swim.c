@@ -76,6 +76,11 @@ struct gossip_swim {
 	int health;
 	uint64_t acks;  /* acks to this prober's own pings (fresh nonces), since it started */
 	int left;  /* this node left (gossip_swim_leave): nothing is refuted or probed any more */
+	/* Refutations: at most one an interval (a member that lies could ask for one at each
+	 * record it sees); a claim that comes sooner is refuted when the interval is over. */
+	uint64_t refuted_at, refute_inc;
+	int refuted, refute_due;
+	uint64_t lie_said;  /* when a claim above our incarnation was last reported */
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
 	struct probe probes[PROBES];
 	struct relay relays[RELAYS];
@@ -372,47 +377,72 @@ void gossip_swim_self_record(struct gossip_swim *s, uint64_t incarnation, const 
 		gossip_warn("%s", gossip_error());
 }
 
+/* A new incarnation of our member record, signed and sent to every member we know (eager,
+ * so that no suspicion timer runs out on it) and by rumor. */
+static void refute_now(struct gossip_swim *s, struct gossip_peer *self, uint64_t claimed, uint64_t now)
+{
+	struct gossip_member m = self->info;
+	struct gossip_buf rec = {0}, signed_rec = {0};
+	m.incarnation = now > claimed ? now : claimed + 1;
+	if (gossip_member_encode(&rec, &m) < 0 || sign_set(s, &signed_rec, GOSSIP_KEY_MEMBER, rec.p, rec.len) < 0) {
+		gossip_warn("%s", gossip_error());
+		gossip_buf_free(&rec);
+		gossip_buf_free(&signed_rec);
+		return;
+	}
+	gossip_buf_free(&rec);
+	gossip_buf_free(&s->self_record);
+	s->self_record = signed_rec;
+	s->incarnation = m.incarnation;
+	s->refuted = 1;
+	s->refuted_at = now;
+	s->refute_due = 0;
+	gossip_warn("refuting a claim that this node is down or gone: incarnation %llu",
+	            (unsigned long long)s->incarnation);
+	for (size_t i = 0; i < s->table->n; i++)
+		if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT)
+			s->send(s->ctx, &s->table->v[i], s->self_record.p, s->self_record.len);
+	s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
+}
+
 /* Claimed suspect or dead at incarnation claimed by claimer (NULL: not known here, or a
  * claim passed on): a new incarnation of our member record says otherwise, unless we said
- * so already. Either way the claimer gets our newest record, and so does the cluster, by
- * rumor. */
-static void refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_peer *claimer,
-                   uint64_t now)
+ * so already; then the claimer gets our newest record, and so does the cluster, by rumor.
+ * A claim about an incarnation we never announced is a lie (only we sign our records):
+ * refuting it would let a liar drive our incarnation to 2^64-1, where no record is newer.
+ * 1 when a new incarnation was signed. */
+static int refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_peer *claimer,
+                  uint64_t now)
 {
 	struct gossip_peer *self = gossip_peers_find(s->table, s->author->id.pk, 0);
 	if (!self || s->left)
-		return;
-	if (claimed == UINT64_MAX) {
-		/* No incarnation is newer: nothing to say that would win (a wrap to 0 would
-		 * make every old claim new again). */
-		gossip_warn("a claim that this node is down at incarnation 2^64-1 cannot be refuted; ignored");
-		return;
-	}
-	if (claimed >= s->incarnation) {
-		struct gossip_member m = self->info;
-		struct gossip_buf rec = {0}, signed_rec = {0};
-		m.incarnation = now > claimed ? now : claimed + 1;
-		if (gossip_member_encode(&rec, &m) < 0 ||
-		    sign_set(s, &signed_rec, GOSSIP_KEY_MEMBER, rec.p, rec.len) < 0) {
-			gossip_warn("%s", gossip_error());
-			gossip_buf_free(&rec);
-			gossip_buf_free(&signed_rec);
-			return;
+		return 0;
+	if (claimed > s->incarnation || claimed == UINT64_MAX) {
+		/* (2^64-1: no incarnation is newer, and a wrap to 0 would make every old claim
+		 * new again.) Said once a minute at most: a liar may send many. */
+		if (!s->lie_said || now - s->lie_said >= 60000) {
+			gossip_warn("a claim that this node is down at incarnation %llu, which it never announced "
+			            "(its own is %llu): ignored (a member that lies, or one that replays a claim)",
+			            (unsigned long long)claimed, (unsigned long long)s->incarnation);
+			s->lie_said = now ? now : 1;
 		}
-		gossip_buf_free(&rec);
-		gossip_buf_free(&s->self_record);
-		s->self_record = signed_rec;
-		s->incarnation = m.incarnation;
-		gossip_warn("refuting a claim that this node is down or gone: incarnation %llu",
-		            (unsigned long long)s->incarnation);
-		/* To every member we know (eager), so that no suspicion timer runs out on it. */
-		for (size_t i = 0; i < s->table->n; i++)
-			if (!s->table->v[i].self && s->table->v[i].state != GOSSIP_P_LEFT)
-				s->send(s->ctx, &s->table->v[i], s->self_record.p, s->self_record.len);
-	} else if (claimer && s->self_record.len)
+		return 0;
+	}
+	if (claimed == s->incarnation) {
+		uint64_t gap = (uint64_t)s->cfg.interval_ms;
+		if (!s->refuted || now - s->refuted_at >= gap) {
+			refute_now(s, self, claimed, now);
+			return 1;
+		}
+		/* Refuted less than an interval ago: again when the interval is over. */
+		s->refute_due = 1;
+		s->refute_inc = claimed;
+	}
+	if (claimer && s->self_record.len)
 		s->send(s->ctx, claimer, s->self_record.p, s->self_record.len);
 	if (s->self_record.len)
 		s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
+	return 0;
 }
 
 void gossip_swim_met(struct gossip_swim *s, const struct gossip_peer *p, const uint8_t *rec, size_t n)
@@ -595,13 +625,14 @@ int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_
 	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
 		return 0;
 	if (t->self) {
-		if (ev.u >= s->incarnation && ev.u != UINT64_MAX && s->health < HEALTH)
+		if (refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now) && s->health < HEALTH)
 			s->health++;
-		refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now);
 		return 0;
 	}
-	/* About an incarnation it has since refuted, or a member that left: old news. */
-	if (ev.u < t->info.incarnation || t->state == GOSSIP_P_LEFT || t->state == GOSSIP_P_DEAD)
+	/* About an incarnation it has since refuted, or a member that left: old news. About
+	 * one it never announced (as far as we know): a lie, which its target would not
+	 * refute, or news we will have with its record; not ours to act on, nor to pass on. */
+	if (ev.u != t->info.incarnation || t->state == GOSSIP_P_LEFT || t->state == GOSSIP_P_DEAD)
 		return 0;
 	if (!dead && t->state == GOSSIP_P_SUSPECT) {
 		/* Another member's own probe failed too: a confirmation of ours. */
@@ -700,6 +731,17 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 {
 	struct gossip_peers *t = s->table;
 	int changed = 0;
+	/* A claim that came within an interval of the last refutation, still about our
+	 * incarnation (no record of ours has raised it since). */
+	if (s->refute_due && now - s->refuted_at >= (uint64_t)s->cfg.interval_ms) {
+		struct gossip_peer *self = gossip_peers_find(t, s->author->id.pk, 0);
+		s->refute_due = 0;
+		if (self && !s->left && s->refute_inc == s->incarnation) {
+			refute_now(s, self, s->refute_inc, now);
+			if (s->health < HEALTH)
+				s->health++;
+		}
+	}
 	for (size_t i = 0; i < PROBES; i++) {
 		struct probe *pr = &s->probes[i];
 		struct gossip_peer *target = pr->active ? gossip_peers_find(t, pr->target, 0) : NULL;
@@ -772,6 +814,10 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 	/* A suspect's timeout and a repair wish are judged at the next tick: no later than
 	 * 100 ms then, as before. Otherwise the next probe or probe deadline, a second at most. */
 	uint64_t cap = s->due ? 100 : 1000;
+	if (s->refute_due) {
+		uint64_t r = s->refuted_at + (uint64_t)s->cfg.interval_ms;
+		due = r < due ? r : due;
+	}
 	for (size_t i = 0; i < s->table->n && cap > 100; i++)
 		if (s->table->v[i].state == GOSSIP_P_SUSPECT)
 			cap = 100;

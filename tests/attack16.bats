@@ -235,6 +235,67 @@ state_is() {
 	for n in n1 n2; do wait_for 10 state_is "$n" n3 left; done
 }
 
+# claim_value FILE PUBFILE INC: the value of a claim that the member of PUBFILE is down at
+# incarnation INC (gossip(7), MEMBERSHIP: [key, incarnation]), as a hostile member makes it.
+claim_value() {
+	$PY -c 'import base64, cbor2, sys
+k = base64.b64decode(open(sys.argv[2]).read().split()[0])
+open(sys.argv[1], "wb").write(cbor2.dumps([k, int(sys.argv[3])]))' "$@"
+}
+
+# not_dead_throughout SECONDS NAME OBSERVERS...: NAME is not dead in any observer's table
+# at each look, a probe interval apart, for SECONDS (a suspicion a loaded machine causes
+# is refuted; a claim at 2^64-1 could not be).
+not_dead_throughout() {
+	local until=$(($(date +%s%N) / 1000000 + ${1%.*} * 1000)) name=$2 n
+	shift 2
+	while [ "$(($(date +%s%N) / 1000000))" -lt "$until" ]; do
+		for n in "$@"; do
+			[ "$(state_of "$n" "$name")" != dead ] || fail "$n: $name is dead: $(grep -h "claim\|refut" "$T"/n*.log | tail -5)"
+		done
+		sleep "$HB"
+	done
+}
+
+@test "a member's claims about incarnations never announced (up to 2^64-1): nobody takes the target down, and it is not driven to 2^64-1" {
+	cluster 3
+	# The reviewer's two steps: 2^64-2 to n2 (it used to refute at 2^64-1), then 2^64-1
+	# to n1 (which took n2 dead for good: no incarnation is newer).
+	claim_value c2 n2.pub 18446744073709551614
+	claim_value c1 n2.pub 18446744073709551615
+	gossip-send -d "$T/h" -b -f c2 -t "udp://127.0.0.1:${PORTS[1]}" set _dead
+	gossip-send -d "$T/h" -b -f c1 -t "udp://127.0.0.1:${PORTS[0]}" set _dead
+	for p in "${PORTS[@]}"; do
+		gossip-send -d "$T/h" -b -f c1 -t "udp://127.0.0.1:$p" set _suspect
+		gossip-send -d "$T/h" -b -f c2 -t "udp://127.0.0.1:$p" set _dead
+	done
+	wait_for 10 grep -q "which it never announced" "$T/n2.log"
+	# Twenty probe intervals: n2 is dead nowhere, and refuted nothing at such heights.
+	not_dead_throughout "$(awk -v hb="$HB" 'BEGIN { printf "%d", 20 * hb + 1 }')" n2 n1 n3
+	! grep -E "refuting a claim .*incarnation [0-9]{19}" "$T/n2.log" || fail "n2 refuted a lie"
+	[ "$(grep -c "which it never announced" "$T/n2.log")" = 1 ] || fail "the lie said more than once a minute"
+}
+
+@test "a heartbeat replayed to nodes that probe (one captured, or by anyone who saw it) does not bring a dead member back" {
+	cluster 3
+	# A heartbeat of n3's, signed before it died (members that probe send none: this
+	# stands for one captured, or made by an older version).
+	gossip-send -d "$T/n3" set _hb "" >hb
+	node_kill n3
+	for n in n1 n2; do wait_for 30 state_is "$n" n3 dead; done
+	for p in "${PORTS[0]}" "${PORTS[1]}"; do
+		gossip-send "udp://127.0.0.1:$p" <hb
+	done
+	# Ten probe intervals: still dead (it came back alive at once, and went dead again
+	# only after a suspicion).
+	for _ in $(seq 1 10); do
+		for n in n1 n2; do
+			state_is "$n" n3 dead || fail "$n: n3 is $(state_of "$n" n3) after a replayed heartbeat"
+		done
+		sleep "$HB"
+	done
+}
+
 @test "handlers: an event name, payload and key full of shell syntax reach the handler as data, never run" {
 	cluster 1 -x "user,key:app/=printf '%s|%s|%s\\n' \"\$GOSSIP_EVENT\" \"\${GOSSIP_USER_EVENT:-\$GOSSIP_KEY}\" \"\$GOSSIP_ORIGIN_NAME\" >>$T/ran; cat >>$T/ran; echo >>$T/ran"
 	evil='$(touch '"$T"'/pwned1)`touch '"$T"'/pwned2`;touch '"$T"'/pwned3 "'"'"'\'

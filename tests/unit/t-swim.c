@@ -531,24 +531,90 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
-	/* At most 9 times: ten claims at new incarnations, the window is 1800 ms. */
+	/* At most 9 times: ten claims, each at the incarnation the last refuted, an interval
+	 * apart (each refuted), the window is 1800 ms. */
 	make_table(&t, 3);
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
-	for (int k = 0; k < 10; k++) {
-		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 2 * (uint64_t)T0 + (uint64_t)k);
-		arrive(s, &b, T0 + 10 + (uint64_t)k);
+	uint64_t inc = 100, at10 = T0 + 10;
+	for (int k = 0; k < 10; k++, at10 += 1000) {
+		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, inc);
+		arrive(s, &b, at10);
+		inc = at10;  /* refuted at now */
 	}
-	gossip_swim_tick(s, T0 + 1000);
+	gossip_swim_tick(s, at10);
 	mark = nsent;
-	gossip_swim_tick(s, T0 + 2799);
+	gossip_swim_tick(s, at10 + 1799);
 	ok(nsent == mark, "ten claims: no retry within 9 ack windows");
-	gossip_swim_tick(s, T0 + 2800);
+	gossip_swim_tick(s, at10 + 1800);
 	ok(nsent > mark, "the retry at 9 ack windows: no more");
-	/* A claim at the largest incarnation cannot be refuted: no wrap to 0, no more health. */
+	/* A claim about an incarnation this node never announced (its own is inc): a lie, not
+	 * refuted (a liar would drive it to 2^64-1, where nothing is newer), no health. */
+	uint64_t lies[] = {inc + 1, 2 * inc, UINT64_MAX};
+	for (size_t k = 0; k < 3; k++) {
+		mark = nsent;
+		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, lies[k]);
+		arrive(s, &b, at10 + 1900 + k);
+		ok(nsent == mark, "a claim above this node's incarnation (%llu, its own %llu): ignored, nothing sent",
+		   (unsigned long long)lies[k], (unsigned long long)inc);
+	}
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* A claim within an interval of a refutation: refuted once the interval is over, once
+	 * for all that came meanwhile, and not when a record of ours raised it meanwhile. */
+	make_table(&t, 3);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);
+	arrive(s, &b, T0 + 10);  /* refuted: T0 + 10 */
+	size_t recs0 = 0, recs1 = 0, recs2 = 0;
 	mark = nsent;
-	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, UINT64_MAX);
-	arrive(s, &b, T0 + 2900);
-	ok(nsent == mark, "a claim at incarnation 2^64-1: ignored, nothing sent");
+	for (int k = 0; k < 5; k++) {
+		claim_by(&b, 2, GOSSIP_KEY_DEAD, 0, T0 + 10);
+		arrive(s, &b, T0 + 20 + (uint64_t)k);
+	}
+	for (size_t k = mark; k < nsent; k++)
+		recs0 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET &&
+		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation > T0 + 10;
+	ok(recs0 == 0 && nsent > mark, "five claims within the interval: the same record to the claimer, no new one");
+	ok(gossip_swim_wait(s, T0 + 900) <= 110, "the refutation due at the interval's end wakes the clock (%d ms)",
+	   gossip_swim_wait(s, T0 + 900));
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 1009);
+	for (size_t k = mark; k < nsent; k++)
+		recs1 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;
+	gossip_swim_tick(s, T0 + 1010);
+	gossip_swim_tick(s, T0 + 3000);
+	for (size_t k = mark; k < nsent; k++)
+		recs2 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET &&
+		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation == T0 + 1010;
+	ok(recs1 == 0 && recs2 == 3, "refuted at the interval's end, once: to both members and by rumor (%zu, %zu)",
+	   recs1, recs2);
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, T0 + 1010);
+	arrive(s, &b, T0 + 3010);  /* an interval on: refuted at once */
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, T0 + 3010);
+	arrive(s, &b, T0 + 3020);  /* due at T0 + 4010 ... */
+	gossip_swim_self_record(s, T0 + 3500, (const uint8_t *)"its record", 10);  /* ... but raised */
+	mark = nsent;
+	gossip_swim_tick(s, T0 + 4010);
+	recs0 = 0;
+	for (size_t k = mark; k < nsent; k++)
+		recs0 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;
+	ok(recs0 == 0, "a refutation due about an incarnation since raised by a record of ours: none");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* Another member's claim about a member at an incarnation it never announced (as far
+	 * as this node knows, 100): no suspicion, not passed on. */
+	make_table(&t, 4);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	uint64_t above[] = {101, UINT64_MAX};
+	for (size_t k = 0; k < 2; k++) {
+		claim_by(&b, 2, k ? GOSSIP_KEY_DEAD : GOSSIP_KEY_SUSPECT, 3, above[k]);
+		ok(arrive(s, &b, T0 + 10) == 0 && peer(&t, 3)->state == GOSSIP_P_ALIVE,
+		   "a claim about another member above its incarnation (%llu): ignored", (unsigned long long)above[k]);
+	}
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 3, 100);
+	ok(arrive(s, &b, T0 + 20) == 1 && peer(&t, 3)->state == GOSSIP_P_SUSPECT, "at its incarnation: suspect");
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 

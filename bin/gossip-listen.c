@@ -70,6 +70,25 @@ static int seen_before(const uint8_t h[16])
 	return memcmp(seen[i % SEEN], h, 16) == 0;
 }
 
+/* Recent forgeries (a bad signature under a trusted kid), by hash: the same bytes again
+ * cost no second check. */
+enum { FORGED = 1 << 12 };
+static uint8_t (*forged)[16];
+
+static int forged_before(const uint8_t h[16])
+{
+	uint32_t i;
+	memcpy(&i, h, 4);
+	return memcmp(forged[i % FORGED], h, 16) == 0;
+}
+
+static void remember_forged(const uint8_t h[16])
+{
+	uint32_t i;
+	memcpy(&i, h, 4);
+	memcpy(forged[i % FORGED], h, 16);
+}
+
 static void remember(const uint8_t h[16])
 {
 	uint32_t i;
@@ -129,8 +148,10 @@ static void reject(int reason, const char *src, uint64_t off, const char *why)
 		gossip_warn("%s: offset %llu: %s", src, (unsigned long long)off, why);
 }
 
-/* The messages of one datagram or chunk: a CBOR sequence. A bad item ends it. */
-static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t base)
+/* The messages of one datagram or chunk: a CBOR sequence. A bad item ends it; so does a
+ * forgery (a bad signature under a trusted kid), which no member passes on: what follows
+ * it is a forger's too, and each would cost a signature check. -1 after a forgery. */
+static int take_messages(const uint8_t *p, size_t n, const char *src, uint64_t base)
 {
 	size_t at = 0, len;
 	while (at < n) {
@@ -140,12 +161,15 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 				gossip_seterr("truncated item (%zu bytes)", n - at);
 			reject(strstr(gossip_error(), "larger") ? R_TOOBIG : R_MALFORMED, src, base + at,
 			       gossip_error());
-			return;
+			return 0;
 		}
 		uint8_t h[16];
 		crypto_generichash(h, 16, p + at, len, NULL, 0);
 		if (seen_before(h)) {
 			count.dups++;
+		} else if (forged_before(h)) {
+			reject(R_BADSIG, src, base + at, "bad signature (the same bytes as a forgery before)");
+			return -1;
 		} else {
 			struct gossip_msg m;
 			const struct gossip_signer *sg;
@@ -163,6 +187,10 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 					gossip_seterr("%s", why);
 				}
 				reject(map[v], src, base + at, gossip_error());
+				if (v == GOSSIP_V_BADSIG) {
+					remember_forged(h);
+					return -1;
+				}
 			} else {
 				remember(h);
 				count.accepted++;
@@ -171,24 +199,25 @@ static void take_messages(const uint8_t *p, size_t n, const char *src, uint64_t 
 		}
 		at += len;
 	}
+	return 0;
 }
 
 static void reload(void);
 
 /* One unit as it arrived: sealed (with a keyring) or plain. A reload asked for before
- * it is judged comes first, so the next unit after SIGHUP meets the new files. */
-static void take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
+ * it is judged comes first, so the next unit after SIGHUP meets the new files. -1 when it
+ * held a forgery. */
+static int take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
 {
 	if (want_reload)
 		reload();
 	if (!keys.n) {
 		/* Sealed traffic at a node without a keyring: say so, not that the bytes are no
 		 * message. */
-		if (gossip_looks_sealed(p, n))
-			reject(R_WRONGKEY, src, base, GOSSIP_WRONG_KEY);
-		else
-			take_messages(p, n, src, base);
-		return;
+		if (!gossip_looks_sealed(p, n))
+			return take_messages(p, n, src, base);
+		reject(R_WRONGKEY, src, base, GOSSIP_WRONG_KEY);
+		return 0;
 	}
 	if (gossip_open_sealed(&plain, &keys, p, n) < 0) {
 		struct gossip_msg m;
@@ -200,9 +229,9 @@ static void take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base
 		       plainmsg ? "not sealed: a node with a keyring takes only sealed traffic"
 		                : gossip_looks_sealed(p, n) ? GOSSIP_WRONG_KEY
 		                                            : "neither a message nor a sealed item");
-		return;
+		return 0;
 	}
-	take_messages(plain.p, plain.len, src, 0);
+	return take_messages(plain.p, plain.len, src, 0);
 }
 
 static void flush_out(void)
@@ -257,15 +286,18 @@ static int take_stream(struct conn *c)
 	const struct gossip_limits *lim = keys.n ? &sealed_lim : &gossip_msg_limits;
 	size_t at = 0, len;
 	int s = GOSSIP_SCAN_OK;
-	while (at < c->in.len &&
+	int forgery = 0;
+	while (!forgery && at < c->in.len &&
 	       (s = gossip_cbor_scan(c->in.p + at, c->in.len - at, lim, NULL, &len)) == GOSSIP_SCAN_OK) {
-		take_unit(c->in.p + at, len, c->peer, c->base + at);
+		forgery = take_unit(c->in.p + at, len, c->peer, c->base + at) < 0;
 		at += len;
 	}
 	memmove(c->in.p, c->in.p + at, c->in.len - at);
 	c->in.len -= at;
 	c->base += at;
 	flush_out();
+	if (forgery)
+		return -1;  /* a forger's stream: closed (said by reject) */
 	if (s == GOSSIP_SCAN_BAD) {
 		reject(strstr(gossip_error(), "larger") ? R_TOOBIG : R_MALFORMED, c->peer, c->base,
 		       gossip_error());
@@ -587,7 +619,7 @@ int main(int argc, char **argv)
 	trust.max_skew_ms = max_skew_ms;
 	if (gossip_keyring_load(&keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
-	if (!(seen = calloc(SEEN, 16)))
+	if (!(seen = calloc(SEEN, 16)) || !(forged = calloc(FORGED, 16)))
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
 	struct sigaction sa = {0};
 	sa.sa_handler = on_signal;
@@ -752,6 +784,7 @@ int main(int argc, char **argv)
 	free(addrs);
 	free(dgram);
 	free(seen);
+	free(forged);
 	gossip_buf_free(&out);
 	gossip_buf_free(&plain);
 	gossip_trust_free(&trust);

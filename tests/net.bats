@@ -165,6 +165,34 @@ stats() {
 	[ "$(gossip-inspect -d b -j got | jq -r .key)" = good ]
 }
 
+@test "a forgery ends its datagram and its stream: one signature check for 200 copies in a datagram, none for the same bytes again; the stream is closed" {
+	listen b got udp://127.0.0.1:0 tcp://127.0.0.1:0
+	udp=$(sed -n 1p got.addrs) tcp=$(sed -n 2p got.addrs)
+	gossip-send -d a set k v >m
+	flipbit m -2
+	gossip-send -d a set after 1 >after
+	# 200 copies of one forgery under a's (trusted) kid, then a valid message: one datagram.
+	for _ in $(seq 1 200); do cat m; done >forged
+	cat after >>forged
+	$PY -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d = open("forged", "rb").read()
+for _ in range(3):
+    s.sendto(d, ("127.0.0.1", int(sys.argv[1])))' "${udp##*:}"
+	gossip-send -d a -t "$udp" set good 1
+	wait_msgs got 1
+	line=$(stats "$got_pid" got.err)
+	[[ $line == *"received 4 datagrams"* && $line == *"; rejected: 0 malformed, 3 bad signature, 0 untrusted"* ]] ||
+		fail "want 3 datagrams of forgeries rejected once each: $line"
+	# On a stream: the forgery closes it; what follows is not taken.
+	cat m after | gossip-send "$tcp"
+	gossip-send -d a -t "$udp" set good2 1
+	wait_msgs got 2
+	line=$(stats "$got_pid" got.err)
+	[[ $line == *"4 bad signature"* ]] || fail "$line"
+	[ "$(gossip-inspect -d b -j got | jq -r .key | paste -sd' ')" = "good good2" ]
+}
+
 @test "a flood of garbage and half-open connections does not stop valid traffic" {
 	listen b got -c 16 -t 2 udp://127.0.0.1:0 tcp://127.0.0.1:0
 	u=$(sed -n 1p got.addrs) t=$(sed -n 2p got.addrs)

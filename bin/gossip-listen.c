@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,10 +50,14 @@ static const char *statedir, *sync_cmd;
 static const char *hand_path;  /* -H: where syncs go first (gossip-peers observe -H) */
 /* At most SYNCS_MAX syncs at once, and SYNCS_PER_PEER from one peer address, so that a
  * few bad peers cannot take every slot (each sync ends by its command's time limit); a
- * stream that is no whole sync request after SYNC_WAIT_MS is taken as messages. */
-enum { SYNCS_MAX = 16, SYNCS_PER_PEER = 4, SYNC_WAIT_MS = 1000 };
+ * stream that is no whole sync request after SYNC_WAIT_MS is taken as messages. When
+ * DIR/peers names members, syncs from addresses that are no member's (strangers: an
+ * outsider, or a node joining) share STRANGER_SLOTS, so that outsiders from many
+ * addresses cannot take the slots the members' anti-entropy needs. */
+enum { SYNCS_MAX = 16, SYNCS_PER_PEER = 4, STRANGER_SLOTS = 4, SYNC_WAIT_MS = 1000 };
 static struct {
 	pid_t pid;  /* 0: a free slot */
+	int stranger;
 	char who[64];
 } syncs[SYNCS_MAX];
 
@@ -418,21 +423,75 @@ static void hand_to_server(int fd, const char *peer)
 	_exit(0);
 }
 
+/* The host part of a member's address (tcp://HOST:PORT, udp://[HOST]:PORT), as who. */
+static void host_of(char host[64], const char *addr)
+{
+	const char *h = strstr(addr, "://"), *colon;
+	h = h ? h + 3 : addr;
+	colon = strrchr(h, ':');
+	snprintf(host, 64, "%.*s", (int)(colon ? colon - h : (long)strlen(h)), h);
+}
+
+/* 1 when who is a host of some other member in DIR/peers, 0 when not, -1 when DIR/peers
+ * names no other member's address (a listener outside a node: no strangers). Read again
+ * when the file changes. */
+static int member_host(const char *who)
+{
+	static char (*hosts)[64];
+	static size_t nhosts;
+	static struct stat was;
+	struct stat sb;
+	if (!statedir || strncmp(who, "uid ", 4) == 0 || strcmp(who, "unix") == 0)
+		return -1;  /* a unix socket's peer is local, allowed by its file's mode */
+	if (stat(gossip_path(statedir, "peers"), &sb) < 0)
+		memset(&sb, 0, sizeof sb);
+	if (sb.st_ino != was.st_ino || sb.st_size != was.st_size || sb.st_mtim.tv_sec != was.st_mtim.tv_sec ||
+	    sb.st_mtim.tv_nsec != was.st_mtim.tv_nsec || !hosts) {
+		struct gossip_peers t;
+		nhosts = 0;
+		was = sb;
+		if (sb.st_ino && gossip_peers_load(&t, statedir) == 0) {
+			char(*h)[64] = realloc(hosts, (t.n * GOSSIP_MAX_ADDRS + 1) * sizeof *h);
+			if (h) {
+				hosts = h;
+				for (size_t i = 0; i < t.n; i++)
+					for (int k = 0; !t.v[i].self && k < t.v[i].info.naddrs; k++)
+						host_of(hosts[nhosts++], t.v[i].info.addrs[k]);
+			}
+			gossip_peers_free(&t);
+		}
+	}
+	if (!nhosts)
+		return -1;
+	for (size_t i = 0; i < nhosts; i++)
+		if (strcmp(hosts[i], who) == 0)
+			return 1;
+	return 0;
+}
+
 /* Run sh -c sync_cmd with the connection as its stdin and stdout, in a free slot (or hand
  * it to -H's server). */
 static void hand_off(int fd, const char *peer, const char *who)
 {
-	int slot = -1, same = 0;
+	int slot = -1, same = 0, strangers = 0, stranger = member_host(who) == 0;
 	char why[256];
 	for (int i = 0; i < SYNCS_MAX; i++) {
 		if (!syncs[i].pid)
 			slot = slot < 0 ? i : slot;
-		else if (strcmp(syncs[i].who, who) == 0)
-			same++;
+		else {
+			same += strcmp(syncs[i].who, who) == 0;
+			strangers += syncs[i].stranger;
+		}
 	}
 	if (same >= SYNCS_PER_PEER) {
 		snprintf(why, sizeof why, "refused: busy: %d syncs from %s are running, the most one "
 		         "peer may have", same, who);
+		refuse_sync(fd, peer, why);
+		return;
+	}
+	if (stranger && strangers >= STRANGER_SLOTS) {
+		snprintf(why, sizeof why, "refused: busy: %d syncs from addresses of no member are running, "
+		         "the most they may have", strangers);
 		refuse_sync(fd, peer, why);
 		return;
 	}
@@ -458,6 +517,7 @@ static void hand_off(int fd, const char *peer, const char *who)
 		_exit(127);
 	}
 	syncs[slot].pid = pid;
+	syncs[slot].stranger = stranger;
 	snprintf(syncs[slot].who, sizeof syncs[slot].who, "%s", who);
 }
 

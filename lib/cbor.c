@@ -261,6 +261,12 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
                        uint64_t *off)
 {
 	uint64_t until = 0;  /* the end of this wait (timeout_ms): a signal does not restart it */
+	/* Past the deadline nothing more is taken, buffered or not: a peer that sends faster
+	 * than its items are handled would otherwise never meet it. */
+	if (r->deadline && gossip_mono_ms() >= r->deadline) {
+		gossip_seterr("%s: timed out: the time limit ran out", r->name);
+		return -1;
+	}
 	for (;;) {
 		size_t k;
 		if (r->ready) {

@@ -178,6 +178,7 @@ void session_refuse(struct session *s, const char *why)
 {
 	char saved[512];
 	int r = -1;
+	s->refused = 1;
 	snprintf(saved, sizeof saved, "%s", gossip_error());
 	/* Sealed once we have a stream to the peer; before that the refusal can only be
 	 * plain, and says nothing the peer could not learn by trying. */
@@ -646,7 +647,9 @@ static int open_frame(struct session *s, const uint8_t *f, size_t fn)
 		s->rx_open = 1;
 		return 0;
 	}
-	if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "") < 0 || ev.len < SEAL || cu.pos != fn)
+	/* An empty frame is no sender's (session_flush sends none): refused, for each frame
+	 * costs a scan of the item it may end. */
+	if (gossip_cur_expect(&cu, GOSSIP_EV_BSTR, &ev, "") < 0 || ev.len <= SEAL || cu.pos != fn)
 		return not_protocol("a sealed frame");
 	unsigned char tag;
 	unsigned long long mlen;
@@ -663,31 +666,41 @@ static int open_frame(struct session *s, const uint8_t *f, size_t fn)
 	return 0;
 }
 
-int session_ready(struct session *s)
+/* The next item's scan: OK (its length in s->ready), BAD, or MORE; once for each length of
+ * what is buffered (a frame brings more, or nothing is scanned again). */
+static int scan_in(struct session *s)
 {
 	size_t k;
-	if (!s->ready && s->in.len > s->in_at &&
-	    gossip_cbor_scan(s->in.p + s->in_at, s->in.len - s->in_at, &gossip_any_limits, NULL, &k) ==
-	            GOSSIP_SCAN_OK)
+	if (s->ready)
+		return GOSSIP_SCAN_OK;
+	if (s->in.len <= s->in_at || s->in.len - s->in_at == s->scanned)
+		return GOSSIP_SCAN_MORE;
+	int r = gossip_cbor_scan(s->in.p + s->in_at, s->in.len - s->in_at, &gossip_any_limits, NULL, &k);
+	s->scanned = r == GOSSIP_SCAN_MORE ? s->in.len - s->in_at : 0;
+	if (r == GOSSIP_SCAN_OK)
 		s->ready = k;
-	return s->ready > 0;
+	return r;
+}
+
+int session_ready(struct session *s)
+{
+	return scan_in(s) == GOSSIP_SCAN_OK;
 }
 
 int session_next(struct session *s, const uint8_t **p, size_t *n)
 {
 	for (;;) {
-		size_t k;
-		if (session_ready(s)) {
+		int sc = scan_in(s);
+		if (sc == GOSSIP_SCAN_OK) {
 			*p = s->in.p + s->in_at;
 			*n = s->ready;
 			s->off = s->in_base + s->in_at;
 			s->in_at += s->ready;
 			s->ready = 0;
+			s->scanned = 0;
 			return 1;
 		}
-		if (s->in.len > s->in_at &&
-		    gossip_cbor_scan(s->in.p + s->in_at, s->in.len - s->in_at, &gossip_any_limits, NULL,
-		                     &k) == GOSSIP_SCAN_BAD) {
+		if (sc == GOSSIP_SCAN_BAD) {
 			char why[512];
 			snprintf(why, sizeof why, "%s", gossip_error());
 			/* Said to the peer too: an honest peer's item that is too large shows

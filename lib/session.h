@@ -31,10 +31,12 @@ struct session {
 	struct gossip_buf out;  /* plaintext sync items, sealed by session_flush */
 	struct gossip_buf in;  /* opened plaintext; the next item starts at in_at */
 	size_t in_at, ready;
+	size_t scanned;  /* what was buffered of the next item at its last scan, which wanted more */
 	uint64_t in_base;  /* plaintext offset of in.p[0] */
 	uint64_t off;  /* plaintext offset of the item session_next returned last */
 	struct session_keys *k;
 	int tx_open, rx_open;  /* our stream has begun; the peer's header has arrived */
+	int refused;  /* session_refuse has told the peer why */
 	uint8_t peer[32];  /* the peer's identity, once it has proven it */
 	uint64_t sent;  /* wire bytes sent (wire.bytes counts those received) */
 };

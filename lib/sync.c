@@ -65,6 +65,19 @@ static int refuse(struct conn *c, const char *fmt, ...)
 	return -1;
 }
 
+/* What the peer sent was not the protocol, and it has not been told: told now, so that an
+ * honest peer's line says why at its end too, not a broken pipe. */
+static void tell_peer(struct conn *c)
+{
+	const char *e = gossip_error();
+	static const char pfx[] = "peer: not the sync protocol";
+	if (c->ss.refused || strncmp(e, pfx, sizeof pfx - 1) != 0)
+		return;
+	char why[600];
+	snprintf(why, sizeof why, "refused: %s", e + 6);
+	session_refuse(&c->ss, why);
+}
+
 /* A command peer: sh -c CMD with its stdin and stdout on one end of a socket pair. */
 static int spawn(const char *cmd, pid_t *pid)
 {
@@ -832,6 +845,8 @@ int gossip_sync_client(struct gossip_merger *mg, const char *peer, int mode, int
 		goto out;
 	r = 0;
 out:
+	if (r < 0)
+		tell_peer(&c);
 	conn_close(&c, r < 0);
 	if (r == 0 && s->equal)  /* after a sync that sent anything the record is stale */
 		gossip_store_summary_save(mg->st);
@@ -907,8 +922,14 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	uint64_t epoch;
 	if (get_op(&c, &cu, "summary", 4) < 0 ||
 	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
-	    get_uint(&cu, &count, UINT64_MAX) < 0 || get_uint(&cu, &epoch, UINT64_MAX) < 0)
+	    get_uint(&cu, &count, UINT64_MAX) < 0 || get_uint(&cu, &epoch, UINT64_MAX) < 0) {
+		if (strncmp(gossip_error(), "peer", 4) != 0) {
+			char why[512];
+			snprintf(why, sizeof why, "%s", gossip_error());
+			gossip_seterr("peer: not the sync protocol (%s)", why);
+		}
 		goto out;
+	}
 	/* Equal to the kept summary: equal stores, and this end never reads its store. */
 	uint8_t kroot[16];
 	uint64_t kcount;
@@ -1053,6 +1074,8 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 fail:
 	session_refuse(&c.ss, gossip_error());
 out:
+	if (r < 0)
+		tell_peer(&c);
 	if (r == 0 && s->equal)  /* after a sync that sent anything the record is stale */
 		gossip_store_summary_save(mg->st);
 	sync_ids_moved(&ids);

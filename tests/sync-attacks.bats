@@ -482,3 +482,100 @@ PY
 	[ "$(gossip-merge -d b get from-a)" = 1 ]
 	[ "$(gossip-merge -d a get secret-key)" = hunter2-value ]
 }
+
+# flood_frames T LEN: a trusted client (py) that, after the first table, sends a partial
+# item of half a MiB (as many data items), then sealed frames of LEN bytes each as fast as serve -d b -t T
+# takes them, for up to 20 s; prints the ms serve ran and its exit status; serve's log in
+# serve.err.
+flood_frames() {
+	$PY - "$BATS_TEST_DIRNAME" "$SEED" "$1" "$2" <<'PY'
+import os, select, socket, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import cbor2, syncpeer as sp
+seed, t, length = bytes.fromhex(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+a, b = socket.socketpair()
+t0 = time.time()
+srv = subprocess.Popen(["gossip-merge", "-d", "b", "-t", t, "serve"], stdin=b, stdout=b,
+                       stderr=open("serve.err", "w"))
+b.close()
+s = sp.Session(sp.Wire(a.fileno(), a.fileno()), seed)
+s.client()
+s.send(["summary", "pull", bytes(16), 2**40, sp.epoch()])
+s.item()
+s.send(raw=b"\x9f" + b"\x00" * 2**19)
+frame = lambda: cbor2.dumps(sp.nb.crypto_secretstream_xchacha20poly1305_push(s.tx, b"\x00" * length, None, sp.TAG_MESSAGE))
+a.setblocking(False)
+buf = b""
+while time.time() - t0 < 20 and srv.poll() is None:
+    if len(buf) < 65536:
+        buf += b"".join(frame() for _ in range(200))
+    try:
+        buf = buf[a.send(buf):]
+    except BlockingIOError:
+        select.select([], [a], [], 0.1)
+    except OSError:
+        break
+    try:
+        while a.recv(65536):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+srv.wait()
+print(int((time.time() - t0) * 1000), srv.returncode)
+PY
+}
+
+@test "a trusted client that sends frames faster than serve takes them meets the deadline (-t 2); an empty frame is refused" {
+	bb=$(snapshot b)
+	# One byte a frame: each frame asks for a scan of the unfinished item (half a MiB).
+	read -r took status < <(flood_frames 2 1)
+	[ "$status" = 2 ] || fail "exit $status: $(cat serve.err)"
+	grep -q "timed out" serve.err || fail "$(cat serve.err)"
+	# Twice the limit and more: it ran 44 s and more before, at full CPU.
+	[ "$took" -lt 6000 ] || fail "serve -t 2 ran $took ms: $(cat serve.err)"
+	[ "$(snapshot b)" = "$bb" ]
+	read -r took status < <(flood_frames 2 0)
+	[ "$status" = 2 ] || fail "exit $status: $(cat serve.err)"
+	grep -q "not the sync protocol\|a sealed frame" serve.err || fail "$(cat serve.err)"
+	[ "$took" -lt 2000 ] || fail "an empty frame was taken ($took ms): $(cat serve.err)"
+	[ "$(snapshot b)" = "$bb" ]
+}
+
+@test "a trusted client's item that is not the protocol (a short root, a mode that is a number, a 9-byte id) is refused to it too, not only in serve's log" {
+	bb=$(snapshot b)
+	$PY - "$BATS_TEST_DIRNAME" "$SEED" >got <<'PY'
+import socket, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import syncpeer as sp
+seed, E = bytes.fromhex(sys.argv[2]), sp.epoch()
+for name, items in [("root15", [["summary", "pull", bytes(15), 0, E]]),
+                    ("mode", [["summary", 7, bytes(16), 0, E]]),
+                    ("want", "W")]:
+    a, b = socket.socketpair()
+    srv = subprocess.Popen(["gossip-merge", "-d", "b", "-t", "5", "serve"], stdin=b, stdout=b,
+                           stderr=open("serve.%s.err" % name, "w"))
+    b.close()
+    s = sp.Session(sp.Wire(a.fileno(), a.fileno()), seed)
+    s.client()
+    if items == "W":
+        s.send(["summary", "pull", bytes(16), 5, E])
+        s.item()
+        s.send(["msgs", 0], ["want", [bytes(9)]])
+    else:
+        s.send(*items)
+    last = None
+    try:
+        while True:
+            last = s.item()[0]
+    except BaseException:
+        pass
+    srv.wait()
+    print(name, srv.returncode, last)
+PY
+	for c in root15 mode want; do
+		line=$(grep "^$c " got)
+		[[ $line == "$c 2 ['error', 'refused: not the sync protocol"* ]] || fail "$line: $(cat "serve.$c.err")"
+		[ "$(grep -c . "serve.$c.err")" = 1 ] || fail "$(cat "serve.$c.err")"
+	done
+	[ "$(snapshot b)" = "$bb" ]
+}

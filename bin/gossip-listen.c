@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,7 +55,7 @@ static const char *hand_path;  /* -H: where syncs go first (gossip-peers observe
  * DIR/peers names members, syncs from addresses that are no member's (strangers: an
  * outsider, or a node joining) share STRANGER_SLOTS, so that outsiders from many
  * addresses cannot take the slots the members' anti-entropy needs. */
-enum { SYNCS_MAX = 16, SYNCS_PER_PEER = 4, STRANGER_SLOTS = 4, SYNC_WAIT_MS = 1000 };
+enum { SYNCS_MAX = 16, SYNCS_PER_PEER = 4, STRANGER_SLOTS = 4, SYNCS_PER_STRANGER = 1, SYNC_WAIT_MS = 1000 };
 static struct {
 	pid_t pid;  /* 0: a free slot */
 	int stranger;
@@ -192,7 +193,8 @@ static int take_messages(const uint8_t *p, size_t n, const char *src, uint64_t b
 					gossip_seterr("%s", why);
 				}
 				reject(map[v], src, base + at, gossip_error());
-				if (v == GOSSIP_V_BADSIG) {
+				/* (Not a check that could not run: out of memory is no forgery.) */
+				if (v == GOSSIP_V_BADSIG && !strstr(gossip_error(), "out of memory")) {
 					remember_forged(h);
 					return -1;
 				}
@@ -423,45 +425,73 @@ static void hand_to_server(int fd, const char *peer)
 	_exit(0);
 }
 
-/* The host part of a member's address (tcp://HOST:PORT, udp://[HOST]:PORT), as who. */
-static void host_of(char host[64], const char *addr)
+/* The host of a member's address (tcp://HOST:PORT, udp://[HOST]:PORT) as a peer's who
+ * reads (inet_ntop's text, in brackets for IPv6); 0 when it is no numeric address (a
+ * name: which hosts it names is not known without a lookup). */
+static int host_of(char host[64], const char *addr)
 {
 	const char *h = strstr(addr, "://"), *colon;
+	char raw[64], text[INET6_ADDRSTRLEN];
+	uint8_t bin[16];
 	h = h ? h + 3 : addr;
 	colon = strrchr(h, ':');
-	snprintf(host, 64, "%.*s", (int)(colon ? colon - h : (long)strlen(h)), h);
+	snprintf(raw, sizeof raw, "%.*s", (int)(colon ? colon - h : (long)strlen(h)), h);
+	size_t n = strlen(raw);
+	if (n > 2 && raw[0] == '[' && raw[n - 1] == ']') {
+		raw[n - 1] = 0;
+		if (inet_pton(AF_INET6, raw + 1, bin) != 1 || !inet_ntop(AF_INET6, bin, text, sizeof text))
+			return 0;
+		snprintf(host, 64, "[%s]", text);
+		return 1;
+	}
+	if (inet_pton(AF_INET, raw, bin) != 1 || !inet_ntop(AF_INET, bin, text, sizeof text))
+		return 0;
+	snprintf(host, 64, "%s", text);
+	return 1;
 }
 
-/* 1 when who is a host of some other member in DIR/peers, 0 when not, -1 when DIR/peers
- * names no other member's address (a listener outside a node: no strangers). Read again
- * when the file changes. */
+/* 1 when who is a host of some other member in DIR/peers, 0 when not, -1 when there are
+ * no strangers: DIR/peers names no other member's address (a listener outside a node),
+ * or names one by a host name. Read again when the file changed, at most every 5 s (a
+ * node writes it every second). */
 static int member_host(const char *who)
 {
 	static char (*hosts)[64];
 	static size_t nhosts;
+	static int named;
 	static struct stat was;
+	static uint64_t read_at;
 	struct stat sb;
 	if (!statedir || strncmp(who, "uid ", 4) == 0 || strcmp(who, "unix") == 0)
 		return -1;  /* a unix socket's peer is local, allowed by its file's mode */
-	if (stat(gossip_path(statedir, "peers"), &sb) < 0)
-		memset(&sb, 0, sizeof sb);
-	if (sb.st_ino != was.st_ino || sb.st_size != was.st_size || sb.st_mtim.tv_sec != was.st_mtim.tv_sec ||
-	    sb.st_mtim.tv_nsec != was.st_mtim.tv_nsec || !hosts) {
-		struct gossip_peers t;
-		nhosts = 0;
-		was = sb;
-		if (sb.st_ino && gossip_peers_load(&t, statedir) == 0) {
-			char(*h)[64] = realloc(hosts, (t.n * GOSSIP_MAX_ADDRS + 1) * sizeof *h);
-			if (h) {
-				hosts = h;
-				for (size_t i = 0; i < t.n; i++)
-					for (int k = 0; !t.v[i].self && k < t.v[i].info.naddrs; k++)
-						host_of(hosts[nhosts++], t.v[i].info.addrs[k]);
+	uint64_t now = gossip_mono_ms();
+	if (!read_at || now - read_at >= 5000) {
+		if (stat(gossip_path(statedir, "peers"), &sb) < 0)
+			memset(&sb, 0, sizeof sb);
+		if (!read_at || sb.st_ino != was.st_ino || sb.st_size != was.st_size ||
+		    sb.st_mtim.tv_sec != was.st_mtim.tv_sec || sb.st_mtim.tv_nsec != was.st_mtim.tv_nsec) {
+			struct gossip_peers t;
+			nhosts = 0;
+			named = 0;
+			was = sb;
+			if (sb.st_ino && gossip_peers_load(&t, statedir) == 0) {
+				char(*h)[64] = realloc(hosts, (t.n * GOSSIP_MAX_ADDRS + 1) * sizeof *h);
+				if (h) {
+					hosts = h;
+					for (size_t i = 0; i < t.n; i++)
+						for (int k = 0; !t.v[i].self && k < t.v[i].info.naddrs; k++) {
+							if (host_of(hosts[nhosts], t.v[i].info.addrs[k]))
+								nhosts++;
+							else
+								named = 1;
+						}
+				}
+				gossip_peers_free(&t);
 			}
-			gossip_peers_free(&t);
 		}
+		read_at = now ? now : 1;
 	}
-	if (!nhosts)
+	if (!nhosts || named)
 		return -1;
 	for (size_t i = 0; i < nhosts; i++)
 		if (strcmp(hosts[i], who) == 0)
@@ -486,6 +516,12 @@ static void hand_off(int fd, const char *peer, const char *who)
 	if (same >= SYNCS_PER_PEER) {
 		snprintf(why, sizeof why, "refused: busy: %d syncs from %s are running, the most one "
 		         "peer may have", same, who);
+		refuse_sync(fd, peer, why);
+		return;
+	}
+	if (stranger && same >= SYNCS_PER_STRANGER) {
+		snprintf(why, sizeof why, "refused: busy: %d syncs from %s, which is no member's address, are "
+		         "running, the most it may have", same, who);
 		refuse_sync(fd, peer, why);
 		return;
 	}

@@ -221,8 +221,18 @@ static int do_announce(const struct opts *o)
 		gossip_warn("%s; the tags are announced, but not kept for gossip-peers tag", gossip_error());
 	author_open(&a, o->dir);
 	snprintf(m.name, sizeof m.name, "%s", *a.id.name ? a.id.name : "node");
-	/* The incarnation rises with every announcement: a restarted node is news. */
+	/* The incarnation rises with every announcement: a restarted node is news. Above the
+	 * one its table last had (a refutation's, or the clock's before it stepped back), or
+	 * the members would hold the old record and their claims about it, which this node
+	 * could not refute. */
 	m.incarnation = gossip_now_ms();
+	struct gossip_peers t;
+	if (gossip_peers_load(&t, o->dir) == 0) {
+		const struct gossip_peer *self = gossip_peers_find(&t, a.id.pk, 0);
+		if (self && m.incarnation <= self->info.incarnation && self->info.incarnation < UINT64_MAX)
+			m.incarnation = self->info.incarnation + 1;
+		gossip_peers_free(&t);
+	}
 	if (gossip_member_encode(&rec, &m) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
 	sign(&a, &out, GOSSIP_T_SET, GOSSIP_KEY_MEMBER, rec.p, rec.len);

@@ -19,6 +19,10 @@
 #include <string.h>
 
 enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8, HEALTH = 8 };
+/* Incarnations are wall-clock milliseconds (a record's: its time; a refutation's: now, or
+ * just above the claim): a claim further ahead of this node's clock than a message may be
+ * (gossip(7), --max-skew's default) is about no record of ours. */
+#define CLAIM_AHEAD_MS 300000u
 
 /* A ping under way: the round's (probes[0]), or one checking another member's claim. */
 struct probe {
@@ -405,10 +409,24 @@ static void refute_now(struct gossip_swim *s, struct gossip_peer *self, uint64_t
 	s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
 }
 
+/* The least time between two refutations: an interval, or half the suspicion timeout when
+ * that is shorter (-S under 2), so that a claim held back is refuted before it can end in
+ * a verdict. */
+static uint64_t refute_gap(const struct gossip_swim *s)
+{
+	size_t members = 0;
+	for (size_t i = 0; i < s->table->n; i++)
+		members += s->table->v[i].state != GOSSIP_P_LEFT;
+	uint64_t gap = (uint64_t)s->cfg.interval_ms, half = gossip_suspicion_ms(&s->cfg, members) / 2;
+	return half < gap ? half : gap;
+}
+
 /* Claimed suspect or dead at incarnation claimed by claimer (NULL: not known here, or a
  * claim passed on): a new incarnation of our member record says otherwise, unless we said
  * so already; then the claimer gets our newest record, and so does the cluster, by rumor.
- * A claim about an incarnation we never announced is a lie (only we sign our records):
+ * A claim above our incarnation is about a record observe has not read back yet (a tag,
+ * the start's announcement), and is refuted as well, if not further ahead of the clock
+ * than a record of ours can be: beyond, it is a lie (only we sign our records), and
  * refuting it would let a liar drive our incarnation to 2^64-1, where no record is newer.
  * 1 when a new incarnation was signed. */
 static int refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_peer *claimer,
@@ -417,26 +435,26 @@ static int refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_p
 	struct gossip_peer *self = gossip_peers_find(s->table, s->author->id.pk, 0);
 	if (!self || s->left)
 		return 0;
-	if (claimed > s->incarnation || claimed == UINT64_MAX) {
+	if (claimed > s->incarnation && (claimed == UINT64_MAX || claimed > now + CLAIM_AHEAD_MS)) {
 		/* (2^64-1: no incarnation is newer, and a wrap to 0 would make every old claim
 		 * new again.) Said once a minute at most: a liar may send many. */
 		if (!s->lie_said || now - s->lie_said >= 60000) {
-			gossip_warn("a claim that this node is down at incarnation %llu, which it never announced "
-			            "(its own is %llu): ignored (a member that lies, or one that replays a claim)",
+			gossip_warn("a claim that this node is down at incarnation %llu, far ahead of its own (%llu) "
+			            "and of its clock: ignored (a member that lies)",
 			            (unsigned long long)claimed, (unsigned long long)s->incarnation);
 			s->lie_said = now ? now : 1;
 		}
 		return 0;
 	}
-	if (claimed == s->incarnation) {
-		uint64_t gap = (uint64_t)s->cfg.interval_ms;
-		if (!s->refuted || now - s->refuted_at >= gap) {
+	if (claimed >= s->incarnation) {
+		if (!s->refuted || now - s->refuted_at >= refute_gap(s)) {
 			refute_now(s, self, claimed, now);
 			return 1;
 		}
-		/* Refuted less than an interval ago: again when the interval is over. */
+		/* Refuted less than a gap ago: again when it is over (the highest claim). */
+		if (!s->refute_due || claimed > s->refute_inc)
+			s->refute_inc = claimed;
 		s->refute_due = 1;
-		s->refute_inc = claimed;
 	}
 	if (claimer && s->self_record.len)
 		s->send(s->ctx, claimer, s->self_record.p, s->self_record.len);
@@ -731,12 +749,12 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 {
 	struct gossip_peers *t = s->table;
 	int changed = 0;
-	/* A claim that came within an interval of the last refutation, still about our
-	 * incarnation (no record of ours has raised it since). */
-	if (s->refute_due && now - s->refuted_at >= (uint64_t)s->cfg.interval_ms) {
+	/* A claim that came within a gap of the last refutation, still about our incarnation
+	 * or above it (no record of ours has raised it past the claim since). */
+	if (s->refute_due && now - s->refuted_at >= refute_gap(s)) {
 		struct gossip_peer *self = gossip_peers_find(t, s->author->id.pk, 0);
 		s->refute_due = 0;
-		if (self && !s->left && s->refute_inc == s->incarnation) {
+		if (self && !s->left && s->refute_inc >= s->incarnation) {
 			refute_now(s, self, s->refute_inc, now);
 			if (s->health < HEALTH)
 				s->health++;
@@ -815,7 +833,7 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 	 * 100 ms then, as before. Otherwise the next probe or probe deadline, a second at most. */
 	uint64_t cap = s->due ? 100 : 1000;
 	if (s->refute_due) {
-		uint64_t r = s->refuted_at + (uint64_t)s->cfg.interval_ms;
+		uint64_t r = s->refuted_at + refute_gap(s);
 		due = r < due ? r : due;
 	}
 	for (size_t i = 0; i < s->table->n && cap > 100; i++)

@@ -920,16 +920,15 @@ int gossip_sync_serve(struct gossip_merger *mg, int rfd, int wfd, int timeout_ms
 	if (session_server(&c.ss, &(struct session_auth){&id, &ring, mg->trust}) < 0)
 		goto out;
 	uint64_t epoch;
-	if (get_op(&c, &cu, "summary", 4) < 0 ||
-	    gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0 || get_bstr(&cu, 16, &root) < 0 ||
-	    get_uint(&cu, &count, UINT64_MAX) < 0 || get_uint(&cu, &epoch, UINT64_MAX) < 0) {
-		if (strncmp(gossip_error(), "peer", 4) != 0) {
-			char why[512];
-			snprintf(why, sizeof why, "%s", gossip_error());
-			gossip_seterr("peer: not the sync protocol (%s)", why);
-		}
+	if (get_op(&c, &cu, "summary", 4) < 0)
+		goto out;
+	if (gossip_cur_expect(&cu, GOSSIP_EV_TSTR, &ev, "mode") < 0) {
+		gossip_seterr("peer: not the sync protocol (a mode)");
 		goto out;
 	}
+	if (get_bstr(&cu, 16, &root) < 0 || get_uint(&cu, &count, UINT64_MAX) < 0 ||
+	    get_uint(&cu, &epoch, UINT64_MAX) < 0)
+		goto out;
 	/* Equal to the kept summary: equal stores, and this end never reads its store. */
 	uint8_t kroot[16];
 	uint64_t kcount;

@@ -547,21 +547,33 @@ int main(void)
 	ok(nsent == mark, "ten claims: no retry within 9 ack windows");
 	gossip_swim_tick(s, at10 + 1800);
 	ok(nsent > mark, "the retry at 9 ack windows: no more");
-	/* A claim about an incarnation this node never announced (its own is inc): a lie, not
-	 * refuted (a liar would drive it to 2^64-1, where nothing is newer), no health. */
-	uint64_t lies[] = {inc + 1, 2 * inc, UINT64_MAX};
+	/* A claim far above this node's incarnation and clock (more than 5 minutes ahead): a
+	 * lie, not refuted (a liar would drive it to 2^64-1, where nothing is newer), no
+	 * health; one above its incarnation but not its clock is about a record of its own
+	 * the prober has not seen yet (a tag): refuted. */
+	uint64_t lies[] = {at10 + 1900 + 300001, 2 * inc, UINT64_MAX};
 	for (size_t k = 0; k < 3; k++) {
 		mark = nsent;
 		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, lies[k]);
-		arrive(s, &b, at10 + 1900 + k);
-		ok(nsent == mark, "a claim above this node's incarnation (%llu, its own %llu): ignored, nothing sent",
-		   (unsigned long long)lies[k], (unsigned long long)inc);
+		arrive(s, &b, at10 + 1900);
+		ok(nsent == mark, "a claim far above this node's incarnation and clock (%llu, its own %llu): ignored, "
+		   "nothing sent", (unsigned long long)lies[k], (unsigned long long)inc);
 	}
+	mark = nsent;
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, at10 + 1900 + 300000);
+	arrive(s, &b, at10 + 1900);
+	size_t ahead = 0;
+	for (size_t k = mark; k < nsent; k++)
+		ahead += sent[k].ours && sent[k].m.type == GOSSIP_T_SET &&
+		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 &&
+		         rec.incarnation == at10 + 1900 + 300001;
+	ok(ahead == 3, "a claim above this node's incarnation, 5 minutes ahead of its clock at most: refuted above it");
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
-	/* A claim within an interval of a refutation: refuted once the interval is over, once
-	 * for all that came meanwhile, and not when a record of ours raised it meanwhile. */
+	/* A claim within a gap of a refutation (half the suspicion timeout here, 500 ms, as
+	 * it is shorter than an interval): refuted once the gap is over, once for all that
+	 * came meanwhile, and not when a record of ours raised it past them meanwhile. */
 	make_table(&t, 3);
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
 	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, 100);
@@ -575,27 +587,27 @@ int main(void)
 	for (size_t k = mark; k < nsent; k++)
 		recs0 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET &&
 		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation > T0 + 10;
-	ok(recs0 == 0 && nsent > mark, "five claims within the interval: the same record to the claimer, no new one");
-	ok(gossip_swim_wait(s, T0 + 900) <= 110, "the refutation due at the interval's end wakes the clock (%d ms)",
-	   gossip_swim_wait(s, T0 + 900));
+	ok(recs0 == 0 && nsent > mark, "five claims within the gap: the same record to the claimer, no new one");
+	ok(gossip_swim_wait(s, T0 + 400) <= 110, "the refutation due at the gap's end wakes the clock (%d ms)",
+	   gossip_swim_wait(s, T0 + 400));
 	mark = nsent;
-	gossip_swim_tick(s, T0 + 1009);
+	gossip_swim_tick(s, T0 + 509);
 	for (size_t k = mark; k < nsent; k++)
 		recs1 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;
-	gossip_swim_tick(s, T0 + 1010);
+	gossip_swim_tick(s, T0 + 510);
 	gossip_swim_tick(s, T0 + 3000);
 	for (size_t k = mark; k < nsent; k++)
 		recs2 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET &&
-		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation == T0 + 1010;
-	ok(recs1 == 0 && recs2 == 3, "refuted at the interval's end, once: to both members and by rumor (%zu, %zu)",
+		         gossip_member_decode(sent[k].m.value, sent[k].m.valuelen, &rec) == 0 && rec.incarnation == T0 + 510;
+	ok(recs1 == 0 && recs2 == 3, "refuted at the gap's end, once: to both members and by rumor (%zu, %zu)",
 	   recs1, recs2);
-	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, T0 + 1010);
-	arrive(s, &b, T0 + 3010);  /* an interval on: refuted at once */
+	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, T0 + 510);
+	arrive(s, &b, T0 + 3010);  /* a gap on: refuted at once */
 	claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, T0 + 3010);
-	arrive(s, &b, T0 + 3020);  /* due at T0 + 4010 ... */
+	arrive(s, &b, T0 + 3020);  /* due at T0 + 3510 ... */
 	gossip_swim_self_record(s, T0 + 3500, (const uint8_t *)"its record", 10);  /* ... but raised */
 	mark = nsent;
-	gossip_swim_tick(s, T0 + 4010);
+	gossip_swim_tick(s, T0 + 3510);
 	recs0 = 0;
 	for (size_t k = mark; k < nsent; k++)
 		recs0 += sent[k].ours && sent[k].m.type == GOSSIP_T_SET;

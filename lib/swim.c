@@ -85,6 +85,7 @@ struct gossip_swim {
 	uint64_t refuted_at, refute_inc;
 	int refuted, refute_due;
 	uint64_t lie_said;  /* when a claim above our incarnation was last reported */
+	uint64_t health_at;  /* when health last rose */
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
 	struct probe probes[PROBES];
 	struct relay relays[RELAYS];
@@ -381,6 +382,18 @@ void gossip_swim_self_record(struct gossip_swim *s, uint64_t incarnation, const 
 		gossip_warn("%s", gossip_error());
 }
 
+/* A refutation: health one worse, at most once an interval as it now is (1 + health
+ * times the base), as often as an ack to our own round's ping can make it better, so that
+ * a member that keeps claiming us down cannot hold our probes 9 times slower. */
+static void health_up(struct gossip_swim *s, uint64_t now)
+{
+	if (s->health >= HEALTH ||
+	    (s->health_at && now - s->health_at < (uint64_t)(s->cfg.interval_ms * (1 + s->health))))
+		return;
+	s->health++;
+	s->health_at = now ? now : 1;
+}
+
 /* A new incarnation of our member record, signed and sent to every member we know (eager,
  * so that no suspicion timer runs out on it) and by rumor. */
 static void refute_now(struct gossip_swim *s, struct gossip_peer *self, uint64_t claimed, uint64_t now)
@@ -643,8 +656,8 @@ int gossip_swim_claim(struct gossip_swim *s, const struct gossip_msg *m, uint64_
 	if (!t || gossip_cur_expect(&c, GOSSIP_EV_UINT, &ev, "claim") < 0)
 		return 0;
 	if (t->self) {
-		if (refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now) && s->health < HEALTH)
-			s->health++;
+		if (refute(s, ev.u, gossip_peers_find(s->table, m->origin, 0), now))
+			health_up(s, now);
 		return 0;
 	}
 	/* About an incarnation it has since refuted, or a member that left: old news. About
@@ -756,8 +769,7 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 		s->refute_due = 0;
 		if (self && !s->left && s->refute_inc >= s->incarnation) {
 			refute_now(s, self, s->refute_inc, now);
-			if (s->health < HEALTH)
-				s->health++;
+			health_up(s, now);
 		}
 	}
 	for (size_t i = 0; i < PROBES; i++) {

@@ -531,12 +531,13 @@ int main(void)
 	gossip_swim_free(s);
 	gossip_peers_free(&t);
 
-	/* At most 9 times: ten claims, each at the incarnation the last refuted, an interval
-	 * apart (each refuted), the window is 1800 ms. */
+	/* At most 9 times: ten claims, each at the incarnation the last refuted, each an
+	 * interval as health makes it after the last (each refuted, each raising health),
+	 * the window is 1800 ms. */
 	make_table(&t, 3);
 	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
 	uint64_t inc = 100, at10 = T0 + 10;
-	for (int k = 0; k < 10; k++, at10 += 1000) {
+	for (int k = 0; k < 10; k++, at10 += 1000 * (uint64_t)(k + 1)) {
 		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, inc);
 		arrive(s, &b, at10);
 		inc = at10;  /* refuted at now */
@@ -547,6 +548,27 @@ int main(void)
 	ok(nsent == mark, "ten claims: no retry within 9 ack windows");
 	gossip_swim_tick(s, at10 + 1800);
 	ok(nsent > mark, "the retry at 9 ack windows: no more");
+	gossip_swim_free(s);
+	gossip_peers_free(&t);
+
+	/* A member that claims this node down at each new incarnation, an interval apart:
+	 * each refuted, but health rises only once an interval as health makes it (here no
+	 * ack lowers it): 3 after 5 s, not 5; so the round's retry waits 4 windows. */
+	make_table(&t, 3);
+	s = gossip_swim_new(&t, &cfg, &me, dir, capture, NULL, T0);
+	inc = 100;
+	at10 = T0 + 10;
+	for (int k = 0; k < 6; k++, at10 += 1000) {
+		claim_by(&b, 2, GOSSIP_KEY_SUSPECT, 0, inc);
+		arrive(s, &b, at10);
+		inc = at10;
+	}
+	gossip_swim_tick(s, at10);
+	mark = nsent;
+	gossip_swim_tick(s, at10 + 799);
+	ok(nsent == mark, "a claim each interval for 5 s: no retry within 4 ack windows");
+	gossip_swim_tick(s, at10 + 800);
+	ok(nsent > mark, "the retry at 4 ack windows (health 3), not 6");
 	/* A claim far above this node's incarnation and clock (more than 5 minutes ahead): a
 	 * lie, not refuted (a liar would drive it to 2^64-1, where nothing is newer), no
 	 * health; one above its incarnation but not its clock is about a record of its own

@@ -64,42 +64,31 @@ static struct {
 
 /* ---- what passes ---- */
 
-/* Recently accepted messages, by hash: a duplicate (the common case in gossip) costs no
- * signature check and is not printed again. Direct-mapped, so memory stays fixed. */
-enum { SEEN = 1 << 16 };
-static uint8_t (*seen)[16];
+/* Messages by hash, direct-mapped so that memory stays fixed: those accepted recently (a
+ * duplicate, the common case in gossip, costs no signature check and is not printed
+ * again), and recent forgeries (a bad signature under a trusted kid: the same bytes again
+ * cost no second check). */
+struct hashes {
+	uint8_t (*v)[16];
+	uint32_t n;
+};
+static struct hashes seen = {.n = 1 << 16}, forged = {.n = 1 << 12};
 
-static int seen_before(const uint8_t h[16])
+static uint8_t *slot_of(const struct hashes *c, const uint8_t h[16])
 {
 	uint32_t i;
 	memcpy(&i, h, 4);
-	return memcmp(seen[i % SEEN], h, 16) == 0;
+	return c->v[i % c->n];
 }
 
-/* Recent forgeries (a bad signature under a trusted kid), by hash: the same bytes again
- * cost no second check. */
-enum { FORGED = 1 << 12 };
-static uint8_t (*forged)[16];
-
-static int forged_before(const uint8_t h[16])
+static int known(const struct hashes *c, const uint8_t h[16])
 {
-	uint32_t i;
-	memcpy(&i, h, 4);
-	return memcmp(forged[i % FORGED], h, 16) == 0;
+	return memcmp(slot_of(c, h), h, 16) == 0;
 }
 
-static void remember_forged(const uint8_t h[16])
+static void remember(struct hashes *c, const uint8_t h[16])
 {
-	uint32_t i;
-	memcpy(&i, h, 4);
-	memcpy(forged[i % FORGED], h, 16);
-}
-
-static void remember(const uint8_t h[16])
-{
-	uint32_t i;
-	memcpy(&i, h, 4);
-	memcpy(seen[i % SEEN], h, 16);
+	memcpy(slot_of(c, h), h, 16);
 }
 
 /* Rejections by source address: what proves nothing about a signer is charged to where
@@ -171,9 +160,9 @@ static int take_messages(const uint8_t *p, size_t n, const char *src, uint64_t b
 		}
 		uint8_t h[16];
 		crypto_generichash(h, 16, p + at, len, NULL, 0);
-		if (seen_before(h)) {
+		if (known(&seen, h)) {
 			count.dups++;
-		} else if (forged_before(h)) {
+		} else if (known(&forged, h)) {
 			reject(R_BADSIG, src, base + at, "bad signature (the same bytes as a forgery before)");
 			return -1;
 		} else {
@@ -195,11 +184,11 @@ static int take_messages(const uint8_t *p, size_t n, const char *src, uint64_t b
 				reject(map[v], src, base + at, gossip_error());
 				/* (Not a check that could not run: out of memory is no forgery.) */
 				if (v == GOSSIP_V_BADSIG && !strstr(gossip_error(), "out of memory")) {
-					remember_forged(h);
+					remember(&forged, h);
 					return -1;
 				}
 			} else {
-				remember(h);
+				remember(&seen, h);
 				count.accepted++;
 				gossip_buf_put(&out, p + at, len);
 			}
@@ -715,7 +704,7 @@ int main(int argc, char **argv)
 	trust.max_skew_ms = max_skew_ms;
 	if (gossip_keyring_load(&keys, dir) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "keyring: %s", gossip_error());
-	if (!(seen = calloc(SEEN, 16)) || !(forged = calloc(FORGED, 16)))
+	if (!(seen.v = calloc(seen.n, 16)) || !(forged.v = calloc(forged.n, 16)))
 		gossip_die(GOSSIP_EXIT_ERR, "out of memory");
 	struct sigaction sa = {0};
 	sa.sa_handler = on_signal;
@@ -879,8 +868,8 @@ int main(int argc, char **argv)
 	free(pfd);
 	free(addrs);
 	free(dgram);
-	free(seen);
-	free(forged);
+	free(seen.v);
+	free(forged.v);
 	gossip_buf_free(&out);
 	gossip_buf_free(&plain);
 	gossip_trust_free(&trust);

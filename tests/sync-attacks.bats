@@ -410,21 +410,20 @@ PY
 	[ "$(snapshot a)" = "$aa" ]
 }
 
-@test "N trickling syncs from one address cannot stop a member's sync through gossip-listen -s" {
-	SERVE_T=20 listen_sync b
-	gossip-send -d a set from-a 1 | gossip-merge -d a >/dev/null
-	# 20 connections from 127.0.0.2, each a sync request's first bytes, then a byte a second:
-	# enough to take all 16 slots if one address could.
-	$PY - "${TCP#tcp://}" <<'PY' &
+# trickle_syncs HOST COUNT...: for each pair, COUNT connections to $TCP from 127.0.0.HOST,
+# each a sync request's first bytes, then a byte a second for 12 s (in the background).
+trickle_syncs() {
+	$PY - "${TCP#tcp://}" "$@" <<'PY' &
 import socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 conns = []
-for _ in range(20):
-    s = socket.socket()
-    s.bind(("127.0.0.2", 0))
-    s.connect((host, int(port)))
-    s.sendall(b"\x85\x6bgossip-sync")
-    conns.append(s)
+for a, n in zip(sys.argv[2::2], sys.argv[3::2]):
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind(("127.0.0." + a, 0))
+        s.connect((host, int(port)))
+        s.sendall(b"\x85\x6bgossip-sync")
+        conns.append(s)
 for _ in range(12):
     time.sleep(1)
     for s in conns:
@@ -434,6 +433,14 @@ for _ in range(12):
             pass
 PY
 	BG="$BG $!"
+}
+
+@test "N trickling syncs from one address cannot stop a member's sync through gossip-listen -s" {
+	SERVE_T=20 listen_sync b
+	gossip-send -d a set from-a 1 | gossip-merge -d a >/dev/null
+	# 20 connections from 127.0.0.2, each a sync request's first bytes, then a byte a second:
+	# enough to take all 16 slots if one address could.
+	trickle_syncs 2 20
 	for _ in $(seq 1 100); do [ "$(grep -c 'busy' b.listen.err)" -ge 16 ] && break; sleep 0.1; done
 	[ "$(grep -c 'refused: busy: 4 syncs from 127.0.0.2 are running' b.listen.err)" -eq 16 ] ||
 		fail "$(cat b.listen.err)"
@@ -453,26 +460,7 @@ PY
 	gossip-send -d a set from-a 1 | gossip-merge -d a >/dev/null
 	# Two connections from each of 127.0.0.60-64, each a sync request's first bytes, then a
 	# byte a second (before: four from each of four addresses took all 16 slots).
-	$PY - "${TCP#tcp://}" <<'PY' &
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-conns = []
-for a in range(5):
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.%d" % (60 + a), 0))
-        s.connect((host, int(port)))
-        s.sendall(b"\x85\x6bgossip-sync")
-        conns.append(s)
-for _ in range(12):
-    time.sleep(1)
-    for s in conns:
-        try:
-            s.sendall(b"\x02")
-        except OSError:
-            pass
-PY
-	BG="$BG $!"
+	trickle_syncs 60 2 61 2 62 2 63 2 64 2
 	wait_for 10 eval '[ "$(grep -c "refused: busy" b.listen.err)" -ge 6 ]' || fail "$(cat b.listen.err)"
 	run gossip-merge -d a -t 5 sync "$TCP"
 	assert_success

@@ -80,8 +80,8 @@ struct gossip_swim {
 	int health;
 	uint64_t acks;  /* acks to this prober's own pings (fresh nonces), since it started */
 	int left;  /* this node left (gossip_swim_leave): nothing is refuted or probed any more */
-	/* Refutations: at most one an interval (a member that lies could ask for one at each
-	 * record it sees); a claim that comes sooner is refuted when the interval is over. */
+	/* Refutations: at most one a gap (refute_gap: a member that lies could ask for one at
+	 * each record it sees); a claim that comes sooner is refuted when the gap is over. */
 	uint64_t refuted_at, refute_inc;
 	int refuted, refute_due;
 	uint64_t lie_said;  /* when a claim above our incarnation was last reported */

@@ -226,7 +226,7 @@ PY
 	# The flood is over, every datagram sent: what it still holds, idle connections, no
 	# longer matters (the TCP messages got through them), so it need not run out its time.
 	wait_for 10 test -e flooded
-	kill $flood
+	kill $flood 2>/dev/null || true  # (ended already, on a slow machine: its 3 s are over)
 	wait $flood || true
 	stats "$got_pid" got.err >/dev/null
 	grep -q "more rejections not shown" got.err

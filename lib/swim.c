@@ -23,6 +23,9 @@ enum { INDIRECT = 3, PROBES = 16, RELAYS = 64, SLOW = 4, SUMS = 8, HEALTH = 8 };
  * just above the claim): a claim further ahead of this node's clock than a message may be
  * (gossip(7), --max-skew's default) is about no record of ours. */
 #define CLAIM_AHEAD_MS 300000u
+/* How long a claim above our incarnation waits for the record of ours it names to be read
+ * back (observe looks at the store within 0.3 s; a second for a store held locked). */
+#define AHEAD_WAIT_MS 2000u
 
 /* A ping under way: the round's (probes[0]), or one checking another member's claim. */
 struct probe {
@@ -84,6 +87,10 @@ struct gossip_swim {
 	 * each record it sees); a claim that comes sooner is refuted when the gap is over. */
 	uint64_t refuted_at, refute_inc;
 	int refuted, refute_due;
+	/* The highest claim above our incarnation, about a record of ours not read back yet
+	 * (a tag's, the start's), and when it first came (0: none): it waits for that record,
+	 * AHEAD_WAIT_MS at most. */
+	uint64_t ahead_inc, ahead_at;
 	uint64_t lie_said;  /* when a claim above our incarnation was last reported */
 	uint64_t health_at;  /* when health last rose */
 	struct gossip_buf self_record;  /* this node's newest member record, as signed */
@@ -422,6 +429,18 @@ static void refute_now(struct gossip_swim *s, struct gossip_peer *self, uint64_t
 	s->send(s->ctx, NULL, s->self_record.p, s->self_record.len);
 }
 
+/* A claim about an incarnation above ours that no record of ours has (a lie, only we sign
+ * our records): said once a minute at most, for a liar may send many. */
+static void say_lie(struct gossip_swim *s, uint64_t claimed, uint64_t now)
+{
+	if (s->lie_said && now - s->lie_said < 60000)
+		return;
+	gossip_warn("a claim that this node is down at incarnation %llu, above its own (%llu) and no record "
+	            "of its own: ignored (a member that lies)",
+	            (unsigned long long)claimed, (unsigned long long)s->incarnation);
+	s->lie_said = now ? now : 1;
+}
+
 /* The least time between two refutations: an interval, or half the suspicion timeout when
  * that is shorter (-S under 2), so that a claim held back is refuted before it can end in
  * a verdict. */
@@ -431,7 +450,8 @@ static uint64_t refute_gap(const struct gossip_swim *s)
 	for (size_t i = 0; i < s->table->n; i++)
 		members += s->table->v[i].state != GOSSIP_P_LEFT;
 	uint64_t gap = (uint64_t)s->cfg.interval_ms, half = gossip_suspicion_ms(&s->cfg, members) / 2;
-	return half < gap ? half : gap;
+	uint64_t floor = gap / 10 ? gap / 10 : 1;  /* (-S near 0: still a limit) */
+	return half < gap ? (half > floor ? half : floor) : gap;
 }
 
 /* Claimed suspect or dead at incarnation claimed by claimer (NULL: not known here, or a
@@ -450,24 +470,26 @@ static int refute(struct gossip_swim *s, uint64_t claimed, const struct gossip_p
 		return 0;
 	if (claimed > s->incarnation && (claimed == UINT64_MAX || claimed > now + CLAIM_AHEAD_MS)) {
 		/* (2^64-1: no incarnation is newer, and a wrap to 0 would make every old claim
-		 * new again.) Said once a minute at most: a liar may send many. */
-		if (!s->lie_said || now - s->lie_said >= 60000) {
-			gossip_warn("a claim that this node is down at incarnation %llu, far ahead of its own (%llu) "
-			            "and of its clock: ignored (a member that lies)",
-			            (unsigned long long)claimed, (unsigned long long)s->incarnation);
-			s->lie_said = now ? now : 1;
-		}
+		 * new again.) */
+		say_lie(s, claimed, now);
 		return 0;
 	}
-	if (claimed >= s->incarnation) {
+	if (claimed > s->incarnation) {
+		/* About a record of ours not read back yet: refuted once it is (the claim then
+		 * names our incarnation), with what it says; not at once, above the claim, which
+		 * would let a liar keep us minutes ahead of the clock, and lose a tag's change. */
+		if (!s->ahead_at || claimed > s->ahead_inc)
+			s->ahead_inc = claimed;
+		if (!s->ahead_at)
+			s->ahead_at = now ? now : 1;
+	} else if (claimed == s->incarnation) {
 		if (!s->refuted || now - s->refuted_at >= refute_gap(s)) {
 			refute_now(s, self, claimed, now);
 			return 1;
 		}
-		/* Refuted less than a gap ago: again when it is over (the highest claim). */
-		if (!s->refute_due || claimed > s->refute_inc)
-			s->refute_inc = claimed;
+		/* Refuted less than a gap ago: again when it is over. */
 		s->refute_due = 1;
+		s->refute_inc = claimed;
 	}
 	if (claimer && s->self_record.len)
 		s->send(s->ctx, claimer, s->self_record.p, s->self_record.len);
@@ -762,12 +784,24 @@ int gossip_swim_tick(struct gossip_swim *s, uint64_t now)
 {
 	struct gossip_peers *t = s->table;
 	int changed = 0;
-	/* A claim that came within a gap of the last refutation, still about our incarnation
-	 * or above it (no record of ours has raised it past the claim since). */
-	if (s->refute_due && now - s->refuted_at >= refute_gap(s)) {
+	/* A claim above our incarnation: once a record of ours comes up to it, a claim about
+	 * our incarnation (past it: old news, our record was sent); none in time, a lie. */
+	if (s->ahead_at && s->ahead_inc <= s->incarnation) {
+		if (s->ahead_inc == s->incarnation && !s->refute_due) {
+			s->refute_due = 1;
+			s->refute_inc = s->ahead_inc;
+		}
+		s->ahead_at = 0;
+	} else if (s->ahead_at && now - s->ahead_at >= AHEAD_WAIT_MS) {
+		say_lie(s, s->ahead_inc, now);
+		s->ahead_at = 0;
+	}
+	/* A claim about our incarnation held back by the gap: refuted when it is over, unless
+	 * a record of ours raised our incarnation past it meanwhile. */
+	if (s->refute_due && (!s->refuted || now - s->refuted_at >= refute_gap(s))) {
 		struct gossip_peer *self = gossip_peers_find(t, s->author->id.pk, 0);
 		s->refute_due = 0;
-		if (self && !s->left && s->refute_inc >= s->incarnation) {
+		if (self && !s->left && s->refute_inc == s->incarnation) {
 			refute_now(s, self, s->refute_inc, now);
 			health_up(s, now);
 		}
@@ -844,8 +878,10 @@ int gossip_swim_wait(const struct gossip_swim *s, uint64_t now)
 	/* A suspect's timeout and a repair wish are judged at the next tick: no later than
 	 * 100 ms then, as before. Otherwise the next probe or probe deadline, a second at most. */
 	uint64_t cap = s->due ? 100 : 1000;
+	if (s->ahead_at)
+		cap = 100;  /* waiting for a record of ours to be read back: looked at each tick */
 	if (s->refute_due) {
-		uint64_t r = s->refuted_at + refute_gap(s);
+		uint64_t r = s->refuted ? s->refuted_at + refute_gap(s) : now;
 		due = r < due ? r : due;
 	}
 	for (size_t i = 0; i < s->table->n && cap > 100; i++)

@@ -584,8 +584,7 @@ int main(void)
 	ok(nsent > mark, "the retry at 4 ack windows (health 3), not 6");
 	/* A claim far above this node's incarnation and clock (more than 5 minutes ahead): a
 	 * lie, not refuted (a liar would drive it to 2^64-1, where nothing is newer), no
-	 * health; one above its incarnation but not its clock is about a record of its own
-	 * the prober has not seen yet (a tag): refuted. */
+	 * health. (One above its incarnation but not its clock: below.) */
 	uint64_t lies[] = {at10 + 1900 + 300001, 2 * inc, UINT64_MAX};
 	for (size_t k = 0; k < 3; k++) {
 		mark = nsent;

@@ -415,8 +415,8 @@ static void hand_to_server(int fd, const char *peer)
 }
 
 /* The host of a member's address (tcp://HOST:PORT, udp://[HOST]:PORT) as a peer's who
- * reads (inet_ntop's text, in brackets for IPv6); 0 when it is no numeric address (a
- * name: which hosts it names is not known without a lookup). */
+ * reads (inet_ntop's text, in brackets for IPv6, without a scope); 0 when it is no
+ * numeric address (a name: which hosts it names is not known without a lookup). */
 static int host_of(char host[64], const char *addr)
 {
 	const char *h = strstr(addr, "://"), *colon;
@@ -428,6 +428,10 @@ static int host_of(char host[64], const char *addr)
 	size_t n = strlen(raw);
 	if (n > 2 && raw[0] == '[' && raw[n - 1] == ']') {
 		raw[n - 1] = 0;
+		/* A scope (fe80::1%eth0) is no part of the peer's text; the address is. */
+		char *scope = strchr(raw, '%');
+		if (scope)
+			*scope = 0;
 		if (inet_pton(AF_INET6, raw + 1, bin) != 1 || !inet_ntop(AF_INET6, bin, text, sizeof text))
 			return 0;
 		snprintf(host, 64, "[%s]", text);

@@ -242,6 +242,13 @@ static int deliver(struct filter *f)
 			            (unsigned long long)skipped);
 			continue;
 		}
+		if (r == 3) {
+			char k[64];
+			origin_name(f, m.origin, k, sizeof k);
+			gossip_warn("%s: %llu ordered events an event depends on never came (older than the stores "
+			            "keep events): it goes without them", k, (unsigned long long)skipped);
+			continue;
+		}
 		if (wanted(f, &m))
 			print_one(f, &m);
 		gossip_omsg_free(&m);

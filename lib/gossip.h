@@ -1673,7 +1673,9 @@ enum { GOSSIP_ORDER_HELD = 0, GOSSIP_ORDER_DUP = 1, GOSSIP_ORDER_LATE = 2 };
 int gossip_orderer_add(struct gossip_orderer *o, const struct gossip_msg *m, const struct gossip_oev *e,
                        uint64_t now);
 /* 1 and the next message in order (the caller frees it); 2 when a gap older than
- * expire_ms was skipped (*skipped messages of out->origin); 0 when nothing can go now. */
+ * expire_ms was skipped (*skipped messages of out->origin); 3 (causal) when a message
+ * older than that no longer waits on a dependency that never came (*skipped messages of
+ * out->origin); 0 when nothing can go now. */
 int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_omsg *out, uint64_t *skipped);
 /* How long the oldest held message has waited (0: none held). */
 uint64_t gossip_orderer_oldest(const struct gossip_orderer *o, uint64_t now);

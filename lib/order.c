@@ -154,7 +154,17 @@ int gossip_order_of(const struct gossip_msg *m, struct gossip_oev *e)
 {
 	if (m->type != GOSSIP_T_EVENT || !m->has_value || m->value_text)
 		return 0;
-	return gossip_order_decode(m->value, m->valuelen, e) < 0 ? -1 : 1;
+	if (gossip_order_decode(m->value, m->valuelen, e) < 0)
+		return -1;
+	/* Its own origin's earlier ones come before it by their seq: a dependency on its
+	 * origin is none, or (at its seq or above) one that can never be met. */
+	for (size_t i = 0; i < e->ndeps; i++)
+		if (!memcmp(e->deps[i].origin, m->origin, 32)) {
+			gossip_oev_free(e);
+			gossip_seterr("an ordered event depends on its own origin (its seq orders it after its own)");
+			return -1;
+		}
+	return 1;
 }
 
 /* ---- the sender ---- */
@@ -162,9 +172,11 @@ int gossip_order_of(const struct gossip_msg *m, struct gossip_oev *e)
 struct scan {
 	const uint8_t *self;
 	struct gossip_odep *deps;
+	uint64_t *tops;  /* each origin's highest clock, as deps */
 	size_t n, cap;
-	uint64_t lamport;
+	uint64_t lamport;  /* this node's own: its state's and its events' */
 };
+
 
 static int scan_one(void *ctx, const struct gossip_entry *en, const uint8_t *p)
 {
@@ -173,30 +185,52 @@ static int scan_one(void *ctx, const struct gossip_entry *en, const uint8_t *p)
 	struct gossip_oev e;
 	if (en->type != GOSSIP_T_EVENT || gossip_msg_decode(p, en->len, &m) < 0 || gossip_order_of(&m, &e) != 1)
 		return 0;
-	if (e.lamport > s->lamport)
-		s->lamport = e.lamport;
 	gossip_oev_free(&e);
-	if (!memcmp(m.origin, s->self, 32))
+	if (!memcmp(m.origin, s->self, 32)) {
+		if (e.lamport > s->lamport)
+			s->lamport = e.lamport;
 		return 0;
+	}
 	for (size_t i = 0; i < s->n; i++)
 		if (!memcmp(s->deps[i].origin, m.origin, 32)) {
 			if (e.seq > s->deps[i].seq)
 				s->deps[i].seq = e.seq;
+			if (e.lamport > s->tops[i])
+				s->tops[i] = e.lamport;
 			return 0;
 		}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? 2 * s->cap : 16;
-		void *v = realloc(s->deps, cap * sizeof *s->deps);
-		if (!v) {
+		void *v = realloc(s->deps, cap * sizeof *s->deps), *t = v ? realloc(s->tops, cap * sizeof *s->tops) : NULL;
+		if (v)
+			s->deps = v;
+		if (!t) {
 			gossip_seterr("out of memory");
 			return -1;
 		}
-		s->deps = v;
+		s->tops = t;
 		s->cap = cap;
 	}
 	memcpy(s->deps[s->n].origin, m.origin, 32);
-	s->deps[s->n++].seq = e.seq;
+	s->deps[s->n].seq = e.seq;
+	s->tops[s->n++] = e.lamport;
 	return 0;
+}
+
+/* The clock a send goes above: the highest seen, but another origin's counts for at most
+ * this node's time in ms. Honest clocks rise by one an event, never near it (it is 2^40
+ * and more); a member that signs one near 2^62 would otherwise use up the clock space of
+ * every node that stores it (each send must go above it), for good. Its own events then
+ * come after the others' in total order: only the liar's are held. */
+static uint64_t scan_clock(const struct scan *s)
+{
+	uint64_t top = 0, now = gossip_now_ms();
+	for (size_t i = 0; i < s->n; i++)
+		if (s->tops[i] > top)
+			top = s->tops[i];
+	if (top > now)
+		top = now;
+	return top > s->lamport ? top : s->lamport;
 }
 
 /* DIR/order.state: the CBOR array [seq, lamport, last message] of the last ordered event
@@ -288,7 +322,12 @@ int gossip_order_sign(const char *dir, const char *name, const uint8_t *payload,
 			*resent = 1;
 		}
 	}
-	struct gossip_oev e = {.seq = seq + 1, .lamport = s.lamport + 1, .deps = s.deps, .ndeps = s.n,
+	uint64_t clock = scan_clock(&s);
+	if (clock >= GOSSIP_ORDER_NUM_MAX) {
+		gossip_seterr("this node's clock for ordered events is at 2^62, the most it may be: start with a new key");
+		goto out;
+	}
+	struct gossip_oev e = {.seq = seq + 1, .lamport = clock + 1, .deps = s.deps, .ndeps = s.n,
 	                       .payload = payload, .paylen = paylen};
 	if (e.ndeps > GOSSIP_ORDER_DEPS_MAX)
 		e.ndeps = GOSSIP_ORDER_DEPS_MAX;  /* never: a cluster of more origins is refused below */
@@ -324,6 +363,7 @@ out:
 	if (gossip_author_close(&a) < 0)
 		r = -1;
 	free(s.deps);
+	free(s.tops);
 	gossip_buf_free(&last);
 	gossip_buf_free(&value);
 	gossip_buf_free(&state);
@@ -683,6 +723,25 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 				advance_contig(o, r);
 				memcpy(out->origin, h->origin, 32);
 				return 2;
+			}
+		}
+		/* Causal, no gap to skip: its origin's next, waiting on a dependency that never
+		 * came (one a liar named, one long gone). What it names happened before it,
+		 * older still: it goes without it (and what waits on it, after it). One that
+		 * came and waits itself is waited for. */
+		for (size_t j = 0; o->mode == GOSSIP_ORDER_CAUSAL && j < o->nheld; j++) {
+			struct gossip_omsg *h = &o->held[j];
+			if (gossip_age_ms(now, h->time) <= o->expire_ms || h->seq != origin_find(o, h->origin, 0)->next)
+				continue;
+			for (size_t k = 0; k < h->ndeps; k++) {
+				struct gossip_oorigin *d = origin_find(o, h->deps[k].origin, 0);
+				uint64_t have = d ? d->contig : 0;
+				if (have >= h->deps[k].seq)
+					continue;
+				*skipped = h->deps[k].seq - have;
+				memcpy(out->origin, h->deps[k].origin, 32);
+				h->deps[k] = h->deps[--h->ndeps];
+				return 3;
 			}
 		}
 		o->looked = now + 1;

@@ -225,6 +225,61 @@ waits_for_lock() {
 	assert_output "$(printf '1\n2')"
 }
 
+# lie DIR SEQ LAMPORT DEPS: DIR's ordered event "ev" as a liar signs it (DEPS: Python, a
+# list of [origin, seq]), on stdout.
+lie() {
+	"$PY" -c 'import cbor2, os, sys
+sys.stdout.buffer.write(cbor2.dumps({1: int(sys.argv[1]), 2: int(sys.argv[2]), 3: sorted(eval(sys.argv[3])), 4: b"lie"}))' \
+		"$2" "$3" "$4" >"$1.lie"
+	gossip-send -b -d "$1" -f "$1.lie" event ev
+}
+
+@test "causal: a member's event that depends on what never comes is held only as long as a gap, and what depends on it goes after it" {
+	signers
+	# b's event depends on an origin that never sends, and a's on b's: every honest event
+	# after it waited for good (a gap in seq was skipped, a dependency never).
+	lie b 1 1 "[[os.urandom(32), 1]]" >b1
+	gossip-merge -d a <b1 >/dev/null
+	osend a a1
+	osend a a2
+	gossip-merge -d s </dev/null
+	filter c s -e 1 -g 1 causal
+	cat b1 a1 a2 | gossip-merge -d s >/dev/null
+	wait_for 10 lines 3 c.out || fail "$(cat c.out c.err)"
+	run awk '{print $1, $5}' c.out
+	assert_output "$(printf 'b "lie"\na "a1"\na "a2"')"
+	grep -q ": 1 ordered events an event depends on never came (older than the stores keep events): it goes without them" c.err ||
+		fail "$(cat c.err)"
+	# A dependency on its own origin is no ordered event: a gap in b's seq, skipped.
+	lie b 2 2 "[[__import__('base64').b64decode(open('b/key.pub').read().split()[0]), 5]]" >b2
+	lie b 3 3 "[]" >b3
+	cat b2 b3 | gossip-merge -d s >/dev/null
+	wait_for 10 lines 4 c.out || fail "$(cat c.out c.err)"
+	run tail -n 1 c.out
+	assert_output --partial 'b 3 3 ev'
+	grep -q "b: 1 ordered events are gone" c.err || fail "$(cat c.err)"
+	[ "$(grep -c "never came" c.err)" = 1 ] || fail "$(cat c.err)"
+}
+
+@test "a member's event with a clock near 2^62 does not use up the clock of the nodes that store it" {
+	signers
+	osend a a1
+	lie b 1 $(((1 << 62) - 1)) "[]" >b1
+	gossip-merge -d a <b1 >/dev/null
+	for i in 2 3 4; do
+		gossip-order -d a send ev "a$i" >"a$i" || fail "a$i: exit $?"
+		gossip-merge -d a <"a$i" >/dev/null
+	done
+	# a's clock went up to its time in ms at most (and one a send after), not to 2^62.
+	run "$PY" -c 'import cbor2; print(cbor2.loads(open("a/order.state", "rb").read())[1])'
+	[ "$output" -le $(($(date +%s%3N) + 3)) ] || fail "a's clock: $output"
+	# c, which has a's events and b's, as well.
+	gossip-merge -d c <a/store >/dev/null
+	osend c c1
+	run "$PY" -c 'import cbor2; print(cbor2.loads(open("c/order.state", "rb").read())[1])'
+	[ "$output" -le $(($(date +%s%3N) + 4)) ] || fail "c's clock: $output"
+}
+
 @test "bad usage: exit 2, one line, nothing stored changed" {
 	mknode a
 	gossip-order -d a send ev x | gossip-merge -d a >/dev/null

@@ -32,9 +32,9 @@ static const char *drain(struct gossip_orderer *o, uint64_t now)
 	int r;
 	out[0] = 0;
 	while ((r = gossip_orderer_next(o, now, &m, &skipped)) > 0) {
-		if (r == 2) {
-			snprintf(out + strlen(out), sizeof out - strlen(out), "%s[skip %llu]", out[0] ? " " : "",
-			         (unsigned long long)skipped);
+		if (r == 2 || r == 3) {
+			snprintf(out + strlen(out), sizeof out - strlen(out), "%s[%s %llu]", out[0] ? " " : "",
+			         r == 2 ? "skip" : "without", (unsigned long long)skipped);
 			continue;
 		}
 		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%.*s", out[0] ? " " : "", (int)m.paylen,
@@ -126,6 +126,43 @@ static void causal(void)
 	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
 	is_str(drain(&o, 5000), "a1 b1", "causal: a1, then b1");
 	gossip_orderer_free(&o);
+
+	/* A dependency that never comes (a liar's: an origin that never sends, a seq its
+	 * origin never reaches) holds its event as long as a gap, then it goes without it,
+	 * and what waited on that event after it. */
+	gossip_orderer_init(&o, GOSSIP_ORDER_CAUSAL);
+	o.expire_ms = 1000;
+	struct gossip_odep lie[2] = {{{0}, 4}, {{0}, 9}};
+	memcpy(lie[0].origin, A, 32);
+	memset(lie[1].origin, 0xee, 32);
+	add(&o, A, 1, 1, NULL, 0, "a1", GOSSIP_ORDER_HELD);
+	add(&o, B, 1, 2, lie, 2, "b1", GOSSIP_ORDER_HELD);
+	struct gossip_odep on_b1 = {{0}, 1};
+	memcpy(on_b1.origin, B, 32);
+	add(&o, C, 1, 3, &on_b1, 1, "c1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 1500), "a1", "causal: b1 waits on a4 and ee9, c1 on b1");
+	is_str(drain(&o, 9000), "[without 3] [without 9] b1 c1", "causal: expired, b1 goes without them, then c1");
+	add(&o, A, 2, 4, NULL, 0, "a2", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 9000), "a2", "causal: a2, when it comes, still goes");
+	gossip_orderer_free(&o);
+
+	/* A dependency on its own origin is refused with the event. */
+	struct gossip_buf b = {0};
+	struct gossip_odep self = {{0}, 1};
+	memcpy(self.origin, B, 32);
+	struct gossip_oev e = {.seq = 2, .lamport = 2, .deps = &self, .ndeps = 1}, g;
+	struct gossip_msg m = {0};
+	ok(gossip_order_encode(&b, &e) == 0, "encode a dependency on its origin");
+	memcpy(m.origin, B, 32);
+	m.type = GOSSIP_T_EVENT;
+	m.value = b.p;
+	m.valuelen = b.len;
+	m.has_value = 1;
+	ok(gossip_order_of(&m, &g) < 0 && strstr(gossip_error(), "its own origin"), "refused: %s", gossip_error());
+	memcpy(m.origin, A, 32);
+	ok(gossip_order_of(&m, &g) == 1 && g.ndeps == 1, "from another origin, taken");
+	gossip_oev_free(&g);
+	gossip_buf_free(&b);
 }
 
 /* Total order's members: the first n of a, b and c. */
@@ -273,21 +310,26 @@ static void bounds(void)
 	is_str(drain(&o, 5000), "a4 a5", "then 4 and 5 go");
 	gossip_orderer_free(&o);
 
-	/* Causal: b1 depends on b's own seq 2, so it never goes; it was signed at 1000. */
+	/* Causal: b1, signed at 1000, depends on c1, which came and waits on a2, held with
+	 * a1 missing; c1 and a2 were signed at 8500. */
 	gossip_orderer_init(&o, GOSSIP_ORDER_CAUSAL);
 	o.expire_ms = 1000;
-	struct gossip_odep self = {{0}, 2};
-	memcpy(self.origin, B, 32);
-	add(&o, B, 1, 1, &self, 1, "b1", GOSSIP_ORDER_HELD);
+	struct gossip_odep on_c1 = {{0}, 1}, on_a2 = {{0}, 2};
+	memcpy(on_c1.origin, C, 32);
+	memcpy(on_a2.origin, A, 32);
+	add(&o, B, 1, 1, &on_c1, 1, "b1", GOSSIP_ORDER_HELD);
 	struct gossip_msg m = {.type = GOSSIP_T_EVENT, .key = (const uint8_t *)"ev", .keylen = 2, .time = 8500};
 	struct gossip_oev a2 = {.seq = 2, .lamport = 2, .payload = (const uint8_t *)"a2", .paylen = 2};
+	struct gossip_oev c1 = {.seq = 1, .lamport = 3, .deps = &on_a2, .ndeps = 1, .payload = (const uint8_t *)"c1", .paylen = 2};
 	memcpy(m.origin, A, 32);
 	ok(gossip_orderer_add(&o, &m, &a2, 8500) == GOSSIP_ORDER_HELD, "a2, signed at 8500, held (a1 missing)");
-	is_str(drain(&o, 9000), "", "b1 expired but not a gap, a2's gap young: a look, none found");
+	memcpy(m.origin, C, 32);
+	ok(gossip_orderer_add(&o, &m, &c1, 8500) == GOSSIP_ORDER_HELD, "c1, signed at 8500, held (a2 waits)");
+	is_str(drain(&o, 9000), "", "b1 expired but not a gap, its dependency come, a2's gap young: a look, none found");
 	ok(o.looked == 9001, "the look is remembered (%llu)", (unsigned long long)o.looked);
 	/* At 9800 a2 has expired: only the look's pause holds its skip back. */
 	is_str(drain(&o, 9800), "", "within a second of the last look: no other look");
-	is_str(drain(&o, 10001), "[skip 1] a2", "a second on: the expired gap is skipped");
+	is_str(drain(&o, 10001), "[skip 1] a2 c1 b1", "a second on: the expired gap is skipped, then what waited");
 	gossip_orderer_free(&o);
 }
 

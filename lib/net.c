@@ -52,14 +52,18 @@ int gossip_addr_unicast(struct gossip_addr *a, const char *s)
 		gossip_seterr("%.64s: not a numeric address (no name is looked up for it)", s);
 		return -1;
 	}
-	int bad = 0;
-	if (a->sa.ss_family == AF_INET) {
-		uint32_t ip = ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr);
-		bad = ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
-	} else if (a->sa.ss_family == AF_INET6) {
-		const struct in6_addr *ip = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
-		bad = IN6_IS_ADDR_UNSPECIFIED(ip) || IN6_IS_ADDR_MULTICAST(ip);
+	int bad = 0, v4 = a->sa.ss_family == AF_INET;
+	uint32_t ip = v4 ? ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) : 0;
+	if (a->sa.ss_family == AF_INET6) {
+		const struct in6_addr *ip6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
+		bad = IN6_IS_ADDR_UNSPECIFIED(ip6) || IN6_IS_ADDR_MULTICAST(ip6);
+		/* ::ffff:224.0.0.1 leaves an IPv6 socket as the IPv4 address it maps. */
+		if ((v4 = IN6_IS_ADDR_V4MAPPED(ip6)))
+			ip = (uint32_t)ip6->s6_addr[12] << 24 | (uint32_t)ip6->s6_addr[13] << 16 |
+			     (uint32_t)ip6->s6_addr[14] << 8 | ip6->s6_addr[15];
 	}
+	if (v4)
+		bad = bad || ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
 	if (bad || !((const struct sockaddr_in *)&a->sa)->sin_port) {
 		gossip_seterr("%.64s: not one host's address (multicast, broadcast, unspecified or port 0)", s);
 		return -1;

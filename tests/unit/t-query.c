@@ -52,6 +52,20 @@ int main(void)
 	struct gossip_buf b = {0};
 	struct gossip_query q = base(), d;
 
+	/* A reply address names one host: not a group, a broadcast or none, in IPv4 or
+	 * IPv6, nor in IPv6's mapping of IPv4 (which leaves as the IPv4 address). */
+	struct gossip_addr to;
+	const char *one[] = {"udp://127.0.0.1:5000", "udp://[::1]:5000", "udp://[::ffff:127.0.0.1]:5000"};
+	const char *many[] = {"udp://224.0.0.1:5000", "udp://255.255.255.255:5000", "udp://0.0.0.0:5000",
+	                      "udp://[ff02::1]:5000", "udp://[::]:5000", "udp://[::ffff:224.0.0.1]:5000",
+	                      "udp://[::ffff:239.255.255.250]:1900", "udp://[::ffff:255.255.255.255]:5000",
+	                      "udp://[::ffff:0.0.0.0]:5000", "udp://127.0.0.1:0"};
+	for (size_t i = 0; i < sizeof one / sizeof *one; i++)
+		ok(gossip_addr_unicast(&to, one[i]) == 0, "%s: one host's", one[i]);
+	for (size_t i = 0; i < sizeof many / sizeof *many; i++)
+		ok(gossip_addr_unicast(&to, many[i]) < 0 && strstr(gossip_error(), "not one host's address"),
+		   "%s: refused (%s)", many[i], gossip_error());
+
 	/* A round trip without filters, and its exact bytes. */
 	ok(gossip_query_encode(&b, &q) == 0, "a query encodes");
 	ok(gossip_query_decode(b.p, b.len, &d) == 0, "and decodes (%s)", gossip_error());

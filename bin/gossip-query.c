@@ -487,7 +487,7 @@ static int ask(const struct ask_opts *o, struct gossip_query *q)
 
 struct seen_query {
 	uint8_t id[GOSSIP_QUERY_ID_LEN];
-	uint64_t deadline;
+	uint64_t deadline;  /* 0: an empty cell */
 };
 
 struct responder {
@@ -499,8 +499,10 @@ struct responder {
 	struct gossip_keyring keys;
 	struct gossip_store *st;
 	struct gossip_store_cursor cur;
-	struct seen_query *seen;
-	size_t nseen;
+	struct seen_query *seen;  /* open addressing by a keyed hash of the id */
+	size_t nseen, seencap;  /* seencap a power of two, at least twice nseen */
+	uint8_t seenkey[crypto_shorthash_KEYBYTES];
+	uint64_t swept;  /* when the expired ones were last dropped */
 	pid_t running[RUNNING_MAX];
 	int first_pass;  /* queries stored before this process started are not answered */
 	struct gossip_buf found;  /* the queries a walk of the store found */
@@ -514,27 +516,62 @@ static void on_stop(int sig)
 	stopping = 1;
 }
 
-/* Remembered until its deadline: after a compaction the store shows it again. */
+static struct seen_query *seen_cell(struct seen_query *t, size_t cap, const uint8_t key[crypto_shorthash_KEYBYTES],
+                                    const uint8_t id[GOSSIP_QUERY_ID_LEN])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t x;
+	crypto_shorthash(h, id, GOSSIP_QUERY_ID_LEN, key);
+	memcpy(&x, h, sizeof x);
+	for (size_t c = (size_t)x & (cap - 1);; c = (c + 1) & (cap - 1))
+		if (!t[c].deadline || !memcmp(t[c].id, id, GOSSIP_QUERY_ID_LEN))
+			return &t[c];
+}
+
+/* The table again, without what expired, room for twice as many: 0, or -1 (no memory). */
+static int seen_rebuild(struct responder *r, uint64_t now)
+{
+	size_t live = 0, cap = 64;
+	for (size_t i = 0; i < r->seencap; i++)
+		live += r->seen[i].deadline >= now;
+	while (cap < 4 * (live + 1))
+		cap *= 2;
+	struct seen_query *t = calloc(cap, sizeof *t);
+	if (!t)
+		return -1;
+	if (!r->seen)
+		randombytes_buf(r->seenkey, sizeof r->seenkey);
+	for (size_t i = 0; i < r->seencap; i++)
+		if (r->seen[i].deadline >= now)
+			*seen_cell(t, cap, r->seenkey, r->seen[i].id) = r->seen[i];
+	free(r->seen);
+	r->seen = t;
+	r->seencap = cap;
+	r->nseen = live;
+	r->swept = now;
+	return 0;
+}
+
+/* Remembered until its deadline: after a compaction the store shows it again. A lookup
+ * costs the same however many are remembered (a member's flood of queries); the expired
+ * are dropped at most once a second, or when the table is full. */
 static int seen_before(struct responder *r, const uint8_t id[GOSSIP_QUERY_ID_LEN], uint64_t deadline,
                        uint64_t now)
 {
-	size_t k = 0;
-	int found = 0;
-	for (size_t i = 0; i < r->nseen; i++) {
-		if (!memcmp(r->seen[i].id, id, GOSSIP_QUERY_ID_LEN))
-			found = 1;
-		if (r->seen[i].deadline >= now || !memcmp(r->seen[i].id, id, GOSSIP_QUERY_ID_LEN))
-			r->seen[k++] = r->seen[i];
+	if (r->seen) {
+		struct seen_query *c = seen_cell(r->seen, r->seencap, r->seenkey, id);
+		if (c->deadline) {
+			if (c->deadline < deadline)
+				c->deadline = deadline;
+			return 1;
+		}
 	}
-	r->nseen = k;
-	if (found)
-		return 1;
-	struct seen_query *v = realloc(r->seen, (r->nseen + 1) * sizeof *v);
-	if (!v)
+	if ((!r->seen || 2 * (r->nseen + 1) > r->seencap || gossip_age_ms(now, r->swept) >= 1000) && seen_rebuild(r, now) < 0)
 		return 0;
-	r->seen = v;
-	memcpy(v[r->nseen].id, id, GOSSIP_QUERY_ID_LEN);
-	v[r->nseen++].deadline = deadline;
+	struct seen_query *c = seen_cell(r->seen, r->seencap, r->seenkey, id);
+	memcpy(c->id, id, GOSSIP_QUERY_ID_LEN);
+	c->deadline = deadline ? deadline : 1;
+	r->nseen++;
 	return 0;
 }
 

@@ -1934,12 +1934,21 @@ static int store_lock(struct gossip_store *st, int nowait)
 			close(st->fd);
 		reset_index(st);
 		st->ino = 0;
-		st->fd = ro ? open(path, O_RDONLY | O_CLOEXEC)
-		            : open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		/* Not blocking: a FIFO there would hold the open (and every read) for good. */
+		st->fd = ro ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+		            : open(path, O_RDWR | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0600);
 		if (st->fd < 0 && ro && errno == ENOENT)
 			return 0;  /* nothing stored yet: an empty store */
 		if (st->fd < 0 || fstat(st->fd, &sb) < 0) {
 			gossip_seterr("store: cannot open %s: %s", path, strerror(errno));
+			gossip_store_unlock(st);
+			return -1;
+		}
+		if (!S_ISREG(sb.st_mode)) {
+			gossip_seterr("store: %s is not a regular file (a FIFO, a device, a directory): "
+			              "put the store back, or move it away", path);
+			close(st->fd);
+			st->fd = -1;
 			gossip_store_unlock(st);
 			return -1;
 		}

@@ -270,6 +270,25 @@ b/store: 98 messages verified, 3 damaged regions ($((OFF[10] - OFF[9] + OFF[50] 
 	assert_line "b/store: damaged: $((OFF[20] - OFF[19])) bytes at offset ${OFF[19]}"
 }
 
+@test "a store that is a FIFO, a device or a directory: one line and exit 2 at once, no reader waits on it" {
+	mv b/store store.real
+	for kind in fifo null dir; do
+		case $kind in
+		fifo) mkfifo b/store ;;
+		null) ln -s /dev/null b/store ;;
+		dir) mkdir b/store ;;
+		esac
+		for q in "get k1" keys digest dump check; do
+			run --separate-stderr timeout 10 gossip-merge -d b $q
+			assert_failure 2
+			assert_error gossip-merge "b/store"
+		done
+		rm -rf b/store
+	done
+	mv store.real b/store
+	want_keys b
+}
+
 @test "a damaged watermarks file is one clear error that says how to recover; nothing changes" {
 	k=$(cut -d' ' -f1 a.pub)
 	for bad in "-1" "99999999999999999999999" "12x" "" "+5"; do

@@ -656,6 +656,10 @@ static uint32_t wanted_by(const struct gossip_runner *r, const struct gossip_eve
 {
 	uint32_t w = 0;
 	const char *name = e->kind == GOSSIP_EVENT_MEMBER ? NULL : e->key;
+	/* A NUL in its name would end it there (deploy\0...: deploy's handler, and
+	 * GOSSIP_USER_EVENT=deploy): no handler runs for it. */
+	if (name && memchr(name, 0, e->keylen))
+		return 0;
 	for (int i = 0; i < r->cfg.nhandlers; i++)
 		if (gossip_handler_wants(&r->cfg.handlers[i], e->event, name))
 			w |= 1u << i;

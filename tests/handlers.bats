@@ -179,6 +179,27 @@ key app/color del  true true"
 key|app/color|del|admin|a||"
 }
 
+@test "a user event or key whose name holds a NUL runs no handler (it would pass for the name before the NUL)" {
+	local_node
+	local seed=0303030303030303030303030303030303030303030303030303030303030303
+	$PY "$BATS_TEST_DIRNAME/interop.py" pub $seed py >>a/trusted
+	watch_start a -x "user:deploy=$T/h.sh $T/deploy.out" -x "user=$T/h.sh $T/user.out" -x "key=$T/h.sh $T/key.out"
+	# "deploy\0; rm -rf /" as an event, and as a key; then plain ones, which run.
+	for type in 3 1; do
+		$PY "$BATS_TEST_DIRNAME/interop.py" make $seed --type $type --key-hex 6465706c6f79003b20726d202d7266202f \
+			--value x | gossip-merge -d a >/dev/null
+	done
+	emit a event deploy plain
+	emit a set deploy 1
+	wait_for 5 lines_are 1 deploy.out
+	wait_for 5 lines_are 1 key.out
+	wait_for 5 lines_are 1 user.out
+	run cat deploy.out user.out key.out
+	assert_output "user|deploy||admin|a||plain
+user|deploy||admin|a||plain
+key|deploy|set|admin|a||1"
+}
+
 @test "a restart of watch delivers nothing twice, and what was logged while it was down once" {
 	local_node
 	watch_start a -x "$T/h.sh $T/out"

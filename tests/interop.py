@@ -3,7 +3,7 @@ written with Debian's python3-cbor2 and python3-nacl (run by /usr/bin/python3).
 
   verify           read one message on stdin, check it from its bytes alone, print JSON
   make SEED ...    write a message signed with the 32-byte hex SEED to stdout;
-                   options: --type N --key K --value V --version N --alg N --kid HEX
+                   options: --type N --key K (--key-hex HEX) --value V --version N --alg N --kid HEX
                    --extra (a fifth COSE element) --untagged
   probe SEED TYPE HEX  write a probe (4 ping, 5 ack): {1: TYPE, 5: the bytes HEX}, signed
   pub SEED         print the base64 public key for the hex SEED (a trusted line)
@@ -75,7 +75,7 @@ def make(argv):
     now = int(time.time() * 1000)
     fields = {1: int(opts["--type"]), 2: int(opts["--version"] or now),
               3: int(opts["--time"] or now),
-              4: opts["--key"]}
+              4: bytes.fromhex(opts["--key-hex"]).decode() if "--key-hex" in opts else opts["--key"]}
     if opts["--value"] != "-":
         fields[5] = opts["--value"]
     payload = cbor2.dumps(fields, canonical=True)

@@ -61,7 +61,9 @@ int gossip_member_encode(struct gossip_buf *b, const struct gossip_member *m)
 	return 0;
 }
 
-static int get_text(struct gossip_cur *c, char *out, size_t outlen, const char *what)
+/* A text field of a member record; none of the bytes in no (the separators of the lines
+ * handlers and scripts read: "name id state addresses tags", "tag=value,..."). */
+static int get_text(struct gossip_cur *c, char *out, size_t outlen, const char *what, const char *no)
 {
 	struct gossip_ev ev;
 	if (gossip_cur_expect(c, GOSSIP_EV_TSTR, &ev, what) < 0)
@@ -74,6 +76,9 @@ static int get_text(struct gossip_cur *c, char *out, size_t outlen, const char *
 	for (size_t i = 0; i < ev.len; i++)
 		if (ev.data[i] < 0x20 || ev.data[i] == 0x7f) {
 			gossip_seterr("%s: a control character", what);
+			return -1;
+		} else if (strchr(no, ev.data[i])) {
+			gossip_seterr("%s: a '%c'", what, ev.data[i]);
 			return -1;
 		}
 	memcpy(out, ev.data, ev.len);
@@ -96,14 +101,14 @@ int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m)
 				goto bad;
 			m->incarnation = ev.u;
 		} else if (f == 2) {
-			if (get_text(&c, m->name, sizeof m->name, "name") < 0)
+			if (get_text(&c, m->name, sizeof m->name, "name", " ") < 0)
 				goto bad;
 		} else if (f == 3) {
 			if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "addresses") < 0 || ev.u > GOSSIP_MAX_ADDRS)
 				goto bad;
 			m->naddrs = (int)ev.u;
 			for (int i = 0; i < m->naddrs; i++)
-				if (get_text(&c, m->addrs[i], sizeof m->addrs[i], "address") < 0)
+				if (get_text(&c, m->addrs[i], sizeof m->addrs[i], "address", " ,") < 0)
 					goto bad;
 		} else {
 			if (gossip_cur_expect(&c, GOSSIP_EV_MAP, &ev, "tags") < 0 || ev.u > GOSSIP_MAX_TAGS)
@@ -111,7 +116,7 @@ int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m)
 			m->ntags = (int)ev.u;
 			for (int i = 0; i < m->ntags; i++) {
 				char k[64], v[128];
-				if (get_text(&c, k, sizeof k, "tag") < 0 || get_text(&c, v, sizeof v, "tag value") < 0)
+				if (get_text(&c, k, sizeof k, "tag", " ,=") < 0 || get_text(&c, v, sizeof v, "tag value", " ,=") < 0)
 					goto bad;
 				/* A key is read back up to its "=": one with "=" in it, or empty, would
 				 * mean another tag. Keys in the encoder's order, each once. */
@@ -386,7 +391,7 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 				goto bad;
 		p->pos = p->nint % GOSSIP_PHI_WINDOW;
 		if (double_at(&c, &p->score, 100) < 0 || uint_at(&c, &p->rejected) < 0 ||
-		    get_text(&c, p->why, sizeof p->why, "why") < 0)
+		    get_text(&c, p->why, sizeof p->why, "why", "") < 0)
 			goto bad;
 	}
 	gossip_buf_free(&b);

@@ -379,13 +379,26 @@ int main(void)
 	strcpy(m.name, "evil\033[2J");
 	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) < 0,
 	   "a name with an escape sequence is refused");
+	/* The separators of the lines handlers read ("name id state addresses tags", tags
+	 * as tag=value,...): a member named "m <another's id> dead" passed for another. */
+	strcpy(m.name, "m LBMSdxyz dead");
+	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) < 0 &&
+	   strstr(gossip_error(), "not a member record"), "a name with a space is refused");
 	strcpy(m.name, "n1");
+	strcpy(m.addrs[0], "udp://127.0.0.1:7946,tcp://x");
+	b.len = 0;
+	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) < 0,
+	   "an address with a comma is refused");
+	strcpy(m.addrs[0], "udp://127.0.0.1:7946");
 	/* Found by fuzzing: a key with "=" in it read back as another tag. Such keys, empty
-	 * ones and repeated ones are refused (made by hand: the encoder writes none). */
+	 * ones and repeated ones are refused (made by hand: the encoder writes none); so are
+	 * a value with "," or "=" (role=web,admin=yes read as two tags) and spaces. */
 	static const char *const bad_tags[][3] = {
 		{"a=b", "c", "a key with ="}, {"", "c", "an empty key"}, {"dc", "x", "a repeated key"},
+		{"role", "web,admin=yes", "a value with , and ="}, {"role", "a=b", "a value with ="},
+		{"role", "a b", "a value with a space"}, {"ro,le", "x", "a key with ,"},
 		{"role", "x", NULL}};
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 8; i++) {
 		b.len = 0;
 		int ok_enc = gossip_cbor_head(&b, GOSSIP_MT_MAP, 4) == 0 &&
 		             gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) == 0 && gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) == 0 &&

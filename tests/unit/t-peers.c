@@ -382,6 +382,7 @@ int main(void)
 	/* The separators of the lines handlers read ("name id state addresses tags", tags
 	 * as tag=value,...): a member named "m <another's id> dead" passed for another. */
 	strcpy(m.name, "m LBMSdxyz dead");
+	b.len = 0;
 	ok(gossip_member_encode(&b, &m) == 0 && gossip_member_decode(b.p, b.len, &back) < 0 &&
 	   strstr(gossip_error(), "not a member record"), "a name with a space is refused");
 	strcpy(m.name, "n1");

@@ -217,20 +217,20 @@ static int scan_one(void *ctx, const struct gossip_entry *en, const uint8_t *p)
 	return 0;
 }
 
-/* The clock a send goes above: the highest seen, but another origin's counts for at most
- * this node's time in ms. Honest clocks rise by one an event, never near it (it is 2^40
- * and more); a member that signs one near 2^62 would otherwise use up the clock space of
- * every node that stores it (each send must go above it), for good. Its own events then
- * come after the others' in total order: only the liar's are held. */
+/* The clock a send goes above: the highest seen, but another origin's clock above this
+ * node's time in ms (2^41 at least: a wall clock far behind) and the skew allowed does
+ * not count. Honest clocks rise by one an event, never near it; a member that signs one
+ * near 2^62 would otherwise use up the clock space of every node that stores it (each
+ * send must go above it), for good. Its events then come after the others' in total
+ * order: only the liar's are held. */
 static uint64_t scan_clock(const struct scan *s)
 {
-	uint64_t top = 0, now = gossip_now_ms();
+	uint64_t top = s->lamport, now = gossip_now_ms(), most;
+	most = (now > (UINT64_C(1) << 41) ? now : UINT64_C(1) << 41) + GOSSIP_MAX_SKEW_MS;
 	for (size_t i = 0; i < s->n; i++)
-		if (s->tops[i] > top)
+		if (s->tops[i] > top && s->tops[i] <= most)
 			top = s->tops[i];
-	if (top > now)
-		top = now;
-	return top > s->lamport ? top : s->lamport;
+	return top;
 }
 
 /* DIR/order.state: the CBOR array [seq, lamport, last message] of the last ordered event
@@ -725,22 +725,32 @@ int gossip_orderer_next(struct gossip_orderer *o, uint64_t now, struct gossip_om
 				return 2;
 			}
 		}
-		/* Causal, no gap to skip: its origin's next, waiting on a dependency that never
-		 * came (one a liar named, one long gone). What it names happened before it,
-		 * older still: it goes without it (and what waits on it, after it). One that
-		 * came and waits itself is waited for. */
-		for (size_t j = 0; o->mode == GOSSIP_ORDER_CAUSAL && j < o->nheld; j++) {
-			struct gossip_omsg *h = &o->held[j];
-			if (gossip_age_ms(now, h->time) <= o->expire_ms || h->seq != origin_find(o, h->origin, 0)->next)
+		/* Causal, no gap to skip: an origin's next, expired, waiting on dependencies
+		 * that never came (a liar's, or long gone): what they name happened before it,
+		 * older still; it goes without them (and what waits on it, after it). One that
+		 * came and waits itself is waited for, unless its clock is not below this one's:
+		 * an honest signer's clock is above every clock it had, so that is a lie (two
+		 * events naming each other would wait on each other for good). */
+		for (size_t q = 0; o->mode == GOSSIP_ORDER_CAUSAL && q < o->norigins; q++) {
+			struct gossip_oorigin *r = &o->origins[q];
+			struct gossip_omsg *h = held_find(o, r->pk, r->next);
+			if (!h || gossip_age_ms(now, h->time) <= o->expire_ms)
 				continue;
-			for (size_t k = 0; k < h->ndeps; k++) {
+			uint64_t gone = 0;
+			for (size_t k = 0; k < h->ndeps;) {
 				struct gossip_oorigin *d = origin_find(o, h->deps[k].origin, 0);
-				uint64_t have = d ? d->contig : 0;
-				if (have >= h->deps[k].seq)
+				const struct gossip_omsg *g = held_find(o, h->deps[k].origin, h->deps[k].seq);
+				if ((d && d->next > h->deps[k].seq) || (g && g->lamport < h->lamport)) {
+					k++;
 					continue;
-				*skipped = h->deps[k].seq - have;
-				memcpy(out->origin, h->deps[k].origin, 32);
+				}
+				if (!gone)
+					memcpy(out->origin, h->deps[k].origin, 32);
+				gone += h->deps[k].seq - (d && d->next ? d->next - 1 : 0);
 				h->deps[k] = h->deps[--h->ndeps];
+			}
+			if (gone) {
+				*skipped = gone;
 				return 3;
 			}
 		}

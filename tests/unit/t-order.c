@@ -141,9 +141,23 @@ static void causal(void)
 	memcpy(on_b1.origin, B, 32);
 	add(&o, C, 1, 3, &on_b1, 1, "c1", GOSSIP_ORDER_HELD);
 	is_str(drain(&o, 1500), "a1", "causal: b1 waits on a4 and ee9, c1 on b1");
-	is_str(drain(&o, 9000), "[without 3] [without 9] b1 c1", "causal: expired, b1 goes without them, then c1");
+	is_str(drain(&o, 9000), "[without 12] b1 c1", "causal: expired, b1 goes without them (a2-a4, ee1-ee9), then c1");
 	add(&o, A, 2, 4, NULL, 0, "a2", GOSSIP_ORDER_HELD);
 	is_str(drain(&o, 9000), "a2", "causal: a2, when it comes, still goes");
+	gossip_orderer_free(&o);
+
+	/* Two events that name each other (a liar's that names an honest origin's next, which
+	 * names it back): the one whose dependency's clock is not below its own goes without
+	 * it once expired, then the other. One that came with a lower clock is waited for. */
+	gossip_orderer_init(&o, GOSSIP_ORDER_CAUSAL);
+	o.expire_ms = 1000;
+	struct gossip_odep on_c1b = {{0}, 1}, on_b1b = {{0}, 1};
+	memcpy(on_c1b.origin, C, 32);
+	memcpy(on_b1b.origin, B, 32);
+	add(&o, B, 1, 5, &on_c1b, 1, "b1", GOSSIP_ORDER_HELD);
+	add(&o, C, 1, 6, &on_b1b, 1, "c1", GOSSIP_ORDER_HELD);
+	is_str(drain(&o, 1500), "", "causal: b1 and c1 wait on each other while young");
+	is_str(drain(&o, 9000), "[without 1] b1 c1", "causal: expired, b1 (clock 5) goes without c1 (clock 6), then c1");
 	gossip_orderer_free(&o);
 
 	/* A dependency on its own origin is refused with the event. */
@@ -317,7 +331,7 @@ static void bounds(void)
 	struct gossip_odep on_c1 = {{0}, 1}, on_a2 = {{0}, 2};
 	memcpy(on_c1.origin, C, 32);
 	memcpy(on_a2.origin, A, 32);
-	add(&o, B, 1, 1, &on_c1, 1, "b1", GOSSIP_ORDER_HELD);
+	add(&o, B, 1, 4, &on_c1, 1, "b1", GOSSIP_ORDER_HELD);
 	struct gossip_msg m = {.type = GOSSIP_T_EVENT, .key = (const uint8_t *)"ev", .keylen = 2, .time = 8500};
 	struct gossip_oev a2 = {.seq = 2, .lamport = 2, .payload = (const uint8_t *)"a2", .paylen = 2};
 	struct gossip_oev c1 = {.seq = 1, .lamport = 3, .deps = &on_a2, .ndeps = 1, .payload = (const uint8_t *)"c1", .paylen = 2};

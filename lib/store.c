@@ -1024,14 +1024,6 @@ static int wm_like(const uint8_t *p, size_t n)
 typedef void wm_floor_fn(void *ctx, const uint8_t kid[16], uint64_t version,
                          const uint8_t origin[32], uint64_t time);
 
-/* Past this, a watermark or a floor is damage: none is ever ahead of the clock (a del
- * does not expire before its version), with room for the clock stepping back. One bit
- * flipped in a digit would make every new message of its origin stale, for good. */
-static uint64_t wm_ahead(void)
-{
-	return gossip_now_ms() + GOSSIP_MAX_SKEW_MS + GOSSIP_VERSION_LEAD_MS;
-}
-
 static int wm_read(const uint8_t *p, size_t len,
                    void (*each)(void *ctx, const uint8_t pk[32], uint64_t version),
                    wm_floor_fn *floor, void *ctx)
@@ -1040,11 +1032,9 @@ static int wm_read(const uint8_t *p, size_t len,
 	struct gossip_ev ev, pk, v, kid, t;
 	uint8_t h[16];
 	size_t nfloors = 0, floors = 0;
-	int bad = 0;
 	if (!wm_like(p, len))
 		return 0;
 	int four = p[0] == 0x84;
-	uint64_t ahead = wm_ahead();
 	if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_TSTR, &ev, "watermark record") < 0 ||
 	    gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
@@ -1056,8 +1046,6 @@ static int wm_read(const uint8_t *p, size_t len,
 		    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &pk, "watermark record") < 0 || pk.len != 32 ||
 		    gossip_cur_expect(&c, GOSSIP_EV_UINT, &v, "watermark record") < 0)
 			return -1;
-		else if (v.u > ahead)
-			bad = 1;
 	if (four) {
 		if (gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "watermark record") < 0 ||
 		    ev.u > FLOORS_PER_RECORD)
@@ -1071,13 +1059,11 @@ static int wm_read(const uint8_t *p, size_t len,
 			    gossip_cur_expect(&c, GOSSIP_EV_BSTR, &pk, "watermark record") < 0 ||
 			    pk.len != 32 || gossip_cur_expect(&c, GOSSIP_EV_UINT, &t, "watermark record") < 0)
 				return -1;
-			else if (v.u > ahead)
-				bad = 1;
 	}
 	crypto_generichash(h, 16, p + 1, c.pos - 1, NULL, 0);
 	if (gossip_cur_expect(&c, GOSSIP_EV_BSTR, &ev, "watermark record") < 0 || ev.len != 16 ||
-	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0 || bad) {
-		gossip_seterr(bad ? "a damaged watermark record (a version ahead of the clock)" : "a damaged watermark record");
+	    c.pos != len || sodium_memcmp(h, ev.data, 16) != 0) {
+		gossip_seterr("a damaged watermark record");
 		return -1;
 	}
 	c.pos = list;
@@ -1484,12 +1470,15 @@ static int load_watermarks(struct gossip_store *st)
 			gossip_buf_free(&b);
 			return -1;
 		}
-		if (v > wm_ahead()) {
-			gossip_seterr("store: %s line %u: a watermark ahead of the clock, which none ever is "
-			              "(damage, or a clock set back); move the file away: it is made again "
-			              "from the store's watermark record", path, no);
-			gossip_buf_free(&b);
-			return -1;
+		/* None is ever ahead of the clock (a del does not expire before its version):
+		 * one far ahead (a digit's bit flipped) would make every new message of its
+		 * origin stale. The file is a cache: the line is left out (the store's record,
+		 * which its check guards, still counts). Room for a clock set back. */
+		if (v > gossip_now_ms() + GOSSIP_MAX_SKEW_MS + GOSSIP_VERSION_LEAD_MS) {
+			gossip_warn("store: %s line %u: a watermark ahead of the clock, which none ever "
+			            "is (damage, or a clock set back): left out; the store's watermark "
+			            "record still counts", path, no);
+			continue;
 		}
 		uint32_t id = origin_id(st, pk);
 		if (id != UINT32_MAX && v > st->origins[id].watermark)
@@ -1954,6 +1943,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 		}
 		st->ino = (uint64_t)sb.st_ino;
 		if (load_watermarks(st) < 0) {
+			st->ino = 0;  /* read again at the next lock */
 			gossip_store_unlock(st);
 			return -1;
 		}

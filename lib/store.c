@@ -937,10 +937,11 @@ static void sum_load(struct gossip_store *st)
 {
 	struct stat sb;
 	uint8_t buf[16 * 1024];
-	int fd = open(gossip_path(st->dir, "store.sum"), O_RDONLY | O_CLOEXEC);
+	/* Not blocking, and only a regular file: a FIFO there would hold every reader. */
+	int fd = open(gossip_path(st->dir, "store.sum"), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	if (fstat(fd, &sb) == 0) {
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
 		if ((uint64_t)sb.st_ino != st->sum_ino || (uint64_t)sb.st_size < st->sum_off) {
 			st->sum_ino = (uint64_t)sb.st_ino;
 			st->sum_off = 0;
@@ -966,8 +967,8 @@ static void sum_flush(struct gossip_store *st)
 	struct stat sb;
 	if (st->opts.readonly || !st->sum_new.len)
 		return;
-	int fd = open(gossip_path(st->dir, "store.sum"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd >= 0 && fstat(fd, &sb) == 0) {
+	int fd = open(gossip_path(st->dir, "store.sum"), O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
 		/* A torn last hash would shift every later one: cut it first. */
 		if (sb.st_size % 16)
 			(void)!ftruncate(fd, sb.st_size - sb.st_size % 16);
@@ -1933,7 +1934,7 @@ static int store_lock(struct gossip_store *st, int nowait)
 			gossip_store_unlock(st);
 			return -1;
 		}
-		if (!S_ISREG(sb.st_mode)) {
+		if (!S_ISREG(sb.st_mode) || fcntl(st->fd, F_SETFL, fcntl(st->fd, F_GETFL) & ~O_NONBLOCK) < 0) {
 			gossip_seterr("store: %s is not a regular file (a FIFO, a device, a directory): "
 			              "put the store back, or move it away", path);
 			close(st->fd);

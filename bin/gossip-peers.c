@@ -113,19 +113,18 @@ struct taglist {
 };
 
 /* Whether tag is name=value as a member record holds it: a name of 1 to 63 bytes, a
- * value under 128, no second '=', no white space, no ',' (handlers read tags as
- * tag=value,...). */
+ * value under 128, no second '=', no white space. */
 static int tag_ok(const char *tag)
 {
 	const char *eq = strchr(tag, '=');
 	return eq && eq != tag && eq - tag < 64 && strlen(eq + 1) < 128 && !strchr(eq + 1, '=') &&
-	       !strpbrk(tag, " \t\n,");
+	       !strpbrk(tag, " \t\n");
 }
 
 static void check_tag(const char *what, const char *tag)
 {
 	if (!tag_ok(tag))
-		gossip_die(GOSSIP_EXIT_ERR, "%s %s: want key=value (no spaces or commas, key under 64 bytes)", what, tag);
+		gossip_die(GOSSIP_EXIT_ERR, "%s %s: want key=value (no spaces, key under 64 bytes)", what, tag);
 }
 
 static int tag_find(const struct taglist *l, const char *name, size_t k)
@@ -171,7 +170,7 @@ static void tags_load(struct taglist *l, const char *dir)
 		if (!*line)
 			continue;
 		if (!tag_ok(line))
-			gossip_die(GOSSIP_EXIT_ERR, "%s: line %u: %s: want key=value (no spaces or commas, key under 64 "
+			gossip_die(GOSSIP_EXIT_ERR, "%s: line %u: %s: want key=value (no spaces, key under 64 "
 			           "bytes); correct or remove the line", path, no, line);
 		tag_set(l, line);
 	}
@@ -1204,8 +1203,8 @@ static int do_tag(struct opts *o, int untag, int argc, char **argv)
 		const char *a = argv[i];
 		if (!untag)
 			check_tag(what, a);
-		else if (!*a || strlen(a) >= 64 || strpbrk(a, "=, \t\n"))
-			gossip_die(GOSSIP_EXIT_ERR, "%s %s: want a tag's name (no '=', no spaces or commas, under 64 bytes)",
+		else if (!*a || strlen(a) >= 64 || strpbrk(a, "= \t\n"))
+			gossip_die(GOSSIP_EXIT_ERR, "%s %s: want a tag's name (no '=', no spaces, under 64 bytes)",
 			           what, a);
 	}
 	struct taglist tags;

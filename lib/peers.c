@@ -116,7 +116,7 @@ int gossip_member_decode(const uint8_t *p, size_t n, struct gossip_member *m)
 			m->ntags = (int)ev.u;
 			for (int i = 0; i < m->ntags; i++) {
 				char k[64], v[128];
-				if (get_text(&c, k, sizeof k, "tag", " ,=") < 0 || get_text(&c, v, sizeof v, "tag value", " ,=") < 0)
+				if (get_text(&c, k, sizeof k, "tag", " =") < 0 || get_text(&c, v, sizeof v, "tag value", " =") < 0)
 					goto bad;
 				/* A key is read back up to its "=": one with "=" in it, or empty, would
 				 * mean another tag. Keys in the encoder's order, each once. */

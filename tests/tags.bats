@@ -119,10 +119,10 @@ force_leaves() {
 	gossip-node -d "$T/n1" tag role=web
 	wait_for 10 sh -c "[ \"\$(gossip-peers -d $T/n1 -j list | jq -c 'select(.self) | .tags')\" = '{\"role\":\"web\"}' ]"
 	before=$(gossip-merge -d "$T/n1" -j dump)
-	for bad in "no-equals" "=v" "a b=c" "k=v=w" "k=a,b" "$(printf 'k%.0s' $(seq 64))=v"; do
+	for bad in "no-equals" "=v" "a b=c" "k=v=w" "$(printf 'k%.0s' $(seq 64))=v"; do
 		run --separate-stderr gossip-node -d "$T/n1" tag ok=1 "$bad"
 		[ "$status" = 2 ] || fail "$bad: exit $status"
-		assert_error gossip-peers "tag $bad: want key=value (no spaces or commas, key under 64 bytes)"
+		assert_error gossip-peers "tag $bad: want key=value (no spaces, key under 64 bytes)"
 		[ "$(cat "$T/n1/tags")" = role=web ] || fail "$bad: tags now $(cat "$T/n1/tags")"
 	done
 	run --separate-stderr gossip-node -d "$T/n1" untag "a=b"
@@ -133,7 +133,7 @@ force_leaves() {
 	assert_error gossip-node "tag: want name=value"
 	# The same words as -t at start.
 	run --separate-stderr gossip-peers -d "$T/n1" announce -t "no-equals"
-	assert_error gossip-peers "-t no-equals: want key=value (no spaces or commas, key under 64 bytes)"
+	assert_error gossip-peers "-t no-equals: want key=value (no spaces, key under 64 bytes)"
 	[ "$(gossip-merge -d "$T/n1" -j dump)" = "$before" ] || fail "the store changed"
 	[ "$(cat "$T/n1/tags")" = role=web ] || fail "tags now $(cat "$T/n1/tags")"
 }

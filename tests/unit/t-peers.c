@@ -393,13 +393,13 @@ int main(void)
 	strcpy(m.addrs[0], "udp://127.0.0.1:7946");
 	/* Found by fuzzing: a key with "=" in it read back as another tag. Such keys, empty
 	 * ones and repeated ones are refused (made by hand: the encoder writes none); so are
-	 * a value with "," or "=" (role=web,admin=yes read as two tags) and spaces. */
+	 * a value with "=" (role=web,admin=yes read as two tags) and spaces. A comma is
+	 * taken (roles=web,db: the sender always allowed it). */
 	static const char *const bad_tags[][3] = {
 		{"a=b", "c", "a key with ="}, {"", "c", "an empty key"}, {"dc", "x", "a repeated key"},
 		{"role", "web,admin=yes", "a value with , and ="}, {"role", "a=b", "a value with ="},
-		{"role", "a b", "a value with a space"}, {"ro,le", "x", "a key with ,"},
-		{"role", "x", NULL}};
-	for (int i = 0; i < 8; i++) {
+		{"role", "a b", "a value with a space"}, {"role", "web,db", NULL}};
+	for (int i = 0; i < 7; i++) {
 		b.len = 0;
 		int ok_enc = gossip_cbor_head(&b, GOSSIP_MT_MAP, 4) == 0 &&
 		             gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) == 0 && gossip_cbor_head(&b, GOSSIP_MT_UINT, 1) == 0 &&

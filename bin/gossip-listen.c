@@ -444,14 +444,15 @@ static int host_of(char host[64], const char *addr)
 }
 
 /* 1 when who is a host of some other member in DIR/peers, 0 when not, -1 when there are
- * no strangers: DIR/peers names no other member's address (a listener outside a node),
- * or names one by a host name. Read again when the file changed, at most every 5 s (a
- * node writes it every second). */
+ * no strangers: DIR/peers names no other member's numeric address (a listener outside a
+ * node). An address by host name (a lookup would be needed), or one that does not parse,
+ * names no host: a member that announces only such is a stranger here (one member's
+ * record must not turn the limits off for all). Read again when the file changed, at
+ * most every 5 s (a node writes it every second). */
 static int member_host(const char *who)
 {
 	static char (*hosts)[64];
 	static size_t nhosts;
-	static int named;
 	static struct stat was;
 	static uint64_t read_at;
 	struct stat sb;
@@ -465,7 +466,6 @@ static int member_host(const char *who)
 		    sb.st_mtim.tv_sec != was.st_mtim.tv_sec || sb.st_mtim.tv_nsec != was.st_mtim.tv_nsec) {
 			struct gossip_peers t;
 			nhosts = 0;
-			named = 0;
 			was = sb;
 			if (sb.st_ino && gossip_peers_load(&t, statedir) == 0) {
 				char(*h)[64] = realloc(hosts, (t.n * GOSSIP_MAX_ADDRS + 1) * sizeof *h);
@@ -473,10 +473,7 @@ static int member_host(const char *who)
 					hosts = h;
 					for (size_t i = 0; i < t.n; i++)
 						for (int k = 0; !t.v[i].self && k < t.v[i].info.naddrs; k++) {
-							if (host_of(hosts[nhosts], t.v[i].info.addrs[k]))
-								nhosts++;
-							else
-								named = 1;
+							nhosts += host_of(hosts[nhosts], t.v[i].info.addrs[k]);
 						}
 				}
 				gossip_peers_free(&t);
@@ -484,7 +481,7 @@ static int member_host(const char *who)
 		}
 		read_at = now ? now : 1;
 	}
-	if (!nhosts || named)
+	if (!nhosts)
 		return -1;
 	for (size_t i = 0; i < nhosts; i++)
 		if (strcmp(hosts[i], who) == 0)

@@ -454,9 +454,10 @@ PY
 
 @test "syncs from addresses of no member: one each, four in all; an outsider on many addresses cannot stop a member's sync" {
 	# b's table names a, at 127.0.0.1 (a member's sync comes from there), and at a scoped
-	# and a non-canonical IPv6 address (each once turned the strangers' limits off).
+	# and a non-canonical IPv6 address, and a host name (each once turned the strangers'
+	# limits off).
 	gossip-peers -d a announce -a tcp://127.0.0.1:7000 -a 'tcp://[fe80::1%lo]:7000' \
-		-a 'tcp://[0:0::1]:7000' | gossip-peers -d b observe
+		-a 'tcp://[0:0::1]:7000' -a tcp://localhost:7000 | gossip-peers -d b observe
 	[ "$(gossip-peers -d b -j list | jq -r .name)" = a ]
 	SERVE_T=20 listen_sync b
 	gossip-send -d a set from-a 1 | gossip-merge -d a >/dev/null

@@ -177,7 +177,6 @@ struct scan {
 	uint64_t lamport;  /* this node's own: its state's and its events' */
 };
 
-
 static int scan_one(void *ctx, const struct gossip_entry *en, const uint8_t *p)
 {
 	struct scan *s = ctx;

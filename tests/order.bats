@@ -266,10 +266,7 @@ sys.stdout.buffer.write(cbor2.dumps({1: int(sys.argv[1]), 2: int(sys.argv[2]), 3
 	osend a a1
 	lie b 1 $(((1 << 62) - 1)) "[]" >b1
 	gossip-merge -d a <b1 >/dev/null
-	for i in 2 3 4; do
-		gossip-order -d a send ev "a$i" >"a$i" || fail "a$i: exit $?"
-		gossip-merge -d a <"a$i" >/dev/null
-	done
+	for i in 2 3 4; do osend a "a$i"; done
 	# The lie does not count: a's clock went on by one a send.
 	run "$PY" -c 'import cbor2; print(cbor2.loads(open("a/order.state", "rb").read())[1])'
 	[ "$output" = 4 ] || fail "a's clock: $output"

@@ -381,7 +381,10 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 			goto bad;
 		rec = ev.data;
 		reclen = ev.len;
-		if (gossip_member_decode(rec, reclen, &p->info) < 0 || uint_at(&c, &p->hb_version) < 0 ||
+		/* A record this version refuses (an older one took it: a name with a space)
+		 * leaves out its peer, not the table; the store gives it again if it is good. */
+		int refused = gossip_member_decode(rec, reclen, &p->info) < 0;
+		if (uint_at(&c, &p->hb_version) < 0 ||
 		    uint_at(&c, &p->last_hb) < 0 || gossip_cur_expect(&c, GOSSIP_EV_ARRAY, &ev, "peer") < 0 ||
 		    ev.u > GOSSIP_PHI_WINDOW)
 			goto bad;
@@ -393,6 +396,11 @@ int gossip_peers_load(struct gossip_peers *t, const char *dir)
 		if (double_at(&c, &p->score, 100) < 0 || uint_at(&c, &p->rejected) < 0 ||
 		    get_text(&c, p->why, sizeof p->why, "why", "") < 0)
 			goto bad;
+		if (refused) {
+			size_t i = (size_t)(p - t->v);
+			memmove(p, p + 1, (t->n - i - 1) * sizeof *p);
+			t->n--;
+		}
 	}
 	gossip_buf_free(&b);
 	mark_self(t, dir);

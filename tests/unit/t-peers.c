@@ -450,6 +450,15 @@ int main(void)
 	   t2.v[1].score == 10 && !strcmp(t2.v[1].why, "3 rejected") && t2.interval_ms == 250 &&
 	   !strcmp(t2.v[3].info.name, "n3"), "the table survives the disk");
 	gossip_peers_free(&t2);
+	/* A member record this version refuses (one an older version took: a name with a
+	 * space) leaves out that peer, not the whole table: the node would not start. */
+	strcpy(t.v[2].info.name, "m LBMSdxyz dead");
+	ok(gossip_peers_save(&t, dir) == 0 && gossip_peers_load(&t2, dir) == 0 && t2.n == 5 &&
+	   !gossip_peers_find(&t2, pk[2], 0) && gossip_peers_find(&t2, pk[3], 0) &&
+	   !strcmp(gossip_peers_find(&t2, pk[3], 0)->info.name, "n3") && t2.v[4].state == GOSSIP_P_LEFT && t2.interval_ms == 250,
+	   "a record refused leaves out its peer, the rest is kept (%s)", gossip_error());
+	gossip_peers_free(&t2);
+	strcpy(t.v[2].info.name, "n2");
 
 	struct gossip_peer *out[8];
 	cfg.dead_chance = 0;

@@ -111,8 +111,8 @@ long gossip_cbor_event(const uint8_t *p, size_t n, struct gossip_ev *ev)
 
 /* ---- whole items ---- */
 
-struct frame {
-	struct gossip_ev opener;
+struct gossip_scan_frame {
+	struct gossip_ev opener;  /* its data points into the buffer of the walk that began it */
 	uint64_t left;  /* items still due in a definite container */
 	uint64_t index;  /* items seen so far */
 	int indef;
@@ -131,23 +131,17 @@ static int is_container(const struct gossip_ev *ev)
 	}
 }
 
-int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim,
-                     const struct gossip_visitor *v, size_t *len)
+/* Walk on from s->pos (whole heads and strings before it, open containers in s->st, at
+ * least lim->max_depth + 1 of them). MORE leaves s->pos at the head that stopped short and
+ * sets *len to what the item needs at least; OK and BAD set *len as gossip_cbor_scan. */
+static int walk(struct gossip_scan *s, const uint8_t *p, size_t n, const struct gossip_limits *lim,
+                const struct gossip_visitor *v, size_t *len)
 {
-	struct frame small[16], *st = small;
-	unsigned depth = 0, cap = 16;
-	uint64_t items = 0;
-	size_t pos = 0;
+	struct gossip_scan_frame *st = s->st;
+	unsigned depth = s->depth;
+	uint64_t items = s->items;
+	size_t pos = s->pos;
 	int ret = GOSSIP_SCAN_BAD;
-
-	if (lim->max_depth + 1 > cap) {
-		cap = lim->max_depth + 1;
-		if (!(st = malloc(cap * sizeof *st))) {
-			gossip_seterr("out of memory");
-			*len = 0;
-			return GOSSIP_SCAN_BAD;
-		}
-	}
 	for (;;) {
 		struct gossip_ev ev;
 		if (pos >= lim->max_size && pos < n) {
@@ -162,14 +156,17 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 				gossip_seterr("item is larger than %zu bytes", lim->max_size);
 				break;
 			}
-			ret = GOSSIP_SCAN_MORE;
-			break;
+			s->depth = depth, s->items = items, s->pos = pos;
+			/* What the item needs at least: up to the end of the head or string that
+			 * stopped short (ev.u counts from it), and one more byte than there is. */
+			*len = pos + ev.u > n ? pos + ev.u : n + 1;
+			return GOSSIP_SCAN_MORE;
 		}
 		if (k < 0) {
 			gossip_seterr("not well-formed CBOR (byte 0x%02x)", p[pos]);
 			break;
 		}
-		struct frame *top = depth ? &st[depth - 1] : NULL;
+		struct gossip_scan_frame *top = depth ? &st[depth - 1] : NULL;
 		if (ev.type == GOSSIP_EV_BREAK) {
 			if (!top || !top->indef) {
 				gossip_seterr("not well-formed CBOR (break outside an indefinite item)");
@@ -208,7 +205,7 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 		}
 		pos += (size_t)k;
 		if (ev.type != GOSSIP_EV_BREAK && is_container(&ev)) {
-			struct frame *f = &st[depth++];
+			struct gossip_scan_frame *f = &st[depth++];
 			f->opener = ev;
 			f->index = 0;
 			f->indef = ev.type != GOSSIP_EV_ARRAY && ev.type != GOSSIP_EV_MAP &&
@@ -223,7 +220,7 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 				v->close(v->ctx, &st[depth].opener, depth);
 		}
 		while (depth) {
-			struct frame *f = &st[depth - 1];
+			struct gossip_scan_frame *f = &st[depth - 1];
 			f->index++;
 			if (f->indef || --f->left > 0)
 				break;
@@ -240,9 +237,65 @@ int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim
 		}
 	}
 	*len = pos;
-	if (st != small)
-		free(st);
 	return ret;
+}
+
+int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim,
+                     const struct gossip_visitor *v, size_t *len)
+{
+	struct gossip_scan_frame small[16];
+	struct gossip_scan s = {small, 0, 16, 0, 0, 0};
+	if (lim->max_depth + 1 > s.cap) {
+		s.cap = lim->max_depth + 1;
+		if (!(s.st = malloc(s.cap * sizeof *s.st))) {
+			gossip_seterr("out of memory");
+			*len = 0;
+			return GOSSIP_SCAN_BAD;
+		}
+	}
+	int r = walk(&s, p, n, lim, v, len);
+	if (s.st != small)
+		free(s.st);
+	return r;
+}
+
+int gossip_scan_next(struct gossip_scan *s, const uint8_t *p, size_t n, const struct gossip_limits *lim,
+                     size_t *len)
+{
+	if (n < s->need) {
+		*len = s->need;
+		return GOSSIP_SCAN_MORE;
+	}
+	if (s->cap < lim->max_depth + 1) {
+		struct gossip_scan_frame *st = realloc(s->st, (lim->max_depth + 1) * sizeof *st);
+		if (!st) {
+			gossip_seterr("out of memory");
+			*len = 0;
+			return GOSSIP_SCAN_BAD;
+		}
+		s->st = st;
+		s->cap = lim->max_depth + 1;
+	}
+	int r = walk(s, p, n, lim, NULL, len);
+	if (r == GOSSIP_SCAN_MORE)
+		s->need = *len;
+	else
+		gossip_scan_reset(s);
+	return r;
+}
+
+void gossip_scan_reset(struct gossip_scan *s)
+{
+	s->depth = 0;
+	s->items = 0;
+	s->pos = 0;
+	s->need = 0;
+}
+
+void gossip_scan_free(struct gossip_scan *s)
+{
+	free(s->st);
+	memset(s, 0, sizeof *s);
 }
 
 /* ---- sequences ---- */
@@ -278,8 +331,11 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 			r->ready = 0;
 			return 1;
 		}
-		if (r->end > r->start) {
-			int s = gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k);
+		if (r->end > r->start && r->end - r->start >= r->scan.need) {
+			/* Walked on from where the last scan stopped, once the bytes it found
+			 * missing are here: a peer that trickles an item a byte at a time costs
+			 * one walk of it, not one per byte. */
+			int s = gossip_scan_next(&r->scan, r->buf + r->start, r->end - r->start, &r->lim, &k);
 			if (s == GOSSIP_SCAN_OK) {
 				*item = r->buf + r->start;
 				*len = k;
@@ -300,6 +356,10 @@ int gossip_reader_next(struct gossip_reader *r, const uint8_t **item, size_t *le
 				              r->end - r->start);
 				return -1;
 			}
+		} else if (r->eof && r->end > r->start) {
+			gossip_seterr("%s: offset %llu: truncated item (%zu bytes, then end of input)", r->name,
+			              (unsigned long long)(r->base + r->start), r->end - r->start);
+			return -1;
 		} else if (r->eof)
 			return 0;
 		/* Make room: move the partial item to the front, grow up to the limit. */
@@ -383,7 +443,7 @@ int gossip_reader_ready(struct gossip_reader *r)
 {
 	size_t k;
 	if (!r->ready && r->end > r->start &&
-	    gossip_cbor_scan(r->buf + r->start, r->end - r->start, &r->lim, NULL, &k) == GOSSIP_SCAN_OK)
+	    gossip_scan_next(&r->scan, r->buf + r->start, r->end - r->start, &r->lim, &k) == GOSSIP_SCAN_OK)
 		r->ready = k;
 	return r->ready > 0;
 }
@@ -392,6 +452,7 @@ void gossip_reader_free(struct gossip_reader *r)
 {
 	free(r->buf);
 	r->buf = NULL;
+	gossip_scan_free(&r->scan);
 }
 
 /* ---- strict cursors ---- */

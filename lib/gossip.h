@@ -186,10 +186,29 @@ struct gossip_visitor {
 enum { GOSSIP_SCAN_OK = 1, GOSSIP_SCAN_MORE = 0, GOSSIP_SCAN_BAD = -1 };
 /* Walk one complete, well-formed data item at the start of p within the limits,
  * calling v (may be NULL). GOSSIP_SCAN_OK sets *len to its size; GOSSIP_SCAN_MORE
- * means p holds a prefix of an item; GOSSIP_SCAN_BAD sets the error and *len to the
- * offset of the offending byte. */
+ * means p holds a prefix of an item, and sets *len to the bytes it needs at least
+ * (more than n: up to the end of the head or string that stopped short); GOSSIP_SCAN_BAD
+ * sets the error and *len to the offset of the offending byte. */
 int gossip_cbor_scan(const uint8_t *p, size_t n, const struct gossip_limits *lim,
                      const struct gossip_visitor *v, size_t *len);
+/* gossip_cbor_scan (without a visitor) over an item whose bytes keep growing (a stream's
+ * buffer): each call goes on from where the last stopped for more, so an item trickled
+ * in a byte at a time is walked once, not once per byte, and none is walked again before
+ * the bytes its last call found missing have come. p holds the item from its start each
+ * time (it may have moved). After OK or BAD it starts afresh; gossip_scan_reset for
+ * another item. Zeroed to begin. */
+struct gossip_scan_frame;
+struct gossip_scan {
+	struct gossip_scan_frame *st;  /* the open containers */
+	unsigned depth, cap;
+	uint64_t items;
+	size_t pos;  /* bytes of the item walked: whole heads and strings */
+	size_t need;  /* bytes the item needs at least before it is walked on */
+};
+int gossip_scan_next(struct gossip_scan *s, const uint8_t *p, size_t n, const struct gossip_limits *lim,
+                     size_t *len);
+void gossip_scan_reset(struct gossip_scan *s);
+void gossip_scan_free(struct gossip_scan *s);
 
 /* Reads a CBOR sequence (RFC 8742) from a file descriptor, one whole item at a time,
  * as soon as its last byte has arrived. */
@@ -204,6 +223,7 @@ struct gossip_reader {
 	int timeout_ms;  /* > 0: a read that waits longer fails */
 	uint64_t bytes;  /* read so far */
 	size_t ready;  /* length of the buffered item gossip_reader_ready found, or 0 */
+	struct gossip_scan scan;  /* the next item's, while it wants more */
 	uint64_t deadline;  /* > 0: no waiting past this gossip_mono_ms() time, however the
 	                     * bytes trickle in */
 	int wake_fd;  /* >= 0 (-1 from init): a wait also ends, as "timed out", when this is

@@ -666,17 +666,17 @@ static int open_frame(struct session *s, const uint8_t *f, size_t fn)
 	return 0;
 }
 
-/* The next item's scan: OK (its length in s->ready), BAD, or MORE; once for each length of
- * what is buffered (a frame brings more, or nothing is scanned again). */
+/* The next item's scan: OK (its length in s->ready), BAD, or MORE; walked on from where
+ * the last scan stopped, once what it found missing is buffered (a peer's 1-byte frames
+ * cost one walk of the item, not one per frame). */
 static int scan_in(struct session *s)
 {
 	size_t k;
 	if (s->ready)
 		return GOSSIP_SCAN_OK;
-	if (s->in.len <= s->in_at || s->in.len - s->in_at == s->scanned)
+	if (s->in.len <= s->in_at)
 		return GOSSIP_SCAN_MORE;
-	int r = gossip_cbor_scan(s->in.p + s->in_at, s->in.len - s->in_at, &gossip_any_limits, NULL, &k);
-	s->scanned = r == GOSSIP_SCAN_MORE ? s->in.len - s->in_at : 0;
+	int r = gossip_scan_next(&s->scan, s->in.p + s->in_at, s->in.len - s->in_at, &gossip_any_limits, &k);
 	if (r == GOSSIP_SCAN_OK)
 		s->ready = k;
 	return r;
@@ -697,7 +697,6 @@ int session_next(struct session *s, const uint8_t **p, size_t *n)
 			s->off = s->in_base + s->in_at;
 			s->in_at += s->ready;
 			s->ready = 0;
-			s->scanned = 0;
 			return 1;
 		}
 		if (sc == GOSSIP_SCAN_BAD) {
@@ -739,6 +738,7 @@ void session_free(struct session *s)
 	sodium_free(s->k);
 	s->k = NULL;
 	gossip_reader_free(&s->wire);
+	gossip_scan_free(&s->scan);
 	gossip_buf_free(&s->wout);
 	gossip_buf_free(&s->out);
 	gossip_buf_free(&s->in);

@@ -31,7 +31,7 @@ struct session {
 	struct gossip_buf out;  /* plaintext sync items, sealed by session_flush */
 	struct gossip_buf in;  /* opened plaintext; the next item starts at in_at */
 	size_t in_at, ready;
-	size_t scanned;  /* what was buffered of the next item at its last scan, which wanted more */
+	struct gossip_scan scan;  /* the next item's, while it wants more */
 	uint64_t in_base;  /* plaintext offset of in.p[0] */
 	uint64_t off;  /* plaintext offset of the item session_next returned last */
 	struct session_keys *k;

@@ -4,6 +4,8 @@
 
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int scan_hex(const char *hex, const struct gossip_limits *lim, size_t *len)
@@ -135,6 +137,98 @@ int main(void)
 		   gossip_error());
 		gossip_reader_free(&r);
 		close(fds[0]);
+	}
+
+	/* A prefix says what it needs at least, so that a reader fed a byte at a time scans
+	 * again only once that has come (a peer's 1-byte frames cost a scan per head). */
+	ok(scan_hex("5903e800010203", &gossip_any_limits, &len) == GOSSIP_SCAN_MORE && len == 1003,
+	   "a 1000-byte string begun needs its end (%zu)", len);
+	ok(scan_hex("82015903e8", &gossip_any_limits, &len) == GOSSIP_SCAN_MORE && len == 1005,
+	   "nested, from the item's start (%zu)", len);
+	ok(scan_hex("5903", &gossip_any_limits, &len) == GOSSIP_SCAN_MORE && len == 3,
+	   "a head cut short needs the rest of the head (%zu)", len);
+	ok(scan_hex("8201", &gossip_any_limits, &len) == GOSSIP_SCAN_MORE && len == 3,
+	   "an array short of an item needs one byte more (%zu)", len);
+
+	/* The same walk over a buffer that grows a byte at a time, going on where it stopped:
+	 * the same answers as a scan of the whole, and nothing walked twice (an array of a
+	 * thousand small items, each head walked when its byte comes). */
+	{
+		const char *items[] = {"a26161016162820203", "9f018202039f0405ffff", "bf6346756ef563416d7421ff",
+		                       "c11a514b67b0", "5f41014102ff", "d28443a10127a104582000"};
+		int same = 1;
+		struct gossip_scan sc = {0};
+		for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
+			uint8_t it[64];
+			size_t n = unhex(it, items[i]), whole, got = 0;
+			int want = gossip_cbor_scan(it, n, &gossip_any_limits, NULL, &whole), r = GOSSIP_SCAN_MORE;
+			for (size_t k = 1; k <= n && r == GOSSIP_SCAN_MORE; k++)
+				r = gossip_scan_next(&sc, it, k, &gossip_any_limits, &got);
+			if (r != want || got != whole)
+				same = 0;
+			gossip_scan_reset(&sc);
+		}
+		ok(same, "a walk fed a byte at a time ends as a scan of the whole");
+		static uint8_t arr[1003];
+		arr[0] = 0x99, arr[1] = 0x03, arr[2] = 0xe8;  /* 1000 zeros */
+		int on = 1, r = GOSSIP_SCAN_MORE;
+		size_t got = 0;
+		for (size_t k = 1; k <= sizeof arr && r == GOSSIP_SCAN_MORE; k++) {
+			r = gossip_scan_next(&sc, arr, k, &gossip_any_limits, &got);
+			if (r == GOSSIP_SCAN_MORE && (got != (k < 3 ? 3 : k + 1) || sc.pos != (k < 3 ? 0 : k)))
+				on = 0;
+		}
+		ok(on && r == GOSSIP_SCAN_OK && got == sizeof arr, "an array trickled is walked on, never again from its start");
+		arr[500] = 0xff;  /* a break in a definite array */
+		r = GOSSIP_SCAN_MORE;
+		for (size_t k = 1; k <= sizeof arr && r == GOSSIP_SCAN_MORE; k++)
+			r = gossip_scan_next(&sc, arr, k, &gossip_any_limits, &got);
+		ok(r == GOSSIP_SCAN_BAD && got == 500 && strstr(gossip_error(), "break"),
+		   "a bad byte trickled is found at its offset (%zu: %s)", got, gossip_error());
+		arr[500] = 0;
+		ok(gossip_scan_next(&sc, arr, sizeof arr, &gossip_any_limits, &got) == GOSSIP_SCAN_OK && got == sizeof arr,
+		   "and the walk starts afresh after it");
+		gossip_scan_free(&sc);
+	}
+
+	/* Items trickled in pieces, one right after a trickled one: each comes whole (what a
+	 * scan found missing is asked for that item only). */
+	if (pipe(fds) == 0) {
+		static uint8_t big[3003];
+		big[0] = 0x59, big[1] = 0x0b, big[2] = 0xb8;  /* a 3000-byte string */
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			struct timespec ms = {0, 2000000};
+			for (size_t i = 0; i < 40; i++) {  /* 40 bytes one at a time, then the rest */
+				write(fds[1], big + i, 1);
+				nanosleep(&ms, NULL);
+			}
+			write(fds[1], big + 40, sizeof big - 40);
+			write(fds[1], "\x01\x82\x02\x03\x59\x0b\xb8", 7);  /* 1, [2, 3], a string begun */
+			nanosleep(&ms, NULL);
+			write(fds[1], big + 3, 3000);
+			_exit(0);
+		}
+		close(fds[1]);
+		struct gossip_reader r;
+		const uint8_t *it;
+		uint64_t off;
+		gossip_reader_init(&r, fds[0], "pipe", &gossip_any_limits);
+		int g1 = gossip_reader_next(&r, &it, &len, &off);
+		int ok1 = g1 == 1 && len == 3003 && off == 0;
+		int g2 = gossip_reader_next(&r, &it, &len, &off);
+		int ok2 = g2 == 1 && len == 1 && off == 3003 && it[0] == 1;
+		int g3 = gossip_reader_next(&r, &it, &len, &off);
+		int ok3 = g3 == 1 && len == 3 && off == 3004;
+		int g4 = gossip_reader_next(&r, &it, &len, &off);
+		int ok4 = g4 == 1 && len == 3003 && off == 3007 && !memcmp(it, big, 3003);
+		int g5 = gossip_reader_next(&r, &it, &len, &off);
+		ok(ok1 && ok2 && ok3 && ok4 && g5 == 0, "trickled items come whole, and the ones after them (%d %d %d %d %d)",
+		   g1, g2, g3, g4, g5);
+		gossip_reader_free(&r);
+		close(fds[0]);
+		waitpid(pid, NULL, 0);
 	}
 
 	/* A wait with a signal every 20 ms: it ends when its time is up (a signal does not

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 	int reps = atoi(argv[4]);
 	if (fn < 0 || n < 2 || !(err > 0) || reps < 1)
 		return 2;
-	/* The bytes of one share message: signed by a member, value [id, round, s, w]. */
+	/* The bytes of one share message: signed by a member, value [id, round, s, w, to]. */
 	struct gossip_identity id = {0};
 	struct gossip_share sh = {.round = 12, .mass = {1.5, 0.25}};
 	struct gossip_buf b = {0};

@@ -54,6 +54,9 @@ static void show_share(const struct gossip_msg *m)
 	printf("\n  sum      %s", num);
 	gossip_fmt_double(num, s.mass.w);
 	printf("\n  weight   %s", num);
+	char to[9];
+	gossip_short_id(to, s.to);
+	printf("\n  to       %s", to);
 }
 
 /* What a query or a response holds, below its value (gossip(7), QUERIES); a share's. */

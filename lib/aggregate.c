@@ -262,10 +262,10 @@ int gossip_share_encode(struct gossip_buf *b, const struct gossip_share *s)
 {
 	if (check_mass(&s->mass) < 0)
 		return -1;
-	if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 4) < 0 ||
+	if (gossip_cbor_head(b, GOSSIP_MT_ARRAY, 5) < 0 ||
 	    gossip_cbor_str(b, GOSSIP_MT_BSTR, s->id, GOSSIP_AGG_ID_LEN) < 0 ||
 	    gossip_cbor_head(b, GOSSIP_MT_UINT, s->round) < 0 || put_double(b, s->mass.s) < 0 ||
-	    put_double(b, s->mass.w) < 0)
+	    put_double(b, s->mass.w) < 0 || gossip_cbor_str(b, GOSSIP_MT_BSTR, s->to, 32) < 0)
 		return -1;
 	return 0;
 }
@@ -290,8 +290,9 @@ int gossip_share_decode(const uint8_t *p, size_t n, struct gossip_share *s)
 	memset(s, 0, sizeof *s);
 	if (gossip_cur_next(&c, &ev, "share") < 0)
 		return -1;
-	if (ev.type != GOSSIP_EV_ARRAY || ev.u != 4) {
-		gossip_seterr("a share is an array of 4: [id, round, sum, weight]");
+	if (ev.type != GOSSIP_EV_ARRAY || ev.u != 5) {
+		/* An older version's share ([id, round, sum, weight]) named no recipient. */
+		gossip_seterr("a share is an array of 5: [id, round, sum, weight, to]");
 		return -1;
 	}
 	if (gossip_cur_next(&c, &ev, "a share's id") < 0)
@@ -302,8 +303,13 @@ int gossip_share_decode(const uint8_t *p, size_t n, struct gossip_share *s)
 	}
 	memcpy(s->id, ev.data, GOSSIP_AGG_ID_LEN);
 	if (get_uint(&c, &s->round, "a share's round") < 0 || get_double(&c, &s->mass.s, "a share's sum") < 0 ||
-	    get_double(&c, &s->mass.w, "a share's weight") < 0)
+	    get_double(&c, &s->mass.w, "a share's weight") < 0 || gossip_cur_next(&c, &ev, "a share's recipient") < 0)
 		return -1;
+	if (ev.type != GOSSIP_EV_BSTR || ev.len != 32) {
+		gossip_seterr("a share's recipient is not a 32-byte key");
+		return -1;
+	}
+	memcpy(s->to, ev.data, 32);
 	if (c.pos != n) {
 		gossip_seterr("%zu bytes after a share", n - c.pos);
 		return -1;
@@ -427,6 +433,19 @@ static void unload(struct gossip_aggregator *g)
 	gossip_keyring_free(&g->keys);
 	gossip_identity_free(&g->id);
 	g->ready = 0;
+}
+
+void gossip_aggregator_reload(struct gossip_aggregator *g)
+{
+	struct gossip_keyring k;
+	if (!g || !g->ready)
+		return;  /* loaded afresh at the next share */
+	if (gossip_keyring_load(&k, g->dir) < 0) {
+		gossip_warn("reload: aggregate: keyring: %s; sealing shares with the old one", gossip_error());
+		return;
+	}
+	gossip_keyring_free(&g->keys);
+	g->keys = k;  /* in place: g->out seals with it */
 }
 
 void gossip_aggregator_free(struct gossip_aggregator *g)
@@ -646,6 +665,12 @@ int gossip_aggregator_share(struct gossip_aggregator *g, const struct gossip_msg
 		refuse(g, r, m->origin, t ? gossip_error() : "trusted is not loaded yet", now);
 		return 0;
 	}
+	/* Sent to another member and replayed here (sealing does not say to whom): its mass
+	 * would count twice. */
+	if (load(g) < 0 || sodium_memcmp(s.to, g->id.pk, 32) != 0) {
+		refuse(g, r, m->origin, "it was sent to another member (a replay?)", now);
+		return 0;
+	}
 	if (r && r->started)
 		return take(g, r, m->origin, &s, members ? members : 1, now);
 	/* Before its run: kept a while, so that the mass is not lost (the run's message is on
@@ -687,7 +712,7 @@ static void write_status(struct gossip_aggregator *g, struct run *r, uint64_t cu
 }
 
 /* An alive member other than this node, with a udp:// address, uniformly; NULL: none. */
-static const char *pick(const struct gossip_peers *t)
+static const struct gossip_peer *pick(const struct gossip_peers *t)
 {
 	size_t n = 0, k;
 	for (size_t i = 0; i < t->n; i++)
@@ -698,7 +723,7 @@ static const char *pick(const struct gossip_peers *t)
 	for (size_t i = 0; i < t->n; i++) {
 		const char *a = gossip_member_addr(&t->v[i].info, GOSSIP_UDP);
 		if (!t->v[i].self && t->v[i].state == GOSSIP_P_ALIVE && a && !k--)
-			return a;
+			return &t->v[i];
 	}
 	return NULL;
 }
@@ -708,13 +733,15 @@ static void step(struct gossip_aggregator *g, struct run *r, struct gossip_peers
 {
 	write_status(g, r, cur);
 	struct gossip_agg_mass keep = r->mass;
-	const char *to = pick(t);
+	const struct gossip_peer *p = pick(t);
+	const char *to = p ? gossip_member_addr(&p->info, GOSSIP_UDP) : NULL;
 	if (!to || (keep.s == 0 && keep.w == 0) || (extreme(r->spec.fn) && !(keep.w > 0)) || load(g) < 0)
 		return;  /* no one to send to, nothing to send: the mass stays */
 	struct gossip_share s = {.round = cur, .mass = gossip_agg_split(r->spec.fn, &keep)};
 	struct gossip_buf b = {0};
 	long i;
 	memcpy(s.id, r->id, sizeof s.id);
+	memcpy(s.to, p->pk, 32);
 	uint64_t before = g->out.sent_bytes;
 	if (gossip_share_sign(&b, &s, &g->id) == 0 && (i = gossip_out_index(&g->out, to)) >= 0 &&
 	    gossip_out_queue_to(&g->out, (size_t)i, b.p, b.len) == 0) {

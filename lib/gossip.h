@@ -1094,6 +1094,7 @@ struct gossip_share {
 	uint8_t id[GOSSIP_AGG_ID_LEN];
 	uint64_t round;
 	struct gossip_agg_mass mass;  /* finite, weight not negative */
+	uint8_t to[32];  /* the member it is sent to: no other takes it (a replay elsewhere) */
 };
 int gossip_share_encode(struct gossip_buf *b, const struct gossip_share *s);
 int gossip_share_decode(const uint8_t *p, size_t n, struct gossip_share *s);
@@ -1111,6 +1112,9 @@ int gossip_share_sign(struct gossip_buf *b, const struct gossip_share *s,
 struct gossip_aggregator;
 struct gossip_aggregator *gossip_aggregator_new(const char *dir);
 void gossip_aggregator_free(struct gossip_aggregator *g);
+/* Read DIR/keyring again (a reload): the next shares are sealed with it; a keyring that
+ * does not load keeps the old one, with a warning. */
+void gossip_aggregator_reload(struct gossip_aggregator *g);
 /* A message that may be a run (from the stream or the store): taken when new and not past
  * its deadline; with GOSSIP_AGG_RUNS under way, it replaces one past its deadline, or else
  * the oldest (warned). */

@@ -384,6 +384,9 @@ long gossip_observe_reload(struct gossip_observer *o)
 			o->relay_keys = k;  /* in place: relay_out seals with it */
 		}
 	}
+	/* Shares too: a run lasts up to a day, and a retired key must be out of use at
+	 * gossip-keyring(5)'s third step. */
+	gossip_aggregator_reload(o->agg);
 	if (gossip_trust_load(&t, o->dir) < 0) {
 		gossip_warn("reload: trusted: %s; keeping the old one", gossip_error());
 		return -1;

@@ -6,7 +6,12 @@
 #include "tap.h"
 #include "fixture.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int decodes_hex(const char *hex, struct gossip_aggregate *a)
@@ -49,16 +54,22 @@ static void codec(void)
 	/* Shares. */
 	struct gossip_share s = {.round = 7, .mass = {27.5, 0.25}}, t;
 	memset(s.id, 0xab, sizeof s.id);
-	ok(gossip_share_encode(&b, &s) == 0 && b.len == 1 + 17 + 1 + 9 + 9, "a share encodes: float64 always (%zu bytes)", b.len);
+	memset(s.to, 0xcd, sizeof s.to);
+	ok(gossip_share_encode(&b, &s) == 0 && b.len == 1 + 17 + 1 + 9 + 9 + 34, "a share encodes: float64 always (%zu bytes)", b.len);
 	ok(gossip_share_decode(b.p, b.len, &t) == 0 && t.round == 7 && t.mass.s == 27.5 && t.mass.w == 0.25 &&
-	   !memcmp(t.id, s.id, sizeof s.id), "and decodes");
+	   !memcmp(t.id, s.id, sizeof s.id) && !memcmp(t.to, s.to, sizeof s.to), "and decodes, with its recipient");
 	gossip_hex(hex, b.p, b.len);
-	unsigned char raw[64];
+	unsigned char raw[128];
 	/* The weight as a float32 (fa 3e800000): not deterministic here. */
 	char h32[256];
-	snprintf(h32, sizeof h32, "%.*sfa3e800000", (int)(b.len * 2 - 18), hex);
+	snprintf(h32, sizeof h32, "%.*sfa3e800000%s", (int)(b.len * 2 - 18 - 68), hex, hex + b.len * 2 - 68);
 	size_t n = unhex(raw, h32);
 	ok(gossip_share_decode(raw, n, &t) < 0 && strstr(gossip_error(), "float64"), "refused: a float32 weight");
+	/* An older version's share, [id, round, sum, weight]: it names no recipient. */
+	snprintf(h32, sizeof h32, "84%.*s", (int)(b.len * 2 - 2 - 68), hex + 2);
+	n = unhex(raw, h32);
+	ok(gossip_share_decode(raw, n, &t) < 0 && strstr(gossip_error(), "an array of 5"), "refused: a share of 4 (%s)",
+	   gossip_error());
 	s.mass.w = -1;
 	ok(gossip_share_encode(&b, &s) < 0, "refused: a negative weight");
 	s.mass.w = NAN;
@@ -173,10 +184,11 @@ static size_t signed_run(struct gossip_buf *b, const struct gossip_identity *id,
 }
 
 static int share_msg(struct gossip_buf *b, struct gossip_msg *m, const struct gossip_identity *id,
-                     const uint8_t *run, uint64_t round, double s, double w)
+                     const uint8_t *to, const uint8_t *run, uint64_t round, double s, double w)
 {
 	struct gossip_share sh = {.round = round, .mass = {s, w}};
 	memcpy(sh.id, run, GOSSIP_AGG_ID_LEN);
+	memcpy(sh.to, to, 32);
 	b->len = 0;
 	return gossip_share_sign(b, &sh, id) == 0 && gossip_msg_decode(b->p, b->len, m) == 0;
 }
@@ -205,28 +217,32 @@ static void node_part(void)
 	gossip_msg_decode(run.p, run.len, &m);
 	gossip_agg_id(id, run.p, run.len);
 	/* A share that comes before its run is kept, then taken when the run starts. */
-	share_msg(&b, &m, &peer, id, 0, 1, 1);
+	share_msg(&b, &m, &peer, me.pk, id, 0, 1, 1);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 1, "a share before its run is kept");
 	gossip_msg_decode(run.p, run.len, &m);
 	gossip_aggregator_event(g, &m, now);
 	gossip_aggregator_tick(g, &t, NULL, now);
 	ok(gossip_agg_status_load(dir, id, &st) == 0 && st.round == 0 && st.estimate == 4 && st.received == 1,
 	   "started: input 7 and the kept share (1, 1): estimate 4 (%g)", st.estimate);
-	share_msg(&b, &m, &peer, id, 0, 1, 1);
+	share_msg(&b, &m, &peer, me.pk, id, 0, 1, 1);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 0, "refused: a second share of one signer in a round");
-	share_msg(&b, &m, &outsider, id, 0, 1000, 1);
+	share_msg(&b, &m, &outsider, me.pk, id, 0, 1000, 1);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 0, "refused: an outsider's share");
-	share_msg(&b, &m, &peer, id, 1, 1e9, 50);
+	/* A share the peer sent to another member, replayed here by an outsider (sealing
+	 * does not say to whom): its mass would count twice. */
+	share_msg(&b, &m, &peer, peer.pk, id, 1, 4, 1);
+	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 0, "refused: a share sent to another member");
+	share_msg(&b, &m, &peer, me.pk, id, 1, 1e9, 50);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 0, "refused: more weight than the run has (3 members)");
-	share_msg(&b, &m, &peer, id, 9, 1, 1);
+	share_msg(&b, &m, &peer, me.pk, id, 9, 1, 1);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 0, "refused: a round far ahead");
-	share_msg(&b, &m, &peer, id, 1, 4, 1);
+	share_msg(&b, &m, &peer, me.pk, id, 1, 4, 1);
 	ok(gossip_aggregator_share(g, &m, &trust, 3, now) == 1, "a share of the next round is taken");
 	gossip_aggregator_tick(g, &t, NULL, now + 1000);
-	ok(gossip_agg_status_load(dir, id, &st) == 0 && st.round == 1 && st.estimate == 4 && st.refused == 4 &&
+	ok(gossip_agg_status_load(dir, id, &st) == 0 && st.round == 1 && st.estimate == 4 && st.refused == 5 &&
 	   st.low == 1 && st.high == 4 && st.shares == 2,
-	   "round 1: (7+1+4)/3 = 4, four refused, the spread of the shares' estimates (%g to %g)", st.low, st.high);
-	ok(gossip_aggregator_refused(g) == 4, "refusals counted");
+	   "round 1: (7+1+4)/3 = 4, five refused, the spread of the shares' estimates (%g to %g)", st.low, st.high);
+	ok(gossip_aggregator_refused(g) == 5, "refusals counted");
 	/* Past the deadline and its linger: dropped, the file removed. */
 	gossip_aggregator_tick(g, &t, NULL, now + 60000 + GOSSIP_AGG_LINGER_MS);
 	ok(access(gossip_agg_path(dir, id), F_OK) < 0, "a run past its deadline is dropped with its file");
@@ -247,11 +263,100 @@ static void node_part(void)
 	free(dir);
 }
 
+/* The next share sent to the one peer, at the socket fd; opened with ring (0: opened). */
+static int next_share_opens(int fd, const struct gossip_keyring *ring)
+{
+	uint8_t dg[2048];
+	struct pollfd p = {fd, POLLIN, 0};
+	if (poll(&p, 1, 2000) != 1)
+		return -1;
+	ssize_t k = recv(fd, dg, sizeof dg, 0);
+	struct gossip_buf out = {0};
+	int r = k > 0 ? gossip_open_sealed(&out, ring, dg, (size_t)k) : -1;
+	gossip_buf_free(&out);
+	return r;
+}
+
+/* gossip-keyring(5)'s third step, then a reload, during a run: the next shares are sealed
+ * with the new key only (a run lasts up to a day; the retired key must be out of use). */
+static void reload_part(void)
+{
+	char *dir = strdup(temp_dir("aggkeys")), addr[64];
+	struct gossip_identity me, peer = named_ident("peer");
+	struct gossip_peers t = {0};
+	struct gossip_buf run = {0};
+	struct gossip_msg m;
+	uint8_t k1[32], k2[32];
+	char b1[64], b2[64];
+	memset(k1, 1, 32), memset(k2, 2, 32);
+	gossip_b64(b1, k1, 32), gossip_b64(b2, k2, 32);
+	struct gossip_keyring r1 = {sodium_malloc(32), 1}, r2 = {sodium_malloc(32), 1};
+	memcpy(r1.keys[0], k1, 32), memcpy(r2.keys[0], k2, 32);
+	gossip_identity_create(dir, "me", 0, &me);
+	FILE *f = fopen(gossip_path(dir, "keyring"), "w");
+	fprintf(f, "%s\n", b1);
+	fclose(f);
+	chmod(gossip_path(dir, "keyring"), 0600);
+	/* The peer: alive, at a socket of this test's. */
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t sl = sizeof sa;
+	bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	snprintf(addr, sizeof addr, "udp://127.0.0.1:%d", ntohs(sa.sin_port));
+	struct gossip_peer *p = gossip_peers_find(&t, peer.pk, 1);
+	p->state = GOSSIP_P_ALIVE;
+	snprintf(p->info.name, sizeof p->info.name, "peer");
+	snprintf(p->info.addrs[0], sizeof p->info.addrs[0], "%s", addr);
+	p->info.naddrs = 1;
+	struct gossip_aggregator *g = gossip_aggregator_new(dir);
+	uint64_t now = gossip_now_ms();
+	f = fopen(gossip_path(dir, "aggregate.input"), "w");
+	fputs("5\n", f);
+	fclose(f);
+	signed_run(&run, &peer, "-", GOSSIP_AGG_AVG, now, 100);
+	gossip_msg_decode(run.p, run.len, &m);
+	gossip_aggregator_event(g, &m, now);
+	gossip_aggregator_tick(g, &t, NULL, now);
+	ok(next_share_opens(fd, &r1) == 0, "a share sealed with the keyring's key");
+	f = fopen(gossip_path(dir, "keyring"), "w");
+	fprintf(f, "%s\n", b2);
+	fclose(f);
+	gossip_aggregator_tick(g, &t, NULL, now + 100);
+	ok(next_share_opens(fd, &r1) == 0, "before the reload, still the old key");
+	gossip_aggregator_reload(g);
+	gossip_aggregator_tick(g, &t, NULL, now + 200);
+	uint8_t dg[2048];
+	struct pollfd pf = {fd, POLLIN, 0};
+	ssize_t k = poll(&pf, 1, 2000) == 1 ? recv(fd, dg, sizeof dg, 0) : -1;
+	struct gossip_buf out = {0};
+	ok(k > 0 && gossip_open_sealed(&out, &r1, dg, (size_t)k) < 0 && gossip_open_sealed(&out, &r2, dg, (size_t)k) == 0,
+	   "after it, the new key only");
+	gossip_buf_free(&out);
+	/* A keyring that does not load keeps the one in force. */
+	f = fopen(gossip_path(dir, "keyring"), "w");
+	fprintf(f, "not a key\n");
+	fclose(f);
+	gossip_aggregator_reload(g);
+	gossip_aggregator_tick(g, &t, NULL, now + 300);
+	ok(next_share_opens(fd, &r2) == 0, "a damaged keyring at a reload: the old one stays");
+	close(fd);
+	gossip_aggregator_free(g);
+	gossip_keyring_free(&r1), gossip_keyring_free(&r2);
+	gossip_buf_free(&run);
+	gossip_peers_free(&t);
+	gossip_identity_free(&me);
+	gossip_identity_free(&peer);
+	rm_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	gossip_init("t-aggregate");
 	codec();
 	push_sum();
 	node_part();
+	reload_part();
 	return tap_done();
 }

@@ -202,7 +202,8 @@ static void reload(void);
 
 /* One unit as it arrived: sealed (with a keyring) or plain. A reload asked for before
  * it is judged comes first, so the next unit after SIGHUP meets the new files. -1 when it
- * held a forgery. */
+ * held a forgery, or (with a keyring) did not open: each such unit costs a try of every
+ * key, so a stream that sends one is closed, as a forger's is. */
 static int take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
 {
 	if (want_reload)
@@ -225,7 +226,7 @@ static int take_unit(const uint8_t *p, size_t n, const char *src, uint64_t base)
 		       plainmsg ? "not sealed: a node with a keyring takes only sealed traffic"
 		                : gossip_looks_sealed(p, n) ? GOSSIP_WRONG_KEY
 		                                            : "neither a message nor a sealed item");
-		return 0;
+		return -1;
 	}
 	return take_messages(plain.p, plain.len, src, 0);
 }
@@ -293,7 +294,7 @@ static int take_stream(struct conn *c)
 	c->base += at;
 	flush_out();
 	if (forgery)
-		return -1;  /* a forger's stream: closed (said by reject) */
+		return -1;  /* a forger's stream, or one that does not open: closed (said by reject) */
 	if (s == GOSSIP_SCAN_BAD) {
 		reject(strstr(gossip_error(), "larger") ? R_TOOBIG : R_MALFORMED, c->peer, c->base,
 		       gossip_error());

@@ -537,7 +537,9 @@ struct gossip_keyring {
 	uint8_t (*keys)[32];  /* sodium_malloc */
 	size_t n;
 };
-/* A missing keyring is empty (n == 0): traffic is not sealed. */
+/* A missing keyring is empty (n == 0): traffic is not sealed. At most GOSSIP_KEYRING_MAX
+ * keys (each item received is tried with every one). */
+enum { GOSSIP_KEYRING_MAX = 8 };
 int gossip_keyring_load(struct gossip_keyring *k, const char *dir);
 void gossip_keyring_free(struct gossip_keyring *k);
 /* Append one sealed item, a CBOR byte string: 24-byte nonce, then XChaCha20-Poly1305

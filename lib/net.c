@@ -384,6 +384,13 @@ int gossip_keyring_load(struct gossip_keyring *k, const char *dir)
 		i = e + 1;
 		if (!n || *s == '#')
 			continue;
+		if (k->n == GOSSIP_KEYRING_MAX) {
+			/* Each item received is tried with every key: many keys let an outsider's
+			 * junk cost a node that many decryptions an item. */
+			gossip_seterr("%s holds more than %d keys: a rotation needs two at a time (see "
+			              "gossip-keyring(5)); remove the retired ones", path, GOSSIP_KEYRING_MAX);
+			goto fail;
+		}
 		if (gossip_unb64(k->keys[k->n], 32, s, n) < 0) {
 			gossip_seterr("%s line %u: not a key (base64 of 32 bytes, as gossip-keygen -c prints): "
 			              "the keyring is damaged; " KEYRING_FIX, path, no);

@@ -143,6 +143,7 @@ p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] = ord("*");
 	short) $PY -c 'import sys
 p = sys.argv[1]; b = open(p, "rb").read(); open(p, "wb").write(b[:20] + b[21:])' "$1" ;;
 	long) sed -i 's/^/AAAA/' "$1" ;;
+	many) for _ in 1 2 3 4 5 6 7 8; do gossip-keygen -c; done >>"$1" ;;  # nine keys
 	flip) $PY -c 'import sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); o = len(b) // 2
 # In a line of text, the first letter or digit from the middle on that stays one: base64
@@ -218,6 +219,10 @@ keyring short | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
 keyring short | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
 keyring short | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key
 keyring short | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring line 1: not a key
+keyring many  | 2 gossip-listen - | keyring: DIR/keyring holds more than 8 keys: a rotation needs two at a time (see gossip-keyring(5)); remove the retired ones
+keyring many  | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring holds more than 8 keys
+keyring many  | 2 gossip-peers -p observe | keyring: DIR/keyring holds more than 8 keys
+keyring many  | 2 gossip-merge sync tcp://127.0.0.1:9 | keyring: DIR/keyring holds more than 8 keys
 keyring long  | 2 gossip-listen - | keyring: DIR/keyring line 1: not a key
 keyring long  | 2 gossip-send -t udp://127.0.0.1:9 set k2 v | keyring: DIR/keyring line 1: not a key
 keyring long  | 2 gossip-peers -p observe | keyring: DIR/keyring line 1: not a key

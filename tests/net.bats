@@ -193,6 +193,36 @@ for _ in range(3):
 	[ "$(gossip-inspect -d b -j got | jq -r .key | paste -sd' ')" = "good good2" ]
 }
 
+@test "a stream item that does not open (a key this node does not hold) closes the stream: what follows is not taken" {
+	# Each such item costs a try of every key: a stream that sends one is closed, as a
+	# forger's is.
+	gossip-keygen -c >b/keyring
+	gossip-keygen -c >other
+	cp b/keyring a/keyring
+	chmod 600 a/keyring b/keyring
+	listen b got udp://127.0.0.1:0 tcp://127.0.0.1:0
+	udp=$(sed -n 1p got.addrs) tcp=$(sed -n 2p got.addrs)
+	gossip-send -d a set k v >m1
+	gossip-send -d a set after 1 >m2
+	$PY - "$tcp" b/keyring other m1 m2 <<'PY'
+import base64, cbor2, os, socket, sys
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt as enc
+def seal(keyfile, p):  # as gossip-keyring(5) says
+    k = base64.b64decode(open(keyfile).read().split()[0])
+    n = os.urandom(24)
+    return cbor2.dumps(n + enc(p, b"gossip seal v1", n, k))
+host, port = sys.argv[1][len("tcp://"):].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(seal(sys.argv[3], open(sys.argv[4], "rb").read()) + seal(sys.argv[2], open(sys.argv[5], "rb").read()))
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+PY
+	gossip-send -d a -t "$udp" set good 1
+	wait_msgs got 1
+	[[ "$(stats "$got_pid" got.err)" == *", 1 wrong key,"* ]] || fail "$(cat got.err)"
+	[ "$(gossip-inspect -d b -j got | jq -r .key | sort | paste -sd' ')" = "good" ] || fail "$(gossip-inspect -d b got)"
+}
+
 @test "a flood of garbage and half-open connections does not stop valid traffic" {
 	listen b got -c 16 -t 2 udp://127.0.0.1:0 tcp://127.0.0.1:0
 	u=$(sed -n 1p got.addrs) t=$(sed -n 2p got.addrs)

@@ -64,15 +64,6 @@ static int member_record(struct gossip_store *st, const uint8_t pk[32], struct g
 	return f.ok;
 }
 
-/* 1 when TO is at the host of one of a member's addresses. */
-static int announced(const struct gossip_addr *to, const struct gossip_member *mb)
-{
-	for (int i = 0; i < mb->naddrs; i++)
-		if (gossip_addr_same_host(to, mb->addrs[i]))
-			return 1;
-	return 0;
-}
-
 static struct gossip_store *open_store(const char *dir, struct gossip_trust *trust)
 {
 	struct gossip_store_opts o = gossip_store_defaults;
@@ -433,12 +424,6 @@ static int ask(const struct ask_opts *o, struct gossip_query *q)
 
 	if (gossip_author_open(&me, o->dir, 1) < 0)
 		gossip_die(GOSSIP_EXIT_ERR, "%s", gossip_error());
-	/* The members would not answer (gossip(7), Responses): say so now, not at the timeout. */
-	struct gossip_member self;
-	if (member_record(a.st, me.id.pk, &self) > 0 && !announced(&here, &self))
-		gossip_die(GOSSIP_EXIT_ERR, "-a %s: not a host this node announced (%s): the members answer a "
-		           "member's query only at a host it announced", host,
-		           self.naddrs ? self.addrs[0] : "no address");
 	struct gossip_msg m = {0};
 	m.type = GOSSIP_T_EVENT;
 	m.key = (const uint8_t *)GOSSIP_KEY_QUERY;
@@ -853,22 +838,6 @@ static void on_query(struct responder *r, const uint8_t *p, size_t n)
 	struct gossip_addr to;
 	if (gossip_addr_unicast(&to, q.reply) < 0) {
 		note(r, "query %s not answered: %s", q.name, gossip_error());
-		return;
-	}
-	/* A member takes answers at a host it announced: otherwise its one query would make
-	 * every member send answers, acks and relayed copies to a host it names (a
-	 * reflection). A trusted signer with no member record (an operator's key) may name
-	 * any host. */
-	int asker = member_record(r->st, m.origin, &self);
-	if (asker < 0) {
-		note(r, "query %s not answered: %s", q.name, gossip_error());
-		return;
-	}
-	if (asker > 0 && !announced(&to, &self)) {
-		char why[400];
-		snprintf(why, sizeof why, "its reply address %.64s is not at a host its asker announced "
-		         "(a member takes answers at its own address)", q.reply);
-		note(r, "query %s not answered: %s", q.name, why);
 		return;
 	}
 	int found = member_record(r->st, r->me.pk, &self);

@@ -513,10 +513,6 @@ int gossip_addr_parse(struct gossip_addr *a, const char *s);
  * (no name is looked up: a lookup waits on DNS, which a sender must not make a node do),
  * not multicast, broadcast, unspecified or port 0; -1 with the reason otherwise. */
 int gossip_addr_unicast(struct gossip_addr *a, const char *s);
-/* 1 when ADDR (udp:// or tcp://, as a member announces it) is numeric and names A's host
- * (IPv4-mapped IPv6 as the IPv4 address it maps, ports and IPv6 scopes aside); 0 otherwise,
- * a name included (none is looked up). A is an IP address (gossip_addr_unicast's). */
-int gossip_addr_same_host(const struct gossip_addr *a, const char *addr);
 void gossip_addr_text(struct gossip_addr *a);
 /* The same host and port under another kind (a UDP peer's TCP side). */
 int gossip_addr_as(struct gossip_addr *to, const struct gossip_addr *from, int kind);

@@ -42,36 +42,6 @@ int gossip_addr_parse(struct gossip_addr *a, const char *s)
 	return addr_parse(a, s, 0);
 }
 
-/* The host of an IP address, as it leaves a socket: 4 bytes for IPv4 (an IPv4-mapped IPv6
- * address, ::ffff:224.0.0.1, leaves an IPv6 socket as the IPv4 address it maps), 16 for
- * IPv6 (its scope aside). */
-static size_t host_bytes(const struct gossip_addr *a, uint8_t h[16])
-{
-	if (a->sa.ss_family == AF_INET) {
-		memcpy(h, &((const struct sockaddr_in *)&a->sa)->sin_addr, 4);
-		return 4;
-	}
-	const struct in6_addr *ip6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
-	if (IN6_IS_ADDR_V4MAPPED(ip6)) {
-		memcpy(h, ip6->s6_addr + 12, 4);
-		return 4;
-	}
-	memcpy(h, ip6->s6_addr, 16);
-	return 16;
-}
-
-int gossip_addr_same_host(const struct gossip_addr *a, const char *addr)
-{
-	struct gossip_addr b;
-	uint8_t ha[16], hb[16];
-	if ((a->sa.ss_family != AF_INET && a->sa.ss_family != AF_INET6) ||
-	    (strncmp(addr, "udp://", 6) != 0 && strncmp(addr, "tcp://", 6) != 0) ||
-	    addr_parse(&b, addr, AI_NUMERICHOST) < 0)
-		return 0;
-	size_t la = host_bytes(a, ha), lb = host_bytes(&b, hb);
-	return la == lb && memcmp(ha, hb, la) == 0;
-}
-
 int gossip_addr_unicast(struct gossip_addr *a, const char *s)
 {
 	if (strncmp(s, "udp://", 6) != 0) {
@@ -82,16 +52,18 @@ int gossip_addr_unicast(struct gossip_addr *a, const char *s)
 		gossip_seterr("%.64s: not a numeric address (no name is looked up for it)", s);
 		return -1;
 	}
-	uint8_t h[16];
-	size_t hl = host_bytes(a, h);
-	int bad = 0;
-	if (hl == 16) {
+	int bad = 0, v4 = a->sa.ss_family == AF_INET;
+	uint32_t ip = v4 ? ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) : 0;
+	if (a->sa.ss_family == AF_INET6) {
 		const struct in6_addr *ip6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
 		bad = IN6_IS_ADDR_UNSPECIFIED(ip6) || IN6_IS_ADDR_MULTICAST(ip6);
-	} else {
-		uint32_t ip = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-		bad = ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
+		/* ::ffff:224.0.0.1 leaves an IPv6 socket as the IPv4 address it maps. */
+		if ((v4 = IN6_IS_ADDR_V4MAPPED(ip6)))
+			ip = (uint32_t)ip6->s6_addr[12] << 24 | (uint32_t)ip6->s6_addr[13] << 16 |
+			     (uint32_t)ip6->s6_addr[14] << 8 | ip6->s6_addr[15];
 	}
+	if (v4)
+		bad = bad || ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe;
 	if (bad || !((const struct sockaddr_in *)&a->sa)->sin_port) {
 		gossip_seterr("%.64s: not one host's address (multicast, broadcast, unspecified or port 0)", s);
 		return -1;

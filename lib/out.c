@@ -201,8 +201,18 @@ static int udp_send(struct gossip_out *o, struct gossip_dest *d)
 			gossip_buf_put(&dg, d->pend.p + at, k);
 			at += k;
 		}
-		if (dg.len == 0)
-			break;  /* cannot happen: large messages were queued for TCP */
+		if (dg.len == 0) {
+			/* Queued for a datagram before a reload turned sealing on, and too large
+			 * for one sealed: over TCP, as it would be queued now. */
+			if (at < d->pend.len &&
+			    gossip_cbor_scan(d->pend.p + at, d->pend.len - at, &gossip_msg_limits, NULL, &k) ==
+			            GOSSIP_SCAN_OK &&
+			    gossip_buf_put(&d->big, d->pend.p + at, k) == 0) {
+				at += k;
+				continue;
+			}
+			break;  /* not a message: what the queue was given was checked */
+		}
 		const struct gossip_buf *out = &dg;
 		if (o->keys && o->keys->n) {
 			sealed.len = 0;

@@ -112,10 +112,11 @@ last_estimate() {
 forge_share() {
 	local id=$1 round=$2 port
 	for port in $PORTS; do
-		"$PY" - - "$id" "$round" "$port" <<'PY'
-import os, socket, struct, sys
+		"$PY" - - "$id" "$round" "$port" "$(cut -d' ' -f1 "$T/n1/key.pub")" <<'PY'
+import base64, os, socket, struct, sys
 from nacl.signing import SigningKey
 keyfile, idhex, rnd, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+to = base64.b64decode(sys.argv[5])  # the recipient it names (gossip(7), Shares)
 sk = SigningKey(os.urandom(32))  # an outsider: in no trusted file
 pk = bytes(sk.verify_key)
 def head(major, n):
@@ -125,7 +126,7 @@ def head(major, n):
     return bytes([major << 5 | 26]) + struct.pack(">I", n)
 def bstr(b): return head(2, len(b)) + b
 def f64(d): return b"\xfb" + struct.pack(">d", d)
-value = head(4, 4) + bstr(bytes.fromhex(idhex)) + head(0, rnd) + f64(1e9) + f64(1.0)
+value = head(4, 5) + bstr(bytes.fromhex(idhex)) + head(0, rnd) + f64(1e9) + f64(1.0) + bstr(to)
 payload = head(5, 2) + head(0, 1) + head(0, 7) + head(0, 5) + bstr(value)
 prot = b"\xa1\x01\x27"
 tbs = head(4, 4) + head(3, 10) + b"Signature1" + bstr(prot) + bstr(b"") + bstr(payload)

@@ -665,12 +665,12 @@ int gossip_aggregator_share(struct gossip_aggregator *g, const struct gossip_msg
 		refuse(g, r, m->origin, t ? gossip_error() : "trusted is not loaded yet", now);
 		return 0;
 	}
-	/* Sent to another member and replayed here (sealing does not say to whom): its mass
-	 * would count twice. */
 	if (load(g) < 0) {
 		refuse(g, r, m->origin, "this node's key does not load", now);
 		return 0;
 	}
+	/* Sent to another member and replayed here (sealing does not say to whom): its mass
+	 * would count twice. */
 	if (sodium_memcmp(s.to, g->id.pk, 32) != 0) {
 		refuse(g, r, m->origin, "it was sent to another member (a replay?)", now);
 		return 0;

@@ -1117,8 +1117,10 @@ void gossip_aggregator_reload(struct gossip_aggregator *g);
  * its deadline; with GOSSIP_AGG_RUNS under way, it replaces one past its deadline, or else
  * the oldest (warned). */
 void gossip_aggregator_event(struct gossip_aggregator *g, const struct gossip_msg *m, uint64_t now);
-/* A share: checked against t (trusted signer, good signature), its mass bounded (weight
- * at most the run's total, members members for avg, min and max, 1 for sum and count), one
+/* A share: checked against t (trusted signer, good signature), naming this node as its
+ * recipient (one sent to another member and replayed here would count twice), its mass
+ * bounded (weight at most the run's total, members members for avg, min and max, 1 for
+ * sum and count), one
  * per signer and round, not older than eight rounds; then taken into its run, or kept a
  * while when the run is not known here yet. 1 taken or kept, 0 refused (counted). */
 int gossip_aggregator_share(struct gossip_aggregator *g, const struct gossip_msg *m,

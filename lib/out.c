@@ -192,10 +192,11 @@ static int udp_send(struct gossip_out *o, struct gossip_dest *d)
 		return -1;
 	}
 	while (at < d->pend.len) {
+		int sc = GOSSIP_SCAN_BAD;
 		dg.len = 0;
 		/* As many whole messages as fit. */
 		while (at < d->pend.len &&
-		       gossip_cbor_scan(d->pend.p + at, d->pend.len - at, &gossip_msg_limits, NULL, &k) ==
+		       (sc = gossip_cbor_scan(d->pend.p + at, d->pend.len - at, &gossip_msg_limits, NULL, &k)) ==
 		               GOSSIP_SCAN_OK &&
 		       dg.len + k <= budget) {
 			gossip_buf_put(&dg, d->pend.p + at, k);
@@ -203,11 +204,9 @@ static int udp_send(struct gossip_out *o, struct gossip_dest *d)
 		}
 		if (dg.len == 0) {
 			/* Queued for a datagram before a reload turned sealing on, and too large
-			 * for one sealed: over TCP, as it would be queued now. */
-			if (at < d->pend.len &&
-			    gossip_cbor_scan(d->pend.p + at, d->pend.len - at, &gossip_msg_limits, NULL, &k) ==
-			            GOSSIP_SCAN_OK &&
-			    gossip_buf_put(&d->big, d->pend.p + at, k) == 0) {
+			 * for one sealed (the message just scanned, k bytes): over TCP, as it would
+			 * be queued now. */
+			if (sc == GOSSIP_SCAN_OK && gossip_buf_put(&d->big, d->pend.p + at, k) == 0) {
 				at += k;
 				continue;
 			}
